@@ -1,0 +1,31 @@
+/* ac.h - Aho-Corasick multi-pattern matcher over bytes, case-insensitive (ASCII).
+ *
+ * Build once (ac_add ... ac_build), then read-only: any number of threads may search.
+ * Memory-compact for large pattern sets (a million patterns must load in seconds and in a
+ * few hundred MB). Each pattern carries a caller id; hits report id and end offset.
+ */
+#ifndef TW_AC_H
+#define TW_AC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tunnelwatch/tw.h"
+
+struct ac;
+
+struct ac *ac_new(void);
+void ac_free(struct ac *ac);
+/* Adds a pattern (copied, folded to lower case). Returns TW_OK, TW_EBAD (empty) or TW_ENOMEM. */
+int ac_add(struct ac *ac, const uint8_t *pat, size_t len, uint32_t id) TW_WUR;
+int ac_build(struct ac *ac) TW_WUR;
+size_t ac_pattern_count(const struct ac *ac);
+size_t ac_memory(const struct ac *ac); /* bytes held */
+
+/* Called for each hit; end is the offset just past the match in text. Return non-zero to stop. */
+typedef int (*ac_hit_fn)(void *ud, uint32_t id, size_t end);
+
+/* Searches text; returns the number of hits reported (>= 0). */
+int ac_search(const struct ac *ac, const uint8_t *text, size_t len, ac_hit_fn fn, void *ud);
+
+#endif /* TW_AC_H */

@@ -1,0 +1,75 @@
+/* publish.h - Redis publisher: its own thread, a bounded in-memory queue, an on-disk spool.
+ *
+ * The capture thread calls pub_enqueue(), which copies the record and never waits: when the
+ * queue is full the record goes to the spool (append-only segment files, size-capped, fsync'd
+ * in batches). The publisher thread (hiredis 0.14, command timeouts, SIGPIPE ignored,
+ * reconnect with jittered exponential backoff 1 s .. 60 s) pipelines XADD / PUBLISH / RPUSH
+ * batches; a record leaves the queue or the spool only once Redis acknowledged it. On start
+ * and on reconnect the spool is replayed in order before queued records. Past the spool cap the
+ * oldest spooled records are dropped, counted, and logged once per interval. Delivery is
+ * at-least-once; records carry event.id for consumers to de-duplicate.
+ */
+#ifndef TW_PUBLISH_H
+#define TW_PUBLISH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tunnelwatch/tw.h"
+
+#define PUB_MODE_STREAM  0x1
+#define PUB_MODE_CHANNEL 0x2
+#define PUB_MODE_LIST    0x4
+
+struct pub_opts {
+    const char *url;          /* redis://[user:password@]host:port/db or unix:///path.sock */
+    const char *user;         /* ACL user, NULL for none (overrides the URL's) */
+    const char *password;     /* NULL for none (overrides the URL's); never logged */
+    unsigned modes;           /* PUB_MODE_* bits */
+    const char *stream_key;   /* default tunnelwatch:alerts */
+    const char *channel_key;  /* default tunnelwatch:alerts */
+    const char *list_key;     /* default tunnelwatch:alerts:list */
+    long stream_maxlen;       /* XADD MAXLEN ~ N; default 100000 */
+    size_t queue_max;         /* records held in memory; default 10000 */
+    const char *spool_dir;    /* NULL: no spool (records past the queue are dropped, counted) */
+    uint64_t spool_max_bytes; /* default 256 MiB */
+    int timeout_ms;           /* connect and command timeout; default 2000 */
+    int batch;                /* records per pipeline; default 256 */
+    const char *sensor_name;  /* heartbeat hash tunnelwatch:sensor:NAME */
+    const char *heartbeat_prefix; /* default tunnelwatch:sensor: */
+    int heartbeat_s;          /* 0 = off; default 10 */
+};
+
+struct pub_stats {
+    uint64_t enqueued;  /* records handed to pub_enqueue */
+    uint64_t delivered; /* acknowledged by Redis (stream, or the first mode configured) */
+    uint64_t spooled;   /* written to the spool */
+    uint64_t dropped;   /* lost past the spool cap (or no spool and full queue) */
+    uint64_t queued;    /* in memory now */
+    uint64_t spool_bytes; /* on disk now */
+    uint64_t reconnects;
+    uint64_t errors;    /* Redis error replies and I/O errors */
+    uint64_t no_subscribers; /* PUBLISH replies of 0 */
+    bool connected;
+};
+
+struct pub;
+
+/* Validates opts (URL syntax, spool dir writable) without connecting; NULL with a one-line
+ * reason in err on failure. */
+struct pub *pub_new(const struct pub_opts *opts, char *err, size_t errlen);
+/* Starts the thread; first delivers any spool left by an earlier run. */
+int pub_start(struct pub *p) TW_WUR;
+/* Copies rec (one JSON object, no newline). Never blocks. Returns TW_OK (queued or spooled)
+ * or TW_ELIMIT (dropped, counted). */
+int pub_enqueue(struct pub *p, const char *rec, size_t len);
+/* Replaces the heartbeat fields (lines "field\tvalue\n"), copied; the thread adds its own
+ * delivery counters and writes the hash every heartbeat_s seconds with EXPIRE 3 x heartbeat_s. */
+void pub_set_heartbeat(struct pub *p, const char *fields);
+void pub_get_stats(struct pub *p, struct pub_stats *out);
+/* Stops the thread: tries to deliver what is queued for at most flush_ms, spools the rest. */
+void pub_stop(struct pub *p, int flush_ms);
+void pub_free(struct pub *p);
+
+#endif /* TW_PUBLISH_H */
