@@ -1,10 +1,831 @@
-/* main.c - placeholder until the engine lands. */
+/* main.c - command line, signals, start-up and shutdown of the sensor. No parsing here.
+ *
+ * Start-up order: arguments, configuration (file, then --set, then flags), validation,
+ * rules, outputs, capture sources (opened as root), privilege drop (-Z), Redis publisher,
+ * then the capture loop. Exit codes: 0 ok, 1 runtime failure (unreadable or truncated
+ * capture, alerts that could not be delivered in a replay), 2 usage, configuration or rule
+ * error.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <limits.h>
+#include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
-#include "tunnelwatch/tw.h"
+#include "tunnelwatch/capture.h"
+#include "tunnelwatch/cfg.h"
+#include "tunnelwatch/engine.h"
+#include "tunnelwatch/publish.h"
+#include "tunnelwatch/rules.h"
 
-int main(void)
+static volatile sig_atomic_t stop, reload, dump_stats;
+
+static void on_signal(int sig)
 {
-    printf("tunnelwatch %s\n", TW_VERSION);
+    if (sig == SIGHUP)
+        reload = 1;
+    else if (sig == SIGUSR1)
+        dump_stats = 1;
+    else
+        stop = 1;
+}
+
+static void usage(FILE *out)
+{
+    fputs(
+        "usage: tunnelwatch [-i IFACE | -r FILE...] [options] [BPF expression]\n"
+        "Passive sensor: flags DNS, TLS/QUIC SNI and HTTP Host names matched by Sigma rules.\n"
+        "  -i IFACE            capture live on IFACE        -D, --list-interfaces\n"
+        "  -r FILE             read a pcap/pcapng (repeatable, - = stdin, a folder = its captures)\n"
+        "  -c CONF             configuration file           -R RULES  rule file or folder (repeatable)\n"
+        "  -F FILE             BPF expression from FILE     -B MiB    kernel buffer size\n"
+        "  -s SNAPLEN          snapshot length              -Z USER   drop privileges to USER\n"
+        "  -T, --check-config  validate, print the effective configuration, exit\n"
+        "  --set KEY=VALUE     override any configuration key (repeatable)\n"
+        "  --names             print every hostname observation as TSV (investigation)\n"
+        "  --alerts FILE|-     write alert records (JSON lines)\n"
+        "  --schema ecs|asim   alert field names (default ecs)\n"
+        "  --summary FILE      per-host summary as JSON at the end of a replay\n"
+        "  --write-evidence F  write the packets of flagged flows to pcap F\n"
+        "  --redis URL|none    redis://[user:pass@]host:port/db or unix:///path.sock\n"
+        "  --realtime[=SPEED]  replay at the recorded pace (SPEED times faster)\n"
+        "  --max-packets N     stop after N packets        --pidfile FILE\n"
+        "  -v, -q              more / less output           -V, --version   -h, --help\n"
+        "Exit status: 0 ok, 1 runtime failure, 2 usage/configuration/rule error.\n",
+        out);
+}
+
+enum {
+    OPT_SET = 256,
+    OPT_NAMES,
+    OPT_ALERTS,
+    OPT_SCHEMA,
+    OPT_SUMMARY,
+    OPT_EVIDENCE,
+    OPT_REDIS,
+    OPT_REALTIME,
+    OPT_MAXPKT,
+    OPT_PIDFILE,
+};
+
+struct args {
+    const char *iface;
+    char *reads[256];
+    size_t n_reads;
+    const char *conf;
+    char *rules[CFG_MAX_LIST];
+    size_t n_rules;
+    char *sets[256];
+    size_t n_sets;
+    const char *bpf_file;
+    char *bpf;
+    int buffer_mib, snaplen;
+    const char *user, *pidfile;
+    bool names, check, list, realtime;
+    double speed;
+    const char *alerts, *schema, *summary, *evidence, *redis;
+    uint64_t max_packets;
+    int verbosity;
+};
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-')
+        return -1;
+    *out = v;
     return 0;
+}
+
+static int parse_args(int argc, char **argv, struct args *a)
+{
+    static const struct option lo[] = {
+        {"interface", required_argument, NULL, 'i'},
+        {"read", required_argument, NULL, 'r'},
+        {"config", required_argument, NULL, 'c'},
+        {"rules", required_argument, NULL, 'R'},
+        {"list-interfaces", no_argument, NULL, 'D'},
+        {"check-config", no_argument, NULL, 'T'},
+        {"set", required_argument, NULL, OPT_SET},
+        {"names", no_argument, NULL, OPT_NAMES},
+        {"alerts", required_argument, NULL, OPT_ALERTS},
+        {"schema", required_argument, NULL, OPT_SCHEMA},
+        {"summary", required_argument, NULL, OPT_SUMMARY},
+        {"write-evidence", required_argument, NULL, OPT_EVIDENCE},
+        {"redis", required_argument, NULL, OPT_REDIS},
+        {"realtime", optional_argument, NULL, OPT_REALTIME},
+        {"max-packets", required_argument, NULL, OPT_MAXPKT},
+        {"pidfile", required_argument, NULL, OPT_PIDFILE},
+        {"verbose", no_argument, NULL, 'v'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+    uint64_t v;
+    while ((c = getopt_long(argc, argv, "i:r:c:R:F:B:s:Z:DTvqVh", lo, NULL)) != -1) {
+        switch (c) {
+        case 'i':
+            a->iface = optarg;
+            break;
+        case 'r':
+            if (a->n_reads == TW_ARRAY_LEN(a->reads))
+                goto toomany;
+            a->reads[a->n_reads++] = optarg;
+            break;
+        case 'c':
+            a->conf = optarg;
+            break;
+        case 'R':
+            if (a->n_rules == TW_ARRAY_LEN(a->rules))
+                goto toomany;
+            a->rules[a->n_rules++] = optarg;
+            break;
+        case 'F':
+            a->bpf_file = optarg;
+            break;
+        case 'B':
+            if (parse_u64(optarg, &v) || v == 0 || v > 65536) {
+                fprintf(stderr, "tunnelwatch: -B: expected MiB between 1 and 65536\n");
+                return 2;
+            }
+            a->buffer_mib = (int)v;
+            break;
+        case 's':
+            if (parse_u64(optarg, &v) || v > 262144) {
+                fprintf(stderr, "tunnelwatch: -s: expected a snaplen up to 262144\n");
+                return 2;
+            }
+            a->snaplen = v ? (int)v : 262144;
+            break;
+        case 'Z':
+            a->user = optarg;
+            break;
+        case 'D':
+            a->list = true;
+            break;
+        case 'T':
+            a->check = true;
+            break;
+        case OPT_SET:
+            if (a->n_sets == TW_ARRAY_LEN(a->sets))
+                goto toomany;
+            a->sets[a->n_sets++] = optarg;
+            break;
+        case OPT_NAMES:
+            a->names = true;
+            break;
+        case OPT_ALERTS:
+            a->alerts = optarg;
+            break;
+        case OPT_SCHEMA:
+            a->schema = optarg;
+            break;
+        case OPT_SUMMARY:
+            a->summary = optarg;
+            break;
+        case OPT_EVIDENCE:
+            a->evidence = optarg;
+            break;
+        case OPT_REDIS:
+            a->redis = optarg;
+            break;
+        case OPT_REALTIME:
+            a->realtime = true;
+            a->speed = 1.0;
+            if (optarg) {
+                char *end;
+                a->speed = strtod(optarg, &end);
+                if (*end || !(a->speed > 0)) {
+                    fprintf(stderr, "tunnelwatch: --realtime: SPEED must be a positive number\n");
+                    return 2;
+                }
+            }
+            break;
+        case OPT_MAXPKT:
+            if (parse_u64(optarg, &a->max_packets)) {
+                fprintf(stderr, "tunnelwatch: --max-packets: expected a number\n");
+                return 2;
+            }
+            break;
+        case OPT_PIDFILE:
+            a->pidfile = optarg;
+            break;
+        case 'v':
+            a->verbosity++;
+            break;
+        case 'q':
+            a->verbosity--;
+            break;
+        case 'V':
+            printf("tunnelwatch %s (%s)\n", TW_VERSION, pcap_lib_version());
+            exit(0);
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            fprintf(stderr, "tunnelwatch: try 'tunnelwatch -h'\n");
+            return 2;
+        }
+    }
+    /* trailing words form the BPF expression, as with tcpdump */
+    size_t len = 0;
+    for (int i = optind; i < argc; i++)
+        len += strlen(argv[i]) + 1;
+    if (len) {
+        a->bpf = calloc(1, len);
+        if (!a->bpf)
+            return 1;
+        for (int i = optind; i < argc; i++) {
+            if (i > optind)
+                strcat(a->bpf, " "); /* sized above: len counts every word and separator */
+            strcat(a->bpf, argv[i]);
+        }
+    }
+    return 0;
+toomany:
+    fprintf(stderr, "tunnelwatch: too many -%c/--set arguments\n", c < 256 ? c : 's');
+    return 2;
+}
+
+static char *read_text_file(const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = calloc(1, 65537);
+    size_t n = buf ? fread(buf, 1, 65536, f) : 0;
+    fclose(f);
+    if (!buf)
+        return NULL;
+    buf[n] = '\0';
+    for (size_t i = 0; i < n; i++) /* comments after '#' are allowed, as in tcpdump -F */
+        if (buf[i] == '#')
+            while (i < n && buf[i] != '\n')
+                buf[i++] = ' ';
+    return buf;
+}
+
+/* Applies the command-line flags over the configuration, as --set lines. */
+static int apply_flags(struct tw_cfg *cfg, const struct args *a)
+{
+    int problems = 0;
+    char line[PATH_MAX + 64];
+    for (size_t i = 0; i < a->n_sets; i++)
+        problems += cfg_set(cfg, a->sets[i], stderr);
+#define SETF(...)                                                                                  \
+    do {                                                                                           \
+        snprintf(line, sizeof(line), __VA_ARGS__);                                                 \
+        problems += cfg_set(cfg, line, stderr);                                                    \
+    } while (0)
+    if (a->iface)
+        SETF("capture.interface=%s", a->iface);
+    if (a->snaplen)
+        SETF("capture.snaplen=%d", a->snaplen);
+    if (a->buffer_mib)
+        SETF("capture.buffer_mib=%d", a->buffer_mib);
+    if (a->alerts)
+        SETF("output.alerts_file=%s", a->alerts);
+    if (a->schema)
+        SETF("output.schema=%s", a->schema);
+    if (a->summary)
+        SETF("output.summary_file=%s", a->summary);
+    if (a->evidence)
+        SETF("output.evidence_file=%s", a->evidence);
+    if (a->redis)
+        SETF("redis.url=%s", a->redis);
+#undef SETF
+    if (a->n_rules) {
+        for (size_t i = 0; i < cfg->rules.n_paths; i++)
+            free(cfg->rules.paths[i]);
+        cfg->rules.n_paths = 0;
+        for (size_t i = 0; i < a->n_rules; i++) {
+            cfg->rules.paths[cfg->rules.n_paths] = realpath(a->rules[i], NULL);
+            if (!cfg->rules.paths[cfg->rules.n_paths])
+                cfg->rules.paths[cfg->rules.n_paths] = strdup(a->rules[i]);
+            cfg->rules.n_paths++;
+        }
+    }
+    if (a->bpf) {
+        free(cfg->capture.bpf);
+        cfg->capture.bpf = strdup(a->bpf);
+    }
+    cfg->log.verbosity += a->verbosity;
+    return problems;
+}
+
+/* When neither -c nor -R names rules, use conf/rules beside the binary's source tree or the
+ * installed /etc/tunnelwatch/rules, whichever exists. */
+static void default_rules(struct tw_cfg *cfg)
+{
+    for (size_t i = 0; i < cfg->rules.n_paths; i++)
+        if (access(cfg->rules.paths[i], R_OK) == 0)
+            return;
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    const char *cands[4] = {"/etc/tunnelwatch/rules", NULL, NULL, NULL};
+    char c1[PATH_MAX + 32], c2[PATH_MAX + 32];
+    if (n > 0) {
+        exe[n] = '\0';
+        char *dir = dirname(exe);
+        snprintf(c1, sizeof(c1), "%s/../conf/rules", dir);
+        snprintf(c2, sizeof(c2), "%s/../../conf/rules", dir);
+        cands[1] = c1;
+        cands[2] = c2;
+    }
+    for (int i = 0; i < 3; i++) {
+        if (cands[i] && access(cands[i], R_OK) == 0) {
+            for (size_t k = 0; k < cfg->rules.n_paths; k++)
+                free(cfg->rules.paths[k]);
+            cfg->rules.paths[0] = realpath(cands[i], NULL);
+            cfg->rules.n_paths = cfg->rules.paths[0] ? 1 : 0;
+            return;
+        }
+    }
+}
+
+static struct ruleset *load_rules(const struct tw_cfg *cfg, FILE *err, int *status)
+{
+    struct ruleset *rs =
+        ruleset_new(cfg->rules.skip_unsupported ? RULE_POLICY_SKIP : RULE_POLICY_ERROR);
+    if (!rs) {
+        *status = 1;
+        return NULL;
+    }
+    for (size_t i = 0; i < cfg->rules.n_paths; i++) {
+        if (ruleset_load(rs, cfg->rules.paths[i], err) < 0) {
+            ruleset_free(rs);
+            *status = 2;
+            return NULL;
+        }
+    }
+    if (ruleset_build(rs) != TW_OK) {
+        fprintf(err, "tunnelwatch: cannot build the rule matcher\n");
+        ruleset_free(rs);
+        *status = 1;
+        return NULL;
+    }
+    return rs;
+}
+
+static int drop_privileges(const char *user)
+{
+    struct passwd *pw = getpwnam(user);
+    if (!pw) {
+        fprintf(stderr, "tunnelwatch: -Z %s: no such user\n", user);
+        return -1;
+    }
+    if (setgroups(1, &pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0) {
+        fprintf(stderr, "tunnelwatch: -Z %s: cannot drop privileges: %s\n", user,
+                strerror(errno));
+        return -1;
+    }
+    /* setuid() away from root clears the permitted and effective capability sets; refuse to
+     * go on if anything could bring them back */
+    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    if (setuid(0) == 0) {
+        fprintf(stderr, "tunnelwatch: -Z %s: root could be regained, refusing to run\n", user);
+        return -1;
+    }
+    return 0;
+}
+
+struct loop {
+    struct engine *e;
+    struct pub *pub;
+    const struct tw_cfg *cfg;
+    bool realtime;
+    double speed;
+    int64_t first_pkt_us, start_wall_us;
+    uint64_t max_packets, seen;
+    struct cap_src *src;
+};
+
+static int64_t wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void on_packet(u_char *user, const struct pcap_pkthdr *h, const u_char *data)
+{
+    struct loop *l = (struct loop *)(void *)user;
+    if (l->realtime) {
+        int64_t t = (int64_t)h->ts.tv_sec * 1000000 + h->ts.tv_usec;
+        if (!l->first_pkt_us) {
+            l->first_pkt_us = t;
+            l->start_wall_us = wall_us();
+        }
+        int64_t due = l->start_wall_us + (int64_t)((double)(t - l->first_pkt_us) / l->speed);
+        int64_t now = wall_us();
+        while (due > now && !stop) {
+            int64_t d = due - now > 200000 ? 200000 : due - now;
+            struct timespec ts = {0, (long)d * 1000};
+            nanosleep(&ts, NULL);
+            now = wall_us();
+        }
+    }
+    engine_packet(l->e, h, data);
+    l->seen++;
+    if (l->max_packets && l->seen >= l->max_packets) {
+        stop = 1;
+        pcap_breakloop(l->src->p);
+    }
+}
+
+static void heartbeat(struct loop *l, time_t started)
+{
+    if (!l->pub)
+        return;
+    char buf[8192];
+    size_t n = engine_stats_text(l->e, buf, sizeof(buf));
+    if (l->src && l->src->live) {
+        cap_live_stats(l->src);
+        n += (size_t)snprintf(buf + n, n < sizeof(buf) ? sizeof(buf) - n : 0,
+                              "kernel_drops\t%" PRIu64 "\ninterface_drops\t%" PRIu64 "\n",
+                              l->src->drop, l->src->ifdrop);
+    }
+    if (n < sizeof(buf))
+        snprintf(buf + n, sizeof(buf) - n, "uptime_s\t%lld\nversion\t%s\n",
+                 (long long)(time(NULL) - started), TW_VERSION);
+    pub_set_heartbeat(l->pub, buf);
+}
+
+static void print_stats(struct loop *l, FILE *out)
+{
+    char buf[8192];
+    engine_stats_text(l->e, buf, sizeof(buf));
+    fputs("tunnelwatch: statistics\n", out);
+    for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+        char *tab = strchr(line, '\t');
+        if (tab && strcmp(tab + 1, "0") != 0) {
+            *tab = '\0';
+            fprintf(out, "  %-28s %s\n", line, tab + 1);
+        }
+    }
+    if (l->pub) {
+        struct pub_stats ps;
+        pub_get_stats(l->pub, &ps);
+        fprintf(out,
+                "  redis: delivered %" PRIu64 ", queued %" PRIu64 ", spooled %" PRIu64
+                ", dropped %" PRIu64 ", reconnects %" PRIu64 "%s\n",
+                ps.delivered, ps.queued, ps.spool_records, ps.dropped, ps.reconnects,
+                ps.connected ? "" : " (not connected)");
+    }
+}
+
+int main(int argc, char **argv)
+{
+    struct args a;
+    memset(&a, 0, sizeof(a));
+    int r = parse_args(argc, argv, &a);
+    if (r)
+        return r;
+    char err[1024] = "";
+    if (a.list) {
+        if (cap_list_interfaces(stdout, err, sizeof(err))) {
+            fprintf(stderr, "tunnelwatch: %s\n", err);
+            return 1;
+        }
+        return 0;
+    }
+    if (a.bpf_file) {
+        free(a.bpf);
+        a.bpf = read_text_file(a.bpf_file, err, sizeof(err));
+        if (!a.bpf) {
+            fprintf(stderr, "tunnelwatch: -F %s\n", err);
+            return 2;
+        }
+    }
+
+    struct tw_cfg cfg;
+    cfg_defaults(&cfg);
+    int problems = 0;
+    if (a.conf) {
+        int lr = cfg_load(&cfg, a.conf, stderr);
+        if (lr < 0) {
+            fprintf(stderr, "tunnelwatch: cannot read configuration %s: %s\n", a.conf,
+                    strerror(errno));
+            return 2;
+        }
+        problems += lr;
+    }
+    problems += apply_flags(&cfg, &a);
+    if (!a.conf && !a.n_rules)
+        default_rules(&cfg);
+    if (problems == 0)
+        problems += cfg_validate(&cfg, stderr);
+    if (problems) {
+        fprintf(stderr, "tunnelwatch: %d configuration problem%s\n", problems,
+                problems > 1 ? "s" : "");
+        return 2;
+    }
+
+    int status = 0;
+    struct ruleset *rules = load_rules(&cfg, stderr, &status);
+    if (!rules)
+        return status;
+    if (a.check) {
+        struct ruleset_summary rsum;
+        ruleset_summary(rules, &rsum);
+        cfg_print(&cfg, stdout);
+        printf("# rules: %zu rules, %zu patterns, %zu files, %zu skipped; fields:%s%s\n",
+               rsum.rules, rsum.patterns, rsum.files, rsum.skipped,
+               rsum.fields & RF_DEST_HOST ? " DestinationHostname" : "",
+               rsum.fields & RF_QUERY ? " QueryName" : "");
+        for (size_t i = 0; i < ruleset_rule_count(rules); i++) {
+            const struct rule *ru = ruleset_rule(rules, i);
+            printf("#   %s  %-8s %s\n", ru->id, ru->level ? ru->level : "-", ru->title);
+        }
+        ruleset_free(rules);
+        cfg_free(&cfg);
+        free(a.bpf);
+        return 0;
+    }
+
+    if (!cfg.capture.interface && a.n_reads == 0) {
+        fprintf(stderr, "tunnelwatch: nothing to read: give -i IFACE or -r FILE (see -h)\n");
+        return 2;
+    }
+    char **inputs = NULL;
+    if (a.n_reads) {
+        inputs = cap_expand_inputs(a.reads, a.n_reads, err, sizeof(err));
+        if (!inputs) {
+            fprintf(stderr, "tunnelwatch: %s\n", err);
+            return 1;
+        }
+        if (!inputs[0]) {
+            fprintf(stderr, "tunnelwatch: no capture files in %s\n", a.reads[0]);
+            return 1;
+        }
+    }
+
+    /* outputs */
+    FILE *alerts = NULL;
+    if (cfg.output.alerts_file) {
+        if (!strcmp(cfg.output.alerts_file, "-"))
+            alerts = stdout;
+        else if (!(alerts = fopen(cfg.output.alerts_file, "a"))) {
+            fprintf(stderr, "tunnelwatch: --alerts %s: %s\n", cfg.output.alerts_file,
+                    strerror(errno));
+            return 1;
+        }
+    }
+
+    /* live source first: it needs root or CAP_NET_RAW, dropped right after */
+    struct cap_src live;
+    memset(&live, 0, sizeof(live));
+    if (cfg.capture.interface && a.n_reads == 0) {
+        struct cap_live_opts lo = {cfg.capture.snaplen, cfg.capture.buffer_mib,
+                                   cfg.capture.promisc, cfg.capture.immediate, cfg.capture.bpf};
+        if (cap_open_live(&live, cfg.capture.interface, &lo, cfg.log.verbosity >= 0 ? stderr : NULL,
+                          err, sizeof(err))) {
+            fprintf(stderr, "tunnelwatch: %s\n", err);
+            return 1;
+        }
+    }
+    if (a.pidfile) {
+        FILE *pf = fopen(a.pidfile, "w");
+        if (!pf) {
+            fprintf(stderr, "tunnelwatch: --pidfile %s: %s\n", a.pidfile, strerror(errno));
+            return 1;
+        }
+        fprintf(pf, "%d\n", (int)getpid());
+        fclose(pf);
+    }
+    if (a.user && drop_privileges(a.user))
+        return 1;
+
+    /* Redis: off in --names mode unless asked for */
+    struct pub *pub = NULL;
+    bool redis_on = cfg.redis.url && strcmp(cfg.redis.url, "none") != 0 && (!a.names || a.redis);
+    if (redis_on) {
+        const char *pw = cfg.redis.password;
+        if (cfg.redis.password_env && getenv(cfg.redis.password_env))
+            pw = getenv(cfg.redis.password_env);
+        struct pub_opts po;
+        memset(&po, 0, sizeof(po));
+        po.url = cfg.redis.url;
+        po.user = cfg.redis.user;
+        po.password = pw;
+        po.modes = (cfg.redis.mode_stream ? PUB_MODE_STREAM : 0u) |
+                   (cfg.redis.mode_channel ? PUB_MODE_CHANNEL : 0u) |
+                   (cfg.redis.mode_list ? PUB_MODE_LIST : 0u);
+        po.stream_key = cfg.redis.stream_key;
+        po.channel_key = cfg.redis.channel_key;
+        po.list_key = cfg.redis.list_key;
+        po.stream_maxlen = cfg.redis.stream_maxlen;
+        po.queue_max = cfg.redis.queue_max;
+        po.spool_dir = cfg.redis.spool_dir && cfg.redis.spool_dir[0] ? cfg.redis.spool_dir : NULL;
+        po.spool_max_bytes = cfg.redis.spool_max_mib * 1024 * 1024;
+        po.timeout_ms = (int)cfg.redis.timeout_ms;
+        po.sensor_name = cfg.sensor_name;
+        po.heartbeat_prefix = cfg.redis.heartbeat_prefix;
+        po.heartbeat_s = (int)cfg.redis.heartbeat_s;
+        pub = pub_new(&po, err, sizeof(err));
+        if (!pub) {
+            fprintf(stderr, "tunnelwatch: redis: %s\n", err);
+            return 2;
+        }
+        if (pub_start(pub) != TW_OK) {
+            fprintf(stderr, "tunnelwatch: redis: cannot start the publisher\n");
+            return 1;
+        }
+    }
+
+    struct engine_opts eo;
+    memset(&eo, 0, sizeof(eo));
+    eo.cfg = &cfg;
+    eo.names_out = a.names ? stdout : NULL;
+    eo.alerts_out = alerts;
+    eo.log = stderr;
+    eo.schema = cfg.output.schema && !strcmp(cfg.output.schema, "asim") ? ALERT_ASIM : ALERT_ECS;
+    eo.pub = pub;
+    eo.verbosity = cfg.log.verbosity;
+    eo.evidence_path = cfg.output.evidence_file;
+    struct engine *e = engine_new(&eo, rules, err, sizeof(err));
+    if (!e) {
+        fprintf(stderr, "tunnelwatch: %s\n", err);
+        return 1;
+    }
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+
+    struct loop l;
+    memset(&l, 0, sizeof(l));
+    l.e = e;
+    l.pub = pub;
+    l.cfg = &cfg;
+    l.realtime = a.realtime;
+    l.speed = a.speed;
+    l.max_packets = a.max_packets;
+    time_t started = time(NULL), last_hb = 0;
+    int exit_code = 0;
+
+    struct ruleset *old_rules[64];
+    size_t n_old = 0;
+    size_t n_inputs = 0;
+    if (inputs)
+        while (inputs[n_inputs])
+            n_inputs++;
+    for (size_t i = 0; (inputs ? i < n_inputs : i < 1) && !stop; i++) {
+        struct cap_src file;
+        struct cap_src *src = &live;
+        if (inputs) {
+            if (cap_open_file(&file, inputs[i], err, sizeof(err))) {
+                fprintf(stderr, "tunnelwatch: %s\n", err);
+                exit_code = 1;
+                continue;
+            }
+            src = &file;
+            if (cfg.capture.bpf && cfg.capture.bpf[0] &&
+                cap_set_filter(src, cfg.capture.bpf, err, sizeof(err))) {
+                fprintf(stderr, "tunnelwatch: %s\n", err);
+                return 2;
+            }
+        }
+        if (!dec_linktype_supported(src->dlt)) {
+            fprintf(stderr, "tunnelwatch: %s: unsupported link type %d (%s)\n", src->name,
+                    src->dlt,
+                    pcap_datalink_val_to_name(src->dlt) ? pcap_datalink_val_to_name(src->dlt)
+                                                         : "unknown");
+            exit_code = 1;
+            cap_close(src);
+            continue;
+        }
+        l.src = src;
+        engine_begin_input(e, inputs ? inputs[i] : NULL, src->dlt, inputs && n_inputs > 1);
+        for (;;) {
+            int n = pcap_dispatch(src->p, 512, on_packet, (u_char *)&l);
+            if (n == PCAP_ERROR) {
+                fprintf(stderr, "tunnelwatch: %s: %s (packets before it were processed)\n",
+                        src->name, pcap_geterr(src->p));
+                exit_code = 1;
+                break;
+            }
+            if (stop || n == PCAP_ERROR_BREAK)
+                break;
+            if (n == 0 && !src->live)
+                break; /* end of file */
+            if (src->live && n == 0) {
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                struct tw_time now = {ts.tv_sec, (int32_t)(ts.tv_nsec / 1000)};
+                engine_tick(e, now);
+            }
+            time_t t = time(NULL);
+            if (pub && cfg.redis.heartbeat_s && t - last_hb >= (time_t)cfg.redis.heartbeat_s) {
+                heartbeat(&l, started);
+                last_hb = t;
+            }
+            if (dump_stats) {
+                dump_stats = 0;
+                print_stats(&l, stderr);
+            }
+            if (reload) {
+                reload = 0;
+                int st = 0;
+                struct ruleset *nr = load_rules(&cfg, stderr, &st);
+                if (!nr) {
+                    fprintf(stderr, "tunnelwatch: reload failed, keeping the running rules\n");
+                } else if (n_old == TW_ARRAY_LEN(old_rules)) {
+                    fprintf(stderr, "tunnelwatch: too many reloads, restart the sensor\n");
+                    ruleset_free(nr);
+                } else {
+                    old_rules[n_old++] = rules;
+                    rules = nr;
+                    engine_set_rules(e, rules);
+                    fprintf(stderr, "tunnelwatch: rules reloaded (%zu rules)\n",
+                            ruleset_rule_count(rules));
+                }
+                if (alerts && alerts != stdout) {
+                    FILE *na = fopen(cfg.output.alerts_file, "a");
+                    if (na) {
+                        fclose(alerts);
+                        alerts = na;
+                        engine_set_alerts_out(e, alerts);
+                    }
+                }
+            }
+        }
+        if (src->live)
+            cap_live_stats(src);
+        if (inputs)
+            cap_close(src);
+    }
+    engine_finish(e);
+    if (pub)
+        heartbeat(&l, started);
+    if (inputs && cfg.log.verbosity >= 0)
+        engine_summary(e, stderr, NULL);
+    if (cfg.output.summary_file) {
+        FILE *sf = fopen(cfg.output.summary_file, "w");
+        if (sf) {
+            engine_summary(e, NULL, sf);
+            fclose(sf);
+        } else {
+            fprintf(stderr, "tunnelwatch: --summary %s: %s\n", cfg.output.summary_file,
+                    strerror(errno));
+            exit_code = 1;
+        }
+    }
+    if (pub) {
+        pub_stop(pub, 5000);
+        struct pub_stats ps;
+        pub_get_stats(pub, &ps);
+        if (ps.enqueued > ps.delivered && inputs) {
+            fprintf(stderr,
+                    "tunnelwatch: redis %s unreachable: %" PRIu64 " of %" PRIu64
+                    " records not delivered (%" PRIu64 " spooled%s%s, %" PRIu64 " dropped)\n",
+                    cfg.redis.url, ps.enqueued - ps.delivered, ps.enqueued, ps.spool_records,
+                    cfg.redis.spool_dir ? " in " : "", cfg.redis.spool_dir ? cfg.redis.spool_dir : "",
+                    ps.dropped);
+            exit_code = 1;
+        }
+    }
+    if (cfg.log.verbosity > 0 || (live.p && cfg.log.verbosity >= 0))
+        print_stats(&l, stderr);
+    if (live.p) {
+        fprintf(stderr,
+                "tunnelwatch: %" PRIu64 " packets received by filter, %" PRIu64
+                " dropped by kernel, %" PRIu64 " dropped by interface\n",
+                live.recv, live.drop, live.ifdrop);
+        cap_close(&live);
+    }
+    engine_free(e);
+    pub_free(pub);
+    ruleset_free(rules);
+    for (size_t i = 0; i < n_old; i++)
+        ruleset_free(old_rules[i]);
+    if (alerts && alerts != stdout)
+        fclose(alerts);
+    cap_free_inputs(inputs);
+    if (a.pidfile)
+        unlink(a.pidfile);
+    cfg_free(&cfg);
+    free(a.bpf);
+    return exit_code;
 }

@@ -24,6 +24,7 @@
 #define TW_DLT_RAW101    101 /* LINKTYPE_RAW */
 #define TW_DLT_IPV4      228
 #define TW_DLT_IPV6      229
+#define TW_DLT_NFLOG     239 /* Linux NFLOG: TLVs, the packet is the NFULA_PAYLOAD TLV */
 #define TW_DLT_SLL2      276
 
 #define DEC_MAX_DEPTH 8 /* encapsulation layers before we give up (DEC_DEPTH) */
@@ -66,7 +67,10 @@ struct dec_pkt {
     bool frag_more;
     const uint8_t *frag_data; /* fragment payload (captured bytes) */
     uint32_t frag_len;
+    uint32_t frag_wire_len;   /* fragment payload length the IP header announces (>= frag_len) */
     uint8_t tunnels;          /* encapsulation layers crossed (GRE, VXLAN, IP-in-IP...) */
+    const uint8_t *l3;        /* innermost IP header (captured bytes), for nDPI */
+    uint32_t l3_len;          /* captured bytes from l3 on, at most ip_len */
 };
 
 #define TW_TH_FIN 0x01
@@ -81,8 +85,11 @@ bool dec_linktype_supported(int dlt);
 /* Decodes one frame. caplen is the number of bytes in data. Returns a dec_reason. */
 int dec_packet(int dlt, const uint8_t *data, uint32_t caplen, struct dec_pkt *out);
 
-/* Decodes a transport header (proto 6 or 17) over a reassembled IP payload; fills the
- * transport fields of out (addresses are left as they are). Returns a dec_reason. */
+/* Decodes an IP payload whose protocol is proto (normally 6 or 17) over a reassembled
+ * datagram: fills the transport fields of out. Tunnel protocols (4, 41, 47, UDP 4789...)
+ * are followed as in dec_packet(), so an inner IP header then overwrites the addresses;
+ * otherwise they are left as they are. len is what is captured, wire_len what the IP header
+ * announced (len when reassembled). Returns a dec_reason. */
 int dec_transport(uint8_t proto, const uint8_t *l4, uint32_t len, uint32_t wire_len,
                   struct dec_pkt *out);
 

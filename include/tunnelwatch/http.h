@@ -15,11 +15,14 @@
 
 #define HTTP_HEAD_MAX 8192 /* request head bytes we wait for before giving up */
 
-/* True when buf starts like an HTTP/1.x request (a known method and a space). */
+/* True when the len bytes present (at least 1) are consistent with the start of an
+ * HTTP/1.x request: a known method and a space. */
 bool http_looks_like_request(const uint8_t *buf, size_t len);
 
-/* Returns TW_OK with *host/*host_len set (host_len may be 0 when there is no Host header),
- * TW_ETRUNC when the head is not complete yet, TW_EBAD when it is not an HTTP/1.x request. */
+/* Returns TW_OK with *host and *host_len set (host_len may be 0 when there is no Host header),
+ * TW_ETRUNC when the head is not complete yet, TW_EBAD when it is not an HTTP/1.x request
+ * (decided as soon as the request line is complete), TW_ELIMIT when no blank line comes
+ * within HTTP_HEAD_MAX bytes. The view points into buf; "[v6]:port" gives "[v6]". */
 int http_parse_host(const uint8_t *buf, size_t len, const uint8_t **host, size_t *host_len) TW_WUR;
 
 #endif /* TW_HTTP_H */

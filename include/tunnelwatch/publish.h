@@ -8,6 +8,18 @@
  * and on reconnect the spool is replayed in order before queued records. Past the spool cap the
  * oldest spooled records are dropped, counted, and logged once per interval. Delivery is
  * at-least-once; records carry event.id for consumers to de-duplicate.
+ *
+ * Ordering: records stay in the queue while it has room; once it is full, the queue's content
+ * and every newer record go to the spool until the spool has drained, so delivery follows
+ * enqueue order across outages and restarts. The capture thread never does disk or network
+ * I/O: past the queue, records wait in a second bounded hand-off list (spill_max) that the
+ * publisher thread writes to the spool between Redis round trips.
+ *
+ * Signals: pub_start() sets SIGPIPE to SIG_IGN for the process (a Redis peer closing the
+ * socket must not kill the sensor; write errors come back as EPIPE instead).
+ *
+ * Errors: one line on stderr per distinct error state ("tunnelwatch: redis: ..."), not per
+ * retry; the password is never printed.
  */
 #ifndef TW_PUBLISH_H
 #define TW_PUBLISH_H
@@ -39,7 +51,28 @@ struct pub_opts {
     const char *sensor_name;  /* heartbeat hash tunnelwatch:sensor:NAME */
     const char *heartbeat_prefix; /* default tunnelwatch:sensor: */
     int heartbeat_s;          /* 0 = off; default 10 */
+    int backoff_min_ms;       /* first reconnect delay; default 1000 */
+    int backoff_max_ms;       /* delay cap (doubling, jittered to [d/2, d]); default 60000 */
+    uint64_t spool_segment_bytes; /* 0: spool_max_bytes / 8 (see spool.h) */
+    size_t spill_max;         /* records waiting to be spooled; 0: max(queue_max, 16384). It
+                                 must absorb alert rate x timeout_ms: the thread that writes
+                                 the spool is the one that waits for Redis replies */
 };
+
+/* Parsed form of pub_opts.url. */
+struct pub_url {
+    bool is_unix;
+    char host[256]; /* IPv6 without brackets */
+    int port;       /* default 6379 */
+    char path[108]; /* unix socket */
+    int db;         /* default 0 */
+    char user[128];     /* empty: none */
+    char password[256]; /* empty: none; %XX decoded */
+};
+
+/* Parses redis://[[user]:password@]host[:port][/db] (host may be [v6]) or
+ * unix:///path.sock[?db=N]. TW_OK or TW_ECONF with a one-line reason in err. */
+int pub_parse_url(const char *url, struct pub_url *out, char *err, size_t errlen) TW_WUR;
 
 struct pub_stats {
     uint64_t enqueued;  /* records handed to pub_enqueue */
@@ -51,6 +84,8 @@ struct pub_stats {
     uint64_t reconnects;
     uint64_t errors;    /* Redis error replies and I/O errors */
     uint64_t no_subscribers; /* PUBLISH replies of 0 */
+    uint64_t spool_records;  /* waiting in the spool now */
+    uint64_t spool_torn;     /* torn/corrupt spool tails skipped */
     bool connected;
 };
 

@@ -67,6 +67,11 @@ void ruleset_free(struct ruleset *rs);
  * of rules loaded (>= 0) or a negative TW_E* code (TW_ECONF under RULE_POLICY_ERROR). */
 int ruleset_load(struct ruleset *rs, const char *path, FILE *err) TW_WUR;
 
+/* As ruleset_load, from memory: name is used in messages and picks the format (a name
+ * ending in .txt is an indicator list, anything else Sigma YAML). For tests and fuzzers. */
+int ruleset_load_mem(struct ruleset *rs, const char *name, const uint8_t *data, size_t len,
+                     FILE *err) TW_WUR;
+
 /* Builds the automaton. No more loads afterwards. */
 int ruleset_build(struct ruleset *rs) TW_WUR;
 

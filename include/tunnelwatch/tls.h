@@ -20,7 +20,7 @@
 struct tls_hello {
     const uint8_t *sni; /* first host_name of server_name, view; NULL if absent */
     size_t sni_len;
-    char alpn[64];          /* first ALPN protocol, printable, "" if none */
+    char alpn[64];           /* first ALPN protocol, printable, "" if none */
     uint16_t legacy_version; /* client_version field */
     uint16_t max_version;    /* highest non-GREASE supported_versions entry, else legacy */
     bool has_ech;            /* encrypted_client_hello (0xfe0d) present: sni is the outer,
@@ -35,11 +35,16 @@ struct tls_hello {
  * outcap. */
 long tls_hello_from_records(const uint8_t *stream, size_t len, uint8_t *out, size_t outcap);
 
-/* Quick check used to decide whether a flow's first bytes look like a TLS handshake. */
+/* Quick check used to decide whether a flow's first bytes look like a TLS handshake: true
+ * when the len bytes present (at least 1) are consistent with a handshake record holding a
+ * ClientHello. */
 bool tls_looks_like_hello(const uint8_t *stream, size_t len);
 
 /* msg: one complete handshake message, starting at its type byte (1 = ClientHello).
- * quic selects the JA4 transport letter ('q' instead of 't'). */
+ * quic selects the JA4 transport letter ('q' instead of 't'). Returns TW_OK; TW_ETRUNC when
+ * msg is shorter than its length field says (no field is valid then: a cut hello gives no
+ * name); TW_EBAD when malformed; TW_ELIMIT when a JA4 list cap was hit, in which case sni,
+ * alpn and versions are valid but ja4 is "". */
 int tls_parse_hello(const uint8_t *msg, size_t len, bool quic, struct tls_hello *out) TW_WUR;
 
 #endif /* TW_TLS_H */

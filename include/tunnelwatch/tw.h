@@ -61,4 +61,7 @@ static inline int64_t tw_time_us(struct tw_time t)
 /* RFC 3339 UTC with microseconds, e.g. 2024-01-02T03:04:05.000006Z. buf >= 32 bytes. */
 const char *tw_time_rfc3339(struct tw_time t, char *buf, size_t n);
 
+/* SipHash-2-4 of data under a 16-byte key (flow.c): hash-flooding resistant table keys. */
+uint64_t tw_siphash(const uint8_t key[16], const uint8_t *data, size_t len);
+
 #endif /* TW_TW_H */

@@ -1,0 +1,107 @@
+/* alert.h - alert records: ECS (default) or ASIM JSON, Community ID, incident dedup.
+ *
+ * An observation that a rule flags becomes an incident keyed by (internal host, rule, name).
+ * The first hit of an incident is an alert record; repeats within the dedup window only
+ * count, and an update record carrying the count goes out at most every update interval.
+ * When a flagged flow ends, a flow-end record gives its duration and bytes/packets each way.
+ * The dedup table is bounded (LRU); an incident pushed out early is counted.
+ */
+#ifndef TW_ALERT_H
+#define TW_ALERT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tunnelwatch/json.h"
+#include "tunnelwatch/rules.h"
+#include "tunnelwatch/tw.h"
+
+enum alert_schema { ALERT_ECS = 0, ALERT_ASIM = 1 };
+
+/* Community ID v1 (corelight/community-id-spec) of a flow, "1:<base64 sha1>". */
+void community_id_v1(const struct tw_addr *src, const struct tw_addr *dst, uint16_t sport,
+                     uint16_t dport, uint8_t proto, uint16_t seed, char out[64]);
+
+enum alert_type { ALERT_RAISED, ALERT_UPDATE, ALERT_FLOW_END, ALERT_SUPPRESSED };
+
+/* Everything a record can carry; strings are borrowed for the call. */
+struct alert_rec {
+    enum alert_type type;
+    struct tw_time ts;
+    const char *event_id;     /* this record's id */
+    const char *incident_id;  /* the incident's first alert id (updates, flow ends) */
+    const struct rule *rule;
+    const char *pattern;
+    const char *kind;         /* dns_query | tls_sni | quic_sni | http_host | dns_answer */
+    const uint8_t *name;
+    size_t name_len;
+    uint64_t frame;
+    const char *file;         /* capture file of a replay, NULL live */
+    /* the flow: client -> server */
+    struct tw_addr cli, srv;
+    uint16_t cport, sport;
+    uint8_t proto;
+    uint16_t vlan;
+    const char *app_proto;    /* nDPI's label, NULL if unknown */
+    const char *ja4;
+    const char *alpn;
+    bool ech;
+    /* attribution */
+    const char *attribution;  /* client | resolver | dns_answer | inbound | external */
+    struct tw_addr host;      /* the internal host it is attributed to */
+    struct tw_addr resolver;  /* dns_answer: who resolved the name */
+    uint64_t resolver_frame;
+    /* counters */
+    uint64_t count;           /* hits in the incident so far */
+    struct tw_time first_seen, last_seen;
+    /* flow end */
+    uint64_t pkts[2], bytes[2];
+    struct tw_time flow_start, flow_end;
+    const char *end_reason;
+    /* suppression */
+    const char *allow_name, *allow_reason;
+    const char *observer;     /* sensor name */
+};
+
+/* Writes one record as a JSON object (no newline) into w (reset first). */
+int alert_format(struct jw *w, const struct alert_rec *r, enum alert_schema schema);
+
+/* Event ids: "<16 hex random boot id>-<16 hex counter>", unique across restarts. */
+struct alert_ids {
+    uint64_t boot, next;
+};
+void alert_ids_init(struct alert_ids *ids);
+void alert_ids_next(struct alert_ids *ids, char out[40]);
+
+/* --- dedup table --- */
+
+struct incident {
+    struct tw_addr host;
+    const struct rule *rule; /* compared by id string across reloads */
+    char rule_id[64];
+    char name[256];
+    char id[40];             /* event id of the raising alert */
+    uint64_t count, reported_count;
+    struct tw_time first, last, last_update;
+    /* internal */
+    uint64_t hash;
+    struct incident *hnext, *prev, *next;
+};
+
+struct dedup;
+
+struct dedup *dedup_new(uint32_t max, uint32_t window_s);
+void dedup_free(struct dedup *d);
+/* Finds the live incident (within the window) or creates one; *is_new says which. */
+struct incident *dedup_hit(struct dedup *d, const struct tw_addr *host, const struct rule *rule,
+                           const uint8_t *name, size_t name_len, struct tw_time now,
+                           bool *is_new);
+/* Calls fn for every incident with unreported hits whose last update is older than
+ * interval_s (or all of them when interval_s == 0). */
+void dedup_each_due(struct dedup *d, struct tw_time now, uint32_t interval_s,
+                    void (*fn)(void *ud, struct incident *in), void *ud);
+uint64_t dedup_evictions(const struct dedup *d);
+size_t dedup_size(const struct dedup *d);
+
+#endif /* TW_ALERT_H */

@@ -1,0 +1,56 @@
+/* capture.h - packet sources: live interfaces (libpcap, TPACKET_V3) and capture files
+ * (pcap, pcapng, stdin, folders of captures in name order).
+ *
+ * A struct cap_src wraps one pcap_t. Kernel and interface drop counters from pcap_stats()
+ * are 32-bit and wrap; cap_live_stats() accumulates them into 64-bit totals.
+ */
+#ifndef TW_CAPTURE_H
+#define TW_CAPTURE_H
+
+#include <pcap/pcap.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "tunnelwatch/tw.h"
+
+struct cap_live_opts {
+    int snaplen;
+    int buffer_mib;
+    bool promisc;
+    bool immediate;
+    const char *bpf; /* NULL or "" for none */
+};
+
+struct cap_src {
+    pcap_t *p;
+    int dlt;
+    const char *name; /* file path, "-" or interface (borrowed) */
+    bool live;
+    uint64_t size;    /* file size for progress, 0 unknown */
+    FILE *fp;         /* when opened from a FILE (stdin) */
+    /* live drop accounting */
+    uint32_t last_recv, last_drop, last_ifdrop;
+    uint64_t recv, drop, ifdrop;
+};
+
+/* Opens a capture file ("-" = stdin). On failure returns TW_EIO with a one-line reason. */
+int cap_open_file(struct cap_src *s, const char *path, char *err, size_t errlen) TW_WUR;
+/* Opens a live interface; logs the effective buffer size at verbosity >= 0 to log. */
+int cap_open_live(struct cap_src *s, const char *iface, const struct cap_live_opts *o,
+                  FILE *log, char *err, size_t errlen) TW_WUR;
+/* Compiles and sets a BPF filter. */
+int cap_set_filter(struct cap_src *s, const char *bpf, char *err, size_t errlen) TW_WUR;
+void cap_close(struct cap_src *s);
+/* Updates the 64-bit drop totals from pcap_stats (live only). */
+void cap_live_stats(struct cap_src *s);
+/* Prints interfaces like tcpdump -D. Returns 0 or TW_EIO. */
+int cap_list_interfaces(FILE *out, char *err, size_t errlen);
+
+/* Expands inputs: a folder becomes its capture files (.pcap .pcapng .cap, and files whose
+ * magic says capture) in name order. Returns a NULL-terminated malloc'd array of malloc'd
+ * strings, or NULL with err set. */
+char **cap_expand_inputs(char *const *paths, size_t n, char *err, size_t errlen);
+void cap_free_inputs(char **list);
+
+#endif /* TW_CAPTURE_H */

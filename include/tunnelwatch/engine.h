@@ -1,0 +1,75 @@
+/* engine.h - the packet path: decode -> flow -> extract -> match -> attribute -> alert.
+ *
+ * One struct engine per capture thread. It owns the flow table, fragment reassembler, DNS
+ * map, dedup table and per-flow parser state; it borrows the configuration, the rule set
+ * (swappable between packets), the publisher and the output streams. engine_packet() is
+ * the pcap callback's body; it allocates only when a flow needs a reassembly buffer or QUIC
+ * state, both capped by the configuration.
+ */
+#ifndef TW_ENGINE_H
+#define TW_ENGINE_H
+
+#include <pcap/pcap.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "tunnelwatch/alert.h"
+#include "tunnelwatch/cfg.h"
+#include "tunnelwatch/decode.h"
+#include "tunnelwatch/publish.h"
+#include "tunnelwatch/rules.h"
+
+enum name_kind { NK_DNS_QUERY, NK_TLS_SNI, NK_QUIC_SNI, NK_HTTP_HOST, NK_DNS_ANSWER, NK__COUNT };
+
+struct engine_stats {
+    uint64_t packets, bytes;
+    uint64_t dec[DEC__COUNT];
+    uint64_t names[NK__COUNT];
+    uint64_t dns_answers_mapped;
+    uint64_t err_dns, err_tls, err_quic, err_http;
+    uint64_t reasm_limit;     /* reassembly buffer caps hit */
+    uint64_t frag_limit;
+    uint64_t flow_alloc_fail;
+    uint64_t hits, alerts, updates, suppressed, flow_ends, records_dropped;
+    uint64_t ndpi_flows, ndpi_skipped;
+};
+
+struct engine_opts {
+    const struct tw_cfg *cfg;
+    FILE *names_out;  /* --names TSV, or NULL */
+    FILE *alerts_out; /* JSON lines, or NULL */
+    FILE *log;        /* stderr */
+    enum alert_schema schema;
+    struct pub *pub;  /* Redis, or NULL */
+    int verbosity;
+    const char *evidence_path; /* --write-evidence */
+};
+
+struct engine;
+
+/* NULL with a one-line reason in err. rules may be NULL (names only). */
+struct engine *engine_new(const struct engine_opts *o, const struct ruleset *rules, char *err,
+                          size_t errlen);
+/* Ends every flow (flow-end records), flushes pending updates, closes evidence. */
+void engine_finish(struct engine *e);
+void engine_free(struct engine *e);
+
+/* Starts a new input: frame numbers restart at 1; file is NULL for a live interface. */
+void engine_begin_input(struct engine *e, const char *file, int dlt, bool print_header);
+void engine_packet(struct engine *e, const struct pcap_pkthdr *h, const uint8_t *data);
+/* Periodic work at time now (packet time in replays, wall clock when live and idle). */
+void engine_tick(struct engine *e, struct tw_time now);
+/* The rule set to use from the next packet on (the caller keeps the old one alive). */
+void engine_set_rules(struct engine *e, const struct ruleset *rules);
+/* Replaces the alerts stream (SIGHUP reopen). */
+void engine_set_alerts_out(struct engine *e, FILE *f);
+
+void engine_get_stats(const struct engine *e, struct engine_stats *out);
+/* Writes "field\tvalue\n" lines of every counter (heartbeat, metrics, exit summary). */
+size_t engine_stats_text(const struct engine *e, char *buf, size_t n);
+/* Investigation summary per internal host: a table to out, JSON to json_out (either NULL). */
+void engine_summary(const struct engine *e, FILE *out, FILE *json_out);
+uint64_t engine_alerts(const struct engine *e);
+
+#endif /* TW_ENGINE_H */

@@ -1,0 +1,43 @@
+/* json.h - small streaming JSON writer for alert records.
+ *
+ * Appends to a growable buffer owned by struct jw (capped: TW_ELIMIT past cap). Strings
+ * that come off the wire are escaped byte by byte: quotes, backslash and control characters
+ * as \uXXXX, and bytes that are not valid UTF-8 as U+FFFD, so every line parses.
+ * Keys are dotted ECS names written flat ("source.ip"), as ECS allows.
+ */
+#ifndef TW_JSON_H
+#define TW_JSON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tunnelwatch/tw.h"
+
+struct jw {
+    char *buf;
+    size_t len, cap, max;
+    bool need_comma;
+    int err;
+};
+
+void jw_init(struct jw *w, size_t max);
+void jw_free(struct jw *w);
+void jw_reset(struct jw *w);
+void jw_begin(struct jw *w); /* { */
+void jw_end(struct jw *w);   /* } */
+void jw_key(struct jw *w, const char *key);
+void jw_str(struct jw *w, const char *key, const char *s);
+void jw_strn(struct jw *w, const char *key, const uint8_t *s, size_t n);
+void jw_u64(struct jw *w, const char *key, uint64_t v);
+void jw_i64(struct jw *w, const char *key, int64_t v);
+void jw_bool(struct jw *w, const char *key, bool v);
+void jw_addr(struct jw *w, const char *key, const struct tw_addr *a);
+/* Array of strings. */
+void jw_strv(struct jw *w, const char *key, char *const *v, size_t n);
+/* Raw value (already JSON), e.g. a nested object built elsewhere. */
+void jw_raw(struct jw *w, const char *key, const char *json);
+/* Appends escaped s (no quotes) to w: for callers composing strings. */
+void jw_escape(struct jw *w, const uint8_t *s, size_t n);
+
+#endif /* TW_JSON_H */

@@ -1,0 +1,332 @@
+/* ac.c - Aho-Corasick multi-pattern matcher, case-insensitive over bytes.
+ *
+ * Design: patterns are folded to lower case and sorted; the trie is then built breadth-first
+ * from the sorted order, one node per distinct prefix. Because nodes are numbered in BFS
+ * order and a node's children are created together, the children of node n are exactly the
+ * ids first[n] .. first[n+1]-1 and their labels are sorted: a node costs a label byte, a
+ * first-child index, a failure link, an output index and a dictionary-suffix link (17 bytes),
+ * with no per-node edge table. Child lookup is a binary search over at most 256 labels; the
+ * root keeps a direct 256-entry table because almost every failure ends there. This trades a
+ * little search speed for memory: a million domain-like patterns fit in a few hundred MB
+ * where a full 256-way table would need gigabytes. After ac_build the automaton is
+ * read-only, so any number of threads may search it.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "tunnelwatch/ac.h"
+
+#define AC_NONE UINT32_MAX
+/* Patterns longer than this are refused: hostnames are <= 255 bytes, and the BFS build
+ * keeps each node's depth in 16 bits. */
+#define AC_MAX_PATLEN 4096u
+/* The pattern pool is addressed with 32-bit offsets. */
+#define AC_MAX_POOL (UINT32_MAX - AC_MAX_PATLEN)
+
+struct ac_pat {
+    uint32_t off; /* into pool */
+    uint32_t id;  /* caller id */
+    uint16_t len;
+};
+
+struct ac {
+    /* patterns, in ac_add order until ac_build sorts them */
+    struct ac_pat *pats;
+    size_t n_pats, cap_pats;
+    uint8_t *pool;
+    size_t pool_len, pool_cap;
+    /* automaton (after ac_build) */
+    uint32_t n_nodes;
+    uint8_t *label;     /* label of the edge into node */
+    uint32_t *first;    /* n_nodes + 1: first child id */
+    uint32_t *fail;     /* failure link */
+    uint32_t *out;      /* first pattern (sorted position) ending here, or AC_NONE */
+    uint32_t *dict;     /* nearest proper suffix node with an output, or AC_NONE */
+    uint8_t *same_next; /* same_next[p]: sorted pattern p+1 ends at the same node */
+    uint32_t root_next[256];
+    int built;
+};
+
+/* ASCII lower-casing without a branch: bit 5 set for 'A'..'Z' only. */
+static inline uint8_t fold(uint8_t c)
+{
+    return (uint8_t)(c | ((unsigned)((unsigned)(c - 'A') < 26u) << 5));
+}
+
+struct ac *ac_new(void)
+{
+    struct ac *ac = calloc(1, sizeof(*ac));
+    return ac;
+}
+
+void ac_free(struct ac *ac)
+{
+    if (!ac)
+        return;
+    free(ac->pats);
+    free(ac->pool);
+    free(ac->label);
+    free(ac->first);
+    free(ac->fail);
+    free(ac->out);
+    free(ac->dict);
+    free(ac->same_next);
+    free(ac);
+}
+
+int ac_add(struct ac *ac, const uint8_t *pat, size_t len, uint32_t id)
+{
+    if (!ac || ac->built)
+        return TW_EBAD;
+    if (len == 0 || len > AC_MAX_PATLEN)
+        return TW_EBAD;
+    if (ac->n_pats >= UINT32_MAX - 1 || ac->pool_len > AC_MAX_POOL - len)
+        return TW_ELIMIT;
+    if (ac->n_pats == ac->cap_pats) {
+        size_t nc = ac->cap_pats ? ac->cap_pats * 2 : 64;
+        struct ac_pat *np = realloc(ac->pats, nc * sizeof(*np));
+        if (!np)
+            return TW_ENOMEM;
+        ac->pats = np;
+        ac->cap_pats = nc;
+    }
+    if (ac->pool_len + len > ac->pool_cap) {
+        size_t nc = ac->pool_cap ? ac->pool_cap * 2 : 1024;
+        while (nc < ac->pool_len + len)
+            nc *= 2;
+        uint8_t *np = realloc(ac->pool, nc);
+        if (!np)
+            return TW_ENOMEM;
+        ac->pool = np;
+        ac->pool_cap = nc;
+    }
+    uint8_t *dst = ac->pool + ac->pool_len;
+    for (size_t i = 0; i < len; i++)
+        dst[i] = fold(pat[i]);
+    ac->pats[ac->n_pats].off = (uint32_t)ac->pool_len;
+    ac->pats[ac->n_pats].len = (uint16_t)len;
+    ac->pats[ac->n_pats].id = id;
+    ac->n_pats++;
+    ac->pool_len += len;
+    return TW_OK;
+}
+
+/* Folded bytes, then length, then id. qsort has no context argument in C11, so a small
+ * merge sort takes the pool explicitly (stable, O(n log n) on any input). */
+static int pat_cmp(const uint8_t *pool, const struct ac_pat *a, const struct ac_pat *b)
+{
+    size_t n = a->len < b->len ? a->len : b->len;
+    int c = memcmp(pool + a->off, pool + b->off, n);
+    if (c)
+        return c;
+    if (a->len != b->len)
+        return a->len < b->len ? -1 : 1;
+    return a->id < b->id ? -1 : a->id > b->id;
+}
+
+static void merge_sort(const uint8_t *pool, struct ac_pat *a, struct ac_pat *tmp, size_t n)
+{
+    if (n < 16) {
+        for (size_t i = 1; i < n; i++) {
+            struct ac_pat x = a[i];
+            size_t j = i;
+            while (j > 0 && pat_cmp(pool, &a[j - 1], &x) > 0) {
+                a[j] = a[j - 1];
+                j--;
+            }
+            a[j] = x;
+        }
+        return;
+    }
+    size_t h = n / 2;
+    merge_sort(pool, a, tmp, h);
+    merge_sort(pool, a + h, tmp, n - h);
+    size_t i = 0, j = h, k = 0;
+    while (i < h && j < n)
+        tmp[k++] = pat_cmp(pool, &a[i], &a[j]) <= 0 ? a[i++] : a[j++];
+    while (i < h)
+        tmp[k++] = a[i++];
+    while (j < n)
+        tmp[k++] = a[j++];
+    memcpy(a, tmp, n * sizeof(*a));
+}
+
+/* Child of node n labelled c, or AC_NONE. Labels of n's children are sorted. */
+static uint32_t child(const struct ac *ac, uint32_t n, uint8_t c)
+{
+    if (n == 0)
+        return ac->root_next[c];
+    uint32_t lo = ac->first[n], hi = ac->first[n + 1];
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        uint8_t l = ac->label[mid];
+        if (l == c)
+            return mid;
+        if (l < c)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return AC_NONE;
+}
+
+int ac_build(struct ac *ac)
+{
+    if (!ac || ac->built)
+        return TW_EBAD;
+    size_t np = ac->n_pats;
+    if (np > 1) {
+        struct ac_pat *tmp = malloc(np * sizeof(*tmp));
+        if (!tmp)
+            return TW_ENOMEM;
+        merge_sort(ac->pool, ac->pats, tmp, np);
+        free(tmp);
+    }
+    /* Upper bound on nodes: the root plus one per pattern byte. */
+    size_t bound = 1 + ac->pool_len;
+    if (bound >= UINT32_MAX)
+        return TW_ELIMIT;
+    ac->label = malloc(bound);
+    ac->first = malloc((bound + 1) * sizeof(uint32_t));
+    ac->fail = malloc(bound * sizeof(uint32_t));
+    ac->out = malloc(bound * sizeof(uint32_t));
+    ac->dict = malloc(bound * sizeof(uint32_t));
+    ac->same_next = calloc(np ? np : 1, 1);
+    uint16_t *depth = malloc(bound * sizeof(uint16_t));
+    if (!ac->label || !ac->first || !ac->fail || !ac->out || !ac->dict || !ac->same_next ||
+        !depth) {
+        free(depth);
+        return TW_ENOMEM;
+    }
+    /* BFS build: while building, fail[] holds the node's pattern range start and dict[] its
+     * end; both are rewritten by the failure pass below. */
+    uint32_t *rlo = ac->fail, *rhi = ac->dict;
+    uint32_t count = 1;
+    ac->label[0] = 0;
+    rlo[0] = 0;
+    rhi[0] = (uint32_t)np;
+    depth[0] = 0;
+    for (uint32_t n = 0; n < count; n++) {
+        uint32_t lo = rlo[n], hi = rhi[n];
+        uint16_t d = depth[n];
+        ac->out[n] = AC_NONE;
+        ac->first[n] = count;
+        uint32_t p = lo;
+        /* patterns that end here sort first (shorter before longer with the same prefix) */
+        while (p < hi && ac->pats[p].len == d) {
+            if (ac->out[n] == AC_NONE)
+                ac->out[n] = p;
+            else
+                ac->same_next[p - 1] = 1;
+            p++;
+        }
+        while (p < hi) {
+            uint8_t c = ac->pool[ac->pats[p].off + d];
+            uint32_t q = p + 1;
+            while (q < hi && ac->pool[ac->pats[q].off + d] == c)
+                q++;
+            ac->label[count] = c;
+            rlo[count] = p;
+            rhi[count] = q;
+            depth[count] = (uint16_t)(d + 1);
+            count++;
+            p = q;
+        }
+    }
+    ac->first[count] = count;
+    free(depth);
+    ac->n_nodes = count;
+    for (unsigned c = 0; c < 256; c++)
+        ac->root_next[c] = AC_NONE;
+    for (uint32_t v = ac->first[0]; v < ac->first[1]; v++)
+        ac->root_next[ac->label[v]] = v;
+    /* Failure links, BFS order: a node's link is final before its children need it. */
+    ac->fail[0] = 0;
+    ac->dict[0] = AC_NONE;
+    for (uint32_t n = 0; n < count; n++) {
+        for (uint32_t v = ac->first[n]; v < ac->first[n + 1]; v++) {
+            uint32_t f = AC_NONE;
+            if (n != 0) {
+                uint32_t s = ac->fail[n];
+                for (;;) {
+                    f = child(ac, s, ac->label[v]);
+                    if (f != AC_NONE || s == 0)
+                        break;
+                    s = ac->fail[s];
+                }
+            }
+            ac->fail[v] = f == AC_NONE ? 0 : f;
+            uint32_t fv = ac->fail[v];
+            ac->dict[v] = fv != 0 && ac->out[fv] != AC_NONE ? fv : ac->dict[fv];
+        }
+    }
+    /* Give back the unused tail of the bound-sized arrays. */
+    uint8_t *l2 = realloc(ac->label, count);
+    if (l2)
+        ac->label = l2;
+    uint32_t *u;
+    if ((u = realloc(ac->first, (count + 1u) * sizeof(uint32_t))))
+        ac->first = u;
+    if ((u = realloc(ac->fail, count * sizeof(uint32_t))))
+        ac->fail = u;
+    if ((u = realloc(ac->out, count * sizeof(uint32_t))))
+        ac->out = u;
+    if ((u = realloc(ac->dict, count * sizeof(uint32_t))))
+        ac->dict = u;
+    ac->built = 1;
+    return TW_OK;
+}
+
+size_t ac_pattern_count(const struct ac *ac)
+{
+    return ac ? ac->n_pats : 0;
+}
+
+size_t ac_memory(const struct ac *ac)
+{
+    if (!ac)
+        return 0;
+    size_t m = sizeof(*ac) + ac->cap_pats * sizeof(struct ac_pat) + ac->pool_cap;
+    if (ac->built)
+        m += (size_t)ac->n_nodes * (1 + 4 * 4) + 4 + ac->n_pats;
+    return m;
+}
+
+/* Reports every pattern ending at node s (the node's own, then its dictionary chain). */
+static int report(const struct ac *ac, uint32_t s, size_t end, ac_hit_fn fn, void *ud, int *hits)
+{
+    if (ac->out[s] == AC_NONE)
+        s = ac->dict[s];
+    for (; s != AC_NONE; s = ac->dict[s]) {
+        for (uint32_t p = ac->out[s];; p++) {
+            /* the count must stay representable as int: stop reporting at the cap */
+            if (*hits >= INT32_MAX)
+                return 1;
+            (*hits)++;
+            if (fn && fn(ud, ac->pats[p].id, end))
+                return 1;
+            if (!ac->same_next[p])
+                break;
+        }
+    }
+    return 0;
+}
+
+int ac_search(const struct ac *ac, const uint8_t *text, size_t len, ac_hit_fn fn, void *ud)
+{
+    if (!ac || !ac->built || ac->n_nodes <= 1 || !text)
+        return 0;
+    uint32_t s = 0;
+    int hits = 0;
+    for (size_t i = 0; i < len; i++) {
+        uint8_t c = fold(text[i]);
+        uint32_t t;
+        while ((t = child(ac, s, c)) == AC_NONE && s != 0)
+            s = ac->fail[s];
+        s = t == AC_NONE ? 0 : t;
+        if (s != 0 && (ac->out[s] != AC_NONE || ac->dict[s] != AC_NONE))
+            if (report(ac, s, i + 1, fn, ud, &hits))
+                break;
+    }
+    return hits;
+}

@@ -1,0 +1,568 @@
+/* alert.c - alert records (ECS / ASIM JSON), Community ID, event ids and incident dedup.
+ *
+ * Records are flat dotted ECS keys, one object per line, written with the escaping writer
+ * in json.c. The dedup table is a chained hash over (host, rule id, name) with an LRU list
+ * and a hard cap; an incident that falls out of the window or off the cap simply starts a
+ * new alert on its next hit, so a cap hit can repeat an alert but never lose one.
+ */
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "tunnelwatch/alert.h"
+
+/* --- Community ID v1 --- */
+
+static void b64(const uint8_t *in, size_t n, char *out)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        if (i + 1 < n)
+            v |= (uint32_t)in[i + 1] << 8;
+        if (i + 2 < n)
+            v |= in[i + 2];
+        out[o++] = tab[(v >> 18) & 63];
+        out[o++] = tab[(v >> 12) & 63];
+        out[o++] = i + 1 < n ? tab[(v >> 6) & 63] : '=';
+        out[o++] = i + 2 < n ? tab[v & 63] : '=';
+    }
+    out[o] = '\0';
+}
+
+void community_id_v1(const struct tw_addr *src, const struct tw_addr *dst, uint16_t sport,
+                     uint16_t dport, uint8_t proto, uint16_t seed, char out[64])
+{
+    size_t alen = src->family == 4 ? 4 : 16;
+    const struct tw_addr *a = src, *b = dst;
+    uint16_t pa = sport, pb = dport;
+    int c = memcmp(src->a, dst->a, alen);
+    if (c > 0 || (c == 0 && sport > dport)) {
+        a = dst;
+        b = src;
+        pa = dport;
+        pb = sport;
+    }
+    uint8_t buf[2 + 16 + 16 + 2 + 4];
+    size_t n = 0;
+    buf[n++] = (uint8_t)(seed >> 8);
+    buf[n++] = (uint8_t)seed;
+    memcpy(buf + n, a->a, alen);
+    n += alen;
+    memcpy(buf + n, b->a, alen);
+    n += alen;
+    buf[n++] = proto;
+    buf[n++] = 0;
+    buf[n++] = (uint8_t)(pa >> 8);
+    buf[n++] = (uint8_t)pa;
+    buf[n++] = (uint8_t)(pb >> 8);
+    buf[n++] = (uint8_t)pb;
+    uint8_t md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    if (!EVP_Digest(buf, n, md, &mdlen, EVP_sha1(), NULL) || mdlen != 20) {
+        snprintf(out, 64, "1:");
+        return;
+    }
+    memcpy(out, "1:", 2);
+    b64(md, 20, out + 2);
+}
+
+/* --- event ids --- */
+
+void alert_ids_init(struct alert_ids *ids)
+{
+    ids->next = 0;
+    if (getrandom(&ids->boot, sizeof(ids->boot), 0) != (ssize_t)sizeof(ids->boot))
+        ids->boot = (uint64_t)(uintptr_t)ids ^ 0x9e3779b97f4a7c15ULL;
+}
+
+void alert_ids_next(struct alert_ids *ids, char out[40])
+{
+    snprintf(out, 40, "%016llx-%016llx", (unsigned long long)ids->boot,
+             (unsigned long long)++ids->next);
+}
+
+/* --- formatting --- */
+
+static const char *transport(uint8_t proto)
+{
+    return proto == 6 ? "tcp" : proto == 17 ? "udp" : "other";
+}
+
+static int severity(const char *level)
+{
+    if (!level)
+        return 3;
+    if (!strcmp(level, "informational"))
+        return 1;
+    if (!strcmp(level, "low"))
+        return 2;
+    if (!strcmp(level, "medium"))
+        return 3;
+    if (!strcmp(level, "high"))
+        return 4;
+    if (!strcmp(level, "critical"))
+        return 5;
+    return 3;
+}
+
+static const char *asim_severity(const char *level)
+{
+    switch (severity(level)) {
+    case 1:
+        return "Informational";
+    case 2:
+        return "Low";
+    case 3:
+        return "Medium";
+    default:
+        return "High";
+    }
+}
+
+static const char *type_action(enum alert_type t)
+{
+    switch (t) {
+    case ALERT_RAISED:
+        return "raised";
+    case ALERT_UPDATE:
+        return "update";
+    case ALERT_FLOW_END:
+        return "flow_end";
+    default:
+        return "suppressed";
+    }
+}
+
+static void fmt_time(struct jw *w, const char *key, struct tw_time t)
+{
+    char b[40];
+    jw_str(w, key, tw_time_rfc3339(t, b, sizeof(b)));
+}
+
+/* The registered-domain guess used for ASIM DstDomain: the last two labels. */
+static size_t last_labels(const uint8_t *n, size_t len, int labels)
+{
+    size_t i = len;
+    while (i > 0) {
+        i--;
+        if (n[i] == '.' && --labels == 0)
+            return i + 1;
+    }
+    return 0;
+}
+
+static size_t trim_dot(const uint8_t *n, size_t len)
+{
+    return len > 1 && n[len - 1] == '.' ? len - 1 : len;
+}
+
+static void format_ecs(struct jw *w, const struct alert_rec *r)
+{
+    char cid[64];
+    jw_begin(w);
+    fmt_time(w, "@timestamp", r->ts);
+    bool is_alert = r->type == ALERT_RAISED;
+    jw_str(w, "event.kind", is_alert ? "alert" : "event");
+    jw_str(w, "event.id", r->event_id);
+    jw_str(w, "event.dataset",
+           r->type == ALERT_RAISED     ? "tunnelwatch.alert"
+           : r->type == ALERT_UPDATE   ? "tunnelwatch.update"
+           : r->type == ALERT_FLOW_END ? "tunnelwatch.flow"
+                                       : "tunnelwatch.suppressed");
+    jw_str(w, "event.action", type_action(r->type));
+    jw_str(w, "event.module", "tunnelwatch");
+    if (r->incident_id)
+        jw_str(w, "tunnelwatch.incident_id", r->incident_id);
+    if (r->count)
+        jw_u64(w, "event.count", r->count);
+    if (r->rule) {
+        jw_u64(w, "event.severity", (uint64_t)severity(r->rule->level));
+        jw_str(w, "rule.id", r->rule->id);
+        jw_str(w, "rule.name", r->rule->title);
+        jw_str(w, "rule.level", r->rule->level);
+        jw_str(w, "rule.ruleset", "sigma");
+        jw_str(w, "rule.reference", r->rule->file);
+        jw_strv(w, "tags", r->rule->tags, r->rule->n_tags);
+        if (r->rule->n_techniques) {
+            jw_str(w, "threat.framework", "MITRE ATT&CK");
+            jw_strv(w, "threat.technique.id", r->rule->techniques, r->rule->n_techniques);
+        }
+    }
+    jw_addr(w, "source.ip", &r->host);
+    bool host_is_cli = tw_addr_eq(&r->host, &r->cli);
+    if (r->host.family && host_is_cli && r->cport)
+        jw_u64(w, "source.port", r->cport);
+    if (r->host.family && !host_is_cli && tw_addr_eq(&r->host, &r->srv) && r->sport)
+        jw_u64(w, "source.port", r->sport);
+    const struct tw_addr *peer = host_is_cli || !r->host.family ? &r->srv : &r->cli;
+    uint16_t peer_port = host_is_cli || !r->host.family ? r->sport : r->cport;
+    jw_addr(w, "destination.ip", peer);
+    if (peer_port)
+        jw_u64(w, "destination.port", peer_port);
+    if (r->name && r->name_len)
+        jw_strn(w, "destination.domain", r->name, trim_dot(r->name, r->name_len));
+    jw_addr(w, "client.ip", &r->cli);
+    if (r->cport)
+        jw_u64(w, "client.port", r->cport);
+    jw_addr(w, "server.ip", &r->srv);
+    if (r->sport)
+        jw_u64(w, "server.port", r->sport);
+    jw_str(w, "network.transport", transport(r->proto));
+    if (r->app_proto)
+        jw_str(w, "network.protocol", r->app_proto);
+    if (r->vlan)
+        jw_u64(w, "network.vlan.id", r->vlan);
+    if (r->cli.family && (r->proto == 6 || r->proto == 17)) {
+        community_id_v1(&r->cli, &r->srv, r->cport, r->sport, r->proto, 0, cid);
+        jw_str(w, "network.community_id", cid);
+    }
+    jw_str(w, "network.direction",
+           r->attribution && !strcmp(r->attribution, "inbound") ? "inbound" : "outbound");
+    jw_str(w, "observer.name", r->observer);
+    jw_str(w, "observer.type", "sensor");
+    jw_str(w, "observer.product", "tunnelwatch");
+    if (r->ja4 && r->ja4[0])
+        jw_str(w, "tls.client.ja4", r->ja4);
+    if (r->kind && (!strcmp(r->kind, "tls_sni") || !strcmp(r->kind, "quic_sni")) && r->name)
+        jw_strn(w, "tls.client.server_name", r->name, r->name_len);
+    if (r->ech)
+        jw_bool(w, "tunnelwatch.tls.ech", true);
+    if (r->alpn && r->alpn[0])
+        jw_str(w, "tunnelwatch.tls.alpn", r->alpn);
+    if (r->kind) {
+        jw_str(w, "tunnelwatch.evidence.kind", r->kind);
+        if (r->name)
+            jw_strn(w, "tunnelwatch.evidence.name", r->name, r->name_len);
+        if (r->frame)
+            jw_u64(w, "tunnelwatch.evidence.frame", r->frame);
+        if (r->file)
+            jw_str(w, "tunnelwatch.evidence.file", r->file);
+    }
+    if (r->pattern)
+        jw_str(w, "tunnelwatch.matched", r->pattern);
+    if (r->attribution)
+        jw_str(w, "tunnelwatch.attribution", r->attribution);
+    if (r->resolver.family) {
+        jw_addr(w, "tunnelwatch.resolver", &r->resolver);
+        if (r->resolver_frame)
+            jw_u64(w, "tunnelwatch.resolver_frame", r->resolver_frame);
+    }
+    if (r->type == ALERT_UPDATE || r->type == ALERT_RAISED) {
+        if (r->first_seen.sec)
+            fmt_time(w, "event.start", r->first_seen);
+        if (r->last_seen.sec)
+            fmt_time(w, "event.end", r->last_seen);
+    }
+    if (r->type == ALERT_FLOW_END) {
+        fmt_time(w, "event.start", r->flow_start);
+        fmt_time(w, "event.end", r->flow_end);
+        int64_t dur = tw_time_us(r->flow_end) - tw_time_us(r->flow_start);
+        jw_i64(w, "event.duration", dur > 0 ? dur * 1000 : 0);
+        /* ECS: source.* is the attributed host, so its bytes are what it sent */
+        int out = host_is_cli || !r->host.family ? 0 : 1;
+        jw_u64(w, "source.bytes", r->bytes[out]);
+        jw_u64(w, "source.packets", r->pkts[out]);
+        jw_u64(w, "destination.bytes", r->bytes[1 - out]);
+        jw_u64(w, "destination.packets", r->pkts[1 - out]);
+        jw_u64(w, "network.bytes", r->bytes[0] + r->bytes[1]);
+        jw_u64(w, "network.packets", r->pkts[0] + r->pkts[1]);
+        jw_u64(w, "client.bytes", r->bytes[0]);
+        jw_u64(w, "client.packets", r->pkts[0]);
+        jw_u64(w, "server.bytes", r->bytes[1]);
+        jw_u64(w, "server.packets", r->pkts[1]);
+        if (r->end_reason)
+            jw_str(w, "tunnelwatch.flow.end_reason", r->end_reason);
+    }
+    if (r->type == ALERT_SUPPRESSED) {
+        jw_str(w, "tunnelwatch.allowlist.name", r->allow_name);
+        jw_str(w, "tunnelwatch.allowlist.reason", r->allow_reason);
+    }
+    jw_end(w);
+}
+
+static void format_asim(struct jw *w, const struct alert_rec *r)
+{
+    char cid[64];
+    jw_begin(w);
+    fmt_time(w, "TimeGenerated", r->ts);
+    jw_str(w, "EventType", r->type == ALERT_FLOW_END ? "EndofStream" : "IDS");
+    jw_str(w, "EventSubType", type_action(r->type));
+    jw_str(w, "EventResult", "NA");
+    jw_str(w, "EventUid", r->event_id);
+    if (r->incident_id)
+        jw_str(w, "EventOriginalUid", r->incident_id);
+    jw_u64(w, "EventCount", r->count ? r->count : 1);
+    fmt_time(w, "EventStartTime",
+             r->type == ALERT_FLOW_END ? r->flow_start
+             : r->first_seen.sec       ? r->first_seen
+                                       : r->ts);
+    fmt_time(w, "EventEndTime",
+             r->type == ALERT_FLOW_END ? r->flow_end
+             : r->last_seen.sec        ? r->last_seen
+                                       : r->ts);
+    jw_str(w, "EventProduct", "tunnelwatch");
+    jw_str(w, "EventVendor", "tunnelwatch");
+    jw_str(w, "EventSchema", "NetworkSession");
+    jw_str(w, "EventSchemaVersion", "0.2.6");
+    jw_str(w, "Dvc", r->observer);
+    jw_str(w, "DvcAction", r->type == ALERT_SUPPRESSED ? "Allow" : "Alert");
+    if (r->rule) {
+        jw_str(w, "EventSeverity", asim_severity(r->rule->level));
+        jw_str(w, "NetworkRuleName", r->rule->title);
+        jw_str(w, "RuleId", r->rule->id);
+        if (r->rule->n_techniques) {
+            jw_str(w, "ThreatId", r->rule->techniques[0]);
+            jw_strv(w, "ThreatTechniques", r->rule->techniques, r->rule->n_techniques);
+        }
+        jw_str(w, "ThreatName", r->rule->title);
+    }
+    bool host_is_cli = tw_addr_eq(&r->host, &r->cli) || !r->host.family;
+    jw_addr(w, "SrcIpAddr", host_is_cli ? &r->cli : &r->host);
+    if (host_is_cli && r->cport)
+        jw_u64(w, "SrcPortNumber", r->cport);
+    jw_addr(w, "DstIpAddr", host_is_cli ? &r->srv : &r->cli);
+    if (host_is_cli && r->sport)
+        jw_u64(w, "DstPortNumber", r->sport);
+    if (r->name && r->name_len) {
+        size_t n = trim_dot(r->name, r->name_len);
+        /* DstHostname carries the full name (not ASIM's host part alone) so that the seed's
+         * KQL, `DstHostname contains "tunnel.us.ngrok.com"`, finds these records unchanged. */
+        jw_strn(w, "DstHostname", r->name, n);
+        jw_strn(w, "DstFQDN", r->name, n);
+        size_t d = last_labels(r->name, n, 2);
+        jw_strn(w, "DstDomain", r->name + d, n - d);
+        jw_str(w, "DstDomainType", "FQDN");
+    }
+    jw_str(w, "NetworkProtocol", r->proto == 6 ? "TCP" : r->proto == 17 ? "UDP" : "Other");
+    if (r->app_proto)
+        jw_str(w, "NetworkApplicationProtocol", r->app_proto);
+    jw_str(w, "NetworkDirection",
+           r->attribution && !strcmp(r->attribution, "inbound") ? "Inbound" : "Outbound");
+    if (r->cli.family && (r->proto == 6 || r->proto == 17)) {
+        community_id_v1(&r->cli, &r->srv, r->cport, r->sport, r->proto, 0, cid);
+        jw_str(w, "NetworkSessionId", cid);
+    }
+    if (r->type == ALERT_FLOW_END) {
+        int out = host_is_cli ? 0 : 1;
+        jw_u64(w, "SrcBytes", r->bytes[out]);
+        jw_u64(w, "SrcPackets", r->pkts[out]);
+        jw_u64(w, "DstBytes", r->bytes[1 - out]);
+        jw_u64(w, "DstPackets", r->pkts[1 - out]);
+        jw_u64(w, "NetworkBytes", r->bytes[0] + r->bytes[1]);
+        int64_t dur = tw_time_us(r->flow_end) - tw_time_us(r->flow_start);
+        jw_i64(w, "NetworkDuration", dur > 0 ? dur / 1000 : 0);
+    }
+    /* Our own evidence, in an AdditionalFields object as ASIM suggests. */
+    jw_key(w, "AdditionalFields");
+    jw_begin(w);
+    if (r->kind)
+        jw_str(w, "EvidenceKind", r->kind);
+    if (r->name)
+        jw_strn(w, "EvidenceName", r->name, r->name_len);
+    if (r->frame)
+        jw_u64(w, "EvidenceFrame", r->frame);
+    jw_str(w, "EvidenceFile", r->file);
+    jw_str(w, "Matched", r->pattern);
+    jw_str(w, "Attribution", r->attribution);
+    jw_addr(w, "Resolver", &r->resolver);
+    if (r->ja4 && r->ja4[0])
+        jw_str(w, "JA4", r->ja4);
+    jw_str(w, "AllowlistName", r->allow_name);
+    jw_str(w, "AllowlistReason", r->allow_reason);
+    jw_end(w);
+    jw_end(w);
+}
+
+int alert_format(struct jw *w, const struct alert_rec *r, enum alert_schema schema)
+{
+    jw_reset(w);
+    if (schema == ALERT_ASIM)
+        format_asim(w, r);
+    else
+        format_ecs(w, r);
+    return w->err;
+}
+
+/* --- dedup --- */
+
+struct dedup {
+    struct incident **buckets;
+    size_t nbuckets;
+    struct incident *head, *tail; /* LRU: head oldest */
+    uint32_t max, size, window_s;
+    uint64_t evictions;
+    uint8_t key[16];
+};
+
+struct dedup *dedup_new(uint32_t max, uint32_t window_s)
+{
+    struct dedup *d = calloc(1, sizeof(*d));
+    if (!d || max == 0) {
+        free(d);
+        return NULL;
+    }
+    d->nbuckets = 256;
+    while (d->nbuckets < max)
+        d->nbuckets <<= 1;
+    d->buckets = calloc(d->nbuckets, sizeof(*d->buckets));
+    if (!d->buckets) {
+        free(d);
+        return NULL;
+    }
+    d->max = max;
+    d->window_s = window_s;
+    if (getrandom(d->key, sizeof(d->key), 0) != (ssize_t)sizeof(d->key))
+        memset(d->key, 0x5a, sizeof(d->key));
+    return d;
+}
+
+static void lru_unlink(struct dedup *d, struct incident *in)
+{
+    if (in->prev)
+        in->prev->next = in->next;
+    else
+        d->head = in->next;
+    if (in->next)
+        in->next->prev = in->prev;
+    else
+        d->tail = in->prev;
+    in->prev = in->next = NULL;
+}
+
+static void lru_append(struct dedup *d, struct incident *in)
+{
+    in->prev = d->tail;
+    in->next = NULL;
+    if (d->tail)
+        d->tail->next = in;
+    else
+        d->head = in;
+    d->tail = in;
+}
+
+static void incident_remove(struct dedup *d, struct incident *in)
+{
+    struct incident **pp = &d->buckets[in->hash & (d->nbuckets - 1)];
+    while (*pp && *pp != in)
+        pp = &(*pp)->hnext;
+    if (*pp)
+        *pp = in->hnext;
+    lru_unlink(d, in);
+    d->size--;
+    free(in);
+}
+
+void dedup_free(struct dedup *d)
+{
+    if (!d)
+        return;
+    while (d->head)
+        incident_remove(d, d->head);
+    free(d->buckets);
+    free(d);
+}
+
+static uint64_t incident_hash(const struct dedup *d, const struct tw_addr *host,
+                              const char *rule_id, const uint8_t *name, size_t n)
+{
+    uint8_t buf[17 + 64 + 256];
+    size_t k = 0;
+    buf[k++] = host->family;
+    memcpy(buf + k, host->a, 16);
+    k += 16;
+    size_t rl = strnlen(rule_id, 63);
+    memcpy(buf + k, rule_id, rl);
+    k += rl;
+    buf[k++] = 0;
+    if (n > 255)
+        n = 255;
+    for (size_t i = 0; i < n; i++)
+        buf[k++] = (uint8_t)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] + 32 : name[i]);
+    return tw_siphash(d->key, buf, k);
+}
+
+static void copy_name(char *dst, const uint8_t *name, size_t n)
+{
+    n = trim_dot(name, n);
+    if (n > 255)
+        n = 255;
+    for (size_t i = 0; i < n; i++)
+        dst[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] + 32 : name[i]);
+    dst[n] = '\0';
+}
+
+struct incident *dedup_hit(struct dedup *d, const struct tw_addr *host, const struct rule *rule,
+                           const uint8_t *name, size_t name_len, struct tw_time now, bool *is_new)
+{
+    char lname[256];
+    copy_name(lname, name, name_len);
+    const char *rid = rule->id ? rule->id : "";
+    uint64_t h = incident_hash(d, host, rid, (const uint8_t *)lname, strlen(lname));
+    for (struct incident *in = d->buckets[h & (d->nbuckets - 1)]; in; in = in->hnext) {
+        if (in->hash != h || !tw_addr_eq(&in->host, host) || strcmp(in->rule_id, rid) ||
+            strcmp(in->name, lname))
+            continue;
+        if (tw_time_us(now) - tw_time_us(in->first) > (int64_t)d->window_s * 1000000) {
+            incident_remove(d, in); /* window over: the next hit is a new incident */
+            break;
+        }
+        in->count++;
+        in->rule = rule;
+        if (tw_time_us(now) > tw_time_us(in->last))
+            in->last = now;
+        lru_unlink(d, in);
+        lru_append(d, in);
+        *is_new = false;
+        return in;
+    }
+    if (d->size >= d->max && d->head) {
+        d->evictions++;
+        incident_remove(d, d->head);
+    }
+    struct incident *in = calloc(1, sizeof(*in));
+    if (!in)
+        return NULL;
+    in->host = *host;
+    in->rule = rule;
+    snprintf(in->rule_id, sizeof(in->rule_id), "%s", rid);
+    memcpy(in->name, lname, sizeof(lname));
+    in->count = 1;
+    in->reported_count = 1;
+    in->first = in->last = in->last_update = now;
+    in->hash = h;
+    in->hnext = d->buckets[h & (d->nbuckets - 1)];
+    d->buckets[h & (d->nbuckets - 1)] = in;
+    lru_append(d, in);
+    d->size++;
+    *is_new = true;
+    return in;
+}
+
+void dedup_each_due(struct dedup *d, struct tw_time now, uint32_t interval_s,
+                    void (*fn)(void *ud, struct incident *in), void *ud)
+{
+    for (struct incident *in = d->head; in; in = in->next) {
+        if (in->count == in->reported_count)
+            continue;
+        if (interval_s &&
+            tw_time_us(now) - tw_time_us(in->last_update) < (int64_t)interval_s * 1000000)
+            continue;
+        fn(ud, in);
+        in->reported_count = in->count;
+        in->last_update = now;
+    }
+}
+
+uint64_t dedup_evictions(const struct dedup *d)
+{
+    return d->evictions;
+}
+
+size_t dedup_size(const struct dedup *d)
+{
+    return d->size;
+}

@@ -1,0 +1,242 @@
+/* attrib.c - internal-network set and the IP -> flagged-name map (see attrib.h).
+ *
+ * The network set is a plain binary trie (one node per prefix bit): a few dozen CIDRs
+ * cost a few thousand nodes, a lookup is at most 128 steps with no allocation. The DNS map
+ * is an open-addressing table sized at twice its cap, with linear probing and tombstone-free
+ * deletion by backward shift; at the cap the entry nearest to expiry in the probe window is
+ * replaced, so memory never grows past the configured size.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "tunnelwatch/attrib.h"
+
+struct node {
+    uint32_t child[2]; /* index into nodes, 0 = none */
+    bool term;
+};
+
+struct netset {
+    struct node *nodes;
+    uint32_t n, cap;
+    uint32_t root[2]; /* v4, v6 */
+    size_t count;
+};
+
+static uint32_t new_node(struct netset *s)
+{
+    if (s->n == s->cap) {
+        uint32_t ncap = s->cap ? s->cap * 2 : 256;
+        struct node *nn = realloc(s->nodes, ncap * sizeof(*nn));
+        if (!nn)
+            return 0;
+        s->nodes = nn;
+        s->cap = ncap;
+    }
+    memset(&s->nodes[s->n], 0, sizeof(s->nodes[0]));
+    return s->n++;
+}
+
+struct netset *netset_new(void)
+{
+    struct netset *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    /* node 0 is the "none" sentinel; roots are 1 and 2 */
+    if (new_node(s) != 0 || (s->root[0] = new_node(s)) == 0 || (s->root[1] = new_node(s)) == 0) {
+        netset_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void netset_free(struct netset *s)
+{
+    if (!s)
+        return;
+    free(s->nodes);
+    free(s);
+}
+
+static unsigned bit_at(const uint8_t *a, unsigned i)
+{
+    return (a[i / 8] >> (7 - i % 8)) & 1u;
+}
+
+int netset_add(struct netset *s, const struct tw_addr *addr, unsigned bits)
+{
+    unsigned maxbits = addr->family == 4 ? 32 : 128;
+    if ((addr->family != 4 && addr->family != 6) || bits > maxbits)
+        return TW_EBAD;
+    uint32_t cur = s->root[addr->family == 6];
+    for (unsigned i = 0; i < bits; i++) {
+        unsigned b = bit_at(addr->a, i);
+        if (!s->nodes[cur].child[b]) {
+            uint32_t nn = new_node(s);
+            if (!nn)
+                return TW_ENOMEM;
+            s->nodes[cur].child[b] = nn;
+        }
+        cur = s->nodes[cur].child[b];
+    }
+    if (!s->nodes[cur].term)
+        s->count++;
+    s->nodes[cur].term = true;
+    return TW_OK;
+}
+
+bool netset_contains(const struct netset *s, const struct tw_addr *a)
+{
+    if (!s || (a->family != 4 && a->family != 6))
+        return false;
+    unsigned maxbits = a->family == 4 ? 32 : 128;
+    uint32_t cur = s->root[a->family == 6];
+    for (unsigned i = 0;; i++) {
+        if (s->nodes[cur].term)
+            return true;
+        if (i == maxbits)
+            return false;
+        cur = s->nodes[cur].child[bit_at(a->a, i)];
+        if (!cur)
+            return false;
+    }
+}
+
+size_t netset_count(const struct netset *s)
+{
+    return s->count;
+}
+
+/* --- DNS map --- */
+
+#define PROBE_MAX 16
+
+struct dnsmap {
+    struct dnsmap_entry *slots;
+    uint8_t *used;
+    size_t nslots; /* power of two */
+    uint32_t max, size;
+    uint64_t evictions;
+};
+
+struct dnsmap *dnsmap_new(uint32_t max_entries)
+{
+    struct dnsmap *m = calloc(1, sizeof(*m));
+    if (!m || max_entries == 0) {
+        free(m);
+        return NULL;
+    }
+    m->nslots = 64;
+    while (m->nslots < (size_t)max_entries * 2)
+        m->nslots <<= 1;
+    m->max = max_entries;
+    m->slots = calloc(m->nslots, sizeof(*m->slots));
+    m->used = calloc(m->nslots, 1);
+    if (!m->slots || !m->used) {
+        dnsmap_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void dnsmap_free(struct dnsmap *m)
+{
+    if (!m)
+        return;
+    free(m->slots);
+    free(m->used);
+    free(m);
+}
+
+static size_t addr_hash(const struct tw_addr *a)
+{
+    /* FNV-1a: the keys are addresses an attacker only partly chooses (resolver answers),
+     * and probing is capped at PROBE_MAX, so a collision flood only costs replacements. */
+    uint64_t h = 1469598103934665603ULL ^ a->family;
+    for (int i = 0; i < 16; i++)
+        h = (h ^ a->a[i]) * 1099511628211ULL;
+    return (size_t)(h ^ (h >> 29));
+}
+
+static void remove_at(struct dnsmap *m, size_t i)
+{
+    /* backward-shift deletion keeps probe chains intact without tombstones */
+    size_t mask = m->nslots - 1;
+    m->used[i] = 0;
+    m->size--;
+    size_t j = i;
+    for (;;) {
+        j = (j + 1) & mask;
+        if (!m->used[j])
+            return;
+        size_t home = addr_hash(&m->slots[j].ip) & mask;
+        /* can the entry at j move to the hole at i? only if i lies cyclically in [home, j) */
+        bool movable = (i <= j) ? (home <= i || home > j) : (home <= i && home > j);
+        if (movable) {
+            m->slots[i] = m->slots[j];
+            m->used[i] = 1;
+            m->used[j] = 0;
+            i = j;
+        }
+    }
+}
+
+void dnsmap_put(struct dnsmap *m, const struct dnsmap_entry *e)
+{
+    size_t mask = m->nslots - 1, h = addr_hash(&e->ip) & mask;
+    size_t victim = (size_t)-1;
+    for (size_t k = 0; k < PROBE_MAX; k++) {
+        size_t i = (h + k) & mask;
+        if (!m->used[i]) {
+            if (m->size >= m->max)
+                break;
+            m->slots[i] = *e;
+            m->used[i] = 1;
+            m->size++;
+            return;
+        }
+        if (tw_addr_eq(&m->slots[i].ip, &e->ip)) {
+            m->slots[i] = *e;
+            return;
+        }
+        if (victim == (size_t)-1 || m->slots[i].expires_us < m->slots[victim].expires_us)
+            victim = i;
+    }
+    if (victim == (size_t)-1) {
+        /* full and the probe window is empty: drop the home slot's chain head */
+        victim = h;
+        if (!m->used[victim])
+            return;
+    }
+    m->evictions++;
+    remove_at(m, victim);
+    dnsmap_put(m, e);
+}
+
+const struct dnsmap_entry *dnsmap_get(struct dnsmap *m, const struct tw_addr *ip, int64_t now_us)
+{
+    size_t mask = m->nslots - 1, h = addr_hash(ip) & mask;
+    for (size_t k = 0; k < PROBE_MAX; k++) {
+        size_t i = (h + k) & mask;
+        if (!m->used[i])
+            return NULL;
+        if (tw_addr_eq(&m->slots[i].ip, ip)) {
+            if (m->slots[i].expires_us < now_us) {
+                remove_at(m, i);
+                return NULL;
+            }
+            return &m->slots[i];
+        }
+    }
+    return NULL;
+}
+
+size_t dnsmap_size(const struct dnsmap *m)
+{
+    return m->size;
+}
+
+uint64_t dnsmap_evictions(const struct dnsmap *m)
+{
+    return m->evictions;
+}

@@ -1,0 +1,219 @@
+/* json.c - streaming JSON writer (see json.h).
+ *
+ * UTF-8 validation follows RFC 3629 (no overlongs, no surrogates, max U+10FFFF); anything
+ * else becomes U+FFFD so that a hostile hostname can never produce an unparsable line.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tunnelwatch/json.h"
+
+void jw_init(struct jw *w, size_t max)
+{
+    memset(w, 0, sizeof(*w));
+    w->max = max;
+}
+
+void jw_free(struct jw *w)
+{
+    free(w->buf);
+    memset(w, 0, sizeof(*w));
+}
+
+void jw_reset(struct jw *w)
+{
+    w->len = 0;
+    w->need_comma = false;
+    w->err = TW_OK;
+    if (w->buf)
+        w->buf[0] = '\0';
+}
+
+static void put(struct jw *w, const char *s, size_t n)
+{
+    if (w->err)
+        return;
+    if (w->len + n + 1 > w->cap) {
+        size_t ncap = w->cap ? w->cap : 1024;
+        while (ncap < w->len + n + 1)
+            ncap *= 2;
+        if (w->max && ncap > w->max) {
+            if (w->len + n + 1 > w->max) {
+                w->err = TW_ELIMIT;
+                return;
+            }
+            ncap = w->max;
+        }
+        char *nb = realloc(w->buf, ncap);
+        if (!nb) {
+            w->err = TW_ENOMEM;
+            return;
+        }
+        w->buf = nb;
+        w->cap = ncap;
+    }
+    memcpy(w->buf + w->len, s, n);
+    w->len += n;
+    w->buf[w->len] = '\0';
+}
+
+static void puts_(struct jw *w, const char *s)
+{
+    put(w, s, strlen(s));
+}
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 when invalid. */
+static size_t utf8_len(const uint8_t *s, size_t n)
+{
+    uint8_t c = s[0];
+    size_t len;
+    uint32_t cp;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf) {
+        len = 2;
+        cp = c & 0x1fu;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        len = 3;
+        cp = c & 0x0fu;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4;
+        cp = c & 0x07u;
+    } else {
+        return 0;
+    }
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3fu);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+void jw_escape(struct jw *w, const uint8_t *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        size_t run = i;
+        /* copy plain printable ASCII in one go */
+        while (run < n && s[run] >= 0x20 && s[run] < 0x7f && s[run] != '"' && s[run] != '\\')
+            run++;
+        if (run > i) {
+            put(w, (const char *)s + i, run - i);
+            i = run;
+            continue;
+        }
+        uint8_t c = s[i];
+        char esc[8];
+        if (c == '"' || c == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)c;
+            put(w, esc, 2);
+            i++;
+        } else if (c < 0x20 || c == 0x7f) {
+            snprintf(esc, sizeof(esc), "\\u%04x", c);
+            put(w, esc, 6);
+            i++;
+        } else {
+            size_t l = utf8_len(s + i, n - i);
+            if (l == 0) {
+                puts_(w, "\\ufffd");
+                i++;
+            } else {
+                put(w, (const char *)s + i, l);
+                i += l;
+            }
+        }
+    }
+}
+
+void jw_begin(struct jw *w)
+{
+    put(w, "{", 1);
+    w->need_comma = false;
+}
+
+void jw_end(struct jw *w)
+{
+    put(w, "}", 1);
+    w->need_comma = true;
+}
+
+void jw_key(struct jw *w, const char *key)
+{
+    if (w->need_comma)
+        put(w, ",", 1);
+    put(w, "\"", 1);
+    jw_escape(w, (const uint8_t *)key, strlen(key));
+    put(w, "\":", 2);
+    w->need_comma = true;
+}
+
+void jw_strn(struct jw *w, const char *key, const uint8_t *s, size_t n)
+{
+    jw_key(w, key);
+    put(w, "\"", 1);
+    jw_escape(w, s, n);
+    put(w, "\"", 1);
+}
+
+void jw_str(struct jw *w, const char *key, const char *s)
+{
+    if (!s)
+        return;
+    jw_strn(w, key, (const uint8_t *)s, strlen(s));
+}
+
+void jw_u64(struct jw *w, const char *key, uint64_t v)
+{
+    char b[24];
+    jw_key(w, key);
+    put(w, b, (size_t)snprintf(b, sizeof(b), "%llu", (unsigned long long)v));
+}
+
+void jw_i64(struct jw *w, const char *key, int64_t v)
+{
+    char b[24];
+    jw_key(w, key);
+    put(w, b, (size_t)snprintf(b, sizeof(b), "%lld", (long long)v));
+}
+
+void jw_bool(struct jw *w, const char *key, bool v)
+{
+    jw_key(w, key);
+    puts_(w, v ? "true" : "false");
+}
+
+void jw_addr(struct jw *w, const char *key, const struct tw_addr *a)
+{
+    char b[TW_ADDR_STRLEN];
+    if (!a->family)
+        return;
+    jw_str(w, key, tw_addr_str(a, b, sizeof(b)));
+}
+
+void jw_strv(struct jw *w, const char *key, char *const *v, size_t n)
+{
+    jw_key(w, key);
+    put(w, "[", 1);
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            put(w, ",", 1);
+        put(w, "\"", 1);
+        jw_escape(w, (const uint8_t *)v[i], strlen(v[i]));
+        put(w, "\"", 1);
+    }
+    put(w, "]", 1);
+}
+
+void jw_raw(struct jw *w, const char *key, const char *json)
+{
+    jw_key(w, key);
+    puts_(w, json);
+}

@@ -1,0 +1,997 @@
+/* publish.c - Redis publisher thread with a bounded queue and an on-disk outage spool.
+ *
+ * Trade-offs. The capture thread only ever allocates, copies and links a record under a mutex
+ * held for O(1) list operations; every disk and network operation happens on the publisher
+ * thread, so a paused or dead Redis, or a slow disk, cannot stall capture. The price is a
+ * second memory list (spill) between the queue and the spool: the publisher thread drains it
+ * between Redis round trips, each bounded by timeout_ms, and past spill_max records are
+ * dropped (counted). Delivery is pipelined (one command per record and mode, then all replies)
+ * and a record is released only when every configured mode acknowledged it, so a failure
+ * mid-batch re-sends the unacknowledged tail: at-least-once, never at-most-once. Ordering:
+ * once the queue overflows, its content and all newer records go through the spool until the
+ * spool is empty again, so Redis sees records in enqueue order, across restarts too.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "tunnelwatch/publish.h"
+#include "tunnelwatch/spool.h"
+
+#define HB_FIELDS_MAX    256 /* heartbeat lines taken from pub_set_heartbeat */
+#define DROP_LOG_MS      10000
+#define IDLE_WAIT_MAX_MS 1000
+
+struct qrec {
+    struct qrec *next;
+    size_t len;
+    char data[];
+};
+
+struct rlist {
+    struct qrec *head, *tail;
+    size_t n;
+};
+
+struct pub {
+    struct pub_opts o; /* strings point into the copies below */
+    char *s_url, *s_stream, *s_channel, *s_list, *s_spool, *s_sensor, *s_hbprefix;
+    struct pub_url url;
+    char where[200]; /* URL without credentials, for messages */
+    struct spool *spool;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    /* under mu: */
+    struct rlist q, spill;
+    bool spilling; /* newer records go to the spool until it has drained */
+    bool stopping;
+    int64_t stop_deadline_ms;
+    char *hb_fields;
+    struct pub_stats st;
+    uint64_t spool_dropped;
+
+    pthread_t th;
+    bool started;
+
+    /* publisher thread only: */
+    redisContext *c;
+    bool ever_connected;
+    int backoff_ms;
+    int64_t retry_at_ms;
+    unsigned rnd;
+    char last_err[512];
+    int64_t next_hb_ms;
+    int64_t drop_log_ms;
+    uint64_t drop_logged;
+};
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- URL ---------------------------------------------------------------------------- */
+
+static int parse_int(const char *s, size_t n, long lo, long hi, long *out)
+{
+    char buf[24];
+    if (n == 0 || n >= sizeof(buf))
+        return TW_EBAD;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    for (size_t i = 0; i < n; i++)
+        if (buf[i] < '0' || buf[i] > '9')
+            return TW_EBAD;
+    char *end;
+    errno = 0;
+    long v = strtol(buf, &end, 10);
+    if (errno || *end || v < lo || v > hi)
+        return TW_EBAD;
+    *out = v;
+    return TW_OK;
+}
+
+static int hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* Copies s[0..n) into out, decoding %XX (RFC 3986 section 2.1). */
+static int pct_decode(const char *s, size_t n, char *out, size_t outlen)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (ch == '%') {
+            if (n - i < 3 || hexval(s[i + 1]) < 0 || hexval(s[i + 2]) < 0)
+                return TW_EBAD;
+            ch = (char)(hexval(s[i + 1]) << 4 | hexval(s[i + 2]));
+            i += 2;
+        }
+        if (o + 1 >= outlen)
+            return TW_ELIMIT;
+        out[o++] = ch;
+    }
+    out[o] = '\0';
+    return TW_OK;
+}
+
+int pub_parse_url(const char *url, struct pub_url *u, char *err, size_t errlen)
+{
+    char dummy[8];
+    if (!err) {
+        err = dummy;
+        errlen = sizeof(dummy);
+    }
+    memset(u, 0, sizeof(*u));
+    u->port = 6379;
+    if (!url || !*url) {
+        snprintf(err, errlen, "empty Redis URL");
+        return TW_ECONF;
+    }
+    long v;
+    if (strncmp(url, "unix://", 7) == 0) {
+        const char *path = url + 7, *q = strchr(path, '?');
+        size_t plen = q ? (size_t)(q - path) : strlen(path);
+        if (plen == 0 || path[0] != '/') {
+            snprintf(err, errlen, "Redis URL %s: unix:// needs an absolute path (unix:///x.sock)",
+                     url);
+            return TW_ECONF;
+        }
+        /* sun_path is 108 bytes with its NUL: a longer path cannot be connected to. */
+        if (plen >= sizeof(u->path)) {
+            snprintf(err, errlen, "Redis URL: socket path longer than %zu bytes",
+                     sizeof(u->path) - 1);
+            return TW_ECONF;
+        }
+        memcpy(u->path, path, plen);
+        u->is_unix = true;
+        if (q) {
+            if (strncmp(q, "?db=", 4) != 0 || parse_int(q + 4, strlen(q + 4), 0, INT_MAX, &v)) {
+                snprintf(err, errlen, "Redis URL %s: only ?db=N is understood after the path", url);
+                return TW_ECONF;
+            }
+            u->db = (int)v;
+        }
+        return TW_OK;
+    }
+    if (strncmp(url, "rediss://", 9) == 0) {
+        snprintf(err, errlen,
+                 "Redis URL: rediss:// (TLS) is not supported; use redis:// or unix://");
+        return TW_ECONF;
+    }
+    if (strncmp(url, "redis://", 8) != 0) {
+        snprintf(err, errlen,
+                 "Redis URL must start with redis:// or unix:// "
+                 "(redis://[user:password@]host:port/db, unix:///path.sock?db=N)");
+        return TW_ECONF;
+    }
+    const char *rest = url + 8, *at = strrchr(rest, '@');
+    if (at) {
+        /* user:password, :password, or (older Redis habit) just the password */
+        const char *colon = memchr(rest, ':', (size_t)(at - rest));
+        const char *pw = colon ? colon + 1 : rest;
+        if (colon && pct_decode(rest, (size_t)(colon - rest), u->user, sizeof(u->user))) {
+            snprintf(err, errlen, "Redis URL: bad or too long user name");
+            return TW_ECONF;
+        }
+        if (pct_decode(pw, (size_t)(at - pw), u->password, sizeof(u->password))) {
+            snprintf(err, errlen, "Redis URL: bad or too long password"); /* never echo it */
+            return TW_ECONF;
+        }
+        rest = at + 1;
+    }
+    const char *hs = rest, *he;
+    if (*hs == '[') {
+        he = strchr(hs, ']');
+        if (!he) {
+            snprintf(err, errlen, "Redis URL: unclosed [ in host");
+            return TW_ECONF;
+        }
+        hs++;
+        rest = he + 1;
+    } else {
+        he = hs + strcspn(hs, ":/");
+        rest = he;
+    }
+    if (he == hs || (size_t)(he - hs) >= sizeof(u->host)) {
+        snprintf(err, errlen, "Redis URL: missing or too long host");
+        return TW_ECONF;
+    }
+    memcpy(u->host, hs, (size_t)(he - hs));
+    if (*rest == ':') {
+        rest++;
+        size_t n = strcspn(rest, "/");
+        if (parse_int(rest, n, 1, 65535, &v)) {
+            snprintf(err, errlen, "Redis URL: port must be 1..65535");
+            return TW_ECONF;
+        }
+        u->port = (int)v;
+        rest += n;
+    }
+    if (*rest == '/') {
+        rest++;
+        if (*rest) {
+            if (parse_int(rest, strlen(rest), 0, INT_MAX, &v)) {
+                snprintf(err, errlen, "Redis URL: database after / must be a number");
+                return TW_ECONF;
+            }
+            u->db = (int)v;
+        }
+    } else if (*rest) {
+        snprintf(err, errlen, "Redis URL: unexpected text after host");
+        return TW_ECONF;
+    }
+    return TW_OK;
+}
+
+/* ---- lists ---------------------------------------------------------------------------- */
+
+static void list_push(struct rlist *l, struct qrec *r)
+{
+    r->next = NULL;
+    if (l->tail)
+        l->tail->next = r;
+    else
+        l->head = r;
+    l->tail = r;
+    l->n++;
+}
+
+/* Appends all of b to a; b becomes empty. O(1). */
+static void list_cat(struct rlist *a, struct rlist *b)
+{
+    if (!b->head)
+        return;
+    if (a->tail)
+        a->tail->next = b->head;
+    else
+        a->head = b->head;
+    a->tail = b->tail;
+    a->n += b->n;
+    *b = (struct rlist){0};
+}
+
+static void list_free(struct rlist *l)
+{
+    for (struct qrec *r = l->head, *nx; r; r = nx) {
+        nx = r->next;
+        free(r);
+    }
+    *l = (struct rlist){0};
+}
+
+/* ---- construction --------------------------------------------------------------------- */
+
+static char *dup_or(const char *s, const char *dflt)
+{
+    return strdup(s && *s ? s : dflt);
+}
+
+struct pub *pub_new(const struct pub_opts *opts, char *err, size_t errlen)
+{
+    char dummy[8];
+    if (!err) {
+        err = dummy;
+        errlen = sizeof(dummy);
+    }
+    if (!opts) {
+        snprintf(err, errlen, "publisher: no options");
+        return NULL;
+    }
+    struct pub *p = calloc(1, sizeof(*p));
+    if (!p) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&p->mu, NULL);
+    p->o = *opts;
+    if (pub_parse_url(opts->url, &p->url, err, errlen) != TW_OK) {
+        pub_free(p);
+        return NULL;
+    }
+    if (opts->user)
+        snprintf(p->url.user, sizeof(p->url.user), "%s", opts->user);
+    if (opts->password)
+        snprintf(p->url.password, sizeof(p->url.password), "%s", opts->password);
+    if (p->url.is_unix)
+        snprintf(p->where, sizeof(p->where), "unix:%.150s db %d", p->url.path, p->url.db);
+    else
+        snprintf(p->where, sizeof(p->where), "%.150s:%d db %d", p->url.host, p->url.port,
+                 p->url.db);
+    p->s_url = strdup(opts->url);
+    p->s_stream = dup_or(opts->stream_key, "tunnelwatch:alerts");
+    p->s_channel = dup_or(opts->channel_key, "tunnelwatch:alerts");
+    p->s_list = dup_or(opts->list_key, "tunnelwatch:alerts:list");
+    p->s_sensor = dup_or(opts->sensor_name, "sensor");
+    p->s_hbprefix = dup_or(opts->heartbeat_prefix, "tunnelwatch:sensor:");
+    p->s_spool = opts->spool_dir && *opts->spool_dir ? strdup(opts->spool_dir) : NULL;
+    if (!p->s_url || !p->s_stream || !p->s_channel || !p->s_list || !p->s_sensor ||
+        !p->s_hbprefix || (opts->spool_dir && *opts->spool_dir && !p->s_spool)) {
+        snprintf(err, errlen, "out of memory");
+        pub_free(p);
+        return NULL;
+    }
+    p->o.url = p->s_url;
+    p->o.stream_key = p->s_stream;
+    p->o.channel_key = p->s_channel;
+    p->o.list_key = p->s_list;
+    p->o.sensor_name = p->s_sensor;
+    p->o.heartbeat_prefix = p->s_hbprefix;
+    p->o.spool_dir = p->s_spool;
+    p->o.user = p->o.password = NULL; /* kept in p->url only */
+    if (!p->o.modes)
+        p->o.modes = PUB_MODE_STREAM;
+    if (p->o.stream_maxlen <= 0)
+        p->o.stream_maxlen = 100000;
+    if (!p->o.queue_max)
+        p->o.queue_max = 10000;
+    if (!p->o.spill_max)
+        p->o.spill_max = p->o.queue_max > 16384 ? p->o.queue_max : 16384;
+    if (!p->o.spool_max_bytes)
+        p->o.spool_max_bytes = 256ull << 20;
+    if (p->o.timeout_ms <= 0)
+        p->o.timeout_ms = 2000;
+    if (p->o.batch <= 0)
+        p->o.batch = 256;
+    if (p->o.heartbeat_s < 0)
+        p->o.heartbeat_s = 0;
+    if (p->o.backoff_min_ms <= 0)
+        p->o.backoff_min_ms = 1000;
+    if (p->o.backoff_max_ms <= 0)
+        p->o.backoff_max_ms = 60000;
+    if (p->o.backoff_max_ms < p->o.backoff_min_ms)
+        p->o.backoff_max_ms = p->o.backoff_min_ms;
+    p->backoff_ms = p->o.backoff_min_ms;
+    p->rnd = (unsigned)getpid() ^ (unsigned)mono_ms();
+    p->drop_log_ms = INT64_MIN / 2;
+
+    if (p->s_spool) {
+        struct spool_opts so = {.dir = p->s_spool,
+                                .max_bytes = p->o.spool_max_bytes,
+                                .seg_bytes = p->o.spool_segment_bytes};
+        p->spool = spool_open(&so, err, errlen);
+        if (!p->spool) {
+            pub_free(p);
+            return NULL;
+        }
+        /* A spool left by an earlier run is older than anything we will enqueue. */
+        p->spilling = spool_pending(p->spool) > 0;
+        struct spool_stats ss;
+        spool_get_stats(p->spool, &ss);
+        p->st.spool_records = ss.records;
+        p->st.spool_bytes = ss.bytes;
+        p->st.spool_torn = ss.torn;
+    }
+    return p;
+}
+
+/* ---- capture side --------------------------------------------------------------------- */
+
+int pub_enqueue(struct pub *p, const char *rec, size_t len)
+{
+    if (!p || !rec)
+        return TW_EBAD;
+    /* The spool refuses larger records; refuse them here so both paths agree. */
+    struct qrec *r = len <= SPOOL_REC_MAX ? malloc(sizeof(*r) + len + 1) : NULL;
+    if (r) {
+        memcpy(r->data, rec, len);
+        r->data[len] = '\0';
+        r->len = len;
+    }
+    int rc = TW_OK;
+    pthread_mutex_lock(&p->mu);
+    p->st.enqueued++;
+    if (!r) {
+        p->st.dropped++;
+        rc = TW_ELIMIT;
+    } else if (!p->spilling && p->q.n < p->o.queue_max) {
+        list_push(&p->q, r);
+    } else if (p->spool && p->spill.n < p->o.spill_max) {
+        p->spilling = true;
+        list_push(&p->spill, r);
+    } else {
+        p->st.dropped++;
+        rc = TW_ELIMIT;
+    }
+    p->st.queued = p->q.n + p->spill.n;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    if (rc != TW_OK)
+        free(r);
+    return rc;
+}
+
+void pub_set_heartbeat(struct pub *p, const char *fields)
+{
+    if (!p)
+        return;
+    char *copy = fields ? strdup(fields) : NULL;
+    pthread_mutex_lock(&p->mu);
+    char *old = p->hb_fields;
+    p->hb_fields = copy;
+    pthread_mutex_unlock(&p->mu);
+    free(old);
+}
+
+void pub_get_stats(struct pub *p, struct pub_stats *out)
+{
+    pthread_mutex_lock(&p->mu);
+    *out = p->st;
+    out->dropped += p->spool_dropped;
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* ---- publisher thread ----------------------------------------------------------------- */
+
+/* One stderr line per distinct error state, not per retry. */
+__attribute__((format(printf, 2, 3))) static void report(struct pub *p, const char *fmt, ...)
+{
+    char msg[sizeof(p->last_err)];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    pthread_mutex_lock(&p->mu);
+    p->st.errors++;
+    pthread_mutex_unlock(&p->mu);
+    if (strcmp(msg, p->last_err) != 0) {
+        fprintf(stderr, "tunnelwatch: redis: %s (retrying)\n", msg);
+        memcpy(p->last_err, msg, sizeof(msg));
+    }
+}
+
+static void recovered(struct pub *p)
+{
+    if (p->last_err[0]) {
+        fprintf(stderr, "tunnelwatch: redis: delivering to %s again\n", p->where);
+        p->last_err[0] = '\0';
+    }
+    p->backoff_ms = p->o.backoff_min_ms;
+}
+
+static void schedule_retry(struct pub *p)
+{
+    int d = p->backoff_ms;
+    /* Jitter to [d/2, d] so that many sensors do not reconnect in lockstep. */
+    int j = d / 2 + (int)((unsigned)rand_r(&p->rnd) % (unsigned)(d / 2 + 1));
+    p->retry_at_ms = mono_ms() + j;
+    p->backoff_ms = d > p->o.backoff_max_ms / 2 ? p->o.backoff_max_ms : d * 2;
+}
+
+static void set_connected(struct pub *p, bool on)
+{
+    pthread_mutex_lock(&p->mu);
+    p->st.connected = on;
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void disconnect(struct pub *p)
+{
+    if (p->c) {
+        redisFree(p->c);
+        p->c = NULL;
+        set_connected(p, false);
+    }
+}
+
+static const char *io_reason(const redisContext *c, char *buf, size_t n)
+{
+    if (c->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK))
+        snprintf(buf, n, "no reply within the timeout (server paused or overloaded)");
+    else if (c->err == REDIS_ERR_EOF)
+        snprintf(buf, n, "server closed the connection");
+    else
+        snprintf(buf, n, "%s", c->errstr);
+    return buf;
+}
+
+/* Runs one command; on failure reports and returns false (the reply text is the server's,
+ * which never contains our password). */
+static bool simple_cmd(struct pub *p, const char *what, int argc, const char **argv)
+{
+    char why[160];
+    redisReply *r = redisCommandArgv(p->c, argc, argv, NULL);
+    if (!r) {
+        report(p, "%s on %s failed: %s", what, p->where, io_reason(p->c, why, sizeof(why)));
+        return false;
+    }
+    bool ok = r->type != REDIS_REPLY_ERROR;
+    if (!ok)
+        report(p, "%s on %s failed: %s", what, p->where, r->str);
+    freeReplyObject(r);
+    return ok;
+}
+
+static void try_connect(struct pub *p)
+{
+    struct timeval tv = {p->o.timeout_ms / 1000, (p->o.timeout_ms % 1000) * 1000};
+    p->c = p->url.is_unix ? redisConnectUnixWithTimeout(p->url.path, tv)
+                          : redisConnectWithTimeout(p->url.host, p->url.port, tv);
+    if (!p->c || p->c->err) {
+        report(p, "cannot connect to %s: %s", p->where, p->c ? p->c->errstr : "out of memory");
+        if (p->c)
+            redisFree(p->c);
+        p->c = NULL;
+        schedule_retry(p);
+        return;
+    }
+    /* hiredis 0.14 otherwise blocks forever on a paused or wedged server. */
+    if (redisSetTimeout(p->c, tv) != REDIS_OK) {
+        report(p, "cannot set socket timeouts on %s", p->where);
+        goto fail;
+    }
+    if (p->url.password[0]) {
+        const char *a[3] = {"AUTH", p->url.user, p->url.password};
+        bool acl = p->url.user[0] != '\0';
+        char what[180];
+        snprintf(what, sizeof(what), acl ? "AUTH as user '%.128s'" : "AUTH", p->url.user);
+        if (!simple_cmd(p, what, acl ? 3 : 2, acl ? a : (const char *[]){"AUTH", a[2]}))
+            goto fail;
+    }
+    if (p->url.db) {
+        char db[16];
+        snprintf(db, sizeof(db), "%d", p->url.db);
+        char what[40];
+        snprintf(what, sizeof(what), "SELECT %d", p->url.db);
+        if (!simple_cmd(p, what, 2, (const char *[]){"SELECT", db}))
+            goto fail;
+    }
+    pthread_mutex_lock(&p->mu);
+    if (p->ever_connected)
+        p->st.reconnects++;
+    p->st.connected = true;
+    pthread_mutex_unlock(&p->mu);
+    if (!p->ever_connected && !p->last_err[0])
+        fprintf(stderr, "tunnelwatch: redis: connected to %s\n", p->where);
+    p->ever_connected = true;
+    return;
+fail:
+    redisFree(p->c);
+    p->c = NULL;
+    schedule_retry(p);
+}
+
+/* Updates the spool figures the capture side reads through pub_get_stats(). */
+static void sync_spool_stats(struct pub *p)
+{
+    if (!p->spool)
+        return;
+    struct spool_stats ss;
+    spool_get_stats(p->spool, &ss);
+    pthread_mutex_lock(&p->mu);
+    p->st.spool_records = ss.records;
+    p->st.spool_bytes = ss.bytes;
+    p->st.spool_torn = ss.torn;
+    p->spool_dropped = ss.dropped;
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* While spilling, moves the queue and then the spill list to the spool (queue first: it is
+ * older). Ends spilling once the spool has drained. */
+static void spill_to_spool(struct pub *p)
+{
+    if (!p->spool)
+        return;
+    struct rlist todo = {0};
+    pthread_mutex_lock(&p->mu);
+    if (p->spilling) {
+        list_cat(&todo, &p->q);
+        list_cat(&todo, &p->spill);
+        if (todo.n == 0 && spool_pending(p->spool) == 0)
+            p->spilling = false;
+    }
+    p->st.queued = p->q.n + p->spill.n + todo.n; /* in transit still counts as queued */
+    pthread_mutex_unlock(&p->mu);
+    if (todo.n == 0)
+        return;
+    uint64_t ok = 0, lost = 0;
+    for (struct qrec *r = todo.head; r; r = r->next) {
+        int rc = spool_append(p->spool, r->data, r->len);
+        if (rc == TW_OK) {
+            ok++;
+        } else if (rc != TW_ELIMIT) { /* TW_ELIMIT is counted by the spool itself */
+            lost++;
+            report(p, "spool write in %s failed: %s; alerts are being lost", p->s_spool,
+                   strerror(errno));
+        }
+    }
+    list_free(&todo);
+    sync_spool_stats(p);
+    pthread_mutex_lock(&p->mu);
+    p->st.spooled += ok;
+    p->st.dropped += lost;
+    p->st.queued = p->q.n + p->spill.n;
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void log_drops(struct pub *p, int64_t now)
+{
+    pthread_mutex_lock(&p->mu);
+    uint64_t d = p->st.dropped + p->spool_dropped;
+    pthread_mutex_unlock(&p->mu);
+    if (d > p->drop_logged && now - p->drop_log_ms >= DROP_LOG_MS) {
+        fprintf(stderr,
+                "tunnelwatch: publisher: dropped %" PRIu64 " alerts (oldest first; spool cap "
+                "%" PRIu64 " bytes or memory limits reached), %" PRIu64 " in total\n",
+                d - p->drop_logged, p->o.spool_max_bytes, d);
+        p->drop_logged = d;
+        p->drop_log_ms = now;
+    }
+}
+
+/* Appends the commands for one record, one per mode, in a fixed order. Returns how many. */
+static int append_record(struct pub *p, const char *data, size_t len)
+{
+    int n = 0;
+    if (p->o.modes & PUB_MODE_STREAM) {
+        char maxlen[24];
+        snprintf(maxlen, sizeof(maxlen), "%ld", p->o.stream_maxlen);
+        const char *a[8] = {"XADD", p->s_stream, "MAXLEN", "~", maxlen, "*", "alert", data};
+        size_t l[8] = {4, strlen(p->s_stream), 6, 1, strlen(maxlen), 1, 5, len};
+        redisAppendCommandArgv(p->c, 8, a, l);
+        n++;
+    }
+    if (p->o.modes & PUB_MODE_CHANNEL) {
+        const char *a[3] = {"PUBLISH", p->s_channel, data};
+        size_t l[3] = {7, strlen(p->s_channel), len};
+        redisAppendCommandArgv(p->c, 3, a, l);
+        n++;
+    }
+    if (p->o.modes & PUB_MODE_LIST) {
+        const char *a[3] = {"RPUSH", p->s_list, data};
+        size_t l[3] = {5, strlen(p->s_list), len};
+        redisAppendCommandArgv(p->c, 3, a, l);
+        n++;
+    }
+    return n;
+}
+
+static const char *mode_cmd(const struct pub *p, int k, const char **key)
+{
+    static const unsigned bits[3] = {PUB_MODE_STREAM, PUB_MODE_CHANNEL, PUB_MODE_LIST};
+    static const char *const names[3] = {"XADD", "PUBLISH", "RPUSH"};
+    const char *keys[3] = {p->s_stream, p->s_channel, p->s_list};
+    for (int i = 0, seen = 0; i < 3; i++) {
+        if (!(p->o.modes & bits[i]))
+            continue;
+        if (seen++ == k) {
+            *key = keys[i];
+            return names[i];
+        }
+    }
+    *key = "?";
+    return "?";
+}
+
+/* Sends one pipelined batch (spool first, else queue) and releases the acknowledged prefix.
+ * Returns records delivered (> 0), 0 when there was nothing to send, < 0 after an error
+ * (already reported, retry scheduled). */
+static int deliver_batch(struct pub *p, struct spool_rec *recs)
+{
+    size_t max = (size_t)p->o.batch, n = 0;
+    bool from_spool = p->spool && spool_pending(p->spool) > 0;
+    if (from_spool) {
+        int rc = spool_peek(p->spool, recs, max);
+        if (rc < 0) {
+            report(p, "cannot read spool %s: %s", p->s_spool, tw_strerror(rc));
+            schedule_retry(p);
+            return -1;
+        }
+        n = (size_t)rc;
+        sync_spool_stats(p); /* a corrupt segment may have been dropped */
+    } else {
+        pthread_mutex_lock(&p->mu);
+        struct qrec *r = p->q.head;
+        n = p->q.n < max ? p->q.n : max;
+        pthread_mutex_unlock(&p->mu);
+        /* Only this thread removes records, and the first n links were written under the
+         * mutex before we read q.n, so walking them unlocked is safe. */
+        for (size_t i = 0; i < n; i++, r = i < n ? r->next : r) {
+            recs[i].data = r->data;
+            recs[i].len = r->len;
+        }
+    }
+    if (n == 0)
+        return 0;
+    int per = 0, chan_idx = -1;
+    for (int k = 0; k < 3; k++) {
+        const char *key;
+        if (strcmp(mode_cmd(p, k, &key), "PUBLISH") == 0)
+            chan_idx = k;
+    }
+    for (size_t i = 0; i < n; i++)
+        per = append_record(p, recs[i].data, recs[i].len);
+    size_t acked = 0;
+    bool prefix = true, io_err = false;
+    uint64_t nosub = 0;
+    char errmsg[300] = "";
+    for (size_t i = 0; i < n && !io_err; i++) {
+        bool ok = true;
+        for (int k = 0; k < per; k++) {
+            redisReply *r = NULL;
+            if (redisGetReply(p->c, (void **)&r) != REDIS_OK || !r) {
+                io_err = true;
+                ok = false;
+                break;
+            }
+            if (r->type == REDIS_REPLY_ERROR) {
+                ok = false;
+                if (!errmsg[0]) {
+                    const char *key, *cmd = mode_cmd(p, k, &key);
+                    snprintf(errmsg, sizeof(errmsg), "%s to '%.100s' failed: %.150s", cmd, key,
+                             r->str);
+                }
+            } else if (r->type == REDIS_REPLY_INTEGER && r->integer == 0 && k == chan_idx) {
+                nosub++; /* PUBLISH reached no subscriber: delivered, but counted */
+            }
+            freeReplyObject(r);
+        }
+        if (ok && prefix)
+            acked++;
+        else
+            prefix = false;
+    }
+    if (from_spool) {
+        if (spool_commit(p->spool, acked) != TW_OK)
+            report(p, "spool commit failed");
+        sync_spool_stats(p);
+    } else if (acked) {
+        struct rlist done = {0};
+        pthread_mutex_lock(&p->mu);
+        done.head = p->q.head;
+        struct qrec *last = p->q.head;
+        for (size_t i = 1; i < acked; i++)
+            last = last->next;
+        p->q.head = last->next;
+        if (!p->q.head)
+            p->q.tail = NULL;
+        p->q.n -= acked;
+        p->st.queued = p->q.n + p->spill.n;
+        pthread_mutex_unlock(&p->mu);
+        last->next = NULL;
+        list_free(&done);
+    }
+    pthread_mutex_lock(&p->mu);
+    p->st.delivered += acked;
+    p->st.no_subscribers += nosub;
+    pthread_mutex_unlock(&p->mu);
+    if (io_err) {
+        char why[160];
+        report(p, "connection to %s lost: %s", p->where, io_reason(p->c, why, sizeof(why)));
+        disconnect(p);
+        schedule_retry(p);
+        return -1;
+    }
+    if (errmsg[0]) {
+        report(p, "%s", errmsg);
+        schedule_retry(p);
+        return -1;
+    }
+    recovered(p);
+    return (int)acked;
+}
+
+static void send_heartbeat(struct pub *p)
+{
+    char key[512];
+    snprintf(key, sizeof(key), "%s%s", p->s_hbprefix, p->s_sensor);
+    struct pub_stats st;
+    pub_get_stats(p, &st);
+    pthread_mutex_lock(&p->mu);
+    char *fields = p->hb_fields ? strdup(p->hb_fields) : NULL;
+    pthread_mutex_unlock(&p->mu);
+
+    enum { OWN = 13 };
+    const char *argv[2 + 2 * (HB_FIELDS_MAX + OWN)];
+    int argc = 0;
+    argv[argc++] = "HSET";
+    argv[argc++] = key;
+    char *save = NULL;
+    int lines = 0;
+    for (char *line = fields ? strtok_r(fields, "\n", &save) : NULL; line && lines < HB_FIELDS_MAX;
+         line = strtok_r(NULL, "\n", &save)) {
+        char *tab = strchr(line, '\t');
+        if (!tab || tab == line) /* not "field<TAB>value": skip, do not guess */
+            continue;
+        *tab = '\0';
+        argv[argc++] = line;
+        argv[argc++] = tab + 1;
+        lines++;
+    }
+    char v[OWN][24];
+    const char *names[OWN] = {
+        "alerts_enqueued", "alerts_queued",    "alerts_spooled",         "spool_records",
+        "spool_bytes",     "alerts_delivered", "alerts_dropped",         "redis_reconnects",
+        "redis_connected", "redis_errors",     "publish_no_subscribers", "spool_torn",
+        "heartbeat_unix_s"};
+    uint64_t vals[OWN] = {st.enqueued,         st.queued,         st.spooled,
+                          st.spool_records,    st.spool_bytes,    st.delivered,
+                          st.dropped,          st.reconnects,     1,
+                          st.errors,           st.no_subscribers, st.spool_torn,
+                          (uint64_t)time(NULL)};
+    for (int i = 0; i < OWN; i++) {
+        snprintf(v[i], sizeof(v[i]), "%" PRIu64, vals[i]);
+        argv[argc++] = names[i];
+        argv[argc++] = v[i];
+    }
+    redisAppendCommandArgv(p->c, argc, argv, NULL);
+    char ttl[24];
+    snprintf(ttl, sizeof(ttl), "%d", 3 * p->o.heartbeat_s);
+    redisAppendCommandArgv(p->c, 3, (const char *[]){"EXPIRE", key, ttl}, NULL);
+    free(fields);
+    for (int i = 0; i < 2; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(p->c, (void **)&r) != REDIS_OK || !r) {
+            char why[160];
+            report(p, "connection to %s lost: %s", p->where, io_reason(p->c, why, sizeof(why)));
+            disconnect(p);
+            schedule_retry(p);
+            return;
+        }
+        if (r->type == REDIS_REPLY_ERROR)
+            report(p, "heartbeat %s to '%.200s' failed: %.150s", i ? "EXPIRE" : "HSET", key,
+                   r->str);
+        freeReplyObject(r);
+    }
+}
+
+static void *thread_main(void *arg)
+{
+    struct pub *p = arg;
+    struct spool_rec *recs = calloc((size_t)p->o.batch, sizeof(*recs));
+    if (!recs) {
+        fprintf(stderr, "tunnelwatch: publisher: out of memory\n");
+        return NULL;
+    }
+    p->next_hb_ms = mono_ms();
+    for (;;) {
+        spill_to_spool(p);
+        int64_t now = mono_ms();
+        if (p->spool)
+            spool_tick(p->spool, now);
+        log_drops(p, now);
+        pthread_mutex_lock(&p->mu);
+        bool stopping = p->stopping;
+        int64_t deadline = p->stop_deadline_ms;
+        bool queued = p->q.n > 0;
+        pthread_mutex_unlock(&p->mu);
+        bool pending = queued || (p->spool && spool_pending(p->spool) > 0);
+
+        if (stopping) {
+            /* Flush within the deadline only over a live connection; what is left is
+             * spooled below. */
+            if (!p->c || !pending || now >= deadline || now < p->retry_at_ms)
+                break;
+            if (deliver_batch(p, recs) < 0)
+                break;
+            continue;
+        }
+        if (!p->c && now >= p->retry_at_ms)
+            try_connect(p);
+        if (p->c && p->o.heartbeat_s > 0 && now >= p->next_hb_ms) {
+            p->next_hb_ms = now + (int64_t)p->o.heartbeat_s * 1000;
+            send_heartbeat(p);
+        }
+        if (p->c && pending && mono_ms() >= p->retry_at_ms) {
+            if (deliver_batch(p, recs) > 0)
+                continue;
+        }
+        /* Sleep until there is something to do: a record, a retry, a heartbeat, a sync. */
+        now = mono_ms();
+        int64_t wake = now + IDLE_WAIT_MAX_MS;
+        if (p->retry_at_ms > now && p->retry_at_ms < wake)
+            wake = p->retry_at_ms;
+        if (p->c && p->o.heartbeat_s > 0 && p->next_hb_ms < wake)
+            wake = p->next_hb_ms;
+        bool can_send = p->c && now >= p->retry_at_ms;
+        bool spool_work = can_send && p->spool && spool_pending(p->spool) > 0;
+        struct timespec ts = {(time_t)(wake / 1000), (long)(wake % 1000) * 1000000};
+        pthread_mutex_lock(&p->mu);
+        if (!p->stopping && p->spill.n == 0 && !spool_work && !(can_send && p->q.n > 0) &&
+            !(p->spilling && p->q.n > 0))
+            pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+        pthread_mutex_unlock(&p->mu);
+    }
+    /* Whatever was not delivered goes to the spool (queue first: it is older). */
+    pthread_mutex_lock(&p->mu);
+    if (p->spool)
+        p->spilling = true;
+    pthread_mutex_unlock(&p->mu);
+    spill_to_spool(p);
+    if (p->spool) {
+        (void)spool_sync(p->spool);
+    } else {
+        pthread_mutex_lock(&p->mu);
+        uint64_t lost = p->q.n + p->spill.n;
+        p->st.dropped += lost;
+        list_free(&p->q);
+        list_free(&p->spill);
+        p->st.queued = 0;
+        pthread_mutex_unlock(&p->mu);
+        if (lost)
+            fprintf(stderr,
+                    "tunnelwatch: publisher: %" PRIu64 " undelivered alerts lost at shutdown "
+                    "(no spool_dir configured)\n",
+                    lost);
+    }
+    log_drops(p, INT64_MAX / 2);
+    disconnect(p);
+    free(recs);
+    return NULL;
+}
+
+int pub_start(struct pub *p)
+{
+    if (!p || p->started)
+        return TW_EBAD;
+    /* A peer reset would otherwise kill the whole sensor on the next write. */
+    signal(SIGPIPE, SIG_IGN);
+    p->stopping = false;
+    if (pthread_create(&p->th, NULL, thread_main, p) != 0)
+        return TW_ENOMEM;
+    p->started = true;
+    return TW_OK;
+}
+
+void pub_stop(struct pub *p, int flush_ms)
+{
+    if (!p || !p->started)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->stopping = true;
+    p->stop_deadline_ms = mono_ms() + (flush_ms > 0 ? flush_ms : 0);
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    pthread_join(p->th, NULL);
+    p->started = false;
+}
+
+void pub_free(struct pub *p)
+{
+    if (!p)
+        return;
+    if (p->started)
+        pub_stop(p, 0);
+    list_free(&p->q);
+    list_free(&p->spill);
+    disconnect(p);
+    spool_close(p->spool);
+    /* the password is wiped before the memory goes back to the allocator */
+    explicit_bzero(p->url.password, sizeof(p->url.password));
+    free(p->hb_fields);
+    free(p->s_url);
+    free(p->s_stream);
+    free(p->s_channel);
+    free(p->s_list);
+    free(p->s_spool);
+    free(p->s_sensor);
+    free(p->s_hbprefix);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    free(p);
+}

@@ -1,0 +1,412 @@
+/* tls.c - TLS ClientHello: record reassembly, SNI, ALPN, versions, ECH flag, JA4.
+ *
+ * The record layer may split a ClientHello over several records and the records over
+ * several TCP segments; tls_hello_from_records() copies the handshake bytes of
+ * consecutive records into a bounded caller buffer until one whole handshake message is
+ * there, and says TW_ETRUNC until then, so the caller can wait for the next segment. The
+ * parser then reads that one message with nested cursors: every vector is its own
+ * sub-cursor, so a lying inner length can never reach past its parent.
+ *
+ * JA4 follows the FoxIO specification (technical_details/JA4.md): GREASE values (RFC 8701,
+ * 0x?a?a) are ignored everywhere, counts are capped at 99, the cipher list and the
+ * extension list (without SNI and ALPN) are sorted as 4-digit hex and hashed with SHA-256,
+ * truncated to 12 hex digits; signature algorithms keep their order. The lists kept for JA4
+ * are capped (a real hello has about 20 extensions); past a cap the walk still finds the
+ * SNI but the result is TW_ELIMIT with no JA4.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "tunnelwatch/cursor.h"
+#include "tunnelwatch/tls.h"
+
+#define TLS_REC_HANDSHAKE   22
+#define TLS_HS_CLIENT_HELLO 1
+#define TLS_REC_MAX         (16384 + 2048) /* RFC 8446 5.2: ciphertext bound; plaintext less */
+#define TLS_MAX_CIPHERS     512            /* kept for JA4; more is refused */
+#define TLS_MAX_EXT         128
+#define TLS_MAX_SIGALGS     128
+
+#define EXT_SERVER_NAME    0x0000
+#define EXT_SIG_ALGS       0x000d
+#define EXT_ALPN           0x0010
+#define EXT_SUPPORTED_VERS 0x002b
+#define EXT_ECH            0xfe0d
+
+/* RFC 8701: 0x0A0A, 0x1A1A, ... 0xFAFA */
+static bool is_grease(uint16_t v)
+{
+    return (v & 0x0F0F) == 0x0A0A && (v >> 8) == (v & 0xFF);
+}
+
+bool tls_looks_like_hello(const uint8_t *stream, size_t len)
+{
+    /* type handshake, version 3.x, then (if present) handshake type ClientHello */
+    if (len < 1 || stream[0] != TLS_REC_HANDSHAKE)
+        return false;
+    if (len >= 2 && stream[1] != 3)
+        return false;
+    if (len >= 3 && stream[2] > 4)
+        return false;
+    if (len >= 6 && stream[5] != TLS_HS_CLIENT_HELLO)
+        return false;
+    return true;
+}
+
+/* RFC 8446 5.1 record: ContentType type(1) ProtocolVersion legacy_record_version(2)
+ * uint16 length, opaque fragment[length]. A handshake message (4: msg_type(1) length(3)
+ * body) may span several records, which carry nothing else in between. */
+long tls_hello_from_records(const uint8_t *stream, size_t len, uint8_t *out, size_t outcap)
+{
+    struct cur c = cur_init(stream, len);
+    size_t have = 0;
+
+    /* each record consumes at least 5 stream bytes, so the stream length bounds the loop */
+    for (;;) {
+        uint8_t type = cur_u8(&c);
+        uint8_t major = cur_u8(&c);
+        cur_skip(&c, 1);
+        uint16_t rlen = cur_u16be(&c);
+        if (c.err)
+            return c.err;
+        /* anything but handshake records before the hello is complete means this is not
+         * (or no longer) a ClientHello we can read */
+        if (type != TLS_REC_HANDSHAKE || major != 3 || rlen > TLS_REC_MAX)
+            return TW_EBAD;
+        /* RFC 8446 5.1: zero-length handshake fragments are not allowed */
+        if (rlen == 0)
+            return TW_EBAD;
+        size_t take = cur_left(&c) < rlen ? cur_left(&c) : rlen;
+        if (take > outcap - have)
+            return TW_ELIMIT;
+        memcpy(out + have, c.p, take);
+        have += take;
+        cur_skip(&c, take);
+        if (have >= 1 && out[0] != TLS_HS_CLIENT_HELLO)
+            return TW_EBAD;
+        if (have >= 4) {
+            size_t mlen = 4 + ((size_t)out[1] << 16 | (size_t)out[2] << 8 | out[3]);
+            if (mlen > outcap)
+                return TW_ELIMIT;
+            if (have >= mlen)
+                return (long)mlen;
+        }
+        if (take < rlen)
+            return TW_ETRUNC;
+    }
+}
+
+static int cmp_u16(const void *a, const void *b)
+{
+    uint16_t x = *(const uint16_t *)a, y = *(const uint16_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Appends "xxxx,xxxx,..." (lowercase 4-digit hex) to buf at *n; buf is sized by the caller
+ * for 5 bytes per value. */
+static void hex_list(char *buf, size_t *n, const uint16_t *v, size_t cnt)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < cnt; i++) {
+        if (i > 0)
+            buf[(*n)++] = ',';
+        for (int s = 12; s >= 0; s -= 4)
+            buf[(*n)++] = hex[(v[i] >> s) & 0xF];
+    }
+}
+
+/* First 12 hex digits of SHA-256(s), or twelve zeros for an empty input (JA4 spec). */
+static int sha12(const char *s, size_t n, char out[13])
+{
+    static const char hex[] = "0123456789abcdef";
+    if (n == 0) {
+        memcpy(out, "000000000000", 13);
+        return TW_OK;
+    }
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    if (!EVP_Digest(s, n, md, &mdlen, EVP_sha256(), NULL) || mdlen < 6)
+        return TW_ENOMEM;
+    for (int i = 0; i < 6; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 0xF];
+    }
+    out[12] = '\0';
+    return TW_OK;
+}
+
+static const char *ja4_version(uint16_t v)
+{
+    switch (v) {
+    case 0x0304:
+        return "13";
+    case 0x0303:
+        return "12";
+    case 0x0302:
+        return "11";
+    case 0x0301:
+        return "10";
+    case 0x0300:
+        return "s3";
+    case 0x0002:
+        return "s2";
+    case 0xfeff:
+        return "d1";
+    case 0xfefd:
+        return "d2";
+    case 0xfefc:
+        return "d3";
+    default:
+        return "00";
+    }
+}
+
+static bool is_alnum(uint8_t ch)
+{
+    return (ch >= '0' && ch <= '9') || (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z');
+}
+
+/* What the extension walk collects for JA4, beyond struct tls_hello. */
+struct ja4_in {
+    uint16_t ciphers[TLS_MAX_CIPHERS];
+    size_t n_ciphers;
+    uint16_t ext[TLS_MAX_EXT]; /* non-GREASE */
+    size_t n_ext;
+    uint16_t sigalgs[TLS_MAX_SIGALGS];
+    size_t n_sigalgs;
+    const uint8_t *alpn; /* first ALPN value, raw */
+    size_t alpn_len;
+    bool over; /* a cap was hit: no JA4 */
+};
+
+/* RFC 6066 3: ServerNameList server_name_list<1..2^16-1>; each: NameType(1) then for
+ * host_name(0) HostName<1..2^16-1>. Keeps the first host_name. */
+static int ext_sni(struct cur e, struct tls_hello *out)
+{
+    struct cur list = cur_sub(&e, cur_u16be(&e));
+    /* each entry consumes at least 3 bytes: bounded by the extension length */
+    while (list.err == TW_OK && cur_left(&list) > 0) {
+        uint8_t type = cur_u8(&list);
+        uint16_t n = cur_u16be(&list);
+        const uint8_t *name = cur_bytes(&list, n);
+        if (list.err)
+            return TW_EBAD;
+        if (type == 0 && !out->sni && n > 0) {
+            out->sni = name;
+            out->sni_len = n;
+        }
+    }
+    return list.err ? TW_EBAD : TW_OK;
+}
+
+/* RFC 7301 3.1: ProtocolNameList protocol_name_list<2..2^16-1>; ProtocolName<1..2^8-1>. */
+static int ext_alpn(struct cur e, struct tls_hello *out, struct ja4_in *j)
+{
+    struct cur list = cur_sub(&e, cur_u16be(&e));
+    uint8_t n = cur_u8(&list);
+    const uint8_t *p = cur_bytes(&list, n);
+    if (list.err || n == 0)
+        return TW_EBAD;
+    j->alpn = p;
+    j->alpn_len = n;
+    size_t k = 0;
+    for (size_t i = 0; i < n && k + 1 < sizeof(out->alpn); i++)
+        out->alpn[k++] = p[i] >= 0x20 && p[i] < 0x7F ? (char)p[i] : '?';
+    out->alpn[k] = '\0';
+    return TW_OK;
+}
+
+/* RFC 8446 4.2.1: ProtocolVersion versions<2..254> (client). */
+static int ext_versions(struct cur e, struct tls_hello *out)
+{
+    struct cur list = cur_sub(&e, cur_u8(&e));
+    uint16_t best = 0;
+    while (list.err == TW_OK && cur_left(&list) >= 2) {
+        uint16_t v = cur_u16be(&list);
+        if (!is_grease(v) && v > best)
+            best = v;
+    }
+    if (list.err || cur_left(&list) != 0)
+        return TW_EBAD;
+    if (best)
+        out->max_version = best;
+    return TW_OK;
+}
+
+/* RFC 8446 4.2.3: SignatureScheme supported_signature_algorithms<2..2^16-2>. */
+static int ext_sigalgs(struct cur e, struct ja4_in *j)
+{
+    struct cur list = cur_sub(&e, cur_u16be(&e));
+    while (list.err == TW_OK && cur_left(&list) >= 2) {
+        uint16_t v = cur_u16be(&list);
+        if (is_grease(v))
+            continue;
+        /* a cap keeps the JA4 input bounded; a real hello lists about 10 */
+        if (j->n_sigalgs == TLS_MAX_SIGALGS) {
+            j->over = true;
+            break;
+        }
+        j->sigalgs[j->n_sigalgs++] = v;
+    }
+    return list.err || cur_left(&list) != 0 ? TW_EBAD : TW_OK;
+}
+
+static int ja4_build(bool quic, const struct tls_hello *h, struct ja4_in *j, char *out, size_t cap)
+{
+    /* 5 bytes per value plus '_' */
+    char buf[5 * (TLS_MAX_EXT + TLS_MAX_SIGALGS) + 8];
+    char hb[13], hc[13];
+    size_t n = 0;
+    bool has_sni = false;
+    uint16_t ext[TLS_MAX_EXT];
+    size_t n_ext = 0;
+    for (size_t i = 0; i < j->n_ext; i++) {
+        if (j->ext[i] == EXT_SERVER_NAME)
+            has_sni = true;
+        else if (j->ext[i] != EXT_ALPN)
+            ext[n_ext++] = j->ext[i];
+    }
+
+    char alpn2[3] = "00";
+    if (j->alpn_len > 0) {
+        uint8_t first = j->alpn[0], last = j->alpn[j->alpn_len - 1];
+        if (is_alnum(first) && is_alnum(last)) {
+            alpn2[0] = (char)first;
+            alpn2[1] = (char)last;
+        } else {
+            /* spec: non-alphanumeric -> first and last characters of the hex form */
+            static const char hex[] = "0123456789abcdef";
+            alpn2[0] = hex[first >> 4];
+            alpn2[1] = hex[last & 0xF];
+        }
+    }
+
+    qsort(j->ciphers, j->n_ciphers, sizeof(j->ciphers[0]), cmp_u16);
+    char cbuf[5 * TLS_MAX_CIPHERS + 1];
+    hex_list(cbuf, &n, j->ciphers, j->n_ciphers);
+    int err = sha12(cbuf, n, hb);
+    if (err)
+        return err;
+
+    qsort(ext, n_ext, sizeof(ext[0]), cmp_u16);
+    n = 0;
+    hex_list(buf, &n, ext, n_ext);
+    if (j->n_sigalgs > 0) {
+        buf[n++] = '_';
+        hex_list(buf, &n, j->sigalgs, j->n_sigalgs);
+    }
+    err = sha12(buf, n_ext > 0 ? n : 0, hc);
+    if (err)
+        return err;
+
+    size_t nc = j->n_ciphers > 99 ? 99 : j->n_ciphers;
+    size_t ne = j->n_ext > 99 ? 99 : j->n_ext;
+    int w = snprintf(out, cap, "%c%s%c%02zu%02zu%s_%s_%s", quic ? 'q' : 't',
+                     ja4_version(h->max_version), has_sni ? 'd' : 'i', nc, ne, alpn2, hb, hc);
+    return w > 0 && (size_t)w < cap ? TW_OK : TW_ELIMIT;
+}
+
+/* RFC 8446 4.1.2 (and RFC 5246 7.4.1.2):
+ *   Handshake: msg_type(1) = 1, length(3), then ClientHello:
+ *   ProtocolVersion legacy_version(2); Random random(32);
+ *   opaque legacy_session_id<0..32>; CipherSuite cipher_suites<2..2^16-2>;
+ *   opaque legacy_compression_methods<1..2^8-1>; Extension extensions<8..2^16-1>
+ *   (absent in old SSL 3.0 / TLS 1.0 hellos); Extension: type(2) extension_data<0..2^16-1>.
+ */
+int tls_parse_hello(const uint8_t *msg, size_t len, bool quic, struct tls_hello *out)
+{
+    memset(out, 0, sizeof(*out));
+    struct cur c = cur_init(msg, len);
+    uint8_t type = cur_u8(&c);
+    struct cur h = cur_sub(&c, cur_u24be(&c));
+    if (c.err)
+        return c.err;
+    if (type != TLS_HS_CLIENT_HELLO)
+        return TW_EBAD;
+
+    struct ja4_in j;
+    j.n_ciphers = j.n_ext = j.n_sigalgs = 0;
+    j.alpn = NULL;
+    j.alpn_len = 0;
+    j.over = false;
+
+    out->legacy_version = cur_u16be(&h);
+    out->max_version = out->legacy_version;
+    cur_skip(&h, 32);
+    uint8_t sid = cur_u8(&h);
+    /* RFC 8446: at most 32 bytes; more means this is not a ClientHello */
+    if (sid > 32)
+        return TW_EBAD;
+    cur_skip(&h, sid);
+    uint16_t cslen = cur_u16be(&h);
+    struct cur cs = cur_sub(&h, cslen);
+    struct cur comp = cur_sub(&h, cur_u8(&h));
+    if (h.err)
+        return TW_EBAD; /* the outer length said the message was all there */
+    if (cslen % 2 != 0 || cur_left(&comp) == 0)
+        return TW_EBAD;
+    while (cur_left(&cs) > 0) {
+        uint16_t v = cur_u16be(&cs);
+        if (is_grease(v))
+            continue;
+        /* more suites than any client sends: keep parsing for the SNI, give up on JA4 */
+        if (j.n_ciphers == TLS_MAX_CIPHERS)
+            j.over = true;
+        else
+            j.ciphers[j.n_ciphers++] = v;
+    }
+
+    if (cur_left(&h) > 0) {
+        struct cur exts = cur_sub(&h, cur_u16be(&h));
+        if (h.err)
+            return TW_EBAD;
+        /* each extension consumes at least 4 bytes of a message of at most 16 MiB; the walk
+         * goes on past TLS_MAX_EXT so that no padding of extensions can hide the SNI, but
+         * only TLS_MAX_EXT are kept for JA4 */
+        while (cur_left(&exts) > 0) {
+            uint16_t et = cur_u16be(&exts);
+            struct cur e = cur_sub(&exts, cur_u16be(&exts));
+            if (exts.err)
+                return TW_EBAD;
+            if (is_grease(et))
+                continue;
+            if (j.n_ext == TLS_MAX_EXT)
+                j.over = true;
+            else
+                j.ext[j.n_ext++] = et;
+            int err = TW_OK;
+            switch (et) {
+            case EXT_SERVER_NAME:
+                err = ext_sni(e, out);
+                break;
+            case EXT_ALPN:
+                if (!j.alpn)
+                    err = ext_alpn(e, out, &j);
+                break;
+            case EXT_SUPPORTED_VERS:
+                err = ext_versions(e, out);
+                break;
+            case EXT_SIG_ALGS:
+                if (j.n_sigalgs == 0)
+                    err = ext_sigalgs(e, &j);
+                break;
+            case EXT_ECH:
+                out->has_ech = true;
+                break;
+            default:
+                break;
+            }
+            /* a malformed extension body is contained by its sub-cursor. A bad server_name
+             * refuses the hello (no half-read name); a bad ALPN, version or signature list
+             * only loses that field, as tshark still shows the rest */
+            if (err && et == EXT_SERVER_NAME)
+                return TW_EBAD;
+        }
+    }
+    if (j.over)
+        return TW_ELIMIT;
+    return ja4_build(quic, out, &j, out->ja4, sizeof(out->ja4));
+}

@@ -1,0 +1,230 @@
+/* check_ac.c - Aho-Corasick matcher: known answers, case folding, edge cases, and a
+ * differential test against a naive matcher over thousands of random patterns and texts. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "tunnelwatch/ac.h"
+#include "tw_check.h"
+
+struct hit {
+    uint32_t id;
+    size_t end;
+};
+
+struct hits {
+    struct hit *h;
+    size_t n, cap;
+    size_t stop_after; /* 0: never stop */
+};
+
+static int collect(void *ud, uint32_t id, size_t end)
+{
+    struct hits *hs = ud;
+    if (hs->n == hs->cap) {
+        hs->cap = hs->cap ? hs->cap * 2 : 64;
+        hs->h = realloc(hs->h, hs->cap * sizeof(*hs->h));
+        ck_assert_ptr_nonnull(hs->h);
+    }
+    hs->h[hs->n].id = id;
+    hs->h[hs->n].end = end;
+    hs->n++;
+    return hs->stop_after && hs->n >= hs->stop_after;
+}
+
+static int hit_cmp(const void *a, const void *b)
+{
+    const struct hit *x = a, *y = b;
+    if (x->end != y->end)
+        return x->end < y->end ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static struct ac *build(const char *const *pats, size_t n)
+{
+    struct ac *ac = ac_new();
+    ck_assert_ptr_nonnull(ac);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_int_eq(ac_add(ac, (const uint8_t *)pats[i], strlen(pats[i]), (uint32_t)i), TW_OK);
+    ck_assert_int_eq(ac_build(ac), TW_OK);
+    return ac;
+}
+
+START_TEST(test_classic)
+{
+    /* the textbook example: he, she, his, hers in "ushers" */
+    const char *pats[] = {"he", "she", "his", "hers"};
+    struct ac *ac = build(pats, 4);
+    struct hits hs = {0};
+    int n = ac_search(ac, (const uint8_t *)"ushers", 6, collect, &hs);
+    ck_assert_int_eq(n, 3);
+    qsort(hs.h, hs.n, sizeof(*hs.h), hit_cmp);
+    /* she and he end at 4, hers at 6 */
+    ck_assert_uint_eq(hs.h[0].id, 0);
+    ck_assert_uint_eq(hs.h[0].end, 4);
+    ck_assert_uint_eq(hs.h[1].id, 1);
+    ck_assert_uint_eq(hs.h[1].end, 4);
+    ck_assert_uint_eq(hs.h[2].id, 3);
+    ck_assert_uint_eq(hs.h[2].end, 6);
+    ck_assert_uint_eq(ac_pattern_count(ac), 4);
+    ck_assert_uint_gt(ac_memory(ac), 0);
+    free(hs.h);
+    ac_free(ac);
+}
+END_TEST
+
+START_TEST(test_overlap_and_duplicates)
+{
+    /* nested and overlapping patterns, and the same text under two ids */
+    const char *pats[] = {"a", "aa", "aaa", "ngrok.com", "ngrok.com", "k.co"};
+    struct ac *ac = build(pats, 6);
+    struct hits hs = {0};
+    ck_assert_int_eq(ac_search(ac, (const uint8_t *)"aaaa", 4, collect, &hs), 4 + 3 + 2);
+    hs.n = 0;
+    ck_assert_int_eq(ac_search(ac, (const uint8_t *)"tunnel.ngrok.com", 16, collect, &hs), 3);
+    qsort(hs.h, hs.n, sizeof(*hs.h), hit_cmp);
+    ck_assert_uint_eq(hs.h[0].id, 5); /* k.co ends at 15 */
+    ck_assert_uint_eq(hs.h[0].end, 15);
+    ck_assert_uint_eq(hs.h[1].id, 3);
+    ck_assert_uint_eq(hs.h[2].id, 4);
+    ck_assert_uint_eq(hs.h[2].end, 16);
+    free(hs.h);
+    ac_free(ac);
+}
+END_TEST
+
+START_TEST(test_case_folding)
+{
+    const char *pats[] = {"NgRoK.iO"};
+    struct ac *ac = build(pats, 1);
+    ck_assert_int_eq(ac_search(ac, (const uint8_t *)"X.NGROK.IO", 10, NULL, NULL), 1);
+    ck_assert_int_eq(ac_search(ac, (const uint8_t *)"x.ngrok.io", 10, NULL, NULL), 1);
+    ck_assert_int_eq(ac_search(ac, (const uint8_t *)"x.ngrok-io", 10, NULL, NULL), 0);
+    ac_free(ac);
+    /* only ASCII folds: 0xC0 and 0xE0 (Latin-1 A-grave cases) stay distinct bytes, and
+     * '@' / '[' (just outside 'A'..'Z') do not fold to '`' / '{' */
+    const char *p2[] = {"\xc0", "@["};
+    ac = build(p2, 2);
+    ck_assert_int_eq(ac_search(ac, (const uint8_t *)"\xe0", 1, NULL, NULL), 0);
+    ck_assert_int_eq(ac_search(ac, (const uint8_t *)"\xc0", 1, NULL, NULL), 1);
+    ck_assert_int_eq(ac_search(ac, (const uint8_t *)"`{", 2, NULL, NULL), 0);
+    ck_assert_int_eq(ac_search(ac, (const uint8_t *)"@[", 2, NULL, NULL), 1);
+    ac_free(ac);
+}
+END_TEST
+
+START_TEST(test_edges)
+{
+    struct ac *ac = ac_new();
+    ck_assert_int_eq(ac_add(ac, (const uint8_t *)"", 0, 1), TW_EBAD);
+    ck_assert_int_eq(ac_build(ac), TW_OK);
+    /* an empty automaton and an empty text find nothing */
+    ck_assert_int_eq(ac_search(ac, (const uint8_t *)"abc", 3, NULL, NULL), 0);
+    ck_assert_int_eq(ac_add(ac, (const uint8_t *)"x", 1, 1), TW_EBAD); /* read-only now */
+    ac_free(ac);
+    const char *pats[] = {"ab"};
+    ac = build(pats, 1);
+    ck_assert_int_eq(ac_search(ac, (const uint8_t *)"", 0, NULL, NULL), 0);
+    /* a callback returning non-zero stops the search */
+    struct hits hs = {0};
+    hs.stop_after = 2;
+    ck_assert_int_eq(ac_search(ac, (const uint8_t *)"ababababab", 10, collect, &hs), 2);
+    ck_assert_uint_eq(hs.n, 2);
+    free(hs.h);
+    ac_free(ac);
+    ac_free(NULL);
+}
+END_TEST
+
+static uint32_t rng_state;
+static uint32_t rnd(void)
+{
+    rng_state = rng_state * 1103515245u + 12345u;
+    return rng_state >> 8;
+}
+
+static uint8_t lc(uint8_t c)
+{
+    return c >= 'A' && c <= 'Z' ? (uint8_t)(c + 32) : c;
+}
+
+static size_t naive(const uint8_t *const *pats, const size_t *plen, size_t np, const uint8_t *t,
+                    size_t n, struct hits *out)
+{
+    size_t c = 0;
+    for (size_t e = 1; e <= n; e++)
+        for (size_t p = 0; p < np; p++) {
+            if (plen[p] > e)
+                continue;
+            size_t k = 0, s = e - plen[p];
+            while (k < plen[p] && lc(t[s + k]) == lc(pats[p][k]))
+                k++;
+            if (k == plen[p]) {
+                collect(out, (uint32_t)p, e);
+                c++;
+            }
+        }
+    return c;
+}
+
+START_TEST(test_differential)
+{
+    /* a small alphabet (with both cases) makes overlaps, shared prefixes and failure chains
+     * common; fixed seed so a failure reproduces */
+    static const char alpha[] = "abAB.c-";
+    rng_state = 20240611u + (uint32_t)_i;
+    size_t np = 500 + rnd() % 1500;
+    uint8_t **pats = calloc(np, sizeof(*pats));
+    size_t *plen = calloc(np, sizeof(*plen));
+    struct ac *ac = ac_new();
+    for (size_t i = 0; i < np; i++) {
+        plen[i] = 1 + rnd() % 8;
+        pats[i] = malloc(plen[i]);
+        for (size_t k = 0; k < plen[i]; k++)
+            pats[i][k] = (uint8_t)alpha[rnd() % (sizeof(alpha) - 1)];
+        ck_assert_int_eq(ac_add(ac, pats[i], plen[i], (uint32_t)i), TW_OK);
+    }
+    ck_assert_int_eq(ac_build(ac), TW_OK);
+    for (int t = 0; t < 1000; t++) {
+        uint8_t text[64];
+        size_t n = rnd() % sizeof(text);
+        for (size_t k = 0; k < n; k++)
+            text[k] = (uint8_t)alpha[rnd() % (sizeof(alpha) - 1)];
+        struct hits a = {0}, b = {0};
+        int na = ac_search(ac, text, n, collect, &a);
+        size_t nb = naive((const uint8_t *const *)pats, plen, np, text, n, &b);
+        ck_assert_int_eq(na, (int)nb);
+        ck_assert_uint_eq(a.n, b.n);
+        if (a.n) {
+            qsort(a.h, a.n, sizeof(*a.h), hit_cmp);
+            qsort(b.h, b.n, sizeof(*b.h), hit_cmp);
+            for (size_t k = 0; k < a.n; k++) {
+                ck_assert_uint_eq(a.h[k].id, b.h[k].id);
+                ck_assert_uint_eq(a.h[k].end, b.h[k].end);
+            }
+        }
+        free(a.h);
+        free(b.h);
+    }
+    for (size_t i = 0; i < np; i++)
+        free(pats[i]);
+    free(pats);
+    free(plen);
+    ac_free(ac);
+}
+END_TEST
+
+Suite *tw_suite(void)
+{
+    Suite *s = suite_create("ac");
+    TCase *tc = tcase_create("search");
+    tcase_add_test(tc, test_classic);
+    tcase_add_test(tc, test_overlap_and_duplicates);
+    tcase_add_test(tc, test_case_folding);
+    tcase_add_test(tc, test_edges);
+    suite_add_tcase(s, tc);
+    TCase *td = tcase_create("differential");
+    tcase_set_timeout(td, 120);
+    tcase_add_loop_test(td, test_differential, 0, 5);
+    suite_add_tcase(s, td);
+    return s;
+}

@@ -1,0 +1,542 @@
+/* check_rules.c - Sigma loader and matcher: the SigmaHQ seed, every condition form,
+ * wildcards, |all, field presence, unsupported constructs under both policies, YAML syntax
+ * errors, indicator lists (label boundary), the shipped rule folder, and the overflow
+ * fallback of the matcher. */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tunnelwatch/rules.h"
+#include "tw_check.h"
+
+#define SEED_ID    "19bf6fdb-7721-4f3d-867f-53467f6a5db6"
+#define AGENT_ID   "dbdce361-c13c-467b-bbef-69d6ab576f43"
+#define CLOUDFL_ID "c54244a6-87db-4a18-bf10-af93638648b4"
+#define TS_ID      "4aff1713-be85-4164-a306-e82ae8a1080f"
+#define ANY        (RF_DEST_HOST | RF_QUERY)
+
+/* Loads text (YAML or, for a .txt name, an indicator list); errors land in *errs. */
+static struct ruleset *load_text(enum rule_policy pol, const char *name, const char *text, int *rc,
+                                 char **errs)
+{
+    struct ruleset *rs = ruleset_new(pol);
+    ck_assert_ptr_nonnull(rs);
+    size_t elen = 0;
+    FILE *err = open_memstream(errs, &elen);
+    ck_assert_ptr_nonnull(err);
+    *rc = ruleset_load_mem(rs, name, (const uint8_t *)text, strlen(text), err);
+    fclose(err);
+    ck_assert_int_eq(ruleset_build(rs), TW_OK);
+    return rs;
+}
+
+static int match(const struct ruleset *rs, unsigned fields, const char *name, struct rule_hit *h,
+                 size_t max)
+{
+    return ruleset_match(rs, fields, (const uint8_t *)name, strlen(name), h, max);
+}
+
+/* The id of the single rule that matches name, or "" (none) / "many". */
+static const char *one(const struct ruleset *rs, unsigned fields, const char *name)
+{
+    struct rule_hit h[8];
+    int n = match(rs, fields, name, h, 8);
+    return n == 0 ? "" : n == 1 ? h[0].rule->id : "many";
+}
+
+/* ---- the seed --------------------------------------------------------------------------- */
+
+START_TEST(test_seed)
+{
+    struct ruleset *rs = ruleset_new(RULE_POLICY_ERROR);
+    int rc = ruleset_load(rs, tw_src_path("conf/rules/net_connection_lnx_ngrok_tunnel.yml"), stderr);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_int_eq(ruleset_build(rs), TW_OK);
+    struct ruleset_summary s;
+    ruleset_summary(rs, &s);
+    ck_assert_uint_eq(s.rules, 1);
+    ck_assert_uint_eq(s.patterns, 7);
+    ck_assert_uint_eq(s.fields, RF_DEST_HOST);
+    ck_assert_uint_eq(s.skipped, 0);
+    const struct rule *r = ruleset_rule(rs, 0);
+    ck_assert_str_eq(r->id, SEED_ID);
+    ck_assert_str_eq(r->level, "high");
+    ck_assert_uint_eq(r->n_tags, 8);
+    /* attack.s0508 is a software id and the tactics are not techniques */
+    static const char *tech[] = {"T1567", "T1568.002", "T1572", "T1090", "T1102"};
+    ck_assert_uint_eq(r->n_techniques, 5);
+    for (size_t i = 0; i < 5; i++)
+        ck_assert_str_eq(r->techniques[i], tech[i]);
+    ck_assert_uint_eq(r->n_falsepositives, 1);
+    ck_assert_str_eq(r->falsepositives[0], "Legitimate use of ngrok");
+    static const char *names[] = {"tunnel.us.ngrok.com", "tunnel.eu.ngrok.com",
+                                  "tunnel.ap.ngrok.com", "tunnel.au.ngrok.com",
+                                  "tunnel.sa.ngrok.com", "tunnel.jp.ngrok.com",
+                                  "tunnel.in.ngrok.com"};
+    for (size_t i = 0; i < 7; i++) {
+        struct rule_hit h[4];
+        ck_assert_int_eq(match(rs, RF_DEST_HOST, names[i], h, 4), 1);
+        ck_assert_str_eq(h[0].rule->id, SEED_ID);
+        ck_assert_str_eq(h[0].rule->title, "Communication To Ngrok Tunneling Service - Linux");
+        ck_assert_str_eq(h[0].pattern, names[i]);
+    }
+    /* contains is a substring match, case-insensitive, one trailing dot ignored */
+    ck_assert_str_eq(one(rs, RF_DEST_HOST, "xtunnel.us.ngrok.com.evil"), SEED_ID);
+    ck_assert_str_eq(one(rs, RF_DEST_HOST, "tunnel.us.ngrok.com."), SEED_ID);
+    ck_assert_str_eq(one(rs, RF_DEST_HOST, "TUNNEL.JP.NGROK.COM"), SEED_ID);
+    ck_assert_str_eq(one(rs, RF_DEST_HOST, "Tunnel.In.Ngrok.Com."), SEED_ID);
+    ck_assert_str_eq(one(rs, RF_DEST_HOST, "ngrok.com"), "");
+    ck_assert_str_eq(one(rs, RF_DEST_HOST, "tunnel.us.ngrok.co"), "");
+    ck_assert_str_eq(one(rs, RF_DEST_HOST, "example.com"), "");
+    /* the rule looks at DestinationHostname: a query-only observation does not match */
+    ck_assert_str_eq(one(rs, RF_QUERY, "tunnel.us.ngrok.com"), "");
+    ck_assert_int_eq(match(rs, RF_DEST_HOST, "", NULL, 0), 0);
+    ruleset_free(rs);
+}
+END_TEST
+
+/* Every prefix of the seed either loads or fails cleanly with TW_ECONF, never crashes. */
+START_TEST(test_seed_prefixes)
+{
+    size_t len;
+    uint8_t *buf = tw_read_file(tw_src_path("conf/rules/net_connection_lnx_ngrok_tunnel.yml"), &len);
+    ck_assert_ptr_nonnull(buf);
+    for (size_t k = 0; k < len; k++) {
+        struct ruleset *rs = ruleset_new(RULE_POLICY_ERROR);
+        FILE *devnull = fopen("/dev/null", "w");
+        int rc = ruleset_load_mem(rs, "prefix.yml", buf, k, devnull);
+        fclose(devnull);
+        ck_assert_msg(rc == TW_ECONF || rc == 0 || rc == 1, "prefix %zu: rc %d", k, rc);
+        ck_assert_int_eq(ruleset_build(rs), TW_OK);
+        ruleset_free(rs);
+    }
+    free(buf);
+}
+END_TEST
+
+/* ---- conditions, modifiers, wildcards ---------------------------------------------------- */
+
+static const char cond_tmpl[] = "title: Cond\n"
+                                "id: 00000000-0000-4000-8000-000000000001\n"
+                                "level: low\n"
+                                "detection:\n"
+                                "    sel_a:\n"
+                                "        DestinationHostname|endswith: '.a.com'\n"
+                                "    sel_b:\n"
+                                "        DestinationHostname|contains: 'bad'\n"
+                                "    filter:\n"
+                                "        DestinationHostname|startswith: 'ok'\n"
+                                "    condition: %s\n";
+
+struct cond_case {
+    const char *cond;
+    const char *yes[3];
+    const char *no[3];
+};
+
+static const struct cond_case cond_cases[] = {
+    {"sel_a", {"x.a.com", "X.A.COM.", NULL}, {"bad.com", "a.com", "x.a.com.evil"}},
+    {"sel_a and sel_b", {"bad.a.com", NULL, NULL}, {"x.a.com", "bad.net", NULL}},
+    {"sel_a or sel_b", {"bad.net", "x.a.com", NULL}, {"example.org", NULL, NULL}},
+    {"sel_a and not filter", {"x.a.com", NULL, NULL}, {"ok.a.com", "bad.net", NULL}},
+    {"(sel_a or sel_b) and not filter", {"bad.net", "x.a.com", NULL}, {"okbad.net", "ok.a.com", NULL}},
+    {"sel_a or sel_b and filter", {"x.a.com", "okbad.net", NULL}, {"bad.net", NULL, NULL}},
+    {"1 of sel_*", {"bad.net", "x.a.com", NULL}, {"ok.net", NULL, NULL}},
+    {"all of sel_*", {"bad.a.com", NULL, NULL}, {"bad.net", "x.a.com", NULL}},
+    {"1 of them", {"ok.net", "bad.net", "x.a.com"}, {"example.org", NULL, NULL}},
+    {"all of them", {"okbad.a.com", NULL, NULL}, {"bad.a.com", "ok.a.com", NULL}},
+    {"not sel_a", {"example.org", "bad.net", NULL}, {"x.a.com", NULL, NULL}},
+    {"not (sel_a or sel_b)", {"example.org", NULL, NULL}, {"x.a.com", "bad.net", NULL}},
+    {"not not sel_b", {"bad.net", NULL, NULL}, {"x.a.com", NULL, NULL}},
+};
+
+START_TEST(test_conditions)
+{
+    const struct cond_case *c = &cond_cases[_i];
+    char yaml[1024], *errs = NULL;
+    snprintf(yaml, sizeof(yaml), cond_tmpl, c->cond);
+    int rc;
+    struct ruleset *rs = load_text(RULE_POLICY_ERROR, "cond.yml", yaml, &rc, &errs);
+    ck_assert_msg(rc == 1, "condition '%s': rc %d: %s", c->cond, rc, errs);
+    struct rule_hit h[2];
+    for (int i = 0; i < 3; i++) {
+        if (c->yes[i])
+            ck_assert_msg(match(rs, RF_DEST_HOST, c->yes[i], h, 2) == 1, "'%s' should match '%s'",
+                          c->cond, c->yes[i]);
+        if (c->no[i])
+            ck_assert_msg(match(rs, RF_DEST_HOST, c->no[i], h, 2) == 0,
+                          "'%s' should not match '%s'", c->cond, c->no[i]);
+    }
+    free(errs);
+    ruleset_free(rs);
+}
+END_TEST
+
+static struct ruleset *one_rule(const char *detection)
+{
+    char yaml[2048], *errs = NULL;
+    snprintf(yaml, sizeof(yaml),
+             "title: Modifiers\nid: 00000000-0000-4000-8000-000000000002\nlevel: medium\n"
+             "detection:\n%s",
+             detection);
+    int rc;
+    struct ruleset *rs = load_text(RULE_POLICY_ERROR, "mod.yml", yaml, &rc, &errs);
+    ck_assert_msg(rc == 1, "rc %d: %s", rc, errs);
+    free(errs);
+    return rs;
+}
+
+START_TEST(test_wildcards)
+{
+    struct ruleset *rs = one_rule("    sel:\n"
+                                  "        DestinationHostname:\n"
+                                  "            - 'connect.*.ngrok-agent.com'\n"
+                                  "            - 'a?c.net'\n"
+                                  "            - 'lit\\*star.org'\n"
+                                  "    condition: sel\n");
+    ck_assert_str_ne(one(rs, ANY, "connect.eu.ngrok-agent.com"), "");
+    ck_assert_str_ne(one(rs, ANY, "CONNECT.us-cal-1.NGROK-AGENT.COM."), "");
+    ck_assert_str_eq(one(rs, ANY, "connect.ngrok-agent.com"), "");
+    ck_assert_str_eq(one(rs, ANY, "xconnect.eu.ngrok-agent.com"), ""); /* equals: anchored */
+    ck_assert_str_ne(one(rs, ANY, "abc.net"), "");
+    ck_assert_str_eq(one(rs, ANY, "ac.net"), ""); /* ? is exactly one byte */
+    ck_assert_str_eq(one(rs, ANY, "abbc.net"), "");
+    ck_assert_str_ne(one(rs, ANY, "LIT*STAR.org"), ""); /* \* is a literal star */
+    ck_assert_str_eq(one(rs, ANY, "litxstar.org"), "");
+    ruleset_free(rs);
+
+    /* a value that is only '*' has no literal anchor and matches any non-empty name */
+    rs = one_rule("    sel:\n        QueryName: '*'\n    condition: sel\n");
+    ck_assert_str_ne(one(rs, RF_QUERY, "anything.example"), "");
+    ck_assert_str_eq(one(rs, RF_DEST_HOST, "anything.example"), ""); /* other field */
+    ruleset_free(rs);
+
+    /* wildcard inside contains/startswith/endswith */
+    rs = one_rule("    sel:\n        DestinationHostname|contains: 'tun*ngrok'\n"
+                  "    sel2:\n        DestinationHostname|startswith: 'x?y'\n"
+                  "    sel3:\n        DestinationHostname|endswith: '.l?.com'\n"
+                  "    condition: 1 of sel*\n");
+    ck_assert_str_ne(one(rs, ANY, "my-tunnel.eu.ngrok.io"), "");
+    ck_assert_str_eq(one(rs, ANY, "ngrok.tun"), "");
+    ck_assert_str_ne(one(rs, ANY, "x-y.example"), "");
+    ck_assert_str_eq(one(rs, ANY, "a.x-y.example"), "");
+    ck_assert_str_ne(one(rs, ANY, "a.lt.com"), "");
+    ck_assert_str_eq(one(rs, ANY, "a.lt.com.evil"), "");
+    ruleset_free(rs);
+}
+END_TEST
+
+START_TEST(test_modifiers)
+{
+    struct ruleset *rs = one_rule("    sel:\n"
+                                  "        DestinationHostname|contains|all:\n"
+                                  "            - 'tunnel'\n"
+                                  "            - 'ngrok'\n"
+                                  "    eq:\n"
+                                  "        DestinationHostname: 'exact.example'\n"
+                                  "    sw:\n"
+                                  "        DestinationHostname|startswith: 'pre.'\n"
+                                  "    condition: sel or eq or sw\n");
+    struct rule_hit h[2];
+    ck_assert_int_eq(match(rs, ANY, "tunnel.ngrok.x", h, 2), 1);
+    ck_assert_int_eq(match(rs, ANY, "ngrok-tunnel", h, 2), 1);
+    ck_assert_int_eq(match(rs, ANY, "tunnel.x", h, 2), 0); /* |all needs both */
+    ck_assert_int_eq(match(rs, ANY, "exact.example.", h, 2), 1);
+    ck_assert_str_eq(h[0].pattern, "exact.example");
+    ck_assert_int_eq(match(rs, ANY, "exact.example..", h, 2), 0); /* one dot only */
+    ck_assert_int_eq(match(rs, ANY, "x.exact.example", h, 2), 0);
+    ck_assert_int_eq(match(rs, ANY, "exact.example.com", h, 2), 0);
+    ck_assert_int_eq(match(rs, ANY, "PRE.host", h, 2), 1);
+    ck_assert_int_eq(match(rs, ANY, "a.pre.host", h, 2), 0);
+    ruleset_free(rs);
+
+    /* a list of maps is an OR of maps; each map is an AND; fields must be present */
+    rs = one_rule("    sel:\n"
+                  "        - DestinationHostname|endswith: '.a.com'\n"
+                  "          dst_host|startswith: 'x'\n"
+                  "        - QueryName: 'b.com'\n"
+                  "    condition: sel\n");
+    ck_assert_int_eq(match(rs, RF_DEST_HOST, "x1.a.com", h, 2), 1);
+    ck_assert_int_eq(match(rs, RF_DEST_HOST, "y1.a.com", h, 2), 0);
+    ck_assert_int_eq(match(rs, RF_QUERY, "b.com", h, 2), 1);
+    ck_assert_int_eq(match(rs, RF_DEST_HOST, "b.com", h, 2), 0);
+    ck_assert_int_eq(match(rs, RF_QUERY, "x1.a.com", h, 2), 0);
+    const struct rule *r = ruleset_rule(rs, 0);
+    ck_assert_uint_eq(r->fields, RF_DEST_HOST | RF_QUERY);
+    ruleset_free(rs);
+
+    /* field aliases */
+    rs = one_rule("    s1:\n        destination.domain: 'a.example'\n"
+                  "    s2:\n        dns.question.name: 'b.example'\n"
+                  "    s3:\n        query|endswith: '.c.example'\n"
+                  "    condition: 1 of them\n");
+    ck_assert_int_eq(match(rs, RF_DEST_HOST, "a.example", h, 2), 1);
+    ck_assert_int_eq(match(rs, RF_QUERY, "b.example", h, 2), 1);
+    ck_assert_int_eq(match(rs, RF_QUERY, "x.c.example", h, 2), 1);
+    ck_assert_int_eq(match(rs, RF_DEST_HOST, "x.c.example", h, 2), 0);
+    ruleset_free(rs);
+}
+END_TEST
+
+/* ---- unsupported constructs and syntax errors ------------------------------------------- */
+
+struct bad_case {
+    const char *detection;
+    const char *construct; /* must appear in the message */
+};
+
+static const struct bad_case bad_cases[] = {
+    {"    sel:\n        DestinationHostname|re: '.*ngrok.*'\n    condition: sel\n", "|re"},
+    {"    sel:\n        DestinationHostname|base64: 'ngrok'\n    condition: sel\n", "|base64"},
+    {"    sel:\n        Image|endswith: '/ngrok'\n    condition: sel\n", "Image"},
+    {"    keywords:\n        - 'ngrok'\n    condition: keywords\n", "keyword"},
+    {"    sel:\n        DestinationHostname: 'a'\n    condition: sel | count() > 5\n", "aggregation"},
+    {"    sel:\n        DestinationHostname: 'a'\n    s2:\n        QueryName: 'b'\n"
+     "    condition: sel near s2\n",
+     "near"},
+    {"    sel:\n        DestinationHostname: 'a'\n    condition: sel and other\n", "other"},
+    {"    sel:\n        DestinationHostname: 'a'\n    timeframe: 5m\n    condition: sel\n",
+     "timeframe"},
+};
+
+START_TEST(test_unsupported)
+{
+    const struct bad_case *b = &bad_cases[_i];
+    char yaml[1024];
+    snprintf(yaml, sizeof(yaml),
+             "title: Bad Rule\nid: 00000000-0000-4000-8000-0000000000bb\nlevel: high\n"
+             "detection:\n%s---\n"
+             "title: Good Rule\nid: 00000000-0000-4000-8000-0000000000aa\n"
+             "detection:\n    sel:\n        DestinationHostname: 'good.example'\n"
+             "    condition: sel\n",
+             b->detection);
+    /* error policy: loading fails, one line naming file, rule and construct */
+    char *errs = NULL;
+    int rc;
+    struct ruleset *rs = load_text(RULE_POLICY_ERROR, "rules/bad.yml", yaml, &rc, &errs);
+    ck_assert_int_eq(rc, TW_ECONF);
+    ck_assert_msg(strstr(errs, "rules/bad.yml:") && strstr(errs, "Bad Rule") &&
+                      strstr(errs, "0000000000bb") && strstr(errs, b->construct) &&
+                      strstr(errs, "error"),
+                  "message: %s", errs);
+    ck_assert_ptr_eq(strchr(errs, '\n'), errs + strlen(errs) - 1); /* one line */
+    free(errs);
+    ruleset_free(rs);
+    /* skip policy: a warning, the bad rule skipped and counted, the good one kept */
+    rs = load_text(RULE_POLICY_SKIP, "rules/bad.yml", yaml, &rc, &errs);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(strstr(errs, "warning") && strstr(errs, "Bad Rule") &&
+                      strstr(errs, b->construct) && strstr(errs, "skipped"),
+                  "message: %s", errs);
+    struct ruleset_summary s;
+    ruleset_summary(rs, &s);
+    ck_assert_uint_eq(s.rules, 1);
+    ck_assert_uint_eq(s.skipped, 1);
+    ck_assert_str_eq(one(rs, ANY, "good.example"), "00000000-0000-4000-8000-0000000000aa");
+    ck_assert_str_eq(one(rs, ANY, "a"), "");
+    free(errs);
+    ruleset_free(rs);
+}
+END_TEST
+
+START_TEST(test_yaml_syntax)
+{
+    const char *yaml = "title: Broken\n"
+                       "id: x\n"
+                       "detection:\n"
+                       "    sel:\n"
+                       "        DestinationHostname: ['a', 'b'\n"
+                       "    condition: sel\n";
+    for (int pol = 0; pol < 2; pol++) {
+        char *errs = NULL;
+        int rc;
+        struct ruleset *rs = load_text((enum rule_policy)pol, "dir/broken.yml", yaml, &rc, &errs);
+        ck_assert_int_eq(rc, TW_ECONF);
+        /* libyaml notices the unclosed flow sequence on line 6 */
+        ck_assert_msg(strstr(errs, "dir/broken.yml:6:") && strstr(errs, "YAML"), "message: %s",
+                      errs);
+        free(errs);
+        ruleset_free(rs);
+    }
+}
+END_TEST
+
+/* ---- indicator lists -------------------------------------------------------------------- */
+
+START_TEST(test_indicator_list)
+{
+    const char *list = "# id: 5d1c6e1e-0000-4000-8000-000000000042\n"
+                       "# title: Test feed\n"
+                       "# level: high\n"
+                       "# tags: attack.command-and-control, attack.t1572\n"
+                       "# field: dest_host\n"
+                       "michigan.org\n"
+                       "\n"
+                       "  *.Example.NET.   # trailing comment\n";
+    char *errs = NULL;
+    int rc;
+    struct ruleset *rs = load_text(RULE_POLICY_ERROR, "feed.txt", list, &rc, &errs);
+    ck_assert_msg(rc == 1, "rc %d: %s", rc, errs);
+    const struct rule *r = ruleset_rule(rs, 0);
+    ck_assert_str_eq(r->id, "5d1c6e1e-0000-4000-8000-000000000042");
+    ck_assert_str_eq(r->title, "Test feed");
+    ck_assert_str_eq(r->level, "high");
+    ck_assert_uint_eq(r->n_tags, 2);
+    ck_assert_uint_eq(r->n_techniques, 1);
+    ck_assert_str_eq(r->techniques[0], "T1572");
+    ck_assert_uint_eq(r->fields, RF_DEST_HOST);
+    struct rule_hit h[2];
+    ck_assert_int_eq(match(rs, RF_DEST_HOST, "michigan.org", h, 2), 1);
+    ck_assert_str_eq(h[0].pattern, "michigan.org");
+    ck_assert_int_eq(match(rs, RF_DEST_HOST, "a.michigan.org", h, 2), 1);
+    ck_assert_int_eq(match(rs, RF_DEST_HOST, "A.B.MICHIGAN.ORG.", h, 2), 1);
+    ck_assert_int_eq(match(rs, RF_DEST_HOST, "michigan.org.", h, 2), 1);
+    ck_assert_int_eq(match(rs, RF_DEST_HOST, "higan.org", h, 2), 0);
+    ck_assert_int_eq(match(rs, RF_DEST_HOST, "xmichigan.org", h, 2), 0);
+    ck_assert_int_eq(match(rs, RF_DEST_HOST, "michigan.org.evil", h, 2), 0);
+    ck_assert_int_eq(match(rs, RF_DEST_HOST, "org", h, 2), 0);
+    ck_assert_int_eq(match(rs, RF_QUERY, "michigan.org", h, 2), 0); /* field: dest_host */
+    ck_assert_int_eq(match(rs, RF_DEST_HOST, "www.example.net", h, 2), 1);
+    ck_assert_str_eq(h[0].pattern, "example.net");
+    free(errs);
+    ruleset_free(rs);
+
+    /* a line that is not a domain */
+    rs = load_text(RULE_POLICY_ERROR, "bad.txt", "# title: T\nok.example\nnot a domain\n", &rc,
+                   &errs);
+    ck_assert_int_eq(rc, TW_ECONF);
+    ck_assert_msg(strstr(errs, "bad.txt:3:") != NULL, "message: %s", errs);
+    free(errs);
+    ruleset_free(rs);
+}
+END_TEST
+
+/* ---- the shipped folder ----------------------------------------------------------------- */
+
+START_TEST(test_shipped_rules)
+{
+    /* each file on its own, then the folder, under the error policy */
+    const char *dir = tw_src_path("conf/rules");
+    char dirbuf[4096];
+    snprintf(dirbuf, sizeof(dirbuf), "%s", dir);
+    DIR *d = opendir(dirbuf);
+    ck_assert_ptr_nonnull(d);
+    struct dirent *e;
+    int files = 0;
+    while ((e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        if (n < 5 || strcmp(e->d_name + n - 4, ".yml") != 0)
+            continue;
+        char path[8192];
+        snprintf(path, sizeof(path), "%s/%s", dirbuf, e->d_name);
+        struct ruleset *rs = ruleset_new(RULE_POLICY_ERROR);
+        ck_assert_msg(ruleset_load(rs, path, stderr) == 1, "%s does not load", e->d_name);
+        ck_assert_int_eq(ruleset_build(rs), TW_OK);
+        const struct rule *r = ruleset_rule(rs, 0);
+        ck_assert_msg(r->n_techniques >= 2 && r->n_falsepositives >= 1 && r->level,
+                      "%s: tags/falsepositives/level", e->d_name);
+        ruleset_free(rs);
+        files++;
+    }
+    closedir(d);
+    ck_assert_int_ge(files, 12);
+
+    struct ruleset *rs = ruleset_new(RULE_POLICY_ERROR);
+    ck_assert_int_eq(ruleset_load(rs, dirbuf, stderr), files);
+    ck_assert_int_eq(ruleset_build(rs), TW_OK);
+    /* the agent endpoint is the local rule's, not the seed's */
+    ck_assert_str_eq(one(rs, RF_DEST_HOST, "connect.ngrok-agent.com"), AGENT_ID);
+    ck_assert_str_eq(one(rs, RF_DEST_HOST, "connect.eu.ngrok-agent.com."), AGENT_ID);
+    ck_assert_str_eq(one(rs, RF_DEST_HOST, "bin.equinox.io"), AGENT_ID);
+    ck_assert_str_eq(one(rs, RF_DEST_HOST, "tunnel.us.ngrok.com"), SEED_ID);
+    ck_assert_str_eq(one(rs, RF_DEST_HOST, "abc.trycloudflare.com"), CLOUDFL_ID);
+    ck_assert_str_eq(one(rs, RF_DEST_HOST, "region1.v2.argotunnel.com"), CLOUDFL_ID);
+    ck_assert_str_eq(one(rs, RF_DEST_HOST, "xtrycloudflare.com"), ""); /* label boundary */
+    ck_assert_str_eq(one(rs, RF_DEST_HOST, "host.tail1234.ts.net"), TS_ID);
+    ck_assert_str_eq(one(rs, RF_DEST_HOST, "bts.net"), "");
+    static const char *hit_names[] = {"x.ngrok-free.app", "loca.lt", "a.serveo.net", "x.lhr.life",
+                                      "a.pinggy.io", "free.pinggy.net", "bore.pub",
+                                      "share.zrok.io", "abc-8000.euw.devtunnels.ms",
+                                      "global.rel.tunnels.api.visualstudio.com"};
+    for (size_t i = 0; i < TW_ARRAY_LEN(hit_names); i++)
+        ck_assert_msg(strcmp(one(rs, RF_DEST_HOST, hit_names[i]), "") != 0 &&
+                          strcmp(one(rs, RF_DEST_HOST, hit_names[i]), "many") != 0,
+                      "%s: no single hit", hit_names[i]);
+    ck_assert_str_eq(one(rs, RF_DEST_HOST, "ngrok.com"), "");
+    ck_assert_str_eq(one(rs, RF_DEST_HOST, "example.com"), "");
+    ruleset_free(rs);
+}
+END_TEST
+
+/* ---- the matcher's fallback when a name touches more than its scratch holds ------------- */
+
+START_TEST(test_overflow_fallback)
+{
+    /* 69 rules, each 'contains' a distinct 2- or 3-byte piece of one name: more rules than
+     * the per-call touched list holds */
+    static const char nm[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+    size_t cap = 1 << 16, len = 0;
+    char *yaml = malloc(cap);
+    int nrules = 0;
+    for (size_t w = 2; w <= 3; w++)
+        for (size_t i = 0; i + w <= sizeof(nm) - 1; i++, nrules++)
+            len += (size_t)snprintf(yaml + len, cap - len,
+                                    "title: R%d\nid: r%d\ndetection:\n  s:\n"
+                                    "    DestinationHostname|contains: '%.*s'\n"
+                                    "  condition: s\n---\n",
+                                    nrules, nrules, (int)w, nm + i);
+    /* plus one rule whose |all needs 300 values, all present in the name */
+    len += (size_t)snprintf(yaml + len, cap - len,
+                            "title: Many\nid: many\ndetection:\n  s:\n"
+                            "    DestinationHostname|contains|all:\n");
+    int k = 0;
+    for (size_t w = 1; w <= sizeof(nm) - 1 && k < 300; w++)
+        for (size_t i = 0; i + w <= sizeof(nm) - 1 && k < 300; i++, k++)
+            len += (size_t)snprintf(yaml + len, cap - len, "      - '%.*s'\n", (int)w, nm + i);
+    snprintf(yaml + len, cap - len, "  condition: s\n");
+    char *errs = NULL;
+    int rc;
+    struct ruleset *rs = load_text(RULE_POLICY_ERROR, "many.yml", yaml, &rc, &errs);
+    ck_assert_msg(rc == nrules + 1, "rc %d: %s", rc, errs);
+    struct rule_hit h[128];
+    int n = match(rs, ANY, nm, h, 128);
+    ck_assert_int_eq(n, nrules + 1);
+    for (int i = 0; i < n; i++)
+        ck_assert_ptr_eq(h[i].rule, ruleset_rule(rs, (size_t)i)); /* in rule order */
+    /* the |all rule fails when one value is missing, also on the fallback path */
+    /* without the leading 'a': 'ab' and 'abc' are gone, and 'Many' lacks its value 'a' */
+    ck_assert_int_eq(match(rs, ANY, nm + 1, h, 128), nrules - 2);
+    for (int i = 0; i < nrules - 2; i++)
+        ck_assert_ptr_nonnull(strstr(nm + 1, h[i].pattern));
+    free(errs);
+    free(yaml);
+    ruleset_free(rs);
+}
+END_TEST
+
+Suite *tw_suite(void)
+{
+    Suite *s = suite_create("rules");
+    TCase *tc = tcase_create("seed");
+    tcase_add_test(tc, test_seed);
+    tcase_add_test(tc, test_seed_prefixes);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("sigma");
+    tcase_add_loop_test(tc, test_conditions, 0, (int)TW_ARRAY_LEN(cond_cases));
+    tcase_add_test(tc, test_wildcards);
+    tcase_add_test(tc, test_modifiers);
+    tcase_add_loop_test(tc, test_unsupported, 0, (int)TW_ARRAY_LEN(bad_cases));
+    tcase_add_test(tc, test_yaml_syntax);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("lists");
+    tcase_add_test(tc, test_indicator_list);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("shipped");
+    tcase_add_test(tc, test_shipped_rules);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("match");
+    tcase_add_test(tc, test_overflow_fallback);
+    suite_add_tcase(s, tc);
+    return s;
+}
