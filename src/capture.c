@@ -31,6 +31,18 @@ int cap_open_file(struct cap_src *s, const char *path, char *err, size_t errlen)
             return TW_EIO;
         }
         s->size = (uint64_t)st.st_size;
+        FILE *fp = fopen(path, "rb");
+        uint8_t magic[4] = {0};
+        if (fp && fread(magic, 1, 4, fp) == 4 && magic[0] == 0x0a && magic[1] == 0x0d &&
+            magic[2] == 0x0d && magic[3] == 0x0a) {
+            rewind(fp);
+            s->fp = fp;
+            s->ng = true;
+            s->dlt = -1;
+            return TW_OK;
+        }
+        if (fp)
+            fclose(fp);
         s->p = pcap_open_offline_with_tstamp_precision(path, PCAP_TSTAMP_PRECISION_MICRO, ebuf);
     }
     if (!s->p) {
@@ -98,6 +110,178 @@ void cap_close(struct cap_src *s)
     if (s->p)
         pcap_close(s->p);
     s->p = NULL;
+    if (s->fp)
+        fclose(s->fp);
+    s->fp = NULL;
+    free(s->blk);
+    s->blk = NULL;
+}
+
+/* --- pcapng (draft-ietf-opsawg-pcapng): SHB, IDB, EPB, SPB, obsolete PB; others skipped --- */
+
+#define NG_BLOCK_MAX (16u << 20) /* a block larger than this is treated as corruption */
+
+static uint32_t ng32(const struct cap_src *s, const uint8_t *p)
+{
+    return s->ng_swap ? (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]
+                      : (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0];
+}
+
+static uint16_t ng16(const struct cap_src *s, const uint8_t *p)
+{
+    return s->ng_swap ? (uint16_t)(p[0] << 8 | p[1]) : (uint16_t)(p[1] << 8 | p[0]);
+}
+
+static int ng_idb(struct cap_src *s, const uint8_t *b, uint32_t len)
+{
+    if (len < 8 || s->n_if == TW_ARRAY_LEN(s->ifs))
+        return TW_EBAD;
+    uint32_t i = s->n_if++;
+    s->ifs[i].dlt = ng16(s, b);
+    s->ifs[i].units = 1000000;
+    /* options: code(2) len(2) value padded to 4 */
+    for (uint32_t o = 8; o + 4 <= len;) {
+        uint16_t code = ng16(s, b + o), olen = ng16(s, b + o + 2);
+        if (code == 0 || olen > len - o - 4)
+            break;
+        if (code == 9 && olen >= 1) { /* if_tsresol */
+            uint8_t v = b[o + 4];
+            uint64_t u = 1;
+            unsigned e = v & 0x7f;
+            if (e > ((v & 0x80) ? 63u : 19u))
+                return TW_EBAD;
+            for (unsigned k = 0; k < e; k++)
+                u *= (v & 0x80) ? 2 : 10;
+            s->ifs[i].units = u;
+        }
+        o += 4 + ((olen + 3u) & ~3u);
+    }
+    return TW_OK;
+}
+
+static void ng_time(const struct cap_src *s, uint32_t ifc, uint32_t hi, uint32_t lo,
+                    struct timeval *tv)
+{
+    uint64_t t = (uint64_t)hi << 32 | lo, u = s->ifs[ifc].units;
+    tv->tv_sec = (time_t)(t / u);
+    uint64_t frac = t % u;
+    tv->tv_usec = (suseconds_t)(u >= 1000000 ? frac / (u / 1000000) : frac * (1000000 / u));
+}
+
+int cap_next(struct cap_src *s, struct pcap_pkthdr *h, const uint8_t **data, int *dlt, char *err,
+             size_t errlen)
+{
+    if (!s->ng) {
+        struct pcap_pkthdr *ph;
+        const u_char *d;
+        int r = pcap_next_ex(s->p, &ph, &d);
+        if (r == 1) {
+            *h = *ph;
+            *data = d;
+            *dlt = s->dlt;
+            return 1;
+        }
+        if (r == PCAP_ERROR_BREAK)
+            return 0;
+        snprintf(err, errlen, "%s", pcap_geterr(s->p));
+        return TW_EIO;
+    }
+    for (;;) {
+        uint8_t hdr[8];
+        size_t got = fread(hdr, 1, 8, s->fp);
+        if (got == 0)
+            return 0;
+        if (got < 8) {
+            snprintf(err, errlen, "truncated pcapng block header");
+            return TW_EIO;
+        }
+        uint32_t type = (uint32_t)hdr[0] | (uint32_t)hdr[1] << 8 | (uint32_t)hdr[2] << 16 |
+                        (uint32_t)hdr[3] << 24;
+        if (type == 0x0a0d0d0a) { /* section header: learn the byte order first */
+            uint8_t bom[4];
+            if (fread(bom, 1, 4, s->fp) != 4) {
+                snprintf(err, errlen, "truncated pcapng section header");
+                return TW_EIO;
+            }
+            if (bom[0] == 0x4d && bom[1] == 0x3c)
+                s->ng_swap = false;
+            else if (bom[0] == 0x1a && bom[1] == 0x2b)
+                s->ng_swap = true;
+            else {
+                snprintf(err, errlen, "bad pcapng byte-order magic");
+                return TW_EIO;
+            }
+            s->n_if = 0;
+            uint32_t blen = ng32(s, hdr + 4);
+            if (blen < 28 || blen % 4 || blen > NG_BLOCK_MAX || fseek(s->fp, blen - 12, SEEK_CUR)) {
+                snprintf(err, errlen, "bad pcapng section header length");
+                return TW_EIO;
+            }
+            continue;
+        }
+        uint32_t blen = ng32(s, hdr + 4);
+        type = ng32(s, hdr);
+        if (blen < 12 || blen % 4 || blen > NG_BLOCK_MAX) {
+            snprintf(err, errlen, "corrupt pcapng block (length %u)", blen);
+            return TW_EIO;
+        }
+        uint32_t body = blen - 12;
+        if (body + 4 > s->blkcap) {
+            uint8_t *nb = realloc(s->blk, body + 4);
+            if (!nb) {
+                snprintf(err, errlen, "out of memory");
+                return TW_EIO;
+            }
+            s->blk = nb;
+            s->blkcap = body + 4;
+        }
+        if (fread(s->blk, 1, body + 4, s->fp) != body + 4) {
+            snprintf(err, errlen, "truncated pcapng block");
+            return TW_EIO;
+        }
+        const uint8_t *b = s->blk;
+        if (type == 1) {
+            if (ng_idb(s, b, body)) {
+                snprintf(err, errlen, "bad pcapng interface description");
+                return TW_EIO;
+            }
+            continue;
+        }
+        uint32_t ifc = 0, caplen, origlen, hi = 0, lo = 0, off;
+        if (type == 6 && body >= 20) { /* enhanced packet block */
+            ifc = ng32(s, b);
+            hi = ng32(s, b + 4);
+            lo = ng32(s, b + 8);
+            caplen = ng32(s, b + 12);
+            origlen = ng32(s, b + 16);
+            off = 20;
+        } else if (type == 3 && body >= 4) { /* simple packet block */
+            origlen = ng32(s, b);
+            caplen = body - 4 < origlen ? body - 4 : origlen;
+            off = 4;
+        } else if (type == 2 && body >= 20) { /* obsolete packet block */
+            ifc = ng16(s, b);
+            hi = ng32(s, b + 4);
+            lo = ng32(s, b + 8);
+            caplen = ng32(s, b + 12);
+            origlen = ng32(s, b + 16);
+            off = 20;
+        } else {
+            continue; /* name resolution, statistics, custom...: not packets */
+        }
+        if (ifc >= s->n_if || caplen > body - off) {
+            snprintf(err, errlen, "corrupt pcapng packet block (interface %u, length %u)", ifc,
+                     caplen);
+            return TW_EIO;
+        }
+        memset(h, 0, sizeof(*h));
+        ng_time(s, ifc, hi, lo, &h->ts);
+        h->caplen = caplen;
+        h->len = origlen < caplen ? caplen : origlen;
+        *data = b + off;
+        *dlt = s->ifs[ifc].dlt;
+        return 1;
+    }
 }
 
 void cap_live_stats(struct cap_src *s)

@@ -342,8 +342,9 @@ static void handle_hit(struct engine *e, const struct obs *ob, const struct rule
                     (int)(ob->len > 255 ? 255 : ob->len), (const char *)ob->name, attr, e->frame);
         }
     }
-    /* remember the flag on the flow for its end record (first incident wins) */
-    if (in && ob->fs && !ob->fs->flag) {
+    /* remember the flag on the flow for its end record (first incident wins); a DNS
+     * query's own flow carries no exfiltration, the connection that follows does */
+    if (in && ob->fs && !ob->fs->flag && ob->kind != NK_DNS_QUERY) {
         struct flag *fl = calloc(1, sizeof(*fl));
         if (fl) {
             fl->rule = hit->rule;
@@ -908,6 +909,16 @@ void engine_packet(struct engine *e, const struct pcap_pkthdr *h, const uint8_t 
         handle_udp(e, &p, f, fs, dir);
     if (e->ev_dump && fs->flag)
         pcap_dump((u_char *)e->ev_dump, h, data);
+}
+
+void engine_skip_frame(struct engine *e)
+{
+    e->frame++;
+}
+
+void engine_set_dlt(struct engine *e, int dlt)
+{
+    e->dlt = dlt;
 }
 
 void engine_set_rules(struct engine *e, const struct ruleset *rules)

@@ -148,6 +148,8 @@ int http_parse_host(const uint8_t *buf, size_t len, const uint8_t **host, size_t
     /* RFC 9112 5: field-line = field-name ":" OWS field-value OWS */
     struct cur h = cur_init(hdr, (size_t)(c.p - hdr));
     bool have = false;
+    const uint8_t *hv = NULL;
+    size_t hn = 0;
     while (cur_left(&h) > 0) {
         l = line_len(h.p, cur_left(&h), &adv);
         const uint8_t *p = h.p;
@@ -166,7 +168,10 @@ int http_parse_host(const uint8_t *buf, size_t len, const uint8_t **host, size_t
         if (have || colon - p != 4 || strncasecmp((const char *)p, "host", 4) != 0)
             continue;
         have = true; /* the first Host counts; RFC 9110 7.2 forbids more than one */
-        host_view(colon + 1, (size_t)(p + l - colon - 1), host, host_len);
+        host_view(colon + 1, (size_t)(p + l - colon - 1), &hv, &hn);
     }
+    /* only a head that parsed to its end yields a Host */
+    *host = hv;
+    *host_len = hn;
     return TW_OK;
 }

@@ -414,6 +414,12 @@ struct loop {
     int64_t first_pkt_us, start_wall_us;
     uint64_t max_packets, seen;
     struct cap_src *src;
+    /* housekeeping state */
+    struct ruleset **rules;
+    struct ruleset *old_rules[64];
+    size_t n_old;
+    FILE **alerts;
+    time_t started, last_hb;
 };
 
 static int64_t wall_us(void)
@@ -488,6 +494,136 @@ static void print_stats(struct loop *l, FILE *out)
                 ps.delivered, ps.queued, ps.spool_records, ps.dropped, ps.reconnects,
                 ps.connected ? "" : " (not connected)");
     }
+}
+
+
+/* Between batches of packets: heartbeat, SIGUSR1 statistics, SIGHUP reload. */
+static void housekeeping(struct loop *l)
+{
+    time_t t = time(NULL);
+    if (l->pub && l->cfg->redis.heartbeat_s &&
+        t - l->last_hb >= (time_t)l->cfg->redis.heartbeat_s) {
+        heartbeat(l, l->started);
+        l->last_hb = t;
+    }
+    if (dump_stats) {
+        dump_stats = 0;
+        print_stats(l, stderr);
+    }
+    if (!reload)
+        return;
+    reload = 0;
+    int st = 0;
+    struct ruleset *nr = load_rules(l->cfg, stderr, &st);
+    if (!nr) {
+        fprintf(stderr, "tunnelwatch: reload failed, keeping the running rules\n");
+    } else if (l->n_old == TW_ARRAY_LEN(l->old_rules)) {
+        fprintf(stderr, "tunnelwatch: too many reloads, restart the sensor\n");
+        ruleset_free(nr);
+    } else {
+        /* flows flagged under the old rules point at them: keep them until exit */
+        l->old_rules[l->n_old++] = *l->rules;
+        *l->rules = nr;
+        engine_set_rules(l->e, nr);
+        fprintf(stderr, "tunnelwatch: rules reloaded (%zu rules)\n", ruleset_rule_count(nr));
+    }
+    if (*l->alerts && *l->alerts != stdout && l->cfg->output.alerts_file) {
+        FILE *na = fopen(l->cfg->output.alerts_file, "a");
+        if (na) {
+            fclose(*l->alerts);
+            *l->alerts = na;
+            engine_set_alerts_out(l->e, na);
+        }
+    }
+}
+
+/* Live: pcap_dispatch in batches; idle periods still tick flow expiry and the heartbeat. */
+static int run_live(struct loop *l, struct cap_src *src)
+{
+    while (!stop) {
+        int n = pcap_dispatch(src->p, 512, on_packet, (u_char *)l);
+        if (n == PCAP_ERROR) {
+            fprintf(stderr, "tunnelwatch: %s: %s\n", src->name, pcap_geterr(src->p));
+            return 1;
+        }
+        if (n == PCAP_ERROR_BREAK || stop)
+            break;
+        if (n == 0) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            struct tw_time now = {ts.tv_sec, (int32_t)(ts.tv_nsec / 1000)};
+            engine_tick(l->e, now);
+        }
+        housekeeping(l);
+    }
+    return 0;
+}
+
+struct filt {
+    int dlt;
+    struct bpf_program prog;
+};
+
+/* Files: packet by packet, so pcapng interfaces of different link types each get theirs. */
+static int run_file(struct loop *l, struct cap_src *src, const char *bpf)
+{
+    char err[512];
+    struct filt filters[8];
+    int n_filt = 0, rc = 0, cur_dlt = -2;
+    uint64_t unsupported = 0;
+    struct pcap_pkthdr h;
+    const uint8_t *data;
+    int dlt;
+    int r;
+    while (!stop && (r = cap_next(src, &h, &data, &dlt, err, sizeof(err))) == 1) {
+        if (dlt != cur_dlt) {
+            cur_dlt = dlt;
+            engine_set_dlt(l->e, dlt);
+        }
+        if (!dec_linktype_supported(dlt)) {
+            if (unsupported++ == 0)
+                fprintf(stderr, "tunnelwatch: %s: unsupported link type %d (%s), frames skipped\n",
+                        src->name, dlt,
+                        pcap_datalink_val_to_name(dlt) ? pcap_datalink_val_to_name(dlt) : "?");
+            engine_skip_frame(l->e); /* numbered, not decoded */
+            continue;
+        }
+        if (bpf && bpf[0]) {
+            int k;
+            for (k = 0; k < n_filt && filters[k].dlt != dlt; k++)
+                ;
+            if (k == n_filt) {
+                pcap_t *dead = pcap_open_dead(dlt, 262144);
+                if (!dead || n_filt == 8 ||
+                    pcap_compile(dead, &filters[k].prog, bpf, 1, PCAP_NETMASK_UNKNOWN) != 0) {
+                    fprintf(stderr, "tunnelwatch: bad filter expression \"%s\"%s%s\n", bpf,
+                            dead ? ": " : "", dead ? pcap_geterr(dead) : "");
+                    if (dead)
+                        pcap_close(dead);
+                    rc = 2;
+                    break;
+                }
+                pcap_close(dead);
+                filters[k].dlt = dlt;
+                n_filt++;
+            }
+            if (!pcap_offline_filter(&filters[k].prog, &h, data)) {
+                engine_skip_frame(l->e); /* frame numbers still count it, as tshark's do */
+                continue;
+            }
+        }
+        on_packet((u_char *)l, &h, data);
+        if ((l->seen & 4095) == 0)
+            housekeeping(l);
+    }
+    if (!stop && r < 0 && rc == 0) {
+        fprintf(stderr, "tunnelwatch: %s: %s (the packets before it were processed)\n", src->name,
+                err);
+        rc = 1;
+    }
+    for (int k = 0; k < n_filt; k++)
+        pcap_freecode(&filters[k].prog);
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -682,11 +818,10 @@ int main(int argc, char **argv)
     l.realtime = a.realtime;
     l.speed = a.speed;
     l.max_packets = a.max_packets;
-    time_t started = time(NULL), last_hb = 0;
+    l.started = time(NULL);
+    l.rules = &rules;
+    l.alerts = &alerts;
     int exit_code = 0;
-
-    struct ruleset *old_rules[64];
-    size_t n_old = 0;
     size_t n_inputs = 0;
     if (inputs)
         while (inputs[n_inputs])
@@ -701,76 +836,14 @@ int main(int argc, char **argv)
                 continue;
             }
             src = &file;
-            if (cfg.capture.bpf && cfg.capture.bpf[0] &&
-                cap_set_filter(src, cfg.capture.bpf, err, sizeof(err))) {
-                fprintf(stderr, "tunnelwatch: %s\n", err);
-                return 2;
-            }
-        }
-        if (!dec_linktype_supported(src->dlt)) {
-            fprintf(stderr, "tunnelwatch: %s: unsupported link type %d (%s)\n", src->name,
-                    src->dlt,
-                    pcap_datalink_val_to_name(src->dlt) ? pcap_datalink_val_to_name(src->dlt)
-                                                         : "unknown");
-            exit_code = 1;
-            cap_close(src);
-            continue;
         }
         l.src = src;
         engine_begin_input(e, inputs ? inputs[i] : NULL, src->dlt, inputs && n_inputs > 1);
-        for (;;) {
-            int n = pcap_dispatch(src->p, 512, on_packet, (u_char *)&l);
-            if (n == PCAP_ERROR) {
-                fprintf(stderr, "tunnelwatch: %s: %s (packets before it were processed)\n",
-                        src->name, pcap_geterr(src->p));
-                exit_code = 1;
-                break;
-            }
-            if (stop || n == PCAP_ERROR_BREAK)
-                break;
-            if (n == 0 && !src->live)
-                break; /* end of file */
-            if (src->live && n == 0) {
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                struct tw_time now = {ts.tv_sec, (int32_t)(ts.tv_nsec / 1000)};
-                engine_tick(e, now);
-            }
-            time_t t = time(NULL);
-            if (pub && cfg.redis.heartbeat_s && t - last_hb >= (time_t)cfg.redis.heartbeat_s) {
-                heartbeat(&l, started);
-                last_hb = t;
-            }
-            if (dump_stats) {
-                dump_stats = 0;
-                print_stats(&l, stderr);
-            }
-            if (reload) {
-                reload = 0;
-                int st = 0;
-                struct ruleset *nr = load_rules(&cfg, stderr, &st);
-                if (!nr) {
-                    fprintf(stderr, "tunnelwatch: reload failed, keeping the running rules\n");
-                } else if (n_old == TW_ARRAY_LEN(old_rules)) {
-                    fprintf(stderr, "tunnelwatch: too many reloads, restart the sensor\n");
-                    ruleset_free(nr);
-                } else {
-                    old_rules[n_old++] = rules;
-                    rules = nr;
-                    engine_set_rules(e, rules);
-                    fprintf(stderr, "tunnelwatch: rules reloaded (%zu rules)\n",
-                            ruleset_rule_count(rules));
-                }
-                if (alerts && alerts != stdout) {
-                    FILE *na = fopen(cfg.output.alerts_file, "a");
-                    if (na) {
-                        fclose(alerts);
-                        alerts = na;
-                        engine_set_alerts_out(e, alerts);
-                    }
-                }
-            }
-        }
+        r = src->live ? run_live(&l, src) : run_file(&l, src, cfg.capture.bpf);
+        if (r == 2)
+            return 2;
+        if (r)
+            exit_code = 1;
         if (src->live)
             cap_live_stats(src);
         if (inputs)
@@ -778,7 +851,7 @@ int main(int argc, char **argv)
     }
     engine_finish(e);
     if (pub)
-        heartbeat(&l, started);
+        heartbeat(&l, l.started);
     if (inputs && cfg.log.verbosity >= 0)
         engine_summary(e, stderr, NULL);
     if (cfg.output.summary_file) {
@@ -818,8 +891,8 @@ int main(int argc, char **argv)
     engine_free(e);
     pub_free(pub);
     ruleset_free(rules);
-    for (size_t i = 0; i < n_old; i++)
-        ruleset_free(old_rules[i]);
+    for (size_t i = 0; i < l.n_old; i++)
+        ruleset_free(l.old_rules[i]);
     if (alerts && alerts != stdout)
         fclose(alerts);
     cap_free_inputs(inputs);

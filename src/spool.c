@@ -235,7 +235,8 @@ static int load_segments(struct spool *s, char *err, size_t errlen)
         s->segs[s->nsegs++] = (struct seg){.seq = seq};
     }
     closedir(d);
-    qsort(s->segs, s->nsegs, sizeof(*s->segs), cmp_seg);
+    if (s->nsegs > 1) /* qsort(NULL, 0, ...) is undefined */
+        qsort(s->segs, s->nsegs, sizeof(*s->segs), cmp_seg);
     size_t kept = 0;
     for (size_t i = 0; i < s->nsegs; i++) {
         struct seg g = s->segs[i];

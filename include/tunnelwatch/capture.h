@@ -29,6 +29,17 @@ struct cap_src {
     bool live;
     uint64_t size;    /* file size for progress, 0 unknown */
     FILE *fp;         /* when opened from a FILE (stdin) */
+    /* our own pcapng reader (libpcap refuses interfaces of different link types in one
+     * file): used for every pcapng file */
+    bool ng;
+    bool ng_swap;
+    uint8_t *blk;
+    size_t blkcap;
+    uint32_t n_if;
+    struct {
+        int dlt;
+        uint64_t units; /* timestamp units per second */
+    } ifs[64];
     /* live drop accounting */
     uint32_t last_recv, last_drop, last_ifdrop;
     uint64_t recv, drop, ifdrop;
@@ -42,6 +53,10 @@ int cap_open_live(struct cap_src *s, const char *iface, const struct cap_live_op
 /* Compiles and sets a BPF filter. */
 int cap_set_filter(struct cap_src *s, const char *bpf, char *err, size_t errlen) TW_WUR;
 void cap_close(struct cap_src *s);
+/* Reads the next packet of a file source. Returns 1 with *h, *data (valid until the next
+ * call) and *dlt set; 0 at the end; TW_EIO on a truncated or corrupt file (err says why). */
+int cap_next(struct cap_src *s, struct pcap_pkthdr *h, const uint8_t **data, int *dlt, char *err,
+             size_t errlen);
 /* Updates the 64-bit drop totals from pcap_stats (live only). */
 void cap_live_stats(struct cap_src *s);
 /* Prints interfaces like tcpdump -D. Returns 0 or TW_EIO. */

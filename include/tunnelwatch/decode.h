@@ -31,46 +31,46 @@
 
 enum dec_reason {
     DEC_OK = 0,
-    DEC_FRAG,        /* an IP fragment: l3 view and frag fields are set, transport is not */
-    DEC_NOT_IP,      /* ARP, LLDP, STP...: nothing for us, not an error */
-    DEC_TRUNC,       /* frame shorter than a header says (snaplen cut or bad length) */
-    DEC_BAD_L2,      /* malformed link header */
-    DEC_BAD_IP4,     /* IPv4 version/IHL/total length inconsistent */
-    DEC_BAD_IP6,     /* IPv6 header or extension chain malformed */
-    DEC_BAD_TCP,     /* TCP data offset < 5 or past the segment */
-    DEC_BAD_UDP,     /* UDP length inconsistent */
-    DEC_BAD_TUNNEL,  /* GRE/ERSPAN/VXLAN/MPLS header malformed */
-    DEC_DEPTH,       /* more nested encapsulations than DEC_MAX_DEPTH */
-    DEC_OTHER_L4,    /* ICMP, SCTP, ...: counted, not parsed */
-    DEC_UNSUP_LINK,  /* link type we do not decode */
+    DEC_FRAG,       /* an IP fragment: l3 view and frag fields are set, transport is not */
+    DEC_NOT_IP,     /* ARP, LLDP, STP...: nothing for us, not an error */
+    DEC_TRUNC,      /* frame shorter than a header says (snaplen cut or bad length) */
+    DEC_BAD_L2,     /* malformed link header */
+    DEC_BAD_IP4,    /* IPv4 version/IHL/total length inconsistent */
+    DEC_BAD_IP6,    /* IPv6 header or extension chain malformed */
+    DEC_BAD_TCP,    /* TCP data offset < 5 or past the segment */
+    DEC_BAD_UDP,    /* UDP length inconsistent */
+    DEC_BAD_TUNNEL, /* GRE/ERSPAN/VXLAN/MPLS header malformed */
+    DEC_DEPTH,      /* more nested encapsulations than DEC_MAX_DEPTH */
+    DEC_OTHER_L4,   /* ICMP, SCTP, ...: counted, not parsed */
+    DEC_UNSUP_LINK, /* link type we do not decode */
     DEC__COUNT
 };
 
 const char *dec_reason_name(int reason);
 
 struct dec_pkt {
-    struct tw_addr src, dst;  /* innermost IP addresses */
-    uint16_t sport, dport;    /* 0 unless TCP/UDP */
-    uint8_t proto;            /* IP protocol of the innermost transport (6, 17, ...) */
-    uint8_t tcp_flags;        /* TH_* bits */
-    uint16_t vlan;            /* innermost 802.1Q VLAN id, 0 if none (keys flows) */
-    uint32_t seq, ack;        /* TCP only */
+    struct tw_addr src, dst; /* innermost IP addresses */
+    uint16_t sport, dport;   /* 0 unless TCP/UDP */
+    uint8_t proto;           /* IP protocol of the innermost transport (6, 17, ...) */
+    uint8_t tcp_flags;       /* TH_* bits */
+    uint16_t vlan;           /* innermost 802.1Q VLAN id, 0 if none (keys flows) */
+    uint32_t seq, ack;       /* TCP only */
     uint32_t tcp_win;
-    const uint8_t *payload;   /* transport payload actually captured */
+    const uint8_t *payload; /* transport payload actually captured */
     uint32_t payload_len;
     uint32_t payload_wire_len; /* payload length the IP/UDP header announces (>= payload_len
                                 * when snaplen cut the frame) */
-    uint32_t ip_len;          /* IP total length on the wire (header + payload) */
+    uint32_t ip_len;           /* IP total length on the wire (header + payload) */
     /* Fragment fields, valid when dec_packet returned DEC_FRAG. */
     uint32_t frag_id;
-    uint32_t frag_off;        /* byte offset of this fragment */
+    uint32_t frag_off; /* byte offset of this fragment */
     bool frag_more;
     const uint8_t *frag_data; /* fragment payload (captured bytes) */
     uint32_t frag_len;
-    uint32_t frag_wire_len;   /* fragment payload length the IP header announces (>= frag_len) */
-    uint8_t tunnels;          /* encapsulation layers crossed (GRE, VXLAN, IP-in-IP...) */
-    const uint8_t *l3;        /* innermost IP header (captured bytes), for nDPI */
-    uint32_t l3_len;          /* captured bytes from l3 on, at most ip_len */
+    uint32_t frag_wire_len; /* fragment payload length the IP header announces (>= frag_len) */
+    uint8_t tunnels;        /* encapsulation layers crossed (GRE, VXLAN, IP-in-IP...) */
+    const uint8_t *l3;      /* innermost IP header (captured bytes), for nDPI */
+    uint32_t l3_len;        /* captured bytes from l3 on, at most ip_len */
 };
 
 #define TW_TH_FIN 0x01

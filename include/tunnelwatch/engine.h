@@ -58,6 +58,10 @@ void engine_free(struct engine *e);
 /* Starts a new input: frame numbers restart at 1; file is NULL for a live interface. */
 void engine_begin_input(struct engine *e, const char *file, int dlt, bool print_header);
 void engine_packet(struct engine *e, const struct pcap_pkthdr *h, const uint8_t *data);
+/* A frame that is not processed (BPF-filtered, unsupported link type) still takes a number. */
+void engine_skip_frame(struct engine *e);
+/* Link type of the following packets (pcapng files mix interfaces). */
+void engine_set_dlt(struct engine *e, int dlt);
 /* Periodic work at time now (packet time in replays, wall clock when live and idle). */
 void engine_tick(struct engine *e, struct tw_time now);
 /* The rule set to use from the next packet on (the caller keeps the old one alive). */

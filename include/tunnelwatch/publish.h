@@ -35,37 +35,37 @@
 #define PUB_MODE_LIST    0x4
 
 struct pub_opts {
-    const char *url;          /* redis://[user:password@]host:port/db or unix:///path.sock */
-    const char *user;         /* ACL user, NULL for none (overrides the URL's) */
-    const char *password;     /* NULL for none (overrides the URL's); never logged */
-    unsigned modes;           /* PUB_MODE_* bits */
-    const char *stream_key;   /* default tunnelwatch:alerts */
-    const char *channel_key;  /* default tunnelwatch:alerts */
-    const char *list_key;     /* default tunnelwatch:alerts:list */
-    long stream_maxlen;       /* XADD MAXLEN ~ N; default 100000 */
-    size_t queue_max;         /* records held in memory; default 10000 */
-    const char *spool_dir;    /* NULL: no spool (records past the queue are dropped, counted) */
-    uint64_t spool_max_bytes; /* default 256 MiB */
-    int timeout_ms;           /* connect and command timeout; default 2000 */
-    int batch;                /* records per pipeline; default 256 */
-    const char *sensor_name;  /* heartbeat hash tunnelwatch:sensor:NAME */
+    const char *url;              /* redis://[user:password@]host:port/db or unix:///path.sock */
+    const char *user;             /* ACL user, NULL for none (overrides the URL's) */
+    const char *password;         /* NULL for none (overrides the URL's); never logged */
+    unsigned modes;               /* PUB_MODE_* bits */
+    const char *stream_key;       /* default tunnelwatch:alerts */
+    const char *channel_key;      /* default tunnelwatch:alerts */
+    const char *list_key;         /* default tunnelwatch:alerts:list */
+    long stream_maxlen;           /* XADD MAXLEN ~ N; default 100000 */
+    size_t queue_max;             /* records held in memory; default 10000 */
+    const char *spool_dir;        /* NULL: no spool (records past the queue are dropped, counted) */
+    uint64_t spool_max_bytes;     /* default 256 MiB */
+    int timeout_ms;               /* connect and command timeout; default 2000 */
+    int batch;                    /* records per pipeline; default 256 */
+    const char *sensor_name;      /* heartbeat hash tunnelwatch:sensor:NAME */
     const char *heartbeat_prefix; /* default tunnelwatch:sensor: */
-    int heartbeat_s;          /* 0 = off; default 10 */
-    int backoff_min_ms;       /* first reconnect delay; default 1000 */
-    int backoff_max_ms;       /* delay cap (doubling, jittered to [d/2, d]); default 60000 */
+    int heartbeat_s;              /* 0 = off; default 10 */
+    int backoff_min_ms;           /* first reconnect delay; default 1000 */
+    int backoff_max_ms;           /* delay cap (doubling, jittered to [d/2, d]); default 60000 */
     uint64_t spool_segment_bytes; /* 0: spool_max_bytes / 8 (see spool.h) */
-    size_t spill_max;         /* records waiting to be spooled; 0: max(queue_max, 16384). It
-                                 must absorb alert rate x timeout_ms: the thread that writes
-                                 the spool is the one that waits for Redis replies */
+    size_t spill_max;             /* records waiting to be spooled; 0: max(queue_max, 16384). It
+                                     must absorb alert rate x timeout_ms: the thread that writes
+                                     the spool is the one that waits for Redis replies */
 };
 
 /* Parsed form of pub_opts.url. */
 struct pub_url {
     bool is_unix;
-    char host[256]; /* IPv6 without brackets */
-    int port;       /* default 6379 */
-    char path[108]; /* unix socket */
-    int db;         /* default 0 */
+    char host[256];     /* IPv6 without brackets */
+    int port;           /* default 6379 */
+    char path[108];     /* unix socket */
+    int db;             /* default 0 */
     char user[128];     /* empty: none */
     char password[256]; /* empty: none; %XX decoded */
 };
@@ -75,14 +75,14 @@ struct pub_url {
 int pub_parse_url(const char *url, struct pub_url *out, char *err, size_t errlen) TW_WUR;
 
 struct pub_stats {
-    uint64_t enqueued;  /* records handed to pub_enqueue */
-    uint64_t delivered; /* acknowledged by Redis (stream, or the first mode configured) */
-    uint64_t spooled;   /* written to the spool */
-    uint64_t dropped;   /* lost past the spool cap (or no spool and full queue) */
-    uint64_t queued;    /* in memory now */
+    uint64_t enqueued;    /* records handed to pub_enqueue */
+    uint64_t delivered;   /* acknowledged by Redis (stream, or the first mode configured) */
+    uint64_t spooled;     /* written to the spool */
+    uint64_t dropped;     /* lost past the spool cap (or no spool and full queue) */
+    uint64_t queued;      /* in memory now */
     uint64_t spool_bytes; /* on disk now */
     uint64_t reconnects;
-    uint64_t errors;    /* Redis error replies and I/O errors */
+    uint64_t errors;         /* Redis error replies and I/O errors */
     uint64_t no_subscribers; /* PUBLISH replies of 0 */
     uint64_t spool_records;  /* waiting in the spool now */
     uint64_t spool_torn;     /* torn/corrupt spool tails skipped */

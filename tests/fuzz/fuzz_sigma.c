@@ -12,8 +12,8 @@ static void run(enum rule_policy pol, const char *name, const uint8_t *data, siz
     struct ruleset *rs = ruleset_new(pol);
     if (!rs)
         return;
-    (void)ruleset_load_mem(rs, name, data, size, NULL);
-    if (ruleset_build(rs) == TW_OK) {
+    int rc = ruleset_load_mem(rs, name, data, size, NULL);
+    if (rc >= TW_ECONF && ruleset_build(rs) == TW_OK) {
         struct rule_hit h[8];
         for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
             (void)ruleset_match(rs, RF_DEST_HOST | RF_QUERY, (const uint8_t *)names[i],

@@ -314,7 +314,8 @@ END_TEST
 
 /* --- Comparison with tshark's truth on the shared captures ----------------------------- */
 
-/* Minimal L2-L4 decode, enough for the DNS captures: Ethernet (+802.1Q), IPv4 (unfragmented),
+/* Minimal L2-L4 decode, enough for the DNS captures: Ethernet (+802.1Q/QinQ, PPPoE), IPv4
+ * (unfragmented),
  * IPv6 (UDP right after the fixed header), UDP port 53. */
 static const uint8_t *udp53(const uint8_t *p, size_t n, size_t *len)
 {
@@ -326,6 +327,11 @@ static const uint8_t *udp53(const uint8_t *p, size_t n, size_t *len)
     while (et == 0x8100 && n >= o + 4) {
         et = (unsigned)p[o + 2] << 8 | p[o + 3];
         o += 4;
+    }
+    if (et == 0x8864 && n >= o + 8) { /* PPPoE session, then the PPP protocol */
+        unsigned ppp = (unsigned)p[o + 6] << 8 | p[o + 7];
+        et = ppp == 0x0021 ? 0x0800 : ppp == 0x0057 ? 0x86DD : 0;
+        o += 8;
     }
     unsigned proto;
     if (et == 0x0800 && n >= o + 20) {
@@ -389,8 +395,9 @@ static int compare_capture(const char *shared, const char *file, int *rows)
         const uint8_t *p = udp53(d, h->caplen, &len);
         if (!p)
             continue;
-        (void)dns_parse(p, len, &m);
-        if (len < 12 || m.qr)
+        /* like tshark, the complete questions of a cut or malformed message count */
+        int rc = dns_parse(p, len, &m);
+        if (len < 12 || m.qr || (rc != TW_OK && m.n_q == 0))
             continue;
         for (unsigned i = 0; i < m.n_q; i++) {
             /* truth.sh splits tshark's aggregate on ',' and drops <...> placeholders */

@@ -20,6 +20,8 @@ static int host_of(const char *s, size_t n, char *out, size_t cap)
         ck_assert(hl == 0 || (h >= copy && h + hl <= copy + n));
         memcpy(out, h, hl);
         out[hl] = '\0';
+    } else {
+        ck_assert(h == NULL && hl == 0); /* no Host from a head that failed */
     }
     free(copy);
     return rc;
@@ -83,6 +85,8 @@ START_TEST(test_not_http)
     ck_assert_int_eq(HOST("GET  HTTP/1.1\r\n\r\n", h), TW_EBAD);
     ck_assert_int_eq(HOST("GET / HTTP/1.1\r\nHost : a\r\n\r\n", h), TW_EBAD);
     ck_assert_int_eq(HOST("GET / HTTP/1.1\r\nX: a\r\n folded\r\n\r\n", h), TW_EBAD);
+    /* a bad line after a good Host still refuses the head (found by fuzz_http) */
+    ck_assert_int_eq(HOST("GET / HTTP/1.1\r\nHost: a\r\n\x01x: y\r\n\r\n", h), TW_EBAD);
     /* the request line decides before the head ends */
     ck_assert_int_eq(HOST("GET / FTP/1.1\r\nHost: a", h), TW_EBAD);
     ck_assert(http_looks_like_request((const uint8_t *)"GET /", 5));

@@ -53,12 +53,12 @@ static bool have_redis(void)
     return system("command -v redis-server >/dev/null 2>&1") == 0;
 }
 
-#define SKIP_WITHOUT_REDIS()                                                                   \
-    do {                                                                                       \
-        if (!have_redis()) {                                                                   \
-            printf("SKIP: redis-server not found\n");                                          \
-            return;                                                                            \
-        }                                                                                      \
+#define SKIP_WITHOUT_REDIS()                                                                       \
+    do {                                                                                           \
+        if (!have_redis()) {                                                                       \
+            printf("SKIP: redis-server not found\n");                                              \
+            return;                                                                                \
+        }                                                                                          \
     } while (0)
 
 static void rs_init(struct rsrv *r)
@@ -87,10 +87,10 @@ static redisContext *rs_conn(const struct rsrv *r)
 /* Starts redis-server on r->sock; extra is a NULL-terminated list of more arguments. */
 static void rs_start(struct rsrv *r, const char *const *extra)
 {
-    const char *argv[40] = {"redis-server", "--port",      "0",        "--unixsocket",
-                            r->sock,        "--save",      "",         "--appendonly",
-                            "no",           "--daemonize", "no",       "--dir",
-                            r->dir,         "--logfile",   "",         "--unixsocketperm",
+    const char *argv[40] = {"redis-server", "--port",      "0",  "--unixsocket",
+                            r->sock,        "--save",      "",   "--appendonly",
+                            "no",           "--daemonize", "no", "--dir",
+                            r->dir,         "--logfile",   "",   "--unixsocketperm",
                             "700"};
     int argc = 17;
     for (int i = 0; extra && extra[i] && argc < 38; i++)
@@ -256,8 +256,7 @@ START_TEST(test_url)
     ck_assert_str_eq(u.user, "");
     ck_assert_str_eq(u.password, "");
 
-    ck_assert_int_eq(pub_parse_url("redis://soc:p%40ss:w@redis.lan", &u, err, sizeof(err)),
-                     TW_OK);
+    ck_assert_int_eq(pub_parse_url("redis://soc:p%40ss:w@redis.lan", &u, err, sizeof(err)), TW_OK);
     ck_assert_str_eq(u.user, "soc");
     ck_assert_str_eq(u.password, "p@ss:w");
     ck_assert_str_eq(u.host, "redis.lan");
@@ -418,9 +417,8 @@ START_TEST(test_redis_killed)
     }
     printf("test_redis_killed: enqueued %d, delivered-before-kill %llu, stream entries %ld, "
            "distinct %ld, duplicates %ld, spooled %llu, reconnects %llu, dropped %llu\n",
-           N, (unsigned long long)at_kill, total, distinct, dups,
-           (unsigned long long)s.spooled, (unsigned long long)s.reconnects,
-           (unsigned long long)s.dropped);
+           N, (unsigned long long)at_kill, total, distinct, dups, (unsigned long long)s.spooled,
+           (unsigned long long)s.reconnects, (unsigned long long)s.dropped);
     ck_assert_uint_gt(at_kill, 0); /* the kill really happened mid-publishing */
     ck_assert_uint_lt(at_kill, N);
     ck_assert_int_eq(distinct, N);

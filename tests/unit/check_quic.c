@@ -471,6 +471,45 @@ START_TEST(test_retry_dcid_own_keys)
 }
 END_TEST
 
+START_TEST(test_forged_high_pn)
+{
+    /* A packet numbered 0xfffffff0 makes RFC 9000 A.3 decode the next "1" as 2^32 + 1;
+     * the number as sent is tried too, so the flow stays readable. */
+    static uint8_t h[200], f[300], p[2048];
+    make_hello(h, sizeof(h), "pn.example");
+    struct quic_initial *q = quic_initial_new();
+    size_t k = 0;
+    f[k++] = 0x01; /* PING */
+    long n = seal(QUIC_VERSION_1, cid_a, 8, 0xfffffff0u, f, k, p);
+    ck_assert_int_eq(quic_initial_feed(q, p, (size_t)n), TW_ETRUNC);
+    k = 0;
+    put_crypto(f, &k, h, 0, 200);
+    n = seal(QUIC_VERSION_1, cid_a, 8, 1, f, k, p);
+    ck_assert_int_eq(quic_initial_feed(q, p, (size_t)n), 200);
+    quic_initial_free(q);
+}
+END_TEST
+
+START_TEST(test_one_derivation_per_datagram)
+{
+    /* Two coalesced Initials under two unknown DCIDs: only the first gets keys derived in
+     * this datagram; the second opens when it comes again on its own. */
+    static uint8_t h[200], f[300], d[2048], p2[2048];
+    make_hello(h, sizeof(h), "derive.example");
+    size_t k = 0;
+    put_crypto(f, &k, h, 0, 100);
+    long n1 = seal(QUIC_VERSION_1, cid_a, 8, 0, f, k, d);
+    k = 0;
+    put_crypto(f, &k, h, 100, 100);
+    long n2 = seal(QUIC_VERSION_1, cid_b, 5, 1, f, k, p2);
+    memcpy(d + n1, p2, (size_t)n2);
+    struct quic_initial *q = quic_initial_new();
+    ck_assert_int_eq(quic_initial_feed(q, d, (size_t)(n1 + n2)), TW_ETRUNC);
+    ck_assert_int_eq(quic_initial_feed(q, p2, (size_t)n2), 200);
+    quic_initial_free(q);
+}
+END_TEST
+
 START_TEST(test_second_hello)
 {
     /* After a HelloRetryRequest the client sends a second ClientHello at the next stream
@@ -686,6 +725,8 @@ Suite *tw_suite(void)
     tcase_add_test(t, test_coalesced);
     tcase_add_test(t, test_new_dcid_keeps_original_keys);
     tcase_add_test(t, test_retry_dcid_own_keys);
+    tcase_add_test(t, test_forged_high_pn);
+    tcase_add_test(t, test_one_derivation_per_datagram);
     tcase_add_test(t, test_second_hello);
     tcase_add_test(t, test_unknown_frame_stops);
     tcase_add_test(t, test_limits);

