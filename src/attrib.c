@@ -60,7 +60,7 @@ void netset_free(struct netset *s)
 
 static unsigned bit_at(const uint8_t *a, unsigned i)
 {
-    return (a[i / 8] >> (7 - i % 8)) & 1u;
+    return (unsigned)(a[i / 8] >> (7 - i % 8)) & 1u;
 }
 
 int netset_add(struct netset *s, const struct tw_addr *addr, unsigned bits)

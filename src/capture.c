@@ -129,7 +129,8 @@ static uint32_t ng32(const struct cap_src *s, const uint8_t *p)
 
 static uint16_t ng16(const struct cap_src *s, const uint8_t *p)
 {
-    return s->ng_swap ? (uint16_t)(p[0] << 8 | p[1]) : (uint16_t)(p[1] << 8 | p[0]);
+    unsigned v = s->ng_swap ? (unsigned)p[0] << 8 | p[1] : (unsigned)p[1] << 8 | p[0];
+    return (uint16_t)v;
 }
 
 static int ng_idb(struct cap_src *s, const uint8_t *b, uint32_t len)
@@ -165,7 +166,9 @@ static void ng_time(const struct cap_src *s, uint32_t ifc, uint32_t hi, uint32_t
     uint64_t t = (uint64_t)hi << 32 | lo, u = s->ifs[ifc].units;
     tv->tv_sec = (time_t)(t / u);
     uint64_t frac = t % u;
-    tv->tv_usec = (suseconds_t)(u >= 1000000 ? frac / (u / 1000000) : frac * (1000000 / u));
+    /* frac * 10^6 / u in 128 bits: with a binary resolution (2^-20) u is no multiple of
+     * 10^6, and frac * 10^6 overflows 64 bits once u exceeds 2^44 */
+    tv->tv_usec = (suseconds_t)(uint64_t)((unsigned __int128)frac * 1000000u / u);
 }
 
 int cap_next(struct cap_src *s, struct pcap_pkthdr *h, const uint8_t **data, int *dlt, char *err,

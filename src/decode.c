@@ -260,6 +260,7 @@ static int dec_eth(struct cur *c, struct dec_pkt *o)
  * The payload is what total length announces; bytes past it are link padding. */
 static int dec_ip4(struct cur *c, struct dec_pkt *o)
 {
+    const uint8_t *l3 = c->p;
     uint8_t vihl = cur_u8(c);
     if (c->err)
         return DEC_TRUNC;
@@ -298,6 +299,8 @@ static int dec_ip4(struct cur *c, struct dec_pkt *o)
     memcpy(o->dst.a, dst, 4);
     o->ip_len = tot;
     o->proto = proto;
+    o->l3 = l3;
+    o->l3_len = hl + min_u32(avail, wire);
 
     uint32_t foff = (uint32_t)(off & 0x1fff) * 8;
     bool more = (off & 0x2000) != 0;
@@ -325,6 +328,7 @@ static int dec_ip4(struct cur *c, struct dec_pkt *o)
  * AH 51 (RFC 4302 sec. 2): next | payload len (4-octet units minus 2) | ... */
 static int dec_ip6(struct cur *c, struct dec_pkt *o)
 {
+    const uint8_t *l3 = c->p;
     uint32_t vtf = cur_u32be(c);
     if (c->err)
         return DEC_TRUNC;
@@ -347,6 +351,8 @@ static int dec_ip6(struct cur *c, struct dec_pkt *o)
     memcpy(o->src.a, src, 16);
     memcpy(o->dst.a, dst, 16);
     o->ip_len = 40 + wire;
+    o->l3 = l3;
+    o->l3_len = 40 + held;
 
     for (int n = 0;; n++) {
         o->proto = nh;

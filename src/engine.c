@@ -897,7 +897,7 @@ void engine_packet(struct engine *e, const struct pcap_pkthdr *h, const uint8_t 
         e->st.flow_alloc_fail++;
         return;
     }
-    flow_update(e->flows, f, &p, dir, e->now);
+    flow_update(e->flows, f, &p, dir, h->len, e->now);
     struct fstate *fs = f->ext;
     if (!fs->started)
         flow_start(e, f, fs, &p);

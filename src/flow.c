@@ -316,10 +316,10 @@ struct flow *flow_lookup(struct flow_table *t, const struct dec_pkt *p, struct t
 }
 
 void flow_update(struct flow_table *t, struct flow *f, const struct dec_pkt *p, int dir,
-                 struct tw_time now)
+                 uint32_t frame_len, struct tw_time now)
 {
     f->pkts[dir]++;
-    f->bytes[dir] += p->ip_len;
+    f->bytes[dir] += frame_len;
     if (tw_time_us(now) > tw_time_us(f->last))
         f->last = now;
     uint8_t list = f->list;

@@ -852,7 +852,7 @@ int main(int argc, char **argv)
     engine_finish(e);
     if (pub)
         heartbeat(&l, l.started);
-    if (inputs && cfg.log.verbosity >= 0)
+    if (inputs && cfg.log.verbosity >= 0 && !a.names)
         engine_summary(e, stderr, NULL);
     if (cfg.output.summary_file) {
         FILE *sf = fopen(cfg.output.summary_file, "w");

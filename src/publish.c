@@ -917,6 +917,9 @@ static void *thread_main(void *arg)
             pthread_cond_timedwait(&p->cv, &p->mu, &ts);
         pthread_mutex_unlock(&p->mu);
     }
+    /* A last heartbeat, so the dashboard shows the final counters of a finished replay. */
+    if (p->c && p->o.heartbeat_s > 0)
+        send_heartbeat(p);
     /* Whatever was not delivered goes to the spool (queue first: it is older). */
     pthread_mutex_lock(&p->mu);
     if (p->spool)

@@ -184,6 +184,9 @@ void stream_consume(struct stream *s, uint32_t n)
     memmove(s->buf, s->buf + n, s->cap - n);
     s->len -= n;
     s->base_seq += n;
+    /* consumed bytes were parsed: a late retransmission of them must not rebase the stream
+     * (without a SYN it would) and bring them back to be parsed twice */
+    s->base_fixed = true;
     for (int i = 0; i < s->n_isl; i++) {
         s->isl[i].s -= n;
         s->isl[i].e -= n;

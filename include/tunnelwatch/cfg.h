@@ -38,18 +38,18 @@ struct cfg_cidr {
 
 /* One allowlist entry: every non-empty criterion must hold for a hit to be suppressed. */
 struct cfg_allow {
-    char *name;         /* short label, shown in logs and counters */
-    char *reason;       /* required */
+    char *name;                        /* short label, shown in logs and counters */
+    char *reason;                      /* required */
     struct cfg_cidr src[CFG_MAX_LIST]; /* source CIDRs (internal host) */
     size_t n_src;
-    char *dst_names[CFG_MAX_LIST];    /* destination names: domain or any subdomain */
+    char *dst_names[CFG_MAX_LIST]; /* destination names: domain or any subdomain */
     size_t n_dst_names;
-    char *rules[CFG_MAX_LIST];        /* rule ids or titles */
+    char *rules[CFG_MAX_LIST]; /* rule ids or titles */
     size_t n_rules;
-    char *ja4[CFG_MAX_LIST];          /* JA4 fingerprints */
+    char *ja4[CFG_MAX_LIST]; /* JA4 fingerprints */
     size_t n_ja4;
-    char *window;       /* "HH:MM-HH:MM" local time, optional; may wrap midnight */
-    char *days;         /* "mon,tue,..." or ranges "mon-fri", optional */
+    char *window; /* "HH:MM-HH:MM" local time, optional; may wrap midnight */
+    char *days;   /* "mon,tue,..." or ranges "mon-fri", optional */
     /* Parsed forms of window/days, filled by cfg_load: */
     int16_t from_min, to_min; /* minutes since local midnight; -1/-1 when no window */
     uint8_t days_mask;        /* bit tm_wday (0 = Sunday); 0x7f when days is unset */
@@ -67,11 +67,11 @@ struct tw_cfg {
     struct {
         char *interface;
         char *bpf;
-        int snaplen;     /* 262144 */
-        int buffer_mib;  /* 64 */
-        bool promisc;    /* true */
-        bool immediate;  /* false */
-        int workers;     /* 1 */
+        int snaplen;    /* 262144 */
+        int buffer_mib; /* 64 */
+        bool promisc;   /* true */
+        bool immediate; /* false */
+        int workers;    /* 1 */
     } capture;
 
     struct cfg_cidr internal[CFG_MAX_LIST]; /* default RFC 1918 + fd00::/8 */
@@ -82,48 +82,48 @@ struct tw_cfg {
     struct {
         char *paths[CFG_MAX_LIST]; /* default: conf/rules beside the config, else ./conf/rules */
         size_t n_paths;
-        bool skip_unsupported;     /* false: an unsupported rule is an error */
+        bool skip_unsupported;         /* false: an unsupported rule is an error */
         bool dns_query_as_destination; /* true: DNS query names also match DestinationHostname */
     } rules;
 
     struct cfg_allow allow[CFG_MAX_LIST];
     size_t n_allow;
     /* keys alert.log_suppressed / alert.publish_suppressed */
-    bool log_suppressed; /* true: suppressed hits go to the alerts file */
+    bool log_suppressed;     /* true: suppressed hits go to the alerts file */
     bool publish_suppressed; /* false: not to Redis */
 
     struct {
-        uint32_t max_flows;       /* 262144 */
-        uint32_t idle_timeout_s;  /* 120 */
+        uint32_t max_flows;           /* 262144 */
+        uint32_t idle_timeout_s;      /* 120 */
         uint32_t tcp_close_timeout_s; /* 10 */
-        uint32_t udp_timeout_s;   /* 60 */
-        uint32_t reasm_bytes;     /* 16384: client bytes buffered per flow */
-        uint64_t reasm_total_mib; /* 64: all reassembly buffers together */
-        uint32_t frag_max;        /* 1024 datagrams in reassembly */
-        uint32_t frag_timeout_s;  /* 30 */
-        bool ndpi;                /* true */
-        uint32_t ndpi_packets;    /* 12: packets per flow given to nDPI at most */
-        uint32_t ndpi_max_flows;  /* 65536: flows with live nDPI state at once */
+        uint32_t udp_timeout_s;       /* 60 */
+        uint32_t reasm_bytes;         /* 16384: client bytes buffered per flow */
+        uint64_t reasm_total_mib;     /* 64: all reassembly buffers together */
+        uint32_t frag_max;            /* 1024 datagrams in reassembly */
+        uint32_t frag_timeout_s;      /* 30 */
+        bool ndpi;                    /* true */
+        uint32_t ndpi_packets;        /* 12: packets per flow given to nDPI at most */
+        uint32_t ndpi_max_flows;      /* 65536: flows with live nDPI state at once */
     } flow;
 
     struct {
-        uint32_t dedup_window_s;  /* 3600; 0: no dedup, every hit alerts */
-        uint32_t dedup_max;       /* 65536 entries */
+        uint32_t dedup_window_s;    /* 3600; 0: no dedup, every hit alerts */
+        uint32_t dedup_max;         /* 65536 entries */
         uint32_t update_interval_s; /* 300: periodic update of a deduplicated incident; 0 off */
-        uint32_t dns_map_max;     /* 262144 IP->name entries */
-        uint32_t dns_ttl_cap_s;   /* 86400 */
-        uint32_t dns_ttl_min_s;   /* 300: short TTLs are stretched to this */
+        uint32_t dns_map_max;       /* 262144 IP->name entries */
+        uint32_t dns_ttl_cap_s;     /* 86400 */
+        uint32_t dns_ttl_min_s;     /* 300: short TTLs are stretched to this */
     } alert;
 
     struct {
-        char *alerts_file;  /* NULL: none; "-" stdout */
-        char *schema;       /* "ecs" | "asim" */
+        char *alerts_file; /* NULL: none; "-" stdout */
+        char *schema;      /* "ecs" | "asim" */
         char *summary_file;
         char *evidence_file;
     } output;
 
     struct {
-        char *url;          /* redis://127.0.0.1:6379/0 ; "none" disables */
+        char *url; /* redis://127.0.0.1:6379/0 ; "none" disables */
         char *user;
         char *password;
         char *password_env;
@@ -138,13 +138,13 @@ struct tw_cfg {
     } redis;
 
     struct {
-        int verbosity;      /* 0 normal, 1 -v, -1 -q */
-        bool syslog;        /* false */
+        int verbosity;             /* 0 normal, 1 -v, -1 -q */
+        bool syslog;               /* false */
         uint32_t stats_interval_s; /* 0: off */
     } log;
 
     struct {
-        char *listen;       /* NULL: off; e.g. "127.0.0.1:9917" */
+        char *listen; /* NULL: off; e.g. "127.0.0.1:9917" */
     } metrics;
 };
 

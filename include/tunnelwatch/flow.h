@@ -33,7 +33,8 @@ struct flow {
     uint16_t vlan;
     /* state */
     struct tw_time first, last;
-    uint64_t pkts[2], bytes[2]; /* [0] client->server, [1] server->client; IP bytes */
+    uint64_t pkts[2], bytes[2]; /* [0] client->server, [1] server->client; frame bytes on
+                                 * the wire, as tshark's conversation statistics count them */
     uint64_t id;                /* creation order, unique per table */
     uint8_t fin_seen;           /* bit 0 client FIN, bit 1 server FIN */
     bool rst_seen;
@@ -73,9 +74,10 @@ void flow_table_free(struct flow_table *t);
 struct flow *flow_lookup(struct flow_table *t, const struct dec_pkt *p, struct tw_time now,
                          int *dir, flow_is_internal_fn internal, void *iud);
 
-/* Updates counters, TCP state and list position for a packet of f in direction dir. */
+/* Updates counters (frame_len bytes), TCP state and list position for a packet of f in
+ * direction dir. */
 void flow_update(struct flow_table *t, struct flow *f, const struct dec_pkt *p, int dir,
-                 struct tw_time now);
+                 uint32_t frame_len, struct tw_time now);
 
 /* Ends flows idle past their timeout at packet time now. At most budget flows per call
  * (0 = no limit). Returns the number ended. */

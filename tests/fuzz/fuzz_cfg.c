@@ -10,6 +10,14 @@
 #include "tunnelwatch/cfg.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+const char *__lsan_default_suppressions(void);
+
+/* libconfig 1.5 leaks scanner buffers (strings) when a syntax error follows a string token (the
+ * two-byte file `""` is enough); that is the library's bug, fixed upstream, not ours. */
+const char *__lsan_default_suppressions(void)
+{
+    return "leak:strbuf_append\nleak:libconfig_yylex\n";
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -24,8 +24,9 @@ static char *write_tmp(const char *name, const char *text, size_t len)
 {
     if (!tmpdir[0])
         make_tmpdir();
-    char *path = malloc(strlen(tmpdir) + strlen(name) + 2);
-    sprintf(path, "%s/%s", tmpdir, name);
+    size_t n = strlen(tmpdir) + strlen(name) + 2;
+    char *path = malloc(n);
+    snprintf(path, n, "%s/%s", tmpdir, name);
     FILE *f = fopen(path, "w");
     ck_assert_ptr_nonnull(f);
     ck_assert_uint_eq(fwrite(text, 1, len, f), len);
@@ -247,9 +248,8 @@ START_TEST(test_shipped_examples)
     for (size_t i = 0; i < 5; i++) {
         ck_assert_str_eq(c.allow[i].name, names[i]);
         ck_assert(c.allow[i].reason && strlen(c.allow[i].reason) > 10);
-        ck_assert(c.allow[i].n_src + c.allow[i].n_dst_names + c.allow[i].n_rules +
-                      c.allow[i].n_ja4 >
-                  0);
+        ck_assert(
+            c.allow[i].n_src + c.allow[i].n_dst_names + c.allow[i].n_rules + c.allow[i].n_ja4 > 0);
     }
     ck_assert_int_eq(c.allow[0].from_min, 60);
     ck_assert_int_eq(c.allow[0].to_min, 180);
@@ -278,54 +278,80 @@ struct bad_case {
 
 static const struct bad_case bad_cases[] = {
     /* unknown keys, at every level, with a suggestion */
-    {"capture = {\n  snaplne = 1500;\n};\n", "2: capture.snaplne: unknown key (did you mean capture.snaplen?)"},
+    {"capture = {\n  snaplne = 1500;\n};\n",
+     "2: capture.snaplne: unknown key (did you mean capture.snaplen?)"},
     {"\n\nsnaplen = 1500;\n", "3: snaplen: unknown key (did you mean capture.snaplen?)"},
     {"capturre = { snaplen = 1500; };\n", "1: capturre: unknown key (did you mean capture?)"},
-    {"redis = {\n spool = {\n  dri = \"/x\";\n };\n};\n", "3: redis.spool.dri: unknown key (did you mean redis.spool.dir?)"},
-    {"allowlist = (\n { reason = \"r\";\n   src = [\"10.0.0.1\"];\n   dts = [\"a.b\"]; }\n);\n", "4: allowlist[0].dts: unknown key (did you mean dst?)"},
+    {"redis = {\n spool = {\n  dri = \"/x\";\n };\n};\n",
+     "3: redis.spool.dri: unknown key (did you mean redis.spool.dir?)"},
+    {"allowlist = (\n { reason = \"r\";\n   src = [\"10.0.0.1\"];\n   dts = [\"a.b\"]; }\n);\n",
+     "4: allowlist[0].dts: unknown key (did you mean dst?)"},
     /* wrong types */
-    {"capture = {\n  snaplen = \"1500\";\n};\n", "2: capture.snaplen: expected an integer, got a string"},
-    {"capture = { promiscuous = 1; };\n", "1: capture.promiscuous: expected true or false, got an integer"},
+    {"capture = {\n  snaplen = \"1500\";\n};\n",
+     "2: capture.snaplen: expected an integer, got a string"},
+    {"capture = { promiscuous = 1; };\n",
+     "1: capture.promiscuous: expected true or false, got an integer"},
     {"output = {\n schema = 5;\n};\n", "2: output.schema: expected a string, got an integer"},
     {"flow = { max_flows = 1.5; };\n", "1: flow.max_flows: expected an integer, got a float"},
     {"networks = {\n internal = 5;\n};\n", "2: networks.internal: expected a list of strings"},
     {"capture = 5;\n", "1: capture: expected a group { ... }, got an integer"},
     /* bad CIDRs and IPs */
-    {"networks = {\n internal = [ \"10.0.0.0/8\",\n  \"10.0.0.0/33\" ];\n};\n", "3: networks.internal: \"10.0.0.0/33\" is not a CIDR"},
-    {"networks = { internal = [ \"10.1.0.0/8\" ]; };\n", "1: networks.internal: \"10.1.0.0/8\" has host bits set (did you mean 10.0.0.0/8?)"},
-    {"networks = {\n\n resolvers = [ \"10.0.0.300\" ];\n};\n", "3: networks.resolvers: \"10.0.0.300\" is not an IP address"},
-    {"allowlist = ( { reason = \"r\";\n  src = [ \"ci-runner-1\" ]; } );\n", "2: allowlist[0].src: \"ci-runner-1\" is not a CIDR"},
+    {"networks = {\n internal = [ \"10.0.0.0/8\",\n  \"10.0.0.0/33\" ];\n};\n",
+     "3: networks.internal: \"10.0.0.0/33\" is not a CIDR"},
+    {"networks = { internal = [ \"10.1.0.0/8\" ]; };\n",
+     "1: networks.internal: \"10.1.0.0/8\" has host bits set (did you mean 10.0.0.0/8?)"},
+    {"networks = {\n\n resolvers = [ \"10.0.0.300\" ];\n};\n",
+     "3: networks.resolvers: \"10.0.0.300\" is not an IP address"},
+    {"allowlist = ( { reason = \"r\";\n  src = [ \"ci-runner-1\" ]; } );\n",
+     "2: allowlist[0].src: \"ci-runner-1\" is not a CIDR"},
     /* impossible limits */
     {"capture = {\n snaplen = 95;\n};\n", "2: capture.snaplen: 95 is out of range (96..262144)"},
-    {"capture = {\n snaplen = 262145;\n};\n", "2: capture.snaplen: 262145 is out of range (96..262144)"},
+    {"capture = {\n snaplen = 262145;\n};\n",
+     "2: capture.snaplen: 262145 is out of range (96..262144)"},
     {"flow = {\n max_flows = 0;\n};\n", "2: flow.max_flows: 0 is out of range"},
-    {"redis = { stream_maxlen = 99999999999L; };\n", "1: redis.stream_maxlen: 99999999999 is out of range"},
+    {"redis = { stream_maxlen = 99999999999L; };\n",
+     "1: redis.stream_maxlen: 99999999999 is out of range"},
     {"redis = { heartbeat_s = 0; };\n", "1: redis.heartbeat_s: 0 is out of range"},
-    {"flow = {\n idle_timeout_s = 60;\n tcp_close_timeout_s = 90;\n};\n", "3: flow.tcp_close_timeout_s: 90 is longer than flow.idle_timeout_s (60)"},
-    {"alert = {\n dns_ttl_cap_s = 60;\n dns_ttl_min_s = 120;\n};\n", "3: alert.dns_ttl_min_s: 120 is above alert.dns_ttl_cap_s (60)"},
+    {"flow = {\n idle_timeout_s = 60;\n tcp_close_timeout_s = 90;\n};\n",
+     "3: flow.tcp_close_timeout_s: 90 is longer than flow.idle_timeout_s (60)"},
+    {"alert = {\n dns_ttl_cap_s = 60;\n dns_ttl_min_s = 120;\n};\n",
+     "3: alert.dns_ttl_min_s: 120 is above alert.dns_ttl_cap_s (60)"},
     {"redis = {\n\n modes = [];\n};\n", "3: redis.modes: empty"},
-    {"redis = { modes = [ \"stream\", \"pubsub\" ]; };\n", "1: redis.modes: unknown mode \"pubsub\""},
+    {"redis = { modes = [ \"stream\", \"pubsub\" ]; };\n",
+     "1: redis.modes: unknown mode \"pubsub\""},
     {"networks = {\n internal = [];\n};\n", "2: networks.internal: empty"},
     /* enums and strings */
     {"output = {\n schema = \"cef\";\n};\n", "2: output.schema: \"cef\": unknown schema"},
-    {"rules = { on_unsupported = \"warn\"; };\n", "1: rules.on_unsupported: \"warn\": use \"error\" or \"skip\""},
-    {"redis = { url = \"http://127.0.0.1\"; };\n", "1: redis.url: \"http://127.0.0.1\": use redis://"},
-    {"metrics = {\n listen = \"127.0.0.1\";\n};\n", "2: metrics.listen: \"127.0.0.1\": use HOST:PORT"},
+    {"rules = { on_unsupported = \"warn\"; };\n",
+     "1: rules.on_unsupported: \"warn\": use \"error\" or \"skip\""},
+    {"redis = { url = \"http://127.0.0.1\"; };\n",
+     "1: redis.url: \"http://127.0.0.1\": use redis://"},
+    {"metrics = {\n listen = \"127.0.0.1\";\n};\n",
+     "2: metrics.listen: \"127.0.0.1\": use HOST:PORT"},
     {"sensor = { name = \"my sensor\"; };\n", "1: sensor.name: \"my sensor\": use letters"},
     {"capture = {\n bpf = \"port 53 and and\";\n};\n", "2: capture.bpf: bad filter:"},
     /* unreadable rule path */
-    {"rules = {\n paths = [ \"/nonexistent/tw-rules\" ];\n};\n", "2: rules.paths: /nonexistent/tw-rules: not readable"},
+    {"rules = {\n paths = [ \"/nonexistent/tw-rules\" ];\n};\n",
+     "2: rules.paths: /nonexistent/tw-rules: not readable"},
     /* allowlist entries */
-    {"allowlist = (\n { name = \"x\"; src = [ \"10.0.0.1\" ]; }\n);\n", "2: allowlist[0]: missing reason"},
-    {"allowlist = (\n { name = \"x\"; reason = \"y\"; window = \"01:00-02:00\"; }\n);\n", "2: allowlist[0]: no criterion"},
-    {"allowlist = ( { reason = \"y\"; src = [\"10.0.0.1\"];\n window = \"1:00-3:00\"; } );\n", "2: allowlist[0].window: \"1:00-3:00\": use \"HH:MM-HH:MM\""},
-    {"allowlist = ( { reason = \"y\"; src = [\"10.0.0.1\"];\n window = \"23:00-24:30\"; } );\n", "2: allowlist[0].window:"},
-    {"allowlist = ( { reason = \"y\"; src = [\"10.0.0.1\"];\n days = \"sat,sunday\"; } );\n", "2: allowlist[0].days: \"sat,sunday\""},
-    {"allowlist = ( { reason = \"y\";\n ja4 = [\"t13d1516h2_8daaf615\"]; } );\n", "2: allowlist[0].ja4: \"t13d1516h2_8daaf615\" is not a JA4"},
-    {"allowlist = ( { reason = \"y\";\n dst = [\"bad name.com\"]; } );\n", "2: allowlist[0].dst: \"bad name.com\" is not a host"},
+    {"allowlist = (\n { name = \"x\"; src = [ \"10.0.0.1\" ]; }\n);\n",
+     "2: allowlist[0]: missing reason"},
+    {"allowlist = (\n { name = \"x\"; reason = \"y\"; window = \"01:00-02:00\"; }\n);\n",
+     "2: allowlist[0]: no criterion"},
+    {"allowlist = ( { reason = \"y\"; src = [\"10.0.0.1\"];\n window = \"1:00-3:00\"; } );\n",
+     "2: allowlist[0].window: \"1:00-3:00\": use \"HH:MM-HH:MM\""},
+    {"allowlist = ( { reason = \"y\"; src = [\"10.0.0.1\"];\n window = \"23:00-24:30\"; } );\n",
+     "2: allowlist[0].window:"},
+    {"allowlist = ( { reason = \"y\"; src = [\"10.0.0.1\"];\n days = \"sat,sunday\"; } );\n",
+     "2: allowlist[0].days: \"sat,sunday\""},
+    {"allowlist = ( { reason = \"y\";\n ja4 = [\"t13d1516h2_8daaf615\"]; } );\n",
+     "2: allowlist[0].ja4: \"t13d1516h2_8daaf615\" is not a JA4"},
+    {"allowlist = ( { reason = \"y\";\n dst = [\"bad name.com\"]; } );\n",
+     "2: allowlist[0].dst: \"bad name.com\" is not a host"},
     {"allowlist = { name = \"x\"; };\n", "1: allowlist: expected a list"},
     /* password_env that is not set */
-    {"redis = {\n password_env = \"TW_CFG_TEST_UNSET_VAR\";\n};\n", "2: redis.password_env: environment variable TW_CFG_TEST_UNSET_VAR is not set"},
+    {"redis = {\n password_env = \"TW_CFG_TEST_UNSET_VAR\";\n};\n",
+     "2: redis.password_env: environment variable TW_CFG_TEST_UNSET_VAR is not set"},
     /* syntax errors */
     {"capture = {\n snaplen = = 1500;\n};\n", "2: syntax error: "},
     {"sensor = { name = \"x\"; };\ncapture = { snaplen = ; };\n", "2: syntax error: "},
@@ -344,8 +370,8 @@ START_TEST(test_error_kinds)
     char want[512];
     snprintf(want, sizeof(want), "%s:%s", r.path, bc->want);
     ck_assert_msg(r.n == 1, "case %d: %d problems, want 1:\n%s", _i, r.n, r.msgs);
-    ck_assert_msg(strncmp(r.msgs, want, strlen(want)) == 0, "case %d: got\n%swant\n%s", _i,
-                  r.msgs, want);
+    ck_assert_msg(strncmp(r.msgs, want, strlen(want)) == 0, "case %d: got\n%swant\n%s", _i, r.msgs,
+                  want);
     ck_assert_int_eq(count_lines(r.msgs), 1);
     run_free(&r);
     rmdir(rules);
@@ -355,27 +381,28 @@ END_TEST
 
 START_TEST(test_all_errors_one_run)
 {
-    static const char text[] = "capture = {\n"               /* 1 */
-                               "  snaplen = 10;\n"           /* 2: range */
-                               "  snaplne = 1500;\n"         /* 3: unknown */
-                               "};\n"                        /* 4 */
-                               "networks = {\n"              /* 5 */
-                               "  internal = [ \"10.0.0.0/8\", \"1.2.3/24\" ];\n" /* 6 */
-                               "};\n"                        /* 7 */
-                               "flow = {\n"                  /* 8 */
-                               "  idle_timeout_s = 5;\n"     /* 9 */
-                               "  tcp_close_timeout_s = 6;\n" /* 10: > idle (validate) */
-                               "};\n"                        /* 11 */
-                               "output = { schema = \"xml\"; };\n" /* 12 */
-                               "rules = { paths = [ \"missing-dir\" ]; };\n" /* 13 */
-                               "allowlist = ( { name = \"n\"; src = [\"10.0.0.1\"]; } );\n"; /* 14 */
+    static const char text[] =
+        "capture = {\n"                                               /* 1 */
+        "  snaplen = 10;\n"                                           /* 2: range */
+        "  snaplne = 1500;\n"                                         /* 3: unknown */
+        "};\n"                                                        /* 4 */
+        "networks = {\n"                                              /* 5 */
+        "  internal = [ \"10.0.0.0/8\", \"1.2.3/24\" ];\n"            /* 6 */
+        "};\n"                                                        /* 7 */
+        "flow = {\n"                                                  /* 8 */
+        "  idle_timeout_s = 5;\n"                                     /* 9 */
+        "  tcp_close_timeout_s = 6;\n"                                /* 10: > idle (validate) */
+        "};\n"                                                        /* 11 */
+        "output = { schema = \"xml\"; };\n"                           /* 12 */
+        "rules = { paths = [ \"missing-dir\" ]; };\n"                 /* 13 */
+        "allowlist = ( { name = \"n\"; src = [\"10.0.0.1\"]; } );\n"; /* 14 */
     struct tw_cfg c;
     struct run r = load_text(&c, text, true);
     ck_assert_msg(r.n == 7, "%d problems:\n%s", r.n, r.msgs);
     ck_assert_int_eq(count_lines(r.msgs), 7);
     static const char *const want[] = {
-        ":2: capture.snaplen:",  ":3: capture.snaplne:",   ":6: networks.internal:",
-        ":12: output.schema:",   ":14: allowlist[0]:",     ":10: flow.tcp_close_timeout_s:",
+        ":2: capture.snaplen:", ":3: capture.snaplne:", ":6: networks.internal:",
+        ":12: output.schema:",  ":14: allowlist[0]:",   ":10: flow.tcp_close_timeout_s:",
         ":13: rules.paths:"};
     for (size_t i = 0; i < TW_ARRAY_LEN(want); i++) {
         char w[256];
@@ -484,14 +511,16 @@ START_TEST(test_set_errors)
         const char *set, *want;
     } cases[] = {
         {"nope.key=1", "--set nope.key: unknown key\n"},
-        {"capture.snaplne=1", "--set capture.snaplne: unknown key (did you mean capture.snaplen?)\n"},
+        {"capture.snaplne=1",
+         "--set capture.snaplne: unknown key (did you mean capture.snaplen?)\n"},
         {"capture.snaplen", "--set capture.snaplen: expected KEY=VALUE\n"},
         {"capture.snaplen=15x", "--set capture.snaplen: expected an integer, got \"15x\"\n"},
         {"capture.snaplen=", "--set capture.snaplen: expected an integer"},
         {"capture.snaplen=50", "--set capture.snaplen: 50 is out of range (96..262144)\n"},
         {"flow.max_flows=-1", "--set flow.max_flows: -1 is out of range"},
         {"capture.promiscuous=maybe", "--set capture.promiscuous: expected true or false"},
-        {"networks.internal=10.0.0.0/8,banana", "--set networks.internal: \"banana\" is not a CIDR"},
+        {"networks.internal=10.0.0.0/8,banana",
+         "--set networks.internal: \"banana\" is not a CIDR"},
         {"networks.resolvers=1.2.3.4.5", "--set networks.resolvers: \"1.2.3.4.5\" is not an IP"},
         {"output.schema=json", "--set output.schema: \"json\": unknown schema"},
         {"redis.modes=stream,fanout", "--set redis.modes: unknown mode \"fanout\""},
@@ -599,9 +628,23 @@ START_TEST(test_cidr)
     ck_assert(!cfg_cidr_contains(&c, &a));
 
     static const char *const bad[] = {
-        "",           "10.0.0.0/",   "10.0.0.0/33", "10.0.0.0/-1", "10.0.0.0/ 8", "10.0.0.0/+8",
-        "10.0.0.0/8/8", "10.1.0.0/8", "10.0.0/8",  "10.0.0.256/32", "banana",   "::/129",
-        "2001:db8::1/64", "::1/1000", "10.0.0.0/0x8", " 10.0.0.0/8", "1::2::3/64",
+        "",
+        "10.0.0.0/",
+        "10.0.0.0/33",
+        "10.0.0.0/-1",
+        "10.0.0.0/ 8",
+        "10.0.0.0/+8",
+        "10.0.0.0/8/8",
+        "10.1.0.0/8",
+        "10.0.0/8",
+        "10.0.0.256/32",
+        "banana",
+        "::/129",
+        "2001:db8::1/64",
+        "::1/1000",
+        "10.0.0.0/0x8",
+        " 10.0.0.0/8",
+        "1::2::3/64",
     };
     for (size_t i = 0; i < TW_ARRAY_LEN(bad); i++)
         ck_assert_msg(cfg_parse_cidr(bad[i], &c) == TW_EBAD, "accepted \"%s\"", bad[i]);
@@ -664,13 +707,21 @@ START_TEST(test_print_reload)
     ck_assert_msg(r.n == 0, "%s", r.msgs);
     char *m;
     static const char *const sets[] = {
-        "capture.interface=eth1", "capture.bpf=tcp port 443 or udp port 53",
-        "capture.snaplen=1514", "networks.resolvers=10.0.0.53,fd00::53",
+        "capture.interface=eth1",
+        "capture.bpf=tcp port 443 or udp port 53",
+        "capture.snaplen=1514",
+        "networks.resolvers=10.0.0.53,fd00::53",
         "networks.internal=10.0.0.0/8,0.0.0.0/0,::/0,2001:db8::1/128",
-        "output.alerts_file=/tmp/a \"quoted\" \\ file\tx", "redis.modes=channel,list",
-        "redis.stream_maxlen=1000000000", "redis.spool.max_mib=4096",
-        "rules.on_unsupported=skip", "log.verbosity=-1", "metrics.listen=127.0.0.1:9917",
-        "redis.user=tw", "alert.dedup_window_s=0", "rules.dns_query_as_destination=false",
+        "output.alerts_file=/tmp/a \"quoted\" \\ file\tx",
+        "redis.modes=channel,list",
+        "redis.stream_maxlen=1000000000",
+        "redis.spool.max_mib=4096",
+        "rules.on_unsupported=skip",
+        "log.verbosity=-1",
+        "metrics.listen=127.0.0.1:9917",
+        "redis.user=tw",
+        "alert.dedup_window_s=0",
+        "rules.dns_query_as_destination=false",
         "capture.immediate=true"};
     for (size_t i = 0; i < TW_ARRAY_LEN(sets); i++) {
         ck_assert_msg(set(&c, sets[i], &m) == 0, "%s: %s", sets[i], m);

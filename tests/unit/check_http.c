@@ -18,7 +18,8 @@ static int host_of(const char *s, size_t n, char *out, size_t cap)
     if (rc == TW_OK) {
         ck_assert(hl < cap);
         ck_assert(hl == 0 || (h >= copy && h + hl <= copy + n));
-        memcpy(out, h, hl);
+        if (hl > 0)
+            memcpy(out, h, hl);
         out[hl] = '\0';
     } else {
         ck_assert(h == NULL && hl == 0); /* no Host from a head that failed */
