@@ -44,6 +44,7 @@ struct ac {
     uint32_t *dict;     /* nearest proper suffix node with an output, or AC_NONE */
     uint8_t *same_next; /* same_next[p]: sorted pattern p+1 ends at the same node */
     uint32_t root_next[256];
+    uint32_t *d1; /* dense 256-entry rows for the depth-1 nodes (ids 1 .. first[1]-1) */
     int built;
 };
 
@@ -71,6 +72,7 @@ void ac_free(struct ac *ac)
     free(ac->out);
     free(ac->dict);
     free(ac->same_next);
+    free(ac->d1);
     free(ac);
 }
 
@@ -156,6 +158,8 @@ static uint32_t child(const struct ac *ac, uint32_t n, uint8_t c)
 {
     if (n == 0)
         return ac->root_next[c];
+    if (n < ac->first[1] && ac->d1)
+        return ac->d1[(size_t)(n - 1) * 256 + c];
     uint32_t lo = ac->first[n], hi = ac->first[n + 1];
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
@@ -240,6 +244,19 @@ int ac_build(struct ac *ac)
         ac->root_next[c] = AC_NONE;
     for (uint32_t v = ac->first[0]; v < ac->first[1]; v++)
         ac->root_next[ac->label[v]] = v;
+    /* The root and its children are where a search spends most steps (every mismatch falls
+     * back towards them), so they get direct tables: at most 256 rows of 1 KiB. */
+    uint32_t n1 = ac->first[1] - 1;
+    if (n1 > 0) {
+        ac->d1 = malloc((size_t)n1 * 256 * sizeof(uint32_t));
+        if (!ac->d1)
+            return TW_ENOMEM;
+        for (size_t i = 0; i < (size_t)n1 * 256; i++)
+            ac->d1[i] = AC_NONE;
+        for (uint32_t n = 1; n <= n1; n++)
+            for (uint32_t v = ac->first[n]; v < ac->first[n + 1]; v++)
+                ac->d1[(size_t)(n - 1) * 256 + ac->label[v]] = v;
+    }
     /* Failure links, BFS order: a node's link is final before its children need it. */
     ac->fail[0] = 0;
     ac->dict[0] = AC_NONE;
@@ -288,7 +305,8 @@ size_t ac_memory(const struct ac *ac)
         return 0;
     size_t m = sizeof(*ac) + ac->cap_pats * sizeof(struct ac_pat) + ac->pool_cap;
     if (ac->built)
-        m += (size_t)ac->n_nodes * (1 + 4 * 4) + 4 + ac->n_pats;
+        m += (size_t)ac->n_nodes * (1 + 4 * 4) + 4 + ac->n_pats +
+             (size_t)(ac->first[1] - 1) * 256 * sizeof(uint32_t);
     return m;
 }
 

@@ -487,7 +487,9 @@ static void tcp_tls(struct engine *e, const struct dec_pkt *p, struct flow *f, s
         return;
     if (n > 0) {
         struct tls_hello h;
-        if (tls_parse_hello(e->hello_buf, (size_t)n, false, &h) == TW_OK) {
+        /* TW_ELIMIT: too many extensions or ciphers for JA4, but the SNI is still good */
+        int pr = tls_parse_hello(e->hello_buf, (size_t)n, false, &h);
+        if (pr == TW_OK || pr == TW_ELIMIT) {
             snprintf(fs->ja4, sizeof(fs->ja4), "%s", h.ja4);
             if (h.sni && h.sni_len) {
                 struct obs ob = {NK_TLS_SNI, h.sni, h.sni_len, p, f, fs, h.alpn, h.has_ech, NULL};
@@ -615,7 +617,8 @@ static void handle_udp(struct engine *e, const struct dec_pkt *p, struct flow *f
     long n = quic_initial_feed(fs->quic, p->payload, p->payload_len);
     if (n > 0) {
         struct tls_hello h;
-        if (tls_parse_hello(quic_initial_hello(fs->quic), (size_t)n, true, &h) == TW_OK) {
+        int pr = tls_parse_hello(quic_initial_hello(fs->quic), (size_t)n, true, &h);
+        if (pr == TW_OK || pr == TW_ELIMIT) {
             snprintf(fs->ja4, sizeof(fs->ja4), "%s", h.ja4);
             if (h.sni && h.sni_len) {
                 struct obs ob = {NK_QUIC_SNI, h.sni, h.sni_len, p, f, fs, h.alpn, h.has_ech, NULL};

@@ -34,20 +34,20 @@ enum rule_policy {
 };
 
 struct rule {
-    char *id;          /* Sigma id (UUID) */
+    char *id; /* Sigma id (UUID) */
     char *title;
-    char *level;       /* informational | low | medium | high | critical */
+    char *level; /* informational | low | medium | high | critical */
     char *status;
     char *description;
     char *author;
-    char *file;        /* path it was loaded from */
-    char **tags;       /* as written, e.g. attack.t1572 */
+    char *file;  /* path it was loaded from */
+    char **tags; /* as written, e.g. attack.t1572 */
     size_t n_tags;
     char **techniques; /* from attack.tNNNN[.NNN] tags, upper-cased: T1572, T1568.002 */
     size_t n_techniques;
     char **falsepositives;
     size_t n_falsepositives;
-    unsigned fields;   /* enum rule_field bits the rule looks at */
+    unsigned fields; /* enum rule_field bits the rule looks at */
 };
 
 struct ruleset; /* opaque */

@@ -79,10 +79,9 @@ static size_t domain(char *out)
 
 static char **make_patterns(size_t n)
 {
-    static const char *seed[] = {"tunnel.us.ngrok.com", "tunnel.eu.ngrok.com",
-                                 "tunnel.ap.ngrok.com", "tunnel.au.ngrok.com",
-                                 "tunnel.sa.ngrok.com", "tunnel.jp.ngrok.com",
-                                 "tunnel.in.ngrok.com"};
+    static const char *seed[] = {
+        "tunnel.us.ngrok.com", "tunnel.eu.ngrok.com", "tunnel.ap.ngrok.com", "tunnel.au.ngrok.com",
+        "tunnel.sa.ngrok.com", "tunnel.jp.ngrok.com", "tunnel.in.ngrok.com"};
     char **p = malloc(n * sizeof(*p));
     for (size_t i = 0; i < n; i++) {
         char buf[64];
@@ -151,8 +150,8 @@ static void bench_size(size_t np, size_t nnames)
     printf("%8zu patterns: build %.3f s wall / %.3f s CPU, automaton %.1f MiB (RSS +%.1f MiB)\n"
            "          AC    %10.0f names/s (%zu names, %zu hits)\n"
            "          naive %10.0f names/s (%zu names%s, %zu hits)\n",
-           np, tb, cb, (double)ac_memory(ac) / 1048576.0, rss1 - rss0, (double)nnames / ta,
-           nnames, hits, (double)nn / tn, nn, nn < nnames ? ", a sample" : "", (size_t)nhits);
+           np, tb, cb, (double)ac_memory(ac) / 1048576.0, rss1 - rss0, (double)nnames / ta, nnames,
+           hits, (double)nn / tn, nn, nn < nnames ? ", a sample" : "", (size_t)nhits);
     ac_free(ac);
     for (size_t i = 0; i < np; i++)
         free(pats[i]);
@@ -181,8 +180,8 @@ static void bench_list(size_t nd, size_t nnames)
     struct rule_hit h[4];
     t0 = now();
     for (size_t i = 0; i < nnames; i++)
-        hits += (size_t)ruleset_match(rs, RF_DEST_HOST, (const uint8_t *)names[i],
-                                      strlen(names[i]), h, 4);
+        hits += (size_t)ruleset_match(rs, RF_DEST_HOST, (const uint8_t *)names[i], strlen(names[i]),
+                                      h, 4);
     double tm = now() - t0;
     printf("%8zu-domain indicator list (ruleset): load+build %.3f s wall / %.3f s CPU "
            "(RSS +%.1f MiB)\n          match %10.0f names/s (%zu names, %zu hits)\n",

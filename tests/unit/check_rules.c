@@ -50,7 +50,8 @@ static const char *one(const struct ruleset *rs, unsigned fields, const char *na
 START_TEST(test_seed)
 {
     struct ruleset *rs = ruleset_new(RULE_POLICY_ERROR);
-    int rc = ruleset_load(rs, tw_src_path("conf/rules/net_connection_lnx_ngrok_tunnel.yml"), stderr);
+    int rc =
+        ruleset_load(rs, tw_src_path("conf/rules/net_connection_lnx_ngrok_tunnel.yml"), stderr);
     ck_assert_int_eq(rc, 1);
     ck_assert_int_eq(ruleset_build(rs), TW_OK);
     struct ruleset_summary s;
@@ -70,10 +71,9 @@ START_TEST(test_seed)
         ck_assert_str_eq(r->techniques[i], tech[i]);
     ck_assert_uint_eq(r->n_falsepositives, 1);
     ck_assert_str_eq(r->falsepositives[0], "Legitimate use of ngrok");
-    static const char *names[] = {"tunnel.us.ngrok.com", "tunnel.eu.ngrok.com",
-                                  "tunnel.ap.ngrok.com", "tunnel.au.ngrok.com",
-                                  "tunnel.sa.ngrok.com", "tunnel.jp.ngrok.com",
-                                  "tunnel.in.ngrok.com"};
+    static const char *names[] = {
+        "tunnel.us.ngrok.com", "tunnel.eu.ngrok.com", "tunnel.ap.ngrok.com", "tunnel.au.ngrok.com",
+        "tunnel.sa.ngrok.com", "tunnel.jp.ngrok.com", "tunnel.in.ngrok.com"};
     for (size_t i = 0; i < 7; i++) {
         struct rule_hit h[4];
         ck_assert_int_eq(match(rs, RF_DEST_HOST, names[i], h, 4), 1);
@@ -100,7 +100,8 @@ END_TEST
 START_TEST(test_seed_prefixes)
 {
     size_t len;
-    uint8_t *buf = tw_read_file(tw_src_path("conf/rules/net_connection_lnx_ngrok_tunnel.yml"), &len);
+    uint8_t *buf =
+        tw_read_file(tw_src_path("conf/rules/net_connection_lnx_ngrok_tunnel.yml"), &len);
     ck_assert_ptr_nonnull(buf);
     for (size_t k = 0; k < len; k++) {
         struct ruleset *rs = ruleset_new(RULE_POLICY_ERROR);
@@ -140,7 +141,9 @@ static const struct cond_case cond_cases[] = {
     {"sel_a and sel_b", {"bad.a.com", NULL, NULL}, {"x.a.com", "bad.net", NULL}},
     {"sel_a or sel_b", {"bad.net", "x.a.com", NULL}, {"example.org", NULL, NULL}},
     {"sel_a and not filter", {"x.a.com", NULL, NULL}, {"ok.a.com", "bad.net", NULL}},
-    {"(sel_a or sel_b) and not filter", {"bad.net", "x.a.com", NULL}, {"okbad.net", "ok.a.com", NULL}},
+    {"(sel_a or sel_b) and not filter",
+     {"bad.net", "x.a.com", NULL},
+     {"okbad.net", "ok.a.com", NULL}},
     {"sel_a or sel_b and filter", {"x.a.com", "okbad.net", NULL}, {"bad.net", NULL, NULL}},
     {"1 of sel_*", {"bad.net", "x.a.com", NULL}, {"ok.net", NULL, NULL}},
     {"all of sel_*", {"bad.a.com", NULL, NULL}, {"bad.net", "x.a.com", NULL}},
@@ -291,7 +294,8 @@ static const struct bad_case bad_cases[] = {
     {"    sel:\n        DestinationHostname|base64: 'ngrok'\n    condition: sel\n", "|base64"},
     {"    sel:\n        Image|endswith: '/ngrok'\n    condition: sel\n", "Image"},
     {"    keywords:\n        - 'ngrok'\n    condition: keywords\n", "keyword"},
-    {"    sel:\n        DestinationHostname: 'a'\n    condition: sel | count() > 5\n", "aggregation"},
+    {"    sel:\n        DestinationHostname: 'a'\n    condition: sel | count() > 5\n",
+     "aggregation"},
     {"    sel:\n        DestinationHostname: 'a'\n    s2:\n        QueryName: 'b'\n"
      "    condition: sel near s2\n",
      "near"},
@@ -455,9 +459,15 @@ START_TEST(test_shipped_rules)
     ck_assert_str_eq(one(rs, RF_DEST_HOST, "xtrycloudflare.com"), ""); /* label boundary */
     ck_assert_str_eq(one(rs, RF_DEST_HOST, "host.tail1234.ts.net"), TS_ID);
     ck_assert_str_eq(one(rs, RF_DEST_HOST, "bts.net"), "");
-    static const char *hit_names[] = {"x.ngrok-free.app", "loca.lt", "a.serveo.net", "x.lhr.life",
-                                      "a.pinggy.io", "free.pinggy.net", "bore.pub",
-                                      "share.zrok.io", "abc-8000.euw.devtunnels.ms",
+    static const char *hit_names[] = {"x.ngrok-free.app",
+                                      "loca.lt",
+                                      "a.serveo.net",
+                                      "x.lhr.life",
+                                      "a.pinggy.io",
+                                      "free.pinggy.net",
+                                      "bore.pub",
+                                      "share.zrok.io",
+                                      "abc-8000.euw.devtunnels.ms",
                                       "global.rel.tunnels.api.visualstudio.com"};
     for (size_t i = 0; i < TW_ARRAY_LEN(hit_names); i++)
         ck_assert_msg(strcmp(one(rs, RF_DEST_HOST, hit_names[i]), "") != 0 &&
