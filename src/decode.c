@@ -46,6 +46,7 @@
 #define UDP_PORT_VXLAN    4789
 #define UDP_PORT_GENEVE   6081
 #define UDP_PORT_MPLS_UDP 6635
+#define UDP_PORT_GTPU     2152
 
 #define MAX_VLAN_TAGS  8  /* QinQ rarely stacks more than 2; 8 leaves room for odd labs */
 #define MAX_MPLS_LABEL 16 /* real label stacks are a handful deep */
@@ -464,9 +465,45 @@ static int dec_geneve(struct cur *c, struct dec_pkt *o)
     return dec_ether_type(c, type, o);
 }
 
+/* 3GPP TS 29.281 sec. 5: GTPv1-U header: flags(8: version 3 bits = 1, PT, rsvd, E, S, PN) |
+ * message type(8, 255 = G-PDU) | length(16) | TEID(32) | when E, S or PN: sequence(16) |
+ * N-PDU(8) | next extension type(8), then extension headers: length(8, 4-octet units) |
+ * content | next type(8). A G-PDU carries a user IP packet (mobile core mirror ports). */
+static int dec_gtpu(struct cur *c, struct dec_pkt *o)
+{
+    uint8_t flags = cur_u8(c);
+    uint8_t type = cur_u8(c);
+    cur_skip(c, 6);
+    if (c->err)
+        return DEC_TRUNC;
+    if ((flags >> 5) != 1 || !(flags & 0x10))
+        return DEC_BAD_TUNNEL;
+    if (type != 255)
+        return DEC_NOT_IP; /* echo, error indication, end marker: no user packet */
+    if (flags & 0x07) {
+        cur_skip(c, 3);
+        uint8_t next = cur_u8(c);
+        /* each extension consumes at least 4 bytes of the packet: the chain is bounded by
+         * the packet length, and capped anyway */
+        for (int n = 0; next != 0; n++) {
+            if (n == 8)
+                return DEC_BAD_TUNNEL;
+            uint8_t len = cur_u8(c);
+            if (c->err || len == 0)
+                return c->err ? DEC_TRUNC : DEC_BAD_TUNNEL;
+            cur_skip(c, (size_t)len * 4 - 2);
+            next = cur_u8(c);
+        }
+        if (c->err)
+            return DEC_TRUNC;
+    }
+    return dec_ip_any(c, o, DEC_BAD_TUNNEL);
+}
+
 /* RFC 768: sport | dport | length | checksum. Length covers header and data; it may be less
  * than the IP payload (trailing bytes ignored) but never more. UDP tunnels are recognised by
- * their IANA destination port: VXLAN 4789, Geneve 6081, MPLS-in-UDP 6635 (RFC 7510). */
+ * their IANA destination port: VXLAN 4789, Geneve 6081, MPLS-in-UDP 6635 (RFC 7510), and
+ * GTP-U 2152 when both ports are 2152 (as GTP-U peers send). */
 static int dec_udp(struct cur *c, uint32_t wire, struct dec_pkt *o)
 {
     uint32_t held = (uint32_t)cur_left(c);
@@ -486,10 +523,13 @@ static int dec_udp(struct cur *c, uint32_t wire, struct dec_pkt *o)
     o->payload = p.p;
     o->payload_len = (uint32_t)cur_left(&p);
     o->payload_wire_len = pwire;
-    if (dport == UDP_PORT_VXLAN || dport == UDP_PORT_GENEVE || dport == UDP_PORT_MPLS_UDP) {
+    if (dport == UDP_PORT_VXLAN || dport == UDP_PORT_GENEVE || dport == UDP_PORT_MPLS_UDP ||
+        (dport == UDP_PORT_GTPU && sport == UDP_PORT_GTPU)) {
         int rc = enter(o);
         if (rc != DEC_OK)
             return rc;
+        if (dport == UDP_PORT_GTPU)
+            return dec_gtpu(&p, o);
         if (dport == UDP_PORT_VXLAN)
             return dec_vxlan(&p, o);
         if (dport == UDP_PORT_GENEVE)

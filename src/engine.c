@@ -487,16 +487,19 @@ static void tcp_tls(struct engine *e, const struct dec_pkt *p, struct flow *f, s
         return;
     if (n > 0) {
         struct tls_hello h;
-        /* TW_ELIMIT: too many extensions or ciphers for JA4, but the SNI is still good */
+        /* TW_ELIMIT: too many extensions or ciphers for JA4, but the SNI is still good.
+         * TW_EBAD with a name: an extension after a whole server_name is malformed; the
+         * name was on the wire all the same (tshark shows it too), so it is reported and
+         * the malformation counted. */
         int pr = tls_parse_hello(e->hello_buf, (size_t)n, false, &h);
-        if (pr == TW_OK || pr == TW_ELIMIT) {
+        if (pr != TW_OK && pr != TW_ELIMIT)
+            e->st.err_tls++;
+        if (pr == TW_OK || pr == TW_ELIMIT || (pr == TW_EBAD && h.sni)) {
             snprintf(fs->ja4, sizeof(fs->ja4), "%s", h.ja4);
             if (h.sni && h.sni_len) {
                 struct obs ob = {NK_TLS_SNI, h.sni, h.sni_len, p, f, fs, h.alpn, h.has_ech, NULL};
                 observe(e, &ob);
             }
-        } else {
-            e->st.err_tls++;
         }
     } else {
         e->st.err_tls++;
@@ -581,6 +584,18 @@ static void handle_tcp(struct engine *e, const struct dec_pkt *p, struct flow *f
 
 /* ---------- UDP ---------- */
 
+static void quic_stop(struct engine *e, struct fstate *fs)
+{
+    if (fs->quic) {
+        quic_initial_free(fs->quic);
+        fs->quic = NULL;
+        e->reasm_budget += QUIC_CRYPTO_MAX * 2;
+    }
+    if (fs->app == APP_UNKNOWN)
+        fs->app = APP_NONE;
+    fs->done = true;
+}
+
 static void handle_udp(struct engine *e, const struct dec_pkt *p, struct flow *f, struct fstate *fs,
                        int dir)
 {
@@ -594,21 +609,25 @@ static void handle_udp(struct engine *e, const struct dec_pkt *p, struct flow *f
         return; /* mDNS and LLMNR: link-local name resolution, not tunnelling; ignored */
     if (fs->done || dir != 0)
         return;
+    /* QUIC: client long-header packets (0-RTT may come before the Initial); a short-header
+     * client packet means the handshake is over */
+    bool long_hdr = p->payload_len >= 7 && (p->payload[0] & 0xc0) == 0xc0;
+    if (!long_hdr || (!fs->quic && !quic_looks_like_initial(p->payload, p->payload_len) &&
+                      fs->quic_pkts++ >= 2)) {
+        quic_stop(e, fs);
+        return;
+    }
     if (!fs->quic) {
-        if (!quic_looks_like_initial(p->payload, p->payload_len)) {
-            if (fs->app == APP_UNKNOWN)
-                fs->app = APP_NONE;
-            fs->done = true;
-            return;
-        }
+        if (!quic_looks_like_initial(p->payload, p->payload_len))
+            return; /* a 0-RTT packet ahead of its Initial: wait */
         if (e->reasm_budget < QUIC_CRYPTO_MAX * 2) {
             e->st.reasm_limit++;
-            fs->done = true;
+            quic_stop(e, fs);
             return;
         }
         fs->quic = quic_initial_new();
         if (!fs->quic) {
-            fs->done = true;
+            quic_stop(e, fs);
             return;
         }
         e->reasm_budget -= QUIC_CRYPTO_MAX * 2;
@@ -627,17 +646,12 @@ static void handle_udp(struct engine *e, const struct dec_pkt *p, struct flow *f
         } else {
             e->st.err_quic++;
         }
-    } else if (n == TW_ETRUNC && ++fs->quic_pkts < QUIC_MAX_PKTS) {
-        return;
+        /* keep listening: after a HelloRetryRequest the client sends a second ClientHello */
     } else if (n != TW_ETRUNC) {
         e->st.err_quic++;
-        if (++fs->quic_pkts < 3)
-            return; /* a stray packet (e.g. a server Initial seen first); try a little more */
     }
-    quic_initial_free(fs->quic);
-    fs->quic = NULL;
-    e->reasm_budget += QUIC_CRYPTO_MAX * 2;
-    fs->done = true;
+    if (++fs->quic_pkts >= QUIC_MAX_PKTS)
+        quic_stop(e, fs);
 }
 
 /* ---------- nDPI ---------- */
