@@ -44,16 +44,11 @@ static bool in_window(const struct cfg_allow *e, struct tw_time ts)
     time_t t = (time_t)ts.sec;
     if (!localtime_r(&t, &tm))
         return false;
-    if (e->days && e->days[0]) {
-        static const char *const names[] = {"sun", "mon", "tue", "wed", "thu", "fri", "sat"};
-        if (!strcasestr(e->days, names[tm.tm_wday]))
-            return false;
-    }
-    if (e->window && e->window[0]) {
-        int from, to;
-        if (allow_parse_window(e->window, &from, &to) != TW_OK)
-            return false;
-        int now = tm.tm_hour * 60 + tm.tm_min;
+    if (e->days_mask && !(e->days_mask & (1u << tm.tm_wday)))
+        return false;
+    if (e->from_min >= 0 && e->to_min >= 0 && e->from_min != e->to_min) { /* equal: no window */
+        int now = tm.tm_hour * 60 + tm.tm_min, from = e->from_min, to = e->to_min;
+        /* a window like 22:00-02:00 wraps midnight */
         if (from <= to ? (now < from || now >= to) : (now < from && now >= to))
             return false;
     }

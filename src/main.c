@@ -654,19 +654,15 @@ int main(int argc, char **argv)
     cfg_defaults(&cfg);
     int problems = 0;
     if (a.conf) {
-        int lr = cfg_load(&cfg, a.conf, stderr);
-        if (lr < 0) {
-            fprintf(stderr, "tunnelwatch: cannot read configuration %s: %s\n", a.conf,
-                    strerror(errno));
+        int lr = cfg_load(&cfg, a.conf, stderr); /* prints its own reason when unreadable */
+        if (lr < 0)
             return 2;
-        }
         problems += lr;
     }
     problems += apply_flags(&cfg, &a);
     if (!a.conf && !a.n_rules)
         default_rules(&cfg);
-    if (problems == 0)
-        problems += cfg_validate(&cfg, stderr);
+    problems += cfg_validate(&cfg, stderr); /* every problem in one run */
     if (problems) {
         fprintf(stderr, "tunnelwatch: %d configuration problem%s\n", problems,
                 problems > 1 ? "s" : "");
