@@ -75,7 +75,7 @@ int allow_match(const struct cfg_allow *entries, size_t n, const struct allow_qu
         }
         if (e->n_rules) {
             bool ok = false;
-            for (size_t k = 0; k < e->n_rules && !ok; k++)
+            for (size_t k = 0; k < e->n_rules && !ok && q->rule; k++)
                 ok = (q->rule->id && !strcasecmp(e->rules[k], q->rule->id)) ||
                      (q->rule->title && !strcasecmp(e->rules[k], q->rule->title));
             if (!ok)

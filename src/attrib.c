@@ -203,10 +203,14 @@ void dnsmap_put(struct dnsmap *m, const struct dnsmap_entry *e)
             victim = i;
     }
     if (victim == (size_t)-1) {
-        /* full and the probe window is empty: drop the home slot's chain head */
-        victim = h;
-        if (!m->used[victim])
-            return;
+        /* at the cap with an empty home slot, so no candidate in the probe window: take the
+         * next entry after it. Dropping the new answer instead would lose the freshest
+         * evidence, silently (about half of all inserts once the map is full). */
+        for (size_t k = 1; k < m->nslots && victim == (size_t)-1; k++)
+            if (m->used[(h + k) & mask])
+                victim = (h + k) & mask;
+        if (victim == (size_t)-1)
+            return; /* unreachable: at the cap the table holds max >= 1 entries */
     }
     m->evictions++;
     remove_at(m, victim);

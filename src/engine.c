@@ -943,6 +943,29 @@ void engine_set_rules(struct engine *e, const struct ruleset *rules)
     e->rules = rules;
 }
 
+int engine_set_cfg(struct engine *e, const struct tw_cfg *cfg)
+{
+    struct netset *ns = netset_new();
+    uint64_t *counts = calloc(cfg->n_allow + 1, sizeof(uint64_t));
+    if (!ns || !counts) {
+        netset_free(ns);
+        free(counts);
+        return TW_ENOMEM;
+    }
+    for (size_t i = 0; i < cfg->n_internal; i++)
+        if (netset_add(ns, &cfg->internal[i].addr, cfg->internal[i].bits) != TW_OK) {
+            netset_free(ns);
+            free(counts);
+            return TW_ENOMEM;
+        }
+    netset_free(e->internal);
+    free(e->allow_counts);
+    e->internal = ns;
+    e->allow_counts = counts;
+    e->cfg = cfg;
+    return TW_OK;
+}
+
 void engine_set_alerts_out(struct engine *e, FILE *f)
 {
     e->o.alerts_out = f;

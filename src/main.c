@@ -28,7 +28,7 @@
 #include "tunnelwatch/publish.h"
 #include "tunnelwatch/rules.h"
 
-static volatile sig_atomic_t stop, reload, dump_stats;
+static volatile sig_atomic_t stop, terminated, reload, dump_stats;
 
 static void on_signal(int sig)
 {
@@ -37,32 +37,33 @@ static void on_signal(int sig)
     else if (sig == SIGUSR1)
         dump_stats = 1;
     else
-        stop = 1;
+        stop = terminated = 1;
 }
 
 static void usage(FILE *out)
 {
-    fputs(
-        "usage: tunnelwatch [-i IFACE | -r FILE...] [options] [BPF expression]\n"
-        "Passive sensor: flags DNS, TLS/QUIC SNI and HTTP Host names matched by Sigma rules.\n"
-        "  -i IFACE            capture live on IFACE        -D, --list-interfaces\n"
-        "  -r FILE             read a pcap/pcapng (repeatable, - = stdin, a folder = its captures)\n"
-        "  -c CONF             configuration file           -R RULES  rule file or folder (repeatable)\n"
-        "  -F FILE             BPF expression from FILE     -B MiB    kernel buffer size\n"
-        "  -s SNAPLEN          snapshot length              -Z USER   drop privileges to USER\n"
-        "  -T, --check-config  validate, print the effective configuration, exit\n"
-        "  --set KEY=VALUE     override any configuration key (repeatable)\n"
-        "  --names             print every hostname observation as TSV (investigation)\n"
-        "  --alerts FILE|-     write alert records (JSON lines)\n"
-        "  --schema ecs|asim   alert field names (default ecs)\n"
-        "  --summary FILE      per-host summary as JSON at the end of a replay\n"
-        "  --write-evidence F  write the packets of flagged flows to pcap F\n"
-        "  --redis URL|none    redis://[user:pass@]host:port/db or unix:///path.sock\n"
-        "  --realtime[=SPEED]  replay at the recorded pace (SPEED times faster)\n"
-        "  --max-packets N     stop after N packets        --pidfile FILE\n"
-        "  -v, -q              more / less output           -V, --version   -h, --help\n"
-        "Exit status: 0 ok, 1 runtime failure, 2 usage/configuration/rule error.\n",
-        out);
+    fputs("usage: tunnelwatch [-i IFACE | -r FILE...] [options] [BPF expression]\n"
+          "Passive sensor: flags DNS, TLS/QUIC SNI and HTTP Host names matched by Sigma rules.\n"
+          "  -i IFACE            capture live on IFACE        -D, --list-interfaces\n"
+          "  -r FILE             read a pcap/pcapng (repeatable, - = stdin, a folder = its "
+          "captures)\n"
+          "  -c CONF             configuration file           -R RULES  rule file or folder "
+          "(repeatable)\n"
+          "  -F FILE             BPF expression from FILE     -B MiB    kernel buffer size\n"
+          "  -s SNAPLEN          snapshot length              -Z USER   drop privileges to USER\n"
+          "  -T, --check-config  validate, print the effective configuration, exit\n"
+          "  --set KEY=VALUE     override any configuration key (repeatable)\n"
+          "  --names             print every hostname observation as TSV (investigation)\n"
+          "  --alerts FILE|-     write alert records (JSON lines)\n"
+          "  --schema ecs|asim   alert field names (default ecs)\n"
+          "  --summary FILE      per-host summary as JSON at the end of a replay\n"
+          "  --write-evidence F  write the packets of flagged flows to pcap F\n"
+          "  --redis URL|none    redis://[user:pass@]host:port/db or unix:///path.sock\n"
+          "  --realtime[=SPEED]  replay at the recorded pace (SPEED times faster)\n"
+          "  --max-packets N     stop after N packets        --pidfile FILE\n"
+          "  -v, -q              more / less output           -V, --version   -h, --help\n"
+          "Exit status: 0 ok, 1 runtime failure, 2 usage/configuration/rule error.\n",
+          out);
 }
 
 enum {
@@ -391,8 +392,7 @@ static int drop_privileges(const char *user)
         return -1;
     }
     if (setgroups(1, &pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0) {
-        fprintf(stderr, "tunnelwatch: -Z %s: cannot drop privileges: %s\n", user,
-                strerror(errno));
+        fprintf(stderr, "tunnelwatch: -Z %s: cannot drop privileges: %s\n", user, strerror(errno));
         return -1;
     }
     /* setuid() away from root clears the permitted and effective capability sets; refuse to
@@ -408,7 +408,10 @@ static int drop_privileges(const char *user)
 struct loop {
     struct engine *e;
     struct pub *pub;
-    const struct tw_cfg *cfg;
+    struct tw_cfg *cfg;
+    const struct args *args;
+    struct tw_cfg *old_cfgs[64];
+    size_t n_old_cfg;
     bool realtime;
     double speed;
     int64_t first_pkt_us, start_wall_us;
@@ -496,7 +499,6 @@ static void print_stats(struct loop *l, FILE *out)
     }
 }
 
-
 /* Between batches of packets: heartbeat, SIGUSR1 statistics, SIGHUP reload. */
 static void housekeeping(struct loop *l)
 {
@@ -513,20 +515,47 @@ static void housekeeping(struct loop *l)
     if (!reload)
         return;
     reload = 0;
-    int st = 0;
-    struct ruleset *nr = load_rules(l->cfg, stderr, &st);
-    if (!nr) {
-        fprintf(stderr, "tunnelwatch: reload failed, keeping the running rules\n");
-    } else if (l->n_old == TW_ARRAY_LEN(l->old_rules)) {
-        fprintf(stderr, "tunnelwatch: too many reloads, restart the sensor\n");
-        ruleset_free(nr);
-    } else {
-        /* flows flagged under the old rules point at them: keep them until exit */
-        l->old_rules[l->n_old++] = *l->rules;
-        *l->rules = nr;
-        engine_set_rules(l->e, nr);
-        fprintf(stderr, "tunnelwatch: rules reloaded (%zu rules)\n", ruleset_rule_count(nr));
+    /* a new configuration (when there is a file) and new rules; any problem keeps the old */
+    struct tw_cfg *nc = NULL;
+    if (l->args->conf) {
+        nc = calloc(1, sizeof(*nc));
+        if (!nc)
+            return;
+        cfg_defaults(nc);
+        int problems = cfg_load(nc, l->args->conf, stderr);
+        if (problems >= 0) {
+            problems += apply_flags(nc, l->args);
+            problems += cfg_validate(nc, stderr);
+        }
+        if (problems != 0 || l->n_old_cfg == TW_ARRAY_LEN(l->old_cfgs)) {
+            fprintf(stderr,
+                    "tunnelwatch: reload failed, keeping the running configuration and rules\n");
+            cfg_free(nc);
+            free(nc);
+            return;
+        }
     }
+    int st = 0;
+    struct ruleset *nr = load_rules(nc ? nc : l->cfg, stderr, &st);
+    if (!nr || l->n_old == TW_ARRAY_LEN(l->old_rules) ||
+        (nc && engine_set_cfg(l->e, nc) != TW_OK)) {
+        fprintf(stderr, "tunnelwatch: reload failed, keeping the running rules\n");
+        ruleset_free(nr);
+        if (nc) {
+            cfg_free(nc);
+            free(nc);
+        }
+        return;
+    }
+    /* flows flagged under the old rules point at them: keep them until exit */
+    l->old_rules[l->n_old++] = *l->rules;
+    *l->rules = nr;
+    engine_set_rules(l->e, nr);
+    if (nc) {
+        l->old_cfgs[l->n_old_cfg++] = l->cfg;
+        l->cfg = nc;
+    }
+    fprintf(stderr, "tunnelwatch: rules reloaded (%zu rules)\n", ruleset_rule_count(nr));
     if (*l->alerts && *l->alerts != stdout && l->cfg->output.alerts_file) {
         FILE *na = fopen(l->cfg->output.alerts_file, "a");
         if (na) {
@@ -650,19 +679,21 @@ int main(int argc, char **argv)
         }
     }
 
-    struct tw_cfg cfg;
-    cfg_defaults(&cfg);
+    struct tw_cfg *cfg = calloc(1, sizeof(*cfg));
+    if (!cfg)
+        return 1;
+    cfg_defaults(cfg);
     int problems = 0;
     if (a.conf) {
-        int lr = cfg_load(&cfg, a.conf, stderr); /* prints its own reason when unreadable */
+        int lr = cfg_load(cfg, a.conf, stderr); /* prints its own reason when unreadable */
         if (lr < 0)
             return 2;
         problems += lr;
     }
-    problems += apply_flags(&cfg, &a);
+    problems += apply_flags(cfg, &a);
     if (!a.conf && !a.n_rules)
-        default_rules(&cfg);
-    problems += cfg_validate(&cfg, stderr); /* every problem in one run */
+        default_rules(cfg);
+    problems += cfg_validate(cfg, stderr); /* every problem in one run */
     if (problems) {
         fprintf(stderr, "tunnelwatch: %d configuration problem%s\n", problems,
                 problems > 1 ? "s" : "");
@@ -670,13 +701,13 @@ int main(int argc, char **argv)
     }
 
     int status = 0;
-    struct ruleset *rules = load_rules(&cfg, stderr, &status);
+    struct ruleset *rules = load_rules(cfg, stderr, &status);
     if (!rules)
         return status;
     if (a.check) {
         struct ruleset_summary rsum;
         ruleset_summary(rules, &rsum);
-        cfg_print(&cfg, stdout);
+        cfg_print(cfg, stdout);
         printf("# rules: %zu rules, %zu patterns, %zu files, %zu skipped; fields:%s%s\n",
                rsum.rules, rsum.patterns, rsum.files, rsum.skipped,
                rsum.fields & RF_DEST_HOST ? " DestinationHostname" : "",
@@ -686,12 +717,13 @@ int main(int argc, char **argv)
             printf("#   %s  %-8s %s\n", ru->id, ru->level ? ru->level : "-", ru->title);
         }
         ruleset_free(rules);
-        cfg_free(&cfg);
+        cfg_free(cfg);
+        free(cfg);
         free(a.bpf);
         return 0;
     }
 
-    if (!cfg.capture.interface && a.n_reads == 0) {
+    if (!cfg->capture.interface && a.n_reads == 0) {
         fprintf(stderr, "tunnelwatch: nothing to read: give -i IFACE or -r FILE (see -h)\n");
         return 2;
     }
@@ -710,11 +742,11 @@ int main(int argc, char **argv)
 
     /* outputs */
     FILE *alerts = NULL;
-    if (cfg.output.alerts_file) {
-        if (!strcmp(cfg.output.alerts_file, "-"))
+    if (cfg->output.alerts_file) {
+        if (!strcmp(cfg->output.alerts_file, "-"))
             alerts = stdout;
-        else if (!(alerts = fopen(cfg.output.alerts_file, "a"))) {
-            fprintf(stderr, "tunnelwatch: --alerts %s: %s\n", cfg.output.alerts_file,
+        else if (!(alerts = fopen(cfg->output.alerts_file, "a"))) {
+            fprintf(stderr, "tunnelwatch: --alerts %s: %s\n", cfg->output.alerts_file,
                     strerror(errno));
             return 1;
         }
@@ -723,11 +755,11 @@ int main(int argc, char **argv)
     /* live source first: it needs root or CAP_NET_RAW, dropped right after */
     struct cap_src live;
     memset(&live, 0, sizeof(live));
-    if (cfg.capture.interface && a.n_reads == 0) {
-        struct cap_live_opts lo = {cfg.capture.snaplen, cfg.capture.buffer_mib,
-                                   cfg.capture.promisc, cfg.capture.immediate, cfg.capture.bpf};
-        if (cap_open_live(&live, cfg.capture.interface, &lo, cfg.log.verbosity >= 0 ? stderr : NULL,
-                          err, sizeof(err))) {
+    if (cfg->capture.interface && a.n_reads == 0) {
+        struct cap_live_opts lo = {cfg->capture.snaplen, cfg->capture.buffer_mib,
+                                   cfg->capture.promisc, cfg->capture.immediate, cfg->capture.bpf};
+        if (cap_open_live(&live, cfg->capture.interface, &lo,
+                          cfg->log.verbosity >= 0 ? stderr : NULL, err, sizeof(err))) {
             fprintf(stderr, "tunnelwatch: %s\n", err);
             return 1;
         }
@@ -746,30 +778,31 @@ int main(int argc, char **argv)
 
     /* Redis: off in --names mode unless asked for */
     struct pub *pub = NULL;
-    bool redis_on = cfg.redis.url && strcmp(cfg.redis.url, "none") != 0 && (!a.names || a.redis);
+    bool redis_on = cfg->redis.url && strcmp(cfg->redis.url, "none") != 0 && (!a.names || a.redis);
     if (redis_on) {
-        const char *pw = cfg.redis.password;
-        if (cfg.redis.password_env && getenv(cfg.redis.password_env))
-            pw = getenv(cfg.redis.password_env);
+        const char *pw = cfg->redis.password;
+        if (cfg->redis.password_env && getenv(cfg->redis.password_env))
+            pw = getenv(cfg->redis.password_env);
         struct pub_opts po;
         memset(&po, 0, sizeof(po));
-        po.url = cfg.redis.url;
-        po.user = cfg.redis.user;
+        po.url = cfg->redis.url;
+        po.user = cfg->redis.user;
         po.password = pw;
-        po.modes = (cfg.redis.mode_stream ? PUB_MODE_STREAM : 0u) |
-                   (cfg.redis.mode_channel ? PUB_MODE_CHANNEL : 0u) |
-                   (cfg.redis.mode_list ? PUB_MODE_LIST : 0u);
-        po.stream_key = cfg.redis.stream_key;
-        po.channel_key = cfg.redis.channel_key;
-        po.list_key = cfg.redis.list_key;
-        po.stream_maxlen = cfg.redis.stream_maxlen;
-        po.queue_max = cfg.redis.queue_max;
-        po.spool_dir = cfg.redis.spool_dir && cfg.redis.spool_dir[0] ? cfg.redis.spool_dir : NULL;
-        po.spool_max_bytes = cfg.redis.spool_max_mib * 1024 * 1024;
-        po.timeout_ms = (int)cfg.redis.timeout_ms;
-        po.sensor_name = cfg.sensor_name;
-        po.heartbeat_prefix = cfg.redis.heartbeat_prefix;
-        po.heartbeat_s = (int)cfg.redis.heartbeat_s;
+        po.modes = (cfg->redis.mode_stream ? PUB_MODE_STREAM : 0u) |
+                   (cfg->redis.mode_channel ? PUB_MODE_CHANNEL : 0u) |
+                   (cfg->redis.mode_list ? PUB_MODE_LIST : 0u);
+        po.stream_key = cfg->redis.stream_key;
+        po.channel_key = cfg->redis.channel_key;
+        po.list_key = cfg->redis.list_key;
+        po.stream_maxlen = cfg->redis.stream_maxlen;
+        po.queue_max = cfg->redis.queue_max;
+        po.spool_dir =
+            cfg->redis.spool_dir && cfg->redis.spool_dir[0] ? cfg->redis.spool_dir : NULL;
+        po.spool_max_bytes = cfg->redis.spool_max_mib * 1024 * 1024;
+        po.timeout_ms = (int)cfg->redis.timeout_ms;
+        po.sensor_name = cfg->sensor_name;
+        po.heartbeat_prefix = cfg->redis.heartbeat_prefix;
+        po.heartbeat_s = (int)cfg->redis.heartbeat_s;
         pub = pub_new(&po, err, sizeof(err));
         if (!pub) {
             fprintf(stderr, "tunnelwatch: redis: %s\n", err);
@@ -783,14 +816,14 @@ int main(int argc, char **argv)
 
     struct engine_opts eo;
     memset(&eo, 0, sizeof(eo));
-    eo.cfg = &cfg;
+    eo.cfg = cfg;
     eo.names_out = a.names ? stdout : NULL;
     eo.alerts_out = alerts;
     eo.log = stderr;
-    eo.schema = cfg.output.schema && !strcmp(cfg.output.schema, "asim") ? ALERT_ASIM : ALERT_ECS;
+    eo.schema = cfg->output.schema && !strcmp(cfg->output.schema, "asim") ? ALERT_ASIM : ALERT_ECS;
     eo.pub = pub;
-    eo.verbosity = cfg.log.verbosity;
-    eo.evidence_path = cfg.output.evidence_file;
+    eo.verbosity = cfg->log.verbosity;
+    eo.evidence_path = cfg->output.evidence_file;
     struct engine *e = engine_new(&eo, rules, err, sizeof(err));
     if (!e) {
         fprintf(stderr, "tunnelwatch: %s\n", err);
@@ -810,7 +843,8 @@ int main(int argc, char **argv)
     memset(&l, 0, sizeof(l));
     l.e = e;
     l.pub = pub;
-    l.cfg = &cfg;
+    l.cfg = cfg;
+    l.args = &a;
     l.realtime = a.realtime;
     l.speed = a.speed;
     l.max_packets = a.max_packets;
@@ -835,7 +869,7 @@ int main(int argc, char **argv)
         }
         l.src = src;
         engine_begin_input(e, inputs ? inputs[i] : NULL, src->dlt, inputs && n_inputs > 1);
-        r = src->live ? run_live(&l, src) : run_file(&l, src, cfg.capture.bpf);
+        r = src->live ? run_live(&l, src) : run_file(&l, src, cfg->capture.bpf);
         if (r == 2)
             return 2;
         if (r)
@@ -845,18 +879,19 @@ int main(int argc, char **argv)
         if (inputs)
             cap_close(src);
     }
+    cfg = l.cfg; /* the configuration in force (a SIGHUP may have replaced it) */
     engine_finish(e);
     if (pub)
         heartbeat(&l, l.started);
-    if (inputs && cfg.log.verbosity >= 0 && !a.names)
+    if (inputs && cfg->log.verbosity >= 0 && !a.names)
         engine_summary(e, stderr, NULL);
-    if (cfg.output.summary_file) {
-        FILE *sf = fopen(cfg.output.summary_file, "w");
+    if (cfg->output.summary_file) {
+        FILE *sf = fopen(cfg->output.summary_file, "w");
         if (sf) {
             engine_summary(e, NULL, sf);
             fclose(sf);
         } else {
-            fprintf(stderr, "tunnelwatch: --summary %s: %s\n", cfg.output.summary_file,
+            fprintf(stderr, "tunnelwatch: --summary %s: %s\n", cfg->output.summary_file,
                     strerror(errno));
             exit_code = 1;
         }
@@ -865,17 +900,19 @@ int main(int argc, char **argv)
         pub_stop(pub, 5000);
         struct pub_stats ps;
         pub_get_stats(pub, &ps);
-        if (ps.enqueued > ps.delivered && inputs) {
+        /* a replay that ran to its end reports undelivered alerts as a failure; a stop on
+         * SIGTERM/SIGINT has flushed or spooled them as asked and exits 0 */
+        if (ps.enqueued > ps.delivered && inputs && !terminated) {
             fprintf(stderr,
                     "tunnelwatch: redis %s unreachable: %" PRIu64 " of %" PRIu64
                     " records not delivered (%" PRIu64 " spooled%s%s, %" PRIu64 " dropped)\n",
-                    cfg.redis.url, ps.enqueued - ps.delivered, ps.enqueued, ps.spool_records,
-                    cfg.redis.spool_dir ? " in " : "", cfg.redis.spool_dir ? cfg.redis.spool_dir : "",
-                    ps.dropped);
+                    cfg->redis.url, ps.enqueued - ps.delivered, ps.enqueued, ps.spool_records,
+                    cfg->redis.spool_dir ? " in " : "",
+                    cfg->redis.spool_dir ? cfg->redis.spool_dir : "", ps.dropped);
             exit_code = 1;
         }
     }
-    if (cfg.log.verbosity > 0 || (live.p && cfg.log.verbosity >= 0))
+    if (cfg->log.verbosity > 0 || (live.p && cfg->log.verbosity >= 0))
         print_stats(&l, stderr);
     if (live.p) {
         fprintf(stderr,
@@ -889,12 +926,17 @@ int main(int argc, char **argv)
     ruleset_free(rules);
     for (size_t i = 0; i < l.n_old; i++)
         ruleset_free(l.old_rules[i]);
+    for (size_t i = 0; i < l.n_old_cfg; i++) {
+        cfg_free(l.old_cfgs[i]);
+        free(l.old_cfgs[i]);
+    }
     if (alerts && alerts != stdout)
         fclose(alerts);
     cap_free_inputs(inputs);
     if (a.pidfile)
         unlink(a.pidfile);
-    cfg_free(&cfg);
+    cfg_free(cfg);
+    free(cfg);
     free(a.bpf);
     return exit_code;
 }

@@ -66,6 +66,10 @@ void engine_set_dlt(struct engine *e, int dlt);
 void engine_tick(struct engine *e, struct tw_time now);
 /* The rule set to use from the next packet on (the caller keeps the old one alive). */
 void engine_set_rules(struct engine *e, const struct ruleset *rules);
+/* Switches to a reloaded configuration (internal networks, resolvers, allowlist, alert
+ * options); flow table, maps and dedup keep their state and sizes. The caller keeps the old
+ * configuration alive until engine_free. Returns TW_OK or TW_ENOMEM (old one kept). */
+int engine_set_cfg(struct engine *e, const struct tw_cfg *cfg);
 /* Replaces the alerts stream (SIGHUP reopen). */
 void engine_set_alerts_out(struct engine *e, FILE *f);
 

@@ -81,7 +81,9 @@ const struct rule *ruleset_rule(const struct ruleset *rs, size_t i);
 
 struct rule_hit {
     const struct rule *rule;
-    const char *pattern; /* the value that matched (first one for a multi-selection rule) */
+    const char *pattern; /* the value (as written) or listed domain that matched, the first one
+                          * for a multi-selection rule; "" when the condition held without
+                          * any value matching (e.g. 'not filter') */
 };
 
 /* Matches one observed name (raw bytes off the wire, any case, maybe a trailing dot) seen

@@ -3,6 +3,7 @@
  * per-list expiry, a 2-million-flow churn through a 10000 cap, VLAN keys, and SipHash-2-4
  * against the reference test vectors. */
 #include <malloc.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
