@@ -216,8 +216,23 @@ int cap_next(struct cap_src *s, struct pcap_pkthdr *h, const uint8_t **data, int
             }
             s->n_if = 0;
             uint32_t blen = ng32(s, hdr + 4);
-            if (blen < 28 || blen % 4 || blen > NG_BLOCK_MAX || fseek(s->fp, blen - 12, SEEK_CUR)) {
+            if (blen < 28 || blen % 4 || blen > NG_BLOCK_MAX) {
                 snprintf(err, errlen, "bad pcapng section header length");
+                return TW_EIO;
+            }
+            /* read the rest rather than fseek past it: a seek beyond the end succeeds, and a
+             * cut section header would then pass for a clean end of file */
+            if (blen - 12 > s->blkcap) {
+                uint8_t *nb = realloc(s->blk, blen - 12);
+                if (!nb) {
+                    snprintf(err, errlen, "out of memory");
+                    return TW_EIO;
+                }
+                s->blk = nb;
+                s->blkcap = blen - 12;
+            }
+            if (fread(s->blk, 1, blen - 12, s->fp) != blen - 12) {
+                snprintf(err, errlen, "truncated pcapng section header");
                 return TW_EIO;
             }
             continue;
@@ -243,6 +258,12 @@ int cap_next(struct cap_src *s, struct pcap_pkthdr *h, const uint8_t **data, int
             return TW_EIO;
         }
         const uint8_t *b = s->blk;
+        /* the length is repeated after the body; a mismatch means we lost block framing */
+        if (ng32(s, b + body) != blen) {
+            snprintf(err, errlen, "corrupt pcapng block (trailing length %u, expected %u)",
+                     ng32(s, b + body), blen);
+            return TW_EIO;
+        }
         if (type == 1) {
             if (ng_idb(s, b, body)) {
                 snprintf(err, errlen, "bad pcapng interface description");

@@ -134,6 +134,7 @@ static const struct key keys[] = {
     KN("redis.queue_max", K_U32, redis.queue_max, 1, 10000000),
     KN("redis.timeout_ms", K_U32, redis.timeout_ms, 10, 600000),
     KN("redis.heartbeat_s", K_U32, redis.heartbeat_s, 1, 3600),
+    KN("redis.stop_flush_ms", K_U32, redis.stop_flush_ms, 0, 600000),
     KS("redis.spool.dir", redis.spool_dir, NULL),
     KN("redis.spool.max_mib", K_U64, redis.spool_max_mib, 1, 1 << 20),
     KN("log.verbosity", K_INT, log.verbosity, -1, 3),
@@ -1172,6 +1173,7 @@ void cfg_defaults(struct tw_cfg *cfg)
     cfg->alert.dedup_window_s = 3600;
     cfg->alert.dedup_max = 65536;
     cfg->alert.update_interval_s = 300;
+    cfg->redis.stop_flush_ms = 5000;
     cfg->alert.dns_map_max = 262144;
     cfg->alert.dns_ttl_cap_s = 86400;
     cfg->alert.dns_ttl_min_s = 300;

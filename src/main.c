@@ -423,6 +423,7 @@ struct loop {
     size_t n_old;
     FILE **alerts;
     time_t started, last_hb;
+    int64_t loop_us; /* wall time spent in the packet loop of replays */
 };
 
 static int64_t wall_us(void)
@@ -488,6 +489,8 @@ static void print_stats(struct loop *l, FILE *out)
             fprintf(out, "  %-28s %s\n", line, tab + 1);
         }
     }
+    if (l->loop_us)
+        fprintf(out, "  %-28s %lld\n", "replay_ms", (long long)(l->loop_us / 1000));
     if (l->pub) {
         struct pub_stats ps;
         pub_get_stats(l->pub, &ps);
@@ -604,6 +607,7 @@ static int run_file(struct loop *l, struct cap_src *src, const char *bpf)
     const uint8_t *data;
     int dlt;
     int r;
+    int64_t t0 = wall_us();
     while (!stop && (r = cap_next(src, &h, &data, &dlt, err, sizeof(err))) == 1) {
         if (dlt != cur_dlt) {
             cur_dlt = dlt;
@@ -645,6 +649,7 @@ static int run_file(struct loop *l, struct cap_src *src, const char *bpf)
         if ((l->seen & 4095) == 0)
             housekeeping(l);
     }
+    l->loop_us += wall_us() - t0;
     if (!stop && r < 0 && rc == 0) {
         fprintf(stderr, "tunnelwatch: %s: %s (the packets before it were processed)\n", src->name,
                 err);
@@ -778,7 +783,10 @@ int main(int argc, char **argv)
 
     /* Redis: off in --names mode unless asked for */
     struct pub *pub = NULL;
-    bool redis_on = cfg->redis.url && strcmp(cfg->redis.url, "none") != 0 && (!a.names || a.redis);
+    /* A replay without -c or --redis is an investigation on an analyst's machine: no Redis
+     * unless asked for. --names alone never publishes. */
+    bool redis_on = cfg->redis.url && strcmp(cfg->redis.url, "none") != 0 &&
+                    (a.redis || (!a.names && (a.conf || !inputs)));
     if (redis_on) {
         const char *pw = cfg->redis.password;
         if (cfg->redis.password_env && getenv(cfg->redis.password_env))
@@ -897,7 +905,7 @@ int main(int argc, char **argv)
         }
     }
     if (pub) {
-        pub_stop(pub, 5000);
+        pub_stop(pub, (int)cfg->redis.stop_flush_ms);
         struct pub_stats ps;
         pub_get_stats(pub, &ps);
         /* a replay that ran to its end reports undelivered alerts as a failure; a stop on

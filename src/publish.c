@@ -883,12 +883,23 @@ static void *thread_main(void *arg)
         bool pending = queued || (p->spool && spool_pending(p->spool) > 0);
 
         if (stopping) {
-            /* Flush within the deadline only over a live connection; what is left is
-             * spooled below. */
-            if (!p->c || !pending || now >= deadline || now < p->retry_at_ms)
+            /* Flush within the deadline, reconnecting if need be (Redis may come back while
+             * we stop); what is left at the deadline is spooled below. */
+            if (!pending || now >= deadline)
                 break;
-            if (deliver_batch(p, recs) < 0)
-                break;
+            if (!p->c && now >= p->retry_at_ms)
+                try_connect(p);
+            if (p->c && now >= p->retry_at_ms) {
+                if (deliver_batch(p, recs) > 0)
+                    continue;
+            }
+            int64_t wake = p->retry_at_ms > now ? p->retry_at_ms : now + 50;
+            if (wake > deadline)
+                wake = deadline;
+            struct timespec ts = {(time_t)(wake / 1000), (long)(wake % 1000) * 1000000};
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+            pthread_mutex_unlock(&p->mu);
             continue;
         }
         if (!p->c && now >= p->retry_at_ms)

@@ -135,6 +135,7 @@ struct tw_cfg {
         uint64_t spool_max_mib; /* redis.spool.max_mib: 256 */
         uint32_t timeout_ms;    /* 2000 */
         uint32_t heartbeat_s;   /* 10 */
+        uint32_t stop_flush_ms; /* 5000: time given to deliver the queue at exit */
     } redis;
 
     struct {

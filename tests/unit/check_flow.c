@@ -34,8 +34,8 @@ static struct tw_addr ip(const char *s)
     return a;
 }
 
-static struct dec_pkt pkt(const char *src, uint16_t sp, const char *dst, uint16_t dp,
-                          uint8_t proto, uint8_t flags)
+static struct dec_pkt pkt(const char *src, uint16_t sp, const char *dst, uint16_t dp, uint8_t proto,
+                          uint8_t flags)
 {
     struct dec_pkt p;
     memset(&p, 0, sizeof(p));

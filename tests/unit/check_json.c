@@ -54,7 +54,10 @@ static bool clean_utf8(const char *str, size_t n)
             i++;
             continue;
         }
-        size_t l = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+        size_t l = c >= 0xc2 && c <= 0xdf   ? 2
+                   : c >= 0xe0 && c <= 0xef ? 3
+                   : c >= 0xf0 && c <= 0xf4 ? 4
+                                            : 0;
         if (!l || i + l > n)
             return false;
         uint32_t cp = c & (l == 2 ? 0x1f : l == 3 ? 0x0f : 0x07);
@@ -126,7 +129,7 @@ END_TEST
 START_TEST(random_bytes_parse)
 {
     /* 2000 strings of random bytes (fixed seed), biased towards the interesting ones */
-    static const uint8_t pool[] = {0x00, 0x01, 0x1f, '"', '\\', 0x7f, 0x80, 0xbf, 0xc0, 0xc1,
+    static const uint8_t pool[] = {0x00, 0x01, 0x1f, '"',  '\\', 0x7f, 0x80, 0xbf, 0xc0, 0xc1,
                                    0xc2, 0xdf, 0xe0, 0xed, 0xef, 0xf0, 0xf4, 0xf5, 0xff, 'a'};
     size_t cap = 4u << 20, used = 0;
     char *all = malloc(cap);
