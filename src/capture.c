@@ -180,6 +180,17 @@ int cap_next(struct cap_src *s, struct pcap_pkthdr *h, const uint8_t **data, int
         int r = pcap_next_ex(s->p, &ph, &d);
         if (r == 1) {
             *h = *ph;
+            /* libpcap passes a file's sub-second field through unchecked (a nanosecond file
+             * can hold 10^9 or more, which comes out negative); fold it into the seconds so
+             * that every consumer sees 0 <= tv_usec < 10^6 */
+            if (h->ts.tv_usec < 0 || h->ts.tv_usec >= 1000000) {
+                h->ts.tv_sec += h->ts.tv_usec / 1000000;
+                h->ts.tv_usec %= 1000000;
+                if (h->ts.tv_usec < 0) {
+                    h->ts.tv_usec += 1000000;
+                    h->ts.tv_sec--;
+                }
+            }
             *data = d;
             *dlt = s->dlt;
             return 1;

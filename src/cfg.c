@@ -141,6 +141,7 @@ static const struct key keys[] = {
     KB("log.syslog", log.syslog),
     KN("log.stats_interval_s", K_U32, log.stats_interval_s, 0, 86400),
     KO("metrics.listen", metrics.listen, check_listen),
+    KB("metrics.allow_remote", metrics.allow_remote),
 };
 #define N_KEYS TW_ARRAY_LEN(keys)
 _Static_assert(TW_ARRAY_LEN(keys) <= CFG_KEY_SLOTS, "raise CFG_KEY_SLOTS in cfg.h");

@@ -17,7 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,13 +27,19 @@
 #include "tunnelwatch/capture.h"
 #include "tunnelwatch/cfg.h"
 #include "tunnelwatch/engine.h"
+#include "tunnelwatch/metrics.h"
 #include "tunnelwatch/publish.h"
 #include "tunnelwatch/rules.h"
 
 static volatile sig_atomic_t stop, terminated, reload, dump_stats;
+/* libpcap's Linux loop retries poll() after EINTR; pcap_breakloop() (which wakes it through
+ * an eventfd in libpcap 1.10) is what makes a signal end a blocked live capture. */
+static pcap_t *volatile live_pcap;
 
 static void on_signal(int sig)
 {
+    if (live_pcap)
+        pcap_breakloop(live_pcap);
     if (sig == SIGHUP)
         reload = 1;
     else if (sig == SIGUSR1)
@@ -405,6 +413,18 @@ static int drop_privileges(const char *user)
     return 0;
 }
 
+/* Clears every capability of this thread (and the threads created after it): the capture is
+ * open, nothing else needs privilege. capset(2) directly, so no libcap dependency. */
+static void drop_capabilities(void)
+{
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof(data));
+    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    if (syscall(SYS_capset, &hdr, data) != 0)
+        fprintf(stderr, "tunnelwatch: warning: cannot clear capabilities: %s\n", strerror(errno));
+}
+
 struct loop {
     struct engine *e;
     struct pub *pub;
@@ -424,6 +444,8 @@ struct loop {
     FILE **alerts;
     time_t started, last_hb;
     int64_t loop_us; /* wall time spent in the packet loop of replays */
+    struct metrics *metrics;
+    int64_t last_metrics_us;
 };
 
 static int64_t wall_us(void)
@@ -502,9 +524,37 @@ static void print_stats(struct loop *l, FILE *out)
     }
 }
 
-/* Between batches of packets: heartbeat, SIGUSR1 statistics, SIGHUP reload. */
+/* The Prometheus snapshot: the heartbeat's numbers, refreshed at most once a second. */
+static void refresh_metrics(struct loop *l)
+{
+    int64_t now = wall_us();
+    if (!l->metrics || now - l->last_metrics_us < 1000000)
+        return;
+    l->last_metrics_us = now;
+    static char lines[16384], prom[65536];
+    size_t n = engine_stats_text(l->e, lines, sizeof(lines));
+    if (l->src && l->src->live) {
+        cap_live_stats(l->src);
+        n += (size_t)snprintf(lines + n, n < sizeof(lines) ? sizeof(lines) - n : 0,
+                              "kernel_drops\t%" PRIu64 "\ninterface_drops\t%" PRIu64 "\n",
+                              l->src->drop, l->src->ifdrop);
+    }
+    if (l->pub && n < sizeof(lines)) {
+        struct pub_stats ps;
+        pub_get_stats(l->pub, &ps);
+        n += metrics_pub_lines(&ps, lines + n, sizeof(lines) - n);
+    }
+    if (n < sizeof(lines))
+        snprintf(lines + n, sizeof(lines) - n, "uptime_s\t%lld\nversion\t%s\n",
+                 (long long)(time(NULL) - l->started), TW_VERSION);
+    metrics_format(lines, prom, sizeof(prom));
+    metrics_publish(l->metrics, prom);
+}
+
+/* Between batches of packets: heartbeat, metrics, SIGUSR1 statistics, SIGHUP reload. */
 static void housekeeping(struct loop *l)
 {
+    refresh_metrics(l);
     time_t t = time(NULL);
     if (l->pub && l->cfg->redis.heartbeat_s &&
         t - l->last_hb >= (time_t)l->cfg->redis.heartbeat_s) {
@@ -646,7 +696,9 @@ static int run_file(struct loop *l, struct cap_src *src, const char *bpf)
             }
         }
         on_packet((u_char *)l, &h, data);
-        if ((l->seen & 4095) == 0)
+        /* signals and timers are looked at every 4096 packets, and at every packet of a
+         * paced replay (slow by design) */
+        if ((l->seen & 4095) == 0 || l->realtime || reload || dump_stats)
             housekeeping(l);
     }
     l->loop_us += wall_us() - t0;
@@ -780,6 +832,17 @@ int main(int argc, char **argv)
     }
     if (a.user && drop_privileges(a.user))
         return 1;
+    if (!a.user && getuid() != 0)
+        drop_capabilities(); /* a service given CAP_NET_RAW needs it only to open the port */
+    /* after the privilege drop: the listener thread must not keep any */
+    struct metrics *metrics = NULL;
+    if (cfg->metrics.listen && cfg->metrics.listen[0]) {
+        metrics = metrics_new(cfg->metrics.listen, cfg->metrics.allow_remote, err, sizeof(err));
+        if (!metrics) {
+            fprintf(stderr, "tunnelwatch: metrics: %s\n", err);
+            return 2;
+        }
+    }
 
     /* Redis: off in --names mode unless asked for */
     struct pub *pub = NULL;
@@ -853,6 +916,7 @@ int main(int argc, char **argv)
     l.pub = pub;
     l.cfg = cfg;
     l.args = &a;
+    l.metrics = metrics;
     l.realtime = a.realtime;
     l.speed = a.speed;
     l.max_packets = a.max_packets;
@@ -877,15 +941,20 @@ int main(int argc, char **argv)
         }
         l.src = src;
         engine_begin_input(e, inputs ? inputs[i] : NULL, src->dlt, inputs && n_inputs > 1);
+        if (src->live)
+            live_pcap = src->p;
         r = src->live ? run_live(&l, src) : run_file(&l, src, cfg->capture.bpf);
+        live_pcap = NULL;
         if (r == 2)
             return 2;
         if (r)
             exit_code = 1;
         if (src->live)
             cap_live_stats(src);
-        if (inputs)
+        if (inputs) {
             cap_close(src);
+            l.src = NULL; /* file lives in this loop's scope only */
+        }
     }
     cfg = l.cfg; /* the configuration in force (a SIGHUP may have replaced it) */
     engine_finish(e);
@@ -929,6 +998,7 @@ int main(int argc, char **argv)
                 live.recv, live.drop, live.ifdrop);
         cap_close(&live);
     }
+    metrics_free(metrics);
     engine_free(e);
     pub_free(pub);
     ruleset_free(rules);

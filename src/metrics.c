@@ -133,8 +133,10 @@ static int parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *s
     } else if (strcmp(host, "*") == 0) {
         a4->sin_addr.s_addr = htonl(INADDR_ANY);
     } else if (inet_pton(AF_INET, host, &a4->sin_addr) != 1) {
-        snprintf(err, errlen, "metrics.listen \"%s\": bad host: use an IPv4 address, [IPv6], "
-                 "localhost or *", s);
+        snprintf(err, errlen,
+                 "metrics.listen \"%s\": bad host: use an IPv4 address, [IPv6], "
+                 "localhost or *",
+                 s);
         return TW_ECONF;
     }
     *loopback = (ntohl(a4->sin_addr.s_addr) >> 24) == 127;
@@ -583,8 +585,10 @@ static void add_label(char *labels, size_t cap, const char *name, size_t nl, con
     }
     o += (size_t)w;
     for (size_t i = 0; i < vl; i++) {
-        const char *esc = val[i] == '\\' ? "\\\\" : val[i] == '"' ? "\\\"" : val[i] == '\n' ? "\\n"
-                                                                                             : NULL;
+        const char *esc = val[i] == '\\'   ? "\\\\"
+                          : val[i] == '"'  ? "\\\""
+                          : val[i] == '\n' ? "\\n"
+                                           : NULL;
         size_t el = esc ? strlen(esc) : 1;
         if (o + el + 2 >= cap)
             break;
@@ -664,8 +668,8 @@ static bool classify(const char *line, size_t len, struct sample *s)
         if (n > pl && strncmp(field, prefixed[i].prefix, pl) == 0) {
             snprintf(s->family, sizeof(s->family), "%s", prefixed[i].family);
             /* the label value is the original text (allowlist names may hold '-' or '.') */
-            add_label(s->labels, sizeof(s->labels), prefixed[i].label,
-                      strlen(prefixed[i].label), line + pl, base - pl);
+            add_label(s->labels, sizeof(s->labels), prefixed[i].label, strlen(prefixed[i].label),
+                      line + pl, base - pl);
             done = true;
         }
     }
@@ -760,8 +764,7 @@ size_t metrics_format(const char *stats_lines, char *out, size_t n)
             if (strcmp(s[j].family, s[i].family) != 0)
                 continue;
             if (s[j].labels[0])
-                put(&o, "tunnelwatch_%s%s{%s} %s\n", s[j].family, suffix, s[j].labels,
-                    s[j].value);
+                put(&o, "tunnelwatch_%s%s{%s} %s\n", s[j].family, suffix, s[j].labels, s[j].value);
             else
                 put(&o, "tunnelwatch_%s%s %s\n", s[j].family, suffix, s[j].value);
         }

@@ -145,7 +145,8 @@ struct tw_cfg {
     } log;
 
     struct {
-        char *listen; /* NULL: off; e.g. "127.0.0.1:9917" */
+        char *listen;      /* NULL: off; e.g. "127.0.0.1:9917" */
+        bool allow_remote; /* false: only loopback addresses may be used */
     } metrics;
 };
 

@@ -45,20 +45,24 @@ void metrics_free(struct metrics *m);
  * # TYPE per family, samples of a family together:
  *   names_<kind>          -> tunnelwatch_names_total{kind="<kind>"}
  *   parse_errors_<proto>  -> tunnelwatch_parse_errors_total{protocol="<proto>"}
- *   decode_<reason>       -> tunnelwatch_decode_total{result="<reason>"}
- *   alerts_<outcome>      -> tunnelwatch_alerts_total{outcome="<outcome>"} (raised, updates,
- *                            suppressed, enqueued, delivered, spooled, dropped)
+ *   decode_<reason>       -> tunnelwatch_decode_skipped_total{reason="<reason>"}
  *   allowlist_<entry>     -> tunnelwatch_allowlist_suppressed_total{entry="<entry>"}
+ *   alerts_raised/_updates/_suppressed -> tunnelwatch_alerts_total{outcome="raised|update|
+ *                            suppressed"}
+ *   alerts_enqueued/_delivered/_spooled/_dropped (publisher) ->
+ *                            tunnelwatch_redis_records_total{outcome="..."}
+ *   alerts_queued         -> tunnelwatch_redis_queue_records (gauge)
  *   uptime_s              -> tunnelwatch_uptime_seconds (gauge)
  *   version               -> tunnelwatch_build_info{version="..."} 1 (gauge)
  *   fields ending in _active, _queued, _connected, _entries, _peak, and spool_bytes,
  *   spool_records         -> tunnelwatch_<field> (gauge)
- *   every other field     -> tunnelwatch_<field>_total (counter)
+ *   every other field     -> tunnelwatch_<field>_total (counter; a trailing _total is kept
+ *                            once), e.g. packets, bytes, kernel_drops, flows_evicted
  * A field may carry its own labels, "field{k=v,k2=v2}\tvalue" (values unquoted, no ',' '}'
  * inside), e.g. "alerts{rule=19bf...,outcome=raised}\t3"; they are quoted and escaped.
  * heartbeat_unix_s and lines that are not "field<TAB>number" (other than version) are skipped.
- * Returns the length written (always NUL-terminated when n > 0); a result >= n means out
- * was too small and the text is cut at a line boundary. */
+ * Returns the length written (always NUL-terminated when n > 0), or n when out was too
+ * small: the text is then cut at a line boundary. */
 size_t metrics_format(const char *stats_lines, char *out, size_t n);
 
 struct pub_stats;

@@ -556,8 +556,8 @@ int web_parse_time(const char *s, int64_t *us)
     if (n < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
         s[13] != ':' || s[16] != ':')
         return TW_EBAD;
-    if (digits(s, 4, &Y) || digits(s + 5, 2, &M) || digits(s + 8, 2, &D) ||
-        digits(s + 11, 2, &h) || digits(s + 14, 2, &m) || digits(s + 17, 2, &sec))
+    if (digits(s, 4, &Y) || digits(s + 5, 2, &M) || digits(s + 8, 2, &D) || digits(s + 11, 2, &h) ||
+        digits(s + 14, 2, &m) || digits(s + 17, 2, &sec))
         return TW_EBAD;
     if (M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60)
         return TW_EBAD;
@@ -687,8 +687,7 @@ int web_rec_parse(const char *json, size_t n, struct web_rec *r)
     int rc = web_json_walk(json, n, rec_cb, &x);
     if (rc)
         return rc;
-    if (strcmp(x.kind, "alert") == 0 &&
-        (x.action[0] == '\0' || strcmp(x.action, "raised") == 0)) {
+    if (strcmp(x.kind, "alert") == 0 && (x.action[0] == '\0' || strcmp(x.action, "raised") == 0)) {
         r->kind = WEB_ALERT;
         if (!r->incident_id[0])
             memcpy(r->incident_id, r->event_id, sizeof(r->incident_id));
@@ -1315,7 +1314,7 @@ static const char *const sensor_fields[WEB_SENSOR_FIELDS] = {
 struct sensor {
     char name[128];
     char version[32];
-    int64_t hb_s;            /* heartbeat_unix_s, else the time we read it */
+    int64_t hb_s; /* heartbeat_unix_s, else the time we read it */
     int64_t vals[WEB_SENSOR_FIELDS];
     bool has[WEB_SENSOR_FIELDS];
     int64_t prev_packets, prev_hb_s;

@@ -128,9 +128,9 @@ static void ext_begin(struct buf *w, unsigned type, size_t *off)
  * SNI, ALPN, groups, key_share, supported_versions, signature algorithms...). */
 static void build_hello(struct buf *w, bool pq)
 {
-    static const uint16_t ciphers[] = {0x5a5a, 0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c,
-                                       0xc030, 0xcca9, 0xcca8, 0xc013, 0xc014, 0x009c, 0x009d,
-                                       0x002f, 0x0035};
+    static const uint16_t ciphers[] = {0x5a5a, 0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f,
+                                       0xc02c, 0xc030, 0xcca9, 0xcca8, 0xc013, 0xc014,
+                                       0x009c, 0x009d, 0x002f, 0x0035};
     size_t rec, hs, exts, e, l;
     w->n = 0;
     u8(w, 0x16);

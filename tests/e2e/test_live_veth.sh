@@ -20,7 +20,7 @@ for i in "$a" "$b"; do
     in_ns ip link set "$i" up
 done
 caps=("$TW_SRC/pcaps/seed_names.pcap" "$TW_SRC/pcaps/demo.pcap" "$TW_SRC/pcaps/benign_mix.pcap")
-in_ns "$TW_BIN" -i "$b" --names --redis none -R "$TW_SRC/conf/rules" --alerts "$T/live-alerts.jsonl" \
+ip netns exec "$ns" "$TW_BIN" -i "$b" --names --redis none -R "$TW_SRC/conf/rules" --alerts "$T/live-alerts.jsonl" \
     >"$T/live.tsv" 2>"$T/live.err" &
 pid=$!
 TW_PIDS+=($pid)
@@ -30,8 +30,10 @@ for c in "${caps[@]}"; do
     in_ns tcpreplay -q -i "$a" --pps=2000 "$c" >"$T/replay.out" 2>&1 || { cat "$T/replay.out"; fail "tcpreplay $c"; }
 done
 sleep 1
-kill -INT $pid
-wait $pid || { cat "$T/live.err"; fail "sensor exited $? after SIGINT"; }
+kill -TERM $pid
+for _ in $(seq 100); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+kill -0 $pid 2>/dev/null && { kill -9 $pid; fail "sensor still running 10 s after SIGTERM"; }
+wait $pid || { cat "$T/live.err"; fail "sensor exited $? after SIGTERM"; }
 for c in "${caps[@]}"; do "$TW_BIN" -q --names -r "$c"; done >"$T/offline.tsv"
 key() { grep -v '^#' "$1" | cut -f2- | sort; }
 diff <(key "$T/offline.tsv") <(key "$T/live.tsv") >"$T/diff" || { head -20 "$T/diff"; fail "live names differ from the offline replay"; }

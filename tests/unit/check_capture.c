@@ -374,6 +374,23 @@ START_TEST(ng_unknown_interface)
 }
 END_TEST
 
+/* A nanosecond pcap whose sub-second field is out of range (1.5e9 ns): libpcap passes it
+ * through; cap_next folds it into the seconds. */
+START_TEST(pcap_subsecond_overflow)
+{
+    static const uint8_t f[] = {
+        0x4d, 0x3c, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 1, 0, 0, 0,
+        /* ts 100 s + 1500000000 ns, caplen 4, len 4, 4 bytes */
+        100, 0, 0, 0, 0x00, 0x2f, 0x68, 0x59, 4, 0, 0, 0, 4, 0, 0, 0, 1, 2, 3, 4};
+    struct rd r;
+    ck_assert_int_eq(read_bytes(f, sizeof(f), &r), TW_OK);
+    ck_assert_int_eq(r.rc, 0);
+    ck_assert_int_eq(r.n, 1);
+    ck_assert_int_eq(r.first_ts.tv_sec, 101);
+    ck_assert_int_eq(r.first_ts.tv_usec, 500000);
+}
+END_TEST
+
 START_TEST(ng_every_truncation)
 {
     struct ng g = {0};
@@ -468,6 +485,7 @@ Suite *tw_suite(void)
     tcase_add_test(tc, ng_bad_lengths);
     tcase_add_test(tc, ng_unknown_interface);
     tcase_add_test(tc, ng_every_truncation);
+    tcase_add_test(tc, pcap_subsecond_overflow);
     suite_add_tcase(s, tc);
     tc = tcase_create("cap_expand_inputs");
     tcase_add_test(tc, expand_inputs_folder);
