@@ -107,6 +107,8 @@ struct engine {
     uint32_t ndpi_live;
     pcap_t *ev_pcap;
     pcap_dumper_t *ev_dump;
+    struct flow_stats final_flows; /* the table's figures when engine_finish freed it */
+    size_t final_bound;
 };
 
 /* ---------- helpers ---------- */
@@ -196,6 +198,23 @@ static void emit(struct engine *e, const struct alert_rec *r, bool to_redis)
         (void)pub_enqueue(e->o.pub, e->jw.buf, e->jw.len);
 }
 
+/* Our own parsers' verdict, used instead of nDPI's once they recognised the flow. */
+static const char *app_label(uint8_t app)
+{
+    switch (app) {
+    case APP_TLS:
+        return "TLS";
+    case APP_HTTP:
+        return "HTTP";
+    case APP_DNS:
+        return "DNS";
+    case APP_QUIC:
+        return "QUIC";
+    default:
+        return NULL;
+    }
+}
+
 static void fill_flow(struct alert_rec *r, const struct flow *f, const struct fstate *fs,
                       const struct engine *e)
 {
@@ -209,6 +228,8 @@ static void fill_flow(struct alert_rec *r, const struct flow *f, const struct fs
     r->vlan = f->vlan;
     if (fs && fs->ndpi_proto && e->ndpi)
         r->app_proto = ndpi_get_proto_name(e->ndpi, fs->ndpi_proto);
+    else if (fs)
+        r->app_proto = app_label(fs->app);
     if (fs && fs->ja4[0])
         r->ja4 = fs->ja4;
 }
@@ -602,6 +623,7 @@ static void handle_udp(struct engine *e, const struct dec_pkt *p, struct flow *f
     if (p->payload_len == 0)
         return;
     if (p->sport == 53 || p->dport == 53) {
+        fs->app = APP_DNS;
         dns_message(e, p, f, fs, p->payload, p->payload_len);
         return;
     }
@@ -660,6 +682,17 @@ static void ndpi_step(struct engine *e, struct fstate *fs, const struct dec_pkt 
 {
     if (!e->ndpi || fs->ndpi_done || !p->l3 || p->l3_len == 0)
         return;
+    if (app_label(fs->app)) {
+        /* our parsers recognised the flow (TLS, HTTP, DNS, QUIC): nDPI would only repeat the
+         * work (its TLS dissector is the costliest part of the packet path) */
+        if (fs->ndpi) {
+            ndpi_free_flow(fs->ndpi);
+            fs->ndpi = NULL;
+            e->ndpi_live--;
+        }
+        fs->ndpi_done = true;
+        return;
+    }
     if (!fs->ndpi) {
         if (e->ndpi_live >= e->cfg->flow.ndpi_max_flows) {
             e->st.ndpi_skipped++;
@@ -918,12 +951,12 @@ void engine_packet(struct engine *e, const struct pcap_pkthdr *h, const uint8_t 
     struct fstate *fs = f->ext;
     if (!fs->started)
         flow_start(e, f, fs, &p);
-    if (!fs->ndpi_done)
-        ndpi_step(e, fs, &p, tw_time_us(e->now));
     if (p.proto == 6)
         handle_tcp(e, &p, f, fs, dir);
     else
         handle_udp(e, &p, f, fs, dir);
+    if (!fs->ndpi_done)
+        ndpi_step(e, fs, &p, tw_time_us(e->now));
     if (e->ev_dump && fs->flag)
         pcap_dump((u_char *)e->ev_dump, h, data);
 }
@@ -975,6 +1008,8 @@ void engine_finish(struct engine *e)
 {
     if (!e || !e->flows)
         return;
+    e->final_bound = flow_table_bound(e->flows);
+    flow_stats(e->flows, &e->final_flows);
     flow_table_free(e->flows); /* ends every flow: flow-end records */
     e->flows = NULL;
     dedup_each_due(e->dedup, e->now, 0, tick_update, e);
@@ -1025,7 +1060,7 @@ size_t engine_stats_text(const struct engine *e, char *buf, size_t n)
         if (w_ > 0)                                                                                \
             o += (size_t)w_;                                                                       \
     } while (0)
-    struct flow_stats fst = {0};
+    struct flow_stats fst = e->final_flows;
     if (e->flows)
         flow_stats(e->flows, &fst);
     struct frag_stats frs;
@@ -1045,6 +1080,7 @@ size_t engine_stats_text(const struct engine *e, char *buf, size_t n)
     PUT("flows_evicted", fst.evicted);
     PUT("flows_expired", fst.expired + fst.closed);
     PUT("flows_peak", fst.peak);
+    PUT("flow_table_bound_bytes", e->flows ? flow_table_bound(e->flows) : e->final_bound);
     for (int i = 0; i < NK__COUNT; i++) {
         char k[64];
         snprintf(k, sizeof(k), "names_%s", kind_names[i]);

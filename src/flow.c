@@ -33,6 +33,7 @@ struct flow_table {
     struct flow_list_head lists[FLOW_L__N];
     uint64_t next_id;
     struct flow_stats st;
+    struct flow *last; /* flow of the previous lookup, NULL once it leaves the table */
 };
 
 /* --- SipHash-2-4 (Aumasson and Bernstein, 2012) --- */
@@ -190,6 +191,8 @@ static void list_append(struct flow_table *t, struct flow *f, uint8_t list)
 
 static void remove_flow(struct flow_table *t, struct flow *f, enum flow_end_reason why)
 {
+    if (t->last == f)
+        t->last = NULL;
     if (t->end)
         t->end(t->ud, f, why);
     struct flow **pp = &t->buckets[f->hash & (t->nbuckets - 1)];
@@ -250,6 +253,20 @@ static struct flow *alloc_flow(struct flow_table *t)
     return f;
 }
 
+/* 0: p goes client->server in f, 1: server->client, -1: not f's packet. */
+static int match_dir(const struct flow *f, const struct dec_pkt *p)
+{
+    if (f->proto != p->proto || f->vlan != p->vlan)
+        return -1;
+    if (f->cport == p->sport && f->sport == p->dport && tw_addr_eq(&f->cli, &p->src) &&
+        tw_addr_eq(&f->srv, &p->dst))
+        return 0;
+    if (f->cport == p->dport && f->sport == p->sport && tw_addr_eq(&f->cli, &p->dst) &&
+        tw_addr_eq(&f->srv, &p->src))
+        return 1;
+    return -1;
+}
+
 static bool low_port(uint16_t p)
 {
     return p != 0 && p < 1024;
@@ -258,22 +275,33 @@ static bool low_port(uint16_t p)
 struct flow *flow_lookup(struct flow_table *t, const struct dec_pkt *p, struct tw_time now,
                          int *dir, flow_is_internal_fn internal, void *iud)
 {
-    uint64_t h = hash_tuple(t, &p->src, p->sport, &p->dst, p->dport, p->proto, p->vlan);
-    for (struct flow *f = t->buckets[h & (t->nbuckets - 1)]; f; f = f->hnext) {
-        if (f->hash != h || f->proto != p->proto || f->vlan != p->vlan)
-            continue;
-        if (f->cport == p->sport && f->sport == p->dport && tw_addr_eq(&f->cli, &p->src) &&
-            tw_addr_eq(&f->srv, &p->dst)) {
-            *dir = 0;
-            return f;
-        }
-        if (f->cport == p->dport && f->sport == p->sport && tw_addr_eq(&f->cli, &p->dst) &&
-            tw_addr_eq(&f->srv, &p->src)) {
-            *dir = 1;
-            return f;
-        }
+    /* consecutive packets of one flow are the common case (bulk transfers): try the last
+     * flow before hashing */
+    struct flow *f = t->last;
+    int d = f ? match_dir(f, p) : -1;
+    uint64_t h = 0;
+    if (d < 0) {
+        h = hash_tuple(t, &p->src, p->sport, &p->dst, p->dport, p->proto, p->vlan);
+        for (f = t->buckets[h & (t->nbuckets - 1)]; f; f = f->hnext)
+            if (f->hash == h && (d = match_dir(f, p)) >= 0)
+                break;
     }
-    struct flow *f = alloc_flow(t);
+    if (f && d >= 0) {
+        /* a new connection reusing the 5-tuple of a closed one (SYN without ACK) is a new
+         * flow: its ClientHello must be read again */
+        if (!(f->list == FLOW_L_CLOSED && p->proto == 6 && (p->tcp_flags & TW_TH_SYN) &&
+              !(p->tcp_flags & TW_TH_ACK))) {
+            *dir = d;
+            t->last = f;
+            return f;
+        }
+        h = f->hash;
+        t->st.closed++;
+        remove_flow(t, f, FLOW_END_CLOSED);
+    }
+    if (!h)
+        h = hash_tuple(t, &p->src, p->sport, &p->dst, p->dport, p->proto, p->vlan);
+    f = alloc_flow(t);
     if (!f)
         return NULL;
     memset(f, 0, t->stride);

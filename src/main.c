@@ -258,10 +258,13 @@ static int parse_args(int argc, char **argv, struct args *a)
         a->bpf = calloc(1, len);
         if (!a->bpf)
             return 1;
+        size_t o = 0;
         for (int i = optind; i < argc; i++) {
+            size_t w = strlen(argv[i]);
             if (i > optind)
-                strcat(a->bpf, " "); /* sized above: len counts every word and separator */
-            strcat(a->bpf, argv[i]);
+                a->bpf[o++] = ' ';
+            memcpy(a->bpf + o, argv[i], w); /* len counts every word and separator */
+            o += w;
         }
     }
     return 0;
@@ -477,7 +480,8 @@ static void on_packet(u_char *user, const struct pcap_pkthdr *h, const u_char *d
     l->seen++;
     if (l->max_packets && l->seen >= l->max_packets) {
         stop = 1;
-        pcap_breakloop(l->src->p);
+        if (l->src->p)
+            pcap_breakloop(l->src->p);
     }
 }
 
@@ -504,7 +508,8 @@ static void print_stats(struct loop *l, FILE *out)
     char buf[8192];
     engine_stats_text(l->e, buf, sizeof(buf));
     fputs("tunnelwatch: statistics\n", out);
-    for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+    char *save = NULL;
+    for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         char *tab = strchr(line, '\t');
         if (tab && strcmp(tab + 1, "0") != 0) {
             *tab = '\0';
@@ -646,9 +651,41 @@ struct filt {
     struct bpf_program prog;
 };
 
+/* A pcap file without a filter: libpcap's own batch loop, the cheapest way through it. */
+static int run_pcap_dispatch(struct loop *l, struct cap_src *src)
+{
+    int rc = 0;
+    int64_t t0 = wall_us();
+    engine_set_dlt(l->e, src->dlt);
+    while (!stop) {
+        int n = pcap_dispatch(src->p, 4096, on_packet, (u_char *)l);
+        if (n == PCAP_ERROR) {
+            fprintf(stderr, "tunnelwatch: %s: %s (the packets before it were processed)\n",
+                    src->name, pcap_geterr(src->p));
+            rc = 1;
+            break;
+        }
+        if (n <= 0)
+            break; /* end of file, or pcap_breakloop */
+        housekeeping(l);
+    }
+    l->loop_us += wall_us() - t0;
+    return rc;
+}
+
 /* Files: packet by packet, so pcapng interfaces of different link types each get theirs. */
 static int run_file(struct loop *l, struct cap_src *src, const char *bpf)
 {
+    if (!src->ng && !(bpf && bpf[0]) && !l->realtime) {
+        if (!dec_linktype_supported(src->dlt)) {
+            fprintf(stderr, "tunnelwatch: %s: unsupported link type %d (%s)\n", src->name,
+                    src->dlt,
+                    pcap_datalink_val_to_name(src->dlt) ? pcap_datalink_val_to_name(src->dlt)
+                                                         : "?");
+            return 1;
+        }
+        return run_pcap_dispatch(l, src);
+    }
     char err[512];
     struct filt filters[8];
     int n_filt = 0, rc = 0, cur_dlt = -2;

@@ -26,7 +26,7 @@ redis_start() {
         --daemonize no "$@" >"$T/$name.log" 2>&1 &
     REDIS_PID=$!
     TW_PIDS+=("$REDIS_PID")
-    for _ in $(seq 200); do
+    for _ in $(seq 400); do # up to 20 s on a loaded machine
         redis-cli -s "$T/$name.sock" ping >/dev/null 2>&1 && return 0
         sleep 0.05
     done

@@ -14,10 +14,11 @@ redis-server --port 0 --unixsocket "$sock" --save "" --appendonly no --daemonize
 rpid=$!
 trap 'kill -9 $rpid 2>/dev/null; wait $rpid 2>/dev/null; rm -rf "$tmp"' EXIT
 export REDISCLI_AUTH=s3cret
-for _ in $(seq 100); do
+for _ in $(seq 400); do # up to 20 s: ctest runs suites in parallel on a loaded machine
     [ "$(redis-cli -s "$sock" PING 2>/dev/null)" = PONG ] && break
     sleep 0.05
 done
+[ "$(redis-cli -s "$sock" PING 2>/dev/null)" = PONG ] || { cat "$tmp/redis.log"; echo "FAIL: redis-server did not start"; exit 1; }
 r() { redis-cli -s "$sock" "$@"; }
 for i in 1 2 3; do
     r XADD tunnelwatch:alerts '*' alert "{\"event.id\":\"e$i\",\"n\":$i}" >/dev/null
