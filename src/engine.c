@@ -246,6 +246,9 @@ struct obs {
     const char *alpn;
     bool ech;
     const struct dnsmap_entry *dns; /* NK_DNS_ANSWER */
+    const uint8_t *hello;           /* the ClientHello, for JA4 once a rule hits */
+    size_t hello_len;
+    bool quic;
 };
 
 static void handle_hit(struct engine *e, const struct obs *ob, const struct rule_hit *hit)
@@ -253,6 +256,12 @@ static void handle_hit(struct engine *e, const struct obs *ob, const struct rule
     struct alert_rec r;
     memset(&r, 0, sizeof(r));
     e->st.hits++;
+    if (ob->hello && ob->fs && !ob->fs->ja4[0]) {
+        /* JA4 only now that a rule hit: the allowlist and the alert need it */
+        struct tls_hello h;
+        if (tls_parse_hello_opt(ob->hello, ob->hello_len, ob->quic, true, &h) != TW_EBAD)
+            snprintf(ob->fs->ja4, sizeof(ob->fs->ja4), "%s", h.ja4);
+    }
     /* attribution */
     const char *attr = "client";
     struct tw_addr host;
@@ -420,15 +429,12 @@ static void dns_message(struct engine *e, const struct dec_pkt *p, struct flow *
         for (uint16_t i = 0; i < m.n_q; i++) {
             if (!m.q[i].name[0])
                 continue; /* the root: tshark shows <Root>, nothing to match */
-            struct obs ob = {NK_DNS_QUERY,
-                             (const uint8_t *)m.q[i].name,
-                             strlen(m.q[i].name),
-                             p,
-                             f,
-                             fs,
-                             NULL,
-                             false,
-                             NULL};
+            struct obs ob = {.kind = NK_DNS_QUERY,
+                             .name = (const uint8_t *)m.q[i].name,
+                             .len = strlen(m.q[i].name),
+                             .p = p,
+                             .f = f,
+                             .fs = fs};
             observe(e, &ob);
         }
         return;
@@ -512,13 +518,21 @@ static void tcp_tls(struct engine *e, const struct dec_pkt *p, struct flow *f, s
          * TW_EBAD with a name: an extension after a whole server_name is malformed; the
          * name was on the wire all the same (tshark shows it too), so it is reported and
          * the malformation counted. */
-        int pr = tls_parse_hello(e->hello_buf, (size_t)n, false, &h);
+        int pr = tls_parse_hello_opt(e->hello_buf, (size_t)n, false, false, &h);
         if (pr != TW_OK && pr != TW_ELIMIT)
             e->st.err_tls++;
         if (pr == TW_OK || pr == TW_ELIMIT || (pr == TW_EBAD && h.sni)) {
-            snprintf(fs->ja4, sizeof(fs->ja4), "%s", h.ja4);
             if (h.sni && h.sni_len) {
-                struct obs ob = {NK_TLS_SNI, h.sni, h.sni_len, p, f, fs, h.alpn, h.has_ech, NULL};
+                struct obs ob = {.kind = NK_TLS_SNI,
+                                 .name = h.sni,
+                                 .len = h.sni_len,
+                                 .p = p,
+                                 .f = f,
+                                 .fs = fs,
+                                 .alpn = h.alpn,
+                                 .ech = h.has_ech};
+                ob.hello = e->hello_buf;
+                ob.hello_len = (size_t)n;
                 observe(e, &ob);
             }
         }
@@ -537,7 +551,7 @@ static void tcp_http(struct engine *e, const struct dec_pkt *p, struct flow *f, 
     if (r == TW_ETRUNC && s->len < HTTP_HEAD_MAX && s->len < s->max)
         return;
     if (r == TW_OK && hl) {
-        struct obs ob = {NK_HTTP_HOST, host, hl, p, f, fs, NULL, false, NULL};
+        struct obs ob = {.kind = NK_HTTP_HOST, .name = host, .len = hl, .p = p, .f = f, .fs = fs};
         observe(e, &ob);
     } else if (r != TW_OK) {
         e->st.err_http++;
@@ -658,11 +672,20 @@ static void handle_udp(struct engine *e, const struct dec_pkt *p, struct flow *f
     long n = quic_initial_feed(fs->quic, p->payload, p->payload_len);
     if (n > 0) {
         struct tls_hello h;
-        int pr = tls_parse_hello(quic_initial_hello(fs->quic), (size_t)n, true, &h);
+        int pr = tls_parse_hello_opt(quic_initial_hello(fs->quic), (size_t)n, true, false, &h);
         if (pr == TW_OK || pr == TW_ELIMIT) {
-            snprintf(fs->ja4, sizeof(fs->ja4), "%s", h.ja4);
             if (h.sni && h.sni_len) {
-                struct obs ob = {NK_QUIC_SNI, h.sni, h.sni_len, p, f, fs, h.alpn, h.has_ech, NULL};
+                struct obs ob = {.kind = NK_QUIC_SNI,
+                                 .name = h.sni,
+                                 .len = h.sni_len,
+                                 .p = p,
+                                 .f = f,
+                                 .fs = fs,
+                                 .alpn = h.alpn,
+                                 .ech = h.has_ech};
+                ob.hello = quic_initial_hello(fs->quic);
+                ob.hello_len = (size_t)n;
+                ob.quic = true;
                 observe(e, &ob);
             }
         } else {
@@ -694,6 +717,8 @@ static void ndpi_step(struct engine *e, struct fstate *fs, const struct dec_pkt 
         return;
     }
     if (!fs->ndpi) {
+        if (p->payload_len == 0)
+            return; /* start at the first payload: our parsers may recognise the flow there */
         if (e->ndpi_live >= e->cfg->flow.ndpi_max_flows) {
             e->st.ndpi_skipped++;
             fs->ndpi_done = true;
@@ -806,8 +831,13 @@ static void flow_start(struct engine *e, struct flow *f, struct fstate *fs, cons
     const struct dnsmap_entry *de = dnsmap_get(e->dnsmap, &f->srv, tw_time_us(e->now));
     if (!de || !netset_contains(e->internal, &f->cli))
         return;
-    struct obs ob = {
-        NK_DNS_ANSWER, (const uint8_t *)de->name, strlen(de->name), p, f, fs, NULL, false, de};
+    struct obs ob = {.kind = NK_DNS_ANSWER,
+                     .name = (const uint8_t *)de->name,
+                     .len = strlen(de->name),
+                     .p = p,
+                     .f = f,
+                     .fs = fs,
+                     .dns = de};
     observe(e, &ob);
 }
 

@@ -153,6 +153,15 @@ int stream_add(struct stream *s, uint32_t seq, const uint8_t *data, uint32_t n, 
     if (r)
         return r;
     uint32_t before = s->len;
+    if (s->n_isl == 0 && off <= s->len) {
+        /* the common case, in order (or a retransmission overlapping the end): no islands,
+         * so everything past len is new */
+        if (off + n > s->len) {
+            memcpy(s->buf + s->len, data + (s->len - off), off + n - s->len);
+            s->len = off + n;
+        }
+        return (int)(s->len - before);
+    }
     /* first wins: copy only bytes not yet present */
     for (uint32_t i = 0; i < n;) {
         if (off + i < s->len) {

@@ -398,6 +398,12 @@ static int ja4_build(bool quic, const struct tls_hello *h, struct ja4_in *j, cha
  */
 int tls_parse_hello(const uint8_t *msg, size_t len, bool quic, struct tls_hello *out)
 {
+    return tls_parse_hello_opt(msg, len, quic, true, out);
+}
+
+int tls_parse_hello_opt(const uint8_t *msg, size_t len, bool quic, bool want_ja4,
+                        struct tls_hello *out)
+{
     memset(out, 0, sizeof(*out));
     struct cur c = cur_init(msg, len);
     uint8_t type = cur_u8(&c);
@@ -488,5 +494,7 @@ int tls_parse_hello(const uint8_t *msg, size_t len, bool quic, struct tls_hello 
     }
     if (j.over)
         return TW_ELIMIT;
+    if (!want_ja4)
+        return TW_OK;
     return ja4_build(quic, out, &j, out->ja4, sizeof(out->ja4));
 }

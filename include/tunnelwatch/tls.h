@@ -47,4 +47,9 @@ bool tls_looks_like_hello(const uint8_t *stream, size_t len);
  * alpn and versions are valid but ja4 is "". */
 int tls_parse_hello(const uint8_t *msg, size_t len, bool quic, struct tls_hello *out) TW_WUR;
 
+/* Same, JA4 only when want_ja4 (two SHA-256 and two sorts: the costliest part of a parse, and
+ * only alerts need it). Without it out->ja4 is "". */
+int tls_parse_hello_opt(const uint8_t *msg, size_t len, bool quic, bool want_ja4,
+                        struct tls_hello *out) TW_WUR;
+
 #endif /* TW_TLS_H */
