@@ -64,7 +64,8 @@ static uint64_t le64(const uint8_t *p)
     return v;
 }
 
-uint64_t tw_siphash(const uint8_t key[16], const uint8_t *data, size_t len)
+static uint64_t siphash_rounds(const uint8_t key[16], const uint8_t *data, size_t len, int c,
+                               int d)
 {
     uint64_t k0 = le64(key), k1 = le64(key + 8);
     uint64_t v0 = 0x736f6d6570736575ULL ^ k0, v1 = 0x646f72616e646f6dULL ^ k1;
@@ -73,23 +74,33 @@ uint64_t tw_siphash(const uint8_t key[16], const uint8_t *data, size_t len)
     for (size_t i = 0; i < full; i += 8) {
         uint64_t m = le64(data + i);
         v3 ^= m;
-        SIPROUND;
-        SIPROUND;
+        for (int r = 0; r < c; r++)
+            SIPROUND;
         v0 ^= m;
     }
     uint64_t b = (uint64_t)len << 56;
     for (size_t i = 0; i < (len & 7); i++)
         b |= (uint64_t)data[full + i] << (8 * i);
     v3 ^= b;
-    SIPROUND;
-    SIPROUND;
+    for (int r = 0; r < c; r++)
+        SIPROUND;
     v0 ^= b;
     v2 ^= 0xff;
-    SIPROUND;
-    SIPROUND;
-    SIPROUND;
-    SIPROUND;
+    for (int r = 0; r < d; r++)
+        SIPROUND;
     return v0 ^ v1 ^ v2 ^ v3;
+}
+
+uint64_t tw_siphash(const uint8_t key[16], const uint8_t *data, size_t len)
+{
+    return siphash_rounds(key, data, len, 2, 4);
+}
+
+/* SipHash-1-3 for the per-packet flow key: the same keyed construction with fewer rounds, as
+ * hash tables commonly use it (still no way to aim collisions without the key). */
+static uint64_t siphash13(const uint8_t key[16], const uint8_t *data, size_t len)
+{
+    return siphash_rounds(key, data, len, 1, 3);
 }
 
 /* Canonical key bytes: the smaller (addr, port) endpoint first, so both directions hash
@@ -128,7 +139,7 @@ static uint64_t hash_tuple(const struct flow_table *t, const struct tw_addr *s, 
     c.fam = s->family;
     c.proto = proto;
     c.vlan = vlan;
-    return tw_siphash(t->key, (const uint8_t *)&c, sizeof(c));
+    return siphash13(t->key, (const uint8_t *)&c, sizeof(c));
 }
 
 struct flow_table *flow_table_new(const struct flow_opts *o, flow_end_fn end, void *ud)
@@ -148,7 +159,7 @@ struct flow_table *flow_table_new(const struct flow_opts *o, flow_end_fn end, vo
     }
     t->stride = (sizeof(struct flow) + o->ext_size + 15) & ~(size_t)15;
     t->nbuckets = 1024;
-    while (t->nbuckets < o->max_flows)
+    while (t->nbuckets < (size_t)o->max_flows * 2) /* load <= 0.5 even at the cap */
         t->nbuckets <<= 1;
     t->buckets = calloc(t->nbuckets, sizeof(*t->buckets));
     t->chunk_cap = (o->max_flows + FLOW_CHUNK - 1) / FLOW_CHUNK;
@@ -195,11 +206,9 @@ static void remove_flow(struct flow_table *t, struct flow *f, enum flow_end_reas
         t->last = NULL;
     if (t->end)
         t->end(t->ud, f, why);
-    struct flow **pp = &t->buckets[f->hash & (t->nbuckets - 1)];
-    while (*pp && *pp != f)
-        pp = &(*pp)->hnext;
-    if (*pp)
-        *pp = f->hnext;
+    *f->hpprev = f->hnext;
+    if (f->hnext)
+        f->hnext->hpprev = f->hpprev;
     list_unlink(t, f);
     f->hnext = t->free;
     t->free = f;
@@ -333,8 +342,12 @@ struct flow *flow_lookup(struct flow_table *t, const struct dec_pkt *p, struct t
     f->first = f->last = now;
     f->hash = h;
     f->id = ++t->next_id;
-    f->hnext = t->buckets[h & (t->nbuckets - 1)];
-    t->buckets[h & (t->nbuckets - 1)] = f;
+    struct flow **head = &t->buckets[h & (t->nbuckets - 1)];
+    f->hnext = *head;
+    f->hpprev = head;
+    if (*head)
+        (*head)->hpprev = &f->hnext;
+    *head = f;
     list_append(t, f, p->proto == 6 ? FLOW_L_TCP : FLOW_L_UDP);
     t->st.created++;
     t->st.active++;

@@ -44,6 +44,7 @@ struct flow {
                                  * what it points to is freed by the end callback */
     /* table links */
     struct flow *hnext;
+    struct flow **hpprev; /* the pointer that points at this flow: O(1) unlinking */
     struct flow *prev, *next;
     uint64_t hash;
 };
