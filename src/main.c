@@ -678,10 +678,9 @@ static int run_file(struct loop *l, struct cap_src *src, const char *bpf)
 {
     if (!src->ng && !(bpf && bpf[0]) && !l->realtime) {
         if (!dec_linktype_supported(src->dlt)) {
-            fprintf(stderr, "tunnelwatch: %s: unsupported link type %d (%s)\n", src->name,
-                    src->dlt,
+            fprintf(stderr, "tunnelwatch: %s: unsupported link type %d (%s)\n", src->name, src->dlt,
                     pcap_datalink_val_to_name(src->dlt) ? pcap_datalink_val_to_name(src->dlt)
-                                                         : "?");
+                                                        : "?");
             return 1;
         }
         return run_pcap_dispatch(l, src);
@@ -757,6 +756,19 @@ int main(int argc, char **argv)
     if (r)
         return r;
     char err[1024] = "";
+    /* every resource, so that each exit path can release what exists (ASan checks leaks) */
+    struct tw_cfg *cfg = NULL;
+    struct ruleset *rules = NULL;
+    char **inputs = NULL;
+    FILE *alerts = NULL;
+    struct pub *pub = NULL;
+    int exit_code = 0;
+    struct cap_src live;
+    memset(&live, 0, sizeof(live));
+    struct metrics *metrics = NULL;
+    struct engine *e = NULL;
+    struct loop l;
+    memset(&l, 0, sizeof(l));
     if (a.list) {
         if (cap_list_interfaces(stdout, err, sizeof(err))) {
             fprintf(stderr, "tunnelwatch: %s\n", err);
@@ -769,19 +781,23 @@ int main(int argc, char **argv)
         a.bpf = read_text_file(a.bpf_file, err, sizeof(err));
         if (!a.bpf) {
             fprintf(stderr, "tunnelwatch: -F %s\n", err);
-            return 2;
+            return 2; /* nothing allocated yet */
         }
     }
 
-    struct tw_cfg *cfg = calloc(1, sizeof(*cfg));
-    if (!cfg)
+    cfg = calloc(1, sizeof(*cfg));
+    if (!cfg) {
+        free(a.bpf);
         return 1;
+    }
     cfg_defaults(cfg);
     int problems = 0;
     if (a.conf) {
         int lr = cfg_load(cfg, a.conf, stderr); /* prints its own reason when unreadable */
-        if (lr < 0)
-            return 2;
+        if (lr < 0) {
+            exit_code = 2;
+            goto out;
+        }
         problems += lr;
     }
     problems += apply_flags(cfg, &a);
@@ -791,13 +807,18 @@ int main(int argc, char **argv)
     if (problems) {
         fprintf(stderr, "tunnelwatch: %d configuration problem%s\n", problems,
                 problems > 1 ? "s" : "");
-        return 2;
+        {
+            exit_code = 2;
+            goto out;
+        }
     }
 
     int status = 0;
-    struct ruleset *rules = load_rules(cfg, stderr, &status);
-    if (!rules)
-        return status;
+    rules = load_rules(cfg, stderr, &status);
+    if (!rules) {
+        exit_code = status;
+        goto out;
+    }
     if (a.check) {
         struct ruleset_summary rsum;
         ruleset_summary(rules, &rsum);
@@ -810,79 +831,92 @@ int main(int argc, char **argv)
             const struct rule *ru = ruleset_rule(rules, i);
             printf("#   %s  %-8s %s\n", ru->id, ru->level ? ru->level : "-", ru->title);
         }
-        ruleset_free(rules);
-        cfg_free(cfg);
-        free(cfg);
-        free(a.bpf);
-        return 0;
+        goto out;
     }
 
     if (!cfg->capture.interface && a.n_reads == 0) {
         fprintf(stderr, "tunnelwatch: nothing to read: give -i IFACE or -r FILE (see -h)\n");
-        return 2;
+        {
+            exit_code = 2;
+            goto out;
+        }
     }
-    char **inputs = NULL;
     if (a.n_reads) {
         inputs = cap_expand_inputs(a.reads, a.n_reads, err, sizeof(err));
         if (!inputs) {
             fprintf(stderr, "tunnelwatch: %s\n", err);
-            return 1;
+            {
+                exit_code = 1;
+                goto out;
+            }
         }
         if (!inputs[0]) {
             fprintf(stderr, "tunnelwatch: no capture files in %s\n", a.reads[0]);
-            return 1;
+            {
+                exit_code = 1;
+                goto out;
+            }
         }
     }
 
     /* outputs */
-    FILE *alerts = NULL;
     if (cfg->output.alerts_file) {
         if (!strcmp(cfg->output.alerts_file, "-"))
             alerts = stdout;
         else if (!(alerts = fopen(cfg->output.alerts_file, "a"))) {
             fprintf(stderr, "tunnelwatch: --alerts %s: %s\n", cfg->output.alerts_file,
                     strerror(errno));
-            return 1;
+            {
+                exit_code = 1;
+                goto out;
+            }
         }
     }
 
     /* live source first: it needs root or CAP_NET_RAW, dropped right after */
-    struct cap_src live;
-    memset(&live, 0, sizeof(live));
     if (cfg->capture.interface && a.n_reads == 0) {
         struct cap_live_opts lo = {cfg->capture.snaplen, cfg->capture.buffer_mib,
                                    cfg->capture.promisc, cfg->capture.immediate, cfg->capture.bpf};
         if (cap_open_live(&live, cfg->capture.interface, &lo,
                           cfg->log.verbosity >= 0 ? stderr : NULL, err, sizeof(err))) {
             fprintf(stderr, "tunnelwatch: %s\n", err);
-            return 1;
+            {
+                exit_code = 1;
+                goto out;
+            }
         }
     }
     if (a.pidfile) {
         FILE *pf = fopen(a.pidfile, "w");
         if (!pf) {
             fprintf(stderr, "tunnelwatch: --pidfile %s: %s\n", a.pidfile, strerror(errno));
-            return 1;
+            {
+                exit_code = 1;
+                goto out;
+            }
         }
         fprintf(pf, "%d\n", (int)getpid());
         fclose(pf);
     }
-    if (a.user && drop_privileges(a.user))
-        return 1;
+    if (a.user && drop_privileges(a.user)) {
+        exit_code = 1;
+        goto out;
+    }
     if (!a.user && getuid() != 0)
         drop_capabilities(); /* a service given CAP_NET_RAW needs it only to open the port */
     /* after the privilege drop: the listener thread must not keep any */
-    struct metrics *metrics = NULL;
     if (cfg->metrics.listen && cfg->metrics.listen[0]) {
         metrics = metrics_new(cfg->metrics.listen, cfg->metrics.allow_remote, err, sizeof(err));
         if (!metrics) {
             fprintf(stderr, "tunnelwatch: metrics: %s\n", err);
-            return 2;
+            {
+                exit_code = 2;
+                goto out;
+            }
         }
     }
 
     /* Redis: off in --names mode unless asked for */
-    struct pub *pub = NULL;
     /* A replay without -c or --redis is an investigation on an analyst's machine: no Redis
      * unless asked for. --names alone never publishes. */
     bool redis_on = cfg->redis.url && strcmp(cfg->redis.url, "none") != 0 &&
@@ -914,11 +948,17 @@ int main(int argc, char **argv)
         pub = pub_new(&po, err, sizeof(err));
         if (!pub) {
             fprintf(stderr, "tunnelwatch: redis: %s\n", err);
-            return 2;
+            {
+                exit_code = 2;
+                goto out;
+            }
         }
         if (pub_start(pub) != TW_OK) {
             fprintf(stderr, "tunnelwatch: redis: cannot start the publisher\n");
-            return 1;
+            {
+                exit_code = 1;
+                goto out;
+            }
         }
     }
 
@@ -932,10 +972,13 @@ int main(int argc, char **argv)
     eo.pub = pub;
     eo.verbosity = cfg->log.verbosity;
     eo.evidence_path = cfg->output.evidence_file;
-    struct engine *e = engine_new(&eo, rules, err, sizeof(err));
+    e = engine_new(&eo, rules, err, sizeof(err));
     if (!e) {
         fprintf(stderr, "tunnelwatch: %s\n", err);
-        return 1;
+        {
+            exit_code = 1;
+            goto out;
+        }
     }
 
     struct sigaction sa;
@@ -947,8 +990,6 @@ int main(int argc, char **argv)
     sigaction(SIGHUP, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
 
-    struct loop l;
-    memset(&l, 0, sizeof(l));
     l.e = e;
     l.pub = pub;
     l.cfg = cfg;
@@ -960,7 +1001,6 @@ int main(int argc, char **argv)
     l.started = time(NULL);
     l.rules = &rules;
     l.alerts = &alerts;
-    int exit_code = 0;
     size_t n_inputs = 0;
     if (inputs)
         while (inputs[n_inputs])
@@ -982,8 +1022,10 @@ int main(int argc, char **argv)
             live_pcap = src->p;
         r = src->live ? run_live(&l, src) : run_file(&l, src, cfg->capture.bpf);
         live_pcap = NULL;
-        if (r == 2)
-            return 2;
+        if (r == 2) {
+            exit_code = 2;
+            goto out;
+        }
         if (r)
             exit_code = 1;
         if (src->live)
@@ -1028,13 +1070,15 @@ int main(int argc, char **argv)
     }
     if (cfg->log.verbosity > 0 || (live.p && cfg->log.verbosity >= 0))
         print_stats(&l, stderr);
-    if (live.p) {
+    if (live.p)
         fprintf(stderr,
                 "tunnelwatch: %" PRIu64 " packets received by filter, %" PRIu64
                 " dropped by kernel, %" PRIu64 " dropped by interface\n",
                 live.recv, live.drop, live.ifdrop);
-        cap_close(&live);
-    }
+out:
+    if (l.cfg)
+        cfg = l.cfg;
+    cap_close(&live);
     metrics_free(metrics);
     engine_free(e);
     pub_free(pub);
