@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "tunnelwatch/allow.h"
+#include "tunnelwatch/capture.h"
 #include "tunnelwatch/attrib.h"
 #include "tunnelwatch/dns.h"
 #include "tunnelwatch/engine.h"
@@ -107,11 +108,41 @@ struct engine {
     uint32_t ndpi_live;
     pcap_t *ev_pcap;
     pcap_dumper_t *ev_dump;
+    struct evkey *evkeys; /* flagged flows, for --write-evidence's second pass (replays) */
+    uint32_t n_evkeys;
+    uint64_t evkeys_over;
     struct flow_stats final_flows; /* the table's figures when engine_finish freed it */
     size_t final_bound;
 };
 
 /* ---------- helpers ---------- */
+
+#define EVKEYS_MAX 65536
+
+/* A flagged flow's 5-tuple + VLAN, client side first. */
+struct evkey {
+    uint8_t cli[16], srv[16];
+    uint16_t cport, sport, vlan;
+    uint8_t fam, proto;
+};
+
+static int evkey_cmp(const void *a, const void *b)
+{
+    return memcmp(a, b, sizeof(struct evkey));
+}
+
+static void evkey_of(struct evkey *k, const struct tw_addr *cli, const struct tw_addr *srv,
+                     uint16_t cport, uint16_t sport, uint8_t proto, uint16_t vlan)
+{
+    memset(k, 0, sizeof(*k));
+    memcpy(k->cli, cli->a, 16);
+    memcpy(k->srv, srv->a, 16);
+    k->cport = cport;
+    k->sport = sport;
+    k->vlan = vlan;
+    k->fam = cli->family;
+    k->proto = proto;
+}
 
 static bool is_internal(void *ud, const struct tw_addr *a)
 {
@@ -385,6 +416,15 @@ static void handle_hit(struct engine *e, const struct obs *ob, const struct rule
             snprintf(fl->attribution, sizeof(fl->attribution), "%s", attr);
             fl->frame = e->frame;
             ob->fs->flag = fl;
+            if (e->o.evidence_path && e->file) {
+                if (!e->evkeys)
+                    e->evkeys = calloc(EVKEYS_MAX, sizeof(*e->evkeys));
+                if (e->evkeys && e->n_evkeys < EVKEYS_MAX)
+                    evkey_of(&e->evkeys[e->n_evkeys++], &ob->f->cli, &ob->f->srv, ob->f->cport,
+                             ob->f->sport, ob->f->proto, ob->f->vlan);
+                else
+                    e->evkeys_over++;
+            }
             if (hs)
                 hs->flows++;
         }
@@ -899,7 +939,7 @@ void engine_begin_input(struct engine *e, const char *file, int dlt, bool print_
     e->frame = 0;
     if (print_header && e->o.names_out)
         fprintf(e->o.names_out, "# file\t%s\n", file ? file : "-");
-    if (e->o.evidence_path && !e->ev_dump) {
+    if (e->o.evidence_path && !e->ev_dump && !file) { /* replays: second pass, see below */
         e->ev_pcap = pcap_open_dead(dlt, 262144);
         if (e->ev_pcap)
             e->ev_dump = pcap_dump_open(e->ev_pcap, e->o.evidence_path);
@@ -996,6 +1036,71 @@ void engine_skip_frame(struct engine *e)
     e->frame++;
 }
 
+int engine_write_evidence(struct engine *e, char *const *inputs, const char *path, char *err,
+                          size_t errlen)
+{
+    if (e->n_evkeys == 0) {
+        snprintf(err, errlen, "no flagged flow: %s not written", path);
+        return 0;
+    }
+    qsort(e->evkeys, e->n_evkeys, sizeof(*e->evkeys), evkey_cmp);
+    pcap_t *dead = NULL;
+    pcap_dumper_t *dump = NULL;
+    int out_dlt = -1, written = 0;
+    uint64_t other_dlt = 0;
+    for (size_t i = 0; inputs[i]; i++) {
+        struct cap_src src;
+        if (cap_open_file(&src, inputs[i], err, errlen) != TW_OK)
+            continue;
+        struct pcap_pkthdr h;
+        const uint8_t *data;
+        int dlt, r;
+        while ((r = cap_next(&src, &h, &data, &dlt, err, errlen)) == 1) {
+            struct dec_pkt p;
+            if (!dec_linktype_supported(dlt) || dec_packet(dlt, data, h.caplen, &p) != DEC_OK ||
+                (p.proto != 6 && p.proto != 17))
+                continue;
+            struct evkey k;
+            evkey_of(&k, &p.src, &p.dst, p.sport, p.dport, p.proto, p.vlan);
+            bool hit = bsearch(&k, e->evkeys, e->n_evkeys, sizeof(k), evkey_cmp) != NULL;
+            if (!hit) {
+                evkey_of(&k, &p.dst, &p.src, p.dport, p.sport, p.proto, p.vlan);
+                hit = bsearch(&k, e->evkeys, e->n_evkeys, sizeof(k), evkey_cmp) != NULL;
+            }
+            if (!hit)
+                continue;
+            if (!dump) {
+                out_dlt = dlt;
+                dead = pcap_open_dead(dlt, 262144);
+                dump = dead ? pcap_dump_open(dead, path) : NULL;
+                if (!dump) {
+                    snprintf(err, errlen, "cannot write %s: %s", path,
+                             dead ? pcap_geterr(dead) : "out of memory");
+                    if (dead)
+                        pcap_close(dead);
+                    cap_close(&src);
+                    return TW_EIO;
+                }
+            }
+            if (dlt != out_dlt) {
+                other_dlt++; /* a pcap file has one link type */
+                continue;
+            }
+            pcap_dump((u_char *)dump, &h, data);
+            written++;
+        }
+        cap_close(&src);
+    }
+    if (dump)
+        pcap_dump_close(dump);
+    if (dead)
+        pcap_close(dead);
+    snprintf(err, errlen, "%d packets of %u flagged flows written to %s%s%s", written, e->n_evkeys,
+             path, other_dlt ? " (packets of another link type left out)" : "",
+             e->evkeys_over ? " (more flagged flows than the evidence cap)" : "");
+    return written;
+}
+
 void engine_set_dlt(struct engine *e, int dlt)
 {
     e->dlt = dlt;
@@ -1061,6 +1166,7 @@ void engine_free(struct engine *e)
     free(e->hello_buf);
     free(e->hosts);
     free(e->allow_counts);
+    free(e->evkeys);
     jw_free(&e->jw);
     if (e->ev_dump)
         pcap_dump_close(e->ev_dump);

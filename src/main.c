@@ -449,6 +449,11 @@ struct loop {
     int64_t loop_us; /* wall time spent in the packet loop of replays */
     struct metrics *metrics;
     int64_t last_metrics_us;
+    bool progress; /* stderr is a terminal: show a progress line for replays */
+    int64_t progress_start_us, progress_last_us;
+    uint64_t progress_done;  /* bytes of the files already finished */
+    uint64_t progress_total; /* bytes of all the input files */
+    bool progress_shown;
 };
 
 static int64_t wall_us(void)
@@ -556,10 +561,36 @@ static void refresh_metrics(struct loop *l)
     metrics_publish(l->metrics, prom);
 }
 
+/* A replay longer than a few seconds shows where it is, on a terminal only. */
+static void show_progress(struct loop *l, bool final)
+{
+    if (!l->progress || !l->src || l->src->live)
+        return;
+    int64_t now = wall_us();
+    if (!final && (now - l->progress_start_us < 2000000 || now - l->progress_last_us < 500000))
+        return;
+    if (final) {
+        if (l->progress_shown)
+            fputs("\r\033[K", stderr);
+        return;
+    }
+    l->progress_last_us = now;
+    l->progress_shown = true;
+    FILE *fp = l->src->fp ? l->src->fp : (l->src->p ? pcap_file(l->src->p) : NULL);
+    long pos = fp ? ftell(fp) : 0;
+    uint64_t done = l->progress_done + (pos > 0 ? (uint64_t)pos : 0);
+    double secs = (double)(now - l->progress_start_us) / 1e6;
+    double pct = l->progress_total ? 100.0 * (double)done / (double)l->progress_total : 0;
+    fprintf(stderr, "\r\033[K[%5.1f%%] %.0f MB of %.0f MB, %.2f Mpkt/s, %llu alerts", pct,
+            (double)done / 1e6, (double)l->progress_total / 1e6, (double)l->seen / secs / 1e6,
+            (unsigned long long)engine_alerts(l->e));
+}
+
 /* Between batches of packets: heartbeat, metrics, SIGUSR1 statistics, SIGHUP reload. */
 static void housekeeping(struct loop *l)
 {
     refresh_metrics(l);
+    show_progress(l, false);
     time_t t = time(NULL);
     if (l->pub && l->cfg->redis.heartbeat_s &&
         t - l->last_hb >= (time_t)l->cfg->redis.heartbeat_s) {
@@ -1005,6 +1036,13 @@ int main(int argc, char **argv)
     if (inputs)
         while (inputs[n_inputs])
             n_inputs++;
+    l.progress = inputs && isatty(STDERR_FILENO) && cfg->log.verbosity >= 0;
+    l.progress_start_us = wall_us();
+    for (size_t i = 0; l.progress && i < n_inputs; i++) {
+        struct stat st;
+        if (stat(inputs[i], &st) == 0)
+            l.progress_total += (uint64_t)st.st_size;
+    }
     for (size_t i = 0; (inputs ? i < n_inputs : i < 1) && !stop; i++) {
         struct cap_src file;
         struct cap_src *src = &live;
@@ -1031,6 +1069,8 @@ int main(int argc, char **argv)
         if (src->live)
             cap_live_stats(src);
         if (inputs) {
+            show_progress(&l, true);
+            l.progress_done += src->size;
             cap_close(src);
             l.src = NULL; /* file lives in this loop's scope only */
         }
@@ -1041,6 +1081,13 @@ int main(int argc, char **argv)
         heartbeat(&l, l.started);
     if (inputs && cfg->log.verbosity >= 0 && !a.names)
         engine_summary(e, stderr, NULL);
+    if (inputs && cfg->output.evidence_file) {
+        int w = engine_write_evidence(e, inputs, cfg->output.evidence_file, err, sizeof(err));
+        if (w < 0)
+            exit_code = 1;
+        if (w < 0 || cfg->log.verbosity >= 0)
+            fprintf(stderr, "tunnelwatch: evidence: %s\n", err);
+    }
     if (cfg->output.summary_file) {
         FILE *sf = fopen(cfg->output.summary_file, "w");
         if (sf) {

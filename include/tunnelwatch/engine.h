@@ -28,7 +28,7 @@ struct engine_stats {
     uint64_t names[NK__COUNT];
     uint64_t dns_answers_mapped;
     uint64_t err_dns, err_tls, err_quic, err_http;
-    uint64_t reasm_limit;     /* reassembly buffer caps hit */
+    uint64_t reasm_limit; /* reassembly buffer caps hit */
     uint64_t frag_limit;
     uint64_t flow_alloc_fail;
     uint64_t hits, alerts, updates, suppressed, flow_ends, records_dropped;
@@ -41,7 +41,7 @@ struct engine_opts {
     FILE *alerts_out; /* JSON lines, or NULL */
     FILE *log;        /* stderr */
     enum alert_schema schema;
-    struct pub *pub;  /* Redis, or NULL */
+    struct pub *pub; /* Redis, or NULL */
     int verbosity;
     const char *evidence_path; /* --write-evidence */
 };
@@ -79,5 +79,11 @@ size_t engine_stats_text(const struct engine *e, char *buf, size_t n);
 /* Investigation summary per internal host: a table to out, JSON to json_out (either NULL). */
 void engine_summary(const struct engine *e, FILE *out, FILE *json_out);
 uint64_t engine_alerts(const struct engine *e);
+/* --write-evidence for replays: reads the inputs again and writes every packet of the flows
+ * that were flagged, from their first packet on, to the pcap at path. Returns the number of
+ * packets written (>= 0; a one-line report in err) or TW_EIO (reason in err). Live, the
+ * evidence file gets the packets of flagged flows from the flagging packet on instead. */
+int engine_write_evidence(struct engine *e, char *const *inputs, const char *path, char *err,
+                          size_t errlen);
 
 #endif /* TW_ENGINE_H */

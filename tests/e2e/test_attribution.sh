@@ -71,3 +71,23 @@ for a in alerts:
 print("inbound ok")
 PYEOF
 ok "attribution, dedup and inbound labelling"
+
+# --write-evidence: every packet of the flagged flows, from their SYN on (the two flows of the
+# expect file), and nothing else
+"$TW_BIN" -q -R "$TW_SRC/conf/rules" --redis none -r "$TW_SRC/pcaps/resolver_attrib.pcap" \
+    --alerts /dev/null --write-evidence "$T/evidence.pcap" || fail "evidence run"
+want=$(awk -F'\t' '$1 == "flow" { split($4, a, "="); split($6, b, "="); n += a[2] + b[2] } END { print n }' \
+    "$TW_SRC/pcaps/resolver_attrib.expect")
+got=$($PY - "$T/evidence.pcap" <<'PYEOF'
+import struct, sys
+d = open(sys.argv[1], "rb").read()
+off, n = 24, 0
+while off + 16 <= len(d):
+    incl = struct.unpack("<I", d[off + 8:off + 12])[0]
+    off += 16 + incl
+    n += 1
+print(n)
+PYEOF
+)
+[ "$got" = "$want" ] || fail "evidence pcap holds $got packets, the flagged flows have $want"
+ok "evidence pcap: $got packets, the whole of both flagged flows"
