@@ -16,6 +16,7 @@
 #include <ndpi/ndpi_api.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "tunnelwatch/allow.h"
 #include "tunnelwatch/capture.h"
@@ -111,6 +112,11 @@ struct engine {
     struct evkey *evkeys; /* flagged flows, for --write-evidence's second pass (replays) */
     uint32_t n_evkeys;
     uint64_t evkeys_over;
+    /* updates posted by the main thread to a capture worker, applied between batches */
+    const struct ruleset *pending_rules;
+    const struct tw_cfg *pending_cfg;
+    FILE *pending_alerts;
+    int pending;                   /* __atomic: 1 when the two above are set */
     struct flow_stats final_flows; /* the table's figures when engine_finish freed it */
     size_t final_bound;
 };
@@ -221,9 +227,12 @@ static void emit(struct engine *e, const struct alert_rec *r, bool to_redis)
         return;
     }
     if (e->o.alerts_out) {
+        /* one locked write per record: capture workers share the file */
+        flockfile(e->o.alerts_out);
         fwrite(e->jw.buf, 1, e->jw.len, e->o.alerts_out);
         fputc('\n', e->o.alerts_out);
         fflush(e->o.alerts_out);
+        funlockfile(e->o.alerts_out);
     }
     if (to_redis && e->o.pub)
         (void)pub_enqueue(e->o.pub, e->jw.buf, e->jw.len);
@@ -1099,6 +1108,33 @@ int engine_write_evidence(struct engine *e, char *const *inputs, const char *pat
              path, other_dlt ? " (packets of another link type left out)" : "",
              e->evkeys_over ? " (more flagged flows than the evidence cap)" : "");
     return written;
+}
+
+void engine_post_update(struct engine *e, const struct ruleset *rules, const struct tw_cfg *cfg,
+                        FILE *alerts)
+{
+    while (__atomic_load_n(&e->pending, __ATOMIC_ACQUIRE)) {
+        /* the previous update is picked up within one batch (100 ms when idle) */
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    e->pending_rules = rules;
+    e->pending_cfg = cfg;
+    e->pending_alerts = alerts;
+    __atomic_store_n(&e->pending, 1, __ATOMIC_RELEASE);
+}
+
+void engine_apply_update(struct engine *e)
+{
+    if (!__atomic_load_n(&e->pending, __ATOMIC_ACQUIRE))
+        return;
+    if (e->pending_cfg && engine_set_cfg(e, e->pending_cfg) != TW_OK && e->o.log)
+        fprintf(e->o.log, "tunnelwatch: worker kept its configuration (out of memory)\n");
+    if (e->pending_rules)
+        e->rules = e->pending_rules;
+    if (e->pending_alerts)
+        e->o.alerts_out = e->pending_alerts;
+    __atomic_store_n(&e->pending, 0, __ATOMIC_RELEASE);
 }
 
 void engine_set_dlt(struct engine *e, int dlt)

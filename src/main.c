@@ -12,13 +12,16 @@
 #include <inttypes.h>
 #include <libgen.h>
 #include <limits.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <linux/capability.h>
+#include <linux/if_packet.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -35,11 +38,14 @@ static volatile sig_atomic_t stop, terminated, reload, dump_stats;
 /* libpcap's Linux loop retries poll() after EINTR; pcap_breakloop() (which wakes it through
  * an eventfd in libpcap 1.10) is what makes a signal end a blocked live capture. */
 static pcap_t *volatile live_pcap;
+static pcap_t *volatile worker_pcaps[64];
 
 static void on_signal(int sig)
 {
     if (live_pcap)
         pcap_breakloop(live_pcap);
+    for (int i = 0; i < 64 && worker_pcaps[i]; i++)
+        pcap_breakloop(worker_pcaps[i]);
     if (sig == SIGHUP)
         reload = 1;
     else if (sig == SIGUSR1)
@@ -416,6 +422,21 @@ static int drop_privileges(const char *user)
     return 0;
 }
 
+#define MAX_WORKERS 64
+
+/* A capture worker (--workers / capture.workers > 1): its own PACKET_FANOUT socket and its own
+ * engine (flow table, dedup), so both directions of a flow meet in one worker. */
+struct worker {
+    pthread_t th;
+    struct cap_src src;
+    struct engine *e;
+    struct tw_cfg cfgs[2]; /* shallow copies (this worker's share of flow.max_flows); a reload
+                            * fills the one the worker is not using */
+    int cur;
+    int rc;
+    bool started;
+};
+
 /* Clears every capability of this thread (and the threads created after it): the capture is
  * open, nothing else needs privilege. capset(2) directly, so no libcap dependency. */
 static void drop_capabilities(void)
@@ -454,6 +475,10 @@ struct loop {
     uint64_t progress_done;  /* bytes of the files already finished */
     uint64_t progress_total; /* bytes of all the input files */
     bool progress_shown;
+    struct worker *workers; /* live capture with capture.workers > 1 */
+    int n_workers;
+    FILE *old_alerts[64]; /* alerts streams replaced while workers ran */
+    size_t n_old_alerts;
 };
 
 static int64_t wall_us(void)
@@ -490,33 +515,87 @@ static void on_packet(u_char *user, const struct pcap_pkthdr *h, const u_char *d
     }
 }
 
-static void heartbeat(struct loop *l, time_t started)
+/* Adds the "field\tvalue" lines of src into the same lines of acc (workers' engines print the
+ * same fields in the same order). */
+static void sum_stats(char *acc, const char *src)
+{
+    char out[16384];
+    size_t o = 0;
+    const char *a = acc, *b = src;
+    while (*a && o < sizeof(out) - 64) {
+        const char *ae = strchr(a, '\n'), *be = strchr(b, '\n');
+        const char *at = strchr(a, '\t'), *bt = strchr(b, '\t');
+        if (!ae || !at || at > ae)
+            break;
+        uint64_t v = strtoull(at + 1, NULL, 10);
+        if (be && bt && bt < be && bt - b == at - a && memcmp(a, b, (size_t)(at - a)) == 0)
+            v += strtoull(bt + 1, NULL, 10);
+        o += (size_t)snprintf(out + o, sizeof(out) - o, "%.*s\t%" PRIu64 "\n", (int)(at - a), a, v);
+        a = ae + 1;
+        b = be ? be + 1 : b + strlen(b);
+    }
+    memcpy(acc, out, o);
+    acc[o] = '\0';
+}
+
+/* Every counter of the sensor as "field\tvalue" lines: the engine's (summed over capture
+ * workers), kernel and interface drops when live, uptime and version. */
+static size_t sensor_stats(struct loop *l, char *buf, size_t len)
+{
+    size_t n;
+    uint64_t drop = 0, ifdrop = 0;
+    bool live = false;
+    if (l->n_workers > 0) {
+        static char one[16384];
+        n = engine_stats_text(l->workers[0].e, buf, len);
+        for (int i = 1; i < l->n_workers; i++) {
+            engine_stats_text(l->workers[i].e, one, sizeof(one));
+            sum_stats(buf, one);
+        }
+        n = strlen(buf);
+        for (int i = 0; i < l->n_workers; i++) {
+            cap_live_stats(&l->workers[i].src);
+            drop += l->workers[i].src.drop;
+            ifdrop += l->workers[i].src.ifdrop;
+        }
+        live = true;
+    } else {
+        n = engine_stats_text(l->e, buf, len);
+        if (l->src && l->src->live) {
+            cap_live_stats(l->src);
+            drop = l->src->drop;
+            ifdrop = l->src->ifdrop;
+            live = true;
+        }
+    }
+    if (live && n < len)
+        n += (size_t)snprintf(buf + n, len - n,
+                              "kernel_drops\t%" PRIu64 "\ninterface_drops\t%" PRIu64 "\n", drop,
+                              ifdrop);
+    if (n < len)
+        n += (size_t)snprintf(buf + n, len - n, "uptime_s\t%lld\nversion\t%s\n",
+                              (long long)(time(NULL) - l->started), TW_VERSION);
+    return n < len ? n : len - 1;
+}
+
+static void heartbeat(struct loop *l)
 {
     if (!l->pub)
         return;
-    char buf[8192];
-    size_t n = engine_stats_text(l->e, buf, sizeof(buf));
-    if (l->src && l->src->live) {
-        cap_live_stats(l->src);
-        n += (size_t)snprintf(buf + n, n < sizeof(buf) ? sizeof(buf) - n : 0,
-                              "kernel_drops\t%" PRIu64 "\ninterface_drops\t%" PRIu64 "\n",
-                              l->src->drop, l->src->ifdrop);
-    }
-    if (n < sizeof(buf))
-        snprintf(buf + n, sizeof(buf) - n, "uptime_s\t%lld\nversion\t%s\n",
-                 (long long)(time(NULL) - started), TW_VERSION);
+    static char buf[16384];
+    sensor_stats(l, buf, sizeof(buf));
     pub_set_heartbeat(l->pub, buf);
 }
 
 static void print_stats(struct loop *l, FILE *out)
 {
-    char buf[8192];
-    engine_stats_text(l->e, buf, sizeof(buf));
+    static char buf[16384];
+    sensor_stats(l, buf, sizeof(buf));
     fputs("tunnelwatch: statistics\n", out);
     char *save = NULL;
     for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         char *tab = strchr(line, '\t');
-        if (tab && strcmp(tab + 1, "0") != 0) {
+        if (tab && strcmp(tab + 1, "0") != 0 && strcmp(line, "version\t" TW_VERSION) != 0) {
             *tab = '\0';
             fprintf(out, "  %-28s %s\n", line, tab + 1);
         }
@@ -541,22 +620,13 @@ static void refresh_metrics(struct loop *l)
     if (!l->metrics || now - l->last_metrics_us < 1000000)
         return;
     l->last_metrics_us = now;
-    static char lines[16384], prom[65536];
-    size_t n = engine_stats_text(l->e, lines, sizeof(lines));
-    if (l->src && l->src->live) {
-        cap_live_stats(l->src);
-        n += (size_t)snprintf(lines + n, n < sizeof(lines) ? sizeof(lines) - n : 0,
-                              "kernel_drops\t%" PRIu64 "\ninterface_drops\t%" PRIu64 "\n",
-                              l->src->drop, l->src->ifdrop);
-    }
-    if (l->pub && n < sizeof(lines)) {
+    static char lines[20480], prom[65536];
+    size_t n = sensor_stats(l, lines, sizeof(lines) - 4096);
+    if (l->pub) {
         struct pub_stats ps;
         pub_get_stats(l->pub, &ps);
-        n += metrics_pub_lines(&ps, lines + n, sizeof(lines) - n);
+        metrics_pub_lines(&ps, lines + n, sizeof(lines) - n);
     }
-    if (n < sizeof(lines))
-        snprintf(lines + n, sizeof(lines) - n, "uptime_s\t%lld\nversion\t%s\n",
-                 (long long)(time(NULL) - l->started), TW_VERSION);
     metrics_format(lines, prom, sizeof(prom));
     metrics_publish(l->metrics, prom);
 }
@@ -594,7 +664,7 @@ static void housekeeping(struct loop *l)
     time_t t = time(NULL);
     if (l->pub && l->cfg->redis.heartbeat_s &&
         t - l->last_hb >= (time_t)l->cfg->redis.heartbeat_s) {
-        heartbeat(l, l->started);
+        heartbeat(l);
         l->last_hb = t;
     }
     if (dump_stats) {
@@ -640,6 +710,15 @@ static void housekeeping(struct loop *l)
     l->old_rules[l->n_old++] = *l->rules;
     *l->rules = nr;
     engine_set_rules(l->e, nr);
+    for (int i = 0; i < l->n_workers; i++) {
+        struct worker *w = &l->workers[i];
+        if (nc) {
+            w->cur ^= 1;
+            w->cfgs[w->cur] = *nc;
+            w->cfgs[w->cur].flow.max_flows = w->cfgs[w->cur ^ 1].flow.max_flows;
+        }
+        engine_post_update(w->e, nr, nc ? &w->cfgs[w->cur] : NULL, NULL);
+    }
     if (nc) {
         l->old_cfgs[l->n_old_cfg++] = l->cfg;
         l->cfg = nc;
@@ -647,10 +726,19 @@ static void housekeeping(struct loop *l)
     fprintf(stderr, "tunnelwatch: rules reloaded (%zu rules)\n", ruleset_rule_count(nr));
     if (*l->alerts && *l->alerts != stdout && l->cfg->output.alerts_file) {
         FILE *na = fopen(l->cfg->output.alerts_file, "a");
-        if (na) {
+        if (na && l->n_workers > 0 && l->n_old_alerts < TW_ARRAY_LEN(l->old_alerts)) {
+            /* workers may be writing to the old stream: hand over, close it at exit */
+            for (int i = 0; i < l->n_workers; i++)
+                engine_post_update(l->workers[i].e, NULL, NULL, na);
+            fflush(*l->alerts);
+            l->old_alerts[l->n_old_alerts++] = *l->alerts;
+            *l->alerts = na;
+        } else if (na && l->n_workers == 0) {
             fclose(*l->alerts);
             *l->alerts = na;
             engine_set_alerts_out(l->e, na);
+        } else if (na) {
+            fclose(na);
         }
     }
 }
@@ -776,6 +864,112 @@ static int run_file(struct loop *l, struct cap_src *src, const char *bpf)
     }
     for (int k = 0; k < n_filt; k++)
         pcap_freecode(&filters[k].prog);
+    return rc;
+}
+
+/* Opens one PACKET_FANOUT socket per worker on the interface (hash fanout: both directions of
+ * a flow land in the same worker; fragments are defragmented by the kernel first). */
+static int open_workers(struct loop *l, const struct tw_cfg *cfg, const struct cap_live_opts *lo,
+                        char *err, size_t errlen)
+{
+    int n = cfg->capture.workers > MAX_WORKERS ? MAX_WORKERS : cfg->capture.workers;
+    l->workers = calloc((size_t)n, sizeof(*l->workers));
+    if (!l->workers) {
+        snprintf(err, errlen, "out of memory");
+        return TW_ENOMEM;
+    }
+    int group = (int)(getpid() & 0xffff);
+    for (int i = 0; i < n; i++) {
+        struct worker *w = &l->workers[i];
+        l->n_workers = i + 1;
+        if (cap_open_live(&w->src, cfg->capture.interface, lo,
+                          i == 0 && cfg->log.verbosity >= 0 ? stderr : NULL, err, errlen))
+            return TW_EIO;
+        int v = group | (PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16;
+        if (setsockopt(pcap_fileno(w->src.p), SOL_PACKET, PACKET_FANOUT, &v, sizeof(v)) != 0) {
+            snprintf(err, errlen, "%s: PACKET_FANOUT: %s", cfg->capture.interface, strerror(errno));
+            return TW_EIO;
+        }
+    }
+    if (cfg->log.verbosity >= 0)
+        fprintf(stderr, "tunnelwatch: %d capture workers (PACKET_FANOUT hash group %d)\n", n,
+                group);
+    return TW_OK;
+}
+
+static void on_worker_packet(u_char *u, const struct pcap_pkthdr *h, const u_char *d)
+{
+    struct worker *w = (struct worker *)(void *)u;
+    engine_packet(w->e, h, d);
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    while (!stop) {
+        int n = pcap_dispatch(w->src.p, 512, on_worker_packet, (u_char *)w);
+        if (n == PCAP_ERROR) {
+            fprintf(stderr, "tunnelwatch: %s: %s\n", w->src.name, pcap_geterr(w->src.p));
+            w->rc = 1;
+            break;
+        }
+        if (n == PCAP_ERROR_BREAK)
+            break;
+        engine_apply_update(w->e);
+        if (n == 0) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            struct tw_time now = {ts.tv_sec, (int32_t)(ts.tv_nsec / 1000)};
+            engine_tick(w->e, now);
+        }
+    }
+    return NULL;
+}
+
+/* Workers capture; this thread keeps the heartbeat, metrics, signals and reloads. */
+static int run_workers(struct loop *l, const struct engine_opts *eo)
+{
+    for (int i = 0; i < l->n_workers; i++) {
+        struct worker *w = &l->workers[i];
+        w->cfgs[0] = *l->cfg; /* strings stay owned by the main configuration */
+        w->cfgs[0].flow.max_flows = l->cfg->flow.max_flows / (uint32_t)l->n_workers;
+        if (w->cfgs[0].flow.max_flows == 0)
+            w->cfgs[0].flow.max_flows = 1;
+        struct engine_opts o = *eo;
+        o.cfg = &w->cfgs[0];
+        o.evidence_path = NULL; /* one evidence file cannot take several writers */
+        char err[256];
+        w->e = engine_new(&o, *l->rules, err, sizeof(err));
+        if (!w->e) {
+            fprintf(stderr, "tunnelwatch: worker %d: %s\n", i, err);
+            return 1;
+        }
+        engine_begin_input(w->e, NULL, w->src.dlt, false);
+    }
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old); /* signals go to this thread only */
+    for (int i = 0; i < l->n_workers; i++) {
+        worker_pcaps[i] = l->workers[i].src.p;
+        l->workers[i].started =
+            pthread_create(&l->workers[i].th, NULL, worker_main, &l->workers[i]) == 0;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    while (!stop) {
+        struct timespec ts = {0, 200 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        housekeeping(l);
+    }
+    int rc = 0;
+    for (int i = 0; i < l->n_workers; i++) {
+        struct worker *w = &l->workers[i];
+        pcap_breakloop(w->src.p);
+        if (w->started)
+            pthread_join(w->th, NULL);
+        worker_pcaps[i] = NULL;
+        engine_finish(w->e);
+        rc |= w->rc;
+    }
     return rc;
 }
 
@@ -908,8 +1102,14 @@ int main(int argc, char **argv)
     if (cfg->capture.interface && a.n_reads == 0) {
         struct cap_live_opts lo = {cfg->capture.snaplen, cfg->capture.buffer_mib,
                                    cfg->capture.promisc, cfg->capture.immediate, cfg->capture.bpf};
-        if (cap_open_live(&live, cfg->capture.interface, &lo,
-                          cfg->log.verbosity >= 0 ? stderr : NULL, err, sizeof(err))) {
+        if (cfg->capture.workers > 1) {
+            if (open_workers(&l, cfg, &lo, err, sizeof(err))) {
+                fprintf(stderr, "tunnelwatch: %s\n", err);
+                exit_code = 1;
+                goto out;
+            }
+        } else if (cap_open_live(&live, cfg->capture.interface, &lo,
+                                 cfg->log.verbosity >= 0 ? stderr : NULL, err, sizeof(err))) {
             fprintf(stderr, "tunnelwatch: %s\n", err);
             {
                 exit_code = 1;
@@ -1043,7 +1243,9 @@ int main(int argc, char **argv)
         if (stat(inputs[i], &st) == 0)
             l.progress_total += (uint64_t)st.st_size;
     }
-    for (size_t i = 0; (inputs ? i < n_inputs : i < 1) && !stop; i++) {
+    if (l.n_workers > 0 && run_workers(&l, &eo))
+        exit_code = 1;
+    for (size_t i = 0; l.n_workers == 0 && (inputs ? i < n_inputs : i < 1) && !stop; i++) {
         struct cap_src file;
         struct cap_src *src = &live;
         if (inputs) {
@@ -1078,7 +1280,7 @@ int main(int argc, char **argv)
     cfg = l.cfg; /* the configuration in force (a SIGHUP may have replaced it) */
     engine_finish(e);
     if (pub)
-        heartbeat(&l, l.started);
+        heartbeat(&l);
     if (inputs && cfg->log.verbosity >= 0 && !a.names)
         engine_summary(e, stderr, NULL);
     if (inputs && cfg->output.evidence_file) {
@@ -1115,14 +1317,26 @@ int main(int argc, char **argv)
             exit_code = 1;
         }
     }
-    if (cfg->log.verbosity > 0 || (live.p && cfg->log.verbosity >= 0))
+    if (cfg->log.verbosity > 0 || ((live.p || l.n_workers) && cfg->log.verbosity >= 0))
         print_stats(&l, stderr);
-    if (live.p)
+    for (int i = 0; i < l.n_workers; i++) {
+        live.recv += l.workers[i].src.recv;
+        live.drop += l.workers[i].src.drop;
+        live.ifdrop += l.workers[i].src.ifdrop;
+    }
+    if (live.p || l.n_workers)
         fprintf(stderr,
                 "tunnelwatch: %" PRIu64 " packets received by filter, %" PRIu64
                 " dropped by kernel, %" PRIu64 " dropped by interface\n",
                 live.recv, live.drop, live.ifdrop);
 out:
+    for (int i = 0; i < l.n_workers; i++) {
+        engine_free(l.workers[i].e);
+        cap_close(&l.workers[i].src);
+    }
+    free(l.workers);
+    for (size_t i = 0; i < l.n_old_alerts; i++)
+        fclose(l.old_alerts[i]);
     if (l.cfg)
         cfg = l.cfg;
     cap_close(&live);

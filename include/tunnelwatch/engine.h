@@ -70,6 +70,12 @@ void engine_set_rules(struct engine *e, const struct ruleset *rules);
  * options); flow table, maps and dedup keep their state and sizes. The caller keeps the old
  * configuration alive until engine_free. Returns TW_OK or TW_ENOMEM (old one kept). */
 int engine_set_cfg(struct engine *e, const struct tw_cfg *cfg);
+/* Capture workers: the main thread posts new rules, configuration and/or alerts stream (each
+ * may be NULL: unchanged) and the worker applies them between batches with
+ * engine_apply_update(). The caller keeps the old ones alive. */
+void engine_post_update(struct engine *e, const struct ruleset *rules, const struct tw_cfg *cfg,
+                        FILE *alerts);
+void engine_apply_update(struct engine *e);
 /* Replaces the alerts stream (SIGHUP reopen). */
 void engine_set_alerts_out(struct engine *e, FILE *f);
 

@@ -20,27 +20,35 @@ for i in "$a" "$b"; do
     in_ns ip link set "$i" up
 done
 caps=("$TW_SRC/pcaps/seed_names.pcap" "$TW_SRC/pcaps/demo.pcap" "$TW_SRC/pcaps/benign_mix.pcap")
-ip netns exec "$ns" "$TW_BIN" -i "$b" --names --redis none -R "$TW_SRC/conf/rules" --alerts "$T/live-alerts.jsonl" \
-    >"$T/live.tsv" 2>"$T/live.err" &
-pid=$!
-TW_PIDS+=($pid)
-for _ in $(seq 100); do grep -q "capturing on" "$T/live.err" && break; sleep 0.05; done
-grep -q "capturing on" "$T/live.err" || { cat "$T/live.err"; fail "sensor did not start capturing"; }
-for c in "${caps[@]}"; do
-    in_ns tcpreplay -q -i "$a" --pps=2000 "$c" >"$T/replay.out" 2>&1 || { cat "$T/replay.out"; fail "tcpreplay $c"; }
-done
-sleep 1
-kill -TERM $pid
-for _ in $(seq 100); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
-kill -0 $pid 2>/dev/null && { kill -9 $pid; fail "sensor still running 10 s after SIGTERM"; }
-wait $pid || { cat "$T/live.err"; fail "sensor exited $? after SIGTERM"; }
 for c in "${caps[@]}"; do "$TW_BIN" -q --names -r "$c"; done >"$T/offline.tsv"
 key() { grep -v '^#' "$1" | cut -f2- | sort; }
-diff <(key "$T/offline.tsv") <(key "$T/live.tsv") >"$T/diff" || { head -20 "$T/diff"; fail "live names differ from the offline replay"; }
-n=$(grep -vc '^#' "$T/live.tsv")
-[ "$n" -gt 50 ] || fail "only $n names captured live"
-line=$(grep "dropped by kernel" "$T/live.err") || { cat "$T/live.err"; fail "no capture statistics"; }
-drops=$(echo "$line" | sed -E 's/.* ([0-9]+) dropped by kernel.*/\1/')
-[ "$drops" -eq 0 ] || fail "kernel drops: $line"
-grep -q '"tunnelwatch.evidence.name":"tunnel.us.ngrok.com"' "$T/live-alerts.jsonl" || fail "no live alert"
-ok "live capture on a veth: $n names identical to the offline replay; $line"
+
+# live_run WORKERS: capture while tcpreplay sends the captures; compare with the offline replay
+live_run() {
+    local w=$1 out=$T/live$1
+    ip netns exec "$ns" "$TW_BIN" -i "$b" --names --redis none -R "$TW_SRC/conf/rules" \
+        --set capture.workers="$w" --alerts "$out-alerts.jsonl" >"$out.tsv" 2>"$out.err" &
+    local pid=$!
+    TW_PIDS+=($pid)
+    for _ in $(seq 100); do grep -q "capturing on" "$out.err" && break; sleep 0.05; done
+    grep -q "capturing on" "$out.err" || { cat "$out.err"; fail "sensor did not start capturing"; }
+    sleep 0.2
+    for c in "${caps[@]}"; do
+        in_ns tcpreplay -q -i "$a" --pps=2000 "$c" >"$T/replay.out" 2>&1 || { cat "$T/replay.out"; fail "tcpreplay $c"; }
+    done
+    sleep 1
+    kill -TERM $pid
+    for _ in $(seq 100); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+    kill -0 $pid 2>/dev/null && { kill -9 $pid; fail "sensor still running 10 s after SIGTERM"; }
+    wait $pid || { cat "$out.err"; fail "sensor exited $? after SIGTERM"; }
+    diff <(key "$T/offline.tsv") <(key "$out.tsv") >"$T/diff" || { head -20 "$T/diff"; fail "workers=$w: live names differ from the offline replay"; }
+    n=$(grep -vc '^#' "$out.tsv")
+    [ "$n" -gt 50 ] || fail "only $n names captured live"
+    line=$(grep "dropped by kernel" "$out.err") || { cat "$out.err"; fail "no capture statistics"; }
+    drops=$(echo "$line" | sed -E 's/.* ([0-9]+) dropped by kernel.*/\1/')
+    [ "$drops" -eq 0 ] || fail "kernel drops: $line"
+    grep -q '"tunnelwatch.evidence.name":"tunnel.us.ngrok.com"' "$out-alerts.jsonl" || fail "no live alert"
+    ok "live capture on a veth, $w worker(s): $n names identical to the offline replay; $line"
+}
+live_run 1
+live_run 2
