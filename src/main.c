@@ -74,6 +74,7 @@ static void usage(FILE *out)
           "  --write-evidence F  write the packets of flagged flows to pcap F\n"
           "  --redis URL|none    redis://[user:pass@]host:port/db or unix:///path.sock\n"
           "  --realtime[=SPEED]  replay at the recorded pace (SPEED times faster)\n"
+          "  --workers N         live capture threads (PACKET_FANOUT)\n"
           "  --max-packets N     stop after N packets        --pidfile FILE\n"
           "  -v, -q              more / less output           -V, --version   -h, --help\n"
           "Exit status: 0 ok, 1 runtime failure, 2 usage/configuration/rule error.\n",
@@ -91,6 +92,7 @@ enum {
     OPT_REALTIME,
     OPT_MAXPKT,
     OPT_PIDFILE,
+    OPT_WORKERS,
 };
 
 struct args {
@@ -104,7 +106,7 @@ struct args {
     size_t n_sets;
     const char *bpf_file;
     char *bpf;
-    int buffer_mib, snaplen;
+    int buffer_mib, snaplen, workers;
     const char *user, *pidfile;
     bool names, check, list, realtime;
     double speed;
@@ -143,6 +145,7 @@ static int parse_args(int argc, char **argv, struct args *a)
         {"realtime", optional_argument, NULL, OPT_REALTIME},
         {"max-packets", required_argument, NULL, OPT_MAXPKT},
         {"pidfile", required_argument, NULL, OPT_PIDFILE},
+        {"workers", required_argument, NULL, OPT_WORKERS},
         {"verbose", no_argument, NULL, 'v'},
         {"quiet", no_argument, NULL, 'q'},
         {"version", no_argument, NULL, 'V'},
@@ -239,6 +242,13 @@ static int parse_args(int argc, char **argv, struct args *a)
         case OPT_PIDFILE:
             a->pidfile = optarg;
             break;
+        case OPT_WORKERS:
+            if (parse_u64(optarg, &v) || v == 0 || v > 64) {
+                fprintf(stderr, "tunnelwatch: --workers: expected 1 to 64\n");
+                return 2;
+            }
+            a->workers = (int)v;
+            break;
         case 'v':
             a->verbosity++;
             break;
@@ -317,6 +327,8 @@ static int apply_flags(struct tw_cfg *cfg, const struct args *a)
         SETF("capture.snaplen=%d", a->snaplen);
     if (a->buffer_mib)
         SETF("capture.buffer_mib=%d", a->buffer_mib);
+    if (a->workers)
+        SETF("capture.workers=%d", a->workers);
     if (a->alerts)
         SETF("output.alerts_file=%s", a->alerts);
     if (a->schema)
