@@ -555,6 +555,38 @@ static void finish_extraction(struct engine *e, struct fstate *fs)
     stream_reset(&fs->st[1], &e->reasm_budget);
 }
 
+/* A complete ClientHello (TLS or QUIC): its SNI is an observation. TW_ELIMIT (too many
+ * extensions or ciphers for JA4) keeps the SNI; TW_EBAD with a name means an extension after a
+ * whole server_name is malformed: the name was on the wire all the same (tshark shows it too),
+ * so it is reported and the malformation counted. JA4 waits until a rule hits. */
+static void observe_hello(struct engine *e, enum name_kind kind, const uint8_t *hello, size_t n,
+                          const struct dec_pkt *p, struct flow *f, struct fstate *fs)
+{
+    struct tls_hello h;
+    bool quic = kind == NK_QUIC_SNI;
+    int pr = tls_parse_hello_opt(hello, n, quic, false, &h);
+    if (pr != TW_OK && pr != TW_ELIMIT) {
+        if (quic)
+            e->st.err_quic++;
+        else
+            e->st.err_tls++;
+    }
+    if (!(pr == TW_OK || pr == TW_ELIMIT || (pr == TW_EBAD && h.sni)) || !h.sni || !h.sni_len)
+        return;
+    struct obs ob = {.kind = kind,
+                     .name = h.sni,
+                     .len = h.sni_len,
+                     .p = p,
+                     .f = f,
+                     .fs = fs,
+                     .alpn = h.alpn,
+                     .ech = h.has_ech,
+                     .hello = hello,
+                     .hello_len = n,
+                     .quic = quic};
+    observe(e, &ob);
+}
+
 static void tcp_tls(struct engine *e, const struct dec_pkt *p, struct flow *f, struct fstate *fs)
 {
     struct stream *s = &fs->st[0];
@@ -562,29 +594,7 @@ static void tcp_tls(struct engine *e, const struct dec_pkt *p, struct flow *f, s
     if (n == TW_ETRUNC)
         return;
     if (n > 0) {
-        struct tls_hello h;
-        /* TW_ELIMIT: too many extensions or ciphers for JA4, but the SNI is still good.
-         * TW_EBAD with a name: an extension after a whole server_name is malformed; the
-         * name was on the wire all the same (tshark shows it too), so it is reported and
-         * the malformation counted. */
-        int pr = tls_parse_hello_opt(e->hello_buf, (size_t)n, false, false, &h);
-        if (pr != TW_OK && pr != TW_ELIMIT)
-            e->st.err_tls++;
-        if (pr == TW_OK || pr == TW_ELIMIT || (pr == TW_EBAD && h.sni)) {
-            if (h.sni && h.sni_len) {
-                struct obs ob = {.kind = NK_TLS_SNI,
-                                 .name = h.sni,
-                                 .len = h.sni_len,
-                                 .p = p,
-                                 .f = f,
-                                 .fs = fs,
-                                 .alpn = h.alpn,
-                                 .ech = h.has_ech};
-                ob.hello = e->hello_buf;
-                ob.hello_len = (size_t)n;
-                observe(e, &ob);
-            }
-        }
+        observe_hello(e, NK_TLS_SNI, e->hello_buf, (size_t)n, p, f, fs);
     } else {
         e->st.err_tls++;
     }
@@ -720,26 +730,7 @@ static void handle_udp(struct engine *e, const struct dec_pkt *p, struct flow *f
     }
     long n = quic_initial_feed(fs->quic, p->payload, p->payload_len);
     if (n > 0) {
-        struct tls_hello h;
-        int pr = tls_parse_hello_opt(quic_initial_hello(fs->quic), (size_t)n, true, false, &h);
-        if (pr == TW_OK || pr == TW_ELIMIT) {
-            if (h.sni && h.sni_len) {
-                struct obs ob = {.kind = NK_QUIC_SNI,
-                                 .name = h.sni,
-                                 .len = h.sni_len,
-                                 .p = p,
-                                 .f = f,
-                                 .fs = fs,
-                                 .alpn = h.alpn,
-                                 .ech = h.has_ech};
-                ob.hello = quic_initial_hello(fs->quic);
-                ob.hello_len = (size_t)n;
-                ob.quic = true;
-                observe(e, &ob);
-            }
-        } else {
-            e->st.err_quic++;
-        }
+        observe_hello(e, NK_QUIC_SNI, quic_initial_hello(fs->quic), (size_t)n, p, f, fs);
         /* keep listening: after a HelloRetryRequest the client sends a second ClientHello */
     } else if (n != TW_ETRUNC) {
         e->st.err_quic++;
