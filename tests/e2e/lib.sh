@@ -8,7 +8,9 @@ PY=/usr/bin/python3
 T=$(mktemp -d /tmp/tw-e2e.XXXXXX)
 TW_PIDS=()
 tw_cleanup() {
-    for p in "${TW_PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+    # only this shell's jobs that still run: a recorded pid of a process that already ended
+    # may belong to someone else by now (pid_max is small here and parallel suites spawn a lot)
+    for p in $(jobs -p); do kill -9 "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     rm -rf "$T"
 }
