@@ -897,7 +897,8 @@ static int open_workers(struct loop *l, const struct tw_cfg *cfg, const struct c
         if (cap_open_live(&w->src, cfg->capture.interface, lo,
                           i == 0 && cfg->log.verbosity >= 0 ? stderr : NULL, err, errlen))
             return TW_EIO;
-        int v = group | (PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16;
+        uint32_t v = (uint32_t)group | (uint32_t)(PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG)
+                                           << 16;
         if (setsockopt(pcap_fileno(w->src.p), SOL_PACKET, PACKET_FANOUT, &v, sizeof(v)) != 0) {
             snprintf(err, errlen, "%s: PACKET_FANOUT: %s", cfg->capture.interface, strerror(errno));
             return TW_EIO;
