@@ -40,6 +40,7 @@ struct flow {
     bool rst_seen;
     bool syn_seen;
     uint8_t list;               /* enum flow_list */
+    int64_t moved_sec;          /* when it was last moved to its list's tail */
     void *ext;                  /* ext_size bytes of engine state in the same slab record;
                                  * what it points to is freed by the end callback */
     /* table links */
