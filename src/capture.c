@@ -80,6 +80,9 @@ int cap_open_live(struct cap_src *s, const char *iface, const struct cap_live_op
     if (r > 0 && log)
         fprintf(log, "tunnelwatch: %s: warning: %s\n", iface, pcap_statustostr(r));
     s->dlt = pcap_datalink(s->p);
+    /* the caller polls the selectable fd with a timeout (see main.c wait_readable) */
+    if (pcap_setnonblock(s->p, 1, ebuf) != 0 && log)
+        fprintf(log, "tunnelwatch: %s: warning: cannot set non-blocking mode: %s\n", iface, ebuf);
     if (log)
         fprintf(log, "tunnelwatch: capturing on %s, link type %s, snaplen %d, buffer %d MiB%s\n",
                 iface, pcap_datalink_val_to_name(s->dlt) ? pcap_datalink_val_to_name(s->dlt) : "?",

@@ -904,7 +904,7 @@ struct engine *engine_new(const struct engine_opts *o, const struct ruleset *rul
     e->internal = netset_new();
     e->hello_buf = malloc(TLS_HELLO_MAX);
     e->hosts = calloc(SUMMARY_HOSTS, sizeof(*e->hosts));
-    e->allow_counts = calloc(c->n_allow + 1, sizeof(uint64_t));
+    e->allow_counts = calloc(CFG_MAX_LIST + 1, sizeof(uint64_t));
     if (!e->flows || !e->frag || !e->dnsmap || !e->dedup || !e->internal || !e->hello_buf ||
         !e->hosts || !e->allow_counts) {
         snprintf(err, errlen, "cannot allocate the flow table and maps (check flow.max_flows)");
@@ -1101,18 +1101,28 @@ int engine_write_evidence(struct engine *e, char *const *inputs, const char *pat
     return written;
 }
 
-void engine_post_update(struct engine *e, const struct ruleset *rules, const struct tw_cfg *cfg,
-                        FILE *alerts)
+bool engine_update_idle(struct engine *e, int wait_ms)
 {
-    while (__atomic_load_n(&e->pending, __ATOMIC_ACQUIRE)) {
-        /* the previous update is picked up within one batch (100 ms when idle) */
+    /* a worker picks an update up within one batch (200 ms when the link is quiet) */
+    for (int i = 0; __atomic_load_n(&e->pending, __ATOMIC_ACQUIRE); i++) {
+        if (i >= wait_ms)
+            return false;
         struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL);
     }
+    return true;
+}
+
+int engine_post_update(struct engine *e, const struct ruleset *rules, const struct tw_cfg *cfg,
+                       FILE *alerts)
+{
+    if (!engine_update_idle(e, 2000))
+        return TW_ELIMIT; /* the worker is not taking updates (stopped?) */
     e->pending_rules = rules;
     e->pending_cfg = cfg;
     e->pending_alerts = alerts;
     __atomic_store_n(&e->pending, 1, __ATOMIC_RELEASE);
+    return TW_OK;
 }
 
 void engine_apply_update(struct engine *e)
@@ -1141,23 +1151,20 @@ void engine_set_rules(struct engine *e, const struct ruleset *rules)
 int engine_set_cfg(struct engine *e, const struct tw_cfg *cfg)
 {
     struct netset *ns = netset_new();
-    uint64_t *counts = calloc(cfg->n_allow + 1, sizeof(uint64_t));
-    if (!ns || !counts) {
-        netset_free(ns);
-        free(counts);
+    if (!ns)
         return TW_ENOMEM;
-    }
     for (size_t i = 0; i < cfg->n_internal; i++)
         if (netset_add(ns, &cfg->internal[i].addr, cfg->internal[i].bits) != TW_OK) {
             netset_free(ns);
-            free(counts);
             return TW_ENOMEM;
         }
-    netset_free(e->internal);
-    free(e->allow_counts);
+    struct netset *old = e->internal;
     e->internal = ns;
-    e->allow_counts = counts;
+    /* the allowlist counters start again for the new entries (the array is sized for the
+     * largest allowlist once, so a stats reader never sees it reallocated) */
+    memset(e->allow_counts, 0, (CFG_MAX_LIST + 1) * sizeof(uint64_t));
     e->cfg = cfg;
+    netset_free(old);
     return TW_OK;
 }
 

@@ -6,6 +6,7 @@
  * capture, alerts that could not be delivered in a replay), 2 usage, configuration or rule
  * error.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <grp.h>
@@ -13,6 +14,7 @@
 #include <libgen.h>
 #include <limits.h>
 #include <pthread.h>
+#include <poll.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -35,17 +37,9 @@
 #include "tunnelwatch/rules.h"
 
 static volatile sig_atomic_t stop, terminated, reload, dump_stats;
-/* libpcap's Linux loop retries poll() after EINTR; pcap_breakloop() (which wakes it through
- * an eventfd in libpcap 1.10) is what makes a signal end a blocked live capture. */
-static pcap_t *volatile live_pcap;
-static pcap_t *volatile worker_pcaps[64];
 
 static void on_signal(int sig)
 {
-    if (live_pcap)
-        pcap_breakloop(live_pcap);
-    for (int i = 0; i < 64 && worker_pcaps[i]; i++)
-        pcap_breakloop(worker_pcaps[i]);
     if (sig == SIGHUP)
         reload = 1;
     else if (sig == SIGUSR1)
@@ -447,6 +441,7 @@ struct worker {
     int cur;
     int rc;
     bool started;
+    bool exited; /* __atomic: the thread left its loop */
 };
 
 /* Clears every capability of this thread (and the threads created after it): the capture is
@@ -491,6 +486,7 @@ struct loop {
     int n_workers;
     FILE *old_alerts[64]; /* alerts streams replaced while workers ran */
     size_t n_old_alerts;
+    uint64_t config_sig; /* config_signature() of what is running */
 };
 
 static int64_t wall_us(void)
@@ -668,6 +664,79 @@ static void show_progress(struct loop *l, bool final)
             (unsigned long long)engine_alerts(l->e));
 }
 
+/* SIGHUP: reopen the alerts file (logrotate moved it). Capture workers may be writing to the
+ * old stream, so they are handed the new one and the old is closed at exit. */
+static void reopen_alerts(struct loop *l)
+{
+    if (!*l->alerts || *l->alerts == stdout || !l->cfg->output.alerts_file)
+        return;
+    if (l->n_workers > 0 && l->n_old_alerts == TW_ARRAY_LEN(l->old_alerts)) {
+        fprintf(stderr, "tunnelwatch: too many alerts file reopens with workers, restart\n");
+        return;
+    }
+    FILE *na = fopen(l->cfg->output.alerts_file, "a");
+    if (!na) {
+        fprintf(stderr, "tunnelwatch: cannot reopen %s: %s (still writing the old file)\n",
+                l->cfg->output.alerts_file, strerror(errno));
+        return;
+    }
+    if (l->n_workers == 0) {
+        fclose(*l->alerts);
+        engine_set_alerts_out(l->e, na);
+    } else {
+        for (int i = 0; i < l->n_workers; i++)
+            (void)engine_post_update(l->workers[i].e, NULL, NULL, na);
+        fflush(*l->alerts);
+        l->old_alerts[l->n_old_alerts++] = *l->alerts;
+    }
+    *l->alerts = na;
+}
+
+static uint64_t sig_add(uint64_t h, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 1099511628211ULL;
+    return h;
+}
+
+static uint64_t sig_path(uint64_t h, const char *path, int depth)
+{
+    struct stat st;
+    h = sig_add(h, path, strlen(path));
+    if (stat(path, &st) != 0)
+        return sig_add(h, "missing", 7);
+    h = sig_add(h, &st.st_mtim, sizeof(st.st_mtim));
+    h = sig_add(h, &st.st_size, sizeof(st.st_size));
+    h = sig_add(h, &st.st_ino, sizeof(st.st_ino));
+    if (!S_ISDIR(st.st_mode) || depth > 4)
+        return h;
+    DIR *d = opendir(path);
+    if (!d)
+        return h;
+    struct dirent *e;
+    while ((e = readdir(d))) { /* order does not matter: entries are xor-folded */
+        if (e->d_name[0] == '.')
+            continue;
+        char full[PATH_MAX];
+        snprintf(full, sizeof(full), "%s/%s", path, e->d_name);
+        h ^= sig_path(1469598103934665603ULL, full, depth + 1);
+    }
+    closedir(d);
+    return h;
+}
+
+/* What a reload would read: the configuration file and every rule file (name, size, mtime). */
+static uint64_t config_signature(const struct loop *l)
+{
+    uint64_t h = 1469598103934665603ULL;
+    if (l->args->conf)
+        h = sig_path(h, l->args->conf, 0);
+    for (size_t i = 0; i < l->cfg->rules.n_paths; i++)
+        h = sig_path(h, l->cfg->rules.paths[i], 0);
+    return h;
+}
+
 /* Between batches of packets: heartbeat, metrics, SIGUSR1 statistics, SIGHUP reload. */
 static void housekeeping(struct loop *l)
 {
@@ -686,6 +755,14 @@ static void housekeeping(struct loop *l)
     if (!reload)
         return;
     reload = 0;
+    reopen_alerts(l); /* logrotate's SIGHUP: whatever happens to the reload below */
+    uint64_t sig = config_signature(l);
+    if (sig == l->config_sig) {
+        /* nothing changed on disk (the nightly logrotate HUP): keep the running rules */
+        fprintf(stderr, "tunnelwatch: configuration and rules unchanged (%zu rules)\n",
+                ruleset_rule_count(*l->rules));
+        return;
+    }
     /* a new configuration (when there is a file) and new rules; any problem keeps the old */
     struct tw_cfg *nc = NULL;
     if (l->args->conf) {
@@ -724,6 +801,8 @@ static void housekeeping(struct loop *l)
     engine_set_rules(l->e, nr);
     for (int i = 0; i < l->n_workers; i++) {
         struct worker *w = &l->workers[i];
+        if (!engine_update_idle(w->e, 2000))
+            continue; /* a stopped worker: the main loop shuts the sensor down */
         if (nc) {
             w->cur ^= 1;
             w->cfgs[w->cur] = *nc;
@@ -735,38 +814,34 @@ static void housekeeping(struct loop *l)
         l->old_cfgs[l->n_old_cfg++] = l->cfg;
         l->cfg = nc;
     }
+    l->config_sig = sig;
     fprintf(stderr, "tunnelwatch: rules reloaded (%zu rules)\n", ruleset_rule_count(nr));
-    if (*l->alerts && *l->alerts != stdout && l->cfg->output.alerts_file) {
-        FILE *na = fopen(l->cfg->output.alerts_file, "a");
-        if (na && l->n_workers > 0 && l->n_old_alerts < TW_ARRAY_LEN(l->old_alerts)) {
-            /* workers may be writing to the old stream: hand over, close it at exit */
-            for (int i = 0; i < l->n_workers; i++)
-                engine_post_update(l->workers[i].e, NULL, NULL, na);
-            fflush(*l->alerts);
-            l->old_alerts[l->n_old_alerts++] = *l->alerts;
-            *l->alerts = na;
-        } else if (na && l->n_workers == 0) {
-            fclose(*l->alerts);
-            *l->alerts = na;
-            engine_set_alerts_out(l->e, na);
-        } else if (na) {
-            fclose(na);
-        }
-    }
+}
+
+/* Waits up to 200 ms for the live handle to become readable. libpcap's own blocking read
+ * retries poll() after a signal and, with TPACKET_V3, does not return on a quiet link, so the
+ * handle is non-blocking and we poll: signals, the heartbeat and flow expiry keep running on a
+ * quiet interface. */
+static void wait_readable(pcap_t *p)
+{
+    struct pollfd pfd = {pcap_get_selectable_fd(p), POLLIN, 0};
+    if (pfd.fd >= 0)
+        (void)poll(&pfd, 1, 200);
 }
 
 /* Live: pcap_dispatch in batches; idle periods still tick flow expiry and the heartbeat. */
 static int run_live(struct loop *l, struct cap_src *src)
 {
     while (!stop) {
+        wait_readable(src->p);
         int n = pcap_dispatch(src->p, 512, on_packet, (u_char *)l);
         if (n == PCAP_ERROR) {
             fprintf(stderr, "tunnelwatch: %s: %s\n", src->name, pcap_geterr(src->p));
             return 1;
         }
-        if (n == PCAP_ERROR_BREAK || stop)
+        if (stop)
             break;
-        if (n == 0) {
+        if (n <= 0) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             struct tw_time now = {ts.tv_sec, (int32_t)(ts.tv_nsec / 1000)};
@@ -920,22 +995,22 @@ static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     while (!stop) {
+        wait_readable(w->src.p);
         int n = pcap_dispatch(w->src.p, 512, on_worker_packet, (u_char *)w);
         if (n == PCAP_ERROR) {
             fprintf(stderr, "tunnelwatch: %s: %s\n", w->src.name, pcap_geterr(w->src.p));
             w->rc = 1;
             break;
         }
-        if (n == PCAP_ERROR_BREAK)
-            break;
         engine_apply_update(w->e);
-        if (n == 0) {
+        if (n <= 0) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             struct tw_time now = {ts.tv_sec, (int32_t)(ts.tv_nsec / 1000)};
             engine_tick(w->e, now);
         }
     }
+    __atomic_store_n(&w->exited, true, __ATOMIC_RELEASE);
     return NULL;
 }
 
@@ -963,7 +1038,6 @@ static int run_workers(struct loop *l, const struct engine_opts *eo)
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old); /* signals go to this thread only */
     for (int i = 0; i < l->n_workers; i++) {
-        worker_pcaps[i] = l->workers[i].src.p;
         l->workers[i].started =
             pthread_create(&l->workers[i].th, NULL, worker_main, &l->workers[i]) == 0;
     }
@@ -971,15 +1045,19 @@ static int run_workers(struct loop *l, const struct engine_opts *eo)
     while (!stop) {
         struct timespec ts = {0, 200 * 1000 * 1000};
         nanosleep(&ts, NULL);
-        housekeeping(l);
+        for (int i = 0; i < l->n_workers; i++)
+            if (__atomic_load_n(&l->workers[i].exited, __ATOMIC_ACQUIRE)) {
+                fprintf(stderr, "tunnelwatch: capture worker %d stopped: shutting down\n", i);
+                stop = 1; /* the other workers' share of the traffic would go unread */
+            }
+        if (!stop)
+            housekeeping(l);
     }
     int rc = 0;
     for (int i = 0; i < l->n_workers; i++) {
         struct worker *w = &l->workers[i];
-        pcap_breakloop(w->src.p);
         if (w->started)
             pthread_join(w->th, NULL);
-        worker_pcaps[i] = NULL;
         engine_finish(w->e);
         rc |= w->rc;
     }
@@ -1238,6 +1316,7 @@ int main(int argc, char **argv)
     l.pub = pub;
     l.cfg = cfg;
     l.args = &a;
+    l.config_sig = config_signature(&l);
     l.metrics = metrics;
     l.realtime = a.realtime;
     l.speed = a.speed;
@@ -1271,10 +1350,7 @@ int main(int argc, char **argv)
         }
         l.src = src;
         engine_begin_input(e, inputs ? inputs[i] : NULL, src->dlt, inputs && n_inputs > 1);
-        if (src->live)
-            live_pcap = src->p;
         r = src->live ? run_live(&l, src) : run_file(&l, src, cfg->capture.bpf);
-        live_pcap = NULL;
         if (r == 2) {
             exit_code = 2;
             goto out;

@@ -73,8 +73,11 @@ int engine_set_cfg(struct engine *e, const struct tw_cfg *cfg);
 /* Capture workers: the main thread posts new rules, configuration and/or alerts stream (each
  * may be NULL: unchanged) and the worker applies them between batches with
  * engine_apply_update(). The caller keeps the old ones alive. */
-void engine_post_update(struct engine *e, const struct ruleset *rules, const struct tw_cfg *cfg,
-                        FILE *alerts);
+int engine_post_update(struct engine *e, const struct ruleset *rules, const struct tw_cfg *cfg,
+                       FILE *alerts);
+/* True once the worker took the last posted update (waits up to wait_ms). TW_ELIMIT from
+ * engine_post_update means it did not within 2 s. */
+bool engine_update_idle(struct engine *e, int wait_ms);
 void engine_apply_update(struct engine *e);
 /* Replaces the alerts stream (SIGHUP reopen). */
 void engine_set_alerts_out(struct engine *e, FILE *f);
