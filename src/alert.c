@@ -390,6 +390,8 @@ int alert_format(struct jw *w, const struct alert_rec *r, enum alert_schema sche
 /* --- dedup --- */
 
 struct dedup {
+    void (*flush)(void *ud, struct incident *in); /* reports unreported hits on removal */
+    void *flush_ud;
     struct incident **buckets;
     size_t nbuckets;
     struct incident *head, *tail; /* LRU: head oldest */
@@ -418,6 +420,22 @@ struct dedup *dedup_new(uint32_t max, uint32_t window_s)
     if (getrandom(d->key, sizeof(d->key), 0) != (ssize_t)sizeof(d->key))
         memset(d->key, 0x5a, sizeof(d->key));
     return d;
+}
+
+void dedup_set_flush(struct dedup *d, void (*fn)(void *ud, struct incident *in), void *ud)
+{
+    d->flush = fn;
+    d->flush_ud = ud;
+}
+
+/* An incident leaving the table (window over, cap) first reports hits not yet in an update,
+ * so none is lost. */
+static void flush_one(struct dedup *d, struct incident *in)
+{
+    if (d->flush && in->count > in->reported_count) {
+        d->flush(d->flush_ud, in);
+        in->reported_count = in->count;
+    }
 }
 
 static void lru_unlink(struct dedup *d, struct incident *in)
@@ -503,10 +521,12 @@ struct incident *dedup_hit(struct dedup *d, const struct tw_addr *host, const st
     const char *rid = rule->id ? rule->id : "";
     uint64_t h = incident_hash(d, host, rid, (const uint8_t *)lname, strlen(lname));
     for (struct incident *in = d->buckets[h & (d->nbuckets - 1)]; in; in = in->hnext) {
-        if (in->hash != h || !tw_addr_eq(&in->host, host) || strcmp(in->rule_id, rid) ||
+        const char *in_rid = in->rule && in->rule->id ? in->rule->id : "";
+        if (in->hash != h || !tw_addr_eq(&in->host, host) || strcmp(in_rid, rid) ||
             strcmp(in->name, lname))
             continue;
         if (tw_time_us(now) - tw_time_us(in->first) > (int64_t)d->window_s * 1000000) {
+            flush_one(d, in);
             incident_remove(d, in); /* window over: the next hit is a new incident */
             break;
         }
@@ -521,6 +541,7 @@ struct incident *dedup_hit(struct dedup *d, const struct tw_addr *host, const st
     }
     if (d->size >= d->max && d->head) {
         d->evictions++;
+        flush_one(d, d->head);
         incident_remove(d, d->head);
     }
     struct incident *in = calloc(1, sizeof(*in));

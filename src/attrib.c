@@ -8,6 +8,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "tunnelwatch/attrib.h"
 
@@ -117,6 +118,7 @@ struct dnsmap {
     size_t nslots; /* power of two */
     uint32_t max, size;
     uint64_t evictions;
+    uint8_t key[16];
 };
 
 struct dnsmap *dnsmap_new(uint32_t max_entries)
@@ -130,6 +132,8 @@ struct dnsmap *dnsmap_new(uint32_t max_entries)
     while (m->nslots < (size_t)max_entries * 2)
         m->nslots <<= 1;
     m->max = max_entries;
+    if (getrandom(m->key, sizeof(m->key), 0) != (ssize_t)sizeof(m->key))
+        memset(m->key, 0x3c, sizeof(m->key));
     m->slots = calloc(m->nslots, sizeof(*m->slots));
     m->used = calloc(m->nslots, 1);
     if (!m->slots || !m->used) {
@@ -148,14 +152,14 @@ void dnsmap_free(struct dnsmap *m)
     free(m);
 }
 
-static size_t addr_hash(const struct tw_addr *a)
+static size_t addr_hash(const struct dnsmap *m, const struct tw_addr *a)
 {
-    /* FNV-1a: the keys are addresses an attacker only partly chooses (resolver answers),
-     * and probing is capped at PROBE_MAX, so a collision flood only costs replacements. */
-    uint64_t h = 1469598103934665603ULL ^ a->family;
-    for (int i = 0; i < 16; i++)
-        h = (h ^ a->a[i]) * 1099511628211ULL;
-    return (size_t)(h ^ (h >> 29));
+    /* keyed (SipHash, random per map): answers are partly attacker-chosen addresses, and a
+     * chosen cluster of collisions would turn every insert into evictions and shifts */
+    uint8_t k[17];
+    k[0] = a->family;
+    memcpy(k + 1, a->a, 16);
+    return (size_t)tw_siphash(m->key, k, sizeof(k));
 }
 
 static void remove_at(struct dnsmap *m, size_t i)
@@ -169,7 +173,7 @@ static void remove_at(struct dnsmap *m, size_t i)
         j = (j + 1) & mask;
         if (!m->used[j])
             return;
-        size_t home = addr_hash(&m->slots[j].ip) & mask;
+        size_t home = addr_hash(m, &m->slots[j].ip) & mask;
         /* can the entry at j move to the hole at i? only if i lies cyclically in [home, j) */
         bool movable = (i <= j) ? (home <= i || home > j) : (home <= i && home > j);
         if (movable) {
@@ -181,9 +185,11 @@ static void remove_at(struct dnsmap *m, size_t i)
     }
 }
 
-void dnsmap_put(struct dnsmap *m, const struct dnsmap_entry *e)
+/* One insertion attempt: TW_OK when stored, else the slot to evict (as a negative-free
+ * out parameter) and TW_ELIMIT. */
+static int try_put(struct dnsmap *m, const struct dnsmap_entry *e, size_t *victim_out)
 {
-    size_t mask = m->nslots - 1, h = addr_hash(&e->ip) & mask;
+    size_t mask = m->nslots - 1, h = addr_hash(m, &e->ip) & mask;
     size_t victim = (size_t)-1;
     for (size_t k = 0; k < PROBE_MAX; k++) {
         size_t i = (h + k) & mask;
@@ -193,11 +199,11 @@ void dnsmap_put(struct dnsmap *m, const struct dnsmap_entry *e)
             m->slots[i] = *e;
             m->used[i] = 1;
             m->size++;
-            return;
+            return TW_OK;
         }
         if (tw_addr_eq(&m->slots[i].ip, &e->ip)) {
             m->slots[i] = *e;
-            return;
+            return TW_OK;
         }
         if (victim == (size_t)-1 || m->slots[i].expires_us < m->slots[victim].expires_us)
             victim = i;
@@ -209,17 +215,27 @@ void dnsmap_put(struct dnsmap *m, const struct dnsmap_entry *e)
         for (size_t k = 1; k < m->nslots && victim == (size_t)-1; k++)
             if (m->used[(h + k) & mask])
                 victim = (h + k) & mask;
-        if (victim == (size_t)-1)
-            return; /* unreachable: at the cap the table holds max >= 1 entries */
     }
-    m->evictions++;
-    remove_at(m, victim);
-    dnsmap_put(m, e);
+    *victim_out = victim;
+    return TW_ELIMIT;
+}
+
+void dnsmap_put(struct dnsmap *m, const struct dnsmap_entry *e)
+{
+    /* a few evictions at most: each one frees a slot in or before the probe window */
+    for (int attempt = 0; attempt < 4; attempt++) {
+        size_t victim = (size_t)-1;
+        if (try_put(m, e, &victim) == TW_OK || victim == (size_t)-1)
+            return;
+        m->evictions++;
+        remove_at(m, victim);
+    }
+    m->evictions++; /* still no room: the new answer is the one dropped, and counted */
 }
 
 const struct dnsmap_entry *dnsmap_get(struct dnsmap *m, const struct tw_addr *ip, int64_t now_us)
 {
-    size_t mask = m->nslots - 1, h = addr_hash(ip) & mask;
+    size_t mask = m->nslots - 1, h = addr_hash(m, ip) & mask;
     for (size_t k = 0; k < PROBE_MAX; k++) {
         size_t i = (h + k) & mask;
         if (!m->used[i])

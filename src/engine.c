@@ -52,6 +52,7 @@ struct flag {
     struct tw_addr host;
     char attribution[12];
     uint64_t frame;
+    const char *file; /* capture file of the evidence frame (inputs live until exit) */
 };
 
 /* Engine state kept in each flow's slab record (flow_opts.ext_size). */
@@ -424,6 +425,7 @@ static void handle_hit(struct engine *e, const struct obs *ob, const struct rule
             fl->host = host;
             snprintf(fl->attribution, sizeof(fl->attribution), "%s", attr);
             fl->frame = e->frame;
+            fl->file = e->file;
             ob->fs->flag = fl;
             if (e->o.evidence_path && e->file) {
                 if (!e->evkeys)
@@ -445,10 +447,12 @@ static void observe(struct engine *e, const struct obs *ob)
     e->st.names[ob->kind]++;
     if (e->o.names_out && ob->kind != NK_DNS_ANSWER) {
         char a[TW_ADDR_STRLEN], b[TW_ADDR_STRLEN];
+        flockfile(e->o.names_out); /* one row at a time when capture workers share stdout */
         fprintf(e->o.names_out, "%" PRIu64 "\t%s\t", e->frame, kind_names[ob->kind]);
         put_name(e->o.names_out, ob->name, ob->len);
         fprintf(e->o.names_out, "\t%s\t%s\t%u\n", tw_addr_str(&ob->p->src, a, sizeof(a)),
                 tw_addr_str(&ob->p->dst, b, sizeof(b)), ob->p->dport);
+        funlockfile(e->o.names_out);
     }
     if (!e->rules || ob->len == 0)
         return;
@@ -591,8 +595,10 @@ static void tcp_tls(struct engine *e, const struct dec_pkt *p, struct flow *f, s
 {
     struct stream *s = &fs->st[0];
     long n = tls_hello_from_records(s->buf, s->len, e->hello_buf, TLS_HELLO_MAX);
-    if (n == TW_ETRUNC)
+    if (n == TW_ETRUNC && s->len < s->max)
         return;
+    if (n == TW_ETRUNC)
+        e->st.reasm_limit++; /* a hello larger than the buffer: give up, free it */
     if (n > 0) {
         observe_hello(e, NK_TLS_SNI, e->hello_buf, (size_t)n, p, f, fs);
     } else {
@@ -826,7 +832,7 @@ static void flow_end(void *ud, struct flow *f, enum flow_end_reason why)
         r.name = (const uint8_t *)fs->flag->name;
         r.name_len = strlen(fs->flag->name);
         r.frame = fs->flag->frame;
-        r.file = e->file;
+        r.file = fs->flag->file;
         r.attribution = fs->flag->attribution;
         r.host = fs->flag->host;
         r.observer = e->cfg->sensor_name;
@@ -883,6 +889,8 @@ static void flow_start(struct engine *e, struct flow *f, struct fstate *fs, cons
 
 /* ---------- public ---------- */
 
+static void tick_update(void *ud, struct incident *in);
+
 struct engine *engine_new(const struct engine_opts *o, const struct ruleset *rules, char *err,
                           size_t errlen)
 {
@@ -920,6 +928,7 @@ struct engine *engine_new(const struct engine_opts *o, const struct ruleset *rul
     e->reasm_budget = (int64_t)c->flow.reasm_total_mib * 1024 * 1024;
     jw_init(&e->jw, RECORD_MAX);
     alert_ids_init(&e->ids);
+    dedup_set_flush(e->dedup, tick_update, e);
     if (c->flow.ndpi) {
         e->ndpi = ndpi_init_detection_module(ndpi_no_prefs);
         if (e->ndpi) {
@@ -989,8 +998,14 @@ void engine_packet(struct engine *e, const struct pcap_pkthdr *h, const uint8_t 
     e->st.packets++;
     e->st.bytes += h->len;
     struct tw_time ts = {h->ts.tv_sec, (int32_t)h->ts.tv_usec};
-    if (tw_time_us(ts) > tw_time_us(e->now))
-        e->now = ts;
+    /* packet time drives expiry; one bogus far-future timestamp (a day ahead) must not stop
+     * every later expiry, so such a jump is ignored and counted */
+    if (tw_time_us(ts) > tw_time_us(e->now)) {
+        if (e->now.sec && ts.sec - e->now.sec > 86400)
+            e->st.time_jumps++;
+        else
+            e->now = ts;
+    }
     if (tw_time_us(e->now) - e->last_tick_us >= 1000000)
         engine_tick(e, e->now);
 
@@ -1269,6 +1284,7 @@ size_t engine_stats_text(const struct engine *e, char *buf, size_t n)
     PUT("alerts_suppressed", e->st.suppressed);
     PUT("flow_end_records", e->st.flow_ends);
     PUT("records_dropped", e->st.records_dropped);
+    PUT("timestamp_jumps_ignored", e->st.time_jumps);
     PUT("dedup_evictions", dedup_evictions(e->dedup));
     PUT("ndpi_flows", e->st.ndpi_flows);
     PUT("ndpi_skipped", e->st.ndpi_skipped);

@@ -64,8 +64,7 @@ static uint64_t le64(const uint8_t *p)
     return v;
 }
 
-static uint64_t siphash_rounds(const uint8_t key[16], const uint8_t *data, size_t len, int c,
-                               int d)
+static uint64_t siphash_rounds(const uint8_t key[16], const uint8_t *data, size_t len, int c, int d)
 {
     uint64_t k0 = le64(key), k1 = le64(key + 8);
     uint64_t v0 = 0x736f6d6570736575ULL ^ k0, v1 = 0x646f72616e646f6dULL ^ k1;

@@ -29,31 +29,31 @@ enum alert_type { ALERT_RAISED, ALERT_UPDATE, ALERT_FLOW_END, ALERT_SUPPRESSED }
 struct alert_rec {
     enum alert_type type;
     struct tw_time ts;
-    const char *event_id;     /* this record's id */
-    const char *incident_id;  /* the incident's first alert id (updates, flow ends) */
+    const char *event_id;    /* this record's id */
+    const char *incident_id; /* the incident's first alert id (updates, flow ends) */
     const struct rule *rule;
     const char *pattern;
-    const char *kind;         /* dns_query | tls_sni | quic_sni | http_host | dns_answer */
+    const char *kind; /* dns_query | tls_sni | quic_sni | http_host | dns_answer */
     const uint8_t *name;
     size_t name_len;
     uint64_t frame;
-    const char *file;         /* capture file of a replay, NULL live */
+    const char *file; /* capture file of a replay, NULL live */
     /* the flow: client -> server */
     struct tw_addr cli, srv;
     uint16_t cport, sport;
     uint8_t proto;
     uint16_t vlan;
-    const char *app_proto;    /* nDPI's label, NULL if unknown */
+    const char *app_proto; /* nDPI's label, NULL if unknown */
     const char *ja4;
     const char *alpn;
     bool ech;
     /* attribution */
-    const char *attribution;  /* client | resolver | dns_answer | inbound | external */
-    struct tw_addr host;      /* the internal host it is attributed to */
-    struct tw_addr resolver;  /* dns_answer: who resolved the name */
+    const char *attribution; /* client | resolver | dns_answer | inbound | external */
+    struct tw_addr host;     /* the internal host it is attributed to */
+    struct tw_addr resolver; /* dns_answer: who resolved the name */
     uint64_t resolver_frame;
     /* counters */
-    uint64_t count;           /* hits in the incident so far */
+    uint64_t count; /* hits in the incident so far */
     struct tw_time first_seen, last_seen;
     /* flow end */
     uint64_t pkts[2], bytes[2];
@@ -61,7 +61,7 @@ struct alert_rec {
     const char *end_reason;
     /* suppression */
     const char *allow_name, *allow_reason;
-    const char *observer;     /* sensor name */
+    const char *observer; /* sensor name */
 };
 
 /* Writes one record as a JSON object (no newline) into w (reset first). */
@@ -81,7 +81,7 @@ struct incident {
     const struct rule *rule; /* compared by id string across reloads */
     char rule_id[64];
     char name[256];
-    char id[40];             /* event id of the raising alert */
+    char id[40]; /* event id of the raising alert */
     uint64_t count, reported_count;
     struct tw_time first, last, last_update;
     /* internal */
@@ -95,12 +95,13 @@ struct dedup *dedup_new(uint32_t max, uint32_t window_s);
 void dedup_free(struct dedup *d);
 /* Finds the live incident (within the window) or creates one; *is_new says which. */
 struct incident *dedup_hit(struct dedup *d, const struct tw_addr *host, const struct rule *rule,
-                           const uint8_t *name, size_t name_len, struct tw_time now,
-                           bool *is_new);
+                           const uint8_t *name, size_t name_len, struct tw_time now, bool *is_new);
 /* Calls fn for every incident with unreported hits whose last update is older than
  * interval_s (or all of them when interval_s == 0). */
 void dedup_each_due(struct dedup *d, struct tw_time now, uint32_t interval_s,
                     void (*fn)(void *ud, struct incident *in), void *ud);
+/* Called for an incident with unreported hits just before it leaves the table. */
+void dedup_set_flush(struct dedup *d, void (*fn)(void *ud, struct incident *in), void *ud);
 uint64_t dedup_evictions(const struct dedup *d);
 size_t dedup_size(const struct dedup *d);
 

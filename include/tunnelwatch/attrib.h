@@ -28,9 +28,9 @@ struct dnsmap;
 
 struct dnsmap_entry {
     struct tw_addr ip;
-    char name[256];        /* the name queried (the flagged one, not the CNAME target) */
+    char name[256];          /* the name queried (the flagged one, not the CNAME target) */
     struct tw_addr resolver; /* who sent the answer */
-    struct tw_addr asker;  /* who received it */
+    struct tw_addr asker;    /* who received it */
     int64_t expires_us;
     uint64_t frame;
 };

@@ -27,8 +27,8 @@ struct cap_src {
     int dlt;
     const char *name; /* file path, "-" or interface (borrowed) */
     bool live;
-    uint64_t size;    /* file size for progress, 0 unknown */
-    FILE *fp;         /* when opened from a FILE (stdin) */
+    uint64_t size; /* file size for progress, 0 unknown */
+    FILE *fp;      /* when opened from a FILE (stdin) */
     /* our own pcapng reader (libpcap refuses interfaces of different link types in one
      * file): used for every pcapng file */
     bool ng;
@@ -48,8 +48,8 @@ struct cap_src {
 /* Opens a capture file ("-" = stdin). On failure returns TW_EIO with a one-line reason. */
 int cap_open_file(struct cap_src *s, const char *path, char *err, size_t errlen) TW_WUR;
 /* Opens a live interface; logs the effective buffer size at verbosity >= 0 to log. */
-int cap_open_live(struct cap_src *s, const char *iface, const struct cap_live_opts *o,
-                  FILE *log, char *err, size_t errlen) TW_WUR;
+int cap_open_live(struct cap_src *s, const char *iface, const struct cap_live_opts *o, FILE *log,
+                  char *err, size_t errlen) TW_WUR;
 /* Compiles and sets a BPF filter. */
 int cap_set_filter(struct cap_src *s, const char *bpf, char *err, size_t errlen) TW_WUR;
 void cap_close(struct cap_src *s);

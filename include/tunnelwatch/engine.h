@@ -33,6 +33,7 @@ struct engine_stats {
     uint64_t flow_alloc_fail;
     uint64_t hits, alerts, updates, suppressed, flow_ends, records_dropped;
     uint64_t ndpi_flows, ndpi_skipped;
+    uint64_t time_jumps; /* packets a day or more ahead of the clock: time not advanced */
 };
 
 struct engine_opts {

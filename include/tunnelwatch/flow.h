@@ -39,10 +39,10 @@ struct flow {
     uint8_t fin_seen;           /* bit 0 client FIN, bit 1 server FIN */
     bool rst_seen;
     bool syn_seen;
-    uint8_t list;               /* enum flow_list */
-    int64_t moved_sec;          /* when it was last moved to its list's tail */
-    void *ext;                  /* ext_size bytes of engine state in the same slab record;
-                                 * what it points to is freed by the end callback */
+    uint8_t list;      /* enum flow_list */
+    int64_t moved_sec; /* when it was last moved to its list's tail */
+    void *ext;         /* ext_size bytes of engine state in the same slab record;
+                        * what it points to is freed by the end callback */
     /* table links */
     struct flow *hnext;
     struct flow **hpprev; /* the pointer that points at this flow: O(1) unlinking */

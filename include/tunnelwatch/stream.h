@@ -25,7 +25,7 @@ struct stream {
     uint32_t base_seq; /* sequence number of buf[0] */
     uint32_t len;      /* contiguous bytes from buf[0] */
     bool base_set;
-    bool base_fixed;   /* base from a SYN: nothing before it belongs to the stream */
+    bool base_fixed; /* base from a SYN: nothing before it belongs to the stream */
     uint8_t n_isl;
     struct {
         uint32_t s, e; /* offsets [s, e) present beyond len */

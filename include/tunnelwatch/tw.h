@@ -23,8 +23,8 @@ enum tw_err {
 
 const char *tw_strerror(int err);
 
-#define TW_WUR    __attribute__((warn_unused_result))
-#define TW_UNUSED __attribute__((unused))
+#define TW_WUR          __attribute__((warn_unused_result))
+#define TW_UNUSED       __attribute__((unused))
 #define TW_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 #define TW_VERSION "0.1.0"
