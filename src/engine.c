@@ -36,6 +36,7 @@
 #define SUMMARY_HOSTS   4096 /* internal hosts kept for the investigation summary */
 #define SUMMARY_ITEMS   8
 #define DNS_SERVERS_MAX 1024 /* internal hosts seen acting as DNS servers */
+#define DNS_CANDIDATES  64   /* hosts seen serving DNS fewer than 3 times */
 #define RECORD_MAX      65536
 
 static const char *const kind_names[NK__COUNT] = {"dns_query", "tls_sni", "quic_sni", "http_host",
@@ -61,6 +62,7 @@ struct fstate {
     bool done;    /* nothing more to extract */
     bool started; /* first-packet work done */
     uint8_t quic_pkts;
+    bool quic_ok; /* an Initial of this flow decrypted */
     struct stream st[2];
     struct quic_initial *quic;
     struct ndpi_flow_struct *ndpi;
@@ -103,6 +105,11 @@ struct engine {
     /* internal hosts seen serving DNS (resolvers), a small open-addressed set */
     struct tw_addr dns_servers[DNS_SERVERS_MAX];
     uint32_t n_dns_servers;
+    struct {
+        struct tw_addr addr;
+        uint32_t n;
+    } cand[DNS_CANDIDATES];
+    int next_cand;
     uint64_t *allow_counts;
     struct host_sum *hosts;
     uint32_t n_hosts;
@@ -168,12 +175,26 @@ static bool is_dns_server(const struct engine *e, const struct tw_addr *a)
     return false;
 }
 
+/* An internal host counts as a resolver once it has answered DNS 3 times (from port 53):
+ * one forged response must not let a host relabel its own queries as a resolver's. The
+ * candidates wait in a small table that recycles its oldest slot. */
 static void note_dns_server(struct engine *e, const struct tw_addr *a)
 {
     if (!netset_contains(e->internal, a) || is_dns_server(e, a) ||
         e->n_dns_servers == DNS_SERVERS_MAX)
         return;
-    e->dns_servers[e->n_dns_servers++] = *a;
+    for (int i = 0; i < DNS_CANDIDATES; i++) {
+        if (e->cand[i].n && tw_addr_eq(&e->cand[i].addr, a)) {
+            if (++e->cand[i].n >= 3) {
+                e->dns_servers[e->n_dns_servers++] = *a;
+                e->cand[i].n = 0;
+            }
+            return;
+        }
+    }
+    e->cand[e->next_cand].addr = *a;
+    e->cand[e->next_cand].n = 1;
+    e->next_cand = (e->next_cand + 1) % DNS_CANDIDATES;
 }
 
 /* TSV-safe rendering: control bytes, backslash and DEL as \xNN. */
@@ -735,6 +756,15 @@ static void handle_udp(struct engine *e, const struct dec_pkt *p, struct flow *f
         fs->app = APP_QUIC;
     }
     long n = quic_initial_feed(fs->quic, p->payload, p->payload_len);
+    if (n == TW_EBAD && !fs->quic_ok) {
+        /* nothing of this flow ever decrypted: do not hold 32 KiB of the shared reassembly
+         * budget for a flow of junk or spoofed Initials */
+        e->st.err_quic++;
+        quic_stop(e, fs);
+        return;
+    }
+    if (n > 0 || n == TW_ETRUNC)
+        fs->quic_ok = true;
     if (n > 0) {
         observe_hello(e, NK_QUIC_SNI, quic_initial_hello(fs->quic), (size_t)n, p, f, fs);
         /* keep listening: after a HelloRetryRequest the client sends a second ClientHello */
