@@ -35,6 +35,11 @@ live_run() {
     sleep 0.2
     for c in "${caps[@]}"; do
         in_ns tcpreplay -q -i "$a" --pps=2000 "$c" >"$T/replay.out" 2>&1 || { cat "$T/replay.out"; fail "tcpreplay $c"; }
+        # SIGHUP (logrotate) and SIGUSR1 (statistics) mid-capture must not end the capture:
+        # the names of the captures replayed after them must still arrive
+        kill -HUP $pid
+        kill -USR1 $pid
+        sleep 0.3
     done
     sleep 1
     kill -TERM $pid
@@ -48,7 +53,9 @@ live_run() {
     drops=$(echo "$line" | sed -E 's/.* ([0-9]+) dropped by kernel.*/\1/')
     [ "$drops" -eq 0 ] || fail "kernel drops: $line"
     grep -q '"tunnelwatch.evidence.name":"tunnel.us.ngrok.com"' "$out-alerts.jsonl" || fail "no live alert"
-    ok "live capture on a veth, $w worker(s): $n names identical to the offline replay; $line"
+    grep -q "configuration and rules unchanged" "$out.err" || fail "SIGHUP not handled"
+    grep -q "tunnelwatch: statistics" "$out.err" || fail "SIGUSR1 not handled"
+    ok "live capture on a veth, $w worker(s), SIGHUP and SIGUSR1 mid-capture: $n names identical to the offline replay; $line"
 }
 live_run 1
 live_run 2
