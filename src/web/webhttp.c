@@ -106,8 +106,10 @@ static bool authorized(struct web_app *app, struct MHD_Connection *conn)
         return true;
     char *pass = NULL;
     char *user = MHD_basic_auth_get_username_password(conn, &pass);
+    /* both comparisons always run (no early exit that would time which part was wrong) */
     bool ok =
-        user && pass && ct_equal(user, app->cfg.auth_user) & ct_equal(pass, app->cfg.auth_password);
+        user && pass &&
+        ((int)ct_equal(user, app->cfg.auth_user) & (int)ct_equal(pass, app->cfg.auth_password));
     if (user)
         MHD_free(user);
     if (pass)
