@@ -549,7 +549,6 @@ struct incident *dedup_hit(struct dedup *d, const struct tw_addr *host, const st
         return NULL;
     in->host = *host;
     in->rule = rule;
-    snprintf(in->rule_id, sizeof(in->rule_id), "%s", rid);
     memcpy(in->name, lname, sizeof(lname));
     in->count = 1;
     in->reported_count = 1;

@@ -222,22 +222,14 @@ static struct host_sum *host_sum(struct engine *e, const struct tw_addr *h)
     return s;
 }
 
-static void add_item(char (*items)[128], uint8_t *n, const char *v)
+/* Adds v to a list of at most SUMMARY_ITEMS distinct strings of width bytes each. */
+static void add_distinct(char *items, size_t width, uint8_t *n, const char *v)
 {
     for (uint8_t i = 0; i < *n; i++)
-        if (!strcmp(items[i], v))
+        if (!strncmp(items + i * width, v, width - 1))
             return;
     if (*n < SUMMARY_ITEMS)
-        snprintf(items[(*n)++], 128, "%s", v);
-}
-
-static void add_rule(char (*items)[64], uint8_t *n, const char *v)
-{
-    for (uint8_t i = 0; i < *n; i++)
-        if (!strcmp(items[i], v))
-            return;
-    if (*n < SUMMARY_ITEMS)
-        snprintf(items[(*n)++], 64, "%s", v);
+        snprintf(items + (*n)++ * width, width, "%s", v);
 }
 
 /* ---------- output ---------- */
@@ -405,12 +397,13 @@ static void handle_hit(struct engine *e, const struct obs *ob, const struct rule
         if (!hs->first.sec)
             hs->first = e->now;
         hs->last = e->now;
-        add_rule(hs->rules, &hs->n_rules, hit->rule->id ? hit->rule->id : "?");
+        add_distinct(hs->rules[0], sizeof(hs->rules[0]), &hs->n_rules,
+                     hit->rule->id ? hit->rule->id : "?");
         char nm[128];
         size_t n = ob->len < sizeof(nm) - 1 ? ob->len : sizeof(nm) - 1;
         memcpy(nm, ob->name, n);
         nm[n] = '\0';
-        add_item(hs->names, &hs->n_names, nm);
+        add_distinct(hs->names[0], sizeof(hs->names[0]), &hs->n_names, nm);
         if (hs->n_frames < SUMMARY_ITEMS)
             hs->frames[hs->n_frames++] = e->frame;
     }
@@ -419,7 +412,6 @@ static void handle_hit(struct engine *e, const struct obs *ob, const struct rule
         if (hs)
             hs->alerts++;
         r.type = ALERT_RAISED;
-        r.event_id = in->id;
         alert_ids_next(&e->ids, in->id);
         r.event_id = in->id;
         r.count = 1;
@@ -557,8 +549,6 @@ static void dns_tcp(struct engine *e, const struct dec_pkt *p, struct flow *f, s
         if (mlen + 2 > s->max) {
             e->st.reasm_limit++; /* a message larger than we buffer: stop this direction */
             stream_reset(s, &e->reasm_budget);
-            s->base_fixed = true;
-            s->base_set = false;
             fs->done = true;
             return;
         }
@@ -658,12 +648,11 @@ static void handle_tcp(struct engine *e, const struct dec_pkt *p, struct flow *f
     if (dir == 1 && !dns)
         return; /* only the client's bytes carry the names we want (DNS answers aside) */
     struct stream *s = &fs->st[dir];
-    if (fs->app == APP_HTTP && s->len == 0 && s->n_isl == 0) {
-        if (!http_looks_like_request(p->payload, p->payload_len))
-            return;
-        s->base_fixed = false;
-        s->base_set = false;
-    }
+    /* keep-alive: after a request the buffer was reset (no base), so the next segment that
+     * starts a request line becomes its base */
+    if (fs->app == APP_HTTP && s->len == 0 && s->n_isl == 0 &&
+        !http_looks_like_request(p->payload, p->payload_len))
+        return;
     int r = stream_add(s, p->seq, p->payload, p->payload_len, &e->reasm_budget);
     if (r < 0) {
         e->st.reasm_limit++;
@@ -733,15 +722,16 @@ static void handle_udp(struct engine *e, const struct dec_pkt *p, struct flow *f
         return;
     /* QUIC: client long-header packets (0-RTT may come before the Initial); a short-header
      * client packet means the handshake is over */
-    bool long_hdr = p->payload_len >= 7 && (p->payload[0] & 0xc0) == 0xc0;
-    if (!long_hdr || (!fs->quic && !quic_looks_like_initial(p->payload, p->payload_len) &&
-                      fs->quic_pkts++ >= 2)) {
+    if (p->payload_len < 7 || (p->payload[0] & 0xc0) != 0xc0) {
         quic_stop(e, fs);
         return;
     }
     if (!fs->quic) {
-        if (!quic_looks_like_initial(p->payload, p->payload_len))
-            return; /* a 0-RTT packet ahead of its Initial: wait */
+        if (!quic_looks_like_initial(p->payload, p->payload_len)) {
+            if (++fs->quic_pkts >= 3)
+                quic_stop(e, fs);
+            return; /* a 0-RTT packet ahead of its Initial: wait a little */
+        }
         if (e->reasm_budget < QUIC_CRYPTO_MAX * 2) {
             e->st.reasm_limit++;
             quic_stop(e, fs);
@@ -777,6 +767,15 @@ static void handle_udp(struct engine *e, const struct dec_pkt *p, struct flow *f
 
 /* ---------- nDPI ---------- */
 
+static void ndpi_release(struct engine *e, struct fstate *fs)
+{
+    if (fs->ndpi) {
+        ndpi_free_flow(fs->ndpi);
+        fs->ndpi = NULL;
+        e->ndpi_live--;
+    }
+}
+
 static void ndpi_step(struct engine *e, struct fstate *fs, const struct dec_pkt *p, int64_t now_us)
 {
     if (!e->ndpi || fs->ndpi_done || !p->l3 || p->l3_len == 0)
@@ -784,11 +783,7 @@ static void ndpi_step(struct engine *e, struct fstate *fs, const struct dec_pkt 
     if (app_label(fs->app)) {
         /* our parsers recognised the flow (TLS, HTTP, DNS, QUIC): nDPI would only repeat the
          * work (its TLS dissector is the costliest part of the packet path) */
-        if (fs->ndpi) {
-            ndpi_free_flow(fs->ndpi);
-            fs->ndpi = NULL;
-            e->ndpi_live--;
-        }
+        ndpi_release(e, fs);
         fs->ndpi_done = true;
         return;
     }
@@ -821,9 +816,7 @@ static void ndpi_step(struct engine *e, struct fstate *fs, const struct dec_pkt 
     if (decided) {
         fs->ndpi_proto =
             pr.master_protocol != NDPI_PROTOCOL_UNKNOWN ? pr.master_protocol : pr.app_protocol;
-        ndpi_free_flow(fs->ndpi);
-        fs->ndpi = NULL;
-        e->ndpi_live--;
+        ndpi_release(e, fs);
         fs->ndpi_done = true;
     }
 }
@@ -883,18 +876,9 @@ static void flow_end(void *ud, struct flow *f, enum flow_end_reason why)
         free(fs->flag);
         fs->flag = NULL;
     }
-    stream_reset(&fs->st[0], &e->reasm_budget);
-    stream_reset(&fs->st[1], &e->reasm_budget);
-    if (fs->quic) {
-        quic_initial_free(fs->quic);
-        e->reasm_budget += QUIC_CRYPTO_MAX * 2;
-        fs->quic = NULL;
-    }
-    if (fs->ndpi) {
-        ndpi_free_flow(fs->ndpi);
-        e->ndpi_live--;
-        fs->ndpi = NULL;
-    }
+    finish_extraction(e, fs); /* reassembly buffers */
+    quic_stop(e, fs);
+    ndpi_release(e, fs);
 }
 
 /* First packet of a flow: a connection to an address a flagged DNS answer named. */
@@ -999,7 +983,6 @@ static void tick_update(void *ud, struct incident *in)
     r.event_id = id;
     r.incident_id = in->id;
     r.rule = in->rule;
-    r.kind = NULL;
     r.name = (const uint8_t *)in->name;
     r.name_len = strlen(in->name);
     r.host = in->host;
@@ -1256,11 +1239,6 @@ void engine_free(struct engine *e)
     free(e);
 }
 
-void engine_get_stats(const struct engine *e, struct engine_stats *out)
-{
-    *out = e->st;
-}
-
 uint64_t engine_alerts(const struct engine *e)
 {
     return e->st.alerts;
@@ -1377,12 +1355,10 @@ void engine_summary(const struct engine *e, FILE *out, FILE *json_out)
             for (uint8_t k = 0; k < h->n_names; k++)
                 v[k] = (char *)(uintptr_t)h->names[k];
             jw_strv(&w, "names", v, h->n_names);
-            jw_key(&w, "frames");
+            jw_u64v(&w, "frames", h->frames, h->n_frames);
+            jw_end(&w);
             fputs(w.buf, json_out);
-            fputc('[', json_out);
-            for (uint8_t k = 0; k < h->n_frames; k++)
-                fprintf(json_out, "%s%" PRIu64, k ? "," : "", h->frames[k]);
-            fputs("]}\n", json_out);
+            fputc('\n', json_out);
         }
         jw_free(&w);
     }

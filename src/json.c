@@ -212,6 +212,16 @@ void jw_strv(struct jw *w, const char *key, char *const *v, size_t n)
     put(w, "]", 1);
 }
 
+void jw_u64v(struct jw *w, const char *key, const uint64_t *v, size_t n)
+{
+    char b[24];
+    jw_key(w, key);
+    put(w, "[", 1);
+    for (size_t i = 0; i < n; i++)
+        put(w, b, (size_t)snprintf(b, sizeof(b), "%s%llu", i ? "," : "", (unsigned long long)v[i]));
+    put(w, "]", 1);
+}
+
 void jw_raw(struct jw *w, const char *key, const char *json)
 {
     jw_key(w, key);

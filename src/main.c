@@ -829,6 +829,21 @@ static void wait_readable(pcap_t *p)
         (void)poll(&pfd, 1, 200);
 }
 
+/* A quiet live link: expiry and dedup updates run on the wall clock. */
+static void tick_idle(struct engine *e)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tw_time now = {ts.tv_sec, (int32_t)(ts.tv_nsec / 1000)};
+    engine_tick(e, now);
+}
+
+static const char *link_name(int dlt)
+{
+    const char *n = pcap_datalink_val_to_name(dlt);
+    return n ? n : "?";
+}
+
 /* Live: pcap_dispatch in batches; idle periods still tick flow expiry and the heartbeat. */
 static int run_live(struct loop *l, struct cap_src *src)
 {
@@ -841,12 +856,8 @@ static int run_live(struct loop *l, struct cap_src *src)
         }
         if (stop)
             break;
-        if (n <= 0) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            struct tw_time now = {ts.tv_sec, (int32_t)(ts.tv_nsec / 1000)};
-            engine_tick(l->e, now);
-        }
+        if (n <= 0)
+            tick_idle(l->e);
         housekeeping(l);
     }
     return 0;
@@ -885,8 +896,7 @@ static int run_file(struct loop *l, struct cap_src *src, const char *bpf)
     if (!src->ng && !(bpf && bpf[0]) && !l->realtime) {
         if (!dec_linktype_supported(src->dlt)) {
             fprintf(stderr, "tunnelwatch: %s: unsupported link type %d (%s)\n", src->name, src->dlt,
-                    pcap_datalink_val_to_name(src->dlt) ? pcap_datalink_val_to_name(src->dlt)
-                                                        : "?");
+                    link_name(src->dlt));
             return 1;
         }
         return run_pcap_dispatch(l, src);
@@ -908,8 +918,7 @@ static int run_file(struct loop *l, struct cap_src *src, const char *bpf)
         if (!dec_linktype_supported(dlt)) {
             if (unsupported++ == 0)
                 fprintf(stderr, "tunnelwatch: %s: unsupported link type %d (%s), frames skipped\n",
-                        src->name, dlt,
-                        pcap_datalink_val_to_name(dlt) ? pcap_datalink_val_to_name(dlt) : "?");
+                        src->name, dlt, link_name(dlt));
             engine_skip_frame(l->e); /* numbered, not decoded */
             continue;
         }
@@ -1003,12 +1012,8 @@ static void *worker_main(void *arg)
             break;
         }
         engine_apply_update(w->e);
-        if (n <= 0) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            struct tw_time now = {ts.tv_sec, (int32_t)(ts.tv_nsec / 1000)};
-            engine_tick(w->e, now);
-        }
+        if (n <= 0)
+            tick_idle(w->e);
     }
     __atomic_store_n(&w->exited, true, __ATOMIC_RELEASE);
     return NULL;

@@ -78,8 +78,7 @@ void alert_ids_next(struct alert_ids *ids, char out[40]);
 
 struct incident {
     struct tw_addr host;
-    const struct rule *rule; /* compared by id string across reloads */
-    char rule_id[64];
+    const struct rule *rule; /* compared by id string across reloads (rules live until exit) */
     char name[256];
     char id[40]; /* event id of the raising alert */
     uint64_t count, reported_count;

@@ -83,7 +83,6 @@ void engine_apply_update(struct engine *e);
 /* Replaces the alerts stream (SIGHUP reopen). */
 void engine_set_alerts_out(struct engine *e, FILE *f);
 
-void engine_get_stats(const struct engine *e, struct engine_stats *out);
 /* Writes "field\tvalue\n" lines of every counter (heartbeat, metrics, exit summary). */
 size_t engine_stats_text(const struct engine *e, char *buf, size_t n);
 /* Investigation summary per internal host: a table to out, JSON to json_out (either NULL). */

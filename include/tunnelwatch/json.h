@@ -35,6 +35,8 @@ void jw_bool(struct jw *w, const char *key, bool v);
 void jw_addr(struct jw *w, const char *key, const struct tw_addr *a);
 /* Array of strings. */
 void jw_strv(struct jw *w, const char *key, char *const *v, size_t n);
+/* Array of numbers. */
+void jw_u64v(struct jw *w, const char *key, const uint64_t *v, size_t n);
 /* Raw value (already JSON), e.g. a nested object built elsewhere. */
 void jw_raw(struct jw *w, const char *key, const char *json);
 /* Appends escaped s (no quotes) to w: for callers composing strings. */
