@@ -9,9 +9,137 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "tunnelwatch/capture.h"
+
+/* --- our buffered reader (see struct cap_src) --- */
+
+#define RB_CHUNK (256u << 10)  /* read(2) size */
+#define PCAP_REC_MAX 262144u   /* longer classic pcap records are libpcap's to judge */
+
+/* Makes n bytes available at s->rb + s->rb_off if the file has them. Returns how many are:
+ * fewer than n only at the end of the file, after a read error (rb_errno) or when the buffer
+ * cannot grow (rb_errno = ENOMEM). Earlier pointers into the buffer are invalid after it. */
+static size_t rd_need(struct cap_src *s, size_t n)
+{
+    size_t have = s->rb_len - s->rb_off;
+    if (have >= n || s->rb_eof || s->rb_errno)
+        return have;
+    if (s->rb_off) {
+        memmove(s->rb, s->rb + s->rb_off, have);
+        s->rb_base += s->rb_off;
+        s->rb_off = 0;
+        s->rb_len = have;
+    }
+    if (n > s->rb_cap) {
+        uint8_t *nb = realloc(s->rb, n);
+        if (!nb) {
+            s->rb_errno = ENOMEM;
+            return have;
+        }
+        s->rb = nb;
+        s->rb_cap = n;
+    }
+    while (s->rb_len < n) {
+        ssize_t r = read(s->fd, s->rb + s->rb_len, s->rb_cap - s->rb_len);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            s->rb_errno = errno;
+            break;
+        }
+        if (r == 0) {
+            s->rb_eof = true;
+            break;
+        }
+        s->rb_len += (size_t)r;
+    }
+    return s->rb_len - s->rb_off;
+}
+
+/* Drops the buffer and continues reading at file offset off (after libpcap read a record). */
+static int rd_seek(struct cap_src *s, uint64_t off)
+{
+    s->rb_off = s->rb_len = 0;
+    s->rb_base = off;
+    s->rb_eof = false;
+    return lseek(s->fd, (off_t)off, SEEK_SET) == (off_t)off ? TW_OK : TW_EIO;
+}
+
+/* A pipe holding a classic pcap: libpcap reads it through this FILE, which first hands out
+ * the bytes we looked at to tell pcap from pcapng. */
+static ssize_t cookie_read(void *c, char *buf, size_t n)
+{
+    struct cap_src *s = c;
+    size_t have = rd_need(s, 1);
+    if (have == 0)
+        return s->rb_errno ? -1 : 0;
+    size_t k = have < n ? have : n;
+    memcpy(buf, s->rb + s->rb_off, k);
+    s->rb_off += k;
+    return (ssize_t)k;
+}
+
+static int cookie_close(void *c)
+{
+    (void)c; /* the fd and buffer are cap_close's */
+    return 0;
+}
+
+static uint32_t get32(bool swap, const uint8_t *p)
+{
+    return swap ? (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]
+                : (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0];
+}
+
+/* Link types whose packet bytes libpcap leaves alone in a file of the other byte order (it
+ * rewrites the pseudo-headers of a few others, USB and NFLOG among them). */
+static bool swap_safe_dlt(int dlt)
+{
+    switch (dlt) {
+    case DLT_EN10MB:
+    case DLT_RAW:
+    case DLT_IPV4:
+    case DLT_IPV6:
+    case DLT_LINUX_SLL:
+    case DLT_LINUX_SLL2:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Classic pcap, version 2.4, microsecond or nanosecond magic in either byte order: the
+ * records are ours to read. Anything else (Kuznetzov's and Navtel's variants, old versions
+ * with swapped lengths) stays with libpcap. */
+static void own_classic(struct cap_src *s, const uint8_t *h, size_t have)
+{
+    if (have < 24)
+        return;
+    uint32_t m = (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24;
+    bool swap, nsec;
+    if (m == 0xa1b2c3d4 || m == 0xa1b23c4d) {
+        swap = false;
+        nsec = m == 0xa1b23c4d;
+    } else if (m == 0xd4c3b2a1 || m == 0x4d3cb2a1) {
+        swap = true;
+        nsec = m == 0x4d3cb2a1;
+    } else {
+        return;
+    }
+    unsigned major = swap ? (unsigned)h[4] << 8 | h[5] : (unsigned)h[5] << 8 | h[4];
+    unsigned minor = swap ? (unsigned)h[6] << 8 | h[7] : (unsigned)h[7] << 8 | h[6];
+    if (major != 2 || minor != 4 || (swap && !swap_safe_dlt(s->dlt)) || pcap_snapshot(s->p) <= 0)
+        return;
+    s->own = true;
+    s->swap = swap;
+    s->nsec = nsec;
+    s->snap = (uint32_t)pcap_snapshot(s->p);
+    s->rb_off = 24;
+}
 
 int cap_open_file(struct cap_src *s, const char *path, char *err, size_t errlen)
 {
@@ -30,27 +158,67 @@ int cap_open_file(struct cap_src *s, const char *path, char *err, size_t errlen)
             snprintf(err, errlen, "%s: is a folder", path);
             return TW_EIO;
         }
-        s->size = (uint64_t)st.st_size;
-        FILE *fp = fopen(path, "rb");
-        uint8_t magic[4] = {0};
-        if (fp && fread(magic, 1, 4, fp) == 4 && magic[0] == 0x0a && magic[1] == 0x0d &&
-            magic[2] == 0x0d && magic[3] == 0x0a) {
-            rewind(fp);
-            s->fp = fp;
+        s->size = S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0;
+        s->fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (s->fd < 0) {
+            snprintf(err, errlen, "%s: %s", path, strerror(errno));
+            return TW_EIO;
+        }
+        s->fd_open = true;
+        s->rb = malloc(RB_CHUNK);
+        if (!s->rb) {
+            snprintf(err, errlen, "%s: out of memory", path);
+            cap_close(s);
+            return TW_EIO;
+        }
+        s->rb_cap = RB_CHUNK;
+        (void)posix_fadvise(s->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+        size_t have = rd_need(s, 24);
+        const uint8_t *m = s->rb;
+        if (have >= 4 && m[0] == 0x0a && m[1] == 0x0d && m[2] == 0x0d && m[3] == 0x0a) {
             s->ng = true;
             s->dlt = -1;
             return TW_OK;
         }
-        if (fp)
-            fclose(fp);
-        s->p = pcap_open_offline_with_tstamp_precision(path, PCAP_TSTAMP_PRECISION_MICRO, ebuf);
+        if (S_ISREG(st.st_mode)) {
+            /* libpcap checks the header and maps the link type; we read the records */
+            s->p = pcap_open_offline_with_tstamp_precision(path, PCAP_TSTAMP_PRECISION_MICRO, ebuf);
+            if (s->p) {
+                s->dlt = pcap_datalink(s->p);
+                own_classic(s, m, have);
+            }
+        } else {
+            cookie_io_functions_t io = {.read = cookie_read, .close = cookie_close};
+            s->fp = fopencookie(s, "r", io);
+            if (s->fp)
+                s->p = pcap_fopen_offline_with_tstamp_precision(s->fp, PCAP_TSTAMP_PRECISION_MICRO,
+                                                                ebuf);
+            else
+                snprintf(ebuf, sizeof(ebuf), "%s", strerror(errno));
+        }
     }
     if (!s->p) {
         snprintf(err, errlen, "%s: not a readable capture (%s)", path, ebuf);
+        cap_close(s);
         return TW_EIO;
     }
     s->dlt = pcap_datalink(s->p);
+    if (!s->own && s->fp == NULL && s->fd_open) {
+        close(s->fd); /* libpcap reads this one whole */
+        s->fd_open = false;
+        free(s->rb);
+        s->rb = NULL;
+    }
     return TW_OK;
+}
+
+uint64_t cap_file_pos(const struct cap_src *s)
+{
+    if (s->fd_open && (s->own || s->ng))
+        return s->rb_base + s->rb_off;
+    FILE *fp = s->fp ? s->fp : (s->p && !s->live ? pcap_file(s->p) : NULL);
+    long pos = fp ? ftell(fp) : -1;
+    return pos > 0 ? (uint64_t)pos : 0;
 }
 
 int cap_open_live(struct cap_src *s, const char *iface, const struct cap_live_opts *o, FILE *log,
@@ -111,13 +279,17 @@ int cap_set_filter(struct cap_src *s, const char *bpf, char *err, size_t errlen)
 void cap_close(struct cap_src *s)
 {
     if (s->p)
-        pcap_close(s->p);
-    s->p = NULL;
-    if (s->fp)
+        pcap_close(s->p); /* also closes s->fp when libpcap took it */
+    else if (s->fp)
         fclose(s->fp);
+    s->p = NULL;
     s->fp = NULL;
-    free(s->blk);
-    s->blk = NULL;
+    if (s->fd_open)
+        close(s->fd);
+    s->fd_open = false;
+    free(s->rb);
+    s->rb = NULL;
+    s->own = false;
 }
 
 /* --- pcapng (draft-ietf-opsawg-pcapng): SHB, IDB, EPB, SPB, obsolete PB; others skipped --- */
@@ -174,52 +346,120 @@ static void ng_time(const struct cap_src *s, uint32_t ifc, uint32_t hi, uint32_t
     tv->tv_usec = (suseconds_t)(uint64_t)((unsigned __int128)frac * 1000000u / u);
 }
 
+/* libpcap passes a file's sub-second field through unchecked (a nanosecond file can hold 10^9
+ * or more, which comes out negative); fold it into the seconds so that every consumer sees
+ * 0 <= tv_usec < 10^6 */
+static void fold_usec(struct timeval *ts)
+{
+    if (ts->tv_usec < 0 || ts->tv_usec >= 1000000) {
+        ts->tv_sec += ts->tv_usec / 1000000;
+        ts->tv_usec %= 1000000;
+        if (ts->tv_usec < 0) {
+            ts->tv_usec += 1000000;
+            ts->tv_sec--;
+        }
+    }
+}
+
+static int pcap_lib_next(struct cap_src *s, struct pcap_pkthdr *h, const uint8_t **data,
+                         char *err, size_t errlen)
+{
+    struct pcap_pkthdr *ph;
+    const u_char *d;
+    int r = pcap_next_ex(s->p, &ph, &d);
+    if (r == 1) {
+        *h = *ph;
+        fold_usec(&h->ts);
+        *data = d;
+        return 1;
+    }
+    if (r == PCAP_ERROR_BREAK)
+        return 0;
+    snprintf(err, errlen, "%s", pcap_geterr(s->p));
+    return TW_EIO;
+}
+
+/* A classic pcap record: ours when it is whole and within the snapshot length (the same
+ * fields libpcap 1.10 fills: 32-bit seconds and fraction, signed in the host's byte order
+ * and unsigned once swapped, the fraction scaled down from nanoseconds; the unit test
+ * holds both readers to the same output).
+ * Any other record is read by libpcap from the same offset, so truncation errors and the
+ * salvage of over-long records are libpcap's own. */
+static int own_next(struct cap_src *s, struct pcap_pkthdr *h, const uint8_t **data, char *err,
+                    size_t errlen)
+{
+    size_t have = rd_need(s, 16);
+    if (have == 0 && s->rb_eof)
+        return 0;
+    if (have >= 16) {
+        uint32_t caplen = get32(s->swap, s->rb + s->rb_off + 8);
+        if (caplen <= s->snap && caplen <= PCAP_REC_MAX && rd_need(s, 16 + (size_t)caplen) >=
+                                                                16 + (size_t)caplen) {
+            const uint8_t *r = s->rb + s->rb_off;
+            uint32_t sec = get32(s->swap, r), frac = get32(s->swap, r + 4);
+            if (!s->swap) { /* read as signed; libpcap's byte swap yields unsigned */
+                h->ts.tv_sec = (int32_t)sec;
+                h->ts.tv_usec = s->nsec ? (int32_t)frac / 1000 : (int32_t)frac;
+            } else {
+                h->ts.tv_sec = (time_t)sec;
+                h->ts.tv_usec = (suseconds_t)(s->nsec ? frac / 1000 : frac);
+            }
+            fold_usec(&h->ts);
+            h->caplen = caplen;
+            h->len = get32(s->swap, r + 12);
+            *data = r + 16;
+            s->rb_off += 16 + (size_t)caplen;
+            return 1;
+        }
+    }
+    if (s->rb_errno) {
+        snprintf(err, errlen, "error reading dump file: %s", strerror(s->rb_errno));
+        return TW_EIO;
+    }
+    FILE *fp = pcap_file(s->p);
+    uint64_t at = s->rb_base + s->rb_off;
+    if (!fp || fseeko(fp, (off_t)at, SEEK_SET) != 0) {
+        snprintf(err, errlen, "cannot seek to offset %llu: %s", (unsigned long long)at,
+                 strerror(errno));
+        return TW_EIO;
+    }
+    int r = pcap_lib_next(s, h, data, err, errlen);
+    if (r == 1) {
+        off_t next = ftello(fp);
+        if (next < 0 || rd_seek(s, (uint64_t)next) != TW_OK) {
+            snprintf(err, errlen, "cannot seek: %s", strerror(errno));
+            return TW_EIO;
+        }
+    }
+    return r;
+}
+
 int cap_next(struct cap_src *s, struct pcap_pkthdr *h, const uint8_t **data, int *dlt, char *err,
              size_t errlen)
 {
     if (!s->ng) {
-        struct pcap_pkthdr *ph;
-        const u_char *d;
-        int r = pcap_next_ex(s->p, &ph, &d);
-        if (r == 1) {
-            *h = *ph;
-            /* libpcap passes a file's sub-second field through unchecked (a nanosecond file
-             * can hold 10^9 or more, which comes out negative); fold it into the seconds so
-             * that every consumer sees 0 <= tv_usec < 10^6 */
-            if (h->ts.tv_usec < 0 || h->ts.tv_usec >= 1000000) {
-                h->ts.tv_sec += h->ts.tv_usec / 1000000;
-                h->ts.tv_usec %= 1000000;
-                if (h->ts.tv_usec < 0) {
-                    h->ts.tv_usec += 1000000;
-                    h->ts.tv_sec--;
-                }
-            }
-            *data = d;
-            *dlt = s->dlt;
-            return 1;
-        }
-        if (r == PCAP_ERROR_BREAK)
-            return 0;
-        snprintf(err, errlen, "%s", pcap_geterr(s->p));
-        return TW_EIO;
+        *dlt = s->dlt;
+        return s->own ? own_next(s, h, data, err, errlen) : pcap_lib_next(s, h, data, err, errlen);
     }
     for (;;) {
-        uint8_t hdr[8];
-        size_t got = fread(hdr, 1, 8, s->fp);
-        if (got == 0)
+        size_t got = rd_need(s, 8);
+        if (got == 0 && !s->rb_errno)
             return 0;
         if (got < 8) {
-            snprintf(err, errlen, "truncated pcapng block header");
+            snprintf(err, errlen, "%s",
+                     s->rb_errno ? strerror(s->rb_errno) : "truncated pcapng block header");
             return TW_EIO;
         }
+        const uint8_t *hdr = s->rb + s->rb_off;
         uint32_t type = (uint32_t)hdr[0] | (uint32_t)hdr[1] << 8 | (uint32_t)hdr[2] << 16 |
                         (uint32_t)hdr[3] << 24;
         if (type == 0x0a0d0d0a) { /* section header: learn the byte order first */
-            uint8_t bom[4];
-            if (fread(bom, 1, 4, s->fp) != 4) {
+            if (rd_need(s, 12) < 12) {
                 snprintf(err, errlen, "truncated pcapng section header");
                 return TW_EIO;
             }
+            hdr = s->rb + s->rb_off;
+            const uint8_t *bom = hdr + 8;
             if (bom[0] == 0x4d && bom[1] == 0x3c)
                 s->ng_swap = false;
             else if (bom[0] == 0x1a && bom[1] == 0x2b)
@@ -234,21 +474,12 @@ int cap_next(struct cap_src *s, struct pcap_pkthdr *h, const uint8_t **data, int
                 snprintf(err, errlen, "bad pcapng section header length");
                 return TW_EIO;
             }
-            /* read the rest rather than fseek past it: a seek beyond the end succeeds, and a
-             * cut section header would then pass for a clean end of file */
-            if (blen - 12 > s->blkcap) {
-                uint8_t *nb = realloc(s->blk, blen - 12);
-                if (!nb) {
-                    snprintf(err, errlen, "out of memory");
-                    return TW_EIO;
-                }
-                s->blk = nb;
-                s->blkcap = blen - 12;
-            }
-            if (fread(s->blk, 1, blen - 12, s->fp) != blen - 12) {
+            /* the whole block must be there: a cut section header is no clean end of file */
+            if (rd_need(s, blen) < blen) {
                 snprintf(err, errlen, "truncated pcapng section header");
                 return TW_EIO;
             }
+            s->rb_off += blen;
             continue;
         }
         uint32_t blen = ng32(s, hdr + 4);
@@ -258,20 +489,12 @@ int cap_next(struct cap_src *s, struct pcap_pkthdr *h, const uint8_t **data, int
             return TW_EIO;
         }
         uint32_t body = blen - 12;
-        if (body + 4 > s->blkcap) {
-            uint8_t *nb = realloc(s->blk, body + 4);
-            if (!nb) {
-                snprintf(err, errlen, "out of memory");
-                return TW_EIO;
-            }
-            s->blk = nb;
-            s->blkcap = body + 4;
-        }
-        if (fread(s->blk, 1, body + 4, s->fp) != body + 4) {
+        if (rd_need(s, blen) < blen) {
             snprintf(err, errlen, "truncated pcapng block");
             return TW_EIO;
         }
-        const uint8_t *b = s->blk;
+        const uint8_t *b = s->rb + s->rb_off + 8;
+        s->rb_off += blen; /* b stays valid until the next rd_need */
         /* the length is repeated after the body; a mismatch means we lost block framing */
         if (ng32(s, b + body) != blen) {
             snprintf(err, errlen, "corrupt pcapng block (trailing length %u, expected %u)",

@@ -654,9 +654,7 @@ static void show_progress(struct loop *l, bool final)
     }
     l->progress_last_us = now;
     l->progress_shown = true;
-    FILE *fp = l->src->fp ? l->src->fp : (l->src->p ? pcap_file(l->src->p) : NULL);
-    long pos = fp ? ftell(fp) : 0;
-    uint64_t done = l->progress_done + (pos > 0 ? (uint64_t)pos : 0);
+    uint64_t done = l->progress_done + cap_file_pos(l->src);
     double secs = (double)(now - l->progress_start_us) / 1e6;
     double pct = l->progress_total ? 100.0 * (double)done / (double)l->progress_total : 0;
     fprintf(stderr, "\r\033[K[%5.1f%%] %.0f MB of %.0f MB, %.2f Mpkt/s, %llu alerts", pct,
@@ -868,7 +866,8 @@ struct filt {
     struct bpf_program prog;
 };
 
-/* A pcap file without a filter: libpcap's own batch loop, the cheapest way through it. */
+/* A pcap file libpcap reads (a pipe, stdin, an unusual pcap variant) without a filter:
+ * libpcap's own batch loop, the cheapest way through it. */
 static int run_pcap_dispatch(struct loop *l, struct cap_src *src)
 {
     int rc = 0;
@@ -893,7 +892,7 @@ static int run_pcap_dispatch(struct loop *l, struct cap_src *src)
 /* Files: packet by packet, so pcapng interfaces of different link types each get theirs. */
 static int run_file(struct loop *l, struct cap_src *src, const char *bpf)
 {
-    if (!src->ng && !(bpf && bpf[0]) && !l->realtime) {
+    if (!src->ng && !src->own && !(bpf && bpf[0]) && !l->realtime) {
         if (!dec_linktype_supported(src->dlt)) {
             fprintf(stderr, "tunnelwatch: %s: unsupported link type %d (%s)\n", src->name, src->dlt,
                     link_name(src->dlt));

@@ -28,13 +28,26 @@ struct cap_src {
     const char *name; /* file path, "-" or interface (borrowed) */
     bool live;
     uint64_t size; /* file size for progress, 0 unknown */
-    FILE *fp;      /* when opened from a FILE (stdin) */
-    /* our own pcapng reader (libpcap refuses interfaces of different link types in one
-     * file): used for every pcapng file */
+    FILE *fp;      /* a FILE libpcap reads through our buffer (pipes), see cap_open_file */
+    /* Files are read by our own buffered reader (read(2) into one buffer, records handed out
+     * in place): pcapng always (libpcap refuses interfaces of different link types in one
+     * file), and the records of classic pcap files that libpcap opened (libpcap's reader does
+     * two stdio calls and a copy per record, which costs more than the rest of the sensor's
+     * reading). Odd records (longer than the snapshot length, cut short) go back to libpcap,
+     * so errors and salvage stay libpcap's. */
+    int fd;
+    bool fd_open;
+    uint8_t *rb;      /* read buffer (owned) */
+    size_t rb_cap, rb_off, rb_len;
+    uint64_t rb_base; /* file offset of rb[0] */
+    bool rb_eof;
+    int rb_errno;
+    bool own;  /* classic pcap records by our reader */
+    bool swap; /* classic pcap: other byte order */
+    bool nsec; /* classic pcap: nanosecond timestamps */
+    uint32_t snap;
     bool ng;
     bool ng_swap;
-    uint8_t *blk;
-    size_t blkcap;
     uint32_t n_if;
     struct {
         int dlt;
@@ -45,7 +58,8 @@ struct cap_src {
     uint64_t recv, drop, ifdrop;
 };
 
-/* Opens a capture file ("-" = stdin). On failure returns TW_EIO with a one-line reason. */
+/* Opens a capture file ("-" = stdin). On failure returns TW_EIO with a one-line reason. The
+ * struct must stay where it is until cap_close (a pipe's FILE points back to it). */
 int cap_open_file(struct cap_src *s, const char *path, char *err, size_t errlen) TW_WUR;
 /* Opens a live interface; logs the effective buffer size at verbosity >= 0 to log. */
 int cap_open_live(struct cap_src *s, const char *iface, const struct cap_live_opts *o, FILE *log,
@@ -57,6 +71,8 @@ void cap_close(struct cap_src *s);
  * call) and *dlt set; 0 at the end; TW_EIO on a truncated or corrupt file (err says why). */
 int cap_next(struct cap_src *s, struct pcap_pkthdr *h, const uint8_t **data, int *dlt, char *err,
              size_t errlen);
+/* Bytes of the file consumed so far (progress); 0 when unknown. */
+uint64_t cap_file_pos(const struct cap_src *s);
 /* Updates the 64-bit drop totals from pcap_stats (live only). */
 void cap_live_stats(struct cap_src *s);
 /* Prints interfaces like tcpdump -D. Returns 0 or TW_EIO. */

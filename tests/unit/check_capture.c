@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "tunnelwatch/capture.h"
@@ -428,6 +430,216 @@ START_TEST(ng_every_truncation)
 }
 END_TEST
 
+/* --- our classic pcap reader against libpcap's --- */
+
+static void fold(struct timeval *t)
+{
+    if (t->tv_usec < 0 || t->tv_usec >= 1000000) {
+        t->tv_sec += t->tv_usec / 1000000;
+        t->tv_usec %= 1000000;
+        if (t->tv_usec < 0) {
+            t->tv_usec += 1000000;
+            t->tv_sec--;
+        }
+    }
+}
+
+/* Reads path with cap_next and with libpcap's pcap_next_ex side by side: the same records
+ * (time, lengths, bytes) in the same order, and the same end (clean, or the same error).
+ * Returns the number of records, or -1 when libpcap cannot open the file. own: whether our
+ * reader took the records. */
+static int same_as_libpcap(const char *path, const char *feed, bool *own)
+{
+    char ebuf[PCAP_ERRBUF_SIZE];
+    pcap_t *pc = pcap_open_offline_with_tstamp_precision(path, PCAP_TSTAMP_PRECISION_MICRO, ebuf);
+    if (!pc)
+        return -1;
+    struct cap_src s;
+    char err[512] = "";
+    ck_assert_msg(cap_open_file(&s, feed ? feed : path, err, sizeof(err)) == TW_OK, "%s: %s",
+                  path, err);
+    if (own)
+        *own = s.own;
+    int n = 0;
+    for (;;) {
+        struct pcap_pkthdr *lh, h;
+        const u_char *ld, *d;
+        int dlt;
+        int lr = pcap_next_ex(pc, &lh, &ld);
+        int r = cap_next(&s, &h, &d, &dlt, err, sizeof(err));
+        if (lr != 1) {
+            ck_assert_msg(r != 1, "%s: record %d past libpcap's end", path, n);
+            if (lr == PCAP_ERROR_BREAK)
+                ck_assert_msg(r == 0, "%s: after %d records: %s", path, n, err);
+            else
+                ck_assert_msg(r == TW_EIO && strcmp(err, pcap_geterr(pc)) == 0,
+                              "%s: after %d records: ours %d \"%s\", libpcap \"%s\"", path, n, r,
+                              err, pcap_geterr(pc));
+            break;
+        }
+        ck_assert_msg(r == 1, "%s: record %d: ours ended (%d, %s)", path, n, r, err);
+        struct timeval lt = lh->ts;
+        fold(&lt);
+        ck_assert_msg(h.ts.tv_sec == lt.tv_sec && h.ts.tv_usec == lt.tv_usec,
+                      "%s: record %d: time %ld.%06ld, libpcap %ld.%06ld (raw %ld.%ld)", path, n, (long)h.ts.tv_sec, (long)h.ts.tv_usec, (long)lt.tv_sec, (long)lt.tv_usec, (long)lh->ts.tv_sec, (long)lh->ts.tv_usec);
+        ck_assert_msg(h.caplen == lh->caplen && h.len == lh->len, "%s: record %d: lengths %u/%u, "
+                      "libpcap %u/%u", path, n, h.caplen, h.len, lh->caplen, lh->len);
+        ck_assert_int_eq(dlt, pcap_datalink(pc));
+        ck_assert_msg(memcmp(d, ld, h.caplen) == 0, "%s: record %d: bytes", path, n);
+        n++;
+    }
+    pcap_close(pc);
+    cap_close(&s);
+    return n;
+}
+
+static void diff_folder(const char *dir, int *files, int *own_files)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        const char *dot = strrchr(de->d_name, '.');
+        if (!dot || (strcmp(dot, ".pcap") && strcmp(dot, ".cap")))
+            continue;
+        char path[1024];
+        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+        bool own = false;
+        if (same_as_libpcap(path, NULL, &own) >= 0) {
+            (*files)++;
+            *own_files += own;
+        }
+    }
+    closedir(d);
+}
+
+START_TEST(pcap_reader_matches_libpcap_on_real_captures)
+{
+    int files = 0, own = 0;
+    diff_folder(tw_src_path("pcaps"), &files, &own);
+    int ours = files;
+    const char *shared = getenv("TW_SHARED");
+    char dir[1024];
+    snprintf(dir, sizeof(dir), "%s/pcaps", shared ? shared : tw_src_path("../shared"));
+    diff_folder(dir, &files, &own);
+    printf("pcap reader: %d classic captures (%d ours, %d shared) read alike, %d by our reader\n",
+           files, ours, files - ours, own);
+    ck_assert_int_gt(ours, 20);
+    ck_assert_int_gt(own, 20);
+}
+END_TEST
+
+/* A classic pcap: header (snaplen 64, Ethernet) then records; be: big-endian, nsec: ns. */
+struct pc {
+    uint8_t b[4096];
+    size_t n;
+    bool be;
+};
+
+static void pc32(struct pc *g, uint32_t v)
+{
+    ck_assert_uint_le(g->n + 4, sizeof(g->b));
+    for (int i = 0; i < 4; i++)
+        g->b[g->n++] = (uint8_t)(g->be ? v >> (24 - 8 * i) : v >> (8 * i));
+}
+
+static void pc_header(struct pc *g, bool nsec, uint32_t snaplen)
+{
+    pc32(g, nsec ? 0xa1b23c4d : 0xa1b2c3d4);
+    pc32(g, g->be ? 0x00020004 : 0x00040002); /* version 2.4, two 16-bit fields */
+    pc32(g, 0);
+    pc32(g, 0);
+    pc32(g, snaplen);
+    pc32(g, 1);
+}
+
+static void pc_rec(struct pc *g, uint32_t sec, uint32_t frac, uint32_t caplen, uint32_t len)
+{
+    pc32(g, sec);
+    pc32(g, frac);
+    pc32(g, caplen);
+    pc32(g, len);
+    for (uint32_t i = 0; i < caplen && g->n < sizeof(g->b); i++)
+        g->b[g->n++] = (uint8_t)(i * 7 + caplen);
+}
+
+/* Both byte orders and both precisions; odd records (longer than the snapshot length, longer
+ * than any sane length, negative and out-of-range time fields) and every cut of the file
+ * read exactly as libpcap reads them. */
+START_TEST(pcap_reader_odd_records_and_every_cut)
+{
+    for (int v = 0; v < 4; v++) {
+        struct pc g = {.be = v & 1};
+        bool nsec = v & 2;
+        pc_header(&g, nsec, 64);
+        pc_rec(&g, 1709294400, 123456, 60, 60);
+        pc_rec(&g, 0x80000001u, 0xfffffff0u, 64, 1500);        /* negative time fields */
+        pc_rec(&g, 1709294401, 2999999999u, 100, 100);         /* over the snaplen: cut to 64 */
+        pc_rec(&g, 1709294402, 5, 0, 0);                       /* empty record */
+        pc_rec(&g, 1709294403, 7, 30, 20);                     /* len < caplen, passed through */
+        size_t whole = g.n;
+        pc_rec(&g, 1709294404, 9, 300000, 300000);             /* insane: libpcap's error */
+        const char *p = write_tmp(g.b, g.n);
+        bool own = false;
+        ck_assert_int_eq(same_as_libpcap(p, NULL, &own), 5);
+        ck_assert(own);
+        unlink(tmp_path);
+        for (size_t k = 24; k <= whole; k++) {
+            p = write_tmp(g.b, k);
+            int n = same_as_libpcap(p, NULL, NULL);
+            ck_assert_int_ge(n, 0);
+            unlink(tmp_path);
+        }
+    }
+}
+END_TEST
+
+/* A pipe (tunnelwatch -r <(zcat x.pcap.gz)): the bytes looked at to tell pcap from pcapng are
+ * not lost; pcapng through a pipe reads too. */
+START_TEST(pcap_reader_from_a_pipe)
+{
+    const char *files[] = {"pcaps/demo.pcap", "pcaps/multi_if.pcapng"};
+    for (size_t i = 0; i < TW_ARRAY_LEN(files); i++) {
+        size_t len = 0;
+        uint8_t *bytes = tw_read_file(tw_src_path(files[i]), &len);
+        ck_assert_ptr_nonnull(bytes);
+        struct rd want, got;
+        ck_assert_int_eq(read_all(tw_src_path(files[i]), &want), TW_OK);
+        int fds[2];
+        ck_assert_int_eq(pipe(fds), 0);
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+            close(fds[0]);
+            size_t off = 0;
+            while (off < len) {
+                ssize_t w = write(fds[1], bytes + off, len - off);
+                if (w <= 0)
+                    _exit(1);
+                off += (size_t)w;
+            }
+            _exit(0);
+        }
+        close(fds[1]);
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fds[0]);
+        ck_assert_int_eq(read_all(path, &got), TW_OK);
+        close(fds[0]);
+        int status;
+        waitpid(pid, &status, 0);
+        ck_assert_int_eq(got.rc, 0);
+        ck_assert_int_eq(got.n, want.n);
+        ck_assert_int_gt(got.n, 10);
+        ck_assert_int_eq(got.first_ts.tv_sec, want.first_ts.tv_sec);
+        ck_assert_int_eq(got.first_ts.tv_usec, want.first_ts.tv_usec);
+        ck_assert_uint_eq(got.last_caplen, want.last_caplen);
+        ck_assert_mem_eq(got.last, want.last, got.last_caplen < 256 ? got.last_caplen : 256);
+        free(bytes);
+    }
+}
+END_TEST
+
 START_TEST(expand_inputs_folder)
 {
     char dir[] = "/tmp/tw_caps_XXXXXX";
@@ -476,6 +688,12 @@ Suite *tw_suite(void)
     tcase_add_test(tc, nanosec_pcap);
     tcase_add_test(tc, truncated_pcap);
     tcase_add_test(tc, not_capture_missing_folder);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("pcap_reader");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, pcap_reader_matches_libpcap_on_real_captures);
+    tcase_add_test(tc, pcap_reader_odd_records_and_every_cut);
+    tcase_add_test(tc, pcap_reader_from_a_pipe);
     suite_add_tcase(s, tc);
     tc = tcase_create("pcapng");
     tcase_set_timeout(tc, 60);
