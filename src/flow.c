@@ -2,17 +2,18 @@
  *
  * Trade-offs: a chained hash with one bucket per allowed flow keeps lookups O(1) on average;
  * SipHash with a per-process random key keeps an attacker from aiming collisions at one
- * chain. Records come from chunks of FLOW_CHUNK allocated on demand up to max_flows and are
+ * chain. Records come from chunks of FLOW_CHUNK_BYTES allocated on demand up to max_flows and are
  * recycled through a free list, so steady state allocates nothing and memory is bounded by
  * max_flows * sizeof(struct flow) plus the buckets.
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 
 #include "tunnelwatch/flow.h"
 
-#define FLOW_CHUNK 4096
+#define FLOW_CHUNK_BYTES ((size_t)4 << 20) /* two huge pages of records */
 
 struct flow_list_head {
     struct flow *head, *tail;
@@ -23,11 +24,13 @@ struct flow_table {
     flow_end_fn end;
     void *ud;
     uint8_t key[16];
+    uint64_t k[2]; /* key as SipHash words */
     struct flow **buckets;
     size_t nbuckets; /* power of two */
     size_t stride;   /* sizeof(struct flow) + ext, aligned */
     uint8_t **chunks;
     size_t nchunks, chunk_cap;
+    size_t chunk_recs; /* records per chunk */
     struct flow *free;
     size_t allocated; /* records carved from chunks */
     struct flow_list_head lists[FLOW_L__N];
@@ -95,36 +98,97 @@ uint64_t tw_siphash(const uint8_t key[16], const uint8_t *data, size_t len)
     return siphash_rounds(key, data, len, 2, 4);
 }
 
-/* SipHash-1-3 for the per-packet flow key: the same keyed construction with fewer rounds, as
- * hash tables commonly use it (still no way to aim collisions without the key). */
-static uint64_t siphash13(const uint8_t key[16], const uint8_t *data, size_t len)
+/* SipHash-1-3 over whole 64-bit words, for the per-packet flow key: the same keyed
+ * construction as above with fewer rounds, as hash tables commonly use it (still no way to
+ * aim collisions without the key), without the byte loops of the general form. */
+static inline uint64_t siphash13_words(const uint64_t k[2], const uint64_t *m, size_t nw)
 {
-    return siphash_rounds(key, data, len, 1, 3);
+    uint64_t v0 = 0x736f6d6570736575ULL ^ k[0], v1 = 0x646f72616e646f6dULL ^ k[1];
+    uint64_t v2 = 0x6c7967656e657261ULL ^ k[0], v3 = 0x7465646279746573ULL ^ k[1];
+    for (size_t i = 0; i < nw; i++) {
+        v3 ^= m[i];
+        SIPROUND;
+        v0 ^= m[i];
+    }
+    uint64_t b = (uint64_t)(nw * 8) << 56;
+    v3 ^= b;
+    SIPROUND;
+    v0 ^= b;
+    v2 ^= 0xff;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    return v0 ^ v1 ^ v2 ^ v3;
 }
 
-/* Canonical key bytes: the smaller (addr, port) endpoint first, so both directions hash
- * alike; IPv4 addresses take 4 bytes, so the common key is 2 SipHash blocks, not 5. */
+/* Both directions of a flow hash alike: the smaller (address, port) endpoint goes first. An
+ * IPv4 key is 2 words, an IPv6 key 5. */
 static uint64_t hash_tuple(const struct flow_table *t, const struct tw_addr *s, uint16_t sp,
                            const struct tw_addr *d, uint16_t dp, uint8_t proto, uint16_t vlan)
 {
-    uint8_t k[2 * 16 + 8];
-    size_t alen = s->family == 6 ? 16 : 4, n = 0;
-    int c = memcmp(s->a, d->a, alen);
-    bool swap = c > 0 || (c == 0 && sp > dp);
-    const struct tw_addr *a = swap ? d : s, *b = swap ? s : d;
+    uint64_t m[5];
+    size_t nw;
+    bool swap;
+    if (s->family != 6) {
+        uint32_t a, b;
+        memcpy(&a, s->a, 4);
+        memcpy(&b, d->a, 4);
+        swap = a > b || (a == b && sp > dp);
+        m[0] = swap ? (uint64_t)b | (uint64_t)a << 32 : (uint64_t)a | (uint64_t)b << 32;
+        nw = 1;
+    } else {
+        int c = memcmp(s->a, d->a, 16);
+        swap = c > 0 || (c == 0 && sp > dp);
+        const uint8_t *x = swap ? d->a : s->a, *y = swap ? s->a : d->a;
+        memcpy(&m[0], x, 8);
+        memcpy(&m[1], x + 8, 8);
+        memcpy(&m[2], y, 8);
+        memcpy(&m[3], y + 8, 8);
+        nw = 4;
+    }
     uint16_t pa = swap ? dp : sp, pb = swap ? sp : dp;
-    memcpy(k, a->a, alen);
-    memcpy(k + alen, b->a, alen);
-    n = 2 * alen;
-    k[n++] = (uint8_t)(pa >> 8);
-    k[n++] = (uint8_t)pa;
-    k[n++] = (uint8_t)(pb >> 8);
-    k[n++] = (uint8_t)pb;
-    k[n++] = proto;
-    k[n++] = s->family;
-    k[n++] = (uint8_t)(vlan >> 8);
-    k[n++] = (uint8_t)vlan;
-    return siphash13(t->key, k, n);
+    m[nw++] = (uint64_t)pa | (uint64_t)pb << 16 | (uint64_t)proto << 32 |
+              (uint64_t)s->family << 40 | (uint64_t)vlan << 48;
+    return siphash13_words(t->k, m, nw);
+}
+
+/* The bucket array and the record chunks are touched at random, one cache miss per packet
+ * each; on 4 KiB pages most of those misses also miss the TLB (and under virtualisation a
+ * TLB miss walks two page tables). Large blocks therefore come from mmap with transparent
+ * huge pages asked for; the kernel may refuse, which only costs speed. Zero-filled. */
+#define BIG_ALIGN ((size_t)2 << 20)
+
+static size_t big_size(size_t n)
+{
+    return (n + BIG_ALIGN - 1) & ~(BIG_ALIGN - 1);
+}
+
+static void *big_alloc(size_t n)
+{
+    if (n < BIG_ALIGN)
+        return calloc(1, n);
+    /* map one huge page more and trim, so the block starts on a huge page boundary */
+    size_t len = big_size(n);
+    uint8_t *p = mmap(NULL, len + BIG_ALIGN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                      -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    size_t head = (BIG_ALIGN - ((uintptr_t)p & (BIG_ALIGN - 1))) & (BIG_ALIGN - 1);
+    if (head)
+        munmap(p, head);
+    munmap(p + head + len, BIG_ALIGN - head);
+    (void)madvise(p + head, len, MADV_HUGEPAGE);
+    return p + head;
+}
+
+static void big_free(void *p, size_t n)
+{
+    if (!p)
+        return;
+    if (n < BIG_ALIGN)
+        free(p);
+    else
+        munmap(p, big_size(n));
 }
 
 struct flow_table *flow_table_new(const struct flow_opts *o, flow_end_fn end, void *ud)
@@ -142,15 +206,20 @@ struct flow_table *flow_table_new(const struct flow_opts *o, flow_end_fn end, vo
         uint64_t x = (uint64_t)(uintptr_t)t ^ (uint64_t)(uintptr_t)&t;
         memcpy(t->key, &x, 8);
     }
+    t->k[0] = le64(t->key);
+    t->k[1] = le64(t->key + 8);
     t->stride = (sizeof(struct flow) + o->ext_size + 15) & ~(size_t)15;
     t->nbuckets = 1024;
     while (t->nbuckets < (size_t)o->max_flows * 2) /* load <= 0.5 even at the cap */
         t->nbuckets <<= 1;
-    t->buckets = calloc(t->nbuckets, sizeof(*t->buckets));
-    t->chunk_cap = (o->max_flows + FLOW_CHUNK - 1) / FLOW_CHUNK;
+    t->buckets = big_alloc(t->nbuckets * sizeof(*t->buckets));
+    t->chunk_recs = FLOW_CHUNK_BYTES / t->stride;
+    if (t->chunk_recs > o->max_flows)
+        t->chunk_recs = o->max_flows;
+    t->chunk_cap = (o->max_flows + t->chunk_recs - 1) / t->chunk_recs;
     t->chunks = calloc(t->chunk_cap, sizeof(*t->chunks));
     if (!t->buckets || !t->chunks) {
-        free(t->buckets);
+        big_free(t->buckets, t->nbuckets * sizeof(*t->buckets));
         free(t->chunks);
         free(t);
         return NULL;
@@ -208,9 +277,9 @@ void flow_table_free(struct flow_table *t)
         while (t->lists[l].head)
             remove_flow(t, t->lists[l].head, FLOW_END_SHUTDOWN);
     for (size_t i = 0; i < t->nchunks; i++)
-        free(t->chunks[i]);
+        big_free(t->chunks[i], t->chunk_recs * t->stride);
     free(t->chunks);
-    free(t->buckets);
+    big_free(t->buckets, t->nbuckets * sizeof(*t->buckets));
     free(t);
 }
 
@@ -222,9 +291,9 @@ static struct flow *alloc_flow(struct flow_table *t)
         return f;
     }
     if (t->allocated < t->o.max_flows) {
-        size_t ci = t->allocated / FLOW_CHUNK, idx = t->allocated % FLOW_CHUNK;
+        size_t ci = t->allocated / t->chunk_recs, idx = t->allocated % t->chunk_recs;
         if (idx == 0) {
-            t->chunks[ci] = malloc(FLOW_CHUNK * t->stride);
+            t->chunks[ci] = big_alloc(t->chunk_recs * t->stride);
             if (!t->chunks[ci])
                 return NULL;
             t->nchunks++;
@@ -408,5 +477,10 @@ void flow_stats(const struct flow_table *t, struct flow_stats *out)
 
 size_t flow_table_bound(const struct flow_table *t)
 {
-    return t->nbuckets * sizeof(struct flow *) + ((size_t)t->o.max_flows + FLOW_CHUNK) * t->stride;
+    size_t b = t->nbuckets * sizeof(struct flow *), c = t->chunk_recs * t->stride;
+    if (b >= BIG_ALIGN)
+        b = big_size(b);
+    if (c >= BIG_ALIGN)
+        c = big_size(c);
+    return b + t->chunk_cap * c;
 }
