@@ -379,6 +379,26 @@ static int pcap_lib_next(struct cap_src *s, struct pcap_pkthdr *h, const uint8_t
     return TW_EIO;
 }
 
+/* Hands out the whole record at the read position (caplen checked by the caller). */
+static void own_record(struct cap_src *s, uint32_t caplen, struct pcap_pkthdr *h,
+                       const uint8_t **data)
+{
+    const uint8_t *r = s->rb + s->rb_off;
+    uint32_t sec = get32(s->swap, r), frac = get32(s->swap, r + 4);
+    if (!s->swap) { /* read as signed; libpcap's byte swap yields unsigned */
+        h->ts.tv_sec = (int32_t)sec;
+        h->ts.tv_usec = s->nsec ? (int32_t)frac / 1000 : (int32_t)frac;
+    } else {
+        h->ts.tv_sec = (time_t)sec;
+        h->ts.tv_usec = (suseconds_t)(s->nsec ? frac / 1000 : frac);
+    }
+    fold_usec(&h->ts);
+    h->caplen = caplen;
+    h->len = get32(s->swap, r + 12);
+    *data = r + 16;
+    s->rb_off += 16 + (size_t)caplen;
+}
+
 /* A classic pcap record: ours when it is whole and within the snapshot length (the same
  * fields libpcap 1.10 fills: 32-bit seconds and fraction, signed in the host's byte order
  * and unsigned once swapped, the fraction scaled down from nanoseconds; the unit test
@@ -395,20 +415,7 @@ static int own_next(struct cap_src *s, struct pcap_pkthdr *h, const uint8_t **da
         uint32_t caplen = get32(s->swap, s->rb + s->rb_off + 8);
         if (caplen <= s->snap && caplen <= PCAP_REC_MAX && rd_need(s, 16 + (size_t)caplen) >=
                                                                 16 + (size_t)caplen) {
-            const uint8_t *r = s->rb + s->rb_off;
-            uint32_t sec = get32(s->swap, r), frac = get32(s->swap, r + 4);
-            if (!s->swap) { /* read as signed; libpcap's byte swap yields unsigned */
-                h->ts.tv_sec = (int32_t)sec;
-                h->ts.tv_usec = s->nsec ? (int32_t)frac / 1000 : (int32_t)frac;
-            } else {
-                h->ts.tv_sec = (time_t)sec;
-                h->ts.tv_usec = (suseconds_t)(s->nsec ? frac / 1000 : frac);
-            }
-            fold_usec(&h->ts);
-            h->caplen = caplen;
-            h->len = get32(s->swap, r + 12);
-            *data = r + 16;
-            s->rb_off += 16 + (size_t)caplen;
+            own_record(s, caplen, h, data);
             return 1;
         }
     }
@@ -543,6 +550,28 @@ int cap_next(struct cap_src *s, struct pcap_pkthdr *h, const uint8_t **data, int
         *dlt = s->ifs[ifc].dlt;
         return 1;
     }
+}
+
+int cap_next_batch(struct cap_src *s, struct pcap_pkthdr *h, const uint8_t **data, int max,
+                   char *err, size_t errlen)
+{
+    int dlt;
+    int r = cap_next(s, &h[0], &data[0], &dlt, err, errlen);
+    if (r != 1 || !s->own)
+        return r;
+    /* then the records already whole in the buffer: no read, so nothing handed out moves */
+    int n = 1;
+    while (n < max) {
+        size_t have = s->rb_len - s->rb_off;
+        if (have < 16)
+            break;
+        uint32_t caplen = get32(s->swap, s->rb + s->rb_off + 8);
+        if (caplen > s->snap || caplen > PCAP_REC_MAX || have - 16 < caplen)
+            break;
+        own_record(s, caplen, &h[n], &data[n]);
+        n++;
+    }
+    return n;
 }
 
 void cap_live_stats(struct cap_src *s)

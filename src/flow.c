@@ -1,10 +1,14 @@
 /* flow.c - bounded bidirectional flow table (see flow.h).
  *
- * Trade-offs: a chained hash with one bucket per allowed flow keeps lookups O(1) on average;
+ * Trade-offs: an open-addressing table (linear probing, two slots per allowed flow, so the
+ * load stays <= 0.5) keeps lookups O(1) on average. A slot holds the flow's full hash beside
+ * its pointer: probing, inserting and deleting (backward shift, no tombstones) touch only the
+ * slot array, never the records of other flows, so a lookup costs one slot line and the
+ * record it finds;
  * SipHash with a per-process random key keeps an attacker from aiming collisions at one
  * chain. Records come from chunks of FLOW_CHUNK_BYTES allocated on demand up to max_flows and are
  * recycled through a free list, so steady state allocates nothing and memory is bounded by
- * max_flows * sizeof(struct flow) plus the buckets.
+ * max_flows * sizeof(struct flow) plus the slots.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +18,11 @@
 #include "tunnelwatch/flow.h"
 
 #define FLOW_CHUNK_BYTES ((size_t)4 << 20) /* two huge pages of records */
+
+struct slot {
+    uint64_t hash;
+    struct flow *f; /* NULL: empty */
+};
 
 struct flow_list_head {
     struct flow *head, *tail;
@@ -25,8 +34,8 @@ struct flow_table {
     void *ud;
     uint8_t key[16];
     uint64_t k[2]; /* key as SipHash words */
-    struct flow **buckets;
-    size_t nbuckets; /* power of two */
+    struct slot *slots;
+    size_t nslots; /* power of two */
     size_t stride;   /* sizeof(struct flow) + ext, aligned */
     uint8_t **chunks;
     size_t nchunks, chunk_cap;
@@ -152,7 +161,7 @@ static uint64_t hash_tuple(const struct flow_table *t, const struct tw_addr *s, 
     return siphash13_words(t->k, m, nw);
 }
 
-/* The bucket array and the record chunks are touched at random, one cache miss per packet
+/* The slot array and the record chunks are touched at random, one cache miss per packet
  * each; on 4 KiB pages most of those misses also miss the TLB (and under virtualisation a
  * TLB miss walks two page tables). Large blocks therefore come from mmap with transparent
  * huge pages asked for; the kernel may refuse, which only costs speed. Zero-filled. */
@@ -209,17 +218,17 @@ struct flow_table *flow_table_new(const struct flow_opts *o, flow_end_fn end, vo
     t->k[0] = le64(t->key);
     t->k[1] = le64(t->key + 8);
     t->stride = (sizeof(struct flow) + o->ext_size + 15) & ~(size_t)15;
-    t->nbuckets = 1024;
-    while (t->nbuckets < (size_t)o->max_flows * 2) /* load <= 0.5 even at the cap */
-        t->nbuckets <<= 1;
-    t->buckets = big_alloc(t->nbuckets * sizeof(*t->buckets));
+    t->nslots = 1024;
+    while (t->nslots < (size_t)o->max_flows * 2) /* load <= 0.5 even at the cap */
+        t->nslots <<= 1;
+    t->slots = big_alloc(t->nslots * sizeof(*t->slots));
     t->chunk_recs = FLOW_CHUNK_BYTES / t->stride;
     if (t->chunk_recs > o->max_flows)
         t->chunk_recs = o->max_flows;
     t->chunk_cap = (o->max_flows + t->chunk_recs - 1) / t->chunk_recs;
     t->chunks = calloc(t->chunk_cap, sizeof(*t->chunks));
-    if (!t->buckets || !t->chunks) {
-        big_free(t->buckets, t->nbuckets * sizeof(*t->buckets));
+    if (!t->slots || !t->chunks) {
+        big_free(t->slots, t->nslots * sizeof(*t->slots));
         free(t->chunks);
         free(t);
         return NULL;
@@ -254,15 +263,50 @@ static void list_append(struct flow_table *t, struct flow *f, uint8_t list)
     l->tail = f;
 }
 
+static void slot_insert(struct flow_table *t, struct flow *f)
+{
+    size_t mask = t->nslots - 1, i = f->hash & mask;
+    while (t->slots[i].f)
+        i = (i + 1) & mask;
+    t->slots[i].hash = f->hash;
+    t->slots[i].f = f;
+}
+
+/* Deletes f's slot and shifts later entries of the probe run back (Knuth's algorithm R), so
+ * every entry stays reachable from its home slot without tombstones. */
+static void slot_remove(struct flow_table *t, const struct flow *f)
+{
+    size_t mask = t->nslots - 1, i = f->hash & mask;
+    while (t->slots[i].f != f) {
+        if (!t->slots[i].f)
+            return; /* not in the table: cannot happen */
+        i = (i + 1) & mask;
+    }
+    for (;;) {
+        t->slots[i].f = NULL;
+        size_t k = i;
+        for (;;) {
+            k = (k + 1) & mask;
+            if (!t->slots[k].f)
+                return;
+            size_t home = t->slots[k].hash & mask;
+            /* the entry at k may fill the hole at i unless its home lies cyclically in (i, k] */
+            bool stays = i <= k ? (i < home && home <= k) : (i < home || home <= k);
+            if (!stays)
+                break;
+        }
+        t->slots[i] = t->slots[k];
+        i = k;
+    }
+}
+
 static void remove_flow(struct flow_table *t, struct flow *f, enum flow_end_reason why)
 {
     if (t->last == f)
         t->last = NULL;
     if (t->end)
         t->end(t->ud, f, why);
-    *f->hpprev = f->hnext;
-    if (f->hnext)
-        f->hnext->hpprev = f->hpprev;
+    slot_remove(t, f);
     list_unlink(t, f);
     f->hnext = t->free;
     t->free = f;
@@ -279,7 +323,7 @@ void flow_table_free(struct flow_table *t)
     for (size_t i = 0; i < t->nchunks; i++)
         big_free(t->chunks[i], t->chunk_recs * t->stride);
     free(t->chunks);
-    big_free(t->buckets, t->nbuckets * sizeof(*t->buckets));
+    big_free(t->slots, t->nslots * sizeof(*t->slots));
     free(t);
 }
 
@@ -335,19 +379,58 @@ static bool low_port(uint16_t p)
     return p != 0 && p < 1024;
 }
 
+uint64_t flow_hash(const struct flow_table *t, const struct dec_pkt *p)
+{
+    return hash_tuple(t, &p->src, p->sport, &p->dst, p->dport, p->proto, p->vlan);
+}
+
+void flow_prefetch(const struct flow_table *t, uint64_t h, int stage)
+{
+    const struct slot *sl = &t->slots[h & (t->nslots - 1)];
+    if (stage == 0) {
+        __builtin_prefetch(sl);
+        return;
+    }
+    if (sl->f && sl->hash == h) {
+        __builtin_prefetch(sl->f);
+        __builtin_prefetch((const uint8_t *)sl->f + 64);
+    }
+}
+
+static struct flow *lookup(struct flow_table *t, const struct dec_pkt *p, uint64_t h, bool have_h,
+                           struct tw_time now, int *dir, flow_is_internal_fn internal, void *iud);
+
 struct flow *flow_lookup(struct flow_table *t, const struct dec_pkt *p, struct tw_time now,
                          int *dir, flow_is_internal_fn internal, void *iud)
+{
+    return lookup(t, p, 0, false, now, dir, internal, iud);
+}
+
+struct flow *flow_lookup_hashed(struct flow_table *t, const struct dec_pkt *p, uint64_t h,
+                                struct tw_time now, int *dir, flow_is_internal_fn internal,
+                                void *iud)
+{
+    return lookup(t, p, h, true, now, dir, internal, iud);
+}
+
+static struct flow *lookup(struct flow_table *t, const struct dec_pkt *p, uint64_t h, bool have_h,
+                           struct tw_time now, int *dir, flow_is_internal_fn internal, void *iud)
 {
     /* consecutive packets of one flow are the common case (bulk transfers): try the last
      * flow before hashing */
     struct flow *f = t->last;
     int d = f ? match_dir(f, p) : -1;
-    uint64_t h = 0;
     if (d < 0) {
-        h = hash_tuple(t, &p->src, p->sport, &p->dst, p->dport, p->proto, p->vlan);
-        for (f = t->buckets[h & (t->nbuckets - 1)]; f; f = f->hnext)
-            if (f->hash == h && (d = match_dir(f, p)) >= 0)
+        if (!have_h) {
+            h = hash_tuple(t, &p->src, p->sport, &p->dst, p->dport, p->proto, p->vlan);
+            have_h = true;
+        }
+        size_t mask = t->nslots - 1;
+        for (size_t i = h & mask;; i = (i + 1) & mask) {
+            f = t->slots[i].f;
+            if (!f || (t->slots[i].hash == h && (d = match_dir(f, p)) >= 0))
                 break;
+        }
     }
     if (f && d >= 0) {
         /* a new connection reusing the 5-tuple of a closed one (SYN without ACK) is a new
@@ -359,10 +442,11 @@ struct flow *flow_lookup(struct flow_table *t, const struct dec_pkt *p, struct t
             return f;
         }
         h = f->hash;
+        have_h = true;
         t->st.closed++;
         remove_flow(t, f, FLOW_END_CLOSED);
     }
-    if (!h)
+    if (!have_h)
         h = hash_tuple(t, &p->src, p->sport, &p->dst, p->dport, p->proto, p->vlan);
     f = alloc_flow(t);
     if (!f)
@@ -396,12 +480,7 @@ struct flow *flow_lookup(struct flow_table *t, const struct dec_pkt *p, struct t
     f->first = f->last = now;
     f->hash = h;
     f->id = ++t->next_id;
-    struct flow **head = &t->buckets[h & (t->nbuckets - 1)];
-    f->hnext = *head;
-    f->hpprev = head;
-    if (*head)
-        (*head)->hpprev = &f->hnext;
-    *head = f;
+    slot_insert(t, f);
     list_append(t, f, p->proto == 6 ? FLOW_L_TCP : FLOW_L_UDP);
     t->st.created++;
     t->st.active++;
@@ -477,7 +556,7 @@ void flow_stats(const struct flow_table *t, struct flow_stats *out)
 
 size_t flow_table_bound(const struct flow_table *t)
 {
-    size_t b = t->nbuckets * sizeof(struct flow *), c = t->chunk_recs * t->stride;
+    size_t b = t->nslots * sizeof(struct slot), c = t->chunk_recs * t->stride;
     if (b >= BIG_ALIGN)
         b = big_size(b);
     if (c >= BIG_ALIGN)

@@ -71,6 +71,11 @@ void cap_close(struct cap_src *s);
  * call) and *dlt set; 0 at the end; TW_EIO on a truncated or corrupt file (err says why). */
 int cap_next(struct cap_src *s, struct pcap_pkthdr *h, const uint8_t **data, int *dlt, char *err,
              size_t errlen);
+/* Up to max records of a file source at once, all valid until the next call (one link type,
+ * s->dlt; for pcapng and libpcap-read files, one record). Returns the count, 0 at the end,
+ * TW_EIO as cap_next. */
+int cap_next_batch(struct cap_src *s, struct pcap_pkthdr *h, const uint8_t **data, int max,
+                   char *err, size_t errlen);
 /* Bytes of the file consumed so far (progress); 0 when unknown. */
 uint64_t cap_file_pos(const struct cap_src *s);
 /* Updates the 64-bit drop totals from pcap_stats (live only). */

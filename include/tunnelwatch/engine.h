@@ -59,6 +59,11 @@ void engine_free(struct engine *e);
 /* Starts a new input: frame numbers restart at 1; file is NULL for a live interface. */
 void engine_begin_input(struct engine *e, const char *file, int dlt, bool print_header);
 void engine_packet(struct engine *e, const struct pcap_pkthdr *h, const uint8_t *data);
+/* n packets of the current link type in order, the same as n engine_packet calls but with the
+ * flow table's cache misses overlapped (all n packets must stay valid during the call). */
+#define ENGINE_BATCH 32
+void engine_packets(struct engine *e, const struct pcap_pkthdr *h, const uint8_t *const *data,
+                    size_t n);
 /* A frame that is not processed (BPF-filtered, unsupported link type) still takes a number. */
 void engine_skip_frame(struct engine *e);
 /* Link type of the following packets (pcapng files mix interfaces). */

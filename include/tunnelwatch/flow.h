@@ -44,8 +44,7 @@ struct flow {
     void *ext;         /* ext_size bytes of engine state in the same slab record;
                         * what it points to is freed by the end callback */
     /* table links */
-    struct flow *hnext;
-    struct flow **hpprev; /* the pointer that points at this flow: O(1) unlinking */
+    struct flow *hnext; /* free list */
     struct flow *prev, *next;
     uint64_t hash;
 };
@@ -76,6 +75,16 @@ void flow_table_free(struct flow_table *t);
 struct flow *flow_lookup(struct flow_table *t, const struct dec_pkt *p, struct tw_time now,
                          int *dir, flow_is_internal_fn internal, void *iud);
 
+/* The same with p's key hash already computed by flow_hash (a batch computes the hashes of
+ * the packets ahead and prefetches their slots and flows while it works on this one). */
+uint64_t flow_hash(const struct flow_table *t, const struct dec_pkt *p);
+struct flow *flow_lookup_hashed(struct flow_table *t, const struct dec_pkt *p, uint64_t h,
+                                struct tw_time now, int *dir, flow_is_internal_fn internal,
+                                void *iud);
+/* Cache hints, no effect on results: stage 0 fetches the home slot of hash h, stage 1 reads it
+ * (fetched by stage 0 earlier) and fetches the flow there when its hash is h. */
+void flow_prefetch(const struct flow_table *t, uint64_t h, int stage);
+
 /* Updates counters (frame_len bytes), TCP state and list position for a packet of f in
  * direction dir. */
 void flow_update(struct flow_table *t, struct flow *f, const struct dec_pkt *p, int dir,
@@ -86,7 +95,7 @@ void flow_update(struct flow_table *t, struct flow *f, const struct dec_pkt *p, 
 size_t flow_expire(struct flow_table *t, struct tw_time now, size_t budget);
 
 void flow_stats(const struct flow_table *t, struct flow_stats *out);
-/* Bytes the table can use at most (slab + buckets), for the memory bound. */
+/* Bytes the table can use at most (records + slots), for the memory bound. */
 size_t flow_table_bound(const struct flow_table *t);
 
 #endif /* TW_FLOW_H */

@@ -343,6 +343,81 @@ START_TEST(churn_two_million)
 }
 END_TEST
 
+/* The open-addressing slots under churn: flows come, close (RST) and get evicted in a random
+ * order through a small table (long probe runs, many backward shifts); after every step each
+ * flow the table still holds must be found again, by flow_lookup and by flow_lookup_hashed,
+ * as the same record, and nothing ended may be found. */
+struct shadow {
+    uint64_t id[2048]; /* by source port - 1: id of the live flow, 0 none */
+};
+
+static void on_end_shadow(void *ud, struct flow *f, enum flow_end_reason why)
+{
+    struct shadow *sh = ud;
+    (void)why;
+    ck_assert_uint_eq(sh->id[f->cport - 1], f->id);
+    sh->id[f->cport - 1] = 0;
+}
+
+START_TEST(slots_stay_reachable)
+{
+    struct shadow sh = {0};
+    struct flow_opts o = opts(300);
+    struct flow_table *t = flow_table_new(&o, on_end_shadow, &sh);
+    ck_assert_ptr_nonnull(t);
+    uint32_t rng = 12345;
+    int resets = 0;
+    for (int step = 0; step < 20000; step++) {
+        rng = rng * 1103515245u + 12345u;
+        uint16_t port = (uint16_t)(1 + (rng >> 8) % 2048);
+        bool close = (rng >> 24) % 4 == 0;
+        struct dec_pkt p = pkt("10.0.0.1", port, "203.0.113.1", 443, 6, TW_TH_SYN);
+        struct tw_time now = {1000 + step / 100, 0};
+        int d;
+        if (sh.id[port - 1] && close) {
+            p.tcp_flags = TW_TH_RST | TW_TH_ACK;
+            resets++;
+        }
+        else if (sh.id[port - 1])
+            p.tcp_flags = TW_TH_ACK;
+        struct flow *f = (step & 1) ? flow_lookup(t, &p, now, &d, NULL, NULL)
+                                    : flow_lookup_hashed(t, &p, flow_hash(t, &p), now, &d, NULL,
+                                                         NULL);
+        ck_assert_ptr_nonnull(f);
+        if (sh.id[port - 1])
+            ck_assert_uint_eq(f->id, sh.id[port - 1]);
+        sh.id[port - 1] = f->id;
+        upd(t, f, &p, d, now);
+        if (step % 97 == 0) {
+            size_t live = 0;
+            for (uint16_t q = 1; q <= 2048; q++) {
+                if (!sh.id[q - 1])
+                    continue;
+                live++;
+                struct dec_pkt a = pkt("203.0.113.1", 443, "10.0.0.1", q, 6, TW_TH_ACK);
+                struct flow_stats before, after;
+                flow_stats(t, &before);
+                struct flow *g = flow_lookup_hashed(t, &a, flow_hash(t, &a), now, &d, NULL, NULL);
+                flow_stats(t, &after);
+                ck_assert_uint_eq(after.created, before.created); /* found, not made */
+                ck_assert_uint_eq(g->id, sh.id[q - 1]);
+                ck_assert_int_eq(d, 1);
+            }
+            struct flow_stats st;
+            flow_stats(t, &st);
+            ck_assert_uint_eq(st.active, live);
+        }
+    }
+    struct flow_stats st;
+    flow_stats(t, &st);
+    ck_assert_uint_gt(st.evicted, 1000);
+    ck_assert_int_gt(resets, 500); /* closed flows: evicted first, so many removals */
+    flow_table_free(t);
+    for (int q = 0; q < 2048; q++)
+        ck_assert_uint_eq(sh.id[q], 0);
+}
+END_TEST
+
 START_TEST(vlan_separates)
 {
     struct flow_opts o = opts(100);
@@ -408,6 +483,7 @@ Suite *tw_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, evict_oldest_closed_first);
     tcase_add_test(tc, churn_two_million);
+    tcase_add_test(tc, slots_stay_reachable);
     suite_add_tcase(s, tc);
     tc = tcase_create("flow_expire");
     tcase_add_test(tc, expiry_per_list);
