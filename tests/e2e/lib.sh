@@ -8,9 +8,10 @@ PY=/usr/bin/python3
 T=$(mktemp -d /tmp/tw-e2e.XXXXXX)
 TW_PIDS=()
 tw_cleanup() {
-    # only this shell's jobs that still run: a recorded pid of a process that already ended
-    # may belong to someone else by now (pid_max is small here and parallel suites spawn a lot)
-    for p in $(jobs -p); do kill -9 "$p" 2>/dev/null || true; done
+    # only this shell's jobs that still run (-r): the pid of a job that already ended, even
+    # one bash has not reported yet, may belong to someone else by now (pid_max is small here
+    # and parallel suites spawn a lot; a stale kill -9 once took another suite's redis-server)
+    for p in $(jobs -rp); do kill -9 "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     rm -rf "$T"
 }
