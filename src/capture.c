@@ -17,8 +17,8 @@
 
 /* --- our buffered reader (see struct cap_src) --- */
 
-#define RB_CHUNK (256u << 10)  /* read(2) size */
-#define PCAP_REC_MAX 262144u   /* longer classic pcap records are libpcap's to judge */
+#define RB_CHUNK     (256u << 10) /* read(2) size */
+#define PCAP_REC_MAX 262144u      /* longer classic pcap records are libpcap's to judge */
 
 /* Makes n bytes available at s->rb + s->rb_off if the file has them. Returns how many are:
  * fewer than n only at the end of the file, after a read error (rb_errno) or when the buffer
@@ -361,8 +361,8 @@ static void fold_usec(struct timeval *ts)
     }
 }
 
-static int pcap_lib_next(struct cap_src *s, struct pcap_pkthdr *h, const uint8_t **data,
-                         char *err, size_t errlen)
+static int pcap_lib_next(struct cap_src *s, struct pcap_pkthdr *h, const uint8_t **data, char *err,
+                         size_t errlen)
 {
     struct pcap_pkthdr *ph;
     const u_char *d;
@@ -413,8 +413,8 @@ static int own_next(struct cap_src *s, struct pcap_pkthdr *h, const uint8_t **da
         return 0;
     if (have >= 16) {
         uint32_t caplen = get32(s->swap, s->rb + s->rb_off + 8);
-        if (caplen <= s->snap && caplen <= PCAP_REC_MAX && rd_need(s, 16 + (size_t)caplen) >=
-                                                                16 + (size_t)caplen) {
+        if (caplen <= s->snap && caplen <= PCAP_REC_MAX &&
+            rd_need(s, 16 + (size_t)caplen) >= 16 + (size_t)caplen) {
             own_record(s, caplen, h, data);
             return 1;
         }

@@ -36,7 +36,7 @@ struct flow_table {
     uint64_t k[2]; /* key as SipHash words */
     struct slot *slots;
     size_t nslots; /* power of two */
-    size_t stride;   /* sizeof(struct flow) + ext, aligned */
+    size_t stride; /* sizeof(struct flow) + ext, aligned */
     uint8_t **chunks;
     size_t nchunks, chunk_cap;
     size_t chunk_recs; /* records per chunk */
@@ -178,8 +178,8 @@ static void *big_alloc(size_t n)
         return calloc(1, n);
     /* map one huge page more and trim, so the block starts on a huge page boundary */
     size_t len = big_size(n);
-    uint8_t *p = mmap(NULL, len + BIG_ALIGN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                      -1, 0);
+    uint8_t *p =
+        mmap(NULL, len + BIG_ALIGN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return NULL;
     size_t head = (BIG_ALIGN - ((uintptr_t)p & (BIG_ALIGN - 1))) & (BIG_ALIGN - 1);

@@ -37,7 +37,7 @@ struct cap_src {
      * so errors and salvage stay libpcap's. */
     int fd;
     bool fd_open;
-    uint8_t *rb;      /* read buffer (owned) */
+    uint8_t *rb; /* read buffer (owned) */
     size_t rb_cap, rb_off, rb_len;
     uint64_t rb_base; /* file offset of rb[0] */
     bool rb_eof;

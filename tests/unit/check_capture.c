@@ -456,8 +456,8 @@ static int same_as_libpcap(const char *path, const char *feed, bool *own)
         return -1;
     struct cap_src s;
     char err[512] = "";
-    ck_assert_msg(cap_open_file(&s, feed ? feed : path, err, sizeof(err)) == TW_OK, "%s: %s",
-                  path, err);
+    ck_assert_msg(cap_open_file(&s, feed ? feed : path, err, sizeof(err)) == TW_OK, "%s: %s", path,
+                  err);
     if (own)
         *own = s.own;
     int n = 0;
@@ -481,9 +481,13 @@ static int same_as_libpcap(const char *path, const char *feed, bool *own)
         struct timeval lt = lh->ts;
         fold(&lt);
         ck_assert_msg(h.ts.tv_sec == lt.tv_sec && h.ts.tv_usec == lt.tv_usec,
-                      "%s: record %d: time %ld.%06ld, libpcap %ld.%06ld (raw %ld.%ld)", path, n, (long)h.ts.tv_sec, (long)h.ts.tv_usec, (long)lt.tv_sec, (long)lt.tv_usec, (long)lh->ts.tv_sec, (long)lh->ts.tv_usec);
-        ck_assert_msg(h.caplen == lh->caplen && h.len == lh->len, "%s: record %d: lengths %u/%u, "
-                      "libpcap %u/%u", path, n, h.caplen, h.len, lh->caplen, lh->len);
+                      "%s: record %d: time %ld.%06ld, libpcap %ld.%06ld (raw %ld.%ld)", path, n,
+                      (long)h.ts.tv_sec, (long)h.ts.tv_usec, (long)lt.tv_sec, (long)lt.tv_usec,
+                      (long)lh->ts.tv_sec, (long)lh->ts.tv_usec);
+        ck_assert_msg(h.caplen == lh->caplen && h.len == lh->len,
+                      "%s: record %d: lengths %u/%u, "
+                      "libpcap %u/%u",
+                      path, n, h.caplen, h.len, lh->caplen, lh->len);
         ck_assert_int_eq(dlt, pcap_datalink(pc));
         ck_assert_msg(memcmp(d, ld, h.caplen) == 0, "%s: record %d: bytes", path, n);
         n++;
@@ -574,12 +578,12 @@ START_TEST(pcap_reader_odd_records_and_every_cut)
         bool nsec = v & 2;
         pc_header(&g, nsec, 64);
         pc_rec(&g, 1709294400, 123456, 60, 60);
-        pc_rec(&g, 0x80000001u, 0xfffffff0u, 64, 1500);        /* negative time fields */
-        pc_rec(&g, 1709294401, 2999999999u, 100, 100);         /* over the snaplen: cut to 64 */
-        pc_rec(&g, 1709294402, 5, 0, 0);                       /* empty record */
-        pc_rec(&g, 1709294403, 7, 30, 20);                     /* len < caplen, passed through */
+        pc_rec(&g, 0x80000001u, 0xfffffff0u, 64, 1500); /* negative time fields */
+        pc_rec(&g, 1709294401, 2999999999u, 100, 100);  /* over the snaplen: cut to 64 */
+        pc_rec(&g, 1709294402, 5, 0, 0);                /* empty record */
+        pc_rec(&g, 1709294403, 7, 30, 20);              /* len < caplen, passed through */
         size_t whole = g.n;
-        pc_rec(&g, 1709294404, 9, 300000, 300000);             /* insane: libpcap's error */
+        pc_rec(&g, 1709294404, 9, 300000, 300000); /* insane: libpcap's error */
         const char *p = write_tmp(g.b, g.n);
         bool own = false;
         ck_assert_int_eq(same_as_libpcap(p, NULL, &own), 5);

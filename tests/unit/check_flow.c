@@ -377,12 +377,11 @@ START_TEST(slots_stay_reachable)
         if (sh.id[port - 1] && close) {
             p.tcp_flags = TW_TH_RST | TW_TH_ACK;
             resets++;
-        }
-        else if (sh.id[port - 1])
+        } else if (sh.id[port - 1])
             p.tcp_flags = TW_TH_ACK;
-        struct flow *f = (step & 1) ? flow_lookup(t, &p, now, &d, NULL, NULL)
-                                    : flow_lookup_hashed(t, &p, flow_hash(t, &p), now, &d, NULL,
-                                                         NULL);
+        struct flow *f = (step & 1)
+                             ? flow_lookup(t, &p, now, &d, NULL, NULL)
+                             : flow_lookup_hashed(t, &p, flow_hash(t, &p), now, &d, NULL, NULL);
         ck_assert_ptr_nonnull(f);
         if (sh.id[port - 1])
             ck_assert_uint_eq(f->id, sh.id[port - 1]);
