@@ -89,10 +89,16 @@ static int cookie_close(void *c)
     return 0;
 }
 
+/* File fields: little-endian, or big-endian when swap (the writer's byte order differs). */
 static uint32_t get32(bool swap, const uint8_t *p)
 {
     return swap ? (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]
                 : (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0];
+}
+
+static uint16_t get16(bool swap, const uint8_t *p)
+{
+    return (uint16_t)(swap ? (unsigned)p[0] << 8 | p[1] : (unsigned)p[1] << 8 | p[0]);
 }
 
 /* Link types whose packet bytes libpcap leaves alone in a file of the other byte order (it
@@ -119,7 +125,7 @@ static void own_classic(struct cap_src *s, const uint8_t *h, size_t have)
 {
     if (have < 24)
         return;
-    uint32_t m = (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24;
+    uint32_t m = get32(false, h);
     bool swap, nsec;
     if (m == 0xa1b2c3d4 || m == 0xa1b23c4d) {
         swap = false;
@@ -130,14 +136,15 @@ static void own_classic(struct cap_src *s, const uint8_t *h, size_t have)
     } else {
         return;
     }
-    unsigned major = swap ? (unsigned)h[4] << 8 | h[5] : (unsigned)h[5] << 8 | h[4];
-    unsigned minor = swap ? (unsigned)h[6] << 8 | h[7] : (unsigned)h[7] << 8 | h[6];
-    if (major != 2 || minor != 4 || (swap && !swap_safe_dlt(s->dlt)) || pcap_snapshot(s->p) <= 0)
+    if (get16(swap, h + 4) != 2 || get16(swap, h + 6) != 4 || (swap && !swap_safe_dlt(s->dlt)) ||
+        pcap_snapshot(s->p) <= 0)
         return;
     s->own = true;
     s->swap = swap;
     s->nsec = nsec;
     s->snap = (uint32_t)pcap_snapshot(s->p);
+    if (s->snap > PCAP_REC_MAX)
+        s->snap = PCAP_REC_MAX;
     s->rb_off = 24;
 }
 
@@ -298,14 +305,12 @@ void cap_close(struct cap_src *s)
 
 static uint32_t ng32(const struct cap_src *s, const uint8_t *p)
 {
-    return s->ng_swap ? (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]
-                      : (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0];
+    return get32(s->ng_swap, p);
 }
 
 static uint16_t ng16(const struct cap_src *s, const uint8_t *p)
 {
-    unsigned v = s->ng_swap ? (unsigned)p[0] << 8 | p[1] : (unsigned)p[1] << 8 | p[0];
-    return (uint16_t)v;
+    return get16(s->ng_swap, p);
 }
 
 static int ng_idb(struct cap_src *s, const uint8_t *b, uint32_t len)
@@ -346,10 +351,7 @@ static void ng_time(const struct cap_src *s, uint32_t ifc, uint32_t hi, uint32_t
     tv->tv_usec = (suseconds_t)(uint64_t)((unsigned __int128)frac * 1000000u / u);
 }
 
-/* libpcap passes a file's sub-second field through unchecked (a nanosecond file can hold 10^9
- * or more, which comes out negative); fold it into the seconds so that every consumer sees
- * 0 <= tv_usec < 10^6 */
-static void fold_usec(struct timeval *ts)
+void cap_fold_usec(struct timeval *ts)
 {
     if (ts->tv_usec < 0 || ts->tv_usec >= 1000000) {
         ts->tv_sec += ts->tv_usec / 1000000;
@@ -369,7 +371,7 @@ static int pcap_lib_next(struct cap_src *s, struct pcap_pkthdr *h, const uint8_t
     int r = pcap_next_ex(s->p, &ph, &d);
     if (r == 1) {
         *h = *ph;
-        fold_usec(&h->ts);
+        cap_fold_usec(&h->ts);
         *data = d;
         return 1;
     }
@@ -392,14 +394,15 @@ static void own_record(struct cap_src *s, uint32_t caplen, struct pcap_pkthdr *h
         h->ts.tv_sec = (time_t)sec;
         h->ts.tv_usec = (suseconds_t)(s->nsec ? frac / 1000 : frac);
     }
-    fold_usec(&h->ts);
+    cap_fold_usec(&h->ts);
     h->caplen = caplen;
     h->len = get32(s->swap, r + 12);
     *data = r + 16;
     s->rb_off += 16 + (size_t)caplen;
 }
 
-/* A classic pcap record: ours when it is whole and within the snapshot length (the same
+/* A classic pcap record: ours when it is whole and within the snapshot length (s->snap,
+ * capped at PCAP_REC_MAX; the same
  * fields libpcap 1.10 fills: 32-bit seconds and fraction, signed in the host's byte order
  * and unsigned once swapped, the fraction scaled down from nanoseconds; the unit test
  * holds both readers to the same output).
@@ -413,8 +416,7 @@ static int own_next(struct cap_src *s, struct pcap_pkthdr *h, const uint8_t **da
         return 0;
     if (have >= 16) {
         uint32_t caplen = get32(s->swap, s->rb + s->rb_off + 8);
-        if (caplen <= s->snap && caplen <= PCAP_REC_MAX &&
-            rd_need(s, 16 + (size_t)caplen) >= 16 + (size_t)caplen) {
+        if (caplen <= s->snap && rd_need(s, 16 + (size_t)caplen) >= 16 + (size_t)caplen) {
             own_record(s, caplen, h, data);
             return 1;
         }
@@ -458,9 +460,8 @@ int cap_next(struct cap_src *s, struct pcap_pkthdr *h, const uint8_t **data, int
             return TW_EIO;
         }
         const uint8_t *hdr = s->rb + s->rb_off;
-        uint32_t type = (uint32_t)hdr[0] | (uint32_t)hdr[1] << 8 | (uint32_t)hdr[2] << 16 |
-                        (uint32_t)hdr[3] << 24;
-        if (type == 0x0a0d0d0a) { /* section header: learn the byte order first */
+        uint32_t type = get32(false, hdr); /* the section header's type reads alike both ways */
+        if (type == 0x0a0d0d0a) {          /* section header: learn the byte order first */
             if (rd_need(s, 12) < 12) {
                 snprintf(err, errlen, "truncated pcapng section header");
                 return TW_EIO;
@@ -566,7 +567,7 @@ int cap_next_batch(struct cap_src *s, struct pcap_pkthdr *h, const uint8_t **dat
         if (have < 16)
             break;
         uint32_t caplen = get32(s->swap, s->rb + s->rb_off + 8);
-        if (caplen > s->snap || caplen > PCAP_REC_MAX || have - 16 < caplen)
+        if (caplen > s->snap || have - 16 < caplen)
             break;
         own_record(s, caplen, &h[n], &data[n]);
         n++;

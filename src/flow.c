@@ -6,8 +6,8 @@
  * slot array, never the records of other flows, so a lookup costs one slot line and the
  * record it finds;
  * SipHash with a per-process random key keeps an attacker from aiming collisions at one
- * chain. Records come from chunks of FLOW_CHUNK_BYTES allocated on demand up to max_flows and are
- * recycled through a free list, so steady state allocates nothing and memory is bounded by
+ * probe run. Records come from chunks of FLOW_CHUNK_BYTES allocated on demand up to max_flows and
+ * are recycled through a free list, so steady state allocates nothing and memory is bounded by
  * max_flows * sizeof(struct flow) plus the slots.
  */
 #include <stdlib.h>
@@ -167,9 +167,10 @@ static uint64_t hash_tuple(const struct flow_table *t, const struct tw_addr *s, 
  * huge pages asked for; the kernel may refuse, which only costs speed. Zero-filled. */
 #define BIG_ALIGN ((size_t)2 << 20)
 
-static size_t big_size(size_t n)
+/* Bytes a big_alloc(n) block takes: whole huge pages, or small ones from the heap as they are. */
+static size_t big_footprint(size_t n)
 {
-    return (n + BIG_ALIGN - 1) & ~(BIG_ALIGN - 1);
+    return n < BIG_ALIGN ? n : (n + BIG_ALIGN - 1) & ~(BIG_ALIGN - 1);
 }
 
 static void *big_alloc(size_t n)
@@ -177,7 +178,7 @@ static void *big_alloc(size_t n)
     if (n < BIG_ALIGN)
         return calloc(1, n);
     /* map one huge page more and trim, so the block starts on a huge page boundary */
-    size_t len = big_size(n);
+    size_t len = big_footprint(n);
     uint8_t *p =
         mmap(NULL, len + BIG_ALIGN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
@@ -197,7 +198,7 @@ static void big_free(void *p, size_t n)
     if (n < BIG_ALIGN)
         free(p);
     else
-        munmap(p, big_size(n));
+        munmap(p, big_footprint(n));
 }
 
 struct flow_table *flow_table_new(const struct flow_opts *o, flow_end_fn end, void *ud)
@@ -556,10 +557,6 @@ void flow_stats(const struct flow_table *t, struct flow_stats *out)
 
 size_t flow_table_bound(const struct flow_table *t)
 {
-    size_t b = t->nslots * sizeof(struct slot), c = t->chunk_recs * t->stride;
-    if (b >= BIG_ALIGN)
-        b = big_size(b);
-    if (c >= BIG_ALIGN)
-        c = big_size(c);
-    return b + t->chunk_cap * c;
+    return big_footprint(t->nslots * sizeof(struct slot)) +
+           t->chunk_cap * big_footprint(t->chunk_recs * t->stride);
 }

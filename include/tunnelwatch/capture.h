@@ -76,6 +76,10 @@ int cap_next(struct cap_src *s, struct pcap_pkthdr *h, const uint8_t **data, int
  * TW_EIO as cap_next. */
 int cap_next_batch(struct cap_src *s, struct pcap_pkthdr *h, const uint8_t **data, int max,
                    char *err, size_t errlen);
+/* libpcap passes a file's sub-second field through unchecked (a nanosecond file can hold 10^9
+ * or more, which comes out negative): folds it into the seconds, so that every record cap_next
+ * hands out has 0 <= tv_usec < 10^6. */
+void cap_fold_usec(struct timeval *ts);
 /* Bytes of the file consumed so far (progress); 0 when unknown. */
 uint64_t cap_file_pos(const struct cap_src *s);
 /* Updates the 64-bit drop totals from pcap_stats (live only). */

@@ -19,18 +19,6 @@ static void put32(uint8_t *b, int be, uint32_t v)
         b[i] = (uint8_t)(be ? v >> (24 - 8 * i) : v >> (8 * i));
 }
 
-static void fold(struct timeval *t)
-{
-    if (t->tv_usec < 0 || t->tv_usec >= 1000000) {
-        t->tv_sec += t->tv_usec / 1000000;
-        t->tv_usec %= 1000000;
-        if (t->tv_usec < 0) {
-            t->tv_usec += 1000000;
-            t->tv_sec--;
-        }
-    }
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
@@ -79,7 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         }
         struct timeval lt = lh->ts;
-        fold(&lt);
+        cap_fold_usec(&lt);
         if (r != 1 || h.ts.tv_sec != lt.tv_sec || h.ts.tv_usec != lt.tv_usec ||
             h.caplen != lh->caplen || h.len != lh->len || dlt != pcap_datalink(pc) ||
             memcmp(d, ld, h.caplen) != 0)

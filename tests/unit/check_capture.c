@@ -432,18 +432,6 @@ END_TEST
 
 /* --- our classic pcap reader against libpcap's --- */
 
-static void fold(struct timeval *t)
-{
-    if (t->tv_usec < 0 || t->tv_usec >= 1000000) {
-        t->tv_sec += t->tv_usec / 1000000;
-        t->tv_usec %= 1000000;
-        if (t->tv_usec < 0) {
-            t->tv_usec += 1000000;
-            t->tv_sec--;
-        }
-    }
-}
-
 /* Reads path with cap_next and with libpcap's pcap_next_ex side by side: the same records
  * (time, lengths, bytes) in the same order, and the same end (clean, or the same error).
  * Returns the number of records, or -1 when libpcap cannot open the file. own: whether our
@@ -479,7 +467,7 @@ static int same_as_libpcap(const char *path, const char *feed, bool *own)
         }
         ck_assert_msg(r == 1, "%s: record %d: ours ended (%d, %s)", path, n, r, err);
         struct timeval lt = lh->ts;
-        fold(&lt);
+        cap_fold_usec(&lt);
         ck_assert_msg(h.ts.tv_sec == lt.tv_sec && h.ts.tv_usec == lt.tv_usec,
                       "%s: record %d: time %ld.%06ld, libpcap %ld.%06ld (raw %ld.%ld)", path, n,
                       (long)h.ts.tv_sec, (long)h.ts.tv_usec, (long)lt.tv_sec, (long)lt.tv_usec,
