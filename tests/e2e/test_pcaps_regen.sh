@@ -1,13 +1,13 @@
 #!/bin/bash
 # test_pcaps_regen.sh: the committed captures in pcaps/ are exactly what scripts/gen_pcaps.py makes,
-# and tshark (through $TW_SHARED/tools/truth.sh) sees the same names as the committed truth files.
+# and tshark (through $TW_SHARED/pcaps/make_truth.py) sees the same names as the committed truth files.
 #
 # 1. Regenerate every capture, truth file and side file into a temporary folder and require each
 #    to be byte-identical to pcaps/ (no file missing, none stale, none extra except README.md).
-# 2. For every capture MANIFEST.tsv marks tshark-visible, run truth.sh and compare with
-#    CAPTURE.truth.tsv: whole rows for "yes"; frame, kind, name and port for "names" (IPv6 inside an
-#    IPv4 tunnel: truth.sh reports the outer IPv4 addresses there, see pcaps/README.md).
-# Exit 77 (skipped) when python3-cryptography or tshark/truth.sh is missing.
+# 2. For every capture MANIFEST.tsv marks tshark-visible ("yes", or "names" for the tunnel captures),
+#    run the shared corpus's reference truth maker ($TW_SHARED/pcaps/make_truth.py: tshark PDML,
+#    innermost tunnel addresses) and require it to print CAPTURE.truth.tsv byte for byte.
+# Exit 77 (skipped) when python3-cryptography or tshark/make_truth.py is missing.
 set -u
 src=${TW_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
 shared=${TW_SHARED:-$src/../shared}
@@ -58,7 +58,7 @@ done
 
 [ $fail -eq 0 ] || exit 1
 
-truth=$shared/tools/truth.sh
+truth=$shared/pcaps/make_truth.py
 if ! command -v tshark >/dev/null 2>&1 || [ ! -f "$truth" ]; then
   echo "SKIP: regeneration is byte-identical, but tshark or $truth is absent: no tshark cross-check"
   exit 77
@@ -68,13 +68,11 @@ agreed=0
 while IFS=$'\t' read -r cap _lt _frames _rows vis _desc; do
   case "$cap" in '#'* | '') continue ;; esac
   case "$vis" in
-    yes) cols=1-6 ;;
-    names) cols=1,2,3,6 ;;
+    yes | names) ;;
     *) continue ;;
   esac
-  bash "$truth" "$pcaps/$cap" 2>/dev/null | cut -f"$cols" >"$tmp/tshark.tsv"
-  cut -f"$cols" "$pcaps/$cap.truth.tsv" >"$tmp/truth.tsv"
-  if diff "$tmp/truth.tsv" "$tmp/tshark.tsv" >"$tmp/d"; then
+  "$py" "$truth" "$pcaps/$cap" 2>/dev/null >"$tmp/tshark.tsv"
+  if diff "$pcaps/$cap.truth.tsv" "$tmp/tshark.tsv" >"$tmp/d"; then
     agreed=$((agreed + 1))
   else
     echo "FAIL: tshark disagrees with $cap.truth.tsv (< truth, > tshark):"
