@@ -1,4 +1,5 @@
-/* attrib.c - internal-network set and the IP -> flagged-name map (see attrib.h).
+/* attrib.c - attribution (see attrib.h): the decision, resolver learning, the
+ * internal-network set and the IP -> flagged-name map.
  *
  * The network set is a plain binary trie (one node per prefix bit): a few dozen CIDRs
  * cost a few thousand nodes, a lookup is at most 128 steps with no allocation. The DNS map
@@ -259,4 +260,122 @@ size_t dnsmap_size(const struct dnsmap *m)
 uint64_t dnsmap_evictions(const struct dnsmap *m)
 {
     return m->evictions;
+}
+
+/* ---------- the decision ---------- */
+
+#define SERVERS_MAX    1024 /* internal hosts seen acting as DNS servers */
+#define CANDIDATES_MAX 64   /* hosts seen serving DNS fewer than 3 times */
+
+struct attrib {
+    struct netset *internal;
+    const struct tw_addr *resolvers; /* configured (borrowed from the configuration) */
+    size_t n_resolvers;
+    struct tw_addr servers[SERVERS_MAX]; /* learned */
+    uint32_t n_servers;
+    struct {
+        struct tw_addr addr;
+        uint32_t n;
+    } cand[CANDIDATES_MAX];
+    int next_cand;
+    struct dnsmap *dnsmap;
+};
+
+struct attrib *attrib_new(uint32_t dns_map_max)
+{
+    struct attrib *a = calloc(1, sizeof(*a));
+    if (!a)
+        return NULL;
+    a->internal = netset_new();
+    a->dnsmap = dnsmap_new(dns_map_max);
+    if (!a->internal || !a->dnsmap) {
+        attrib_free(a);
+        return NULL;
+    }
+    return a;
+}
+
+void attrib_free(struct attrib *a)
+{
+    if (!a)
+        return;
+    netset_free(a->internal);
+    dnsmap_free(a->dnsmap);
+    free(a);
+}
+
+int attrib_configure(struct attrib *a, const struct tw_cfg *cfg)
+{
+    struct netset *ns = netset_new();
+    if (!ns)
+        return TW_ENOMEM;
+    for (size_t i = 0; i < cfg->n_internal; i++) {
+        int r = netset_add(ns, &cfg->internal[i].addr, cfg->internal[i].bits);
+        if (r != TW_OK) {
+            netset_free(ns);
+            return r;
+        }
+    }
+    netset_free(a->internal);
+    a->internal = ns;
+    a->resolvers = cfg->resolvers;
+    a->n_resolvers = cfg->n_resolvers;
+    return TW_OK;
+}
+
+bool attrib_is_internal(const struct attrib *a, const struct tw_addr *ip)
+{
+    return netset_contains(a->internal, ip);
+}
+
+bool attrib_is_resolver(const struct attrib *a, const struct tw_addr *ip)
+{
+    for (size_t i = 0; i < a->n_resolvers; i++)
+        if (tw_addr_eq(&a->resolvers[i], ip))
+            return true;
+    for (uint32_t i = 0; i < a->n_servers; i++)
+        if (tw_addr_eq(&a->servers[i], ip))
+            return true;
+    return false;
+}
+
+/* The candidates wait in a small table that recycles its oldest slot. */
+void attrib_note_dns_server(struct attrib *a, const struct tw_addr *ip)
+{
+    if (!netset_contains(a->internal, ip) || attrib_is_resolver(a, ip) ||
+        a->n_servers == SERVERS_MAX)
+        return;
+    for (int i = 0; i < CANDIDATES_MAX; i++) {
+        if (a->cand[i].n && tw_addr_eq(&a->cand[i].addr, ip)) {
+            if (++a->cand[i].n >= 3) {
+                a->servers[a->n_servers++] = *ip;
+                a->cand[i].n = 0;
+            }
+            return;
+        }
+    }
+    a->cand[a->next_cand].addr = *ip;
+    a->cand[a->next_cand].n = 1;
+    a->next_cand = (a->next_cand + 1) % CANDIDATES_MAX;
+}
+
+struct attrib_verdict attrib_decide(const struct attrib *a, const struct tw_addr *from,
+                                    const struct tw_addr *to, bool dns_query)
+{
+    struct attrib_verdict v = {*from, "client"};
+    if (dns_query && attrib_is_resolver(a, from))
+        v.attribution = "resolver";
+    else if (netset_contains(a->internal, from))
+        v.attribution = "client";
+    else if (netset_contains(a->internal, to)) {
+        v.host = *to;
+        v.attribution = "inbound";
+    } else
+        v.attribution = "external";
+    return v;
+}
+
+struct dnsmap *attrib_dnsmap(struct attrib *a)
+{
+    return a->dnsmap;
 }

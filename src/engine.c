@@ -1,50 +1,34 @@
 /* engine.c - the packet path (see engine.h).
  *
- * Per packet: decode (no allocation), fragments through the bounded reassembler, the flow
- * lookup, then at most one parser per flow direction: DNS on port 53 (UDP, or TCP with its
- * length prefix), a QUIC Initial on other UDP ports, a TLS ClientHello or an HTTP request
- * head on TCP. Parsers see the contiguous prefix of a bounded reassembly buffer; once the
- * name is out the buffer is freed, so a long flow costs only its counters afterwards.
- *
- * Every observed name is matched against the rules. A hit is attributed (the flow's
- * internal client; the resolver for a resolver's own query; the connecting host for a flow to
- * an address a flagged DNS answer named), checked against the allowlist, then deduplicated
- * into incidents. Records go to the alerts file and the Redis publisher's queue, which never
- * blocks.
+ * Per packet, top to bottom (packet_decoded): decode (no allocation), IP fragments through
+ * the bounded reassembler, the flow lookup, the flow's first-packet check against the DNS
+ * answer map, extraction (extract.c: DNS, TLS, QUIC, HTTP parsers), nDPI for flows our
+ * parsers cannot name (dpi.c), and the evidence writer. Every name the parsers observe is
+ * matched against the rules (observe); a hit is attributed (attrib.c), checked against the
+ * allowlist, turned into an incident and its records (record.c), noted in the per-host
+ * summary (summary.c), and its flow is flagged for its flow-end record and the evidence.
  */
 #include <inttypes.h>
-#include <ndpi/ndpi_api.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "tunnelwatch/allow.h"
-#include "tunnelwatch/capture.h"
 #include "tunnelwatch/attrib.h"
 #include "tunnelwatch/dns.h"
+#include "tunnelwatch/dpi.h"
 #include "tunnelwatch/engine.h"
+#include "tunnelwatch/evidence.h"
+#include "tunnelwatch/extract.h"
 #include "tunnelwatch/flow.h"
 #include "tunnelwatch/frag.h"
-#include "tunnelwatch/http.h"
-#include "tunnelwatch/json.h"
-#include "tunnelwatch/quic.h"
-#include "tunnelwatch/stream.h"
-#include "tunnelwatch/tls.h"
+#include "tunnelwatch/record.h"
+#include "tunnelwatch/summary.h"
 
-#define MAX_HITS        16
-#define QUIC_MAX_PKTS   16   /* client datagrams fed before giving up on a QUIC flow */
-#define SUMMARY_HOSTS   4096 /* internal hosts kept for the investigation summary */
-#define SUMMARY_ITEMS   8
-#define DNS_SERVERS_MAX 1024 /* internal hosts seen acting as DNS servers */
-#define DNS_CANDIDATES  64   /* hosts seen serving DNS fewer than 3 times */
-#define RECORD_MAX      65536
+#define MAX_HITS 16
 
-static const char *const kind_names[NK__COUNT] = {"dns_query", "tls_sni", "quic_sni", "http_host",
-                                                  "dns_answer"};
-
-enum app { APP_UNKNOWN = 0, APP_TLS, APP_HTTP, APP_DNS, APP_QUIC, APP_NONE };
-
-/* What a flagged flow remembers for its flow-end record. */
+/* What a flagged flow remembers for its flow-end record. Owned by its fstate (freed at flow
+ * end); rule points into a rule set that lives until exit (replaced sets are kept). */
 struct flag {
     const struct rule *rule;
     char incident[40];
@@ -56,31 +40,24 @@ struct flag {
     const char *file; /* capture file of the evidence frame (inputs live until exit) */
 };
 
-/* Engine state kept in each flow's slab record (flow_opts.ext_size). */
+/* Engine state kept in each flow's record (flow_opts.ext_size), zeroed at flow creation. */
 struct fstate {
-    uint8_t app;
-    bool done;    /* nothing more to extract */
+    struct xflow x;
+    struct dpi_flow dpi;
     bool started; /* first-packet work done */
-    uint8_t quic_pkts;
-    bool quic_ok; /* an Initial of this flow decrypted */
-    struct stream st[2];
-    struct quic_initial *quic;
-    struct ndpi_flow_struct *ndpi;
-    uint16_t ndpi_proto;
-    uint8_t ndpi_pkts;
-    bool ndpi_done;
     char ja4[40];
     struct flag *flag;
 };
 
-struct host_sum {
-    struct tw_addr host;
-    uint64_t hits, alerts, flows, bytes_out, bytes_in;
-    struct tw_time first, last;
-    char rules[SUMMARY_ITEMS][64];
-    char names[SUMMARY_ITEMS][128];
-    uint64_t frames[SUMMARY_ITEMS];
-    uint8_t n_rules, n_names, n_frames;
+/* Counters of the packet path itself; the modules keep their own. */
+struct engine_counts {
+    uint64_t packets, bytes;
+    uint64_t dec[DEC__COUNT];
+    uint64_t names[NK__COUNT];
+    uint64_t dns_answers_mapped, err_dns;
+    uint64_t frag_limit, flow_alloc_fail;
+    uint64_t hits;
+    uint64_t time_jumps; /* packets a day or more ahead of the clock: time not advanced */
 };
 
 struct engine {
@@ -89,113 +66,29 @@ struct engine {
     const struct ruleset *rules;
     struct flow_table *flows;
     struct frag *frag;
-    struct dnsmap *dnsmap;
-    struct dedup *dedup;
-    struct netset *internal;
-    struct alert_ids ids;
-    struct jw jw;
-    struct engine_stats st;
+    struct attrib *attrib;
+    struct recorder *rec;
+    struct summary *sum;
+    struct evidence *ev; /* NULL without --write-evidence */
+    struct dpi *dpi;     /* NULL with flow.ndpi off */
+    struct extractor x;
+    struct engine_counts st;
+    uint64_t *allow_counts; /* per allowlist entry, sized once for the largest list */
     int dlt;
     const char *file;
     uint64_t frame;
     struct tw_time now;
     int64_t last_tick_us;
-    int64_t reasm_budget;
-    uint8_t *hello_buf;
-    /* internal hosts seen serving DNS (resolvers), a small open-addressed set */
-    struct tw_addr dns_servers[DNS_SERVERS_MAX];
-    uint32_t n_dns_servers;
-    struct {
-        struct tw_addr addr;
-        uint32_t n;
-    } cand[DNS_CANDIDATES];
-    int next_cand;
-    uint64_t *allow_counts;
-    struct host_sum *hosts;
-    uint32_t n_hosts;
-    struct ndpi_detection_module_struct *ndpi;
-    uint32_t ndpi_live;
-    pcap_t *ev_pcap;
-    pcap_dumper_t *ev_dump;
-    struct evkey *evkeys; /* flagged flows, for --write-evidence's second pass (replays) */
-    uint32_t n_evkeys;
-    uint64_t evkeys_over;
     /* updates posted by the main thread to a capture worker, applied between batches */
     const struct ruleset *pending_rules;
     const struct tw_cfg *pending_cfg;
     FILE *pending_alerts;
-    int pending;                   /* __atomic: 1 when the two above are set */
+    int pending;                   /* __atomic: 1 when the three above are set */
     struct flow_stats final_flows; /* the table's figures when engine_finish freed it */
     size_t final_bound;
 };
 
-/* ---------- helpers ---------- */
-
-#define EVKEYS_MAX 65536
-
-/* A flagged flow's 5-tuple + VLAN, client side first. */
-struct evkey {
-    uint8_t cli[16], srv[16];
-    uint16_t cport, sport, vlan;
-    uint8_t fam, proto;
-};
-
-static int evkey_cmp(const void *a, const void *b)
-{
-    return memcmp(a, b, sizeof(struct evkey));
-}
-
-static void evkey_of(struct evkey *k, const struct tw_addr *cli, const struct tw_addr *srv,
-                     uint16_t cport, uint16_t sport, uint8_t proto, uint16_t vlan)
-{
-    memset(k, 0, sizeof(*k));
-    memcpy(k->cli, cli->a, 16);
-    memcpy(k->srv, srv->a, 16);
-    k->cport = cport;
-    k->sport = sport;
-    k->vlan = vlan;
-    k->fam = cli->family;
-    k->proto = proto;
-}
-
-static bool is_internal(void *ud, const struct tw_addr *a)
-{
-    const struct engine *e = ud;
-    return netset_contains(e->internal, a);
-}
-
-static bool is_dns_server(const struct engine *e, const struct tw_addr *a)
-{
-    for (size_t i = 0; i < e->cfg->n_resolvers; i++)
-        if (tw_addr_eq(&e->cfg->resolvers[i], a))
-            return true;
-    for (uint32_t i = 0; i < e->n_dns_servers; i++)
-        if (tw_addr_eq(&e->dns_servers[i], a))
-            return true;
-    return false;
-}
-
-/* An internal host counts as a resolver once it has answered DNS 3 times (from port 53):
- * one forged response must not let a host relabel its own queries as a resolver's. The
- * candidates wait in a small table that recycles its oldest slot. */
-static void note_dns_server(struct engine *e, const struct tw_addr *a)
-{
-    if (!netset_contains(e->internal, a) || is_dns_server(e, a) ||
-        e->n_dns_servers == DNS_SERVERS_MAX)
-        return;
-    for (int i = 0; i < DNS_CANDIDATES; i++) {
-        if (e->cand[i].n && tw_addr_eq(&e->cand[i].addr, a)) {
-            if (++e->cand[i].n >= 3) {
-                e->dns_servers[e->n_dns_servers++] = *a;
-                e->cand[i].n = 0;
-            }
-            return;
-        }
-    }
-    e->cand[e->next_cand].addr = *a;
-    e->cand[e->next_cand].n = 1;
-    e->next_cand = (e->next_cand + 1) % DNS_CANDIDATES;
-}
+/* ---------- observations ---------- */
 
 /* TSV-safe rendering: control bytes, backslash and DEL as \xNN. */
 static void put_name(FILE *out, const uint8_t *s, size_t n)
@@ -209,264 +102,167 @@ static void put_name(FILE *out, const uint8_t *s, size_t n)
     }
 }
 
-static struct host_sum *host_sum(struct engine *e, const struct tw_addr *h)
+/* --names: one row per observation. */
+static void names_row(struct engine *e, const struct obs *ob)
 {
-    for (uint32_t i = 0; i < e->n_hosts; i++)
-        if (tw_addr_eq(&e->hosts[i].host, h))
-            return &e->hosts[i];
-    if (e->n_hosts == SUMMARY_HOSTS)
-        return NULL;
-    struct host_sum *s = &e->hosts[e->n_hosts++];
-    memset(s, 0, sizeof(*s));
-    s->host = *h;
-    return s;
+    char a[TW_ADDR_STRLEN], b[TW_ADDR_STRLEN];
+    FILE *out = e->o.names_out;
+    flockfile(out); /* one row at a time when capture workers share stdout */
+    fprintf(out, "%" PRIu64 "\t%s\t", e->frame, name_kind_str(ob->kind));
+    put_name(out, ob->name, ob->len);
+    fprintf(out, "\t%s\t%s\t%u\n", tw_addr_str(&ob->p->src, a, sizeof(a)),
+            tw_addr_str(&ob->p->dst, b, sizeof(b)), ob->p->dport);
+    funlockfile(out);
 }
 
-/* Adds v to a list of at most SUMMARY_ITEMS distinct strings of width bytes each. */
-static void add_distinct(char *items, size_t width, uint8_t *n, const char *v)
+static const char *flow_label(const struct engine *e, const struct fstate *fs)
 {
-    for (uint8_t i = 0; i < *n; i++)
-        if (!strncmp(items + i * width, v, width - 1))
-            return;
-    if (*n < SUMMARY_ITEMS)
-        snprintf(items + (*n)++ * width, width, "%s", v);
+    const char *l = dpi_label(e->dpi, &fs->dpi);
+    return l ? l : extract_label(&fs->x);
 }
 
-/* ---------- output ---------- */
-
-static void emit(struct engine *e, const struct alert_rec *r, bool to_redis)
+/* The flow's fields of a record. */
+static void fill_flow(struct alert_rec *r, const struct flow *f, const struct engine *e)
 {
-    if (alert_format(&e->jw, r, e->o.schema) != TW_OK) {
-        e->st.records_dropped++;
-        return;
-    }
-    if (e->o.alerts_out) {
-        /* one locked write per record: capture workers share the file */
-        flockfile(e->o.alerts_out);
-        fwrite(e->jw.buf, 1, e->jw.len, e->o.alerts_out);
-        fputc('\n', e->o.alerts_out);
-        fflush(e->o.alerts_out);
-        funlockfile(e->o.alerts_out);
-    }
-    if (to_redis && e->o.pub)
-        (void)pub_enqueue(e->o.pub, e->jw.buf, e->jw.len);
-}
-
-/* Our own parsers' verdict, used instead of nDPI's once they recognised the flow. */
-static const char *app_label(uint8_t app)
-{
-    switch (app) {
-    case APP_TLS:
-        return "TLS";
-    case APP_HTTP:
-        return "HTTP";
-    case APP_DNS:
-        return "DNS";
-    case APP_QUIC:
-        return "QUIC";
-    default:
-        return NULL;
-    }
-}
-
-static void fill_flow(struct alert_rec *r, const struct flow *f, const struct fstate *fs,
-                      const struct engine *e)
-{
-    if (!f)
-        return;
+    const struct fstate *fs = f->ext;
     r->cli = f->cli;
     r->srv = f->srv;
     r->cport = f->cport;
     r->sport = f->sport;
     r->proto = f->proto;
     r->vlan = f->vlan;
-    if (fs && fs->ndpi_proto && e->ndpi)
-        r->app_proto = ndpi_get_proto_name(e->ndpi, fs->ndpi_proto);
-    else if (fs)
-        r->app_proto = app_label(fs->app);
-    if (fs && fs->ja4[0])
+    r->app_proto = flow_label(e, fs);
+    if (fs->ja4[0])
         r->ja4 = fs->ja4;
 }
 
-/* ---------- hits ---------- */
+/* A DNS message's own fields when it has no flow. */
+static void fill_packet(struct alert_rec *r, const struct dec_pkt *p)
+{
+    r->cli = p->src;
+    r->srv = p->dst;
+    r->cport = p->sport;
+    r->sport = p->dport;
+    r->proto = p->proto;
+    r->vlan = p->vlan;
+}
 
-struct obs {
-    enum name_kind kind;
-    const uint8_t *name;
-    size_t len;
-    const struct dec_pkt *p; /* the packet that completed the name */
-    struct flow *f;
-    struct fstate *fs;
-    const char *alpn;
-    bool ech;
-    const struct dnsmap_entry *dns; /* NK_DNS_ANSWER */
-    const uint8_t *hello;           /* the ClientHello, for JA4 once a rule hits */
-    size_t hello_len;
-    bool quic;
-};
+/* JA4 of the flow's ClientHello, once a rule hit (the allowlist and the alert need it). */
+static void flow_ja4(const struct obs *ob)
+{
+    struct fstate *fs = ob->f ? ob->f->ext : NULL;
+    if (!ob->hello_msg || !fs || fs->ja4[0])
+        return;
+    struct tls_hello h;
+    if (tls_parse_hello_opt(ob->hello_msg, ob->hello_len, ob->kind == NK_QUIC_SNI, true, &h) !=
+        TW_EBAD)
+        snprintf(fs->ja4, sizeof(fs->ja4), "%s", h.ja4);
+}
+
+/* Who is blamed for ob: a DNS query's sender (or the resolver), a flow's internal side, or
+ * the host that connected to an address a flagged answer named. */
+static struct attrib_verdict blame(struct engine *e, const struct obs *ob, struct alert_rec *r)
+{
+    if (ob->kind == NK_DNS_QUERY)
+        return attrib_decide(e->attrib, &ob->p->src, &ob->p->dst, true);
+    if (ob->kind == NK_DNS_ANSWER) {
+        r->resolver = ob->dns->resolver;
+        r->resolver_frame = ob->dns->frame;
+        struct attrib_verdict v = {ob->f->cli, "dns_answer"};
+        return v;
+    }
+    return attrib_decide(e->attrib, &ob->f->cli, &ob->f->srv, false);
+}
+
+/* The record of a hit, before the allowlist and dedup decide its type. */
+static void hit_record(struct engine *e, const struct obs *ob, const struct rule_hit *hit,
+                       struct alert_rec *r)
+{
+    memset(r, 0, sizeof(*r));
+    struct attrib_verdict v = blame(e, ob, r);
+    r->ts = e->now;
+    r->rule = hit->rule;
+    r->pattern = hit->pattern;
+    r->kind = name_kind_str(ob->kind);
+    r->name = ob->name;
+    r->name_len = ob->len;
+    r->frame = e->frame;
+    r->file = e->file;
+    r->attribution = v.attribution;
+    r->host = v.host;
+    r->observer = e->cfg->sensor_name;
+    if (ob->hello) {
+        r->alpn = ob->hello->alpn;
+        r->ech = ob->hello->has_ech;
+    }
+    if (ob->f)
+        fill_flow(r, ob->f, e);
+    else
+        fill_packet(r, ob->p);
+}
+
+/* True when an allowlist entry suppresses the hit (its suppressed record is written). */
+static bool allowlisted(struct engine *e, struct alert_rec *r)
+{
+    struct allow_query q = {&r->host, r->name, r->name_len, r->rule, r->ja4, e->now};
+    int ai = allow_match(e->cfg->allow, e->cfg->n_allow, &q);
+    if (ai < 0)
+        return false;
+    e->allow_counts[ai]++;
+    r->allow_name = e->cfg->allow[ai].name;
+    r->allow_reason = e->cfg->allow[ai].reason;
+    rec_suppressed(e->rec, r);
+    return true;
+}
+
+/* Remembers the incident on the flow for its end record (first incident wins); a DNS
+ * query's own flow carries no exfiltration, the connection that follows does. */
+static void flag_flow(struct engine *e, const struct obs *ob, const struct incident *in,
+                      const struct alert_rec *r)
+{
+    struct fstate *fs = ob->f ? ob->f->ext : NULL;
+    if (!fs || fs->flag || ob->kind == NK_DNS_QUERY)
+        return;
+    struct flag *fl = calloc(1, sizeof(*fl));
+    if (!fl)
+        return;
+    fl->rule = r->rule;
+    memcpy(fl->incident, in->id, sizeof(fl->incident));
+    snprintf(fl->kind, sizeof(fl->kind), "%s", r->kind);
+    snprintf(fl->name, sizeof(fl->name), "%s", in->name);
+    fl->host = r->host;
+    snprintf(fl->attribution, sizeof(fl->attribution), "%s", r->attribution);
+    fl->frame = e->frame;
+    fl->file = e->file;
+    fs->flag = fl;
+    if (e->ev && e->file)
+        evidence_flag(e->ev, &ob->f->cli, &ob->f->srv, ob->f->cport, ob->f->sport, ob->f->proto,
+                      ob->f->vlan);
+    summary_flow(e->sum, &r->host);
+}
 
 static void handle_hit(struct engine *e, const struct obs *ob, const struct rule_hit *hit)
 {
     struct alert_rec r;
-    memset(&r, 0, sizeof(r));
     e->st.hits++;
-    if (ob->hello && ob->fs && !ob->fs->ja4[0]) {
-        /* JA4 only now that a rule hit: the allowlist and the alert need it */
-        struct tls_hello h;
-        if (tls_parse_hello_opt(ob->hello, ob->hello_len, ob->quic, true, &h) != TW_EBAD)
-            snprintf(ob->fs->ja4, sizeof(ob->fs->ja4), "%s", h.ja4);
-    }
-    /* attribution */
-    const char *attr = "client";
-    struct tw_addr host;
-    if (ob->kind == NK_DNS_QUERY) {
-        host = ob->p->src;
-        if (is_dns_server(e, &host))
-            attr = "resolver";
-        else if (!netset_contains(e->internal, &host) &&
-                 netset_contains(e->internal, &ob->p->dst)) {
-            attr = "inbound";
-            host = ob->p->dst;
-        } else if (!netset_contains(e->internal, &host))
-            attr = "external";
-    } else if (ob->kind == NK_DNS_ANSWER) {
-        host = ob->f->cli;
-        attr = "dns_answer";
-        r.resolver = ob->dns->resolver;
-        r.resolver_frame = ob->dns->frame;
-    } else {
-        host = ob->f->cli;
-        if (!netset_contains(e->internal, &host)) {
-            if (netset_contains(e->internal, &ob->f->srv)) {
-                host = ob->f->srv;
-                attr = "inbound";
-            } else {
-                attr = "external";
-            }
-        }
-    }
-    r.ts = e->now;
-    r.rule = hit->rule;
-    r.pattern = hit->pattern;
-    r.kind = kind_names[ob->kind];
-    r.name = ob->name;
-    r.name_len = ob->len;
-    r.frame = e->frame;
-    r.file = e->file;
-    r.attribution = attr;
-    r.host = host;
-    r.observer = e->cfg->sensor_name;
-    r.alpn = ob->alpn;
-    r.ech = ob->ech;
-    if (ob->f) {
-        fill_flow(&r, ob->f, ob->fs, e);
-    } else {
-        r.cli = ob->p->src;
-        r.srv = ob->p->dst;
-        r.cport = ob->p->sport;
-        r.sport = ob->p->dport;
-        r.proto = ob->p->proto;
-        r.vlan = ob->p->vlan;
-    }
-    /* allowlist */
-    struct allow_query q = {&host, ob->name, ob->len, hit->rule, r.ja4, e->now};
-    int ai = allow_match(e->cfg->allow, e->cfg->n_allow, &q);
-    if (ai >= 0) {
-        char id[40];
-        e->st.suppressed++;
-        e->allow_counts[ai]++;
-        alert_ids_next(&e->ids, id);
-        r.type = ALERT_SUPPRESSED;
-        r.event_id = id;
-        r.allow_name = e->cfg->allow[ai].name;
-        r.allow_reason = e->cfg->allow[ai].reason;
-        if (e->cfg->log_suppressed || e->cfg->publish_suppressed) {
-            FILE *keep = e->o.alerts_out;
-            if (!e->cfg->log_suppressed)
-                e->o.alerts_out = NULL;
-            emit(e, &r, e->cfg->publish_suppressed);
-            e->o.alerts_out = keep;
-        }
+    flow_ja4(ob);
+    hit_record(e, ob, hit, &r);
+    if (allowlisted(e, &r))
         return;
-    }
     bool is_new = false;
-    struct incident *in = dedup_hit(e->dedup, &host, hit->rule, ob->name, ob->len, e->now, &is_new);
-    struct host_sum *hs = host_sum(e, &host);
-    if (hs) {
-        hs->hits++;
-        if (!hs->first.sec)
-            hs->first = e->now;
-        hs->last = e->now;
-        add_distinct(hs->rules[0], sizeof(hs->rules[0]), &hs->n_rules,
-                     hit->rule->id ? hit->rule->id : "?");
-        char nm[128];
-        size_t n = ob->len < sizeof(nm) - 1 ? ob->len : sizeof(nm) - 1;
-        memcpy(nm, ob->name, n);
-        nm[n] = '\0';
-        add_distinct(hs->names[0], sizeof(hs->names[0]), &hs->n_names, nm);
-        if (hs->n_frames < SUMMARY_ITEMS)
-            hs->frames[hs->n_frames++] = e->frame;
-    }
-    if (in && is_new) {
-        e->st.alerts++;
-        if (hs)
-            hs->alerts++;
-        r.type = ALERT_RAISED;
-        alert_ids_next(&e->ids, in->id);
-        r.event_id = in->id;
-        r.count = 1;
-        r.first_seen = r.last_seen = e->now;
-        emit(e, &r, true);
-        if (e->o.verbosity > 0 && e->o.log) {
-            char a[TW_ADDR_STRLEN], b[TW_ADDR_STRLEN];
-            fprintf(e->o.log,
-                    "tunnelwatch: ALERT %s [%s] %s -> %s %s %.*s (%s, frame %" PRIu64 ")\n",
-                    hit->rule->level ? hit->rule->level : "?", hit->rule->title,
-                    tw_addr_str(&host, a, sizeof(a)), tw_addr_str(&r.srv, b, sizeof(b)), r.kind,
-                    (int)(ob->len > 255 ? 255 : ob->len), (const char *)ob->name, attr, e->frame);
-        }
-    }
-    /* remember the flag on the flow for its end record (first incident wins); a DNS
-     * query's own flow carries no exfiltration, the connection that follows does */
-    if (in && ob->fs && !ob->fs->flag && ob->kind != NK_DNS_QUERY) {
-        struct flag *fl = calloc(1, sizeof(*fl));
-        if (fl) {
-            fl->rule = hit->rule;
-            memcpy(fl->incident, in->id, sizeof(fl->incident));
-            snprintf(fl->kind, sizeof(fl->kind), "%s", kind_names[ob->kind]);
-            snprintf(fl->name, sizeof(fl->name), "%s", in->name);
-            fl->host = host;
-            snprintf(fl->attribution, sizeof(fl->attribution), "%s", attr);
-            fl->frame = e->frame;
-            fl->file = e->file;
-            ob->fs->flag = fl;
-            if (e->o.evidence_path && e->file) {
-                if (!e->evkeys)
-                    e->evkeys = calloc(EVKEYS_MAX, sizeof(*e->evkeys));
-                if (e->evkeys && e->n_evkeys < EVKEYS_MAX)
-                    evkey_of(&e->evkeys[e->n_evkeys++], &ob->f->cli, &ob->f->srv, ob->f->cport,
-                             ob->f->sport, ob->f->proto, ob->f->vlan);
-                else
-                    e->evkeys_over++;
-            }
-            if (hs)
-                hs->flows++;
-        }
-    }
+    struct incident *in = rec_hit(e->rec, &r, &is_new);
+    summary_hit(e->sum, &r.host, hit->rule->id, ob->name, ob->len, e->frame, e->now, in && is_new);
+    if (in)
+        flag_flow(e, ob, in, &r);
 }
 
-static void observe(struct engine *e, const struct obs *ob)
+/* Every name the parsers observe: counted, printed with --names, matched against the rules. */
+static void observe(void *ud, const struct obs *ob)
 {
+    struct engine *e = ud;
     e->st.names[ob->kind]++;
-    if (e->o.names_out && ob->kind != NK_DNS_ANSWER) {
-        char a[TW_ADDR_STRLEN], b[TW_ADDR_STRLEN];
-        flockfile(e->o.names_out); /* one row at a time when capture workers share stdout */
-        fprintf(e->o.names_out, "%" PRIu64 "\t%s\t", e->frame, kind_names[ob->kind]);
-        put_name(e->o.names_out, ob->name, ob->len);
-        fprintf(e->o.names_out, "\t%s\t%s\t%u\n", tw_addr_str(&ob->p->src, a, sizeof(a)),
-                tw_addr_str(&ob->p->dst, b, sizeof(b)), ob->p->dport);
-        funlockfile(e->o.names_out);
-    }
+    if (e->o.names_out && ob->kind != NK_DNS_ANSWER)
+        names_row(e, ob);
     if (!e->rules || ob->len == 0)
         return;
     unsigned fields = RF_DEST_HOST;
@@ -478,346 +274,67 @@ static void observe(struct engine *e, const struct obs *ob)
         handle_hit(e, ob, &hits[i]);
 }
 
-/* ---------- DNS ---------- */
+/* ---------- DNS messages ---------- */
 
-static void dns_message(struct engine *e, const struct dec_pkt *p, struct flow *f,
-                        struct fstate *fs, const uint8_t *msg, size_t len)
+/* The A/AAAA records of a flagged answer go into the IP -> name map: the addresses are bound
+ * to the name that was asked (CNAME chains lead to them). */
+static void map_answers(struct engine *e, const struct dec_pkt *p, const struct dns_msg *m)
 {
-    static __thread struct dns_msg m; /* 40 KiB: too big for the stack of a callback */
-    int r = dns_parse(msg, len, &m);
-    if (r != TW_OK) {
-        e->st.err_dns++;
-        return;
-    }
-    if (!m.qr) {
-        if (p->dport == 53)
-            note_dns_server(e, &p->dst);
-        for (uint16_t i = 0; i < m.n_q; i++) {
-            if (!m.q[i].name[0])
-                continue; /* the root: tshark shows <Root>, nothing to match */
-            struct obs ob = {.kind = NK_DNS_QUERY,
-                             .name = (const uint8_t *)m.q[i].name,
-                             .len = strlen(m.q[i].name),
-                             .p = p,
-                             .f = f,
-                             .fs = fs};
-            observe(e, &ob);
-        }
-        return;
-    }
-    if (p->sport == 53)
-        note_dns_server(e, &p->src);
-    if (!e->rules || m.n_q == 0 || m.n_an == 0)
-        return;
-    /* Map the answer addresses of a flagged question name (CNAME chains lead to the A/AAAA
-     * records; we bind the addresses to the name that was asked). */
-    const char *qn = m.q[0].name;
+    const char *qn = m->q[0].name;
     struct rule_hit hits[MAX_HITS];
-    int n = ruleset_match(e->rules, RF_DEST_HOST, (const uint8_t *)qn, strlen(qn), hits, MAX_HITS);
-    if (n <= 0)
+    if (ruleset_match(e->rules, RF_DEST_HOST, (const uint8_t *)qn, strlen(qn), hits, MAX_HITS) <= 0)
         return;
-    for (uint16_t i = 0; i < m.n_an; i++) {
-        if (m.an[i].type != DNS_T_A && m.an[i].type != DNS_T_AAAA)
+    for (uint16_t i = 0; i < m->n_an; i++) {
+        if (m->an[i].type != DNS_T_A && m->an[i].type != DNS_T_AAAA)
             continue;
         struct dnsmap_entry de;
         memset(&de, 0, sizeof(de));
-        de.ip = m.an[i].addr;
+        de.ip = m->an[i].addr;
         size_t ql = strnlen(qn, sizeof(de.name) - 1);
         memcpy(de.name, qn, ql); /* a longer (escaped) name is cut: it only labels the map */
-        de.name[ql] = '\0';
         de.resolver = p->src;
         de.asker = p->dst;
-        uint32_t ttl = m.an[i].ttl;
+        uint32_t ttl = m->an[i].ttl;
         if (ttl < e->cfg->alert.dns_ttl_min_s)
             ttl = e->cfg->alert.dns_ttl_min_s;
         if (ttl > e->cfg->alert.dns_ttl_cap_s)
             ttl = e->cfg->alert.dns_ttl_cap_s;
         de.expires_us = tw_time_us(e->now) + (int64_t)ttl * 1000000;
         de.frame = e->frame;
-        dnsmap_put(e->dnsmap, &de);
+        dnsmap_put(attrib_dnsmap(e->attrib), &de);
         e->st.dns_answers_mapped++;
     }
 }
 
-/* DNS over TCP: 2-byte length prefix, several messages per segment, or one split. */
-static void dns_tcp(struct engine *e, const struct dec_pkt *p, struct flow *f, struct fstate *fs,
-                    int dir)
+/* A whole DNS message: each question of a query is an observation; a response teaches who
+ * serves DNS and maps the addresses of flagged names. */
+static void dns_message(void *ud, const struct dec_pkt *p, struct flow *f, const uint8_t *msg,
+                        size_t len)
 {
-    struct stream *s = &fs->st[dir];
-    while (s->len >= 2) {
-        uint32_t mlen = (uint32_t)s->buf[0] << 8 | s->buf[1];
-        if (mlen + 2 > s->max) {
-            e->st.reasm_limit++; /* a message larger than we buffer: stop this direction */
-            stream_reset(s, &e->reasm_budget);
-            fs->done = true;
-            return;
-        }
-        if (s->len < mlen + 2)
-            return;
-        if (mlen)
-            dns_message(e, p, f, fs, s->buf + 2, mlen);
-        stream_consume(s, mlen + 2);
-    }
-}
-
-/* ---------- TCP ---------- */
-
-static void finish_extraction(struct engine *e, struct fstate *fs)
-{
-    fs->done = true;
-    fs->app = fs->app ? fs->app : APP_NONE;
-    stream_reset(&fs->st[0], &e->reasm_budget);
-    stream_reset(&fs->st[1], &e->reasm_budget);
-}
-
-/* A complete ClientHello (TLS or QUIC): its SNI is an observation. TW_ELIMIT (too many
- * extensions or ciphers for JA4) keeps the SNI; TW_EBAD with a name means an extension after a
- * whole server_name is malformed: the name was on the wire all the same (tshark shows it too),
- * so it is reported and the malformation counted. JA4 waits until a rule hits. */
-static void observe_hello(struct engine *e, enum name_kind kind, const uint8_t *hello, size_t n,
-                          const struct dec_pkt *p, struct flow *f, struct fstate *fs)
-{
-    struct tls_hello h;
-    bool quic = kind == NK_QUIC_SNI;
-    int pr = tls_parse_hello_opt(hello, n, quic, false, &h);
-    if (pr != TW_OK && pr != TW_ELIMIT) {
-        if (quic)
-            e->st.err_quic++;
-        else
-            e->st.err_tls++;
-    }
-    if (!(pr == TW_OK || pr == TW_ELIMIT || (pr == TW_EBAD && h.sni)) || !h.sni || !h.sni_len)
+    struct engine *e = ud;
+    static __thread struct dns_msg m; /* about 74 KB: too big for a callback's stack */
+    if (dns_parse(msg, len, &m) != TW_OK) {
+        e->st.err_dns++;
         return;
-    struct obs ob = {.kind = kind,
-                     .name = h.sni,
-                     .len = h.sni_len,
-                     .p = p,
-                     .f = f,
-                     .fs = fs,
-                     .alpn = h.alpn,
-                     .ech = h.has_ech,
-                     .hello = hello,
-                     .hello_len = n,
-                     .quic = quic};
-    observe(e, &ob);
-}
-
-static void tcp_tls(struct engine *e, const struct dec_pkt *p, struct flow *f, struct fstate *fs)
-{
-    struct stream *s = &fs->st[0];
-    long n = tls_hello_from_records(s->buf, s->len, e->hello_buf, TLS_HELLO_MAX);
-    if (n == TW_ETRUNC && s->len < s->max)
-        return;
-    if (n == TW_ETRUNC)
-        e->st.reasm_limit++; /* a hello larger than the buffer: give up, free it */
-    if (n > 0) {
-        observe_hello(e, NK_TLS_SNI, e->hello_buf, (size_t)n, p, f, fs);
-    } else {
-        e->st.err_tls++;
     }
-    finish_extraction(e, fs);
-}
-
-static void tcp_http(struct engine *e, const struct dec_pkt *p, struct flow *f, struct fstate *fs)
-{
-    struct stream *s = &fs->st[0];
-    const uint8_t *host = NULL;
-    size_t hl = 0;
-    int r = http_parse_host(s->buf, s->len, &host, &hl);
-    if (r == TW_ETRUNC && s->len < HTTP_HEAD_MAX && s->len < s->max)
+    if (m.qr) {
+        if (p->sport == 53)
+            attrib_note_dns_server(e->attrib, &p->src);
+        if (e->rules && m.n_q && m.n_an)
+            map_answers(e, p, &m);
         return;
-    if (r == TW_OK && hl) {
-        struct obs ob = {.kind = NK_HTTP_HOST, .name = host, .len = hl, .p = p, .f = f, .fs = fs};
+    }
+    if (p->dport == 53)
+        attrib_note_dns_server(e->attrib, &p->dst);
+    for (uint16_t i = 0; i < m.n_q; i++) {
+        if (!m.q[i].name[0])
+            continue; /* the root: tshark shows <Root>, nothing to match */
+        struct obs ob = {.kind = NK_DNS_QUERY,
+                         .name = (const uint8_t *)m.q[i].name,
+                         .len = strlen(m.q[i].name),
+                         .p = p,
+                         .f = f};
         observe(e, &ob);
-    } else if (r != TW_OK) {
-        e->st.err_http++;
-    }
-    /* wait for the next request of a keep-alive connection: the buffer restarts at the next
-     * segment that begins with a request line */
-    stream_reset(s, &e->reasm_budget);
-}
-
-static void handle_tcp(struct engine *e, const struct dec_pkt *p, struct flow *f, struct fstate *fs,
-                       int dir)
-{
-    if ((p->tcp_flags & TW_TH_SYN) && !fs->done)
-        stream_set_base(&fs->st[dir], p->seq + 1);
-    if (fs->done || p->payload_len == 0)
-        return;
-    bool dns = f->sport == 53 || f->cport == 53;
-    if (dir == 1 && !dns)
-        return; /* only the client's bytes carry the names we want (DNS answers aside) */
-    struct stream *s = &fs->st[dir];
-    /* keep-alive: after a request the buffer was reset (no base), so the next segment that
-     * starts a request line becomes its base */
-    if (fs->app == APP_HTTP && s->len == 0 && s->n_isl == 0 &&
-        !http_looks_like_request(p->payload, p->payload_len))
-        return;
-    int r = stream_add(s, p->seq, p->payload, p->payload_len, &e->reasm_budget);
-    if (r < 0) {
-        e->st.reasm_limit++;
-        if (r != TW_ELIMIT || s->len == 0) {
-            finish_extraction(e, fs);
-            return;
-        }
-    }
-    if (r == 0 || s->len == 0)
-        return;
-    if (fs->app == APP_UNKNOWN) {
-        if (dns)
-            fs->app = APP_DNS;
-        else if (s->len >= 3 && tls_looks_like_hello(s->buf, s->len))
-            fs->app = APP_TLS;
-        else if (http_looks_like_request(s->buf, s->len))
-            fs->app = APP_HTTP;
-        else if (s->len >= 8) {
-            finish_extraction(e, fs);
-            return;
-        } else {
-            return;
-        }
-    }
-    switch (fs->app) {
-    case APP_DNS:
-        dns_tcp(e, p, f, fs, dir);
-        break;
-    case APP_TLS:
-        tcp_tls(e, p, f, fs);
-        break;
-    case APP_HTTP:
-        tcp_http(e, p, f, fs);
-        break;
-    default:
-        break;
-    }
-}
-
-/* ---------- UDP ---------- */
-
-static void quic_stop(struct engine *e, struct fstate *fs)
-{
-    if (fs->quic) {
-        quic_initial_free(fs->quic);
-        fs->quic = NULL;
-        e->reasm_budget += QUIC_CRYPTO_MAX * 2;
-    }
-    if (fs->app == APP_UNKNOWN)
-        fs->app = APP_NONE;
-    fs->done = true;
-}
-
-static void handle_udp(struct engine *e, const struct dec_pkt *p, struct flow *f, struct fstate *fs,
-                       int dir)
-{
-    if (p->payload_len == 0)
-        return;
-    if (p->sport == 53 || p->dport == 53) {
-        fs->app = APP_DNS;
-        dns_message(e, p, f, fs, p->payload, p->payload_len);
-        return;
-    }
-    if (p->sport == 5353 || p->dport == 5353 || p->sport == 5355 || p->dport == 5355)
-        return; /* mDNS and LLMNR: link-local name resolution, not tunnelling; ignored */
-    if (fs->done || dir != 0)
-        return;
-    /* QUIC: client long-header packets (0-RTT may come before the Initial); a short-header
-     * client packet means the handshake is over */
-    if (p->payload_len < 7 || (p->payload[0] & 0xc0) != 0xc0) {
-        quic_stop(e, fs);
-        return;
-    }
-    if (!fs->quic) {
-        if (!quic_looks_like_initial(p->payload, p->payload_len)) {
-            if (++fs->quic_pkts >= 3)
-                quic_stop(e, fs);
-            return; /* a 0-RTT packet ahead of its Initial: wait a little */
-        }
-        if (e->reasm_budget < QUIC_CRYPTO_MAX * 2) {
-            e->st.reasm_limit++;
-            quic_stop(e, fs);
-            return;
-        }
-        fs->quic = quic_initial_new();
-        if (!fs->quic) {
-            quic_stop(e, fs);
-            return;
-        }
-        e->reasm_budget -= QUIC_CRYPTO_MAX * 2;
-        fs->app = APP_QUIC;
-    }
-    long n = quic_initial_feed(fs->quic, p->payload, p->payload_len);
-    if (n == TW_EBAD && !fs->quic_ok) {
-        /* nothing of this flow ever decrypted: do not hold 32 KiB of the shared reassembly
-         * budget for a flow of junk or spoofed Initials */
-        e->st.err_quic++;
-        quic_stop(e, fs);
-        return;
-    }
-    if (n > 0 || n == TW_ETRUNC)
-        fs->quic_ok = true;
-    if (n > 0) {
-        observe_hello(e, NK_QUIC_SNI, quic_initial_hello(fs->quic), (size_t)n, p, f, fs);
-        /* keep listening: after a HelloRetryRequest the client sends a second ClientHello */
-    } else if (n != TW_ETRUNC) {
-        e->st.err_quic++;
-    }
-    if (++fs->quic_pkts >= QUIC_MAX_PKTS)
-        quic_stop(e, fs);
-}
-
-/* ---------- nDPI ---------- */
-
-static void ndpi_release(struct engine *e, struct fstate *fs)
-{
-    if (fs->ndpi) {
-        ndpi_free_flow(fs->ndpi);
-        fs->ndpi = NULL;
-        e->ndpi_live--;
-    }
-}
-
-static void ndpi_step(struct engine *e, struct fstate *fs, const struct dec_pkt *p, int64_t now_us)
-{
-    if (!e->ndpi || fs->ndpi_done || !p->l3 || p->l3_len == 0)
-        return;
-    if (app_label(fs->app)) {
-        /* our parsers recognised the flow (TLS, HTTP, DNS, QUIC): nDPI would only repeat the
-         * work (its TLS dissector is the costliest part of the packet path) */
-        ndpi_release(e, fs);
-        fs->ndpi_done = true;
-        return;
-    }
-    if (!fs->ndpi) {
-        if (p->payload_len == 0)
-            return; /* start at the first payload: our parsers may recognise the flow there */
-        if (e->ndpi_live >= e->cfg->flow.ndpi_max_flows) {
-            e->st.ndpi_skipped++;
-            fs->ndpi_done = true;
-            return;
-        }
-        fs->ndpi = calloc(1, SIZEOF_FLOW_STRUCT);
-        if (!fs->ndpi) {
-            fs->ndpi_done = true;
-            return;
-        }
-        e->ndpi_live++;
-        e->st.ndpi_flows++;
-    }
-    uint16_t len = p->l3_len > 65535 ? 65535 : (uint16_t)p->l3_len;
-    ndpi_protocol pr =
-        ndpi_detection_process_packet(e->ndpi, fs->ndpi, p->l3, len, (uint64_t)(now_us / 1000));
-    bool decided =
-        pr.app_protocol != NDPI_PROTOCOL_UNKNOWN || pr.master_protocol != NDPI_PROTOCOL_UNKNOWN;
-    if (!decided && ++fs->ndpi_pkts >= e->cfg->flow.ndpi_packets) {
-        uint8_t guessed = 0;
-        pr = ndpi_detection_giveup(e->ndpi, fs->ndpi, 1, &guessed);
-        decided = true;
-    }
-    if (decided) {
-        fs->ndpi_proto =
-            pr.master_protocol != NDPI_PROTOCOL_UNKNOWN ? pr.master_protocol : pr.app_protocol;
-        ndpi_release(e, fs);
-        fs->ndpi_done = true;
     }
 }
 
@@ -837,172 +354,106 @@ static const char *end_reason_name(enum flow_end_reason why)
     }
 }
 
+/* A flagged flow's end record: what the internal host sent and received through it. */
+static void flow_end_record(struct engine *e, const struct flow *f, const struct flag *fl,
+                            enum flow_end_reason why)
+{
+    struct alert_rec r;
+    memset(&r, 0, sizeof(r));
+    r.ts = f->last;
+    r.incident_id = fl->incident;
+    r.rule = fl->rule;
+    r.kind = fl->kind;
+    r.name = (const uint8_t *)fl->name;
+    r.name_len = strlen(fl->name);
+    r.frame = fl->frame;
+    r.file = fl->file;
+    r.attribution = fl->attribution;
+    r.host = fl->host;
+    r.observer = e->cfg->sensor_name;
+    fill_flow(&r, f, e);
+    memcpy(r.pkts, f->pkts, sizeof(r.pkts));
+    memcpy(r.bytes, f->bytes, sizeof(r.bytes));
+    r.flow_start = f->first;
+    r.flow_end = f->last;
+    r.end_reason = end_reason_name(why);
+    rec_flow_end(e->rec, &r);
+    bool cli = tw_addr_eq(&fl->host, &f->cli);
+    summary_bytes(e->sum, &fl->host, f->bytes[cli ? 0 : 1], f->bytes[cli ? 1 : 0]);
+}
+
+/* The flow table's end callback: every flow that leaves it (idle, closed, evicted, exit). */
 static void flow_end(void *ud, struct flow *f, enum flow_end_reason why)
 {
     struct engine *e = ud;
     struct fstate *fs = f->ext;
     if (fs->flag) {
-        struct alert_rec r;
-        char id[40];
-        memset(&r, 0, sizeof(r));
-        alert_ids_next(&e->ids, id);
-        r.type = ALERT_FLOW_END;
-        r.ts = f->last;
-        r.event_id = id;
-        r.incident_id = fs->flag->incident;
-        r.rule = fs->flag->rule;
-        r.kind = fs->flag->kind;
-        r.name = (const uint8_t *)fs->flag->name;
-        r.name_len = strlen(fs->flag->name);
-        r.frame = fs->flag->frame;
-        r.file = fs->flag->file;
-        r.attribution = fs->flag->attribution;
-        r.host = fs->flag->host;
-        r.observer = e->cfg->sensor_name;
-        fill_flow(&r, f, fs, e);
-        memcpy(r.pkts, f->pkts, sizeof(r.pkts));
-        memcpy(r.bytes, f->bytes, sizeof(r.bytes));
-        r.flow_start = f->first;
-        r.flow_end = f->last;
-        r.end_reason = end_reason_name(why);
-        emit(e, &r, true);
-        e->st.flow_ends++;
-        struct host_sum *hs = host_sum(e, &fs->flag->host);
-        if (hs) {
-            bool cli = tw_addr_eq(&fs->flag->host, &f->cli);
-            hs->bytes_out += f->bytes[cli ? 0 : 1];
-            hs->bytes_in += f->bytes[cli ? 1 : 0];
-        }
+        flow_end_record(e, f, fs->flag, why);
         free(fs->flag);
         fs->flag = NULL;
     }
-    finish_extraction(e, fs); /* reassembly buffers */
-    quic_stop(e, fs);
-    ndpi_release(e, fs);
+    extract_release(&e->x, &fs->x);
+    if (e->dpi)
+        dpi_release(e->dpi, &fs->dpi);
 }
 
 /* First packet of a flow: a connection to an address a flagged DNS answer named. */
 static void flow_start(struct engine *e, struct flow *f, struct fstate *fs, const struct dec_pkt *p)
 {
     fs->started = true;
-    fs->st[0].max = fs->st[1].max = e->cfg->flow.reasm_bytes;
     if (!e->rules || f->sport == 53 || f->cport == 53)
         return;
-    const struct dnsmap_entry *de = dnsmap_get(e->dnsmap, &f->srv, tw_time_us(e->now));
-    if (!de || !netset_contains(e->internal, &f->cli))
+    const struct dnsmap_entry *de =
+        dnsmap_get(attrib_dnsmap(e->attrib), &f->srv, tw_time_us(e->now));
+    if (!de || !attrib_is_internal(e->attrib, &f->cli))
         return;
     struct obs ob = {.kind = NK_DNS_ANSWER,
                      .name = (const uint8_t *)de->name,
                      .len = strlen(de->name),
                      .p = p,
                      .f = f,
-                     .fs = fs,
                      .dns = de};
     observe(e, &ob);
 }
 
-/* ---------- public ---------- */
-
-static void tick_update(void *ud, struct incident *in);
-
-struct engine *engine_new(const struct engine_opts *o, const struct ruleset *rules, char *err,
-                          size_t errlen)
+static bool is_internal(void *ud, const struct tw_addr *a)
 {
-    const struct tw_cfg *c = o->cfg;
-    struct engine *e = calloc(1, sizeof(*e));
-    if (!e) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    e->o = *o;
-    e->cfg = c;
-    e->rules = rules;
-    struct flow_opts fo = {c->flow.max_flows, c->flow.idle_timeout_s, c->flow.udp_timeout_s,
-                           c->flow.tcp_close_timeout_s, sizeof(struct fstate)};
-    e->flows = flow_table_new(&fo, flow_end, e);
-    e->frag = frag_new(c->flow.frag_max, (uint64_t)c->flow.frag_max * 4096, c->flow.frag_timeout_s);
-    e->dnsmap = dnsmap_new(c->alert.dns_map_max);
-    e->dedup = dedup_new(c->alert.dedup_max, c->alert.dedup_window_s);
-    e->internal = netset_new();
-    e->hello_buf = malloc(TLS_HELLO_MAX);
-    e->hosts = calloc(SUMMARY_HOSTS, sizeof(*e->hosts));
-    e->allow_counts = calloc(CFG_MAX_LIST + 1, sizeof(uint64_t));
-    if (!e->flows || !e->frag || !e->dnsmap || !e->dedup || !e->internal || !e->hello_buf ||
-        !e->hosts || !e->allow_counts) {
-        snprintf(err, errlen, "cannot allocate the flow table and maps (check flow.max_flows)");
-        engine_free(e);
-        return NULL;
-    }
-    for (size_t i = 0; i < c->n_internal; i++)
-        if (netset_add(e->internal, &c->internal[i].addr, c->internal[i].bits) != TW_OK) {
-            snprintf(err, errlen, "bad internal network #%zu", i + 1);
-            engine_free(e);
-            return NULL;
-        }
-    e->reasm_budget = (int64_t)c->flow.reasm_total_mib * 1024 * 1024;
-    jw_init(&e->jw, RECORD_MAX);
-    alert_ids_init(&e->ids);
-    dedup_set_flush(e->dedup, tick_update, e);
-    if (c->flow.ndpi) {
-        e->ndpi = ndpi_init_detection_module(ndpi_no_prefs);
-        if (e->ndpi) {
-            NDPI_PROTOCOL_BITMASK all;
-            NDPI_BITMASK_SET_ALL(all);
-            ndpi_set_protocol_detection_bitmask2(e->ndpi, &all);
-            ndpi_finalize_initialization(e->ndpi);
-        }
-    }
-    return e;
+    const struct engine *e = ud;
+    return attrib_is_internal(e->attrib, a);
 }
 
-void engine_begin_input(struct engine *e, const char *file, int dlt, bool print_header)
+/* ---------- the packet path ---------- */
+
+/* Packet time drives expiry; one bogus far-future timestamp (a day ahead) must not stop every
+ * later expiry, so such a jump is ignored and counted. */
+static void advance_clock(struct engine *e, const struct pcap_pkthdr *h)
 {
-    e->file = file;
-    e->dlt = dlt;
-    e->frame = 0;
-    if (print_header && e->o.names_out)
-        fprintf(e->o.names_out, "# file\t%s\n", file ? file : "-");
-    if (e->o.evidence_path && !e->ev_dump && !file) { /* replays: second pass, see below */
-        e->ev_pcap = pcap_open_dead(dlt, 262144);
-        if (e->ev_pcap)
-            e->ev_dump = pcap_dump_open(e->ev_pcap, e->o.evidence_path);
-        if (!e->ev_dump && e->o.log)
-            fprintf(e->o.log, "tunnelwatch: cannot write evidence to %s\n", e->o.evidence_path);
+    struct tw_time ts = {h->ts.tv_sec, (int32_t)h->ts.tv_usec};
+    if (tw_time_us(ts) > tw_time_us(e->now)) {
+        if (e->now.sec && ts.sec - e->now.sec > 86400)
+            e->st.time_jumps++;
+        else
+            e->now = ts;
     }
+    if (tw_time_us(e->now) - e->last_tick_us >= 1000000)
+        engine_tick(e, e->now);
 }
 
-static void tick_update(void *ud, struct incident *in)
+/* An IP fragment: false until the reassembler completes the datagram, then p holds its
+ * transport. */
+static bool defragment(struct engine *e, struct dec_pkt *p, int *r)
 {
-    struct engine *e = ud;
-    struct alert_rec r;
-    char id[40];
-    memset(&r, 0, sizeof(r));
-    alert_ids_next(&e->ids, id);
-    r.type = ALERT_UPDATE;
-    r.ts = e->now;
-    r.event_id = id;
-    r.incident_id = in->id;
-    r.rule = in->rule;
-    r.name = (const uint8_t *)in->name;
-    r.name_len = strlen(in->name);
-    r.host = in->host;
-    r.count = in->count;
-    r.first_seen = in->first;
-    r.last_seen = in->last;
-    r.observer = e->cfg->sensor_name;
-    r.file = e->file;
-    emit(e, &r, true);
-    e->st.updates++;
-}
-
-void engine_tick(struct engine *e, struct tw_time now)
-{
-    if (tw_time_us(now) > tw_time_us(e->now))
-        e->now = now;
-    flow_expire(e->flows, e->now, 0);
-    frag_expire(e->frag, e->now);
-    dedup_each_due(e->dedup, e->now, e->cfg->alert.update_interval_s, tick_update, e);
-    e->last_tick_us = tw_time_us(e->now);
+    const uint8_t *d;
+    uint32_t len;
+    int fr = frag_add(e->frag, p, e->now, &d, &len);
+    if (fr != 1) {
+        if (fr == TW_ELIMIT)
+            e->st.frag_limit++;
+        e->st.dec[DEC_FRAG]++;
+        return false;
+    }
+    *r = dec_transport(p->proto, d, len, len, p);
+    return true;
 }
 
 /* One packet in order, already decoded into p (r: dec_packet's verdict); hp: its flow hash
@@ -1013,29 +464,10 @@ static void packet_decoded(struct engine *e, const struct pcap_pkthdr *h, const 
     e->frame++;
     e->st.packets++;
     e->st.bytes += h->len;
-    struct tw_time ts = {h->ts.tv_sec, (int32_t)h->ts.tv_usec};
-    /* packet time drives expiry; one bogus far-future timestamp (a day ahead) must not stop
-     * every later expiry, so such a jump is ignored and counted */
-    if (tw_time_us(ts) > tw_time_us(e->now)) {
-        if (e->now.sec && ts.sec - e->now.sec > 86400)
-            e->st.time_jumps++;
-        else
-            e->now = ts;
-    }
-    if (tw_time_us(e->now) - e->last_tick_us >= 1000000)
-        engine_tick(e, e->now);
-
+    advance_clock(e, h);
     if (r == DEC_FRAG) {
-        const uint8_t *d;
-        uint32_t len;
-        int fr = frag_add(e->frag, p, e->now, &d, &len);
-        if (fr != 1) {
-            if (fr == TW_ELIMIT)
-                e->st.frag_limit++;
-            e->st.dec[DEC_FRAG]++;
+        if (!defragment(e, p, &r))
             return;
-        }
-        r = dec_transport(p->proto, d, len, len, p);
         hp = NULL;
     }
     e->st.dec[r]++;
@@ -1052,14 +484,12 @@ static void packet_decoded(struct engine *e, const struct pcap_pkthdr *h, const 
     struct fstate *fs = f->ext;
     if (!fs->started)
         flow_start(e, f, fs, p);
-    if (p->proto == 6)
-        handle_tcp(e, p, f, fs, dir);
-    else
-        handle_udp(e, p, f, fs, dir);
-    if (!fs->ndpi_done)
-        ndpi_step(e, fs, p, tw_time_us(e->now));
-    if (e->ev_dump && fs->flag)
-        pcap_dump((u_char *)e->ev_dump, h, data);
+    extract_packet(&e->x, &fs->x, p, f, dir);
+    if (e->dpi && !fs->dpi.done)
+        dpi_step(e->dpi, &fs->dpi, p->l3, p->l3_len, p->payload_len, tw_time_us(e->now),
+                 extract_label(&fs->x) != NULL);
+    if (fs->flag && e->ev)
+        evidence_packet(e->ev, h, data);
 }
 
 void engine_packet(struct engine *e, const struct pcap_pkthdr *h, const uint8_t *data)
@@ -1075,28 +505,34 @@ void engine_packet(struct engine *e, const struct pcap_pkthdr *h, const uint8_t 
  * record) overlap the work on earlier packets instead of stalling it. */
 #define FLOW_AHEAD 4
 
+static void batch(struct engine *e, const struct pcap_pkthdr *h, const uint8_t *const *data,
+                  size_t k)
+{
+    struct dec_pkt p[ENGINE_BATCH];
+    int r[ENGINE_BATCH];
+    uint64_t hs[ENGINE_BATCH];
+    bool hv[ENGINE_BATCH];
+    for (size_t i = 0; i < k; i++) {
+        r[i] = dec_packet(e->dlt, data[i], h[i].caplen, &p[i]);
+        hv[i] = r[i] == DEC_OK && (p[i].proto == 6 || p[i].proto == 17);
+        if (hv[i]) {
+            hs[i] = flow_hash(e->flows, &p[i]);
+            flow_prefetch(e->flows, hs[i], 0);
+        }
+    }
+    for (size_t i = 0; i < k; i++) {
+        if (i + FLOW_AHEAD < k && hv[i + FLOW_AHEAD])
+            flow_prefetch(e->flows, hs[i + FLOW_AHEAD], 1);
+        packet_decoded(e, &h[i], data[i], r[i], &p[i], hv[i] ? &hs[i] : NULL);
+    }
+}
+
 void engine_packets(struct engine *e, const struct pcap_pkthdr *h, const uint8_t *const *data,
                     size_t n)
 {
     while (n > 0) {
         size_t k = n < ENGINE_BATCH ? n : ENGINE_BATCH;
-        struct dec_pkt p[ENGINE_BATCH];
-        int r[ENGINE_BATCH];
-        uint64_t hs[ENGINE_BATCH];
-        bool hv[ENGINE_BATCH];
-        for (size_t i = 0; i < k; i++) {
-            r[i] = dec_packet(e->dlt, data[i], h[i].caplen, &p[i]);
-            hv[i] = r[i] == DEC_OK && (p[i].proto == 6 || p[i].proto == 17);
-            if (hv[i]) {
-                hs[i] = flow_hash(e->flows, &p[i]);
-                flow_prefetch(e->flows, hs[i], 0);
-            }
-        }
-        for (size_t i = 0; i < k; i++) {
-            if (i + FLOW_AHEAD < k && hv[i + FLOW_AHEAD])
-                flow_prefetch(e->flows, hs[i + FLOW_AHEAD], 1);
-            packet_decoded(e, &h[i], data[i], r[i], &p[i], hv[i] ? &hs[i] : NULL);
-        }
+        batch(e, h, data, k);
         h += k;
         data += k;
         n -= k;
@@ -1108,70 +544,118 @@ void engine_skip_frame(struct engine *e)
     e->frame++;
 }
 
+void engine_tick(struct engine *e, struct tw_time now)
+{
+    if (tw_time_us(now) > tw_time_us(e->now))
+        e->now = now;
+    flow_expire(e->flows, e->now, 0);
+    frag_expire(e->frag, e->now);
+    rec_tick(e->rec, e->now, false);
+    e->last_tick_us = tw_time_us(e->now);
+}
+
+/* ---------- life cycle ---------- */
+
+/* The parts of an engine, each owning its state (see their headers). */
+static int engine_parts(struct engine *e, const struct tw_cfg *c)
+{
+    struct flow_opts fo = {c->flow.max_flows, c->flow.idle_timeout_s, c->flow.udp_timeout_s,
+                           c->flow.tcp_close_timeout_s, sizeof(struct fstate)};
+    struct recorder_opts ro = {c, e->o.alerts_out, e->o.pub, e->o.schema, e->o.log, e->o.verbosity};
+    struct extract_ops xo = {observe, dns_message, e};
+    e->flows = flow_table_new(&fo, flow_end, e);
+    e->frag = frag_new(c->flow.frag_max, (uint64_t)c->flow.frag_max * 4096, c->flow.frag_timeout_s);
+    e->attrib = attrib_new(c->alert.dns_map_max);
+    e->rec = rec_new(&ro);
+    e->sum = summary_new();
+    e->allow_counts = calloc(CFG_MAX_LIST + 1, sizeof(uint64_t));
+    if (e->o.evidence_path)
+        e->ev = evidence_new(e->o.evidence_path);
+    if (c->flow.ndpi)
+        e->dpi = dpi_new(c->flow.ndpi_max_flows, c->flow.ndpi_packets);
+    if (extract_init(&e->x, &xo, c->flow.reasm_bytes, c->flow.reasm_total_mib) != TW_OK ||
+        !e->flows || !e->frag || !e->attrib || !e->rec || !e->sum || !e->allow_counts ||
+        (e->o.evidence_path && !e->ev))
+        return TW_ENOMEM;
+    return TW_OK;
+}
+
+struct engine *engine_new(const struct engine_opts *o, const struct ruleset *rules, char *err,
+                          size_t errlen)
+{
+    struct engine *e = calloc(1, sizeof(*e));
+    if (!e) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    e->o = *o;
+    e->cfg = o->cfg;
+    e->rules = rules;
+    if (engine_parts(e, o->cfg) != TW_OK) {
+        snprintf(err, errlen, "cannot allocate the flow table and maps (check flow.max_flows)");
+        engine_free(e);
+        return NULL;
+    }
+    if (attrib_configure(e->attrib, o->cfg) != TW_OK) {
+        snprintf(err, errlen, "bad internal network list");
+        engine_free(e);
+        return NULL;
+    }
+    return e;
+}
+
+void engine_begin_input(struct engine *e, const char *file, int dlt, bool print_header)
+{
+    e->file = file;
+    e->dlt = dlt;
+    e->frame = 0;
+    rec_set_file(e->rec, file);
+    if (print_header && e->o.names_out)
+        fprintf(e->o.names_out, "# file\t%s\n", file ? file : "-");
+    if (e->ev && !file) /* live; replays have a second pass, see engine_write_evidence */
+        evidence_begin_live(e->ev, dlt, e->o.log);
+}
+
+void engine_finish(struct engine *e)
+{
+    if (!e || !e->flows)
+        return;
+    e->final_bound = flow_table_bound(e->flows);
+    flow_stats(e->flows, &e->final_flows);
+    flow_table_free(e->flows); /* ends every flow: flow-end records */
+    e->flows = NULL;
+    rec_tick(e->rec, e->now, true);
+    if (e->ev)
+        evidence_close(e->ev);
+}
+
+void engine_free(struct engine *e)
+{
+    if (!e)
+        return;
+    flow_table_free(e->flows); /* before the parts its end callback uses */
+    frag_free(e->frag);
+    attrib_free(e->attrib);
+    rec_free(e->rec);
+    summary_free(e->sum);
+    evidence_free(e->ev);
+    dpi_free(e->dpi);
+    extract_fini(&e->x);
+    free(e->allow_counts);
+    free(e);
+}
+
 int engine_write_evidence(struct engine *e, char *const *inputs, const char *path, char *err,
                           size_t errlen)
 {
-    if (e->n_evkeys == 0) {
+    if (!e->ev) {
         snprintf(err, errlen, "no flagged flow: %s not written", path);
         return 0;
     }
-    qsort(e->evkeys, e->n_evkeys, sizeof(*e->evkeys), evkey_cmp);
-    pcap_t *dead = NULL;
-    pcap_dumper_t *dump = NULL;
-    int out_dlt = -1, written = 0;
-    uint64_t other_dlt = 0;
-    for (size_t i = 0; inputs[i]; i++) {
-        struct cap_src src;
-        if (cap_open_file(&src, inputs[i], err, errlen) != TW_OK)
-            continue;
-        struct pcap_pkthdr h;
-        const uint8_t *data;
-        int dlt, r;
-        while ((r = cap_next(&src, &h, &data, &dlt, err, errlen)) == 1) {
-            struct dec_pkt p;
-            if (!dec_linktype_supported(dlt) || dec_packet(dlt, data, h.caplen, &p) != DEC_OK ||
-                (p.proto != 6 && p.proto != 17))
-                continue;
-            struct evkey k;
-            evkey_of(&k, &p.src, &p.dst, p.sport, p.dport, p.proto, p.vlan);
-            bool hit = bsearch(&k, e->evkeys, e->n_evkeys, sizeof(k), evkey_cmp) != NULL;
-            if (!hit) {
-                evkey_of(&k, &p.dst, &p.src, p.dport, p.sport, p.proto, p.vlan);
-                hit = bsearch(&k, e->evkeys, e->n_evkeys, sizeof(k), evkey_cmp) != NULL;
-            }
-            if (!hit)
-                continue;
-            if (!dump) {
-                out_dlt = dlt;
-                dead = pcap_open_dead(dlt, 262144);
-                dump = dead ? pcap_dump_open(dead, path) : NULL;
-                if (!dump) {
-                    snprintf(err, errlen, "cannot write %s: %s", path,
-                             dead ? pcap_geterr(dead) : "out of memory");
-                    if (dead)
-                        pcap_close(dead);
-                    cap_close(&src);
-                    return TW_EIO;
-                }
-            }
-            if (dlt != out_dlt) {
-                other_dlt++; /* a pcap file has one link type */
-                continue;
-            }
-            pcap_dump((u_char *)dump, &h, data);
-            written++;
-        }
-        cap_close(&src);
-    }
-    if (dump)
-        pcap_dump_close(dump);
-    if (dead)
-        pcap_close(dead);
-    snprintf(err, errlen, "%d packets of %u flagged flows written to %s%s%s", written, e->n_evkeys,
-             path, other_dlt ? " (packets of another link type left out)" : "",
-             e->evkeys_over ? " (more flagged flows than the evidence cap)" : "");
-    return written;
+    return evidence_write(e->ev, inputs, err, errlen);
 }
+
+/* ---------- updates from the main thread ---------- */
 
 bool engine_update_idle(struct engine *e, int wait_ms)
 {
@@ -1206,7 +690,7 @@ void engine_apply_update(struct engine *e)
     if (e->pending_rules)
         e->rules = e->pending_rules;
     if (e->pending_alerts)
-        e->o.alerts_out = e->pending_alerts;
+        engine_set_alerts_out(e, e->pending_alerts);
     __atomic_store_n(&e->pending, 0, __ATOMIC_RELEASE);
 }
 
@@ -1222,188 +706,113 @@ void engine_set_rules(struct engine *e, const struct ruleset *rules)
 
 int engine_set_cfg(struct engine *e, const struct tw_cfg *cfg)
 {
-    struct netset *ns = netset_new();
-    if (!ns)
-        return TW_ENOMEM;
-    for (size_t i = 0; i < cfg->n_internal; i++)
-        if (netset_add(ns, &cfg->internal[i].addr, cfg->internal[i].bits) != TW_OK) {
-            netset_free(ns);
-            return TW_ENOMEM;
-        }
-    struct netset *old = e->internal;
-    e->internal = ns;
+    int r = attrib_configure(e->attrib, cfg);
+    if (r != TW_OK)
+        return r;
     /* the allowlist counters start again for the new entries (the array is sized for the
      * largest allowlist once, so a stats reader never sees it reallocated) */
     memset(e->allow_counts, 0, (CFG_MAX_LIST + 1) * sizeof(uint64_t));
     e->cfg = cfg;
-    netset_free(old);
+    rec_set_cfg(e->rec, cfg);
     return TW_OK;
 }
 
 void engine_set_alerts_out(struct engine *e, FILE *f)
 {
     e->o.alerts_out = f;
+    rec_set_alerts_out(e->rec, f);
 }
 
-void engine_finish(struct engine *e)
-{
-    if (!e || !e->flows)
-        return;
-    e->final_bound = flow_table_bound(e->flows);
-    flow_stats(e->flows, &e->final_flows);
-    flow_table_free(e->flows); /* ends every flow: flow-end records */
-    e->flows = NULL;
-    dedup_each_due(e->dedup, e->now, 0, tick_update, e);
-    if (e->ev_dump) {
-        pcap_dump_close(e->ev_dump);
-        e->ev_dump = NULL;
-    }
-}
-
-void engine_free(struct engine *e)
-{
-    if (!e)
-        return;
-    flow_table_free(e->flows);
-    frag_free(e->frag);
-    dnsmap_free(e->dnsmap);
-    dedup_free(e->dedup);
-    netset_free(e->internal);
-    free(e->hello_buf);
-    free(e->hosts);
-    free(e->allow_counts);
-    free(e->evkeys);
-    jw_free(&e->jw);
-    if (e->ev_dump)
-        pcap_dump_close(e->ev_dump);
-    if (e->ev_pcap)
-        pcap_close(e->ev_pcap);
-    if (e->ndpi)
-        ndpi_exit_detection_module(e->ndpi);
-    free(e);
-}
+/* ---------- results ---------- */
 
 uint64_t engine_alerts(const struct engine *e)
 {
-    return e->st.alerts;
+    struct recorder_stats rs;
+    rec_stats(e->rec, &rs);
+    return rs.alerts;
 }
 
-size_t engine_stats_text(const struct engine *e, char *buf, size_t n)
+void engine_summary(const struct engine *e, FILE *out, FILE *json_out)
 {
-    size_t o = 0;
-#define PUT(name, val)                                                                             \
-    do {                                                                                           \
-        int w_ = snprintf(buf + o, o < n ? n - o : 0, "%s\t%" PRIu64 "\n", name, (uint64_t)(val)); \
-        if (w_ > 0)                                                                                \
-            o += (size_t)w_;                                                                       \
-    } while (0)
+    summary_print(e->sum, out, json_out);
+}
+
+static void stats_flows(const struct engine *e, struct tw_stats *st)
+{
     struct flow_stats fst = e->final_flows;
     if (e->flows)
         flow_stats(e->flows, &fst);
     struct frag_stats frs;
     frag_stats(e->frag, &frs);
-    PUT("packets", e->st.packets);
-    PUT("bytes", e->st.bytes);
-    for (int i = 1; i < DEC__COUNT; i++) {
-        char k[64];
-        snprintf(k, sizeof(k), "decode_%s", dec_reason_name(i));
-        PUT(k, e->st.dec[i]);
-    }
-    PUT("fragments", frs.fragments);
-    PUT("fragments_reassembled", frs.reassembled);
-    PUT("fragments_limit", frs.limit);
-    PUT("flows_active", fst.active);
-    PUT("flows_created", fst.created);
-    PUT("flows_evicted", fst.evicted);
-    PUT("flows_expired", fst.expired + fst.closed);
-    PUT("flows_peak", fst.peak);
-    PUT("flow_table_bound_bytes", e->flows ? flow_table_bound(e->flows) : e->final_bound);
+    stats_put(st, "fragments", false, frs.fragments);
+    stats_put(st, "fragments_reassembled", false, frs.reassembled);
+    stats_put(st, "fragments_limit", false, frs.limit);
+    stats_put(st, "flows_active", true, fst.active);
+    stats_put(st, "flows_created", false, fst.created);
+    stats_put(st, "flows_evicted", false, fst.evicted);
+    stats_put(st, "flows_expired", false, fst.expired + fst.closed);
+    stats_put(st, "flows_peak", true, fst.peak);
+    stats_put(st, "flow_table_bound_bytes", true,
+              e->flows ? flow_table_bound(e->flows) : e->final_bound);
+}
+
+static void stats_names(const struct engine *e, struct tw_stats *st)
+{
+    char k[64];
     for (int i = 0; i < NK__COUNT; i++) {
-        char k[64];
-        snprintf(k, sizeof(k), "names_%s", kind_names[i]);
-        PUT(k, e->st.names[i]);
+        snprintf(k, sizeof(k), "names_%s", name_kind_str((enum name_kind)i));
+        stats_put(st, k, false, e->st.names[i]);
     }
-    PUT("parse_errors_dns", e->st.err_dns);
-    PUT("parse_errors_tls", e->st.err_tls);
-    PUT("parse_errors_quic", e->st.err_quic);
-    PUT("parse_errors_http", e->st.err_http);
-    PUT("reassembly_limit", e->st.reasm_limit);
-    PUT("dns_answers_mapped", e->st.dns_answers_mapped);
-    PUT("dns_map_entries", dnsmap_size(e->dnsmap));
-    PUT("rule_hits", e->st.hits);
-    PUT("alerts_raised", e->st.alerts);
-    PUT("alerts_updates", e->st.updates);
-    PUT("alerts_suppressed", e->st.suppressed);
-    PUT("flow_end_records", e->st.flow_ends);
-    PUT("records_dropped", e->st.records_dropped);
-    PUT("timestamp_jumps_ignored", e->st.time_jumps);
-    PUT("dedup_evictions", dedup_evictions(e->dedup));
-    PUT("ndpi_flows", e->st.ndpi_flows);
-    PUT("ndpi_skipped", e->st.ndpi_skipped);
+    stats_put(st, "parse_errors_dns", false, e->st.err_dns);
+    stats_put(st, "parse_errors_tls", false, e->x.st.err_tls);
+    stats_put(st, "parse_errors_quic", false, e->x.st.err_quic);
+    stats_put(st, "parse_errors_http", false, e->x.st.err_http);
+    stats_put(st, "reassembly_limit", false, e->x.st.reasm_limit);
+    stats_put(st, "dns_answers_mapped", false, e->st.dns_answers_mapped);
+    stats_put(st, "dns_map_entries", true, dnsmap_size(attrib_dnsmap(e->attrib)));
+}
+
+static void stats_records(const struct engine *e, struct tw_stats *st)
+{
+    struct recorder_stats rs;
+    struct dpi_stats ds;
+    rec_stats(e->rec, &rs);
+    dpi_stats(e->dpi, &ds);
+    stats_put(st, "rule_hits", false, e->st.hits);
+    stats_put(st, "alerts_raised", false, rs.alerts);
+    stats_put(st, "alerts_updates", false, rs.updates);
+    stats_put(st, "alerts_suppressed", false, rs.suppressed);
+    stats_put(st, "flow_end_records", false, rs.flow_ends);
+    stats_put(st, "records_dropped", false, rs.dropped);
+    stats_put(st, "timestamp_jumps_ignored", false, e->st.time_jumps);
+    stats_put(st, "dedup_evictions", false, rec_dedup_evictions(e->rec));
+    stats_put(st, "ndpi_flows", false, ds.flows);
+    stats_put(st, "ndpi_skipped", false, ds.skipped);
     for (size_t i = 0; i < e->cfg->n_allow; i++) {
         char k[160];
         snprintf(k, sizeof(k), "allowlist_%s", e->cfg->allow[i].name ? e->cfg->allow[i].name : "?");
-        PUT(k, e->allow_counts[i]);
+        stats_put(st, k, false, e->allow_counts[i]);
     }
-#undef PUT
-    return o;
 }
 
-void engine_summary(const struct engine *e, FILE *out, FILE *json_out)
+void engine_stats(const struct engine *e, struct tw_stats *st)
 {
-    if (out) {
-        fprintf(out, "\n%-39s %6s %6s %5s %12s %-20s %-20s  %s\n", "internal host", "alerts",
-                "hits", "flows", "bytes out", "first seen", "last seen", "names / rules / frames");
-        for (uint32_t i = 0; i < e->n_hosts; i++) {
-            const struct host_sum *h = &e->hosts[i];
-            char a[TW_ADDR_STRLEN], t1[40], t2[40];
-            tw_time_rfc3339(h->first, t1, sizeof(t1));
-            tw_time_rfc3339(h->last, t2, sizeof(t2));
-            t1[19] = t2[19] = '\0';
-            fprintf(out, "%-39s %6" PRIu64 " %6" PRIu64 " %5" PRIu64 " %12" PRIu64 " %-20s %-20s  ",
-                    tw_addr_str(&h->host, a, sizeof(a)), h->alerts, h->hits, h->flows, h->bytes_out,
-                    t1, t2);
-            for (uint8_t k = 0; k < h->n_names; k++)
-                fprintf(out, "%s%s", k ? "," : "", h->names[k]);
-            fprintf(out, " / ");
-            for (uint8_t k = 0; k < h->n_rules; k++)
-                fprintf(out, "%s%s", k ? "," : "", h->rules[k]);
-            fprintf(out, " / ");
-            for (uint8_t k = 0; k < h->n_frames; k++)
-                fprintf(out, "%s%" PRIu64, k ? "," : "", h->frames[k]);
-            fprintf(out, "\n");
-        }
-        if (e->n_hosts == 0)
-            fprintf(out, "(no internal host reached a flagged name)\n");
+    stats_put(st, "packets", false, e->st.packets);
+    stats_put(st, "bytes", false, e->st.bytes);
+    for (int i = 1; i < DEC__COUNT; i++) {
+        char k[64];
+        snprintf(k, sizeof(k), "decode_%s", dec_reason_name(i));
+        stats_put(st, k, false, e->st.dec[i]);
     }
-    if (json_out) {
-        struct jw w;
-        jw_init(&w, 0);
-        for (uint32_t i = 0; i < e->n_hosts; i++) {
-            const struct host_sum *h = &e->hosts[i];
-            jw_reset(&w);
-            jw_begin(&w);
-            jw_addr(&w, "host", &h->host);
-            jw_u64(&w, "alerts", h->alerts);
-            jw_u64(&w, "hits", h->hits);
-            jw_u64(&w, "flows", h->flows);
-            jw_u64(&w, "bytes_out", h->bytes_out);
-            jw_u64(&w, "bytes_in", h->bytes_in);
-            char t[40];
-            jw_str(&w, "first_seen", tw_time_rfc3339(h->first, t, sizeof(t)));
-            jw_str(&w, "last_seen", tw_time_rfc3339(h->last, t, sizeof(t)));
-            char *v[SUMMARY_ITEMS];
-            for (uint8_t k = 0; k < h->n_rules; k++)
-                v[k] = (char *)(uintptr_t)h->rules[k];
-            jw_strv(&w, "rules", v, h->n_rules);
-            for (uint8_t k = 0; k < h->n_names; k++)
-                v[k] = (char *)(uintptr_t)h->names[k];
-            jw_strv(&w, "names", v, h->n_names);
-            jw_u64v(&w, "frames", h->frames, h->n_frames);
-            jw_end(&w);
-            fputs(w.buf, json_out);
-            fputc('\n', json_out);
-        }
-        jw_free(&w);
-    }
+    stats_flows(e, st);
+    stats_names(e, st);
+    stats_records(e, st);
+}
+
+size_t engine_stats_text(const struct engine *e, char *buf, size_t n)
+{
+    static __thread struct tw_stats st;
+    st.n = 0;
+    engine_stats(e, &st);
+    return stats_text(&st, buf, n);
 }

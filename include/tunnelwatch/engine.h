@@ -1,10 +1,12 @@
-/* engine.h - the packet path: decode -> flow -> extract -> match -> attribute -> alert.
+/* engine.h - the packet path: decode -> flow -> extract -> observe -> hit.
  *
- * One struct engine per capture thread. It owns the flow table, fragment reassembler, DNS
- * map, dedup table and per-flow parser state; it borrows the configuration, the rule set
- * (swappable between packets), the publisher and the output streams. engine_packet() is
- * the pcap callback's body; it allocates only when a flow needs a reassembly buffer or QUIC
- * state, both capped by the configuration.
+ * One struct engine per capture thread. It owns the flow table, the fragment reassembler and
+ * one of each part the path feeds: extraction (extract.h), attribution (attrib.h), incidents
+ * and records (record.h), the per-host summary (summary.h), the evidence pcap (evidence.h)
+ * and nDPI (dpi.h). It borrows the configuration, the rule set (swappable between packets),
+ * the publisher and the output streams. engine_packet() is the pcap callback's body; it
+ * allocates only for a flow's reassembly buffers, QUIC or nDPI state, a flagged flow's flag,
+ * all capped by the configuration.
  */
 #ifndef TW_ENGINE_H
 #define TW_ENGINE_H
@@ -17,24 +19,10 @@
 #include "tunnelwatch/alert.h"
 #include "tunnelwatch/cfg.h"
 #include "tunnelwatch/decode.h"
+#include "tunnelwatch/extract.h"
 #include "tunnelwatch/publish.h"
 #include "tunnelwatch/rules.h"
-
-enum name_kind { NK_DNS_QUERY, NK_TLS_SNI, NK_QUIC_SNI, NK_HTTP_HOST, NK_DNS_ANSWER, NK__COUNT };
-
-struct engine_stats {
-    uint64_t packets, bytes;
-    uint64_t dec[DEC__COUNT];
-    uint64_t names[NK__COUNT];
-    uint64_t dns_answers_mapped;
-    uint64_t err_dns, err_tls, err_quic, err_http;
-    uint64_t reasm_limit; /* reassembly buffer caps hit */
-    uint64_t frag_limit;
-    uint64_t flow_alloc_fail;
-    uint64_t hits, alerts, updates, suppressed, flow_ends, records_dropped;
-    uint64_t ndpi_flows, ndpi_skipped;
-    uint64_t time_jumps; /* packets a day or more ahead of the clock: time not advanced */
-};
+#include "tunnelwatch/stats.h"
 
 struct engine_opts {
     const struct tw_cfg *cfg;
@@ -88,7 +76,9 @@ void engine_apply_update(struct engine *e);
 /* Replaces the alerts stream (SIGHUP reopen). */
 void engine_set_alerts_out(struct engine *e, FILE *f);
 
-/* Writes "field\tvalue\n" lines of every counter (heartbeat, metrics, exit summary). */
+/* Appends every counter of the engine and its parts to st (see stats.h). */
+void engine_stats(const struct engine *e, struct tw_stats *st);
+/* The same as "field\tvalue\n" lines. */
 size_t engine_stats_text(const struct engine *e, char *buf, size_t n);
 /* Investigation summary per internal host: a table to out, JSON to json_out (either NULL). */
 void engine_summary(const struct engine *e, FILE *out, FILE *json_out);

@@ -1,0 +1,94 @@
+/* extract.h - per-flow name extraction: the parsers a flow's bytes go through.
+ *
+ * struct extractor is the shared part (the reassembly budget, the ClientHello buffer, error
+ * counters, the callbacks); struct xflow is one flow's part, embedded in the engine's
+ * per-flow state. For each packet, extract_packet() picks at most one parser per flow
+ * direction: DNS on port 53 (UDP, or TCP with its length prefix), a QUIC Initial on other UDP
+ * ports, a TLS ClientHello or an HTTP request head on TCP. Parsers see the contiguous prefix
+ * of a bounded reassembly buffer; once the name is out the buffer is freed, so a long flow
+ * costs only its counters afterwards. Names come out as observations (on_name); whole DNS
+ * messages go to on_dns, because what a DNS message means (queries, answers, resolvers)
+ * is the engine's business.
+ */
+#ifndef TW_EXTRACT_H
+#define TW_EXTRACT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tunnelwatch/decode.h"
+#include "tunnelwatch/flow.h"
+#include "tunnelwatch/stream.h"
+#include "tunnelwatch/tls.h"
+
+enum name_kind { NK_DNS_QUERY, NK_TLS_SNI, NK_QUIC_SNI, NK_HTTP_HOST, NK_DNS_ANSWER, NK__COUNT };
+
+/* "dns_query", "tls_sni", "quic_sni", "http_host", "dns_answer" */
+const char *name_kind_str(enum name_kind k);
+
+struct dnsmap_entry;
+
+/* One observed name. Everything is borrowed for the duration of the callback: name points
+ * into the packet, the reassembly buffer, the hello buffer or a DNS message; p is the packet
+ * that completed it; f its flow (NULL never, but a DNS message may come without a flow). */
+struct obs {
+    enum name_kind kind;
+    const uint8_t *name;
+    size_t len;
+    const struct dec_pkt *p;
+    struct flow *f;
+    const struct tls_hello *hello; /* TLS/QUIC: the parsed ClientHello (JA4 not computed) */
+    const uint8_t *hello_msg;      /* its bytes, for JA4 once a rule hits */
+    size_t hello_len;
+    const struct dnsmap_entry *dns; /* NK_DNS_ANSWER: the answer that named the address */
+};
+
+struct extract_ops {
+    void (*on_name)(void *ud, const struct obs *ob);
+    /* A whole DNS message (UDP datagram or one length-prefixed TCP message) of flow f. */
+    void (*on_dns)(void *ud, const struct dec_pkt *p, struct flow *f, const uint8_t *msg,
+                   size_t len);
+    void *ud;
+};
+
+struct extract_stats {
+    uint64_t err_tls, err_quic, err_http;
+    uint64_t reasm_limit; /* reassembly caps hit */
+};
+
+struct extractor {
+    struct extract_ops ops;
+    int64_t reasm_budget; /* bytes left of flow.reasm_total_mib */
+    uint32_t reasm_bytes; /* flow.reasm_bytes: per direction */
+    uint8_t *hello_buf;   /* TLS_HELLO_MAX: the ClientHello joined from its records */
+    struct extract_stats st;
+};
+
+enum xapp { XAPP_UNKNOWN = 0, XAPP_TLS, XAPP_HTTP, XAPP_DNS, XAPP_QUIC, XAPP_NONE };
+
+struct quic_initial;
+
+/* One flow's extraction state; zeroed when the flow starts. */
+struct xflow {
+    uint8_t app; /* enum xapp */
+    bool done;   /* nothing more to extract */
+    uint8_t quic_pkts;
+    bool quic_ok; /* an Initial of this flow decrypted */
+    struct stream st[2];
+    struct quic_initial *quic;
+};
+
+/* TW_OK or TW_ENOMEM. reasm_total_mib bounds every reassembly buffer and QUIC state. */
+int extract_init(struct extractor *x, const struct extract_ops *ops, uint32_t reasm_bytes,
+                 uint64_t reasm_total_mib);
+void extract_fini(struct extractor *x);
+/* A packet of flow f in direction dir (0 client -> server). */
+void extract_packet(struct extractor *x, struct xflow *xf, const struct dec_pkt *p, struct flow *f,
+                    int dir);
+/* Frees the flow's buffers and QUIC state (flow end). */
+void extract_release(struct extractor *x, struct xflow *xf);
+/* Our parsers' name for the flow's protocol ("TLS", "HTTP", "DNS", "QUIC"), NULL if none. */
+const char *extract_label(const struct xflow *xf);
+
+#endif /* TW_EXTRACT_H */

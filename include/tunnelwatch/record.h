@@ -1,0 +1,59 @@
+/* record.h - incidents and record output: dedup, event ids, the alerts file and Redis.
+ *
+ * struct recorder turns attributed hits into records: a suppressed record for an
+ * allowlisted hit, an alert for the first hit of an incident (internal host, rule, name)
+ * within the dedup window, update records carrying the count of later hits, and flow-end
+ * records. Each record is formatted once (ECS or ASIM) and written to the alerts file (one
+ * locked write: capture workers share it) and enqueued to the Redis publisher, which never
+ * blocks. It owns the dedup table, the JSON buffer and the id generator; it borrows the
+ * configuration, the alerts stream and the publisher.
+ */
+#ifndef TW_RECORD_H
+#define TW_RECORD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "tunnelwatch/alert.h"
+#include "tunnelwatch/cfg.h"
+#include "tunnelwatch/publish.h"
+
+struct recorder_opts {
+    const struct tw_cfg *cfg; /* borrowed; replaced by rec_set_cfg */
+    FILE *alerts_out;         /* JSON lines, or NULL */
+    struct pub *pub;          /* Redis, or NULL */
+    enum alert_schema schema;
+    FILE *log; /* one line per new alert when verbosity > 0 */
+    int verbosity;
+};
+
+struct recorder_stats {
+    uint64_t alerts, updates, suppressed, flow_ends, dropped;
+};
+
+struct recorder;
+
+/* NULL when out of memory. */
+struct recorder *rec_new(const struct recorder_opts *o);
+void rec_free(struct recorder *r);
+void rec_set_cfg(struct recorder *r, const struct tw_cfg *cfg);
+void rec_set_alerts_out(struct recorder *r, FILE *f);
+/* The file name of the capture being read (NULL live), named by update records. */
+void rec_set_file(struct recorder *r, const char *file);
+
+/* An allowlisted hit: r (filled by the caller but for type and ids) goes out as a
+ * suppressed record where alert.log_suppressed / alert.publish_suppressed say. */
+void rec_suppressed(struct recorder *r, struct alert_rec *rec);
+/* A hit: the incident it belongs to (NULL when the dedup table could not take it). The first
+ * hit of an incident is written as an alert (*is_new); in->id is its event id. */
+struct incident *rec_hit(struct recorder *r, struct alert_rec *rec, bool *is_new);
+/* A flagged flow ended: rec is written as a flow-end record with a new event id. */
+void rec_flow_end(struct recorder *r, struct alert_rec *rec);
+/* Update records for incidents with hits not yet reported, at most every
+ * alert.update_interval_s (every one of them when final). */
+void rec_tick(struct recorder *r, struct tw_time now, bool final);
+void rec_stats(const struct recorder *r, struct recorder_stats *st);
+uint64_t rec_dedup_evictions(const struct recorder *r);
+
+#endif /* TW_RECORD_H */

@@ -1,0 +1,307 @@
+/* extract.c - per-flow name extraction (see extract.h).
+ *
+ * TCP: the client's bytes (and both directions of DNS) go into a bounded reassembly buffer;
+ * the first bytes decide the parser (TLS ClientHello, HTTP request line, DNS by port), and a
+ * flow that is none of them after 8 bytes is done. UDP: DNS by port; otherwise client
+ * long-header packets are tried as QUIC Initials (a 0-RTT packet may come first) until one
+ * decrypts, the handshake is over or QUIC_MAX_PKTS went by.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "tunnelwatch/extract.h"
+#include "tunnelwatch/http.h"
+#include "tunnelwatch/quic.h"
+
+#define QUIC_MAX_PKTS 16 /* client datagrams fed before giving up on a QUIC flow */
+
+static const char *const kind_names[NK__COUNT] = {"dns_query", "tls_sni", "quic_sni", "http_host",
+                                                  "dns_answer"};
+
+const char *name_kind_str(enum name_kind k)
+{
+    return (unsigned)k < NK__COUNT ? kind_names[k] : "?";
+}
+
+int extract_init(struct extractor *x, const struct extract_ops *ops, uint32_t reasm_bytes,
+                 uint64_t reasm_total_mib)
+{
+    memset(x, 0, sizeof(*x));
+    x->ops = *ops;
+    x->reasm_bytes = reasm_bytes;
+    x->reasm_budget = (int64_t)reasm_total_mib * 1024 * 1024;
+    x->hello_buf = malloc(TLS_HELLO_MAX);
+    return x->hello_buf ? TW_OK : TW_ENOMEM;
+}
+
+void extract_fini(struct extractor *x)
+{
+    free(x->hello_buf);
+    x->hello_buf = NULL;
+}
+
+const char *extract_label(const struct xflow *xf)
+{
+    switch (xf->app) {
+    case XAPP_TLS:
+        return "TLS";
+    case XAPP_HTTP:
+        return "HTTP";
+    case XAPP_DNS:
+        return "DNS";
+    case XAPP_QUIC:
+        return "QUIC";
+    default:
+        return NULL;
+    }
+}
+
+static void name(struct extractor *x, const struct obs *ob)
+{
+    x->ops.on_name(x->ops.ud, ob);
+}
+
+/* ---------- TCP ---------- */
+
+static void finish(struct extractor *x, struct xflow *xf)
+{
+    xf->done = true;
+    xf->app = xf->app ? xf->app : XAPP_NONE;
+    stream_reset(&xf->st[0], &x->reasm_budget);
+    stream_reset(&xf->st[1], &x->reasm_budget);
+}
+
+/* DNS over TCP: 2-byte length prefix, several messages per segment, or one split. */
+static void tcp_dns(struct extractor *x, struct xflow *xf, const struct dec_pkt *p, struct flow *f,
+                    int dir)
+{
+    struct stream *s = &xf->st[dir];
+    while (s->len >= 2) {
+        uint32_t mlen = (uint32_t)s->buf[0] << 8 | s->buf[1];
+        if (mlen + 2 > s->max) {
+            x->st.reasm_limit++; /* a message larger than we buffer: stop this direction */
+            stream_reset(s, &x->reasm_budget);
+            xf->done = true;
+            return;
+        }
+        if (s->len < mlen + 2)
+            return;
+        if (mlen)
+            x->ops.on_dns(x->ops.ud, p, f, s->buf + 2, mlen);
+        stream_consume(s, mlen + 2);
+    }
+}
+
+/* A complete ClientHello (TLS or QUIC): its SNI is an observation. TW_ELIMIT (too many
+ * extensions or ciphers for JA4) keeps the SNI; TW_EBAD with a name means an extension after a
+ * whole server_name is malformed: the name was on the wire all the same (tshark shows it too),
+ * so it is reported and the malformation counted. JA4 waits until a rule hits. */
+static void hello(struct extractor *x, enum name_kind kind, const uint8_t *msg, size_t n,
+                  const struct dec_pkt *p, struct flow *f)
+{
+    struct tls_hello h;
+    bool quic = kind == NK_QUIC_SNI;
+    int pr = tls_parse_hello_opt(msg, n, quic, false, &h);
+    if (pr != TW_OK && pr != TW_ELIMIT) {
+        if (quic)
+            x->st.err_quic++;
+        else
+            x->st.err_tls++;
+    }
+    if (!(pr == TW_OK || pr == TW_ELIMIT || (pr == TW_EBAD && h.sni)) || !h.sni || !h.sni_len)
+        return;
+    struct obs ob = {.kind = kind,
+                     .name = h.sni,
+                     .len = h.sni_len,
+                     .p = p,
+                     .f = f,
+                     .hello = &h,
+                     .hello_msg = msg,
+                     .hello_len = n};
+    name(x, &ob);
+}
+
+static void tcp_tls(struct extractor *x, struct xflow *xf, const struct dec_pkt *p, struct flow *f)
+{
+    struct stream *s = &xf->st[0];
+    long n = tls_hello_from_records(s->buf, s->len, x->hello_buf, TLS_HELLO_MAX);
+    if (n == TW_ETRUNC && s->len < s->max)
+        return;
+    if (n == TW_ETRUNC)
+        x->st.reasm_limit++; /* a hello larger than the buffer: give up, free it */
+    if (n > 0)
+        hello(x, NK_TLS_SNI, x->hello_buf, (size_t)n, p, f);
+    else
+        x->st.err_tls++;
+    finish(x, xf);
+}
+
+static void tcp_http(struct extractor *x, struct xflow *xf, const struct dec_pkt *p, struct flow *f)
+{
+    struct stream *s = &xf->st[0];
+    const uint8_t *host = NULL;
+    size_t hl = 0;
+    int r = http_parse_host(s->buf, s->len, &host, &hl);
+    if (r == TW_ETRUNC && s->len < HTTP_HEAD_MAX && s->len < s->max)
+        return;
+    if (r == TW_OK && hl) {
+        struct obs ob = {.kind = NK_HTTP_HOST, .name = host, .len = hl, .p = p, .f = f};
+        name(x, &ob);
+    } else if (r != TW_OK) {
+        x->st.err_http++;
+    }
+    /* wait for the next request of a keep-alive connection: the buffer restarts at the next
+     * segment that begins with a request line */
+    stream_reset(s, &x->reasm_budget);
+}
+
+/* The flow's first bytes decide its parser; false when it has none (the flow is done). */
+static bool tcp_classify(struct extractor *x, struct xflow *xf, const struct stream *s, bool dns)
+{
+    if (dns)
+        xf->app = XAPP_DNS;
+    else if (s->len >= 3 && tls_looks_like_hello(s->buf, s->len))
+        xf->app = XAPP_TLS;
+    else if (http_looks_like_request(s->buf, s->len))
+        xf->app = XAPP_HTTP;
+    else if (s->len >= 8)
+        finish(x, xf);
+    return xf->app != XAPP_UNKNOWN && !xf->done;
+}
+
+static void tcp_packet(struct extractor *x, struct xflow *xf, const struct dec_pkt *p,
+                       struct flow *f, int dir)
+{
+    if ((p->tcp_flags & TW_TH_SYN) && !xf->done)
+        stream_set_base(&xf->st[dir], p->seq + 1);
+    if (xf->done || p->payload_len == 0)
+        return;
+    bool dns = f->sport == 53 || f->cport == 53;
+    if (dir == 1 && !dns)
+        return; /* only the client's bytes carry the names we want (DNS answers aside) */
+    struct stream *s = &xf->st[dir];
+    /* keep-alive: after a request the buffer was reset (no base), so the next segment that
+     * starts a request line becomes its base */
+    if (xf->app == XAPP_HTTP && s->len == 0 && s->n_isl == 0 &&
+        !http_looks_like_request(p->payload, p->payload_len))
+        return;
+    int r = stream_add(s, p->seq, p->payload, p->payload_len, &x->reasm_budget);
+    if (r < 0) {
+        x->st.reasm_limit++;
+        if (r != TW_ELIMIT || s->len == 0) {
+            finish(x, xf);
+            return;
+        }
+    }
+    if (r == 0 || s->len == 0)
+        return;
+    if (xf->app == XAPP_UNKNOWN && !tcp_classify(x, xf, s, dns))
+        return;
+    if (xf->app == XAPP_DNS)
+        tcp_dns(x, xf, p, f, dir);
+    else if (xf->app == XAPP_TLS)
+        tcp_tls(x, xf, p, f);
+    else if (xf->app == XAPP_HTTP)
+        tcp_http(x, xf, p, f);
+}
+
+/* ---------- UDP ---------- */
+
+static void quic_stop(struct extractor *x, struct xflow *xf)
+{
+    if (xf->quic) {
+        quic_initial_free(xf->quic);
+        xf->quic = NULL;
+        x->reasm_budget += QUIC_CRYPTO_MAX * 2;
+    }
+    if (xf->app == XAPP_UNKNOWN)
+        xf->app = XAPP_NONE;
+    xf->done = true;
+}
+
+/* QUIC state for a flow whose client packet looks like an Initial; false when the flow is
+ * not (or no longer) worth it. */
+static bool quic_start(struct extractor *x, struct xflow *xf, const struct dec_pkt *p)
+{
+    if (!quic_looks_like_initial(p->payload, p->payload_len)) {
+        if (++xf->quic_pkts >= 3)
+            quic_stop(x, xf);
+        return false; /* a 0-RTT packet ahead of its Initial: wait a little */
+    }
+    if (x->reasm_budget < QUIC_CRYPTO_MAX * 2) {
+        x->st.reasm_limit++;
+        quic_stop(x, xf);
+        return false;
+    }
+    xf->quic = quic_initial_new();
+    if (!xf->quic) {
+        quic_stop(x, xf);
+        return false;
+    }
+    x->reasm_budget -= QUIC_CRYPTO_MAX * 2;
+    xf->app = XAPP_QUIC;
+    return true;
+}
+
+static void udp_quic(struct extractor *x, struct xflow *xf, const struct dec_pkt *p, struct flow *f)
+{
+    /* client long-header packets (0-RTT may come before the Initial); a short-header client
+     * packet means the handshake is over */
+    if (p->payload_len < 7 || (p->payload[0] & 0xc0) != 0xc0) {
+        quic_stop(x, xf);
+        return;
+    }
+    if (!xf->quic && !quic_start(x, xf, p))
+        return;
+    long n = quic_initial_feed(xf->quic, p->payload, p->payload_len);
+    if (n == TW_EBAD && !xf->quic_ok) {
+        /* nothing of this flow ever decrypted: do not hold 32 KiB of the shared reassembly
+         * budget for a flow of junk or spoofed Initials */
+        x->st.err_quic++;
+        quic_stop(x, xf);
+        return;
+    }
+    if (n > 0 || n == TW_ETRUNC)
+        xf->quic_ok = true;
+    if (n > 0)
+        hello(x, NK_QUIC_SNI, quic_initial_hello(xf->quic), (size_t)n, p, f);
+    /* keep listening: after a HelloRetryRequest the client sends a second ClientHello */
+    else if (n != TW_ETRUNC)
+        x->st.err_quic++;
+    if (++xf->quic_pkts >= QUIC_MAX_PKTS)
+        quic_stop(x, xf);
+}
+
+static void udp_packet(struct extractor *x, struct xflow *xf, const struct dec_pkt *p,
+                       struct flow *f, int dir)
+{
+    if (p->payload_len == 0)
+        return;
+    if (p->sport == 53 || p->dport == 53) {
+        xf->app = XAPP_DNS;
+        x->ops.on_dns(x->ops.ud, p, f, p->payload, p->payload_len);
+        return;
+    }
+    if (p->sport == 5353 || p->dport == 5353 || p->sport == 5355 || p->dport == 5355)
+        return; /* mDNS and LLMNR: link-local name resolution, not tunnelling; ignored */
+    if (xf->done || dir != 0)
+        return;
+    udp_quic(x, xf, p, f);
+}
+
+void extract_packet(struct extractor *x, struct xflow *xf, const struct dec_pkt *p, struct flow *f,
+                    int dir)
+{
+    if (!xf->st[0].max)
+        xf->st[0].max = xf->st[1].max = x->reasm_bytes;
+    if (p->proto == 6)
+        tcp_packet(x, xf, p, f, dir);
+    else
+        udp_packet(x, xf, p, f, dir);
+}
+
+void extract_release(struct extractor *x, struct xflow *xf)
+{
+    finish(x, xf); /* reassembly buffers */
+    quic_stop(x, xf);
+}

@@ -1,0 +1,177 @@
+/* record.c - incidents and record output (see record.h). */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tunnelwatch/record.h"
+
+#define RECORD_MAX 65536 /* one JSON record; longer ones are dropped and counted */
+
+struct recorder {
+    struct recorder_opts o;
+    struct jw jw;
+    struct alert_ids ids;
+    struct dedup *dedup;
+    const char *file;
+    struct tw_time now; /* time of the last hit or tick: stamps update records */
+    struct recorder_stats st;
+};
+
+static void flush_update(void *ud, struct incident *in);
+
+struct recorder *rec_new(const struct recorder_opts *o)
+{
+    struct recorder *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    r->o = *o;
+    r->dedup = dedup_new(o->cfg->alert.dedup_max, o->cfg->alert.dedup_window_s);
+    if (!r->dedup) {
+        free(r);
+        return NULL;
+    }
+    jw_init(&r->jw, RECORD_MAX);
+    alert_ids_init(&r->ids);
+    dedup_set_flush(r->dedup, flush_update, r);
+    return r;
+}
+
+void rec_free(struct recorder *r)
+{
+    if (!r)
+        return;
+    dedup_free(r->dedup);
+    jw_free(&r->jw);
+    free(r);
+}
+
+void rec_set_cfg(struct recorder *r, const struct tw_cfg *cfg)
+{
+    r->o.cfg = cfg;
+}
+
+void rec_set_alerts_out(struct recorder *r, FILE *f)
+{
+    r->o.alerts_out = f;
+}
+
+void rec_set_file(struct recorder *r, const char *file)
+{
+    r->file = file;
+}
+
+static void emit(struct recorder *r, const struct alert_rec *rec, bool to_file, bool to_redis)
+{
+    if (alert_format(&r->jw, rec, r->o.schema) != TW_OK) {
+        r->st.dropped++;
+        return;
+    }
+    FILE *out = to_file ? r->o.alerts_out : NULL;
+    if (out) {
+        /* one locked write per record: capture workers share the file */
+        flockfile(out);
+        fwrite(r->jw.buf, 1, r->jw.len, out);
+        fputc('\n', out);
+        fflush(out);
+        funlockfile(out);
+    }
+    if (to_redis && r->o.pub)
+        (void)pub_enqueue(r->o.pub, r->jw.buf, r->jw.len);
+}
+
+void rec_suppressed(struct recorder *r, struct alert_rec *rec)
+{
+    char id[40];
+    r->st.suppressed++;
+    alert_ids_next(&r->ids, id);
+    rec->type = ALERT_SUPPRESSED;
+    rec->event_id = id;
+    const struct tw_cfg *c = r->o.cfg;
+    if (c->log_suppressed || c->publish_suppressed)
+        emit(r, rec, c->log_suppressed, c->publish_suppressed);
+    rec->event_id = NULL; /* id lives in this call only */
+}
+
+static void log_alert(struct recorder *r, const struct alert_rec *rec)
+{
+    char a[TW_ADDR_STRLEN], b[TW_ADDR_STRLEN];
+    size_t n = rec->name_len > 255 ? 255 : rec->name_len;
+    fprintf(r->o.log, "tunnelwatch: ALERT %s [%s] %s -> %s %s %.*s (%s, frame %" PRIu64 ")\n",
+            rec->rule->level ? rec->rule->level : "?", rec->rule->title,
+            tw_addr_str(&rec->host, a, sizeof(a)), tw_addr_str(&rec->srv, b, sizeof(b)), rec->kind,
+            (int)n, (const char *)rec->name, rec->attribution, rec->frame);
+}
+
+struct incident *rec_hit(struct recorder *r, struct alert_rec *rec, bool *is_new)
+{
+    r->now = rec->ts;
+    *is_new = false;
+    struct incident *in =
+        dedup_hit(r->dedup, &rec->host, rec->rule, rec->name, rec->name_len, rec->ts, is_new);
+    if (!in || !*is_new)
+        return in;
+    r->st.alerts++;
+    rec->type = ALERT_RAISED;
+    alert_ids_next(&r->ids, in->id);
+    rec->event_id = in->id;
+    rec->count = 1;
+    rec->first_seen = rec->last_seen = rec->ts;
+    emit(r, rec, true, true);
+    if (r->o.verbosity > 0 && r->o.log)
+        log_alert(r, rec);
+    return in;
+}
+
+void rec_flow_end(struct recorder *r, struct alert_rec *rec)
+{
+    char id[40];
+    alert_ids_next(&r->ids, id);
+    rec->type = ALERT_FLOW_END;
+    rec->event_id = id;
+    emit(r, rec, true, true);
+    rec->event_id = NULL; /* id lives in this call only */
+    r->st.flow_ends++;
+}
+
+/* An incident's hits since its last record, as an update record. */
+static void flush_update(void *ud, struct incident *in)
+{
+    struct recorder *r = ud;
+    struct alert_rec rec;
+    char id[40];
+    memset(&rec, 0, sizeof(rec));
+    alert_ids_next(&r->ids, id);
+    rec.type = ALERT_UPDATE;
+    rec.ts = r->now;
+    rec.event_id = id;
+    rec.incident_id = in->id;
+    rec.rule = in->rule;
+    rec.name = (const uint8_t *)in->name;
+    rec.name_len = strlen(in->name);
+    rec.host = in->host;
+    rec.count = in->count;
+    rec.first_seen = in->first;
+    rec.last_seen = in->last;
+    rec.observer = r->o.cfg->sensor_name;
+    rec.file = r->file;
+    emit(r, &rec, true, true);
+    r->st.updates++;
+}
+
+void rec_tick(struct recorder *r, struct tw_time now, bool final)
+{
+    if (tw_time_us(now) > tw_time_us(r->now))
+        r->now = now;
+    dedup_each_due(r->dedup, r->now, final ? 0 : r->o.cfg->alert.update_interval_s, flush_update,
+                   r);
+}
+
+void rec_stats(const struct recorder *r, struct recorder_stats *st)
+{
+    *st = r->st;
+}
+
+uint64_t rec_dedup_evictions(const struct recorder *r)
+{
+    return dedup_evictions(r->dedup);
+}

@@ -1,0 +1,174 @@
+/* summary.c - the per-host investigation summary (see summary.h). A linear table: it holds
+ * the hosts that hit a rule, a handful in a real case, and is touched only on hits. */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tunnelwatch/json.h"
+#include "tunnelwatch/summary.h"
+
+#define SUMMARY_HOSTS 4096
+#define SUMMARY_ITEMS 8
+
+struct host_sum {
+    struct tw_addr host;
+    uint64_t hits, alerts, flows, bytes_out, bytes_in;
+    struct tw_time first, last;
+    char rules[SUMMARY_ITEMS][64];
+    char names[SUMMARY_ITEMS][128];
+    uint64_t frames[SUMMARY_ITEMS];
+    uint8_t n_rules, n_names, n_frames;
+};
+
+struct summary {
+    struct host_sum *hosts;
+    uint32_t n;
+};
+
+struct summary *summary_new(void)
+{
+    struct summary *s = calloc(1, sizeof(*s));
+    if (s)
+        s->hosts = calloc(SUMMARY_HOSTS, sizeof(*s->hosts));
+    if (s && !s->hosts) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void summary_free(struct summary *s)
+{
+    if (!s)
+        return;
+    free(s->hosts);
+    free(s);
+}
+
+/* The host's row, created on first use; NULL once the table is full. */
+static struct host_sum *row(struct summary *s, const struct tw_addr *h)
+{
+    for (uint32_t i = 0; i < s->n; i++)
+        if (tw_addr_eq(&s->hosts[i].host, h))
+            return &s->hosts[i];
+    if (s->n == SUMMARY_HOSTS)
+        return NULL;
+    struct host_sum *r = &s->hosts[s->n++];
+    memset(r, 0, sizeof(*r));
+    r->host = *h;
+    return r;
+}
+
+/* Adds v to a list of at most SUMMARY_ITEMS distinct strings of width bytes each. */
+static void add_distinct(char *items, size_t width, uint8_t *n, const char *v)
+{
+    for (uint8_t i = 0; i < *n; i++)
+        if (!strncmp(items + i * width, v, width - 1))
+            return;
+    if (*n < SUMMARY_ITEMS)
+        snprintf(items + (*n)++ * width, width, "%s", v);
+}
+
+void summary_hit(struct summary *s, const struct tw_addr *host, const char *rule_id,
+                 const uint8_t *name, size_t name_len, uint64_t frame, struct tw_time ts,
+                 bool alert)
+{
+    struct host_sum *h = row(s, host);
+    if (!h)
+        return;
+    h->hits++;
+    h->alerts += alert;
+    if (!h->first.sec)
+        h->first = ts;
+    h->last = ts;
+    add_distinct(h->rules[0], sizeof(h->rules[0]), &h->n_rules, rule_id ? rule_id : "?");
+    char nm[128];
+    size_t n = name_len < sizeof(nm) - 1 ? name_len : sizeof(nm) - 1;
+    memcpy(nm, name, n);
+    nm[n] = '\0';
+    add_distinct(h->names[0], sizeof(h->names[0]), &h->n_names, nm);
+    if (h->n_frames < SUMMARY_ITEMS)
+        h->frames[h->n_frames++] = frame;
+}
+
+void summary_flow(struct summary *s, const struct tw_addr *host)
+{
+    struct host_sum *h = row(s, host);
+    if (h)
+        h->flows++;
+}
+
+void summary_bytes(struct summary *s, const struct tw_addr *host, uint64_t out, uint64_t in)
+{
+    struct host_sum *h = row(s, host);
+    if (!h)
+        return;
+    h->bytes_out += out;
+    h->bytes_in += in;
+}
+
+static void print_row(const struct host_sum *h, FILE *out)
+{
+    char a[TW_ADDR_STRLEN], t1[40], t2[40];
+    tw_time_rfc3339(h->first, t1, sizeof(t1));
+    tw_time_rfc3339(h->last, t2, sizeof(t2));
+    t1[19] = t2[19] = '\0';
+    fprintf(out, "%-39s %6" PRIu64 " %6" PRIu64 " %5" PRIu64 " %12" PRIu64 " %-20s %-20s  ",
+            tw_addr_str(&h->host, a, sizeof(a)), h->alerts, h->hits, h->flows, h->bytes_out, t1,
+            t2);
+    for (uint8_t k = 0; k < h->n_names; k++)
+        fprintf(out, "%s%s", k ? "," : "", h->names[k]);
+    fprintf(out, " / ");
+    for (uint8_t k = 0; k < h->n_rules; k++)
+        fprintf(out, "%s%s", k ? "," : "", h->rules[k]);
+    fprintf(out, " / ");
+    for (uint8_t k = 0; k < h->n_frames; k++)
+        fprintf(out, "%s%" PRIu64, k ? "," : "", h->frames[k]);
+    fprintf(out, "\n");
+}
+
+static void json_row(struct jw *w, const struct host_sum *h)
+{
+    jw_reset(w);
+    jw_begin(w);
+    jw_addr(w, "host", &h->host);
+    jw_u64(w, "alerts", h->alerts);
+    jw_u64(w, "hits", h->hits);
+    jw_u64(w, "flows", h->flows);
+    jw_u64(w, "bytes_out", h->bytes_out);
+    jw_u64(w, "bytes_in", h->bytes_in);
+    char t[40];
+    jw_str(w, "first_seen", tw_time_rfc3339(h->first, t, sizeof(t)));
+    jw_str(w, "last_seen", tw_time_rfc3339(h->last, t, sizeof(t)));
+    char *v[SUMMARY_ITEMS];
+    for (uint8_t k = 0; k < h->n_rules; k++)
+        v[k] = (char *)(uintptr_t)h->rules[k];
+    jw_strv(w, "rules", v, h->n_rules);
+    for (uint8_t k = 0; k < h->n_names; k++)
+        v[k] = (char *)(uintptr_t)h->names[k];
+    jw_strv(w, "names", v, h->n_names);
+    jw_u64v(w, "frames", h->frames, h->n_frames);
+    jw_end(w);
+}
+
+void summary_print(const struct summary *s, FILE *out, FILE *json_out)
+{
+    if (out) {
+        fprintf(out, "\n%-39s %6s %6s %5s %12s %-20s %-20s  %s\n", "internal host", "alerts",
+                "hits", "flows", "bytes out", "first seen", "last seen", "names / rules / frames");
+        for (uint32_t i = 0; i < s->n; i++)
+            print_row(&s->hosts[i], out);
+        if (s->n == 0)
+            fprintf(out, "(no internal host reached a flagged name)\n");
+    }
+    if (json_out) {
+        struct jw w;
+        jw_init(&w, 0);
+        for (uint32_t i = 0; i < s->n; i++) {
+            json_row(&w, &s->hosts[i]);
+            fputs(w.buf, json_out);
+            fputc('\n', json_out);
+        }
+        jw_free(&w);
+    }
+}
