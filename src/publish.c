@@ -25,6 +25,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "tunnelwatch/cfg.h"
 #include "tunnelwatch/publish.h"
 #include "tunnelwatch/spool.h"
 
@@ -135,77 +136,60 @@ static int pct_decode(const char *s, size_t n, char *out, size_t outlen)
     return TW_OK;
 }
 
-int pub_parse_url(const char *url, struct pub_url *u, char *err, size_t errlen)
+/* unix:///path.sock[?db=N] (url still has its unix:// prefix, for messages). */
+static int parse_unix_url(const char *url, struct pub_url *u, char *err, size_t errlen)
 {
-    char dummy[8];
-    if (!err) {
-        err = dummy;
-        errlen = sizeof(dummy);
-    }
-    memset(u, 0, sizeof(*u));
-    u->port = 6379;
-    if (!url || !*url) {
-        snprintf(err, errlen, "empty Redis URL");
-        return TW_ECONF;
-    }
+    const char *path = url + 7, *q = strchr(path, '?');
+    size_t plen = q ? (size_t)(q - path) : strlen(path);
     long v;
-    if (strncmp(url, "unix://", 7) == 0) {
-        const char *path = url + 7, *q = strchr(path, '?');
-        size_t plen = q ? (size_t)(q - path) : strlen(path);
-        if (plen == 0 || path[0] != '/') {
-            snprintf(err, errlen, "Redis URL %s: unix:// needs an absolute path (unix:///x.sock)",
-                     url);
-            return TW_ECONF;
-        }
-        /* sun_path is 108 bytes with its NUL: a longer path cannot be connected to. */
-        if (plen >= sizeof(u->path)) {
-            snprintf(err, errlen, "Redis URL: socket path longer than %zu bytes",
-                     sizeof(u->path) - 1);
-            return TW_ECONF;
-        }
-        memcpy(u->path, path, plen);
-        u->is_unix = true;
-        if (q) {
-            if (strncmp(q, "?db=", 4) != 0 || parse_int(q + 4, strlen(q + 4), 0, INT_MAX, &v)) {
-                snprintf(err, errlen, "Redis URL %s: only ?db=N is understood after the path", url);
-                return TW_ECONF;
-            }
-            u->db = (int)v;
-        }
-        return TW_OK;
-    }
-    if (strncmp(url, "rediss://", 9) == 0) {
-        snprintf(err, errlen,
-                 "Redis URL: rediss:// (TLS) is not supported; use redis:// or unix://");
+    if (plen == 0 || path[0] != '/') {
+        snprintf(err, errlen, "Redis URL %s: unix:// needs an absolute path (unix:///x.sock)", url);
         return TW_ECONF;
     }
-    if (strncmp(url, "redis://", 8) != 0) {
-        snprintf(err, errlen,
-                 "Redis URL must start with redis:// or unix:// "
-                 "(redis://[user:password@]host:port/db, unix:///path.sock?db=N)");
+    /* sun_path is 108 bytes with its NUL: a longer path cannot be connected to. */
+    if (plen >= sizeof(u->path)) {
+        snprintf(err, errlen, "Redis URL: socket path longer than %zu bytes", sizeof(u->path) - 1);
         return TW_ECONF;
     }
-    const char *rest = url + 8, *at = strrchr(rest, '@');
-    if (at) {
-        /* user:password, :password, or (older Redis habit) just the password */
-        const char *colon = memchr(rest, ':', (size_t)(at - rest));
-        const char *pw = colon ? colon + 1 : rest;
-        if (colon && pct_decode(rest, (size_t)(colon - rest), u->user, sizeof(u->user))) {
-            snprintf(err, errlen, "Redis URL: bad or too long user name");
+    memcpy(u->path, path, plen);
+    u->is_unix = true;
+    if (q) {
+        if (strncmp(q, "?db=", 4) != 0 || parse_int(q + 4, strlen(q + 4), 0, INT_MAX, &v)) {
+            snprintf(err, errlen, "Redis URL %s: only ?db=N is understood after the path", url);
             return TW_ECONF;
         }
-        if (pct_decode(pw, (size_t)(at - pw), u->password, sizeof(u->password))) {
-            snprintf(err, errlen, "Redis URL: bad or too long password"); /* never echo it */
-            return TW_ECONF;
-        }
-        rest = at + 1;
+        u->db = (int)v;
     }
-    const char *hs = rest, *he;
+    return TW_OK;
+}
+
+/* The userinfo rest[0..at): user:password, :password, or (older Redis habit) just the
+ * password. */
+static int parse_userinfo(const char *rest, const char *at, struct pub_url *u, char *err,
+                          size_t errlen)
+{
+    const char *colon = memchr(rest, ':', (size_t)(at - rest));
+    const char *pw = colon ? colon + 1 : rest;
+    if (colon && pct_decode(rest, (size_t)(colon - rest), u->user, sizeof(u->user))) {
+        snprintf(err, errlen, "Redis URL: bad or too long user name");
+        return TW_ECONF;
+    }
+    if (pct_decode(pw, (size_t)(at - pw), u->password, sizeof(u->password))) {
+        snprintf(err, errlen, "Redis URL: bad or too long password"); /* never echo it */
+        return TW_ECONF;
+    }
+    return TW_OK;
+}
+
+/* The host (a [v6] loses its brackets). Returns what follows it, or NULL after a problem. */
+static const char *parse_host(const char *hs, struct pub_url *u, char *err, size_t errlen)
+{
+    const char *he, *rest;
     if (*hs == '[') {
         he = strchr(hs, ']');
         if (!he) {
             snprintf(err, errlen, "Redis URL: unclosed [ in host");
-            return TW_ECONF;
+            return NULL;
         }
         hs++;
         rest = he + 1;
@@ -215,9 +199,16 @@ int pub_parse_url(const char *url, struct pub_url *u, char *err, size_t errlen)
     }
     if (he == hs || (size_t)(he - hs) >= sizeof(u->host)) {
         snprintf(err, errlen, "Redis URL: missing or too long host");
-        return TW_ECONF;
+        return NULL;
     }
     memcpy(u->host, hs, (size_t)(he - hs));
+    return rest;
+}
+
+/* What may follow the host: [:port][/[db]]. */
+static int parse_port_db(const char *rest, struct pub_url *u, char *err, size_t errlen)
+{
+    long v;
     if (*rest == ':') {
         rest++;
         size_t n = strcspn(rest, "/");
@@ -242,6 +233,44 @@ int pub_parse_url(const char *url, struct pub_url *u, char *err, size_t errlen)
         return TW_ECONF;
     }
     return TW_OK;
+}
+
+int pub_parse_url(const char *url, struct pub_url *u, char *err, size_t errlen)
+{
+    char dummy[8];
+    if (!err) {
+        err = dummy;
+        errlen = sizeof(dummy);
+    }
+    memset(u, 0, sizeof(*u));
+    u->port = 6379;
+    if (!url || !*url) {
+        snprintf(err, errlen, "empty Redis URL");
+        return TW_ECONF;
+    }
+    if (strncmp(url, "unix://", 7) == 0)
+        return parse_unix_url(url, u, err, errlen);
+    if (strncmp(url, "rediss://", 9) == 0) {
+        snprintf(err, errlen,
+                 "Redis URL: rediss:// (TLS) is not supported; use redis:// or unix://");
+        return TW_ECONF;
+    }
+    if (strncmp(url, "redis://", 8) != 0) {
+        snprintf(err, errlen,
+                 "Redis URL must start with redis:// or unix:// "
+                 "(redis://[user:password@]host:port/db, unix:///path.sock?db=N)");
+        return TW_ECONF;
+    }
+    const char *rest = url + 8, *at = strrchr(rest, '@');
+    if (at) {
+        if (parse_userinfo(rest, at, u, err, errlen) != TW_OK)
+            return TW_ECONF;
+        rest = at + 1;
+    }
+    rest = parse_host(rest, u, err, errlen);
+    if (!rest)
+        return TW_ECONF;
+    return parse_port_db(rest, u, err, errlen);
 }
 
 /* ---- lists ---------------------------------------------------------------------------- */
@@ -287,6 +316,110 @@ static char *dup_or(const char *s, const char *dflt)
     return strdup(s && *s ? s : dflt);
 }
 
+/* Applies the per-run overrides of the URL's credentials and names the target for
+ * messages (never with its credentials). */
+static void set_target(struct pub *p, const struct pub_opts *opts)
+{
+    if (opts->user)
+        snprintf(p->url.user, sizeof(p->url.user), "%s", opts->user);
+    if (opts->password)
+        snprintf(p->url.password, sizeof(p->url.password), "%s", opts->password);
+    if (p->url.is_unix)
+        snprintf(p->where, sizeof(p->where), "unix:%.150s db %d", p->url.path, p->url.db);
+    else
+        snprintf(p->where, sizeof(p->where), "%.150s:%d db %d", p->url.host, p->url.port,
+                 p->url.db);
+}
+
+/* Copies every string option (defaults for the unset names) and points p->o at the copies;
+ * the credentials stay in p->url only. TW_OK or TW_ENOMEM. */
+static int copy_strings(struct pub *p, const struct pub_opts *opts)
+{
+    p->s_url = strdup(opts->url);
+    p->s_stream = dup_or(opts->stream_key, "tunnelwatch:alerts");
+    p->s_channel = dup_or(opts->channel_key, "tunnelwatch:alerts");
+    p->s_list = dup_or(opts->list_key, "tunnelwatch:alerts:list");
+    p->s_sensor = dup_or(opts->sensor_name, "sensor");
+    p->s_hbprefix = dup_or(opts->heartbeat_prefix, "tunnelwatch:sensor:");
+    p->s_spool = opts->spool_dir && *opts->spool_dir ? strdup(opts->spool_dir) : NULL;
+    if (!p->s_url || !p->s_stream || !p->s_channel || !p->s_list || !p->s_sensor ||
+        !p->s_hbprefix || (opts->spool_dir && *opts->spool_dir && !p->s_spool))
+        return TW_ENOMEM;
+    p->o.url = p->s_url;
+    p->o.stream_key = p->s_stream;
+    p->o.channel_key = p->s_channel;
+    p->o.list_key = p->s_list;
+    p->o.sensor_name = p->s_sensor;
+    p->o.heartbeat_prefix = p->s_hbprefix;
+    p->o.spool_dir = p->s_spool;
+    p->o.user = p->o.password = NULL; /* kept in p->url only */
+    return TW_OK;
+}
+
+/* The defaults documented in struct pub_opts, for every numeric option left at 0. */
+static void apply_defaults(struct pub_opts *o)
+{
+    if (!o->modes)
+        o->modes = PUB_MODE_STREAM;
+    if (o->stream_maxlen <= 0)
+        o->stream_maxlen = 100000;
+    if (!o->queue_max)
+        o->queue_max = 10000;
+    if (!o->spill_max)
+        o->spill_max = o->queue_max > 16384 ? o->queue_max : 16384;
+    if (!o->spool_max_bytes)
+        o->spool_max_bytes = 256ull << 20;
+    if (o->timeout_ms <= 0)
+        o->timeout_ms = 2000;
+    if (o->batch <= 0)
+        o->batch = 256;
+    if (o->heartbeat_s < 0)
+        o->heartbeat_s = 0;
+    if (o->backoff_min_ms <= 0)
+        o->backoff_min_ms = 1000;
+    if (o->backoff_max_ms <= 0)
+        o->backoff_max_ms = 60000;
+    if (o->backoff_max_ms < o->backoff_min_ms)
+        o->backoff_max_ms = o->backoff_min_ms;
+}
+
+/* Opens the spool, if configured, and takes over what an earlier run left in it. */
+static int open_spool(struct pub *p, char *err, size_t errlen)
+{
+    if (!p->s_spool)
+        return TW_OK;
+    struct spool_opts so = {.dir = p->s_spool,
+                            .max_bytes = p->o.spool_max_bytes,
+                            .seg_bytes = p->o.spool_segment_bytes};
+    p->spool = spool_open(&so, err, errlen);
+    if (!p->spool)
+        return TW_EIO;
+    /* A spool left by an earlier run is older than anything we will enqueue. */
+    p->spilling = spool_pending(p->spool) > 0;
+    struct spool_stats ss;
+    spool_get_stats(p->spool, &ss);
+    p->st.spool_records = ss.records;
+    p->st.spool_bytes = ss.bytes;
+    p->st.spool_torn = ss.torn;
+    return TW_OK;
+}
+
+/* A zeroed publisher with its mutex and its condition variable (on the monotonic clock, as
+ * every deadline here is). */
+static struct pub *pub_alloc(void)
+{
+    struct pub *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&p->mu, NULL);
+    return p;
+}
+
 struct pub *pub_new(const struct pub_opts *opts, char *err, size_t errlen)
 {
     char dummy[8];
@@ -298,96 +431,59 @@ struct pub *pub_new(const struct pub_opts *opts, char *err, size_t errlen)
         snprintf(err, errlen, "publisher: no options");
         return NULL;
     }
-    struct pub *p = calloc(1, sizeof(*p));
+    struct pub *p = pub_alloc();
     if (!p) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&p->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    pthread_mutex_init(&p->mu, NULL);
     p->o = *opts;
     if (pub_parse_url(opts->url, &p->url, err, errlen) != TW_OK) {
         pub_free(p);
         return NULL;
     }
-    if (opts->user)
-        snprintf(p->url.user, sizeof(p->url.user), "%s", opts->user);
-    if (opts->password)
-        snprintf(p->url.password, sizeof(p->url.password), "%s", opts->password);
-    if (p->url.is_unix)
-        snprintf(p->where, sizeof(p->where), "unix:%.150s db %d", p->url.path, p->url.db);
-    else
-        snprintf(p->where, sizeof(p->where), "%.150s:%d db %d", p->url.host, p->url.port,
-                 p->url.db);
-    p->s_url = strdup(opts->url);
-    p->s_stream = dup_or(opts->stream_key, "tunnelwatch:alerts");
-    p->s_channel = dup_or(opts->channel_key, "tunnelwatch:alerts");
-    p->s_list = dup_or(opts->list_key, "tunnelwatch:alerts:list");
-    p->s_sensor = dup_or(opts->sensor_name, "sensor");
-    p->s_hbprefix = dup_or(opts->heartbeat_prefix, "tunnelwatch:sensor:");
-    p->s_spool = opts->spool_dir && *opts->spool_dir ? strdup(opts->spool_dir) : NULL;
-    if (!p->s_url || !p->s_stream || !p->s_channel || !p->s_list || !p->s_sensor ||
-        !p->s_hbprefix || (opts->spool_dir && *opts->spool_dir && !p->s_spool)) {
+    set_target(p, opts);
+    if (copy_strings(p, opts) != TW_OK) {
         snprintf(err, errlen, "out of memory");
         pub_free(p);
         return NULL;
     }
-    p->o.url = p->s_url;
-    p->o.stream_key = p->s_stream;
-    p->o.channel_key = p->s_channel;
-    p->o.list_key = p->s_list;
-    p->o.sensor_name = p->s_sensor;
-    p->o.heartbeat_prefix = p->s_hbprefix;
-    p->o.spool_dir = p->s_spool;
-    p->o.user = p->o.password = NULL; /* kept in p->url only */
-    if (!p->o.modes)
-        p->o.modes = PUB_MODE_STREAM;
-    if (p->o.stream_maxlen <= 0)
-        p->o.stream_maxlen = 100000;
-    if (!p->o.queue_max)
-        p->o.queue_max = 10000;
-    if (!p->o.spill_max)
-        p->o.spill_max = p->o.queue_max > 16384 ? p->o.queue_max : 16384;
-    if (!p->o.spool_max_bytes)
-        p->o.spool_max_bytes = 256ull << 20;
-    if (p->o.timeout_ms <= 0)
-        p->o.timeout_ms = 2000;
-    if (p->o.batch <= 0)
-        p->o.batch = 256;
-    if (p->o.heartbeat_s < 0)
-        p->o.heartbeat_s = 0;
-    if (p->o.backoff_min_ms <= 0)
-        p->o.backoff_min_ms = 1000;
-    if (p->o.backoff_max_ms <= 0)
-        p->o.backoff_max_ms = 60000;
-    if (p->o.backoff_max_ms < p->o.backoff_min_ms)
-        p->o.backoff_max_ms = p->o.backoff_min_ms;
+    apply_defaults(&p->o);
     p->backoff_ms = p->o.backoff_min_ms;
     p->rnd = (unsigned)getpid() ^ (unsigned)mono_ms();
     p->drop_log_ms = INT64_MIN / 2;
-
-    if (p->s_spool) {
-        struct spool_opts so = {.dir = p->s_spool,
-                                .max_bytes = p->o.spool_max_bytes,
-                                .seg_bytes = p->o.spool_segment_bytes};
-        p->spool = spool_open(&so, err, errlen);
-        if (!p->spool) {
-            pub_free(p);
-            return NULL;
-        }
-        /* A spool left by an earlier run is older than anything we will enqueue. */
-        p->spilling = spool_pending(p->spool) > 0;
-        struct spool_stats ss;
-        spool_get_stats(p->spool, &ss);
-        p->st.spool_records = ss.records;
-        p->st.spool_bytes = ss.bytes;
-        p->st.spool_torn = ss.torn;
+    if (open_spool(p, err, errlen) != TW_OK) {
+        pub_free(p);
+        return NULL;
     }
     return p;
+}
+
+int pub_opts_from_cfg(const struct tw_cfg *cfg, struct pub_opts *po)
+{
+    if (!cfg || !po)
+        return TW_EBAD;
+    const char *pw = cfg->redis.password;
+    if (cfg->redis.password_env && getenv(cfg->redis.password_env))
+        pw = getenv(cfg->redis.password_env);
+    memset(po, 0, sizeof(*po));
+    po->url = cfg->redis.url;
+    po->user = cfg->redis.user;
+    po->password = pw;
+    po->modes = (cfg->redis.mode_stream ? PUB_MODE_STREAM : 0u) |
+                (cfg->redis.mode_channel ? PUB_MODE_CHANNEL : 0u) |
+                (cfg->redis.mode_list ? PUB_MODE_LIST : 0u);
+    po->stream_key = cfg->redis.stream_key;
+    po->channel_key = cfg->redis.channel_key;
+    po->list_key = cfg->redis.list_key;
+    po->stream_maxlen = cfg->redis.stream_maxlen;
+    po->queue_max = cfg->redis.queue_max;
+    po->spool_dir = cfg->redis.spool_dir && cfg->redis.spool_dir[0] ? cfg->redis.spool_dir : NULL;
+    po->spool_max_bytes = cfg->redis.spool_max_mib * 1024 * 1024;
+    po->timeout_ms = (int)cfg->redis.timeout_ms;
+    po->sensor_name = cfg->sensor_name;
+    po->heartbeat_prefix = cfg->redis.heartbeat_prefix;
+    po->heartbeat_s = (int)cfg->redis.heartbeat_s;
+    return TW_OK;
 }
 
 /* ---- capture side --------------------------------------------------------------------- */
@@ -688,13 +784,12 @@ static const char *mode_cmd(const struct pub *p, int k, const char **key)
     return "?";
 }
 
-/* Sends one pipelined batch (spool first, else queue) and releases the acknowledged prefix.
- * Returns records delivered (> 0), 0 when there was nothing to send, < 0 after an error
- * (already reported, retry scheduled). */
-static int deliver_batch(struct pub *p, struct spool_rec *recs)
+/* Points recs at the next batch: the spool's oldest records while it holds any, else the
+ * queue's head. Sets *n (0: nothing to send); -1 after a spool read error (reported, retry
+ * scheduled). */
+static int collect_batch(struct pub *p, struct spool_rec *recs, bool from_spool, size_t *n)
 {
-    size_t max = (size_t)p->o.batch, n = 0;
-    bool from_spool = p->spool && spool_pending(p->spool) > 0;
+    size_t max = (size_t)p->o.batch;
     if (from_spool) {
         int rc = spool_peek(p->spool, recs, max);
         if (rc < 0) {
@@ -702,98 +797,138 @@ static int deliver_batch(struct pub *p, struct spool_rec *recs)
             schedule_retry(p);
             return -1;
         }
-        n = (size_t)rc;
+        *n = (size_t)rc;
         sync_spool_stats(p); /* a corrupt segment may have been dropped */
-    } else {
-        pthread_mutex_lock(&p->mu);
-        struct qrec *r = p->q.head;
-        n = p->q.n < max ? p->q.n : max;
-        pthread_mutex_unlock(&p->mu);
-        /* Only this thread removes records, and the first n links were written under the
-         * mutex before we read q.n, so walking them unlocked is safe. */
-        for (size_t i = 0; i < n; i++, r = i < n ? r->next : r) {
-            recs[i].data = r->data;
-            recs[i].len = r->len;
-        }
-    }
-    if (n == 0)
         return 0;
-    int per = 0, chan_idx = -1;
+    }
+    pthread_mutex_lock(&p->mu);
+    struct qrec *r = p->q.head;
+    *n = p->q.n < max ? p->q.n : max;
+    pthread_mutex_unlock(&p->mu);
+    /* Only this thread removes records, and the first n links were written under the
+     * mutex before we read q.n, so walking them unlocked is safe. */
+    for (size_t i = 0; i < *n; i++, r = i < *n ? r->next : r) {
+        recs[i].data = r->data;
+        recs[i].len = r->len;
+    }
+    return 0;
+}
+
+/* Position of PUBLISH among a record's commands, or -1 without the channel mode. */
+static int channel_index(const struct pub *p)
+{
+    int chan_idx = -1;
     for (int k = 0; k < 3; k++) {
         const char *key;
         if (strcmp(mode_cmd(p, k, &key), "PUBLISH") == 0)
             chan_idx = k;
     }
-    for (size_t i = 0; i < n; i++)
-        per = append_record(p, recs[i].data, recs[i].len);
-    size_t acked = 0;
-    bool prefix = true, io_err = false;
-    uint64_t nosub = 0;
-    char errmsg[300] = "";
-    for (size_t i = 0; i < n && !io_err; i++) {
+    return chan_idx;
+}
+
+/* What the replies to one pipelined batch said. */
+struct batch_acks {
+    size_t acked;     /* records at the head of the batch that every mode acknowledged */
+    bool io_err;      /* the connection failed: the replies stop there */
+    uint64_t nosub;   /* PUBLISH replies of 0 */
+    char errmsg[300]; /* the first error reply, "" when none */
+};
+
+/* Reads the replies of n records with per commands each. */
+static void read_replies(struct pub *p, size_t n, int per, struct batch_acks *ba)
+{
+    int chan_idx = channel_index(p);
+    bool prefix = true;
+    for (size_t i = 0; i < n && !ba->io_err; i++) {
         bool ok = true;
         for (int k = 0; k < per; k++) {
             redisReply *r = NULL;
             if (redisGetReply(p->c, (void **)&r) != REDIS_OK || !r) {
-                io_err = true;
+                ba->io_err = true;
                 ok = false;
                 break;
             }
             if (r->type == REDIS_REPLY_ERROR) {
                 ok = false;
-                if (!errmsg[0]) {
+                if (!ba->errmsg[0]) {
                     const char *key, *cmd = mode_cmd(p, k, &key);
-                    snprintf(errmsg, sizeof(errmsg), "%s to '%.100s' failed: %.150s", cmd, key,
-                             r->str);
+                    snprintf(ba->errmsg, sizeof(ba->errmsg), "%s to '%.100s' failed: %.150s", cmd,
+                             key, r->str);
                 }
             } else if (r->type == REDIS_REPLY_INTEGER && r->integer == 0 && k == chan_idx) {
-                nosub++; /* PUBLISH reached no subscriber: delivered, but counted */
+                ba->nosub++; /* PUBLISH reached no subscriber: delivered, but counted */
             }
             freeReplyObject(r);
         }
         if (ok && prefix)
-            acked++;
+            ba->acked++;
         else
             prefix = false;
     }
+}
+
+/* Releases the first acked records of the spool or of the queue. */
+static void release_acked(struct pub *p, bool from_spool, size_t acked)
+{
     if (from_spool) {
         if (spool_commit(p->spool, acked) != TW_OK)
             report(p, "spool commit failed");
         sync_spool_stats(p);
-    } else if (acked) {
-        struct rlist done = {0};
-        pthread_mutex_lock(&p->mu);
-        done.head = p->q.head;
-        struct qrec *last = p->q.head;
-        for (size_t i = 1; i < acked; i++)
-            last = last->next;
-        p->q.head = last->next;
-        if (!p->q.head)
-            p->q.tail = NULL;
-        p->q.n -= acked;
-        p->st.queued = p->q.n + p->spill.n;
-        pthread_mutex_unlock(&p->mu);
-        last->next = NULL;
-        list_free(&done);
+        return;
     }
+    if (!acked)
+        return;
+    struct rlist done = {0};
     pthread_mutex_lock(&p->mu);
-    p->st.delivered += acked;
-    p->st.no_subscribers += nosub;
+    done.head = p->q.head;
+    struct qrec *last = p->q.head;
+    for (size_t i = 1; i < acked; i++)
+        last = last->next;
+    p->q.head = last->next;
+    if (!p->q.head)
+        p->q.tail = NULL;
+    p->q.n -= acked;
+    p->st.queued = p->q.n + p->spill.n;
     pthread_mutex_unlock(&p->mu);
-    if (io_err) {
+    last->next = NULL;
+    list_free(&done);
+}
+
+/* Sends one pipelined batch (spool first, else queue) and releases the acknowledged prefix.
+ * Returns records delivered (> 0), 0 when there was nothing to send, < 0 after an error
+ * (already reported, retry scheduled). */
+static int deliver_batch(struct pub *p, struct spool_rec *recs)
+{
+    size_t n = 0;
+    bool from_spool = p->spool && spool_pending(p->spool) > 0;
+    if (collect_batch(p, recs, from_spool, &n) < 0)
+        return -1;
+    if (n == 0)
+        return 0;
+    int per = 0;
+    for (size_t i = 0; i < n; i++)
+        per = append_record(p, recs[i].data, recs[i].len);
+    struct batch_acks ba = {0};
+    read_replies(p, n, per, &ba);
+    release_acked(p, from_spool, ba.acked);
+    pthread_mutex_lock(&p->mu);
+    p->st.delivered += ba.acked;
+    p->st.no_subscribers += ba.nosub;
+    pthread_mutex_unlock(&p->mu);
+    if (ba.io_err) {
         char why[160];
         report(p, "connection to %s lost: %s", p->where, io_reason(p->c, why, sizeof(why)));
         disconnect(p);
         schedule_retry(p);
         return -1;
     }
-    if (errmsg[0]) {
-        report(p, "%s", errmsg);
+    if (ba.errmsg[0]) {
+        report(p, "%s", ba.errmsg);
         schedule_retry(p);
         return -1;
     }
     recovered(p);
-    return (int)acked;
+    return (int)ba.acked;
 }
 
 static void send_heartbeat(struct pub *p)
@@ -860,6 +995,99 @@ static void send_heartbeat(struct pub *p)
     }
 }
 
+static struct timespec abs_time(int64_t ms)
+{
+    return (struct timespec){(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
+}
+
+/* One step of the flush at stop: deliver within the deadline, reconnecting if need be
+ * (Redis may come back while we stop); what is left at the deadline is spooled later. */
+static void flush_step(struct pub *p, struct spool_rec *recs, int64_t now, int64_t deadline)
+{
+    if (!p->c && now >= p->retry_at_ms)
+        try_connect(p);
+    if (p->c && now >= p->retry_at_ms) {
+        if (deliver_batch(p, recs) > 0)
+            return;
+    }
+    int64_t wake = p->retry_at_ms > now ? p->retry_at_ms : now + 50;
+    if (wake > deadline)
+        wake = deadline;
+    struct timespec ts = abs_time(wake);
+    pthread_mutex_lock(&p->mu);
+    pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* One step of normal running: connect when due, heartbeat when due, deliver a batch.
+ * Returns true when records were delivered (more may be waiting: no sleep). */
+static bool run_step(struct pub *p, struct spool_rec *recs, int64_t now, bool pending)
+{
+    if (!p->c && now >= p->retry_at_ms)
+        try_connect(p);
+    if (p->c && p->o.heartbeat_s > 0 && now >= p->next_hb_ms) {
+        p->next_hb_ms = now + (int64_t)p->o.heartbeat_s * 1000;
+        send_heartbeat(p);
+    }
+    return p->c && pending && mono_ms() >= p->retry_at_ms && deliver_batch(p, recs) > 0;
+}
+
+/* Sleeps until there is something to do: a record, a retry, a heartbeat, a sync. */
+static void idle_wait(struct pub *p)
+{
+    int64_t now = mono_ms();
+    int64_t wake = now + IDLE_WAIT_MAX_MS;
+    if (p->retry_at_ms > now && p->retry_at_ms < wake)
+        wake = p->retry_at_ms;
+    if (p->c && p->o.heartbeat_s > 0 && p->next_hb_ms < wake)
+        wake = p->next_hb_ms;
+    bool can_send = p->c && now >= p->retry_at_ms;
+    bool spool_work = can_send && p->spool && spool_pending(p->spool) > 0;
+    struct timespec ts = abs_time(wake);
+    pthread_mutex_lock(&p->mu);
+    if (!p->stopping && p->spill.n == 0 && !spool_work && !(can_send && p->q.n > 0) &&
+        !(p->spilling && p->q.n > 0))
+        pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* Without a spool, what was not delivered at stop is lost: counted and said once. */
+static void drop_undelivered(struct pub *p)
+{
+    pthread_mutex_lock(&p->mu);
+    uint64_t lost = p->q.n + p->spill.n;
+    p->st.dropped += lost;
+    list_free(&p->q);
+    list_free(&p->spill);
+    p->st.queued = 0;
+    pthread_mutex_unlock(&p->mu);
+    if (lost)
+        fprintf(stderr,
+                "tunnelwatch: publisher: %" PRIu64 " undelivered alerts lost at shutdown "
+                "(no spool_dir configured)\n",
+                lost);
+}
+
+/* After the last step: final heartbeat, then the undelivered records to the spool. */
+static void finish(struct pub *p)
+{
+    /* A last heartbeat, so the dashboard shows the final counters of a finished replay. */
+    if (p->c && p->o.heartbeat_s > 0)
+        send_heartbeat(p);
+    /* Whatever was not delivered goes to the spool (queue first: it is older). */
+    pthread_mutex_lock(&p->mu);
+    if (p->spool)
+        p->spilling = true;
+    pthread_mutex_unlock(&p->mu);
+    spill_to_spool(p);
+    if (p->spool)
+        (void)spool_sync(p->spool);
+    else
+        drop_undelivered(p);
+    log_drops(p, INT64_MAX / 2);
+    disconnect(p);
+}
+
 static void *thread_main(void *arg)
 {
     struct pub *p = arg;
@@ -881,80 +1109,15 @@ static void *thread_main(void *arg)
         bool queued = p->q.n > 0;
         pthread_mutex_unlock(&p->mu);
         bool pending = queued || (p->spool && spool_pending(p->spool) > 0);
-
         if (stopping) {
-            /* Flush within the deadline, reconnecting if need be (Redis may come back while
-             * we stop); what is left at the deadline is spooled below. */
             if (!pending || now >= deadline)
                 break;
-            if (!p->c && now >= p->retry_at_ms)
-                try_connect(p);
-            if (p->c && now >= p->retry_at_ms) {
-                if (deliver_batch(p, recs) > 0)
-                    continue;
-            }
-            int64_t wake = p->retry_at_ms > now ? p->retry_at_ms : now + 50;
-            if (wake > deadline)
-                wake = deadline;
-            struct timespec ts = {(time_t)(wake / 1000), (long)(wake % 1000) * 1000000};
-            pthread_mutex_lock(&p->mu);
-            pthread_cond_timedwait(&p->cv, &p->mu, &ts);
-            pthread_mutex_unlock(&p->mu);
-            continue;
+            flush_step(p, recs, now, deadline);
+        } else if (!run_step(p, recs, now, pending)) {
+            idle_wait(p);
         }
-        if (!p->c && now >= p->retry_at_ms)
-            try_connect(p);
-        if (p->c && p->o.heartbeat_s > 0 && now >= p->next_hb_ms) {
-            p->next_hb_ms = now + (int64_t)p->o.heartbeat_s * 1000;
-            send_heartbeat(p);
-        }
-        if (p->c && pending && mono_ms() >= p->retry_at_ms) {
-            if (deliver_batch(p, recs) > 0)
-                continue;
-        }
-        /* Sleep until there is something to do: a record, a retry, a heartbeat, a sync. */
-        now = mono_ms();
-        int64_t wake = now + IDLE_WAIT_MAX_MS;
-        if (p->retry_at_ms > now && p->retry_at_ms < wake)
-            wake = p->retry_at_ms;
-        if (p->c && p->o.heartbeat_s > 0 && p->next_hb_ms < wake)
-            wake = p->next_hb_ms;
-        bool can_send = p->c && now >= p->retry_at_ms;
-        bool spool_work = can_send && p->spool && spool_pending(p->spool) > 0;
-        struct timespec ts = {(time_t)(wake / 1000), (long)(wake % 1000) * 1000000};
-        pthread_mutex_lock(&p->mu);
-        if (!p->stopping && p->spill.n == 0 && !spool_work && !(can_send && p->q.n > 0) &&
-            !(p->spilling && p->q.n > 0))
-            pthread_cond_timedwait(&p->cv, &p->mu, &ts);
-        pthread_mutex_unlock(&p->mu);
     }
-    /* A last heartbeat, so the dashboard shows the final counters of a finished replay. */
-    if (p->c && p->o.heartbeat_s > 0)
-        send_heartbeat(p);
-    /* Whatever was not delivered goes to the spool (queue first: it is older). */
-    pthread_mutex_lock(&p->mu);
-    if (p->spool)
-        p->spilling = true;
-    pthread_mutex_unlock(&p->mu);
-    spill_to_spool(p);
-    if (p->spool) {
-        (void)spool_sync(p->spool);
-    } else {
-        pthread_mutex_lock(&p->mu);
-        uint64_t lost = p->q.n + p->spill.n;
-        p->st.dropped += lost;
-        list_free(&p->q);
-        list_free(&p->spill);
-        p->st.queued = 0;
-        pthread_mutex_unlock(&p->mu);
-        if (lost)
-            fprintf(stderr,
-                    "tunnelwatch: publisher: %" PRIu64 " undelivered alerts lost at shutdown "
-                    "(no spool_dir configured)\n",
-                    lost);
-    }
-    log_drops(p, INT64_MAX / 2);
-    disconnect(p);
+    finish(p);
     free(recs);
     return NULL;
 }

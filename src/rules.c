@@ -488,6 +488,77 @@ static const uint8_t *anchor_of(const struct rval *v)
     return v->pat + best_off;
 }
 
+/* The modifiers after the field name: k[flen..klen) is "|mod|mod...". At most one matching
+ * modifier (contains, startswith, endswith), plus |all. */
+static int parse_modifiers(struct loader *ld, const char *k, size_t flen, size_t klen,
+                           enum val_mod *mod, bool *all)
+{
+    bool have_mod = false;
+    for (size_t p = flen; p < klen;) {
+        size_t s = ++p;
+        while (p < klen && k[p] != '|')
+            p++;
+        size_t ml = p - s;
+        const char *m = k + s;
+        if (ml == 3 && memcmp(m, "all", 3) == 0) {
+            *all = true;
+            continue;
+        }
+        enum val_mod nm;
+        if (ml == 8 && memcmp(m, "contains", 8) == 0)
+            nm = MOD_CONTAINS;
+        else if (ml == 10 && memcmp(m, "startswith", 10) == 0)
+            nm = MOD_STARTS;
+        else if (ml == 8 && memcmp(m, "endswith", 8) == 0)
+            nm = MOD_ENDS;
+        else {
+            rule_problem(ld, "modifier '|%.*s' is not supported", (int)ml, m);
+            return TW_ECONF;
+        }
+        if (have_mod) {
+            rule_problem(ld, "two matching modifiers on '%.*s'", (int)klen, k);
+            return TW_ECONF;
+        }
+        *mod = nm;
+        have_mod = true;
+    }
+    return TW_OK;
+}
+
+/* The value or value list of the item keyed k[0..klen), each added as a value of item. */
+static int parse_item_values(struct loader *ld, yaml_document_t *doc, yaml_node_t *val,
+                             const char *k, size_t klen, enum val_mod mod, uint32_t item)
+{
+    int rc;
+    if (val->type == YAML_SCALAR_NODE) {
+        if (scalar_is_null(val)) {
+            rule_problem(ld, "null value (field absence) for '%.*s'", (int)klen, k);
+            return TW_ECONF;
+        }
+        size_t vl;
+        const char *v = scalar(val, &vl);
+        return add_value(ld, v, vl, mod, item);
+    }
+    if (val->type != YAML_SEQUENCE_NODE) {
+        rule_problem(ld, "value of '%.*s' is a map", (int)klen, k);
+        return TW_ECONF;
+    }
+    for (yaml_node_item_t *i = val->data.sequence.items.start; i < val->data.sequence.items.top;
+         i++) {
+        yaml_node_t *e = yaml_document_get_node(doc, *i);
+        size_t vl;
+        const char *v = scalar(e, &vl);
+        ld->line = node_line(e);
+        if (!v || scalar_is_null(e)) {
+            rule_problem(ld, "value list of '%.*s' holds a non-string", (int)klen, k);
+            return TW_ECONF;
+        }
+        if ((rc = add_value(ld, v, vl, mod, item)))
+            return rc;
+    }
+    return TW_OK;
+}
+
 /* One "Field|mod|mod: value(s)" entry of a selection map. */
 static int parse_item(struct loader *ld, yaml_document_t *doc, yaml_node_t *key, yaml_node_t *val,
                       uint32_t rule)
@@ -509,67 +580,14 @@ static int parse_item(struct loader *ld, yaml_document_t *doc, yaml_node_t *key,
         return TW_ECONF;
     }
     enum val_mod mod = MOD_EQ;
-    bool all = false, have_mod = false;
-    for (size_t p = flen; p < klen;) {
-        size_t s = ++p;
-        while (p < klen && k[p] != '|')
-            p++;
-        size_t ml = p - s;
-        const char *m = k + s;
-        if (ml == 3 && memcmp(m, "all", 3) == 0) {
-            all = true;
-            continue;
-        }
-        enum val_mod nm;
-        if (ml == 8 && memcmp(m, "contains", 8) == 0)
-            nm = MOD_CONTAINS;
-        else if (ml == 10 && memcmp(m, "startswith", 10) == 0)
-            nm = MOD_STARTS;
-        else if (ml == 8 && memcmp(m, "endswith", 8) == 0)
-            nm = MOD_ENDS;
-        else {
-            rule_problem(ld, "modifier '|%.*s' is not supported", (int)ml, m);
-            return TW_ECONF;
-        }
-        if (have_mod) {
-            rule_problem(ld, "two matching modifiers on '%.*s'", (int)klen, k);
-            return TW_ECONF;
-        }
-        mod = nm;
-        have_mod = true;
-    }
-    int rc = GROW(rs, items);
-    if (rc)
+    bool all = false;
+    int rc = parse_modifiers(ld, k, flen, klen, &mod, &all);
+    if (rc || (rc = GROW(rs, items)))
         return rc;
     uint32_t item = (uint32_t)rs->n_items;
     struct ritem it = {(uint32_t)rs->n_vals, 0, rule, (uint8_t)fields, all};
-    if (val->type == YAML_SCALAR_NODE) {
-        if (scalar_is_null(val)) {
-            rule_problem(ld, "null value (field absence) for '%.*s'", (int)klen, k);
-            return TW_ECONF;
-        }
-        size_t vl;
-        const char *v = scalar(val, &vl);
-        if ((rc = add_value(ld, v, vl, mod, item)))
-            return rc;
-    } else if (val->type == YAML_SEQUENCE_NODE) {
-        for (yaml_node_item_t *i = val->data.sequence.items.start; i < val->data.sequence.items.top;
-             i++) {
-            yaml_node_t *e = yaml_document_get_node(doc, *i);
-            size_t vl;
-            const char *v = scalar(e, &vl);
-            ld->line = node_line(e);
-            if (!v || scalar_is_null(e)) {
-                rule_problem(ld, "value list of '%.*s' holds a non-string", (int)klen, k);
-                return TW_ECONF;
-            }
-            if ((rc = add_value(ld, v, vl, mod, item)))
-                return rc;
-        }
-    } else {
-        rule_problem(ld, "value of '%.*s' is a map", (int)klen, k);
-        return TW_ECONF;
-    }
+    if ((rc = parse_item_values(ld, doc, val, k, klen, mod, item)))
+        return rc;
     it.n_vals = (uint32_t)rs->n_vals - it.first_val;
     if (it.n_vals == 0) {
         rule_problem(ld, "empty value list for '%.*s'", (int)klen, k);
@@ -929,6 +947,211 @@ static bool rule_true(const struct mstate *m, const struct rrule *r)
 
 /* ---- Sigma: a rule document ------------------------------------------------------------ */
 
+/* Where a one-string metadata key of a Sigma rule goes; NULL for any other key. */
+static char **meta_slot(struct rule *r, yaml_node_t *k)
+{
+    if (scalar_is(k, "title"))
+        return &r->title;
+    if (scalar_is(k, "id"))
+        return &r->id;
+    if (scalar_is(k, "level"))
+        return &r->level;
+    if (scalar_is(k, "status"))
+        return &r->status;
+    if (scalar_is(k, "description"))
+        return &r->description;
+    if (scalar_is(k, "author"))
+        return &r->author;
+    return NULL;
+}
+
+/* The one-string metadata (title, id, level, ...), read first so that messages about the
+ * rest of the rule can name it. */
+static int rule_metadata(struct loader *ld, yaml_document_t *doc, yaml_node_t *root, struct rule *r)
+{
+    for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
+         p++) {
+        yaml_node_t *k = yaml_document_get_node(doc, p->key);
+        yaml_node_t *v = yaml_document_get_node(doc, p->value);
+        char **one = meta_slot(r, k);
+        if (!one)
+            continue;
+        if (!scalar(v, NULL)) {
+            ld->line = node_line(v);
+            rule_problem(ld, "'%s' is not a string", scalar(k, NULL));
+            return TW_ECONF;
+        }
+        if (!(*one = dup_scalar(ld->rs, v)))
+            return TW_ENOMEM;
+    }
+    return TW_OK;
+}
+
+/* The other top-level keys: tags and falsepositives lists, the detection map (returned in
+ * *detection, checked by the caller), and the Sigma features we refuse. */
+static int rule_sections(struct loader *ld, yaml_document_t *doc, yaml_node_t *root, struct rule *r,
+                         yaml_node_t **detection)
+{
+    for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
+         p++) {
+        yaml_node_t *k = yaml_document_get_node(doc, p->key);
+        yaml_node_t *v = yaml_document_get_node(doc, p->value);
+        ld->line = node_line(k);
+        if (scalar_is(k, "tags") || scalar_is(k, "falsepositives")) {
+            bool tags = scalar_is(k, "tags");
+            int rc = str_list(ld->rs, doc, v, tags ? &r->tags : &r->falsepositives,
+                              tags ? &r->n_tags : &r->n_falsepositives);
+            if (rc == TW_EBAD) {
+                rule_problem(ld, "'%s' is not a list of strings", scalar(k, NULL));
+                rc = TW_ECONF;
+            }
+            if (rc)
+                return rc;
+        } else if (scalar_is(k, "detection")) {
+            *detection = v;
+        } else if (scalar_is(k, "action")) {
+            rule_problem(ld, "rule collection ('action') is not supported");
+            return TW_ECONF;
+        } else if (scalar_is(k, "correlation")) {
+            rule_problem(ld, "correlation rule is not supported");
+            return TW_ECONF;
+        } else if (scalar_is(k, "logsource") && v->type != YAML_MAPPING_NODE) {
+            rule_problem(ld, "'logsource' is not a map");
+            return TW_ECONF;
+        }
+    }
+    return TW_OK;
+}
+
+/* The detection map: every selection, and the condition node (*cond, NULL when missing). */
+static int rule_detection(struct loader *ld, yaml_document_t *doc, yaml_node_t *detection,
+                          uint32_t rule_idx, yaml_node_t **cond)
+{
+    for (yaml_node_pair_t *p = detection->data.mapping.pairs.start;
+         p < detection->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(doc, p->key);
+        yaml_node_t *v = yaml_document_get_node(doc, p->value);
+        ld->line = node_line(k);
+        if (scalar_is(k, "condition")) {
+            *cond = v;
+        } else if (scalar_is(k, "timeframe")) {
+            rule_problem(ld, "'timeframe' (aggregation) is not supported");
+            return TW_ECONF;
+        } else if (!scalar(k, NULL)) {
+            rule_problem(ld, "selection name is not a string");
+            return TW_ECONF;
+        } else {
+            int rc = parse_selection(ld, doc, k, v, rule_idx);
+            if (rc)
+                return rc;
+        }
+    }
+    return TW_OK;
+}
+
+/* A list of conditions is their OR (older Sigma). */
+static int condition_list(struct loader *ld, yaml_document_t *doc, yaml_node_t *cond,
+                          const struct rrule *rr, int *max_stack)
+{
+    struct ruleset *rs = ld->rs;
+    int rc = TW_OK, k = 0;
+    for (yaml_node_item_t *i = cond->data.sequence.items.start;
+         !rc && i < cond->data.sequence.items.top; i++) {
+        yaml_node_t *e = yaml_document_get_node(doc, *i);
+        size_t cl;
+        const char *cs = scalar(e, &cl);
+        ld->line = node_line(e);
+        if (!cs) {
+            rule_problem(ld, "'condition' list holds a non-string");
+            return TW_ECONF;
+        }
+        rc = parse_condition(ld, cs, cl, rr->first_sel, rr->n_sels, max_stack);
+        if (!rc && k++ > 0) {
+            if (!(rc = GROW(rs, ops)))
+                rs->ops[rs->n_ops++] = OP_OR;
+        }
+    }
+    if (!rc && k == 0) {
+        rule_problem(ld, "empty 'condition' list");
+        rc = TW_ECONF;
+    }
+    return rc;
+}
+
+/* Compiles the condition (a string or a list of strings) into rr's postfix program. */
+static int rule_condition(struct loader *ld, yaml_document_t *doc, yaml_node_t *cond,
+                          struct rrule *rr)
+{
+    struct ruleset *rs = ld->rs;
+    rr->first_op = (uint32_t)rs->n_ops;
+    int max_stack = 0, rc;
+    ld->line = node_line(cond);
+    if (cond->type == YAML_SCALAR_NODE) {
+        size_t cl;
+        const char *cs = scalar(cond, &cl);
+        rc = parse_condition(ld, cs, cl, rr->first_sel, rr->n_sels, &max_stack);
+    } else if (cond->type == YAML_SEQUENCE_NODE) {
+        rc = condition_list(ld, doc, cond, rr, &max_stack);
+    } else {
+        rule_problem(ld, "'condition' is not a string");
+        rc = TW_ECONF;
+    }
+    if (rc)
+        return rc;
+    if (max_stack + 1 > COND_MAX_STACK) {
+        rule_problem(ld, "condition too complex");
+        return TW_ECONF;
+    }
+    rr->n_ops = (uint32_t)rs->n_ops - rr->first_op;
+    return TW_OK;
+}
+
+/* The rule itself: metadata, detection, condition; appended to rs->rules on success. */
+static int load_sigma_rule(struct loader *ld, yaml_document_t *doc, yaml_node_t *root,
+                           size_t first_item)
+{
+    struct ruleset *rs = ld->rs;
+    struct rrule rr;
+    memset(&rr, 0, sizeof(rr));
+    struct rule *r = &rr.pub;
+    yaml_node_t *detection = NULL, *cond = NULL;
+    int rc = rule_metadata(ld, doc, root, r);
+    if (rc)
+        return rc;
+    ld->title = r->title;
+    ld->id = r->id;
+    if ((rc = rule_sections(ld, doc, root, r, &detection)))
+        return rc;
+    if (!r->title || !r->id) {
+        ld->line = node_line(root);
+        rule_problem(ld, "missing '%s'", r->title ? "id" : "title");
+        return TW_ECONF;
+    }
+    if (!detection || detection->type != YAML_MAPPING_NODE) {
+        ld->line = node_line(detection ? detection : root);
+        rule_problem(ld, "missing or malformed 'detection' map");
+        return TW_ECONF;
+    }
+    rr.first_sel = (uint32_t)rs->n_sels;
+    if ((rc = rule_detection(ld, doc, detection, (uint32_t)rs->n_rules, &cond)))
+        return rc;
+    rr.n_sels = (uint32_t)rs->n_sels - rr.first_sel;
+    if (!cond) {
+        ld->line = node_line(detection);
+        rule_problem(ld, "missing 'condition'");
+        return TW_ECONF;
+    }
+    if ((rc = rule_condition(ld, doc, cond, &rr)))
+        return rc;
+    r->file = arena_strndup(rs, ld->file, strlen(ld->file));
+    if (!r->file || set_techniques(rs, r))
+        return TW_ENOMEM;
+    for (size_t i = first_item; i < rs->n_items; i++)
+        r->fields |= rs->items[i].fields;
+    rs->rules[rs->n_rules++] = rr;
+    return TW_OK;
+}
+
 static int load_sigma_doc(struct loader *ld, yaml_document_t *doc)
 {
     struct ruleset *rs = ld->rs;
@@ -943,173 +1166,14 @@ static int load_sigma_doc(struct loader *ld, yaml_document_t *doc)
     int rc = GROW(rs, rules);
     if (rc)
         return rc;
-    struct rrule rr;
-    memset(&rr, 0, sizeof(rr));
-    struct rule *r = &rr.pub;
-    uint32_t rule_idx = (uint32_t)rs->n_rules;
     if (root->type != YAML_MAPPING_NODE) {
         rule_problem(ld, "not a Sigma rule (the document is not a map)");
         rc = TW_ECONF;
-        goto out;
-    }
-    yaml_node_t *detection = NULL;
-    /* metadata first, so messages about the detection can name the rule */
-    for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
-         p++) {
-        yaml_node_t *k = yaml_document_get_node(doc, p->key);
-        yaml_node_t *v = yaml_document_get_node(doc, p->value);
-        char **one = NULL;
-        if (scalar_is(k, "title"))
-            one = &r->title;
-        else if (scalar_is(k, "id"))
-            one = &r->id;
-        else if (scalar_is(k, "level"))
-            one = &r->level;
-        else if (scalar_is(k, "status"))
-            one = &r->status;
-        else if (scalar_is(k, "description"))
-            one = &r->description;
-        else if (scalar_is(k, "author"))
-            one = &r->author;
-        if (one) {
-            if (!scalar(v, NULL)) {
-                ld->line = node_line(v);
-                rule_problem(ld, "'%s' is not a string", scalar(k, NULL));
-                rc = TW_ECONF;
-                goto out;
-            }
-            if (!(*one = dup_scalar(rs, v))) {
-                rc = TW_ENOMEM;
-                goto out;
-            }
-        }
-    }
-    ld->title = r->title;
-    ld->id = r->id;
-    for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
-         p++) {
-        yaml_node_t *k = yaml_document_get_node(doc, p->key);
-        yaml_node_t *v = yaml_document_get_node(doc, p->value);
-        ld->line = node_line(k);
-        if (scalar_is(k, "tags") || scalar_is(k, "falsepositives")) {
-            bool tags = scalar_is(k, "tags");
-            rc = str_list(rs, doc, v, tags ? &r->tags : &r->falsepositives,
-                          tags ? &r->n_tags : &r->n_falsepositives);
-            if (rc == TW_EBAD) {
-                rule_problem(ld, "'%s' is not a list of strings", scalar(k, NULL));
-                rc = TW_ECONF;
-            }
-            if (rc)
-                goto out;
-        } else if (scalar_is(k, "detection")) {
-            detection = v;
-        } else if (scalar_is(k, "action")) {
-            rule_problem(ld, "rule collection ('action') is not supported");
-            rc = TW_ECONF;
-            goto out;
-        } else if (scalar_is(k, "correlation")) {
-            rule_problem(ld, "correlation rule is not supported");
-            rc = TW_ECONF;
-            goto out;
-        } else if (scalar_is(k, "logsource") && v->type != YAML_MAPPING_NODE) {
-            rule_problem(ld, "'logsource' is not a map");
-            rc = TW_ECONF;
-            goto out;
-        }
-    }
-    if (!r->title || !r->id) {
-        ld->line = node_line(root);
-        rule_problem(ld, "missing '%s'", r->title ? "id" : "title");
-        rc = TW_ECONF;
-        goto out;
-    }
-    if (!detection || detection->type != YAML_MAPPING_NODE) {
-        ld->line = node_line(detection ? detection : root);
-        rule_problem(ld, "missing or malformed 'detection' map");
-        rc = TW_ECONF;
-        goto out;
-    }
-    yaml_node_t *cond = NULL;
-    rr.first_sel = (uint32_t)rs->n_sels;
-    for (yaml_node_pair_t *p = detection->data.mapping.pairs.start;
-         p < detection->data.mapping.pairs.top; p++) {
-        yaml_node_t *k = yaml_document_get_node(doc, p->key);
-        yaml_node_t *v = yaml_document_get_node(doc, p->value);
-        ld->line = node_line(k);
-        if (scalar_is(k, "condition")) {
-            cond = v;
-        } else if (scalar_is(k, "timeframe")) {
-            rule_problem(ld, "'timeframe' (aggregation) is not supported");
-            rc = TW_ECONF;
-            goto out;
-        } else if (!scalar(k, NULL)) {
-            rule_problem(ld, "selection name is not a string");
-            rc = TW_ECONF;
-            goto out;
-        } else if ((rc = parse_selection(ld, doc, k, v, rule_idx))) {
-            goto out;
-        }
-    }
-    rr.n_sels = (uint32_t)rs->n_sels - rr.first_sel;
-    if (!cond) {
-        ld->line = node_line(detection);
-        rule_problem(ld, "missing 'condition'");
-        rc = TW_ECONF;
-        goto out;
-    }
-    rr.first_op = (uint32_t)rs->n_ops;
-    int max_stack = 0;
-    ld->line = node_line(cond);
-    if (cond->type == YAML_SCALAR_NODE) {
-        size_t cl;
-        const char *cs = scalar(cond, &cl);
-        rc = parse_condition(ld, cs, cl, rr.first_sel, rr.n_sels, &max_stack);
-    } else if (cond->type == YAML_SEQUENCE_NODE) {
-        /* a list of conditions is their OR (older Sigma) */
-        int k = 0;
-        for (yaml_node_item_t *i = cond->data.sequence.items.start;
-             !rc && i < cond->data.sequence.items.top; i++) {
-            yaml_node_t *e = yaml_document_get_node(doc, *i);
-            size_t cl;
-            const char *cs = scalar(e, &cl);
-            ld->line = node_line(e);
-            if (!cs) {
-                rule_problem(ld, "'condition' list holds a non-string");
-                rc = TW_ECONF;
-                break;
-            }
-            rc = parse_condition(ld, cs, cl, rr.first_sel, rr.n_sels, &max_stack);
-            if (!rc && k++ > 0) {
-                if (!(rc = GROW(rs, ops)))
-                    rs->ops[rs->n_ops++] = OP_OR;
-            }
-        }
-        if (!rc && k == 0) {
-            rule_problem(ld, "empty 'condition' list");
-            rc = TW_ECONF;
-        }
     } else {
-        rule_problem(ld, "'condition' is not a string");
-        rc = TW_ECONF;
+        rc = load_sigma_rule(ld, doc, root, m_items);
     }
-    if (rc)
-        goto out;
-    if (max_stack + 1 > COND_MAX_STACK) {
-        rule_problem(ld, "condition too complex");
-        rc = TW_ECONF;
-        goto out;
-    }
-    rr.n_ops = (uint32_t)rs->n_ops - rr.first_op;
-    r->file = arena_strndup(rs, ld->file, strlen(ld->file));
-    if (!r->file || set_techniques(rs, r)) {
-        rc = TW_ENOMEM;
-        goto out;
-    }
-    for (size_t i = m_items; i < rs->n_items; i++)
-        r->fields |= rs->items[i].fields;
-    rs->rules[rs->n_rules++] = rr;
-    return TW_OK;
-out:
+    if (rc == TW_OK)
+        return TW_OK;
     /* a skipped or failed rule leaves nothing behind but arena strings */
     rs->n_sels = m_sels;
     rs->n_groups = m_groups;
@@ -1210,26 +1274,92 @@ static const char *trim(const char *s, const char *e, const char **end)
     return s;
 }
 
-/* '# key: value' header lines give the rule's metadata; each other line is one domain. */
-static int load_list_mem(struct loader *ld, const uint8_t *data, size_t len)
+/* Where a one-string header key of an indicator list goes; NULL for any other key. */
+static char **list_meta_slot(struct rule *r, const char *ks, size_t kl)
+{
+    if (kl == 2 && !strncasecmp(ks, "id", 2))
+        return &r->id;
+    if (kl == 5 && !strncasecmp(ks, "title", 5))
+        return &r->title;
+    if (kl == 5 && !strncasecmp(ks, "level", 5))
+        return &r->level;
+    if (kl == 6 && !strncasecmp(ks, "status", 6))
+        return &r->status;
+    if (kl == 6 && !strncasecmp(ks, "author", 6))
+        return &r->author;
+    if (kl == 11 && !strncasecmp(ks, "description", 11))
+        return &r->description;
+    return NULL;
+}
+
+/* "# tags: a, b, c": the comma-separated tags, blanks dropped. */
+static int list_tags(struct ruleset *rs, struct rule *r, const char *vs, const char *ve)
+{
+    size_t k = 0;
+    for (const char *q = vs; q < ve; q++)
+        k += *q == ',';
+    r->tags = arena_alloc(rs, (k + 1) * sizeof(char *));
+    if (!r->tags)
+        return TW_ENOMEM;
+    for (const char *q = vs; q < ve;) {
+        const char *c = memchr(q, ',', (size_t)(ve - q));
+        const char *te2, *ts = trim(q, c ? c : ve, &te2);
+        q = c ? c + 1 : ve;
+        if (ts == te2)
+            continue;
+        if (!(r->tags[r->n_tags++] = arena_strndup(rs, ts, (size_t)(te2 - ts))))
+            return TW_ENOMEM;
+    }
+    return TW_OK;
+}
+
+/* One "key: value" header, text t[0..te) after the '#'. TW_ECONF (reported) for a field
+ * the list cannot mean; lines that are no known key are comments. */
+static int list_header(struct loader *ld, struct rule *r, const char *t, const char *te)
 {
     struct ruleset *rs = ld->rs;
-    int rc = GROW(rs, rules);
-    if (rc)
-        return rc;
-    struct rrule rr;
-    memset(&rr, 0, sizeof(rr));
-    rr.indicator = 1;
-    struct rule *r = &rr.pub;
-    r->fields = RF_DEST_HOST | RF_QUERY;
-    uint32_t rule_idx = (uint32_t)rs->n_rules;
-    size_t m_doms = rs->n_doms, m_dpool = rs->dpool_len;
-    const char *base = strrchr(ld->file, '/');
-    base = base ? base + 1 : ld->file;
-    const char *s = (const char *)data, *end = s + len;
-    size_t line = 0;
-    ld->title = ld->id = NULL;
-    /* pass 1: header comments, so errors about domains can name the rule */
+    const char *colon = memchr(t, ':', (size_t)(te - t));
+    if (!colon)
+        return TW_OK;
+    const char *ke, *vs, *ve;
+    const char *ks = trim(t, colon, &ke);
+    vs = trim(colon + 1, te, &ve);
+    size_t kl = (size_t)(ke - ks), vl = (size_t)(ve - vs);
+    char **one = list_meta_slot(r, ks, kl);
+    if (one) {
+        if (!*one && !(*one = arena_strndup(rs, vs, vl)))
+            return TW_ENOMEM;
+    } else if (kl == 5 && !strncasecmp(ks, "field", 5)) {
+        if (vl == 9 && !strncasecmp(vs, "dest_host", 9))
+            r->fields = RF_DEST_HOST;
+        else if (vl == 5 && !strncasecmp(vs, "query", 5))
+            r->fields = RF_QUERY;
+        else if (vl == 3 && !strncasecmp(vs, "any", 3))
+            r->fields = RF_DEST_HOST | RF_QUERY;
+        else {
+            ld->title = r->title;
+            ld->id = r->id;
+            ld->line = 0;
+            rule_problem(ld, "field '%.*s' is not dest_host, query or any", (int)vl, vs);
+            return TW_ECONF;
+        }
+    } else if (kl == 4 && !strncasecmp(ks, "tags", 4) && !r->tags) {
+        return list_tags(rs, r, vs, ve);
+    } else if (kl == 14 && !strncasecmp(ks, "falsepositives", 14) && !r->falsepositives) {
+        r->falsepositives = arena_alloc(rs, sizeof(char *));
+        if (!r->falsepositives || !(r->falsepositives[0] = arena_strndup(rs, vs, vl)))
+            return TW_ENOMEM;
+        r->n_falsepositives = 1;
+    }
+    return TW_OK;
+}
+
+/* Pass 1 over the list: the '#' header lines, then the defaults of what they left unset
+ * (id: the file name, title: "Indicator list FILE", level: medium). */
+static int list_metadata(struct loader *ld, struct rule *r, const char *s, const char *end,
+                         const char *base)
+{
+    struct ruleset *rs = ld->rs;
     for (const char *p = s; p < end;) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *le = nl ? nl : end, *te;
@@ -1239,65 +1369,9 @@ static int load_list_mem(struct loader *ld, const uint8_t *data, size_t len)
             continue;
         t++;
         t = trim(t, te, &te);
-        const char *colon = memchr(t, ':', (size_t)(te - t));
-        if (!colon)
-            continue;
-        const char *ke, *vs, *ve;
-        const char *ks = trim(t, colon, &ke);
-        vs = trim(colon + 1, te, &ve);
-        size_t kl = (size_t)(ke - ks), vl = (size_t)(ve - vs);
-        char **one = NULL;
-        if (kl == 2 && !strncasecmp(ks, "id", 2))
-            one = &r->id;
-        else if (kl == 5 && !strncasecmp(ks, "title", 5))
-            one = &r->title;
-        else if (kl == 5 && !strncasecmp(ks, "level", 5))
-            one = &r->level;
-        else if (kl == 6 && !strncasecmp(ks, "status", 6))
-            one = &r->status;
-        else if (kl == 6 && !strncasecmp(ks, "author", 6))
-            one = &r->author;
-        else if (kl == 11 && !strncasecmp(ks, "description", 11))
-            one = &r->description;
-        if (one) {
-            if (!*one && !(*one = arena_strndup(rs, vs, vl)))
-                return TW_ENOMEM;
-        } else if (kl == 5 && !strncasecmp(ks, "field", 5)) {
-            if (vl == 9 && !strncasecmp(vs, "dest_host", 9))
-                r->fields = RF_DEST_HOST;
-            else if (vl == 5 && !strncasecmp(vs, "query", 5))
-                r->fields = RF_QUERY;
-            else if (vl == 3 && !strncasecmp(vs, "any", 3))
-                r->fields = RF_DEST_HOST | RF_QUERY;
-            else {
-                ld->title = r->title;
-                ld->id = r->id;
-                ld->line = 0;
-                rule_problem(ld, "field '%.*s' is not dest_host, query or any", (int)vl, vs);
-                return rs->policy == RULE_POLICY_SKIP ? 0 : TW_ECONF;
-            }
-        } else if (kl == 4 && !strncasecmp(ks, "tags", 4) && !r->tags) {
-            size_t k = 0;
-            for (const char *q = vs; q < ve; q++)
-                k += *q == ',';
-            r->tags = arena_alloc(rs, (k + 1) * sizeof(char *));
-            if (!r->tags)
-                return TW_ENOMEM;
-            for (const char *q = vs; q < ve;) {
-                const char *c = memchr(q, ',', (size_t)(ve - q));
-                const char *te2, *ts = trim(q, c ? c : ve, &te2);
-                q = c ? c + 1 : ve;
-                if (ts == te2)
-                    continue;
-                if (!(r->tags[r->n_tags++] = arena_strndup(rs, ts, (size_t)(te2 - ts))))
-                    return TW_ENOMEM;
-            }
-        } else if (kl == 14 && !strncasecmp(ks, "falsepositives", 14) && !r->falsepositives) {
-            r->falsepositives = arena_alloc(rs, sizeof(char *));
-            if (!r->falsepositives || !(r->falsepositives[0] = arena_strndup(rs, vs, vl)))
-                return TW_ENOMEM;
-            r->n_falsepositives = 1;
-        }
+        int rc = list_header(ld, r, t, te);
+        if (rc)
+            return rc;
     }
     if (!r->id && !(r->id = arena_strndup(rs, base, strlen(base))))
         return TW_ENOMEM;
@@ -1309,9 +1383,33 @@ static int load_list_mem(struct loader *ld, const uint8_t *data, size_t len)
     }
     if (!r->level && !(r->level = arena_strndup(rs, "medium", 6)))
         return TW_ENOMEM;
-    ld->title = r->title;
-    ld->id = r->id;
-    /* pass 2: domains */
+    return TW_OK;
+}
+
+/* The domain of one line t[0..te) without its comment: "*." or a leading dot and one
+ * trailing dot dropped. Returns its start, length in *dl; false when it is no domain name. */
+static bool list_domain(const char *t, const char *te, const char **dom, size_t *dl)
+{
+    if (te - t >= 2 && t[0] == '*' && t[1] == '.')
+        t += 2; /* '*.example.com' says the same as 'example.com' here */
+    else if (t[0] == '.')
+        t++;
+    if (te > t && te[-1] == '.')
+        te--;
+    *dom = t;
+    *dl = (size_t)(te - t);
+    bool ok = *dl > 0 && *dl <= 253;
+    for (size_t i = 0; ok && i < *dl; i++)
+        ok = domain_char(t[i]) && !(t[i] == '.' && (i == 0 || t[i - 1] == '.'));
+    return ok;
+}
+
+/* Pass 2: one domain per line. TW_ECONF (reported, domains of this list rolled back) at the
+ * first line that is no domain name. */
+static int list_domains(struct loader *ld, const char *s, const char *end, uint32_t rule_idx)
+{
+    struct ruleset *rs = ld->rs;
+    size_t m_doms = rs->n_doms, m_dpool = rs->dpool_len, line = 0;
     for (const char *p = s; p < end;) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *ls = p, *le = nl ? nl : end, *te;
@@ -1321,26 +1419,49 @@ static int load_list_mem(struct loader *ld, const uint8_t *data, size_t len)
         const char *t = trim(ls, cm ? cm : le, &te);
         if (t == te)
             continue;
-        if (te - t >= 2 && t[0] == '*' && t[1] == '.')
-            t += 2; /* '*.example.com' says the same as 'example.com' here */
-        else if (t[0] == '.')
-            t++;
-        if (te > t && te[-1] == '.')
-            te--;
-        size_t dl = (size_t)(te - t);
-        bool ok = dl > 0 && dl <= 253;
-        for (size_t i = 0; ok && i < dl; i++)
-            ok = domain_char(t[i]) && !(t[i] == '.' && (i == 0 || t[i - 1] == '.'));
-        if (!ok) {
+        size_t dl;
+        if (!list_domain(t, te, &t, &dl)) {
             ld->line = line;
             rule_problem(ld, "line is not a domain name: '%.*s'", (int)(dl > 80 ? 80 : dl), t);
             rs->n_doms = m_doms;
             rs->dpool_len = m_dpool;
-            return rs->policy == RULE_POLICY_SKIP ? 0 : TW_ECONF;
+            return TW_ECONF;
         }
-        if ((rc = add_domain(rs, t, dl, rule_idx)))
+        int rc = add_domain(rs, t, dl, rule_idx);
+        if (rc)
             return rc;
     }
+    return TW_OK;
+}
+
+/* '# key: value' header lines give the rule's metadata; each other line is one domain.
+ * Returns 1 (one rule), 0 when the list was skipped under RULE_POLICY_SKIP, or < 0. */
+static int load_list_mem(struct loader *ld, const uint8_t *data, size_t len)
+{
+    struct ruleset *rs = ld->rs;
+    int rc = GROW(rs, rules);
+    if (rc)
+        return rc;
+    struct rrule rr;
+    memset(&rr, 0, sizeof(rr));
+    rr.indicator = 1;
+    struct rule *r = &rr.pub;
+    r->fields = RF_DEST_HOST | RF_QUERY;
+    const char *base = strrchr(ld->file, '/');
+    base = base ? base + 1 : ld->file;
+    const char *s = (const char *)data, *end = s + len;
+    ld->title = ld->id = NULL;
+    /* headers first, so errors about domains can name the rule */
+    rc = list_metadata(ld, r, s, end, base);
+    if (rc == TW_OK) {
+        ld->title = r->title;
+        ld->id = r->id;
+        rc = list_domains(ld, s, end, (uint32_t)rs->n_rules);
+    }
+    if (rc == TW_ECONF)
+        return rs->policy == RULE_POLICY_SKIP ? 0 : TW_ECONF;
+    if (rc)
+        return rc;
     r->file = arena_strndup(rs, ld->file, strlen(ld->file));
     if (!r->file || set_techniques(rs, r))
         return TW_ENOMEM;

@@ -59,6 +59,16 @@ struct pub_opts {
                                      the spool is the one that waits for Redis replies */
 };
 
+struct tw_cfg;
+
+/* Fills po from cfg's redis section as the sensor runs it: the password from the environment
+ * variable named by redis.password_env when that variable is set, else redis.password; the
+ * modes, keys, stream length, queue, spool (an empty dir: no spool), timeout and heartbeat;
+ * every other field 0 (pub_new's default). The strings point into cfg and the environment:
+ * keep both unchanged until pub_new() has copied them. TW_OK, or TW_EBAD for a NULL argument.
+ * Whether Redis is wanted at all (redis.url "none", replay without -c) is the caller's call. */
+int pub_opts_from_cfg(const struct tw_cfg *cfg, struct pub_opts *po);
+
 /* Parsed form of pub_opts.url. */
 struct pub_url {
     bool is_unix;

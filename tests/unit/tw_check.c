@@ -1,4 +1,5 @@
-/* tw_check.c - main() for every Check suite: fork mode, summary line, exit status. */
+/* tw_check.c - main() for every Check suite: fork mode, summary line, exit status (0 passed,
+ * 1 failed, 77 skipped; see tw_check.h). */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -40,6 +41,23 @@ const char *tw_src_path(const char *rel)
     return buf;
 }
 
+#define TW_EXIT_SKIP 77 /* ctest's SKIP_RETURN_CODE, automake's convention */
+
+static char skip_reason[512]; /* set by tw_skip_partly(), in the parent */
+
+void tw_skip_suite(const char *why)
+{
+    printf("SKIP: %s\n", why);
+    fflush(stdout);
+    exit(TW_EXIT_SKIP);
+}
+
+void tw_skip_partly(const char *why)
+{
+    if (!skip_reason[0])
+        snprintf(skip_reason, sizeof(skip_reason), "%s", why);
+}
+
 int main(void)
 {
     SRunner *sr = srunner_create(tw_suite());
@@ -47,5 +65,11 @@ int main(void)
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    if (failed)
+        return EXIT_FAILURE;
+    if (skip_reason[0]) {
+        printf("SKIP: %s (the other tests passed)\n", skip_reason);
+        return TW_EXIT_SKIP;
+    }
+    return EXIT_SUCCESS;
 }
