@@ -311,6 +311,13 @@ static const char *closest(const char *path, const char *const *cands, size_t n,
     return best;
 }
 
+/* A guess is shown only when it is this close: a quarter of the name, at least 2 edits. */
+static bool close_enough(const char *path, size_t d)
+{
+    size_t limit = strlen(path) / 4;
+    return d <= (limit > 2 ? limit : 2);
+}
+
 static const char *suggest(const char *path)
 {
     const char *cands[N_KEYS + TW_ARRAY_LEN(groups)];
@@ -321,8 +328,15 @@ static const char *suggest(const char *path)
         cands[n++] = groups[i];
     size_t d = SIZE_MAX;
     const char *best = closest(path, cands, n, NULL, &d);
-    size_t limit = strlen(path) / 4;
-    return best && d <= (limit > 2 ? limit : 2) ? best : NULL;
+    return close_enough(path, d) ? best : NULL;
+}
+
+static void unknown_key(struct rep *r, uint32_t line, const char *path, const char *best)
+{
+    if (best)
+        problem(r, line, path, "unknown key (did you mean %s?)", best);
+    else
+        problem(r, line, path, "unknown key");
 }
 
 /* "a string", "an integer", ...: the article goes with the name in messages. */
@@ -1256,11 +1270,7 @@ static void walk_group(struct load *L, const config_setting_t *g, const char *pr
         }
         const struct key *k = find_key(path);
         if (!k) {
-            const char *best = suggest(path);
-            if (best)
-                problem(L->r, line, path, "unknown key (did you mean %s?)", best);
-            else
-                problem(L->r, line, path, "unknown key");
+            unknown_key(L->r, line, path, suggest(path));
             continue;
         }
         if (k->type == K_ALLOW) {
@@ -1311,9 +1321,9 @@ static void read_password_env(struct tw_cfg *cfg, struct rep *r, uint32_t line)
         problem(r, line, "redis.password_env", "out of memory");
 }
 
-int cfg_load(struct tw_cfg *cfg, const char *path, FILE *err)
+/* TW_OK when path can be opened; else TW_EIO with the reason written to err. */
+static int check_readable(const char *path, FILE *err)
 {
-    struct rep r = {err, path, false, 0};
     FILE *f = fopen(path, "r");
     if (!f) {
         if (err)
@@ -1321,6 +1331,36 @@ int cfg_load(struct tw_cfg *cfg, const char *path, FILE *err)
         return TW_EIO;
     }
     fclose(f);
+    return TW_OK;
+}
+
+/* Parses path into c (@include relative to dir). Returns TW_OK (destroy c when done), or
+ * TW_EIO / 1 (one syntax error) with the message written and c already destroyed. */
+static int read_config(config_t *c, const char *path, const char *dir, FILE *err)
+{
+    config_init(c);
+    config_set_include_dir(c, dir);
+    if (config_read_file(c, path) == CONFIG_TRUE)
+        return TW_OK;
+    int rc = 1;
+    if (config_error_type(c) == CONFIG_ERR_FILE_IO) {
+        if (err)
+            fprintf(err, "%s: cannot read\n", path);
+        rc = TW_EIO;
+    } else if (err) {
+        const char *ef = config_error_file(c);
+        fprintf(err, "%s:%d: syntax error: %s\n", ef ? ef : path, config_error_line(c),
+                config_error_text(c) ? config_error_text(c) : "?");
+    }
+    config_destroy(c);
+    return rc;
+}
+
+int cfg_load(struct tw_cfg *cfg, const char *path, FILE *err)
+{
+    struct rep r = {err, path, false, 0};
+    if (check_readable(path, err))
+        return TW_EIO;
     if (set_str(&cfg->file, path) != TW_OK)
         return TW_ENOMEM;
     char *dir = config_dir(path);
@@ -1332,23 +1372,10 @@ int cfg_load(struct tw_cfg *cfg, const char *path, FILE *err)
         apply(cfg, &r, kp, &v, 0, dir);
     }
     config_t c;
-    config_init(&c);
-    config_set_include_dir(&c, dir);
-    if (config_read_file(&c, path) != CONFIG_TRUE) {
-        if (config_error_type(&c) == CONFIG_ERR_FILE_IO) {
-            if (err)
-                fprintf(err, "%s: cannot read\n", path);
-            config_destroy(&c);
-            free(dir);
-            return TW_EIO;
-        }
-        const char *ef = config_error_file(&c);
-        if (err)
-            fprintf(err, "%s:%d: syntax error: %s\n", ef ? ef : path, config_error_line(&c),
-                    config_error_text(&c) ? config_error_text(&c) : "?");
-        config_destroy(&c);
+    int rc = read_config(&c, path, dir, err);
+    if (rc) {
         free(dir);
-        return 1;
+        return rc;
     }
     struct load L = {cfg, &r, dir, 0};
     walk_group(&L, config_root_setting(&c), "");
@@ -1362,6 +1389,118 @@ int cfg_load(struct tw_cfg *cfg, const char *path, FILE *err)
         read_password_env(cfg, &r, config_setting_source_line(pwe));
     config_destroy(&c);
     free(dir);
+    return r.n;
+}
+
+/* ---- a separate key table (cfg_load_table) ---- */
+
+struct tload {
+    const struct cfg_tkey *keys;
+    size_t n;
+    void *obj;
+    struct rep *r;
+    int depth;
+};
+
+static const struct cfg_tkey *tkey_find(const struct tload *T, const char *path)
+{
+    for (size_t i = 0; i < T->n; i++)
+        if (strcmp(path, T->keys[i].path) == 0)
+            return &T->keys[i];
+    return NULL;
+}
+
+/* A group is any proper prefix of a key's path ("redis" for "redis.url"). */
+static bool tkey_is_group(const struct tload *T, const char *path)
+{
+    size_t n = strlen(path);
+    for (size_t i = 0; i < T->n; i++)
+        if (strncmp(T->keys[i].path, path, n) == 0 && T->keys[i].path[n] == '.')
+            return true;
+    return false;
+}
+
+static const char *tkey_suggest(const struct tload *T, const char *path)
+{
+    size_t d = SIZE_MAX;
+    const char *best = NULL;
+    for (size_t i = 0; i < T->n; i++)
+        best = closest(path, &T->keys[i].path, 1, best, &d);
+    return best && close_enough(path, d) ? best : NULL;
+}
+
+/* Type, range and length checks, then the assignment; the field is unchanged on a problem. */
+static void tkey_apply(const struct tload *T, const struct cfg_tkey *k, const config_setting_t *s)
+{
+    uint32_t line = config_setting_source_line(s);
+    struct key as = {k->path, k->kind == CFG_T_STR ? K_STR : K_LONG, 0, 0, 0, 0, NULL};
+    struct val v;
+    if (!val_from_setting(T->r, &as, s, &v))
+        return;
+    char *f = (char *)T->obj + k->off;
+    if (k->kind == CFG_T_I64) {
+        if (v.i < k->min || v.i > k->max) {
+            problem(T->r, line, k->path, "%lld is out of range (%lld..%lld)", v.i,
+                    (long long)k->min, (long long)k->max);
+            return;
+        }
+        int64_t i = (int64_t)v.i;
+        memcpy(f, &i, sizeof(i));
+        return;
+    }
+    size_t len = strlen(v.s);
+    /* why: the field is a fixed array; a silently cut URL or password would be worse */
+    if (len >= k->size) {
+        problem(T->r, line, k->path, "too long (%zu bytes, at most %zu)", len, k->size - 1);
+        return;
+    }
+    memcpy(f, v.s, len + 1);
+}
+
+static void walk_table(struct tload *T, const config_setting_t *g, const char *prefix)
+{
+    if (++T->depth > 4) { /* as walk_group: a pathological file must not recurse far */
+        T->depth--;
+        return;
+    }
+    int n = config_setting_length(g);
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
+        if (!s)
+            break;
+        const char *name = config_setting_name(s);
+        uint32_t line = config_setting_source_line(s);
+        char path[PATH_MAX_KEY];
+        snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", name ? name : "?");
+        const struct cfg_tkey *k = tkey_find(T, path);
+        if (k) {
+            tkey_apply(T, k, s);
+        } else if (!tkey_is_group(T, path)) {
+            unknown_key(T->r, line, path, tkey_suggest(T, path));
+        } else if (!config_setting_is_group(s)) {
+            problem(T->r, line, path, "expected a group { ... }, got %s",
+                    type_name(config_setting_type(s)));
+        } else {
+            walk_table(T, s, path);
+        }
+    }
+    T->depth--;
+}
+
+int cfg_load_table(const struct cfg_tkey *table, size_t n, void *obj, const char *path, FILE *err)
+{
+    struct rep r = {err, path, false, 0};
+    if (check_readable(path, err))
+        return TW_EIO;
+    char *dir = config_dir(path);
+    config_t c;
+    int rc = read_config(&c, path, dir, err);
+    free(dir);
+    if (rc)
+        return rc;
+    struct tload T = {table, n, obj, &r, 0};
+    walk_table(&T, config_root_setting(&c), "");
+    config_destroy(&c);
     return r.n;
 }
 
@@ -1384,11 +1523,7 @@ int cfg_set(struct tw_cfg *cfg, const char *assignment, FILE *err)
     char *p = trim(path);
     const struct key *k = find_key(p);
     if (!k) {
-        const char *best = suggest(p);
-        if (best)
-            problem(&r, CFG_LINE_SET, p, "unknown key (did you mean %s?)", best);
-        else
-            problem(&r, CFG_LINE_SET, p, "unknown key");
+        unknown_key(&r, CFG_LINE_SET, p, suggest(p));
         return r.n;
     }
     char *text = strdup(eq + 1);

@@ -1,7 +1,9 @@
-/* json.c - streaming JSON writer (see json.h).
+/* json.c - streaming JSON writer (see json.h): the one capped buffer, string escaper and
+ * UTF-8 check that the sensor's records and tunnelwatch-web's responses share.
  *
  * UTF-8 validation follows RFC 3629 (no overlongs, no surrogates, max U+10FFFF); anything
  * else becomes U+FFFD so that a hostile hostname can never produce an unparsable line.
+ * Escaping copies runs of plain printable ASCII in one go and looks at the rest byte by byte.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,14 +60,20 @@ static void put(struct jw *w, const char *s, size_t n)
     w->buf[w->len] = '\0';
 }
 
+void jw_append(struct jw *w, const char *s, size_t n)
+{
+    put(w, s, n);
+}
+
 static void puts_(struct jw *w, const char *s)
 {
     put(w, s, strlen(s));
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 when invalid. */
-static size_t utf8_len(const uint8_t *s, size_t n)
+size_t jw_utf8_len(const uint8_t *s, size_t n)
 {
+    if (n == 0)
+        return 0;
     uint8_t c = s[0];
     size_t len;
     uint32_t cp;
@@ -96,13 +104,44 @@ static size_t utf8_len(const uint8_t *s, size_t n)
     return len;
 }
 
+size_t jw_utf8_put(uint32_t cp, char out[4])
+{
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xc0 | cp >> 6);
+        out[1] = (char)(0x80 | (cp & 0x3f));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xe0 | cp >> 12);
+        out[1] = (char)(0x80 | (cp >> 6 & 0x3f));
+        out[2] = (char)(0x80 | (cp & 0x3f));
+        return 3;
+    }
+    out[0] = (char)(0xf0 | cp >> 18);
+    out[1] = (char)(0x80 | (cp >> 12 & 0x3f));
+    out[2] = (char)(0x80 | (cp >> 6 & 0x3f));
+    out[3] = (char)(0x80 | (cp & 0x3f));
+    return 4;
+}
+
+/* Bytes written as \u00XX: controls, DEL, and in html_safe mode the HTML markup starters. */
+static bool needs_u_escape(const struct jw *w, uint8_t c)
+{
+    return c < 0x20 || c == 0x7f || (w->html_safe && (c == '<' || c == '>' || c == '&'));
+}
+
 void jw_escape(struct jw *w, const uint8_t *s, size_t n)
 {
     size_t i = 0;
     while (i < n) {
         size_t run = i;
         /* copy plain printable ASCII in one go */
-        while (run < n && s[run] >= 0x20 && s[run] < 0x7f && s[run] != '"' && s[run] != '\\')
+        while (run < n && s[run] < 0x7f && s[run] != '"' && s[run] != '\\' &&
+               !needs_u_escape(w, s[run]))
             run++;
         if (run > i) {
             put(w, (const char *)s + i, run - i);
@@ -116,12 +155,12 @@ void jw_escape(struct jw *w, const uint8_t *s, size_t n)
             esc[1] = (char)c;
             put(w, esc, 2);
             i++;
-        } else if (c < 0x20 || c == 0x7f) {
+        } else if (needs_u_escape(w, c)) {
             snprintf(esc, sizeof(esc), "\\u%04x", c);
             put(w, esc, 6);
             i++;
         } else {
-            size_t l = utf8_len(s + i, n - i);
+            size_t l = jw_utf8_len(s + i, n - i);
             if (l == 0) {
                 puts_(w, "\\ufffd");
                 i++;
@@ -155,12 +194,17 @@ void jw_key(struct jw *w, const char *key)
     w->need_comma = true;
 }
 
-void jw_strn(struct jw *w, const char *key, const uint8_t *s, size_t n)
+void jw_quote(struct jw *w, const uint8_t *s, size_t n)
 {
-    jw_key(w, key);
     put(w, "\"", 1);
     jw_escape(w, s, n);
     put(w, "\"", 1);
+}
+
+void jw_strn(struct jw *w, const char *key, const uint8_t *s, size_t n)
+{
+    jw_key(w, key);
+    jw_quote(w, s, n);
 }
 
 void jw_str(struct jw *w, const char *key, const char *s)
@@ -205,9 +249,7 @@ void jw_strv(struct jw *w, const char *key, char *const *v, size_t n)
     for (size_t i = 0; i < n; i++) {
         if (i)
             put(w, ",", 1);
-        put(w, "\"", 1);
-        jw_escape(w, (const uint8_t *)v[i], strlen(v[i]));
-        put(w, "\"", 1);
+        jw_quote(w, (const uint8_t *)v[i], strlen(v[i]));
     }
     put(w, "]", 1);
 }

@@ -12,6 +12,8 @@
  *     n += cfg_validate(&cfg, stderr);
  *     if (n) exit(2);
  *
+ * cfg_load_table() reads another program's file (a caller-supplied key table) the same way.
+ *
  * Strings in the struct are owned by it (cfg_free); replace them with free()+strdup().
  * A NULL optional string means "not set" (the file writes it as "").
  */
@@ -166,6 +168,24 @@ int cfg_validate(const struct tw_cfg *cfg, FILE *err);
 /* Prints the effective configuration in libconfig syntax (passwords masked as "********");
  * cfg_load() of the output gives the same values. */
 void cfg_print(const struct tw_cfg *cfg, FILE *out);
+
+/* A separate key table: another program's configuration file (tunnelwatch-web's) read with
+ * the same machinery and messages as the sensor's, into the caller's own struct. */
+enum cfg_tkind {
+    CFG_T_STR, /* char[size] at off; a value of size bytes or more is a problem */
+    CFG_T_I64, /* int64_t at off, within min..max */
+};
+struct cfg_tkey {
+    const char *path; /* dotted, e.g. "redis.url"; its prefixes ("redis") are the groups */
+    enum cfg_tkind kind;
+    size_t off, size; /* offsetof / sizeof the field in the caller's struct */
+    int64_t min, max; /* CFG_T_I64 only */
+};
+/* Reads path over the values already in obj (keys the file does not name keep them). Each
+ * problem is one line "PATH:LINE: KEY: problem" as in cfg_load: unknown key (with a
+ * suggestion), wrong type, out of range, string too long, syntax error. Returns the number
+ * of problems (0 = ok) or TW_EIO (message written). */
+int cfg_load_table(const struct cfg_tkey *table, size_t n, void *obj, const char *path, FILE *err);
 
 /* CIDR helpers used by attribution and the allowlist. */
 int cfg_parse_cidr(const char *s, struct cfg_cidr *out) TW_WUR;

@@ -1,9 +1,12 @@
-/* json.h - small streaming JSON writer for alert records.
+/* json.h - small streaming JSON writer for alert records and the SOC page's responses.
  *
- * Appends to a growable buffer owned by struct jw (capped: TW_ELIMIT past cap). Strings
- * that come off the wire are escaped byte by byte: quotes, backslash and control characters
- * as \uXXXX, and bytes that are not valid UTF-8 as U+FFFD, so every line parses.
- * Keys are dotted ECS names written flat ("source.ip"), as ECS allows.
+ * Appends to a growable buffer owned by struct jw (capped: TW_ELIMIT past cap; the error
+ * latches, later appends do nothing). Strings that come off the wire are escaped byte by
+ * byte: quotes, backslash and control characters as \uXXXX, and bytes that are not valid
+ * UTF-8 as U+FFFD, so every line parses. Keys are dotted ECS names written flat
+ * ("source.ip"), as ECS allows. The keyed calls (jw_str, ...) place commas themselves;
+ * jw_append and jw_quote write exactly what they are given, for callers that lay out arrays
+ * and bare values by hand (tunnelwatch-web).
  */
 #ifndef TW_JSON_H
 #define TW_JSON_H
@@ -18,6 +21,9 @@ struct jw {
     char *buf;
     size_t len, cap, max;
     bool need_comma;
+    /* Also escape <, > and & (as \u003c, \u003e, \u0026) so that the text stays inert even
+     * if a browser is made to read it as HTML. Off after jw_init; jw_reset keeps it. */
+    bool html_safe;
     int err;
 };
 
@@ -41,5 +47,15 @@ void jw_u64v(struct jw *w, const char *key, const uint64_t *v, size_t n);
 void jw_raw(struct jw *w, const char *key, const char *json);
 /* Appends escaped s (no quotes) to w: for callers composing strings. */
 void jw_escape(struct jw *w, const uint8_t *s, size_t n);
+/* Appends s quoted and escaped, with no key and no comma: an array item or a bare value. */
+void jw_quote(struct jw *w, const uint8_t *s, size_t n);
+/* Appends n bytes as they are (punctuation, or text that is already JSON). */
+void jw_append(struct jw *w, const char *s, size_t n);
+
+/* Length (1..4) of the valid UTF-8 sequence at the start of s (RFC 3629: no overlong form,
+ * no surrogate, at most U+10FFFF), 0 when it is not one or n is 0. */
+size_t jw_utf8_len(const uint8_t *s, size_t n);
+/* Encodes code point cp (at most U+10FFFF) as UTF-8 into out; returns the length (1..4). */
+size_t jw_utf8_put(uint32_t cp, char out[4]);
 
 #endif /* TW_JSON_H */

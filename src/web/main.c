@@ -1,22 +1,26 @@
-/* main.c - tunnelwatch-web: the analyst's live page over the tunnelwatch alert stream.
+/* main.c - tunnelwatch-web's entry point: command line, configuration, start, wait, stop.
  *
- * Reads the configuration (libconfig, conf/tunnelwatch-web.conf), builds one struct web_app,
- * starts the Redis reader thread and the HTTP daemon, and waits for SIGINT/SIGTERM. Listens on
- * 127.0.0.1:8080 unless `listen` says otherwise; a non-loopback listen without basic auth is
- * allowed (the operator asked for it) but warned about.
+ * main() is a list of named phases: parse_args, load_config, app_init, serve, app_free. The
+ * configuration (conf/tunnelwatch-web.conf, every key in web_keys[] below) is read by tw_core's
+ * cfg_load_table, so a problem in it is reported "FILE:LINE: KEY: problem" exactly like the
+ * sensor's; the command-line flags then override the file. serve() starts the HTTP daemon and
+ * the Redis reader thread and waits for SIGINT/SIGTERM. Listens on 127.0.0.1:8080 unless
+ * `listen` says otherwise; a non-loopback listen without basic auth is allowed (the operator
+ * asked for it) but warned about.
  */
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-#include <libconfig.h>
 #include <microhttpd.h>
 
+#include "tunnelwatch/cfg.h"
 #include "web_int.h"
 
 static volatile sig_atomic_t stop;
@@ -58,72 +62,32 @@ static void defaults(struct web_cfg *c)
     c->poll_sensors_ms = 2000;
 }
 
-static int cfg_str(config_t *cf, const char *path, char *dst, size_t n, const char *file)
-{
-    const char *v;
-    if (!config_lookup_string(cf, path, &v)) {
-        if (config_lookup(cf, path)) {
-            fprintf(stderr, "%s: %s must be a string\n", file, path);
-            return TW_ECONF;
-        }
-        return TW_OK;
+#define WS(p, f)                                                                                   \
+    {                                                                                              \
+        p, CFG_T_STR, offsetof(struct web_cfg, f), sizeof(((struct web_cfg *)0)->f), 0, 0          \
     }
-    if (strlen(v) >= n) {
-        fprintf(stderr, "%s: %s is too long (at most %zu bytes)\n", file, path, n - 1);
-        return TW_ECONF;
+#define WI(p, f, lo, hi)                                                                           \
+    {                                                                                              \
+        p, CFG_T_I64, offsetof(struct web_cfg, f), sizeof(int64_t), lo, hi                         \
     }
-    memcpy(dst, v, strlen(v) + 1);
-    return TW_OK;
-}
 
-static int cfg_int(config_t *cf, const char *path, int64_t *dst, int64_t lo, int64_t hi,
-                   const char *file)
-{
-    long long v;
-    if (!config_lookup_int64(cf, path, &v)) {
-        if (config_lookup(cf, path)) {
-            fprintf(stderr, "%s: %s must be an integer\n", file, path);
-            return TW_ECONF;
-        }
-        return TW_OK;
-    }
-    if (v < lo || v > hi) {
-        fprintf(stderr, "%s: %s = %lld is outside %lld..%lld\n", file, path, v, (long long)lo,
-                (long long)hi);
-        return TW_ECONF;
-    }
-    *dst = (int64_t)v;
-    return TW_OK;
-}
-
-static int load_config(const char *file, struct web_cfg *c)
-{
-    config_t cf;
-    config_init(&cf);
-    if (!config_read_file(&cf, file)) {
-        fprintf(stderr, "%s:%d: %s\n", config_error_file(&cf) ? config_error_file(&cf) : file,
-                config_error_line(&cf), config_error_text(&cf));
-        config_destroy(&cf);
-        return TW_ECONF;
-    }
-    int rc = cfg_str(&cf, "listen", c->listen, sizeof(c->listen), file) ||
-             cfg_str(&cf, "redis.url", c->redis_url, sizeof(c->redis_url), file) ||
-             cfg_str(&cf, "redis.stream_key", c->stream_key, sizeof(c->stream_key), file) ||
-             cfg_str(&cf, "redis.heartbeat_prefix", c->heartbeat_prefix,
-                     sizeof(c->heartbeat_prefix), file) ||
-             cfg_str(&cf, "redis.group", c->group, sizeof(c->group), file) ||
-             cfg_str(&cf, "redis.consumer", c->consumer, sizeof(c->consumer), file) ||
-             cfg_int(&cf, "window.hours", &c->window_hours, 1, 24 * 90, file) ||
-             cfg_int(&cf, "window.entries", &c->window_entries, 10, 1000000, file) ||
-             cfg_int(&cf, "timeline.hours", &c->timeline_hours, 1, 24 * 90, file) ||
-             cfg_int(&cf, "timeline.buckets", &c->timeline_buckets, 1, WEB_TL_MAX, file) ||
-             cfg_int(&cf, "sensors.down_after_s", &c->down_after_s, 1, 86400, file) ||
-             cfg_int(&cf, "sensors.poll_ms", &c->poll_sensors_ms, 100, 600000, file) ||
-             cfg_str(&cf, "auth.user", c->auth_user, sizeof(c->auth_user), file) ||
-             cfg_str(&cf, "auth.password", c->auth_password, sizeof(c->auth_password), file);
-    config_destroy(&cf);
-    return rc ? TW_ECONF : TW_OK;
-}
+/* Every key of conf/tunnelwatch-web.conf, read by tw_core's cfg_load_table. */
+static const struct cfg_tkey web_keys[] = {
+    WS("listen", listen),
+    WS("redis.url", redis_url),
+    WS("redis.stream_key", stream_key),
+    WS("redis.heartbeat_prefix", heartbeat_prefix),
+    WS("redis.group", group),
+    WS("redis.consumer", consumer),
+    WI("window.hours", window_hours, 1, 24 * 90),
+    WI("window.entries", window_entries, 10, 1000000),
+    WI("timeline.hours", timeline_hours, 1, 24 * 90),
+    WI("timeline.buckets", timeline_buckets, 1, WEB_TL_MAX),
+    WI("sensors.down_after_s", down_after_s, 1, 86400),
+    WI("sensors.poll_ms", poll_sensors_ms, 100, 600000),
+    WS("auth.user", auth_user),
+    WS("auth.password", auth_password),
+};
 
 static bool is_loopback(const char *host)
 {
@@ -140,11 +104,15 @@ static int set_opt(char *dst, size_t n, const char *v, const char *what)
     return TW_OK;
 }
 
-int main(int argc, char **argv)
+/* The command line: what it names overrides the file. */
+struct args {
+    const char *conf, *listen, *redis, *stream, *group;
+    int verbose;
+};
+
+/* Phase 1: the command line. Returns -1 to go on, else the exit status. */
+static int parse_args(int argc, char **argv, struct args *a)
 {
-    static struct web_app app;
-    const char *conf = NULL, *listen = NULL, *redis = NULL, *stream = NULL, *group = NULL;
-    int verbose = 0;
     static const struct option longopts[] = {{"listen", required_argument, NULL, 'l'},
                                              {"redis", required_argument, NULL, 'r'},
                                              {"stream", required_argument, NULL, 's'},
@@ -153,25 +121,26 @@ int main(int argc, char **argv)
                                              {"version", no_argument, NULL, 'V'},
                                              {NULL, 0, NULL, 0}};
     int opt;
+    memset(a, 0, sizeof(*a));
     while ((opt = getopt_long(argc, argv, "c:l:vVh", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c':
-            conf = optarg;
+            a->conf = optarg;
             break;
         case 'l':
-            listen = optarg;
+            a->listen = optarg;
             break;
         case 'r':
-            redis = optarg;
+            a->redis = optarg;
             break;
         case 's':
-            stream = optarg;
+            a->stream = optarg;
             break;
         case 'g':
-            group = optarg;
+            a->group = optarg;
             break;
         case 'v':
-            verbose++;
+            a->verbose++;
             break;
         case 'V':
             printf("tunnelwatch-web %s\n", TW_VERSION);
@@ -188,19 +157,26 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    struct web_cfg *c = &app.cfg;
+    return -1;
+}
+
+/* Phase 2: defaults, the file (problems as FILE:LINE: KEY: problem), the command line, the
+ * cross-checks and the Redis URL. TW_OK or TW_ECONF (message written). */
+static int load_config(const struct args *a, struct web_app *app)
+{
+    struct web_cfg *c = &app->cfg;
     defaults(c);
-    if (conf && load_config(conf, c))
-        return 2;
-    if ((listen && set_opt(c->listen, sizeof(c->listen), listen, "--listen")) ||
-        (redis && set_opt(c->redis_url, sizeof(c->redis_url), redis, "--redis")) ||
-        (stream && set_opt(c->stream_key, sizeof(c->stream_key), stream, "--stream")) ||
-        (group && set_opt(c->group, sizeof(c->group), group, "--group")))
-        return 2;
-    c->verbose = verbose;
+    if (a->conf && cfg_load_table(web_keys, TW_ARRAY_LEN(web_keys), c, a->conf, stderr) != 0)
+        return TW_ECONF;
+    if ((a->listen && set_opt(c->listen, sizeof(c->listen), a->listen, "--listen")) ||
+        (a->redis && set_opt(c->redis_url, sizeof(c->redis_url), a->redis, "--redis")) ||
+        (a->stream && set_opt(c->stream_key, sizeof(c->stream_key), a->stream, "--stream")) ||
+        (a->group && set_opt(c->group, sizeof(c->group), a->group, "--group")))
+        return TW_ECONF;
+    c->verbose = a->verbose;
     if (!c->stream_key[0] || !c->group[0]) {
         fprintf(stderr, "tunnelwatch-web: stream key and group must not be empty\n");
-        return 2;
+        return TW_ECONF;
     }
     if (!c->consumer[0]) {
         char hn[64] = "web";
@@ -210,41 +186,55 @@ int main(int argc, char **argv)
     }
     if (c->auth_user[0] && !c->auth_password[0]) {
         fprintf(stderr, "tunnelwatch-web: auth.user is set but auth.password is empty\n");
-        return 2;
+        return TW_ECONF;
     }
     char err[256];
-    if (pub_parse_url(c->redis_url, &app.url, err, sizeof(err))) {
+    if (pub_parse_url(c->redis_url, &app->url, err, sizeof(err))) {
         fprintf(stderr, "tunnelwatch-web: %s\n", err);
-        return 2;
+        return TW_ECONF;
     }
+    return TW_OK;
+}
 
-    pthread_mutex_init(&app.mu, NULL);
-    app.stop = &stop;
-    snprintf(app.redis_err, sizeof(app.redis_err), "not connected yet");
-    app.win = web_win_new((size_t)c->window_entries, c->window_hours * 3600 * 1000000);
-    app.sensors = web_sensors_new(256, c->down_after_s, c->window_hours * 3600);
-    if (!app.win || !app.sensors) {
+/* Phase 3: the window, the sensors table and the lock. TW_ENOMEM (message written). */
+static int app_init(struct web_app *app)
+{
+    const struct web_cfg *c = &app->cfg;
+    pthread_mutex_init(&app->mu, NULL);
+    app->stop = &stop;
+    snprintf(app->redis_err, sizeof(app->redis_err), "not connected yet");
+    app->win = web_win_new((size_t)c->window_entries, c->window_hours * 3600 * 1000000);
+    app->sensors = web_sensors_new(256, c->down_after_s, c->window_hours * 3600);
+    if (!app->win || !app->sensors) {
         fprintf(stderr, "tunnelwatch-web: out of memory\n");
-        return 1;
+        return TW_ENOMEM;
     }
+    return TW_OK;
+}
 
+static void on_signals(void)
+{
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+}
 
+/* Phase 4: the HTTP daemon and the Redis thread, until SIGINT/SIGTERM. The exit status. */
+static int serve(struct web_app *app)
+{
     char host[256];
     int port = 0;
-    struct MHD_Daemon *d = web_http_start(&app, &port, host, sizeof(host));
+    struct MHD_Daemon *d = web_http_start(app, &port, host, sizeof(host));
     if (!d)
         return 1;
     if (!is_loopback(host))
         fprintf(stderr, "tunnelwatch-web: warning: serving on %s, not loopback%s\n", host,
-                c->auth_user[0] ? "" : ", and without basic auth");
+                app->cfg.auth_user[0] ? "" : ", and without basic auth");
     pthread_t rt;
-    if (pthread_create(&rt, NULL, web_redis_main, &app)) {
+    if (pthread_create(&rt, NULL, web_redis_main, app)) {
         fprintf(stderr, "tunnelwatch-web: cannot start the Redis thread\n");
         MHD_stop_daemon(d);
         return 1;
@@ -261,10 +251,33 @@ int main(int argc, char **argv)
 
     MHD_stop_daemon(d);
     pthread_join(rt, NULL);
-    web_win_free(app.win);
-    web_sensors_free(app.sensors);
-    explicit_bzero(app.url.password, sizeof(app.url.password));
-    explicit_bzero(c->auth_password, sizeof(c->auth_password));
-    pthread_mutex_destroy(&app.mu);
     return 0;
+}
+
+/* Phase 5: free what app_init made and wipe the secrets. */
+static void app_free(struct web_app *app)
+{
+    web_win_free(app->win);
+    web_sensors_free(app->sensors);
+    explicit_bzero(app->url.password, sizeof(app->url.password));
+    explicit_bzero(app->cfg.auth_password, sizeof(app->cfg.auth_password));
+    pthread_mutex_destroy(&app->mu);
+}
+
+int main(int argc, char **argv)
+{
+    static struct web_app app;
+    struct args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc >= 0)
+        return rc;
+    if (load_config(&a, &app))
+        return 2;
+    if (app_init(&app))
+        return 1;
+    on_signals();
+    rc = serve(&app);
+    if (rc == 0)
+        app_free(&app);
+    return rc;
 }

@@ -1,12 +1,14 @@
-/* webcore.c - records, window, aggregation and rendering for tunnelwatch-web.
+/* webcore.c - tunnelwatch-web's data model: the strict JSON reader, record parsing, the
+ * bounded window, per-host aggregation, the JSON/HTML renderers and the sensors table.
  *
  * Trade-offs: views are recomputed per request from the window (O(window) with small hash
  * tables) instead of maintaining incremental aggregates, so eviction and filters need no
  * bookkeeping; at the default 20000 records this costs about a millisecond per poll. The JSON
  * parser is a strict validator with a callback per top-level member: records are flat, and
- * anything nested (tags, technique ids) is only kept as raw text inside the record.
+ * anything nested (tags, technique ids) is only kept as raw text inside the record. Output is
+ * written with tw_core's JSON writer (json.h) in its html_safe mode, so the web carries no
+ * buffer, escaper or UTF-8 code of its own; only the HTML escaper for /record lives here.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,171 +17,37 @@
 #include "tunnelwatch/cursor.h"
 #include "webcore.h"
 
-/* ---- output buffer ---- */
+/* ---- output: tw_core's JSON writer, plus HTML escaping ---- */
 
-void web_buf_init(struct web_buf *b, size_t max)
+void web_out_init(struct jw *out, size_t max)
 {
-    memset(b, 0, sizeof(*b));
-    b->max = max;
+    jw_init(out, max);
+    /* why <, >, &: the JSON must stay inert even if someone serves it as HTML */
+    out->html_safe = true;
 }
 
-void web_buf_free(struct web_buf *b)
+static void out_puts(struct jw *out, const char *s)
 {
-    free(b->p);
-    memset(b, 0, sizeof(*b));
+    jw_append(out, s, strlen(s));
 }
 
-static bool buf_grow(struct web_buf *b, size_t n)
+void web_html_escape(struct jw *b, const char *s, size_t n)
 {
-    if (b->err)
-        return false;
-    if (b->len + n + 1 <= b->cap)
-        return true;
-    /* why: the cap bounds what one request can make us allocate */
-    if (b->max && b->len + n + 1 > b->max) {
-        b->err = TW_ELIMIT;
-        return false;
-    }
-    size_t ncap = b->cap ? b->cap : 256;
-    while (ncap < b->len + n + 1)
-        ncap *= 2;
-    if (b->max && ncap > b->max)
-        ncap = b->max;
-    char *np = realloc(b->p, ncap);
-    if (!np) {
-        b->err = TW_ENOMEM;
-        return false;
-    }
-    b->p = np;
-    b->cap = ncap;
-    return true;
-}
-
-void web_buf_add(struct web_buf *b, const char *s, size_t n)
-{
-    if (!buf_grow(b, n))
-        return;
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-void web_buf_puts(struct web_buf *b, const char *s)
-{
-    web_buf_add(b, s, strlen(s));
-}
-
-void web_buf_printf(struct web_buf *b, const char *fmt, ...)
-{
-    char tmp[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        b->err = TW_EBAD;
-        return;
-    }
-    /* why: callers only format numbers and short constants; a longer result is a bug */
-    if ((size_t)n >= sizeof(tmp)) {
-        b->err = TW_ELIMIT;
-        return;
-    }
-    web_buf_add(b, tmp, (size_t)n);
-}
-
-/* Length of the valid UTF-8 sequence at s (RFC 3629: no overlongs, no surrogates, at most
- * U+10FFFF), 0 when invalid. */
-static size_t utf8_len(const uint8_t *s, size_t n)
-{
-    uint8_t c = s[0];
-    size_t len;
-    uint32_t min, cp;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2, min = 0x80, cp = c & 0x1fu;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3, min = 0x800, cp = c & 0x0fu;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4, min = 0x10000, cp = c & 0x07u;
-    } else {
-        return 0;
-    }
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = cp << 6 | (s[i] & 0x3fu);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
-void web_buf_json_str(struct web_buf *b, const char *s, size_t n)
-{
-    const uint8_t *u = (const uint8_t *)s;
-    web_buf_add(b, "\"", 1);
-    for (size_t i = 0; i < n && !b->err;) {
-        uint8_t c = u[i];
-        if (c == '"' || c == '\\') {
-            char e[2] = {'\\', (char)c};
-            web_buf_add(b, e, 2);
-            i++;
-        } else if (c < 0x20 || c == '<' || c == '>' || c == '&' || c == 0x7f) {
-            /* why <, >, &: the JSON must stay inert even if someone serves it as HTML */
-            web_buf_printf(b, "\\u%04x", c);
-            i++;
-        } else {
-            size_t l = utf8_len(u + i, n - i);
-            if (l == 0) {
-                web_buf_add(b, "\\ufffd", 6);
-                i++;
-            } else {
-                web_buf_add(b, s + i, l);
-                i += l;
-            }
-        }
-    }
-    web_buf_add(b, "\"", 1);
-}
-
-void web_buf_html(struct web_buf *b, const char *s, size_t n)
-{
+    static const char *const ent[] = {
+        ['&'] = "&amp;", ['<'] = "&lt;", ['>'] = "&gt;", ['"'] = "&quot;", ['\''] = "&#39;"};
     const uint8_t *u = (const uint8_t *)s;
     for (size_t i = 0; i < n && !b->err;) {
-        switch (u[i]) {
-        case '&':
-            web_buf_add(b, "&amp;", 5);
+        if (u[i] < TW_ARRAY_LEN(ent) && ent[u[i]]) {
+            out_puts(b, ent[u[i]]);
             i++;
             continue;
-        case '<':
-            web_buf_add(b, "&lt;", 4);
-            i++;
-            continue;
-        case '>':
-            web_buf_add(b, "&gt;", 4);
-            i++;
-            continue;
-        case '"':
-            web_buf_add(b, "&quot;", 6);
-            i++;
-            continue;
-        case '\'':
-            web_buf_add(b, "&#39;", 5);
-            i++;
-            continue;
-        default:
-            break;
         }
-        size_t l = utf8_len(u + i, n - i);
+        size_t l = jw_utf8_len(u + i, n - i);
         if (l == 0 || (u[i] < 0x20 && u[i] != '\t' && u[i] != '\n')) {
-            web_buf_add(b, "\xef\xbf\xbd", 3);
+            jw_append(b, "\xef\xbf\xbd", 3);
             i++;
         } else {
-            web_buf_add(b, s + i, l);
+            jw_append(b, s + i, l);
             i += l;
         }
     }
@@ -229,30 +97,6 @@ static int hex4(struct cur *c, uint32_t *v)
         *v = *v << 4 | x;
     }
     return TW_OK;
-}
-
-static size_t put_utf8(char *o, uint32_t cp)
-{
-    if (cp < 0x80) {
-        o[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (char)(0xc0 | cp >> 6);
-        o[1] = (char)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xe0 | cp >> 12);
-        o[1] = (char)(0x80 | (cp >> 6 & 0x3f));
-        o[2] = (char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    o[0] = (char)(0xf0 | cp >> 18);
-    o[1] = (char)(0x80 | (cp >> 12 & 0x3f));
-    o[2] = (char)(0x80 | (cp >> 6 & 0x3f));
-    o[3] = (char)(0x80 | (cp & 0x3f));
-    return 4;
 }
 
 /* RFC 8259 section 7: string = quotation-mark *char quotation-mark. Decodes into out (when not
@@ -318,7 +162,7 @@ static int jp_string(struct jp *p, char *out, size_t *outlen)
             if (cp >= 0xd800 && cp <= 0xdfff)
                 cp = 0xfffd;
             char tmp[4];
-            size_t l = put_utf8(tmp, cp);
+            size_t l = jw_utf8_put(cp, tmp);
             if (out)
                 memcpy(out + o, tmp, l);
             o += l;
@@ -605,14 +449,7 @@ int web_parse_time(const char *s, int64_t *us)
 
 void web_fmt_time(int64_t us, char *buf, size_t n)
 {
-    time_t t = (time_t)(us / 1000000);
-    struct tm tm;
-    if (!gmtime_r(&t, &tm)) {
-        snprintf(buf, n, "?");
-        return;
-    }
-    snprintf(buf, n, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(us % 1000000));
+    tw_time_rfc3339((struct tw_time){us / 1000000, (int32_t)(us % 1000000)}, buf, n);
 }
 
 struct rec_ctx {
@@ -913,12 +750,12 @@ static void smap_free(struct smap *m)
     free(m->vals);
 }
 
+/* The project's table hash (tw.h). A fixed key: the table lives for one request, and its
+ * size is bounded by the window, so a crafted collision costs at most that request. */
 static size_t smap_hash(const char *s)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (uint8_t)*s) * 1099511628211ull;
-    return (size_t)h;
+    static const uint8_t key[16] = {0};
+    return (size_t)tw_siphash(key, (const uint8_t *)s, strlen(s));
 }
 
 /* Slot of key: its own when present (*found), else the empty slot to insert at. */
@@ -942,7 +779,7 @@ struct host_agg {
     uint32_t tl[WEB_TL_MAX];
 };
 
-struct incident {
+struct web_incident {
     size_t host;
     int64_t count;
 };
@@ -951,7 +788,7 @@ struct agg {
     struct host_agg *hosts;
     size_t nhosts;
     struct smap hmap, imap;
-    struct incident *inc;
+    struct web_incident *inc;
     size_t ninc;
 };
 
@@ -1025,7 +862,7 @@ static int agg_build(const struct web_win *w, const struct web_filter *f,
                 a->inc[a->ninc].host = hi;
                 a->ninc++;
             }
-            struct incident *inc = &a->inc[a->imap.vals[is]];
+            struct web_incident *inc = &a->inc[a->imap.vals[is]];
             int64_t cnt = r->count > 0 ? r->count : 1;
             if (cnt > inc->count) {
                 delta = cnt - inc->count;
@@ -1075,73 +912,69 @@ static int64_t agg_incident_count(const struct agg *a, const char *iid)
     return found ? a->inc[a->imap.vals[s]].count : 0;
 }
 
-static void json_kv_str(struct web_buf *b, const char *key, const char *v)
-{
-    web_buf_printf(b, "\"%s\":", key);
-    web_buf_json_str(b, v, strlen(v));
-}
-
-static void json_time(struct web_buf *b, const char *key, int64_t us)
+/* "key":"time" in RFC 3339, or "key":null when unknown */
+static void json_time(struct jw *b, const char *key, int64_t us)
 {
     char t[40];
     if (us <= 0 || us == INT64_MAX) {
-        web_buf_printf(b, "\"%s\":null", key);
+        jw_raw(b, key, "null");
         return;
     }
     web_fmt_time(us, t, sizeof(t));
-    web_buf_printf(b, "\"%s\":\"%s\"", key, t);
+    jw_str(b, key, t);
 }
 
-static void json_strset(struct web_buf *b, const char *key, const char *const *v, size_t n)
+/* "key":["a","b"] from a set of borrowed strings */
+static void json_strset(struct jw *b, const char *key, const char *const *v, size_t n)
 {
-    web_buf_printf(b, "\"%s\":[", key);
+    jw_key(b, key);
+    jw_append(b, "[", 1);
     for (size_t i = 0; i < n; i++) {
         if (i)
-            web_buf_add(b, ",", 1);
-        web_buf_json_str(b, v[i], strlen(v[i]));
+            jw_append(b, ",", 1);
+        jw_quote(b, (const uint8_t *)v[i], strlen(v[i]));
     }
-    web_buf_add(b, "]", 1);
+    jw_append(b, "]", 1);
+}
+
+static void json_alert(struct jw *out, const struct web_rec *r, int64_t hits)
+{
+    jw_begin(out);
+    jw_u64(out, "seq", r->seq);
+    json_time(out, "time", r->ts_us);
+    jw_str(out, "id", r->event_id);
+    jw_str(out, "host", r->host);
+    jw_str(out, "rule_id", r->rule_id);
+    jw_str(out, "rule", r->rule_name);
+    jw_str(out, "level", r->level);
+    jw_str(out, "name", r->ev_name[0] ? r->ev_name : r->domain);
+    jw_str(out, "evidence", r->ev_kind);
+    jw_str(out, "sensor", r->sensor);
+    jw_str(out, "dst", r->dst_ip);
+    jw_i64(out, "port", r->dst_port);
+    jw_i64(out, "hits", hits);
+    jw_end(out);
 }
 
 int web_json_alerts(const struct web_win *w, const struct web_filter *f, size_t limit,
-                    int64_t now_us, struct web_buf *out)
+                    int64_t now_us, struct jw *out)
 {
     struct agg a;
     if (agg_build(w, f, NULL, now_us, &a))
         return TW_ENOMEM;
+    out->html_safe = true;
     int64_t oldest = web_win_ref_us(w, now_us) - w->max_age_us;
     size_t n = 0;
-    web_buf_add(out, "[", 1);
+    jw_append(out, "[", 1);
     for (size_t i = w->len; i-- > 0 && n < limit;) {
         const struct web_rec *r = win_at(w, i);
         if (r->kind != WEB_ALERT || r->ts_us < oldest || !web_filter_match(f, r))
             continue;
         if (n++)
-            web_buf_add(out, ",", 1);
-        web_buf_printf(out, "{\"seq\":%llu,", (unsigned long long)r->seq);
-        json_time(out, "time", r->ts_us);
-        web_buf_add(out, ",", 1);
-        json_kv_str(out, "id", r->event_id);
-        web_buf_add(out, ",", 1);
-        json_kv_str(out, "host", r->host);
-        web_buf_add(out, ",", 1);
-        json_kv_str(out, "rule_id", r->rule_id);
-        web_buf_add(out, ",", 1);
-        json_kv_str(out, "rule", r->rule_name);
-        web_buf_add(out, ",", 1);
-        json_kv_str(out, "level", r->level);
-        web_buf_add(out, ",", 1);
-        json_kv_str(out, "name", r->ev_name[0] ? r->ev_name : r->domain);
-        web_buf_add(out, ",", 1);
-        json_kv_str(out, "evidence", r->ev_kind);
-        web_buf_add(out, ",", 1);
-        json_kv_str(out, "sensor", r->sensor);
-        web_buf_add(out, ",", 1);
-        json_kv_str(out, "dst", r->dst_ip);
-        web_buf_printf(out, ",\"port\":%lld,\"hits\":%lld}", (long long)r->dst_port,
-                       (long long)agg_incident_count(&a, r->incident_id));
+            jw_append(out, ",", 1);
+        json_alert(out, r, agg_incident_count(&a, r->incident_id));
     }
-    web_buf_add(out, "]", 1);
+    jw_append(out, "]", 1);
     agg_free(&a);
     return out->err;
 }
@@ -1156,8 +989,30 @@ static int host_cmp(const void *x, const void *y)
     return strcmp(a->host, b->host);
 }
 
+static void json_host(struct jw *out, const struct host_agg *h, unsigned buckets)
+{
+    uint64_t tl[WEB_TL_MAX];
+    for (unsigned k = 0; k < buckets; k++)
+        tl[k] = h->tl[k];
+    jw_begin(out);
+    jw_str(out, "host", h->host);
+    jw_u64(out, "hits", h->hits);
+    jw_u64(out, "alerts", h->alerts);
+    jw_u64(out, "flows", h->flows);
+    jw_u64(out, "suppressed", h->suppressed);
+    jw_i64(out, "bytes_out", h->bytes_out);
+    jw_i64(out, "bytes_in", h->bytes_in);
+    json_time(out, "first", h->first_us);
+    json_time(out, "last", h->last_us);
+    json_strset(out, "rules", h->rules, h->nrules);
+    json_strset(out, "names", h->names, h->nnames);
+    json_strset(out, "sensors", h->sensors, h->nsensors);
+    jw_u64v(out, "tl", tl, buckets);
+    jw_end(out);
+}
+
 int web_json_hosts(const struct web_win *w, const struct web_filter *f,
-                   const struct web_timeline *tl, int64_t now_us, struct web_buf *out)
+                   const struct web_timeline *tl, int64_t now_us, struct jw *out)
 {
     struct web_timeline t = *tl;
     if (t.buckets < 1)
@@ -1170,50 +1025,37 @@ int web_json_hosts(const struct web_win *w, const struct web_filter *f,
     if (agg_build(w, f, &t, now_us, &a))
         return TW_ENOMEM;
     qsort(a.hosts, a.nhosts, sizeof(*a.hosts), host_cmp);
+    out->html_safe = true;
     int64_t ref = web_win_ref_us(w, now_us);
-    web_buf_add(out, "{", 1);
+    jw_begin(out);
     json_time(out, "ref", ref);
-    web_buf_printf(out, ",\"replay\":%s,\"timeline\":{\"buckets\":%u,\"bucket_s\":%u,",
-                   ref != now_us && ref < now_us ? "true" : "false", t.buckets, t.bucket_s);
+    jw_bool(out, "replay", ref != now_us && ref < now_us);
+    jw_key(out, "timeline");
+    jw_begin(out);
+    jw_u64(out, "buckets", t.buckets);
+    jw_u64(out, "bucket_s", t.bucket_s);
     json_time(out, "start", ref - (int64_t)t.buckets * t.bucket_s * 1000000);
-    web_buf_add(out, "},\"hosts\":[", 11);
+    jw_end(out);
+    jw_key(out, "hosts");
+    jw_append(out, "[", 1);
     size_t shown = 0;
     for (size_t i = 0; i < a.nhosts; i++) {
         const struct host_agg *h = &a.hosts[i];
         if (h->hits == 0 && h->alerts == 0 && h->flows == 0)
             continue; /* only suppressed hits: not a host that reached a tunnel */
         if (shown++)
-            web_buf_add(out, ",", 1);
-        web_buf_add(out, "{", 1);
-        json_kv_str(out, "host", h->host);
-        web_buf_printf(out,
-                       ",\"hits\":%llu,\"alerts\":%llu,\"flows\":%llu,\"suppressed\":%llu,"
-                       "\"bytes_out\":%lld,\"bytes_in\":%lld,",
-                       (unsigned long long)h->hits, (unsigned long long)h->alerts,
-                       (unsigned long long)h->flows, (unsigned long long)h->suppressed,
-                       (long long)h->bytes_out, (long long)h->bytes_in);
-        json_time(out, "first", h->first_us);
-        web_buf_add(out, ",", 1);
-        json_time(out, "last", h->last_us);
-        web_buf_add(out, ",", 1);
-        json_strset(out, "rules", h->rules, h->nrules);
-        web_buf_add(out, ",", 1);
-        json_strset(out, "names", h->names, h->nnames);
-        web_buf_add(out, ",", 1);
-        json_strset(out, "sensors", h->sensors, h->nsensors);
-        web_buf_add(out, ",\"tl\":[", 7);
-        for (unsigned k = 0; k < t.buckets; k++)
-            web_buf_printf(out, k ? ",%u" : "%u", h->tl[k]);
-        web_buf_add(out, "]}", 2);
+            jw_append(out, ",", 1);
+        json_host(out, h, t.buckets);
     }
-    web_buf_add(out, "]}", 2);
+    jw_append(out, "]", 1);
+    jw_end(out);
     agg_free(&a);
     return out->err;
 }
 
 #define WEB_FACET_MAX 200
 
-static void facet(struct web_buf *out, const struct web_win *w, size_t off, bool with_id)
+static void facet(struct jw *out, const struct web_win *w, size_t off, bool with_id)
 {
     struct smap seen;
     size_t n = 0;
@@ -1221,7 +1063,7 @@ static void facet(struct web_buf *out, const struct web_win *w, size_t off, bool
         out->err = TW_ENOMEM;
         return;
     }
-    web_buf_add(out, "[", 1);
+    jw_append(out, "[", 1);
     for (size_t i = 0; i < w->len && n < WEB_FACET_MAX; i++) {
         const struct web_rec *r = win_at(w, i);
         const char *v = (const char *)r + off;
@@ -1233,72 +1075,73 @@ static void facet(struct web_buf *out, const struct web_win *w, size_t off, bool
             continue;
         seen.keys[s] = v;
         if (n++)
-            web_buf_add(out, ",", 1);
+            jw_append(out, ",", 1);
         if (with_id) {
-            web_buf_add(out, "{", 1);
-            json_kv_str(out, "id", r->rule_id);
-            web_buf_add(out, ",", 1);
-            json_kv_str(out, "name", r->rule_name);
-            web_buf_add(out, "}", 1);
+            jw_begin(out);
+            jw_str(out, "id", r->rule_id);
+            jw_str(out, "name", r->rule_name);
+            jw_end(out);
         } else {
-            web_buf_json_str(out, v, strlen(v));
+            jw_quote(out, (const uint8_t *)v, strlen(v));
         }
     }
-    web_buf_add(out, "]", 1);
+    jw_append(out, "]", 1);
     smap_free(&seen);
 }
 
-int web_json_facets(const struct web_win *w, struct web_buf *out)
+int web_json_facets(const struct web_win *w, struct jw *out)
 {
-    web_buf_puts(out, "{\"rules\":");
+    out->html_safe = true;
+    jw_begin(out);
+    jw_key(out, "rules");
     facet(out, w, offsetof(struct web_rec, rule_id), true);
-    web_buf_puts(out, ",\"levels\":");
+    jw_key(out, "levels");
     facet(out, w, offsetof(struct web_rec, level), false);
-    web_buf_puts(out, ",\"sensors\":");
+    jw_key(out, "sensors");
     facet(out, w, offsetof(struct web_rec, sensor), false);
-    web_buf_puts(out, ",\"hosts\":");
+    jw_key(out, "hosts");
     facet(out, w, offsetof(struct web_rec, host), false);
-    web_buf_add(out, "}", 1);
+    jw_end(out);
     return out->err;
 }
 
-int web_json_record(const struct web_win *w, const char *event_id, struct web_buf *out)
+int web_json_record(const struct web_win *w, const char *event_id, struct jw *out)
 {
     const struct web_rec *r = web_win_find(w, event_id);
     if (!r)
-        web_buf_puts(out, "null");
+        out_puts(out, "null");
     else
-        web_buf_add(out, r->raw, r->raw_len); /* validated by web_rec_parse */
+        jw_append(out, r->raw, r->raw_len); /* validated by web_rec_parse */
     return out->err;
 }
 
 static int html_row_cb(void *ctx, const char *key, size_t klen, char type, const char *val,
                        size_t vlen)
 {
-    struct web_buf *b = ctx;
+    struct jw *b = ctx;
     (void)type;
-    web_buf_puts(b, "<tr><th>");
-    web_buf_html(b, key, klen);
-    web_buf_puts(b, "</th><td>");
-    web_buf_html(b, val, vlen);
-    web_buf_puts(b, "</td></tr>\n");
+    out_puts(b, "<tr><th>");
+    web_html_escape(b, key, klen);
+    out_puts(b, "</th><td>");
+    web_html_escape(b, val, vlen);
+    out_puts(b, "</td></tr>\n");
     return b->err;
 }
 
-int web_html_record(const struct web_win *w, const char *event_id, struct web_buf *out)
+int web_html_record(const struct web_win *w, const char *event_id, struct jw *out)
 {
     const struct web_rec *r = web_win_find(w, event_id);
     if (!r)
         return TW_EBAD;
-    web_buf_puts(out, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-                      "<title>tunnelwatch record ");
-    web_buf_html(out, r->event_id, strlen(r->event_id));
-    web_buf_puts(out, "</title><link rel=\"stylesheet\" href=\"/app.css\"></head>\n"
-                      "<body class=\"record\"><h1>Record ");
-    web_buf_html(out, r->event_id, strlen(r->event_id));
-    web_buf_puts(out, "</h1>\n<table class=\"kv\">\n");
+    out_puts(out, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+                  "<title>tunnelwatch record ");
+    web_html_escape(out, r->event_id, strlen(r->event_id));
+    out_puts(out, "</title><link rel=\"stylesheet\" href=\"/app.css\"></head>\n"
+                  "<body class=\"record\"><h1>Record ");
+    web_html_escape(out, r->event_id, strlen(r->event_id));
+    out_puts(out, "</h1>\n<table class=\"kv\">\n");
     int rc = web_json_walk(r->raw, r->raw_len, html_row_cb, out);
-    web_buf_puts(out, "</table>\n<p><a href=\"/\">back to the live page</a></p></body></html>\n");
+    out_puts(out, "</table>\n<p><a href=\"/\">back to the live page</a></p></body></html>\n");
     return rc ? rc : out->err;
 }
 
@@ -1409,34 +1252,41 @@ static int sensor_cmp(const void *a, const void *b)
     return strcmp(((const struct sensor *)a)->name, ((const struct sensor *)b)->name);
 }
 
-int web_json_sensors(const struct web_sensors *s, int64_t now_s, struct web_buf *out)
+static void json_sensor(struct jw *out, const struct sensor *x, int64_t now_s, int64_t down_after_s)
+{
+    int64_t age = now_s - x->hb_s;
+    char pps[32];
+    snprintf(pps, sizeof(pps), "%.1f", x->pps);
+    jw_begin(out);
+    jw_str(out, "name", x->name);
+    jw_str(out, "version", x->version);
+    jw_bool(out, "up", age <= down_after_s);
+    jw_i64(out, "age_s", age);
+    jw_raw(out, "pps", pps);
+    for (size_t k = 0; k < WEB_SENSOR_FIELDS && sensor_fields[k]; k++) {
+        if (x->has[k])
+            jw_i64(out, sensor_fields[k], x->vals[k]);
+        else
+            jw_raw(out, sensor_fields[k], "null");
+    }
+    jw_end(out);
+}
+
+int web_json_sensors(const struct web_sensors *s, int64_t now_s, struct jw *out)
 {
     struct sensor *v = malloc((s->n ? s->n : 1) * sizeof(*v));
     if (!v)
         return TW_ENOMEM;
     memcpy(v, s->s, s->n * sizeof(*v));
     qsort(v, s->n, sizeof(*v), sensor_cmp);
-    web_buf_add(out, "[", 1);
+    out->html_safe = true;
+    jw_append(out, "[", 1);
     for (size_t i = 0; i < s->n; i++) {
-        const struct sensor *x = &v[i];
-        int64_t age = now_s - x->hb_s;
         if (i)
-            web_buf_add(out, ",", 1);
-        web_buf_add(out, "{", 1);
-        json_kv_str(out, "name", x->name);
-        web_buf_add(out, ",", 1);
-        json_kv_str(out, "version", x->version);
-        web_buf_printf(out, ",\"up\":%s,\"age_s\":%lld,\"pps\":%.1f",
-                       age <= s->down_after_s ? "true" : "false", (long long)age, x->pps);
-        for (size_t k = 0; k < WEB_SENSOR_FIELDS && sensor_fields[k]; k++) {
-            if (x->has[k])
-                web_buf_printf(out, ",\"%s\":%lld", sensor_fields[k], (long long)x->vals[k]);
-            else
-                web_buf_printf(out, ",\"%s\":null", sensor_fields[k]);
-        }
-        web_buf_add(out, "}", 1);
+            jw_append(out, ",", 1);
+        json_sensor(out, &v[i], now_s, s->down_after_s);
     }
-    web_buf_add(out, "]", 1);
+    jw_append(out, "]", 1);
     free(v);
     return out->err;
 }

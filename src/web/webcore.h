@@ -20,24 +20,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tunnelwatch/json.h"
 #include "tunnelwatch/tw.h"
 
-/* Growable output buffer, capped at max (err latches TW_ELIMIT / TW_ENOMEM). */
-struct web_buf {
-    char *p;
-    size_t len, cap, max;
-    int err;
-};
-
-void web_buf_init(struct web_buf *b, size_t max);
-void web_buf_free(struct web_buf *b);
-void web_buf_add(struct web_buf *b, const char *s, size_t n);
-void web_buf_puts(struct web_buf *b, const char *s);
-void web_buf_printf(struct web_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Appends s as a quoted JSON string (see the header comment for what is escaped). */
-void web_buf_json_str(struct web_buf *b, const char *s, size_t n);
-/* Appends s HTML-escaped (& < > " '); invalid UTF-8 becomes U+FFFD. */
-void web_buf_html(struct web_buf *b, const char *s, size_t n);
+/* Output goes to tw_core's JSON writer (tunnelwatch/json.h): one capped buffer whose error
+ * latches. Renderers write through it with html_safe set (web_out_init), so JSON strings
+ * escape <, > and & as described above. */
+void web_out_init(struct jw *out, size_t max);
+/* Appends s HTML-escaped (& < > " '); invalid UTF-8 and control characters other than tab and
+ * newline become U+FFFD. */
+void web_html_escape(struct jw *out, const char *s, size_t n);
 
 /* JSON walker over one object: calls cb for each top-level member. type is 's' (val is the
  * decoded string), 'n' number, 'b' true/false, 'z' null, 'a' array, 'o' object (val is the raw
@@ -75,7 +67,7 @@ int web_rec_parse(const char *json, size_t n, struct web_rec *r) TW_WUR;
 void web_rec_clear(struct web_rec *r);
 /* RFC 3339 "2024-03-01T12:00:02.482330Z" (or +hh:mm) to microseconds; TW_EBAD when not. */
 int web_parse_time(const char *s, int64_t *us) TW_WUR;
-/* Formats us as RFC 3339 UTC with microseconds into buf (>= 32 bytes). */
+/* Formats us as RFC 3339 UTC with microseconds into buf (>= 32 bytes), via tw_time_rfc3339. */
 void web_fmt_time(int64_t us, char *buf, size_t n);
 
 /* Largest accepted record: anything bigger is counted as bad and skipped. */
@@ -123,14 +115,14 @@ struct web_timeline {
  * facets: {"rules":[{id,name}],"levels":[],"sensors":[],"hosts":[]} over the whole window.
  * record: the record's raw JSON, or null when not found. */
 int web_json_alerts(const struct web_win *w, const struct web_filter *f, size_t limit,
-                    int64_t now_us, struct web_buf *out);
+                    int64_t now_us, struct jw *out);
 int web_json_hosts(const struct web_win *w, const struct web_filter *f,
-                   const struct web_timeline *tl, int64_t now_us, struct web_buf *out);
-int web_json_facets(const struct web_win *w, struct web_buf *out);
-int web_json_record(const struct web_win *w, const char *event_id, struct web_buf *out);
+                   const struct web_timeline *tl, int64_t now_us, struct jw *out);
+int web_json_facets(const struct web_win *w, struct jw *out);
+int web_json_record(const struct web_win *w, const char *event_id, struct jw *out);
 /* A standalone HTML page listing the record's fields, every value escaped; TW_EBAD when the
  * record is not in the window. */
-int web_html_record(const struct web_win *w, const char *event_id, struct web_buf *out);
+int web_html_record(const struct web_win *w, const char *event_id, struct jw *out);
 
 /* Sensors, from the heartbeat hashes. A sensor whose hash expired is kept (shown down) until
  * forget_s after its last heartbeat. */
@@ -142,6 +134,6 @@ int web_sensors_update(struct web_sensors *s, const char *name, const char *cons
                        const char *const *vals, size_t n, int64_t now_s);
 /* [{"name","up","age_s","packets","pps","kernel_drops","alerts_raised","alerts_queued",
  *   "alerts_spooled","alerts_dropped","redis_connected","version","uptime_s"}] by name. */
-int web_json_sensors(const struct web_sensors *s, int64_t now_s, struct web_buf *out);
+int web_json_sensors(const struct web_sensors *s, int64_t now_s, struct jw *out);
 
 #endif /* TW_WEBCORE_H */

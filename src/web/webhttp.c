@@ -74,20 +74,20 @@ static MHD_Result_t send_text(struct MHD_Connection *conn, unsigned status, cons
 
 /* Hands b's memory to libmicrohttpd. */
 static MHD_Result_t send_buf(struct MHD_Connection *conn, unsigned status, const char *mime,
-                             struct web_buf *b)
+                             struct jw *b)
 {
     if (b->err) {
-        web_buf_free(b);
+        jw_free(b);
         return send_text(conn, 500, "response too large or out of memory\n");
     }
-    if (!b->p)
-        web_buf_add(b, "", 0);
-    struct MHD_Response *r = MHD_create_response_from_buffer(b->len, b->p, MHD_RESPMEM_MUST_FREE);
+    if (!b->buf)
+        jw_append(b, "", 0);
+    struct MHD_Response *r = MHD_create_response_from_buffer(b->len, b->buf, MHD_RESPMEM_MUST_FREE);
     if (!r) {
-        web_buf_free(b);
+        jw_free(b);
         return MHD_NO;
     }
-    b->p = NULL;
+    b->buf = NULL;
     return respond(conn, status, mime, r);
 }
 
@@ -141,27 +141,32 @@ static size_t limit_from(struct MHD_Connection *conn)
     return n > WEB_ALERTS_MAX ? WEB_ALERTS_MAX : (size_t)n;
 }
 
-static void status_json(struct web_app *app, int64_t now, struct web_buf *b)
+static void status_json(struct web_app *app, int64_t now, struct jw *b)
 {
     struct web_win_stats st;
-    web_win_stats(app->win, &st);
-    web_buf_printf(b, "{\"redis_ok\":%s,\"redis_error\":", app->redis_ok ? "true" : "false");
-    web_buf_json_str(b, app->redis_err, strlen(app->redis_err));
-    web_buf_puts(b, ",\"stream\":");
-    web_buf_json_str(b, app->cfg.stream_key, strlen(app->cfg.stream_key));
-    web_buf_puts(b, ",\"group\":");
-    web_buf_json_str(b, app->cfg.group, strlen(app->cfg.group));
     char t[40];
+    web_win_stats(app->win, &st);
     web_fmt_time(now, t, sizeof(t));
-    web_buf_printf(b,
-                   ",\"now\":\"%s\",\"window\":{\"records\":%zu,\"max_entries\":%lld,"
-                   "\"hours\":%lld,\"added\":%llu,\"bad\":%llu,\"duplicates\":%llu,"
-                   "\"evicted\":%llu},\"acked\":%llu,\"reconnects\":%llu,\"version\":\"%s\"}",
-                   t, web_win_len(app->win), (long long)app->cfg.window_entries,
-                   (long long)app->cfg.window_hours, (unsigned long long)st.added,
-                   (unsigned long long)st.bad, (unsigned long long)st.duplicates,
-                   (unsigned long long)(st.evicted_age + st.evicted_count),
-                   (unsigned long long)app->acked, (unsigned long long)app->reconnects, TW_VERSION);
+    jw_begin(b);
+    jw_bool(b, "redis_ok", app->redis_ok);
+    jw_str(b, "redis_error", app->redis_err);
+    jw_str(b, "stream", app->cfg.stream_key);
+    jw_str(b, "group", app->cfg.group);
+    jw_str(b, "now", t);
+    jw_key(b, "window");
+    jw_begin(b);
+    jw_u64(b, "records", web_win_len(app->win));
+    jw_i64(b, "max_entries", app->cfg.window_entries);
+    jw_i64(b, "hours", app->cfg.window_hours);
+    jw_u64(b, "added", st.added);
+    jw_u64(b, "bad", st.bad);
+    jw_u64(b, "duplicates", st.duplicates);
+    jw_u64(b, "evicted", st.evicted_age + st.evicted_count);
+    jw_end(b);
+    jw_u64(b, "acked", app->acked);
+    jw_u64(b, "reconnects", app->reconnects);
+    jw_str(b, "version", TW_VERSION);
+    jw_end(b);
 }
 
 static struct web_timeline timeline_of(const struct web_app *app)
@@ -172,8 +177,8 @@ static struct web_timeline timeline_of(const struct web_app *app)
 }
 
 /* Renders one API endpoint under the lock; false when path is not one. */
-static bool api(struct web_app *app, struct MHD_Connection *conn, const char *path,
-                struct web_buf *b, unsigned *status)
+static bool api(struct web_app *app, struct MHD_Connection *conn, const char *path, struct jw *b,
+                unsigned *status)
 {
     struct web_filter f;
     filter_from(conn, &f);
@@ -182,17 +187,18 @@ static bool api(struct web_app *app, struct MHD_Connection *conn, const char *pa
     bool found = true;
     pthread_mutex_lock(&app->mu);
     if (strcmp(path, "/api/state") == 0) {
-        web_buf_puts(b, "{\"status\":");
+        jw_begin(b);
+        jw_key(b, "status");
         status_json(app, now, b);
-        web_buf_puts(b, ",\"sensors\":");
+        jw_key(b, "sensors");
         web_json_sensors(app->sensors, now / 1000000, b);
-        web_buf_puts(b, ",\"alerts\":");
+        jw_key(b, "alerts");
         web_json_alerts(app->win, &f, limit_from(conn), now, b);
-        web_buf_puts(b, ",\"hosts\":");
+        jw_key(b, "hosts");
         web_json_hosts(app->win, &f, &tl, now, b);
-        web_buf_puts(b, ",\"facets\":");
+        jw_key(b, "facets");
         web_json_facets(app->win, b);
-        web_buf_puts(b, "}");
+        jw_end(b);
     } else if (strcmp(path, "/api/status") == 0) {
         status_json(app, now, b);
     } else if (strcmp(path, "/api/sensors") == 0) {
@@ -205,7 +211,7 @@ static bool api(struct web_app *app, struct MHD_Connection *conn, const char *pa
         web_json_facets(app->win, b);
     } else if (strcmp(path, "/api/record") == 0) {
         web_json_record(app->win, arg(conn, "id"), b);
-        if (strcmp(b->p ? b->p : "", "null") == 0)
+        if (strcmp(b->buf ? b->buf : "", "null") == 0)
             *status = 404;
     } else {
         found = false;
@@ -236,13 +242,13 @@ static MHD_Result_t handle(void *cls, struct MHD_Connection *conn, const char *u
         MHD_destroy_response(r);
         return rc;
     }
-    struct web_buf b;
-    web_buf_init(&b, WEB_RESP_MAX);
+    struct jw b;
+    web_out_init(&b, WEB_RESP_MAX);
     unsigned status = 200;
     if (strncmp(url, "/api/", 5) == 0) {
         if (api(app, conn, url, &b, &status))
             return send_buf(conn, status, "application/json", &b);
-        web_buf_free(&b);
+        jw_free(&b);
         return send_text(conn, 404, "no such endpoint\n");
     }
     if (strcmp(url, "/record") == 0) {
@@ -250,12 +256,12 @@ static MHD_Result_t handle(void *cls, struct MHD_Connection *conn, const char *u
         int rc = web_html_record(app->win, arg(conn, "id"), &b);
         pthread_mutex_unlock(&app->mu);
         if (rc) {
-            web_buf_free(&b);
+            jw_free(&b);
             return send_text(conn, 404, "record not in the window\n");
         }
         return send_buf(conn, 200, "text/html; charset=utf-8", &b);
     }
-    web_buf_free(&b);
+    jw_free(&b);
     if (strcmp(url, "/healthz") == 0)
         return send_text(conn, 200, "ok\n");
     const char *path = strcmp(url, "/") == 0 ? "/index.html" : url;

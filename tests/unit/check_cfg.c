@@ -1,6 +1,7 @@
 /* check_cfg.c - unit tests of the configuration module: defaults, the shipped files,
  * every kind of problem with its FILE:LINE, --set, CIDRs, prefixes, print/reload. */
 #include <limits.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -824,6 +825,112 @@ START_TEST(test_rule_paths_relative)
 }
 END_TEST
 
+/* ---- cfg_load_table: another program's key table (tunnelwatch-web's) ---- */
+
+struct tbl {
+    char name[8];
+    int64_t n;
+    char url[32];
+};
+
+static const struct cfg_tkey tbl_keys[] = {
+    {"name", CFG_T_STR, offsetof(struct tbl, name), sizeof(((struct tbl *)0)->name), 0, 0},
+    {"grp.n", CFG_T_I64, offsetof(struct tbl, n), sizeof(int64_t), 1, 10},
+    {"grp.sub.url", CFG_T_STR, offsetof(struct tbl, url), sizeof(((struct tbl *)0)->url), 0, 0},
+};
+
+/* Loads text into t (which keeps what the file does not set); messages collected. */
+static struct run load_table_text(struct tbl *t, const char *text)
+{
+    struct run r = {0, NULL, write_tmp("tbl.conf", text, strlen(text))};
+    size_t len;
+    FILE *err = open_memstream(&r.msgs, &len);
+    r.n = cfg_load_table(tbl_keys, TW_ARRAY_LEN(tbl_keys), t, r.path, err);
+    fclose(err);
+    return r;
+}
+
+START_TEST(test_table_ok)
+{
+    struct tbl t = {"def", 3, "u"};
+    struct run r = load_table_text(&t, "name = \"abc\";\n"
+                                       "grp = {\n"
+                                       "  sub = { url = \"redis://x\"; };\n"
+                                       "};\n");
+    ck_assert_int_eq(r.n, 0);
+    ck_assert_str_eq(r.msgs, "");
+    ck_assert_str_eq(t.name, "abc");
+    ck_assert_int_eq(t.n, 3); /* not in the file: kept */
+    ck_assert_str_eq(t.url, "redis://x");
+    run_free(&r);
+    r = load_table_text(&t, "grp = { n = 10; };\n");
+    ck_assert_int_eq(r.n, 0);
+    ck_assert_int_eq(t.n, 10);
+    ck_assert_str_eq(t.name, "abc");
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(test_table_problems)
+{
+    struct tbl t = {"def", 3, "u"};
+    struct run r = load_table_text(&t, "name = \"abcdefgh\";\n" /* 1: 8 bytes, room for 7 */
+                                       "grp = {\n"
+                                       "  n = 50;\n"  /* 3 */
+                                       "  nn = 1;\n"  /* 4 */
+                                       "  sub = 3;\n" /* 5 */
+                                       "};\n"
+                                       "nmae = \"x\";\n" /* 7 */
+                                       "other = 1;\n"    /* 8 */
+                                       "grp.n = \"5\";\n");
+    char want[1024];
+    snprintf(want, sizeof(want),
+             "%1$s:1: name: too long (8 bytes, at most 7)\n"
+             "%1$s:3: grp.n: 50 is out of range (1..10)\n"
+             "%1$s:4: grp.nn: unknown key (did you mean grp.n?)\n"
+             "%1$s:5: grp.sub: expected a group { ... }, got an integer\n"
+             "%1$s:7: nmae: unknown key (did you mean name?)\n"
+             "%1$s:8: other: unknown key\n",
+             r.path);
+    /* libconfig refuses a dotted name: the last line is a syntax error, reported alone */
+    ck_assert_int_eq(r.n, 1);
+    ck_assert_ptr_nonnull(strstr(r.msgs, ":9: syntax error: "));
+    run_free(&r);
+    r = load_table_text(&t, "name = \"abcdefgh\";\n"
+                            "grp = {\n"
+                            "  n = 50;\n"
+                            "  nn = 1;\n"
+                            "  sub = 3;\n"
+                            "};\n"
+                            "nmae = \"x\";\n"
+                            "other = 1;\n");
+    ck_assert_int_eq(r.n, 6);
+    ck_assert_str_eq(r.msgs, want);
+    /* nothing assigned from a line with a problem */
+    ck_assert_str_eq(t.name, "def");
+    ck_assert_int_eq(t.n, 3);
+    run_free(&r);
+    /* wrong types */
+    r = load_table_text(&t, "name = 5;\ngrp = { n = \"5\"; };\n");
+    snprintf(want, sizeof(want),
+             "%1$s:1: name: expected a string, got an integer\n"
+             "%1$s:2: grp.n: expected an integer, got a string\n",
+             r.path);
+    ck_assert_int_eq(r.n, 2);
+    ck_assert_str_eq(r.msgs, want);
+    run_free(&r);
+    /* a missing file */
+    char *msgs;
+    size_t len;
+    FILE *err = open_memstream(&msgs, &len);
+    ck_assert_int_eq(
+        cfg_load_table(tbl_keys, TW_ARRAY_LEN(tbl_keys), &t, "/nonexistent/tbl.conf", err), TW_EIO);
+    fclose(err);
+    ck_assert_str_eq(msgs, "/nonexistent/tbl.conf: cannot read: No such file or directory\n");
+    free(msgs);
+}
+END_TEST
+
 Suite *tw_suite(void)
 {
     Suite *s = suite_create("cfg");
@@ -861,6 +968,10 @@ Suite *tw_suite(void)
     tcase_add_test(tc, test_prefixes_test_conf);
     suite_add_tcase(s, tc);
 
+    tc = tcase_create("table");
+    tcase_add_test(tc, test_table_ok);
+    tcase_add_test(tc, test_table_problems);
+    suite_add_tcase(s, tc);
     tc = tcase_create("print");
     tcase_add_test(tc, test_print_reload);
     suite_add_tcase(s, tc);

@@ -1,7 +1,9 @@
 /* check_json.c - unit tests for the JSON writer in src/json.c: escaping of quotes,
  * backslash, control bytes and DEL, U+FFFD for invalid UTF-8 (RFC 3629), valid multi-byte
  * sequences kept, the size cap, and every output accepted by a real JSON parser
- * (/usr/bin/python3's json module, fed through popen). */
+ * (/usr/bin/python3's json module, fed through popen); the html_safe mode, the bare
+ * jw_quote/jw_append calls and the exported UTF-8 check and encoder that tunnelwatch-web
+ * uses. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -251,6 +253,105 @@ START_TEST(max_cap)
 }
 END_TEST
 
+START_TEST(html_safe)
+{
+    struct jw w;
+    jw_init(&w, 4096);
+    /* default: markup characters are plain JSON text */
+    jw_quote(&w, (const uint8_t *)"<a&b>", 5);
+    ck_assert_str_eq(w.buf, "\"<a&b>\"");
+    /* html_safe: <, >, & become \u00XX; the rest is escaped as always */
+    jw_reset(&w);
+    w.html_safe = true;
+    jw_quote(&w, (const uint8_t *)"<script>\"&\x01\xff", 12);
+    ck_assert_str_eq(w.buf, "\"\\u003cscript\\u003e\\\"\\u0026\\u0001\\ufffd\"");
+    /* reset keeps the mode; keys are escaped the same way */
+    jw_reset(&w);
+    ck_assert(w.html_safe);
+    jw_begin(&w);
+    jw_str(&w, "k<", "x>y");
+    jw_end(&w);
+    ck_assert_str_eq(w.buf, "{\"k\\u003c\":\"x\\u003ey\"}");
+    char line[256];
+    snprintf(line, sizeof(line), "%s\n", w.buf);
+    ck_assert(python_accepts(line));
+    jw_free(&w);
+}
+END_TEST
+
+START_TEST(append_and_quote)
+{
+    struct jw w;
+    jw_init(&w, 0);
+    jw_append(&w, "[", 1);
+    jw_quote(&w, (const uint8_t *)"a\"", 2);
+    jw_append(&w, ",", 1);
+    jw_quote(&w, (const uint8_t *)"", 0);
+    jw_append(&w, "]", 1);
+    ck_assert_int_eq(w.err, TW_OK);
+    ck_assert_str_eq(w.buf, "[\"a\\\"\",\"\"]");
+    jw_free(&w);
+    /* the cap holds for raw appends too, and latches */
+    jw_init(&w, 16);
+    jw_append(&w, "0123456789", 10);
+    ck_assert_int_eq(w.err, 0);
+    jw_append(&w, "0123456789", 10);
+    ck_assert_int_eq(w.err, TW_ELIMIT);
+    ck_assert_uint_eq(w.len, 10);
+    jw_append(&w, "x", 1);
+    ck_assert_int_eq(w.err, TW_ELIMIT);
+    jw_free(&w);
+}
+END_TEST
+
+#define U8LEN(lit) jw_utf8_len((const uint8_t *)(lit), sizeof(lit) - 1)
+
+START_TEST(utf8_len)
+{
+    ck_assert_uint_eq(jw_utf8_len((const uint8_t *)"a", 0), 0);
+    ck_assert_uint_eq(U8LEN("a"), 1);
+    ck_assert_uint_eq(U8LEN("\xc3\xa9"), 2);         /* U+00E9 */
+    ck_assert_uint_eq(U8LEN("\xe2\x82\xac"), 3);     /* U+20AC */
+    ck_assert_uint_eq(U8LEN("\xf4\x8f\xbf\xbf"), 4); /* U+10FFFF */
+    ck_assert_uint_eq(U8LEN("\xc3\xa9z"), 2);        /* only the first sequence counts */
+    ck_assert_uint_eq(U8LEN("\xc3"), 0);             /* truncated */
+    ck_assert_uint_eq(U8LEN("\xc1\xbf"), 0);         /* overlong */
+    ck_assert_uint_eq(U8LEN("\xe0\x9f\xbf"), 0);     /* overlong 3-byte */
+    ck_assert_uint_eq(U8LEN("\xed\xa0\x80"), 0);     /* surrogate */
+    ck_assert_uint_eq(U8LEN("\xf4\x90\x80\x80"), 0); /* above U+10FFFF */
+    ck_assert_uint_eq(U8LEN("\x80"), 0);             /* continuation byte */
+    ck_assert_uint_eq(U8LEN("\xc3\x28"), 0);         /* bad continuation */
+}
+END_TEST
+
+START_TEST(utf8_put)
+{
+    static const struct {
+        uint32_t cp;
+        const char *want;
+    } t[] = {
+        {0x41, "A"},
+        {0x7f, "\x7f"},
+        {0x80, "\xc2\x80"},
+        {0xe9, "\xc3\xa9"},
+        {0x7ff, "\xdf\xbf"},
+        {0x800, "\xe0\xa0\x80"},
+        {0xfffd, "\xef\xbf\xbd"},
+        {0x10000, "\xf0\x90\x80\x80"},
+        {0x1f600, "\xf0\x9f\x98\x80"},
+        {0x10ffff, "\xf4\x8f\xbf\xbf"},
+    };
+    for (size_t i = 0; i < TW_ARRAY_LEN(t); i++) {
+        char out[4];
+        size_t n = jw_utf8_put(t[i].cp, out);
+        ck_assert_uint_eq(n, strlen(t[i].want));
+        ck_assert(memcmp(out, t[i].want, n) == 0);
+        /* what the encoder writes, the checker accepts whole */
+        ck_assert_uint_eq(jw_utf8_len((const uint8_t *)out, n), n);
+    }
+}
+END_TEST
+
 Suite *tw_suite(void)
 {
     Suite *s = suite_create("json");
@@ -266,6 +367,12 @@ Suite *tw_suite(void)
     tc = tcase_create("jw_values");
     tcase_add_test(tc, values_and_commas);
     tcase_add_test(tc, max_cap);
+    tcase_add_test(tc, append_and_quote);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("jw_html_utf8");
+    tcase_add_test(tc, html_safe);
+    tcase_add_test(tc, utf8_len);
+    tcase_add_test(tc, utf8_put);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,6 +1,7 @@
 /* check_web.c - unit tests of tunnelwatch-web's core (src/web/webcore.c, library tw_web):
  * strict JSON walking, record parsing, the bounded window, host aggregation, the JSON
- * endpoints' bodies, sensors' health and the escaping of names that came off the wire. */
+ * endpoints' bodies, sensors' health and the escaping of names that came off the wire. The
+ * output buffer is tw_core's JSON writer; its cap is tested in check_json.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,12 +66,12 @@ static int walk(const char *s)
 }
 
 /* Wraps a rendered value in an object so the strict walker can validate it. */
-static void assert_valid_json(const struct web_buf *b)
+static void assert_valid_json(const struct jw *b)
 {
     size_t n = b->len + 8;
     char *s = malloc(n);
     ck_assert_ptr_nonnull(s);
-    snprintf(s, n, "{\"v\":%s}", b->p);
+    snprintf(s, n, "{\"v\":%s}", b->buf);
     ck_assert_int_eq(walk(s), TW_OK);
     free(s);
 }
@@ -253,13 +254,13 @@ START_TEST(test_hosts)
 {
     struct web_win *w = demo_window();
     struct web_timeline tl = {.buckets = 6, .bucket_s = 600};
-    struct web_buf b;
-    web_buf_init(&b, 1 << 20);
+    struct jw b;
+    web_out_init(&b, 1 << 20);
     ck_assert_int_eq(web_json_hosts(w, NULL, &tl, NOW, &b), TW_OK);
     assert_valid_json(&b);
     /* 10.1.0.23 ranks first: one incident grown to 3 hits, 214753 bytes sent */
-    const char *h23 = strstr(b.p, "\"host\":\"10.1.0.23\"");
-    const char *h77 = strstr(b.p, "\"host\":\"10.1.0.77\"");
+    const char *h23 = strstr(b.buf, "\"host\":\"10.1.0.23\"");
+    const char *h77 = strstr(b.buf, "\"host\":\"10.1.0.77\"");
     ck_assert_ptr_nonnull(h23);
     ck_assert_ptr_nonnull(h77);
     ck_assert(h23 < h77);
@@ -270,23 +271,23 @@ START_TEST(test_hosts)
     ck_assert_ptr_nonnull(strstr(h23, "\"names\":[\"tunnel.us.ngrok.com\"]"));
     /* all three hits in the last bucket (the timeline ends at the newest record) */
     ck_assert_ptr_nonnull(strstr(h23, "\"tl\":[0,0,0,0,0,3]"));
-    ck_assert_ptr_nonnull(strstr(b.p, "\"replay\":true"));
-    web_buf_free(&b);
+    ck_assert_ptr_nonnull(strstr(b.buf, "\"replay\":true"));
+    jw_free(&b);
 
     /* filters: by sensor, by level, by rule name */
     struct web_filter f = {.sensor = "edge-2"};
-    web_buf_init(&b, 1 << 20);
+    web_out_init(&b, 1 << 20);
     ck_assert_int_eq(web_json_hosts(w, &f, &tl, NOW, &b), TW_OK);
-    ck_assert_ptr_null(strstr(b.p, "10.1.0.23"));
-    ck_assert_ptr_nonnull(strstr(b.p, "10.1.0.77"));
-    web_buf_free(&b);
+    ck_assert_ptr_null(strstr(b.buf, "10.1.0.23"));
+    ck_assert_ptr_nonnull(strstr(b.buf, "10.1.0.77"));
+    jw_free(&b);
     f = (struct web_filter){.level = "high",
                             .rule = "Communication To Ngrok Tunneling Service - Linux"};
-    web_buf_init(&b, 1 << 20);
+    web_out_init(&b, 1 << 20);
     ck_assert_int_eq(web_json_hosts(w, &f, &tl, NOW, &b), TW_OK);
-    ck_assert_ptr_nonnull(strstr(b.p, "10.1.0.23"));
-    ck_assert_ptr_null(strstr(b.p, "10.1.0.77"));
-    web_buf_free(&b);
+    ck_assert_ptr_nonnull(strstr(b.buf, "10.1.0.23"));
+    ck_assert_ptr_null(strstr(b.buf, "10.1.0.77"));
+    jw_free(&b);
     web_win_free(w);
 }
 END_TEST
@@ -294,100 +295,88 @@ END_TEST
 START_TEST(test_alerts_and_facets)
 {
     struct web_win *w = demo_window();
-    struct web_buf b;
-    web_buf_init(&b, 1 << 20);
+    struct jw b;
+    web_out_init(&b, 1 << 20);
     ck_assert_int_eq(web_json_alerts(w, NULL, 10, NOW, &b), TW_OK);
     assert_valid_json(&b);
     /* only raised alerts, newest arrival first, with the incident's hit count */
-    const char *e1 = strstr(b.p, "\"id\":\"e1\"");
-    const char *f1 = strstr(b.p, "\"id\":\"f1\"");
+    const char *e1 = strstr(b.buf, "\"id\":\"e1\"");
+    const char *f1 = strstr(b.buf, "\"id\":\"f1\"");
     ck_assert_ptr_nonnull(e1);
     ck_assert_ptr_nonnull(f1);
     ck_assert(e1 < f1);
-    ck_assert_ptr_null(strstr(b.p, "\"id\":\"e2\""));
+    ck_assert_ptr_null(strstr(b.buf, "\"id\":\"e2\""));
     ck_assert_ptr_nonnull(strstr(e1, "\"hits\":3}"));
-    web_buf_free(&b);
+    jw_free(&b);
 
-    web_buf_init(&b, 1 << 20);
+    web_out_init(&b, 1 << 20);
     ck_assert_int_eq(web_json_alerts(w, NULL, 1, NOW, &b), TW_OK);
-    ck_assert_ptr_null(strstr(b.p, "\"id\":\"f1\""));
-    web_buf_free(&b);
+    ck_assert_ptr_null(strstr(b.buf, "\"id\":\"f1\""));
+    jw_free(&b);
 
     struct web_filter f = {.host = "10.1.0.77"};
-    web_buf_init(&b, 1 << 20);
+    web_out_init(&b, 1 << 20);
     ck_assert_int_eq(web_json_alerts(w, &f, 10, NOW, &b), TW_OK);
-    ck_assert_ptr_null(strstr(b.p, "\"id\":\"e1\""));
-    ck_assert_ptr_nonnull(strstr(b.p, "\"id\":\"f1\""));
-    web_buf_free(&b);
+    ck_assert_ptr_null(strstr(b.buf, "\"id\":\"e1\""));
+    ck_assert_ptr_nonnull(strstr(b.buf, "\"id\":\"f1\""));
+    jw_free(&b);
 
-    web_buf_init(&b, 1 << 20);
+    web_out_init(&b, 1 << 20);
     ck_assert_int_eq(web_json_facets(w, &b), TW_OK);
     assert_valid_json(&b);
-    ck_assert_ptr_nonnull(strstr(b.p, "\"levels\":[\"medium\",\"high\"]"));
-    ck_assert_ptr_nonnull(strstr(b.p, "\"sensors\":[\"edge-2\",\"demo-sensor\"]"));
-    web_buf_free(&b);
+    ck_assert_ptr_nonnull(strstr(b.buf, "\"levels\":[\"medium\",\"high\"]"));
+    ck_assert_ptr_nonnull(strstr(b.buf, "\"sensors\":[\"edge-2\",\"demo-sensor\"]"));
+    jw_free(&b);
 
-    web_buf_init(&b, 1 << 20);
+    web_out_init(&b, 1 << 20);
     ck_assert_int_eq(web_json_record(w, "e2", &b), TW_OK);
-    ck_assert_str_eq(b.p, FLOW1);
-    web_buf_free(&b);
-    web_buf_init(&b, 1 << 20);
+    ck_assert_str_eq(b.buf, FLOW1);
+    jw_free(&b);
+    web_out_init(&b, 1 << 20);
     ck_assert_int_eq(web_json_record(w, "gone", &b), TW_OK);
-    ck_assert_str_eq(b.p, "null");
-    web_buf_free(&b);
+    ck_assert_str_eq(b.buf, "null");
+    jw_free(&b);
     web_win_free(w);
 }
 END_TEST
 
 START_TEST(test_escaping)
 {
-    struct web_buf b;
-    web_buf_init(&b, 4096);
-    web_buf_json_str(&b, "<script>\"&\x01\xff", 12);
-    ck_assert_str_eq(b.p, "\"\\u003cscript\\u003e\\\"\\u0026\\u0001\\ufffd\"");
-    web_buf_free(&b);
-    web_buf_init(&b, 4096);
-    web_buf_html(&b, "<b a='1'>&\"", 11);
-    ck_assert_str_eq(b.p, "&lt;b a=&#39;1&#39;&gt;&amp;&quot;");
-    web_buf_free(&b);
+    struct jw b;
+    web_out_init(&b, 4096);
+    jw_quote(&b, (const uint8_t *)"<script>\"&\x01\xff", 12);
+    ck_assert_str_eq(b.buf, "\"\\u003cscript\\u003e\\\"\\u0026\\u0001\\ufffd\"");
+    jw_free(&b);
+    web_out_init(&b, 4096);
+    web_html_escape(&b, "<b a='1'>&\"", 11);
+    ck_assert_str_eq(b.buf, "&lt;b a=&#39;1&#39;&gt;&amp;&quot;");
+    jw_free(&b);
 
     /* a hostname carrying markup renders as text in every output */
     struct web_win *w = web_win_new(10, HOUR);
     ck_assert_int_eq(web_win_add(w, NULL, EVIL, strlen(EVIL), NOW), 0);
-    web_buf_init(&b, 1 << 20);
+    web_out_init(&b, 1 << 20);
     ck_assert_int_eq(web_json_alerts(w, NULL, 10, NOW, &b), TW_OK);
-    ck_assert_ptr_null(strchr(b.p, '<'));
+    ck_assert_ptr_null(strchr(b.buf, '<'));
     ck_assert_ptr_nonnull(
-        strstr(b.p, "\\u003cscript\\u003ealert(1)\\u003c/script\\u003e.ngrok.io"));
-    web_buf_free(&b);
-    web_buf_init(&b, 1 << 20);
+        strstr(b.buf, "\\u003cscript\\u003ealert(1)\\u003c/script\\u003e.ngrok.io"));
+    jw_free(&b);
+    web_out_init(&b, 1 << 20);
     struct web_timeline tl = {.buckets = 4, .bucket_s = 60};
     ck_assert_int_eq(web_json_hosts(w, NULL, &tl, NOW, &b), TW_OK);
-    ck_assert_ptr_null(strchr(b.p, '<'));
-    web_buf_free(&b);
-    web_buf_init(&b, 1 << 20);
+    ck_assert_ptr_null(strchr(b.buf, '<'));
+    jw_free(&b);
+    web_out_init(&b, 1 << 20);
     ck_assert_int_eq(web_html_record(w, "x1", &b), TW_OK);
-    ck_assert_ptr_nonnull(strstr(b.p, "&lt;script&gt;alert(1)&lt;/script&gt;.ngrok.io"));
-    ck_assert_ptr_nonnull(strstr(b.p, "s&lt;img")); /* decoded \u003c, then escaped */
-    ck_assert_ptr_null(strstr(b.p, "<script"));
-    ck_assert_ptr_null(strstr(b.p, "<img"));
-    web_buf_free(&b);
-    web_buf_init(&b, 1 << 20);
+    ck_assert_ptr_nonnull(strstr(b.buf, "&lt;script&gt;alert(1)&lt;/script&gt;.ngrok.io"));
+    ck_assert_ptr_nonnull(strstr(b.buf, "s&lt;img")); /* decoded \u003c, then escaped */
+    ck_assert_ptr_null(strstr(b.buf, "<script"));
+    ck_assert_ptr_null(strstr(b.buf, "<img"));
+    jw_free(&b);
+    web_out_init(&b, 1 << 20);
     ck_assert_int_eq(web_html_record(w, "missing", &b), TW_EBAD);
-    web_buf_free(&b);
+    jw_free(&b);
     web_win_free(w);
-}
-END_TEST
-
-START_TEST(test_buf_cap)
-{
-    struct web_buf b;
-    web_buf_init(&b, 16);
-    web_buf_puts(&b, "0123456789");
-    ck_assert_int_eq(b.err, 0);
-    web_buf_puts(&b, "0123456789");
-    ck_assert_int_eq(b.err, TW_ELIMIT);
-    web_buf_free(&b);
 }
 END_TEST
 
@@ -401,21 +390,21 @@ START_TEST(test_sensors)
     ck_assert_int_eq(web_sensors_update(s, "a", k, v2, 5, 110), TW_OK);
     ck_assert_int_eq(web_sensors_update(s, "b", k, v1, 3, 110), TW_OK);
     ck_assert_int_eq(web_sensors_update(s, "c", k, v1, 3, 110), TW_ELIMIT);
-    struct web_buf b;
-    web_buf_init(&b, 1 << 20);
+    struct jw b;
+    web_out_init(&b, 1 << 20);
     ck_assert_int_eq(web_json_sensors(s, 115, &b), TW_OK);
     assert_valid_json(&b);
     /* a: 2000 packets in 10 s; heartbeat 5 s old: up */
-    ck_assert_ptr_nonnull(strstr(b.p, "{\"name\":\"a\",\"version\":\"0.1.0\",\"up\":true,"
-                                      "\"age_s\":5,\"pps\":200.0,\"packets\":3000,"
-                                      "\"kernel_drops\":7,"));
+    ck_assert_ptr_nonnull(strstr(b.buf, "{\"name\":\"a\",\"version\":\"0.1.0\",\"up\":true,"
+                                        "\"age_s\":5,\"pps\":200.0,\"packets\":3000,"
+                                        "\"kernel_drops\":7,"));
     /* b: last heartbeat at 100, 15 s ago: still up; at 131 it is down */
-    ck_assert_ptr_nonnull(strstr(b.p, "\"name\":\"b\",\"version\":\"\",\"up\":true"));
-    web_buf_free(&b);
-    web_buf_init(&b, 1 << 20);
+    ck_assert_ptr_nonnull(strstr(b.buf, "\"name\":\"b\",\"version\":\"\",\"up\":true"));
+    jw_free(&b);
+    web_out_init(&b, 1 << 20);
     ck_assert_int_eq(web_json_sensors(s, 141, &b), TW_OK);
-    ck_assert_ptr_nonnull(strstr(b.p, "\"name\":\"a\",\"version\":\"0.1.0\",\"up\":false"));
-    web_buf_free(&b);
+    ck_assert_ptr_nonnull(strstr(b.buf, "\"name\":\"a\",\"version\":\"0.1.0\",\"up\":false"));
+    jw_free(&b);
     web_sensors_free(s);
 }
 END_TEST
@@ -440,7 +429,6 @@ Suite *tw_suite(void)
     tcase_add_test(tc, test_hosts);
     tcase_add_test(tc, test_alerts_and_facets);
     tcase_add_test(tc, test_escaping);
-    tcase_add_test(tc, test_buf_cap);
     suite_add_tcase(s, tc);
     tc = tcase_create("sensors");
     tcase_add_test(tc, test_sensors);
