@@ -132,6 +132,8 @@ static const char *type_action(enum alert_type t)
         return "update";
     case ALERT_FLOW_END:
         return "flow_end";
+    case ALERT_EXTERNAL:
+        return "external";
     default:
         return "suppressed";
     }
@@ -172,6 +174,7 @@ static void format_ecs(struct jw *w, const struct alert_rec *r)
            r->type == ALERT_RAISED     ? "tunnelwatch.alert"
            : r->type == ALERT_UPDATE   ? "tunnelwatch.update"
            : r->type == ALERT_FLOW_END ? "tunnelwatch.flow"
+           : r->type == ALERT_EXTERNAL ? "tunnelwatch.external"
                                        : "tunnelwatch.suppressed");
     jw_str(w, "event.action", type_action(r->type));
     jw_str(w, "event.module", "tunnelwatch");

@@ -56,6 +56,14 @@ struct key {
 
 static const char *check_name(const char *s);
 static const char *check_schema(const char *s);
+static const char *check_external(const char *s);
+static const char *check_external(const char *s)
+{
+    return strcmp(s, "event") == 0 || strcmp(s, "alert") == 0
+               ? NULL
+               : "unknown value (use \"event\" or \"alert\")";
+}
+
 static const char *check_url(const char *s);
 static const char *check_listen(const char *s);
 static const char *check_rkey(const char *s);
@@ -115,6 +123,7 @@ static const struct key keys[] = {
     KN("alert.dns_map_max", K_U32, alert.dns_map_max, 1, 1 << 26),
     KN("alert.dns_ttl_cap_s", K_U32, alert.dns_ttl_cap_s, 1, 7 * 86400),
     KN("alert.dns_ttl_min_s", K_U32, alert.dns_ttl_min_s, 0, 86400),
+    KS("alert.external", alert.external, check_external),
     KB("alert.log_suppressed", log_suppressed),
     KB("alert.publish_suppressed", publish_suppressed),
     KO("output.alerts_file", output.alerts_file, NULL),
@@ -1194,6 +1203,7 @@ void cfg_defaults(struct tw_cfg *cfg)
     cfg->alert.dns_ttl_min_s = 300;
 
     cfg->output.schema = strdup("ecs");
+    cfg->alert.external = strdup("event");
 
     cfg->redis.url = strdup("redis://127.0.0.1:6379/0");
     cfg->redis.mode_stream = true;

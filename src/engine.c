@@ -90,12 +90,17 @@ struct engine {
 
 /* ---------- observations ---------- */
 
-/* TSV-safe rendering: control bytes, backslash and DEL as \xNN. */
+/* TSV-safe rendering as the truth files write it: tab, newline and carriage return as \t,
+ * \n, \r, other control bytes and DEL as \xNN. A backslash stays as it is: DNS names come
+ * already rendered the way tshark shows them (\004, \.), and must not be escaped twice. A
+ * NUL ends a Host or SNI value there, as tshark's string fields show it. */
 static void put_name(FILE *out, const uint8_t *s, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && s[i]; i++) {
         uint8_t c = s[i];
-        if (c < 0x20 || c == 0x7f || c == '\\')
+        if (c == '\t' || c == '\n' || c == '\r')
+            fprintf(out, "\\%c", c == '\t' ? 't' : c == '\n' ? 'n' : 'r');
+        else if (c < 0x20 || c == 0x7f)
             fprintf(out, "\\x%02x", c);
         else
             fputc(c, out);
@@ -249,8 +254,13 @@ static void handle_hit(struct engine *e, const struct obs *ob, const struct rule
     hit_record(e, ob, hit, &r);
     if (allowlisted(e, &r))
         return;
+    /* transit traffic (neither side internal): an event record unless alert.external says
+     * "alert", as IDS rules treat traffic outside $HOME_NET */
+    bool external = !strcmp(r.attribution, "external") && strcmp(e->cfg->alert.external, "alert");
     bool is_new = false;
-    struct incident *in = rec_hit(e->rec, &r, &is_new);
+    struct incident *in = rec_hit(e->rec, &r, external, &is_new);
+    if (external)
+        return;
     summary_hit(e->sum, &r.host, hit->rule->id, ob->name, ob->len, e->frame, e->now, in && is_new);
     if (in)
         flag_flow(e, ob, in, &r);
@@ -782,6 +792,7 @@ static void stats_records(const struct engine *e, struct tw_stats *st)
     stats_put(st, "alerts_raised", false, rs.alerts);
     stats_put(st, "alerts_updates", false, rs.updates);
     stats_put(st, "alerts_suppressed", false, rs.suppressed);
+    stats_put(st, "external_events", false, rs.external);
     stats_put(st, "flow_end_records", false, rs.flow_ends);
     stats_put(st, "records_dropped", false, rs.dropped);
     stats_put(st, "timestamp_jumps_ignored", false, e->st.time_jumps);

@@ -121,18 +121,72 @@ static void hello(struct extractor *x, enum name_kind kind, const uint8_t *msg, 
     name(x, &ob);
 }
 
+#define TLS_MAX_HELLOS 3 /* a ClientHello, its retry after a HelloRetryRequest, a duplicate */
+
+/* Everything buffered was parsed: the buffer is freed, and bytes before the next sequence
+ * number are known (a retransmission of them is not new data). */
+static void parsed_all(struct extractor *x, struct xflow *xf, struct stream *s)
+{
+    xf->seen_seq = s->base_seq + s->len;
+    xf->seen_set = true;
+    stream_reset(s, &x->reasm_budget);
+}
+
+/* Stream bytes taken by the handshake records that carry the first msg_len handshake bytes;
+ * 0 when they are not all there. */
+static uint32_t records_span(const uint8_t *b, uint32_t len, size_t msg_len)
+{
+    uint32_t o = 0;
+    size_t got = 0;
+    while (got < msg_len && len - o >= 5 && b[o] == 0x16) {
+        uint32_t rl = (uint32_t)b[o + 3] << 8 | b[o + 4];
+        if (rl > len - o - 5)
+            return 0;
+        o += 5 + rl;
+        got += rl;
+    }
+    return got >= msg_len ? o : 0;
+}
+
+/* After a ClientHello: ChangeCipherSpec records are skipped; a handshake record may start
+ * another ClientHello (after a HelloRetryRequest). True while that is still possible. */
+static bool tls_more(struct stream *s)
+{
+    while (s->len >= 5 && s->buf[0] == 0x14) {
+        uint32_t rl = (uint32_t)s->buf[3] << 8 | s->buf[4];
+        if (s->len < 5 + rl)
+            return true;
+        stream_consume(s, 5 + rl);
+    }
+    return s->len < 6 || (s->buf[0] == 0x16 && s->buf[5] == 0x01);
+}
+
+/* TLS: each ClientHello of the stream (the first, and one after a HelloRetryRequest). */
 static void tcp_tls(struct extractor *x, struct xflow *xf, const struct dec_pkt *p, struct flow *f)
 {
     struct stream *s = &xf->st[0];
-    long n = tls_hello_from_records(s->buf, s->len, x->hello_buf, TLS_HELLO_MAX);
-    if (n == TW_ETRUNC && s->len < s->max)
-        return;
-    if (n == TW_ETRUNC)
-        x->st.reasm_limit++; /* a hello larger than the buffer: give up, free it */
-    if (n > 0)
+    while (xf->hellos < TLS_MAX_HELLOS && tls_more(s)) {
+        long n = tls_hello_from_records(s->buf, s->len, x->hello_buf, TLS_HELLO_MAX);
+        if (n == TW_ETRUNC && s->len < s->max)
+            return; /* more to come */
+        if (n <= 0) {
+            if (xf->hellos == 0)
+                x->st.err_tls++;
+            if (n == TW_ETRUNC && xf->hellos == 0)
+                x->st.reasm_limit++; /* a hello larger than the buffer: give up, free it */
+            break;
+        }
         hello(x, NK_TLS_SNI, x->hello_buf, (size_t)n, p, f);
-    else
-        x->st.err_tls++;
+        xf->hellos++;
+        uint32_t span = records_span(s->buf, s->len, (size_t)n);
+        if (!span)
+            break;
+        stream_consume(s, span);
+        if (s->len == 0 && s->n_isl == 0) {
+            parsed_all(x, xf, s); /* wait for what the client sends next */
+            return;
+        }
+    }
     finish(x, xf);
 }
 
@@ -152,7 +206,27 @@ static void tcp_http(struct extractor *x, struct xflow *xf, const struct dec_pkt
     }
     /* wait for the next request of a keep-alive connection: the buffer restarts at the next
      * segment that begins with a request line */
-    stream_reset(s, &x->reasm_budget);
+    parsed_all(x, xf, s);
+}
+
+/* The part of a segment that was not parsed before: all of it, unless the stream restarted
+ * after a parsed message and the segment repeats some of it (NULL when it is all old). */
+static const uint8_t *new_bytes(const struct xflow *xf, const struct stream *s,
+                                const struct dec_pkt *p, uint32_t *seq, uint32_t *len)
+{
+    /* data in a SYN (TCP Fast Open) starts after the SYN's own sequence number */
+    *seq = p->seq + ((p->tcp_flags & TW_TH_SYN) ? 1u : 0u);
+    *len = p->payload_len;
+    if (!xf->seen_set || s->len || s->n_isl)
+        return p->payload;
+    int32_t old = (int32_t)(xf->seen_seq - *seq);
+    if (old <= 0)
+        return p->payload;
+    if ((uint32_t)old >= *len)
+        return NULL;
+    *seq = xf->seen_seq;
+    *len -= (uint32_t)old;
+    return p->payload + old;
 }
 
 /* The flow's first bytes decide its parser; false when it has none (the flow is done). */
@@ -180,12 +254,14 @@ static void tcp_packet(struct extractor *x, struct xflow *xf, const struct dec_p
     if (dir == 1 && !dns)
         return; /* only the client's bytes carry the names we want (DNS answers aside) */
     struct stream *s = &xf->st[dir];
+    uint32_t seq, len;
+    const uint8_t *data = new_bytes(xf, s, p, &seq, &len);
     /* keep-alive: after a request the buffer was reset (no base), so the next segment that
      * starts a request line becomes its base */
-    if (xf->app == XAPP_HTTP && s->len == 0 && s->n_isl == 0 &&
-        !http_looks_like_request(p->payload, p->payload_len))
+    if (!data || (xf->app == XAPP_HTTP && s->len == 0 && s->n_isl == 0 &&
+                  !http_looks_like_request(data, len)))
         return;
-    int r = stream_add(s, p->seq, p->payload, p->payload_len, &x->reasm_budget);
+    int r = stream_add(s, seq, data, len, &x->reasm_budget);
     if (r < 0) {
         x->st.reasm_limit++;
         if (r != TW_ELIMIT || s->len == 0) {

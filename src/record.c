@@ -102,7 +102,7 @@ static void log_alert(struct recorder *r, const struct alert_rec *rec)
             (int)n, (const char *)rec->name, rec->attribution, rec->frame);
 }
 
-struct incident *rec_hit(struct recorder *r, struct alert_rec *rec, bool *is_new)
+struct incident *rec_hit(struct recorder *r, struct alert_rec *rec, bool external, bool *is_new)
 {
     r->now = rec->ts;
     *is_new = false;
@@ -110,14 +110,17 @@ struct incident *rec_hit(struct recorder *r, struct alert_rec *rec, bool *is_new
         dedup_hit(r->dedup, &rec->host, rec->rule, rec->name, rec->name_len, rec->ts, is_new);
     if (!in || !*is_new)
         return in;
-    r->st.alerts++;
-    rec->type = ALERT_RAISED;
+    if (external)
+        r->st.external++;
+    else
+        r->st.alerts++;
+    rec->type = external ? ALERT_EXTERNAL : ALERT_RAISED;
     alert_ids_next(&r->ids, in->id);
     rec->event_id = in->id;
     rec->count = 1;
     rec->first_seen = rec->last_seen = rec->ts;
     emit(r, rec, true, true);
-    if (r->o.verbosity > 0 && r->o.log)
+    if (r->o.verbosity > 0 && r->o.log && !external)
         log_alert(r, rec);
     return in;
 }

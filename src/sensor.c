@@ -1064,14 +1064,31 @@ static int stop_publisher(struct sensor *s)
     return 1;
 }
 
+/* Hits between two external hosts went out as events: say so, the user may have meant them. */
+static void report_external(struct sensor *s)
+{
+    static struct tw_stats st;
+    st.n = 0;
+    engine_stats(s->e, &st);
+    uint64_t n = stats_get(&st, "external_events");
+    if (n)
+        fprintf(stderr,
+                "tunnelwatch: %" PRIu64 " incident%s between hosts outside networks.internal "
+                "written as events (event.action \"external\"), not alerts: if that was your own "
+                "network, set networks.internal (or alert.external = \"alert\")\n",
+                n, n > 1 ? "s" : "");
+}
+
 /* The investigation outputs of a replay: the per-host table, the evidence, --summary. */
 static int write_outputs(struct sensor *s)
 {
     const struct tw_cfg *cfg = s->cfg;
     int status = 0;
     char err[1024];
-    if (s->inputs && cfg->log.verbosity >= 0 && !s->a->names)
+    if (s->inputs && cfg->log.verbosity >= 0 && !s->a->names) {
         engine_summary(s->e, stderr, NULL);
+        report_external(s);
+    }
     if (s->inputs && cfg->output.evidence_file) {
         int w = engine_write_evidence(s->e, s->inputs, cfg->output.evidence_file, err, sizeof(err));
         if (w < 0)

@@ -23,7 +23,7 @@ enum alert_schema { ALERT_ECS = 0, ALERT_ASIM = 1 };
 void community_id_v1(const struct tw_addr *src, const struct tw_addr *dst, uint16_t sport,
                      uint16_t dport, uint8_t proto, uint16_t seed, char out[64]);
 
-enum alert_type { ALERT_RAISED, ALERT_UPDATE, ALERT_FLOW_END, ALERT_SUPPRESSED };
+enum alert_type { ALERT_RAISED, ALERT_UPDATE, ALERT_FLOW_END, ALERT_SUPPRESSED, ALERT_EXTERNAL };
 
 /* Everything a record can carry; strings are borrowed for the call. */
 struct alert_rec {

@@ -115,6 +115,8 @@ struct tw_cfg {
         uint32_t dns_map_max;       /* 262144 IP->name entries */
         uint32_t dns_ttl_cap_s;     /* 86400 */
         uint32_t dns_ttl_min_s;     /* 300: short TTLs are stretched to this */
+        char *external;             /* "event" (default): a hit where neither side is
+                                     * internal is an event record; "alert": an alert */
     } alert;
 
     struct {

@@ -74,7 +74,11 @@ struct xflow {
     uint8_t app; /* enum xapp */
     bool done;   /* nothing more to extract */
     uint8_t quic_pkts;
-    bool quic_ok; /* an Initial of this flow decrypted */
+    uint8_t hellos;    /* TLS ClientHellos read on this stream */
+    bool quic_ok;      /* an Initial of this flow decrypted */
+    bool seen_set;     /* seen_seq is valid */
+    uint32_t seen_seq; /* HTTP: client bytes before this were parsed (retransmissions of them
+                        * are not new requests) */
     struct stream st[2];
     struct quic_initial *quic;
 };

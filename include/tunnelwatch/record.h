@@ -30,6 +30,7 @@ struct recorder_opts {
 
 struct recorder_stats {
     uint64_t alerts, updates, suppressed, flow_ends, dropped;
+    uint64_t external; /* event records of external (transit) hits */
 };
 
 struct recorder;
@@ -46,8 +47,10 @@ void rec_set_file(struct recorder *r, const char *file);
  * suppressed record where alert.log_suppressed / alert.publish_suppressed say. */
 void rec_suppressed(struct recorder *r, struct alert_rec *rec);
 /* A hit: the incident it belongs to (NULL when the dedup table could not take it). The first
- * hit of an incident is written as an alert (*is_new); in->id is its event id. */
-struct incident *rec_hit(struct recorder *r, struct alert_rec *rec, bool *is_new);
+ * hit of an incident is written as an alert (*is_new); in->id is its event id. external: a
+ * hit between two external hosts (alert.external = "event"), written as an event record
+ * (event.action "external") instead of an alert, deduplicated the same way. */
+struct incident *rec_hit(struct recorder *r, struct alert_rec *rec, bool external, bool *is_new);
 /* A flagged flow ended: rec is written as a flow-end record with a new event id. */
 void rec_flow_end(struct recorder *r, struct alert_rec *rec);
 /* Update records for incidents with hits not yet reported, at most every
