@@ -34,6 +34,9 @@ NS = 1_000_000_000
 
 LINKTYPE_NULL = 0
 LINKTYPE_EN10MB = 1
+LINKTYPE_PPP = 9
+LINKTYPE_C_HDLC = 104
+LINKTYPE_IEEE802_11_RADIOTAP = 127
 LINKTYPE_RAW = 101
 LINKTYPE_LOOP = 108
 LINKTYPE_LINUX_SLL = 113
@@ -208,6 +211,41 @@ def wrap_sll2(l3, src, dst):
     return (struct.pack("!HHIHBB", l3_ethertype(l3), 0, 2, 1, pkttype, 6) + mac_of(src) + b"\0\0") + l3
 
 
+def wrap_ppp(l3, src, dst):
+    # RFC 1661/1662: IPv4 in HDLC-like framing (ff 03, protocol 0x0021); IPv6 with address/control
+    # and protocol field compressed (ACFC + PFC: the single byte 0x57), as a link may negotiate.
+    if l3[0] >> 4 == 6:
+        return b"\x57" + l3
+    return b"\xff\x03\x00\x21" + l3
+
+
+def wrap_chdlc(l3, src, dst):
+    # Cisco HDLC: address 0x0f (unicast), control 0, EtherType.
+    return struct.pack("!BBH", 0x0F, 0, l3_ethertype(l3)) + l3
+
+
+def wrap_radiotap(l3, src, dst):
+    # Radiotap (TSFT, flags 0x10 = FCS at end, rate 24 Mb/s, antenna signal) + an 802.11 data frame:
+    # a client sends to the AP (ToDS: BSSID, SA, DA), the AP delivers (FromDS: DA, BSSID, SA).
+    # IPv6 rides in QoS data frames (QoS control, TID 5), IPv4 in plain data frames. LLC/SNAP, then
+    # the packet, then the CRC-32 FCS.
+    import zlib
+    fields = struct.pack("<QBBb", 0, 0x10, 48, -42)  # present bits 0, 1, 2, 5
+    rt = struct.pack("<BBHI", 0, 0, 8 + len(fields), 0x00000027) + fields
+    bssid = bytes.fromhex("02000a0100fe")
+    qos = l3[0] >> 4 == 6
+    fc0 = 0x88 if qos else 0x08
+    if internal(src):
+        fc1, a1, a2, a3 = 0x01, bssid, mac_of(src), mac_of(dst, router=not internal(dst))
+    else:
+        fc1, a1, a2, a3 = 0x02, mac_of(dst), bssid, mac_of(src, router=True)
+    hdr = struct.pack("<BBH", fc0, fc1, 44) + a1 + a2 + a3 + struct.pack("<H", 0)
+    if qos:
+        hdr += struct.pack("<H", 5)
+    frame = hdr + b"\xaa\xaa\x03\0\0\0" + struct.pack("!H", l3_ethertype(l3)) + l3
+    return rt + frame + struct.pack("<I", zlib.crc32(frame))
+
+
 class Outer:
     """Tunnel encapsulations: the outer headers get their own IP ident counter."""
 
@@ -244,6 +282,13 @@ class Outer:
             inner = wrap_eth(l3, src, dst)
             vx = struct.pack("!II", 0x08000000, 5001 << 8) + inner  # RFC 7348: I flag, VNI 5001
             u = udp_seg(osrc, odst, 49152 + (self.seq % 4096), 4789, vx, zero_csum=True)
+            return eth_hdr("10.1.0.1", odst, 0x0800) + ipv4_hdr(osrc, odst, 17, len(u), self.ident) + u
+        if self.kind == "gre_udp":
+            # RFC 8086 GRE-in-UDP: UDP to port 4754, source port an entropy value from the
+            # ephemeral range, then a plain RFC 2784 GRE header.
+            osrc, odst = "10.255.2.1", "10.255.2.2"
+            body = struct.pack("!HH", 0, l3_ethertype(l3)) + l3
+            u = udp_seg(osrc, odst, 49152 + (self.seq * 7919) % 16384, 4754, body)
             return eth_hdr("10.1.0.1", odst, 0x0800) + ipv4_hdr(osrc, odst, 17, len(u), self.ident) + u
         raise ValueError(self.kind)
 
@@ -1074,6 +1119,15 @@ def all_captures():
                       "+ TLS", linktype=LINKTYPE_LOOP),
         cap_multi_if(), cap_nanosec(), cap_truncated(), cap_resolver_attrib(), cap_dedup_1000(),
         cap_inbound_server(), cap_benign_mix(),
+        encap_capture("ppp_dns.pcap", wrap_ppp, "PPP (9) link type: IPv4 with ff 03 0021, IPv6 with address/"
+                      "control and protocol compressed (0x57): DNS v4/v6 + TLS", linktype=LINKTYPE_PPP),
+        encap_capture("chdlc_dns.pcap", wrap_chdlc, "Cisco HDLC (104) link type: DNS v4/v6 + TLS",
+                      linktype=LINKTYPE_C_HDLC),
+        encap_capture("radiotap_dns.pcap", wrap_radiotap, "IEEE 802.11 with radiotap (127): data frames (IPv4) "
+                      "and QoS data frames (IPv6), ToDS/FromDS, LLC/SNAP, FCS flagged in radiotap: DNS v4/v6 + "
+                      "TLS", linktype=LINKTYPE_IEEE802_11_RADIOTAP),
+        encap_capture("gre_udp_dns.pcap", Outer("gre_udp"), "GRE-in-UDP (RFC 8086, UDP 4754) carrying IPv4/IPv6: "
+                      "DNS + TLS"),
     ]
 
 

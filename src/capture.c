@@ -102,7 +102,8 @@ static uint16_t get16(bool swap, const uint8_t *p)
 }
 
 /* Link types whose packet bytes libpcap leaves alone in a file of the other byte order (it
- * rewrites the pseudo-headers of a few others, USB and NFLOG among them). */
+ * rewrites the pseudo-headers of a few others, USB and NFLOG among them). Radiotap and PPI
+ * are little-endian by definition and the Prism header is read in either order. */
 static bool swap_safe_dlt(int dlt)
 {
     switch (dlt) {
@@ -112,6 +113,16 @@ static bool swap_safe_dlt(int dlt)
     case DLT_IPV6:
     case DLT_LINUX_SLL:
     case DLT_LINUX_SLL2:
+    case DLT_PPP:
+    case DLT_PPP_SERIAL:
+    case DLT_PPP_ETHER:
+    case DLT_C_HDLC:
+    case DLT_IEEE802_11:
+    case DLT_IEEE802_11_RADIO:
+    case DLT_IEEE802_11_RADIO_AVS:
+    case DLT_PRISM_HEADER:
+    case DLT_PPI:
+    case DLT_IPNET:
         return true;
     default:
         return false;

@@ -7,9 +7,15 @@
  * tell a snaplen cut (payload_len < payload_wire_len) from a lie (DEC_BAD_*). Recursion only
  * happens through enter(), which counts encapsulation layers in out->tunnels and stops at
  * DEC_MAX_DEPTH, so hostile nesting (IP-in-IP-in-GRE-in-...) costs bounded stack and time.
- * VLAN tags, MPLS labels, IPv6 extension headers and NFLOG TLVs are walked iteratively, each
- * loop with its own cap. Innermost IP header and transport win. Checksums are not validated:
- * a passive sensor sees offloaded checksums on the capture host and would drop good traffic.
+ * VLAN tags, MPLS labels, IPv6 extension headers, NFLOG TLVs, radiotap presence words and PPI
+ * fields are walked iteratively, each loop with its own cap. Link layers that wrap another link
+ * layer (PPI around 802.11 or Ethernet, CAPWAP around 802.11) call a fixed decoder, never
+ * dec_packet() again, so they cannot nest. UDP tunnels whose port can also be a client's
+ * source port (GRE-in-UDP, AYIYA, Teredo, CAPWAP) are taken only when the tunnel port is the
+ * lower of the two, as Wireshark tries the lower port first: a DNS query from port 5072 to 53
+ * stays DNS. Teredo is taken only when an IPv6 packet fills the datagram exactly. Innermost IP
+ * header and transport win. Checksums are not validated: a passive sensor sees offloaded checksums
+ * on the capture host and would drop good traffic.
  */
 #include <string.h>
 
@@ -28,6 +34,12 @@
 #define ETH_P_TEB     0x6558 /* transparent Ethernet bridging (GRE, NVGRE, Geneve) */
 #define ETH_P_ERSPAN2 0x88be
 #define ETH_P_ERSPAN3 0x22eb
+#define ETH_P_PPP     0x880b /* PPTP enhanced GRE (RFC 2637) */
+
+#define PPP_IPV4    0x0021
+#define PPP_IPV6    0x0057
+#define PPP_MPLS_UC 0x0281
+#define PPP_MPLS_MC 0x0283
 
 #define IPP_HOPOPTS  0
 #define IPP_IPIP     4
@@ -47,17 +59,24 @@
 #define UDP_PORT_GENEVE   6081
 #define UDP_PORT_MPLS_UDP 6635
 #define UDP_PORT_GTPU     2152
+#define UDP_PORT_TEREDO   3544 /* RFC 4380 */
+#define UDP_PORT_GRE      4754 /* RFC 8086 GRE-in-UDP */
+#define UDP_PORT_AYIYA    5072 /* draft-massar-v6ops-ayiya */
+#define UDP_PORT_CAPWAP_D 5247 /* RFC 5415 data channel */
 
 #define MAX_VLAN_TAGS  8  /* QinQ rarely stacks more than 2; 8 leaves room for odd labs */
 #define MAX_MPLS_LABEL 16 /* real label stacks are a handful deep */
 #define MAX_IP6_EXT    8  /* RFC 8200 sec. 4.1: each extension header at most once, ~8 kinds */
 #define MAX_NFLOG_TLV  64
+#define MAX_RT_PRESENT 8  /* radiotap presence words: 3 are seen with vendor namespaces */
+#define MAX_PPI_FIELD  32 /* PPI field headers; a handful in real files */
 
 static int dec_ether_type(struct cur *c, uint16_t type, struct dec_pkt *o);
 static int dec_eth(struct cur *c, struct dec_pkt *o);
 static int dec_ip4(struct cur *c, struct dec_pkt *o);
 static int dec_ip6(struct cur *c, struct dec_pkt *o);
 static int dec_ip_proto(struct cur *c, uint8_t proto, uint32_t wire, struct dec_pkt *o);
+static int dec_mpls(struct cur *c, struct dec_pkt *o);
 
 const char *dec_reason_name(int reason)
 {
@@ -95,6 +114,16 @@ bool dec_linktype_supported(int dlt)
     case TW_DLT_IPV6:
     case TW_DLT_NFLOG:
     case TW_DLT_SLL2:
+    case TW_DLT_PPP:
+    case TW_DLT_PPP_HDLC:
+    case TW_DLT_PPP_ETHER:
+    case TW_DLT_C_HDLC:
+    case TW_DLT_IEEE802_11:
+    case TW_DLT_PRISM:
+    case TW_DLT_RADIOTAP:
+    case TW_DLT_AVS:
+    case TW_DLT_PPI:
+    case TW_DLT_IPNET:
         return true;
     default:
         return false;
@@ -102,12 +131,15 @@ bool dec_linktype_supported(int dlt)
 }
 
 /* One more encapsulation layer. Every recursive path goes through here, which is what
- * bounds the recursion depth on hostile input. */
+ * bounds the recursion depth on hostile input. An outer VLAN tag describes the path the
+ * tunnel took, not the inner network: it is forgotten, so one inner flow mirrored on several
+ * VLANs (a CAPWAP or ERSPAN feed seen on each trunk) stays one flow; inner tags set it anew. */
 static int enter(struct dec_pkt *o)
 {
     if (o->tunnels >= DEC_MAX_DEPTH)
         return DEC_DEPTH;
     o->tunnels++;
+    o->vlan = 0;
     return DEC_OK;
 }
 
@@ -175,6 +207,70 @@ static int dec_mpls(struct cur *c, struct dec_pkt *o)
     }
 }
 
+/* RFC 1661 sec. 2: PPP protocol field, then the datagram. The field is two octets, or one
+ * when Protocol-Field-Compression was negotiated (sec. 6.5): a valid number has an even high
+ * octet and an odd low octet, so an odd first octet is a compressed field. An even low octet
+ * is no protocol at all. */
+static int dec_ppp_proto(struct cur *c, struct dec_pkt *o)
+{
+    uint16_t proto = cur_u8(c);
+    if (!(proto & 1))
+        proto = (uint16_t)(proto << 8 | cur_u8(c));
+    if (c->err)
+        return DEC_TRUNC;
+    if (!(proto & 1))
+        return DEC_BAD_L2;
+    switch (proto) {
+    case PPP_IPV4:
+        return dec_ip4(c, o);
+    case PPP_IPV6:
+        return dec_ip6(c, o);
+    case PPP_MPLS_UC:
+    case PPP_MPLS_MC:
+        return dec_mpls(c, o);
+    default:
+        return DEC_NOT_IP; /* LCP, IPCP, CCP, VJ-compressed TCP, multilink fragments... */
+    }
+}
+
+/* RFC 1662 sec. 3.1: PPP in HDLC-like framing: address 0xff | control 0x03 | protocol. The
+ * two bytes are absent when Address-and-Control-Field-Compression was negotiated (RFC 1661
+ * sec. 6.6), and a protocol field never starts with 0xff, so their presence is plain. */
+static int dec_ppp(struct cur *c, struct dec_pkt *o)
+{
+    if (!cur_need(c, 2))
+        return DEC_TRUNC;
+    if (c->p[0] == 0xff && c->p[1] == 0x03)
+        cur_skip(c, 2);
+    return dec_ppp_proto(c, o);
+}
+
+/* Cisco HDLC (LINKTYPE_C_HDLC, https://www.tcpdump.org/linktypes/LINKTYPE_C_HDLC.html):
+ *   address(8: 0x0f unicast, 0x8f broadcast) | control(8) | protocol(16, an EtherType)
+ * SLARP (0x8035) and CDP (0x2000) are keepalives and neighbour announcements: not IP. */
+static int dec_chdlc(struct cur *c, struct dec_pkt *o)
+{
+    uint8_t addr = cur_u8(c);
+    cur_skip(c, 1);
+    uint16_t type = cur_u16be(c);
+    if (c->err)
+        return DEC_TRUNC;
+    if (addr != 0x0f && addr != 0x8f)
+        return DEC_BAD_L2;
+    return dec_ether_type(c, type, o);
+}
+
+/* DLT_PPP and DLT_PPP_SERIAL: PPP with or without address/control; libpcap documents that
+ * these link types can also hold Cisco HDLC frames, told apart by their address byte. */
+static int dec_ppp_link(struct cur *c, struct dec_pkt *o)
+{
+    if (!cur_need(c, 2))
+        return DEC_TRUNC;
+    if ((c->p[0] == 0x0f || c->p[0] == 0x8f) && c->p[1] == 0x00)
+        return dec_chdlc(c, o);
+    return dec_ppp(c, o);
+}
+
 /* RFC 2516 sec. 4: PPPoE session header, then a PPP protocol number (RFC 1661).
  *   ver(4)|type(4) | code(8) | session id(16) | length(16) | PPP protocol(16) */
 static int dec_pppoe(struct cur *c, struct dec_pkt *o)
@@ -182,16 +278,11 @@ static int dec_pppoe(struct cur *c, struct dec_pkt *o)
     uint8_t vt = cur_u8(c);
     cur_skip(c, 3);
     uint16_t len = cur_u16be(c);
-    uint16_t ppp = cur_u16be(c);
     if (c->err)
         return DEC_TRUNC;
     if (vt != 0x11 || len < 2)
         return DEC_BAD_L2;
-    if (ppp == 0x0021)
-        return dec_ip4(c, o);
-    if (ppp == 0x0057)
-        return dec_ip6(c, o);
-    return DEC_NOT_IP;
+    return dec_ppp_proto(c, o);
 }
 
 /* IEEE 802.1Q / 802.1ad: tag = TCI(16: PCP 3, DEI 1, VID 12) | inner EtherType(16). Stacked
@@ -230,29 +321,240 @@ static int dec_ether_type(struct cur *c, uint16_t type, struct dec_pkt *o)
     }
 }
 
-/* IEEE 802.3: dst(6) | src(6) | EtherType or length(2). A length (<= 1500) means 802.2 LLC;
- * only SNAP (AA AA 03 + OUI(3) + EtherType) carries IP, everything else (STP...) is not IP. */
+/* IEEE 802.2 LLC: only SNAP (RFC 1042: DSAP 0xaa | SSAP 0xaa | control 0x03 | OUI(24) |
+ * EtherType(16)) carries IP; everything else (STP, NetBIOS...) is not IP. */
+static int dec_llc(struct cur *c, struct dec_pkt *o)
+{
+    const uint8_t *llc = cur_bytes(c, 3);
+    if (!llc)
+        return DEC_TRUNC;
+    if (llc[0] != 0xaa || llc[1] != 0xaa || llc[2] != 0x03)
+        return DEC_NOT_IP;
+    cur_skip(c, 3);
+    uint16_t type = cur_u16be(c);
+    if (c->err)
+        return DEC_TRUNC;
+    return dec_ether_type(c, type, o);
+}
+
+/* IEEE 802.3: dst(6) | src(6) | EtherType or length(2). A length (<= 1500) means 802.2 LLC. */
 static int dec_eth(struct cur *c, struct dec_pkt *o)
 {
     cur_skip(c, 12);
     uint16_t type = cur_u16be(c);
     if (c->err)
         return DEC_TRUNC;
-    if (type <= 1500) {
-        const uint8_t *llc = cur_bytes(c, 3);
-        if (!llc)
-            return DEC_TRUNC;
-        if (llc[0] != 0xaa || llc[1] != 0xaa || llc[2] != 0x03)
-            return DEC_NOT_IP;
-        cur_skip(c, 3);
-        type = cur_u16be(c);
+    if (type <= 1500)
+        return dec_llc(c, o);
+    if (type < 0x0600)
+        return DEC_BAD_L2; /* 1501..1535 is neither a length nor an EtherType */
+    return dec_ether_type(c, type, o);
+}
+
+/* Little-endian reads: radiotap and PPI headers are little-endian by definition. */
+static uint16_t cur_u16le(struct cur *c)
+{
+    const uint8_t *b = cur_bytes(c, 2);
+    return b ? (uint16_t)(b[0] | (unsigned)b[1] << 8) : 0;
+}
+
+static uint32_t cur_u32le(struct cur *c)
+{
+    const uint8_t *b = cur_bytes(c, 4);
+    return b ? (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24
+             : 0;
+}
+
+/* Narrows c to all but its last 4 bytes (a frame check sequence). */
+static int strip_fcs(struct cur *c)
+{
+    if (cur_left(c) < 4)
+        return DEC_TRUNC;
+    c->end -= 4;
+    return DEC_OK;
+}
+
+/* IEEE 802.11-2020 sec. 9.2.4 / 9.3.2: MAC header of a data frame.
+ *   frame control(16: version(2) type(2) subtype(4) | ToDS FromDS MoreFrag Retry PwrMgt
+ *   MoreData Protected +HTC) | duration(16) | addr1 | addr2 | addr3 | sequence control(16) |
+ *   [addr4 when ToDS and FromDS] | [QoS control(16) in QoS subtypes (bit 3 of subtype)] |
+ *   [HT control(32) when QoS and +HTC] | body: LLC/SNAP, or A-MSDU subframes when QoS control
+ *   bit 7 says so (DA(6) | SA(6) | length(16) | LLC... padded to 4; the first is decoded).
+ * Management and control frames, subtypes without a body (null data) and protected frames
+ * (the body is encrypted) are not IP. pad: radiotap's "data pad" flag, the header is padded
+ * to a multiple of 4 bytes. may_swap: CAPWAP, where Cisco access points send the frame
+ * control bytes swapped (Wireshark's default there): take the order whose version is 0 and
+ * whose type is data. Fragments are not reassembled (rare on real networks): a first fragment
+ * decodes as a cut packet, later ones fail the LLC check. */
+static int dec_wlan(struct cur *c, bool pad, bool may_swap, struct dec_pkt *o)
+{
+    const uint8_t *fc = cur_bytes(c, 2);
+    if (!fc)
+        return DEC_TRUNC;
+    uint8_t f0 = fc[0], f1 = fc[1];
+    if (may_swap && (f0 & 0x0f) != 0x08 && (f1 & 0x0f) == 0x08) {
+        f0 = fc[1];
+        f1 = fc[0];
+    }
+    if (f0 & 3)
+        return DEC_BAD_L2; /* only protocol version 0 exists */
+    if (((f0 >> 2) & 3) != 2)
+        return DEC_NOT_IP; /* management, control, extension */
+    unsigned sub = f0 >> 4;
+    bool qos = (sub & 8) != 0;
+    size_t hl = 24 + ((f1 & 3) == 3 ? 6 : 0);
+    cur_skip(c, hl - 2);
+    uint8_t qc = 0;
+    if (qos) {
+        size_t htc = (f1 & 0x80) ? 4 : 0;
+        qc = cur_u8(c);
+        cur_skip(c, 1 + htc);
+        hl += 2 + htc;
+    }
+    if (c->err)
+        return DEC_TRUNC;
+    if (sub & 4)
+        return DEC_NOT_IP; /* null data, CF-Ack/Poll without data: no body */
+    if (f1 & 0x40)
+        return DEC_NOT_IP; /* protected: WEP/TKIP/CCMP payload */
+    if (pad) {
+        cur_skip(c, ((hl + 3) & ~(size_t)3) - hl);
         if (c->err)
             return DEC_TRUNC;
-    } else if (type < 0x0600) {
-        /* 1501..1535 is neither a length nor an EtherType */
-        return DEC_BAD_L2;
     }
-    return dec_ether_type(c, type, o);
+    if (qos && (qc & 0x80)) {
+        cur_skip(c, 12);
+        uint16_t len = cur_u16be(c);
+        if (c->err)
+            return DEC_TRUNC;
+        struct cur m = cur_sub(c, len < cur_left(c) ? len : cur_left(c));
+        return dec_llc(&m, o);
+    }
+    return dec_llc(c, o);
+}
+
+/* Radiotap (https://www.radiotap.org): version(8) = 0 | pad(8) | length(16, whole header) |
+ * presence words(32 each, another follows while bit 31 is set) | fields, each aligned to its
+ * own size from the start of the header, in bit order. All little-endian. Only field 0 (TSFT,
+ * u64) and field 1 (flags, u8) are needed: flags 0x10 means a 4-byte FCS ends the frame, 0x20
+ * that the 802.11 header is padded to 4 bytes. */
+static int dec_radiotap(struct cur *c, struct dec_pkt *o)
+{
+    const uint8_t *start = c->p;
+    uint8_t ver = cur_u8(c);
+    cur_skip(c, 1);
+    uint16_t len = cur_u16le(c);
+    if (c->err)
+        return DEC_TRUNC;
+    if (ver != 0 || len < 8)
+        return DEC_BAD_L2;
+    struct cur h = cur_sub(c, (size_t)len - 4);
+    if (c->err)
+        return DEC_TRUNC;
+    uint32_t present = cur_u32le(&h);
+    uint32_t word = present;
+    for (int n = 1; word & 0x80000000u; n++) {
+        /* a header of nothing but extension bits would otherwise run to its end */
+        if (n >= MAX_RT_PRESENT)
+            return DEC_BAD_L2;
+        word = cur_u32le(&h);
+    }
+    uint8_t flags = 0;
+    if (present & 1) {
+        size_t off = (size_t)(h.p - start);
+        cur_skip(&h, ((off + 7) & ~(size_t)7) - off + 8);
+    }
+    if (present & 2)
+        flags = cur_u8(&h);
+    if (h.err)
+        return DEC_BAD_L2; /* the fields the header announces do not fit its length */
+    if ((flags & 0x10) && strip_fcs(c) != DEC_OK)
+        return DEC_TRUNC;
+    return dec_wlan(c, (flags & 0x20) != 0, false, o);
+}
+
+/* PPI (Per-Packet Information header, CACE Technologies spec 1.0.10), little-endian:
+ *   version(8) = 0 | flags(8, bit 0: fields 32-bit aligned) | length(16, whole header) |
+ *   DLT(32) | fields: type(16) | length(16) | data
+ * Field 2 (802.11-Common): TSF(64) | flags(16, bit 0: the frame ends in an FCS) | ...
+ * The frame after the header is 802.11 or Ethernet; any other DLT is not decoded, and PPI
+ * inside PPI is refused so that the link layer cannot recurse. */
+static int dec_ppi(struct cur *c, struct dec_pkt *o)
+{
+    uint8_t ver = cur_u8(c);
+    uint8_t pflags = cur_u8(c);
+    uint16_t len = cur_u16le(c);
+    uint32_t dlt = cur_u32le(c);
+    if (c->err)
+        return DEC_TRUNC;
+    if (ver != 0 || len < 8)
+        return DEC_BAD_L2;
+    struct cur f = cur_sub(c, (size_t)len - 8);
+    if (c->err)
+        return DEC_TRUNC;
+    bool fcs = false;
+    for (int n = 0; cur_left(&f) > 0; n++) {
+        if (n >= MAX_PPI_FIELD)
+            return DEC_BAD_L2;
+        uint16_t type = cur_u16le(&f);
+        uint16_t flen = cur_u16le(&f);
+        const uint8_t *d = cur_bytes(&f, flen);
+        if (f.err)
+            return DEC_BAD_L2;
+        if (type == 2 && flen >= 10)
+            fcs = (d[8] & 1) != 0;
+        if (pflags & 1) {
+            size_t padn = (size_t)(4 - (flen & 3)) & 3;
+            cur_skip(&f, padn < cur_left(&f) ? padn : cur_left(&f));
+        }
+    }
+    if (fcs && strip_fcs(c) != DEC_OK)
+        return DEC_TRUNC;
+    if (dlt == TW_DLT_IEEE802_11)
+        return dec_wlan(c, false, false, o);
+    if (dlt == TW_DLT_EN10MB)
+        return dec_eth(c, o);
+    return DEC_UNSUP_LINK;
+}
+
+/* AVS capture header (LINKTYPE_IEEE802_11_AVS), big-endian: version(32, 0x8021100n) |
+ * length(32, whole header) | ... radio fields, then the 802.11 frame. */
+static int dec_avs(struct cur *c, struct dec_pkt *o)
+{
+    uint32_t ver = cur_u32be(c);
+    uint32_t len = cur_u32be(c);
+    if (c->err)
+        return DEC_TRUNC;
+    if ((ver & 0xfffffff0u) != 0x80211000u || len < 8)
+        return DEC_BAD_L2;
+    cur_skip(c, len - 8);
+    if (c->err)
+        return DEC_TRUNC;
+    return dec_wlan(c, false, false, o);
+}
+
+/* Prism capture header (LINKTYPE_IEEE802_11_PRISM): msgcode(32) | msglen(32, whole header,
+ * 144 from Linux drivers) | device name(16) | DID items, in the capturing host's byte order.
+ * Some drivers write an AVS header under this link type; its magic tells it apart (as
+ * Wireshark and tcpdump do). */
+static int dec_prism(struct cur *c, struct dec_pkt *o)
+{
+    if (!cur_need(c, 8))
+        return DEC_TRUNC;
+    uint32_t magic =
+        (uint32_t)c->p[0] << 24 | (uint32_t)c->p[1] << 16 | (uint32_t)c->p[2] << 8 | c->p[3];
+    if ((magic & 0xfffffff0u) == 0x80211000u)
+        return dec_avs(c, o);
+    cur_skip(c, 4);
+    uint32_t len = cur_u32le(c);
+    if (len > 0xffff)
+        len = __builtin_bswap32(len); /* written on a big-endian host */
+    if (len < 8 || len > 0xffff)
+        return DEC_BAD_L2;
+    cur_skip(c, len - 8);
+    if (c->err)
+        return DEC_TRUNC;
+    return dec_wlan(c, false, false, o);
 }
 
 /* RFC 791 sec. 3.1: IPv4 header.
@@ -500,10 +802,97 @@ static int dec_gtpu(struct cur *c, struct dec_pkt *o)
     return dec_ip_any(c, o, DEC_BAD_TUNNEL);
 }
 
+static int dec_gre(struct cur *c, struct dec_pkt *o);
+
+/* draft-massar-v6ops-ayiya-02 sec. 5 (AYIYA, "Anything In Anything"), UDP port 5072:
+ *   IDLen(4: identity is 2^IDLen bytes) | IDType(4) | SigLen(4: signature is 4*SigLen bytes) |
+ *   HshMeth(4) | AutMeth(4) | OpCode(4) | next header(8, an IP protocol) | epoch(32) |
+ *   identity | signature | payload
+ * Only OpCode 1 (forward) carries a packet; heartbeats, echo and MOTD are not IP. */
+static int dec_ayiya(struct cur *c, struct dec_pkt *o)
+{
+    uint8_t id = cur_u8(c);
+    uint8_t sig = cur_u8(c);
+    uint8_t op = cur_u8(c);
+    uint8_t nh = cur_u8(c);
+    cur_skip(c, 4);
+    cur_skip(c, ((size_t)1 << (id >> 4)) + (size_t)(sig >> 4) * 4);
+    if (c->err)
+        return DEC_TRUNC;
+    if ((op & 0x0f) != 1)
+        return DEC_NOT_IP;
+    if (nh == IPP_IPIP)
+        return dec_ip4(c, o);
+    if (nh == IPP_IPV6)
+        return dec_ip6(c, o);
+    return DEC_NOT_IP; /* 59: no next header */
+}
+
+/* RFC 4380 sec. 5.1.1: Teredo, UDP port 3544: [authentication indicator: 0x0001 | ID-len(8) |
+ * AU-len(8) | client id | authentication value | nonce(64) | confirmation(8)] | [origin
+ * indication: 0x0000 | obfuscated port(16) | obfuscated IPv4 address(32)] | IPv6 packet.
+ * The port also carries other UDP traffic, so the tunnel is taken only when a version-6
+ * header whose payload length fills the rest of the datagram follows (wire: the datagram's
+ * payload length); otherwise the UDP payload stays as it is and DEC_OK is returned. The
+ * headers are read on a copy of c, which is only used once the packet is known to be IPv6. */
+static int dec_teredo(struct cur *c, uint32_t wire, struct dec_pkt *o)
+{
+    struct cur t = *c;
+    if (cur_left(&t) >= 2 && t.p[0] == 0 && t.p[1] == 1) {
+        cur_skip(&t, 2);
+        uint8_t idl = cur_u8(&t);
+        uint8_t aul = cur_u8(&t);
+        cur_skip(&t, (size_t)idl + aul + 9);
+    }
+    if (cur_left(&t) >= 2 && t.p[0] == 0 && t.p[1] == 0)
+        cur_skip(&t, 8);
+    if (!cur_need(&t, 40) || t.p[0] >> 4 != 6)
+        return DEC_OK;
+    size_t used = (size_t)(t.p - c->p);
+    size_t plen = (size_t)t.p[4] << 8 | t.p[5];
+    if (used + 40 + plen != wire)
+        return DEC_OK;
+    int rc = enter(o);
+    return rc != DEC_OK ? rc : dec_ip6(&t, o);
+}
+
+/* RFC 5415 sec. 4.3: CAPWAP header (data channel, UDP port 5247), big-endian:
+ *   preamble: version(4) = 0 | type(4: 0 clear, 1 DTLS-encrypted) | HLEN(5, the whole header
+ *   in 4-byte words, radio MAC and wireless info included) | RID(5) | WBID(5) | T | F | L | W |
+ *   M | K | flags(3) | fragment id(16) | fragment offset(13) | reserved(3)
+ * T=1: a frame of the binding WBID (1 = IEEE 802.11 without FCS, RFC 5416 sec. 3); T=0: an
+ * 802.3 frame. K: a keep-alive without frame. F: a fragment; only the one at offset 0 starts
+ * with a frame header (decoded as a cut packet), the others are not IP. */
+static int dec_capwap(struct cur *c, struct dec_pkt *o)
+{
+    uint32_t w = cur_u32be(c);
+    uint16_t foff = (uint16_t)(cur_u32be(c) >> 3);
+    if (c->err)
+        return DEC_TRUNC;
+    if (w >> 24 == 0x01)
+        return DEC_NOT_IP; /* DTLS */
+    if (w >> 24 != 0)
+        return DEC_BAD_TUNNEL;
+    size_t hlen = (size_t)((w >> 19) & 0x1f) * 4;
+    if (hlen < 8)
+        return DEC_BAD_TUNNEL;
+    cur_skip(c, hlen - 8);
+    if (c->err)
+        return DEC_TRUNC;
+    if ((w & 0x08) || ((w & 0x80) && foff != 0))
+        return DEC_NOT_IP;
+    if (!(w & 0x100))
+        return dec_eth(c, o);
+    if (((w >> 9) & 0x1f) == 1)
+        return dec_wlan(c, false, true, o);
+    return DEC_NOT_IP; /* other wireless bindings (EPCGlobal...) */
+}
+
 /* RFC 768: sport | dport | length | checksum. Length covers header and data; it may be less
  * than the IP payload (trailing bytes ignored) but never more. UDP tunnels are recognised by
  * their IANA destination port: VXLAN 4789, Geneve 6081, MPLS-in-UDP 6635 (RFC 7510), and
- * GTP-U 2152 when both ports are 2152 (as GTP-U peers send). */
+ * GTP-U 2152 when both ports are 2152 (as GTP-U peers send); GRE-in-UDP 4754, AYIYA 5072,
+ * CAPWAP data 5247 and Teredo 3544 by the lower of the two ports (see the file comment). */
 static int dec_udp(struct cur *c, uint32_t wire, struct dec_pkt *o)
 {
     uint32_t held = (uint32_t)cur_left(c);
@@ -537,7 +926,21 @@ static int dec_udp(struct cur *c, uint32_t wire, struct dec_pkt *o)
         o->tunnels--; /* dec_mpls counts its own layer */
         return dec_mpls(&p, o);
     }
-    return DEC_OK;
+    int rc;
+    switch (sport < dport ? sport : dport) {
+    case UDP_PORT_GRE:
+        return dec_gre(&p, o); /* counts its own layer */
+    case UDP_PORT_AYIYA:
+        rc = enter(o);
+        return rc != DEC_OK ? rc : dec_ayiya(&p, o);
+    case UDP_PORT_CAPWAP_D:
+        rc = enter(o);
+        return rc != DEC_OK ? rc : dec_capwap(&p, o);
+    case UDP_PORT_TEREDO:
+        return dec_teredo(&p, pwire, o);
+    default:
+        return DEC_OK;
+    }
 }
 
 /* ERSPAN (draft-foschiano-erspan-03) after a GRE header.
@@ -574,11 +977,35 @@ static int dec_erspan(struct cur *c, uint16_t type, struct dec_pkt *o)
     return DEC_NOT_IP;
 }
 
+/* RFC 2637 sec. 4.1: PPTP's enhanced GRE (version 1), after flags and protocol type:
+ *   C(1)=0|R(1)=0|K(1)=1|S(1)|s(1)=0|recur(3)=0|A(1)|flags(4)=0|ver(3)=1 | type 0x880b |
+ *   payload length(16) | call id(16) | [sequence(32)] when S | [acknowledgment(32)] when A |
+ *   a PPP frame (address/control and protocol field possibly compressed).
+ * A packet with payload length 0 only acknowledges: not IP. */
+static int dec_gre_pptp(struct cur *c, uint16_t flags, uint16_t type, struct dec_pkt *o)
+{
+    if (type != ETH_P_PPP || (flags & 0xef78) != 0x2000)
+        return DEC_BAD_TUNNEL;
+    uint16_t plen = cur_u16be(c);
+    cur_skip(c, 2);
+    if (flags & 0x1000)
+        cur_skip(c, 4);
+    if (flags & 0x0080)
+        cur_skip(c, 4);
+    if (c->err)
+        return DEC_TRUNC;
+    if (plen == 0)
+        return DEC_NOT_IP;
+    /* a payload length past the captured bytes is a snaplen cut; IP shows it */
+    struct cur p = cur_sub(c, plen < cur_left(c) ? plen : cur_left(c));
+    return dec_ppp(&p, o);
+}
+
 /* RFC 2784 sec. 2.1 with RFC 2890 sec. 2: GRE header.
  *   C(1)|R(1)|K(1)|S(1)|reserved0(9)|ver(3) | protocol type(16) |
  *   [checksum(16) | reserved1(16)] when C | [key(32)] when K | [sequence(32)] when S
- * Version 1 is PPTP's enhanced GRE (PPP inside): not decoded. The R bit (RFC 1701 source
- * routing) must be zero per RFC 2784. ERSPAN type I is 0x88be without S and has no header. */
+ * Version 1 is PPTP's enhanced GRE (PPP inside). The R bit (RFC 1701 source routing) must be
+ * zero per RFC 2784. ERSPAN type I is 0x88be without S and has no header. */
 static int dec_gre(struct cur *c, struct dec_pkt *o)
 {
     int rc = enter(o);
@@ -589,7 +1016,7 @@ static int dec_gre(struct cur *c, struct dec_pkt *o)
     if (c->err)
         return DEC_TRUNC;
     if ((flags & 7) == 1)
-        return DEC_NOT_IP;
+        return dec_gre_pptp(c, flags, type, o);
     if ((flags & 7) != 0 || (flags & 0x4000))
         return DEC_BAD_TUNNEL;
     if (flags & 0x8000)
@@ -703,6 +1130,22 @@ static int dec_null(struct cur *c, struct dec_pkt *o)
     }
 }
 
+/* Solaris ipnet (LINKTYPE_IPNET): version(8) | family(8: 2 IPv4, 26 IPv6) | htype(16) |
+ * packet length(32) | ifindex(32) | group ifindex(32) | source zone(32) | dest zone(32). */
+static int dec_ipnet(struct cur *c, struct dec_pkt *o)
+{
+    cur_skip(c, 1);
+    uint8_t family = cur_u8(c);
+    cur_skip(c, 22);
+    if (c->err)
+        return DEC_TRUNC;
+    if (family == 2)
+        return dec_ip4(c, o);
+    if (family == 26)
+        return dec_ip6(c, o);
+    return DEC_NOT_IP;
+}
+
 int dec_packet(int dlt, const uint8_t *data, uint32_t caplen, struct dec_pkt *out)
 {
     memset(out, 0, sizeof(*out));
@@ -739,6 +1182,25 @@ int dec_packet(int dlt, const uint8_t *data, uint32_t caplen, struct dec_pkt *ou
         return dec_null(&c, out);
     case TW_DLT_NFLOG:
         return dec_nflog(&c, out);
+    case TW_DLT_PPP:
+    case TW_DLT_PPP_HDLC:
+        return dec_ppp_link(&c, out);
+    case TW_DLT_PPP_ETHER:
+        return dec_pppoe(&c, out);
+    case TW_DLT_C_HDLC:
+        return dec_chdlc(&c, out);
+    case TW_DLT_IEEE802_11:
+        return dec_wlan(&c, false, false, out);
+    case TW_DLT_RADIOTAP:
+        return dec_radiotap(&c, out);
+    case TW_DLT_PPI:
+        return dec_ppi(&c, out);
+    case TW_DLT_PRISM:
+        return dec_prism(&c, out);
+    case TW_DLT_AVS:
+        return dec_avs(&c, out);
+    case TW_DLT_IPNET:
+        return dec_ipnet(&c, out);
     default:
         return DEC_UNSUP_LINK;
     }

@@ -1,6 +1,6 @@
-/* fuzz_decode.c - libFuzzer target for dec_packet(): the first byte picks the link type,
- * the rest is the frame. Every view the decoder returns is read back so ASan checks it
- * stays inside the input; a decoded payload is also fed to dec_transport(). */
+/* fuzz_decode.c - libFuzzer target for dec_packet(): the first byte picks the link type
+ * (modulo the table below), the rest is the frame. Every view the decoder returns is read back so
+ * ASan checks it stays inside the input; a decoded payload is also fed to dec_transport(). */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -8,9 +8,13 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static const int dlts[] = {TW_DLT_EN10MB, TW_DLT_LINUX_SLL, TW_DLT_SLL2, TW_DLT_RAW,
-                           TW_DLT_RAW101, TW_DLT_IPV4,      TW_DLT_IPV6, TW_DLT_NULL,
-                           TW_DLT_LOOP,   TW_DLT_NFLOG,     TW_DLT_RAW14};
+/* New link types are appended, so the committed seeds keep their meaning. */
+static const int dlts[] = {TW_DLT_EN10MB,   TW_DLT_LINUX_SLL, TW_DLT_SLL2,   TW_DLT_RAW,
+                           TW_DLT_RAW101,   TW_DLT_IPV4,      TW_DLT_IPV6,   TW_DLT_NULL,
+                           TW_DLT_LOOP,     TW_DLT_NFLOG,     TW_DLT_RAW14,  TW_DLT_PPP,
+                           TW_DLT_PPP_HDLC, TW_DLT_PPP_ETHER, TW_DLT_C_HDLC, TW_DLT_IEEE802_11,
+                           TW_DLT_RADIOTAP, TW_DLT_PPI,       TW_DLT_PRISM,  TW_DLT_AVS,
+                           TW_DLT_IPNET};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
