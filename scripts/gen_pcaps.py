@@ -582,8 +582,10 @@ def visit(cap, client, name, ip, proto="tls", pq=False):
 # ---------------------------------------------------------------- QUIC Initial (RFC 9000/9001/9369)
 
 QUIC_V1, QUIC_V2 = 0x00000001, 0x6B3343CF
+QUIC_DRAFT29 = 0xFF00001D
 QUIC_SALT = {QUIC_V1: bytes.fromhex("38762cf7f55934b34d179ae6a4c80cadccbb7f0a"),
-             QUIC_V2: bytes.fromhex("0dede3def700a6db819381be6e269dcbf9bd2ed9")}
+             QUIC_V2: bytes.fromhex("0dede3def700a6db819381be6e269dcbf9bd2ed9"),
+             QUIC_DRAFT29: bytes.fromhex("afbfec289993d24c9e9786f19c6111e04390a899")}
 
 
 def hkdf_expand_label(secret, label, length):
@@ -614,10 +616,12 @@ def _aes():
     return Cipher, algorithms, modes, AESGCM
 
 
-def quic_initial(version, dcid, scid, pn, frames, min_size=1250):
-    """One client Initial packet, padded so that the UDP payload is at least min_size bytes."""
+def quic_initial(version, dcid, scid, pn, frames, min_size=1250, salt_version=None):
+    """One client Initial packet, padded so that the UDP payload is at least min_size bytes.
+    salt_version: the version whose salt and labels protect a packet whose header says version
+    (a reserved 0x?a?a?a?a version, which tshark reads with the draft-29 salt)."""
     Cipher, algorithms, modes, AESGCM = _aes()
-    key, iv, hp = quic_client_keys(version, dcid)
+    key, iv, hp = quic_client_keys(salt_version or version, dcid)
     pn_len = 2
     ptype = 1 if version == QUIC_V2 else 0  # RFC 9369 section 3.2: v2 Initial is type 0b01
     first = 0xC0 | (ptype << 4) | (pn_len - 1)
@@ -649,7 +653,7 @@ def quic_self_test():
                                                bytes.fromhex("45b95e15235d6f45a6b19cbcb0294ba9"))
 
 
-def quic_session(cap, client, server, sni, version=QUIC_V1, split=False, pq=False, short=2):
+def quic_session(cap, client, server, sni, version=QUIC_V1, split=False, pq=False, short=2, salt_version=None):
     rng = cap.rng
     dcid, scid = rng.randbytes(8), rng.randbytes(8)
     tp = [(0x01, varint(30000)), (0x03, varint(1472)), (0x04, varint(15728640)),
@@ -663,7 +667,8 @@ def quic_session(cap, client, server, sni, version=QUIC_V1, split=False, pq=Fals
     off, f = 0, None
     for pn, piece in enumerate(pieces):
         frame = b"\x06" + varint(off) + varint(len(piece)) + piece
-        f = cap.udp(client, server, sport, 443, quic_initial(version, dcid, scid, pn, frame), dt_us=100)
+        f = cap.udp(client, server, sport, 443, quic_initial(version, dcid, scid, pn, frame, salt_version=salt_version),
+                    dt_us=100)
         off += len(piece)
     cap.note(f, "quic_sni", sni, client, server, 443)
     # A few opaque short-header packets each way stand for the rest of the connection.
@@ -1027,6 +1032,18 @@ def cap_inbound_server():
     return cap
 
 
+def cap_quic_greased():
+    cap = Capture("quic_greased.pcap", desc="QUIC client Initials of reserved versions (RFC 9000 15, "
+                  "0x?a?a?a?a) protected with the draft-29 salt, which tshark uses for them: "
+                  "tunnel.eu.ngrok.com in version 0x1a2a3a4a, tunnel.sa.ngrok.com in 0xfafafafa with its "
+                  "ClientHello over two Initials")
+    for i, (name, version) in enumerate([("tunnel.eu.ngrok.com", 0x1A2A3A4A), ("tunnel.sa.ngrok.com", 0xFAFAFAFA)]):
+        quic_session(cap, f"10.1.0.{150 + i}", SEED_IP[name], name, version=version, salt_version=QUIC_DRAFT29,
+                     split=i == 1, short=1)
+        cap.wait(0.2)
+    return cap
+
+
 def cap_benign_mix():
     cap = Capture("benign_mix.pcap", desc="about 300 frames of DNS/TLS/HTTP/QUIC to benign names over IPv4 "
                   "and IPv6, no ngrok name")
@@ -1073,7 +1090,7 @@ def all_captures():
         encap_capture("loop_dns.pcap", wrap_loop, "LOOP (108, network-order family; AF_INET6 as 30): DNS v4/v6 "
                       "+ TLS", linktype=LINKTYPE_LOOP),
         cap_multi_if(), cap_nanosec(), cap_truncated(), cap_resolver_attrib(), cap_dedup_1000(),
-        cap_inbound_server(), cap_benign_mix(),
+        cap_inbound_server(), cap_benign_mix(), cap_quic_greased(),
     ]
 
 
