@@ -1044,6 +1044,45 @@ def cap_quic_greased():
     return cap
 
 
+def cap_dns_forward_ptr():
+    cap = Capture("dns_forward_ptr.pcap", desc="DNS with forward compression pointers (RFC 1035 4.1.4 says "
+                  "\"prior\"; tshark and resolvers follow them): a query for tunnel.ap.ngrok.com whose "
+                  "question name is 'tunnel' + a pointer to ap.ngrok.com, the owner of a TXT record in the "
+                  "additional section; its answer: a CNAME from a benign name whose target points forward "
+                  "into the A record's owner tunnel.ap.ngrok.com; then queries whose labels hold a space, "
+                  "'.', UTF-8 and a stray 0xff (U+FFFD), as tshark 4.0 renders them")
+    client, name, ip = "10.1.0.160", "tunnel.ap.ngrok.com", SEED_IP["tunnel.ap.ngrok.com"]
+    rng = cap.rng
+    # query: @12 06 tunnel c0 <off> | 0001 0001 | additional: 02 ap 05 ngrok 03 com 00 TXT IN ttl 0 rdlen 1: 00
+    suffix_off = 12 + 1 + 6 + 2 + 4
+    q = struct.pack("!HHHHHH", 0x5a5a, 0x0100, 1, 0, 0, 1)
+    q += b"\x06tunnel" + struct.pack("!H", 0xC000 | suffix_off) + struct.pack("!HH", 1, 1)
+    assert len(q) == suffix_off
+    q += dns_name("ap.ngrok.com") + struct.pack("!HHIH", 16, 1, 0, 1) + b"\0"
+    sport = rng.randrange(32768, 61000)
+    f = cap.udp(client, RESOLVER, sport, 53, q)
+    cap.note(f, "dns_query", name, client, RESOLVER, 53)
+    # answer: question cdn.example.org A; CNAME rdata c0 <owner of the A record, further on>
+    r = struct.pack("!HHHHHH", 0x5a5b, 0x8180, 1, 2, 0, 0) + dns_name("cdn.example.org") + struct.pack("!HH", 1, 1)
+    a_off = len(r) + 2 + 10 + 2
+    r += b"\xc0\x0c" + struct.pack("!HHIH", 5, 1, 60, 2) + struct.pack("!H", 0xC000 | a_off)
+    assert len(r) == a_off
+    r += dns_name(name) + struct.pack("!HHIH", 1, 1, 60, 4) + ipaddress.ip_address(ip).packed
+    f = cap.udp(client, RESOLVER, sport + 1, 53, dns_query(0x5a5b, "cdn.example.org"))
+    cap.note(f, "dns_query", "cdn.example.org", client, RESOLVER, 53)
+    cap.udp(RESOLVER, client, 53, sport + 1, r, dt_us=9000)
+    # odd bytes inside labels, each rendered by tshark's format_text()
+    # (a '\\' or a byte tshark escapes as \ooo is left out: --names writes '\\' as \x5c, which the
+    # truth does not; check_dns.c's render cases hold those)
+    for i, (raw, text) in enumerate([(b"a b", "a b"), (b"a.b", "a.b"), ("caf\u00e9".encode(), "caf\u00e9"),
+                                     (b"a\xffb", "a\ufffdb")]):
+        msg = struct.pack("!HHHHHH", 0x6000 + i, 0x0100, 1, 0, 0, 0) + bytes([len(raw)]) + raw
+        msg += dns_name("ngrok.com") + struct.pack("!HH", 1, 1)
+        f = cap.udp(client, RESOLVER, sport + 2 + i, 53, msg)
+        cap.note(f, "dns_query", text + ".ngrok.com", client, RESOLVER, 53)
+    return cap
+
+
 def cap_benign_mix():
     cap = Capture("benign_mix.pcap", desc="about 300 frames of DNS/TLS/HTTP/QUIC to benign names over IPv4 "
                   "and IPv6, no ngrok name")
@@ -1091,6 +1130,7 @@ def all_captures():
                       "+ TLS", linktype=LINKTYPE_LOOP),
         cap_multi_if(), cap_nanosec(), cap_truncated(), cap_resolver_attrib(), cap_dedup_1000(),
         cap_inbound_server(), cap_benign_mix(), cap_quic_greased(),
+        cap_dns_forward_ptr(),
     ]
 
 
@@ -1111,7 +1151,7 @@ def write_capture(cap, out):
             keep += 1
         rows = [r for r in rows if r[0] <= keep]
     rows = sorted(rows, key=lambda r: r[0])  # stable: insertion order within a frame
-    with open(path + ".truth.tsv", "w", encoding="ascii", newline="\n") as f:
+    with open(path + ".truth.tsv", "w", encoding="utf-8", newline="\n") as f:  # names may hold UTF-8
         for r in rows:
             f.write("\t".join(str(x) for x in r) + "\n")
     for fname, text in cap.extra_files.items():
