@@ -533,12 +533,21 @@ static bool plausible_class(uint16_t k)
 }
 
 /* A question name must be all printable, non-space ASCII: names on other ports are
- * judged strictly, since random bytes make labels of random bytes. */
+ * judged strictly, since random bytes make labels of random bytes. NetBIOS Name Service
+ * (UDP 137, RFC 1002 4.2) shares DNS's layout, but its names start with one 32-byte label
+ * of 'A'..'P' (RFC 1001 14.1 first-level encoding): those are not DNS names. */
 static bool plausible_name(const uint8_t *raw, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         if (raw[i] <= 0x20 || raw[i] >= 0x7f)
             return false;
+    if (n >= 32 && (n == 32 || raw[32] == '.')) {
+        size_t k = 0;
+        while (k < 32 && raw[k] >= 'A' && raw[k] <= 'P')
+            k++;
+        if (k == 32)
+            return false;
+    }
     return true;
 }
 

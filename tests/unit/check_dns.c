@@ -664,6 +664,14 @@ START_TEST(test_plausible_rejects_other_protocols)
     ck_assert(!dns_plausible((const uint8_t *)http, sizeof(http) - 1, NULL));
     ck_assert(!dns_plausible(ntp, sizeof(ntp), NULL));
     ck_assert(!dns_plausible(stun, sizeof(stun), NULL));
+    /* a NetBIOS name query (UDP 137, RFC 1002 4.2.12): DNS's layout, but the name is the
+     * 32-byte first-level encoding of "WORKGROUP<1d>", type NB (0x20), class IN */
+    uint8_t nb[50] = {0x80, 0x01, 0x01, 0x10, 0, 1, 0, 0, 0, 0, 0, 0, 32};
+    memcpy(nb + 13, "FHEPFCELEHFCEPFFFACACACACACACABN", 32);
+    memcpy(nb + 45, "\x00\x00\x20\x00\x01", 5);
+    ck_assert(!dns_plausible(nb, sizeof(nb), NULL));
+    nb[13] = 'Z'; /* the same shape with a letter past 'P' is an ordinary DNS label */
+    ck_assert(dns_plausible(nb, sizeof(nb), NULL));
     /* random payloads: a fixed xorshift stream, 20000 payloads of 17..600 bytes, with a
      * header that passes the count checks half of the time */
     uint64_t x = 0x9e3779b97f4a7c15u;
