@@ -583,8 +583,10 @@ bool dns_plausible(const uint8_t *msg, size_t len, bool *is_query)
         if (c.err || !plausible_type(qtype) || !plausible_class(qclass))
             return false;
     }
-    /* every record of every section, RFC 1035 4.1.3; OPT (RFC 6891) has the UDP size
-     * where the class is */
+    /* every record of every section, RFC 1035 4.1.3. Answer and authority records need a
+     * known type and class; additional records only their structure: OPT (RFC 6891) has the
+     * UDP size where the class is, and dnscrypt clients pad their certificate queries with
+     * a record of type 0 and class 0 */
     for (unsigned i = 0; i < (unsigned)an + ns + ar; i++) {
         if (walk_name(&w, &c, raw, &rn) != TW_OK)
             return false;
@@ -592,7 +594,9 @@ bool dns_plausible(const uint8_t *msg, size_t len, bool *is_query)
         cur_skip(&c, 4); /* TTL */
         uint16_t rdlen = cur_u16be(&c);
         cur_skip(&c, rdlen);
-        if (c.err || type == 0 || (type != 41 && !plausible_class(klass)))
+        if (c.err)
+            return false;
+        if (i < (unsigned)an + ns && (type == 0 || !plausible_class(klass)))
             return false;
     }
     /* the last section ends exactly where the message does */

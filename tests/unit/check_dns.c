@@ -633,6 +633,19 @@ START_TEST(test_plausible)
             buf[bad[i].off] = bad[i].val;
         ck_assert_msg(!dns_plausible(buf, sizeof(dnscrypt), NULL), "case %zu", i);
     }
+    /* dnscrypt pads certificate queries with an additional record of type 0, class 0
+     * (root, ttl 0, 8 zero bytes here): accepted; the same record as an answer is not */
+    memcpy(buf, dnscrypt, sizeof(dnscrypt));
+    memcpy(buf + sizeof(dnscrypt) - 11, "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x08", 11);
+    memset(buf + sizeof(dnscrypt), 0, 8);
+    ck_assert(dns_plausible(buf, sizeof(dnscrypt) + 8, &q));
+    buf[2] = 0x81; /* a response (QR, RD, RA) */
+    buf[3] = 0x80;
+    ck_assert(dns_plausible(buf, sizeof(dnscrypt) + 8, &q));
+    ck_assert(!q);
+    buf[7] = 1;  /* ancount 1 */
+    buf[11] = 0; /* arcount 0 */
+    ck_assert(!dns_plausible(buf, sizeof(dnscrypt) + 8, NULL));
     /* a question name with a space or a control byte, or the root */
     memcpy(buf, dnscrypt, sizeof(dnscrypt));
     buf[13] = ' ';
