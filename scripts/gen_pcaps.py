@@ -627,8 +627,10 @@ def visit(cap, client, name, ip, proto="tls", pq=False):
 # ---------------------------------------------------------------- QUIC Initial (RFC 9000/9001/9369)
 
 QUIC_V1, QUIC_V2 = 0x00000001, 0x6B3343CF
+QUIC_DRAFT29 = 0xFF00001D
 QUIC_SALT = {QUIC_V1: bytes.fromhex("38762cf7f55934b34d179ae6a4c80cadccbb7f0a"),
-             QUIC_V2: bytes.fromhex("0dede3def700a6db819381be6e269dcbf9bd2ed9")}
+             QUIC_V2: bytes.fromhex("0dede3def700a6db819381be6e269dcbf9bd2ed9"),
+             QUIC_DRAFT29: bytes.fromhex("afbfec289993d24c9e9786f19c6111e04390a899")}
 
 
 def hkdf_expand_label(secret, label, length):
@@ -659,10 +661,12 @@ def _aes():
     return Cipher, algorithms, modes, AESGCM
 
 
-def quic_initial(version, dcid, scid, pn, frames, min_size=1250):
-    """One client Initial packet, padded so that the UDP payload is at least min_size bytes."""
+def quic_initial(version, dcid, scid, pn, frames, min_size=1250, salt_version=None):
+    """One client Initial packet, padded so that the UDP payload is at least min_size bytes.
+    salt_version: the version whose salt and labels protect a packet whose header says version
+    (a reserved 0x?a?a?a?a version, which tshark reads with the draft-29 salt)."""
     Cipher, algorithms, modes, AESGCM = _aes()
-    key, iv, hp = quic_client_keys(version, dcid)
+    key, iv, hp = quic_client_keys(salt_version or version, dcid)
     pn_len = 2
     ptype = 1 if version == QUIC_V2 else 0  # RFC 9369 section 3.2: v2 Initial is type 0b01
     first = 0xC0 | (ptype << 4) | (pn_len - 1)
@@ -694,7 +698,7 @@ def quic_self_test():
                                                bytes.fromhex("45b95e15235d6f45a6b19cbcb0294ba9"))
 
 
-def quic_session(cap, client, server, sni, version=QUIC_V1, split=False, pq=False, short=2):
+def quic_session(cap, client, server, sni, version=QUIC_V1, split=False, pq=False, short=2, salt_version=None):
     rng = cap.rng
     dcid, scid = rng.randbytes(8), rng.randbytes(8)
     tp = [(0x01, varint(30000)), (0x03, varint(1472)), (0x04, varint(15728640)),
@@ -708,7 +712,8 @@ def quic_session(cap, client, server, sni, version=QUIC_V1, split=False, pq=Fals
     off, f = 0, None
     for pn, piece in enumerate(pieces):
         frame = b"\x06" + varint(off) + varint(len(piece)) + piece
-        f = cap.udp(client, server, sport, 443, quic_initial(version, dcid, scid, pn, frame), dt_us=100)
+        f = cap.udp(client, server, sport, 443, quic_initial(version, dcid, scid, pn, frame, salt_version=salt_version),
+                    dt_us=100)
         off += len(piece)
     cap.note(f, "quic_sni", sni, client, server, 443)
     # A few opaque short-header packets each way stand for the rest of the connection.
@@ -1072,6 +1077,57 @@ def cap_inbound_server():
     return cap
 
 
+def cap_quic_greased():
+    cap = Capture("quic_greased.pcap", desc="QUIC client Initials of reserved versions (RFC 9000 15, "
+                  "0x?a?a?a?a) protected with the draft-29 salt, which tshark uses for them: "
+                  "tunnel.eu.ngrok.com in version 0x1a2a3a4a, tunnel.sa.ngrok.com in 0xfafafafa with its "
+                  "ClientHello over two Initials")
+    for i, (name, version) in enumerate([("tunnel.eu.ngrok.com", 0x1A2A3A4A), ("tunnel.sa.ngrok.com", 0xFAFAFAFA)]):
+        quic_session(cap, f"10.1.0.{150 + i}", SEED_IP[name], name, version=version, salt_version=QUIC_DRAFT29,
+                     split=i == 1, short=1)
+        cap.wait(0.2)
+    return cap
+
+
+def cap_dns_forward_ptr():
+    cap = Capture("dns_forward_ptr.pcap", desc="DNS with forward compression pointers (RFC 1035 4.1.4 says "
+                  "\"prior\"; tshark and resolvers follow them): a query for tunnel.ap.ngrok.com whose "
+                  "question name is 'tunnel' + a pointer to ap.ngrok.com, the owner of a TXT record in the "
+                  "additional section; its answer: a CNAME from a benign name whose target points forward "
+                  "into the A record's owner tunnel.ap.ngrok.com; then queries whose labels hold a space, "
+                  "'.', UTF-8 and a stray 0xff (U+FFFD), as tshark 4.0 renders them")
+    client, name, ip = "10.1.0.160", "tunnel.ap.ngrok.com", SEED_IP["tunnel.ap.ngrok.com"]
+    rng = cap.rng
+    # query: @12 06 tunnel c0 <off> | 0001 0001 | additional: 02 ap 05 ngrok 03 com 00 TXT IN ttl 0 rdlen 1: 00
+    suffix_off = 12 + 1 + 6 + 2 + 4
+    q = struct.pack("!HHHHHH", 0x5a5a, 0x0100, 1, 0, 0, 1)
+    q += b"\x06tunnel" + struct.pack("!H", 0xC000 | suffix_off) + struct.pack("!HH", 1, 1)
+    assert len(q) == suffix_off
+    q += dns_name("ap.ngrok.com") + struct.pack("!HHIH", 16, 1, 0, 1) + b"\0"
+    sport = rng.randrange(32768, 61000)
+    f = cap.udp(client, RESOLVER, sport, 53, q)
+    cap.note(f, "dns_query", name, client, RESOLVER, 53)
+    # answer: question cdn.example.org A; CNAME rdata c0 <owner of the A record, further on>
+    r = struct.pack("!HHHHHH", 0x5a5b, 0x8180, 1, 2, 0, 0) + dns_name("cdn.example.org") + struct.pack("!HH", 1, 1)
+    a_off = len(r) + 2 + 10 + 2
+    r += b"\xc0\x0c" + struct.pack("!HHIH", 5, 1, 60, 2) + struct.pack("!H", 0xC000 | a_off)
+    assert len(r) == a_off
+    r += dns_name(name) + struct.pack("!HHIH", 1, 1, 60, 4) + ipaddress.ip_address(ip).packed
+    f = cap.udp(client, RESOLVER, sport + 1, 53, dns_query(0x5a5b, "cdn.example.org"))
+    cap.note(f, "dns_query", "cdn.example.org", client, RESOLVER, 53)
+    cap.udp(RESOLVER, client, 53, sport + 1, r, dt_us=9000)
+    # odd bytes inside labels, each rendered by tshark's format_text()
+    # (a '\\' or a byte tshark escapes as \ooo is left out: --names writes '\\' as \x5c, which the
+    # truth does not; check_dns.c's render cases hold those)
+    for i, (raw, text) in enumerate([(b"a b", "a b"), (b"a.b", "a.b"), ("caf\u00e9".encode(), "caf\u00e9"),
+                                     (b"a\xffb", "a\ufffdb")]):
+        msg = struct.pack("!HHHHHH", 0x6000 + i, 0x0100, 1, 0, 0, 0) + bytes([len(raw)]) + raw
+        msg += dns_name("ngrok.com") + struct.pack("!HH", 1, 1)
+        f = cap.udp(client, RESOLVER, sport + 2 + i, 53, msg)
+        cap.note(f, "dns_query", text + ".ngrok.com", client, RESOLVER, 53)
+    return cap
+
+
 def cap_benign_mix():
     cap = Capture("benign_mix.pcap", desc="about 300 frames of DNS/TLS/HTTP/QUIC to benign names over IPv4 "
                   "and IPv6, no ngrok name")
@@ -1128,6 +1184,7 @@ def all_captures():
                       "TLS", linktype=LINKTYPE_IEEE802_11_RADIOTAP),
         encap_capture("gre_udp_dns.pcap", Outer("gre_udp"), "GRE-in-UDP (RFC 8086, UDP 4754) carrying IPv4/IPv6: "
                       "DNS + TLS"),
+        cap_quic_greased(), cap_dns_forward_ptr(),
     ]
 
 
@@ -1148,7 +1205,7 @@ def write_capture(cap, out):
             keep += 1
         rows = [r for r in rows if r[0] <= keep]
     rows = sorted(rows, key=lambda r: r[0])  # stable: insertion order within a frame
-    with open(path + ".truth.tsv", "w", encoding="ascii", newline="\n") as f:
+    with open(path + ".truth.tsv", "w", encoding="utf-8", newline="\n") as f:  # names may hold UTF-8
         for r in rows:
             f.write("\t".join(str(x) for x in r) + "\n")
     for fname, text in cap.extra_files.items():

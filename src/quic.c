@@ -32,46 +32,78 @@
 #define QUIC_TAG_LEN       16
 #define QUIC_VARINT_MAX    ((UINT64_C(1) << 62) - 1)
 
-/* One version we can decrypt: RFC 9001 5.2 (v1), RFC 9369 3.3 (v2), the drafts' salts. */
+/* One version we can decrypt: RFC 9001 5.2 (v1), RFC 9369 3.3 (v2), the drafts' salts,
+ * Facebook's mvfst versions (draft-22 and draft-27 salts) and Google QUIC T050/T051 (TLS 1.3
+ * in Google QUIC framing, each with its own salt). */
 struct quic_version {
     uint32_t first, last; /* version range sharing salt and labels */
     uint8_t salt[20];
     const char *prefix;   /* "quic " or "quicv2 " (RFC 9369 3.3.2) */
     uint8_t initial_type; /* long-header type bits of Initial (RFC 9369 3.2) */
     uint8_t retry_type;
+    bool gquic; /* Google QUIC frame types: PING 0x07, CRYPTO 0x08 */
 };
 
+#define SALT_V1                                                                                    \
+    {                                                                                              \
+        0x38, 0x76, 0x2c, 0xf7, 0xf5, 0x59, 0x34, 0xb3, 0x4d, 0x17, 0x9a, 0xe6, 0xa4, 0xc8, 0x0c,  \
+            0xad, 0xcc, 0xbb, 0x7f, 0x0a                                                           \
+    }
+#define SALT_D29                                                                                   \
+    {                                                                                              \
+        0xaf, 0xbf, 0xec, 0x28, 0x99, 0x93, 0xd2, 0x4c, 0x9e, 0x97, 0x86, 0xf1, 0x9c, 0x61, 0x11,  \
+            0xe0, 0x43, 0x90, 0xa8, 0x99                                                           \
+    }
+#define SALT_D23                                                                                   \
+    {                                                                                              \
+        0xc3, 0xee, 0xf7, 0x12, 0xc7, 0x2e, 0xbb, 0x5a, 0x11, 0xa7, 0xd2, 0x43, 0x2b, 0xb4, 0x63,  \
+            0x65, 0xbe, 0xf9, 0xf5, 0x02                                                           \
+    }
+#define SALT_D22                                                                                   \
+    {                                                                                              \
+        0x7f, 0xbc, 0xdb, 0x0e, 0x7c, 0x66, 0xbb, 0xe9, 0x19, 0x3a, 0x96, 0xcd, 0x21, 0x51, 0x9e,  \
+            0xbd, 0x7a, 0x02, 0x64, 0x4a                                                           \
+    }
+
+/* The order of the first entries is the order in which an unknown version tries the salts
+ * (TRIAL_COUNT of them, one per distinct salt): draft-29 first, as tshark uses it for the
+ * reserved 0x?a?a?a?a versions, then v1 and the older drafts, then Google's. */
+enum { VI_D29, VI_V1, VI_D23, VI_D22, VI_T051, VI_T050, TRIAL_COUNT };
+
 static const struct quic_version versions[] = {
-    {QUIC_VERSION_1,
-     QUIC_VERSION_1,
-     {0x38, 0x76, 0x2c, 0xf7, 0xf5, 0x59, 0x34, 0xb3, 0x4d, 0x17,
-      0x9a, 0xe6, 0xa4, 0xc8, 0x0c, 0xad, 0xcc, 0xbb, 0x7f, 0x0a},
-     "quic ",
-     0,
-     3},
+    [VI_D29] = {0xff00001du, 0xff000020u, SALT_D29, "quic ", 0, 3, false}, /* draft-29..32 */
+    [VI_V1] = {QUIC_VERSION_1, QUIC_VERSION_1, SALT_V1, "quic ", 0, 3, false},
+    [VI_D23] = {0xff000017u, 0xff00001cu, SALT_D23, "quic ", 0, 3, false}, /* draft-23..28 */
+    [VI_D22] = {0xff000016u, 0xff000016u, SALT_D22, "quic ", 0, 3, false},
+    [VI_T051] = {QUIC_VERSION_T051,
+                 QUIC_VERSION_T051,
+                 {0x7a, 0x4e, 0xde, 0xf4, 0xe7, 0xcc, 0xee, 0x5f, 0xa4, 0x50,
+                  0x6c, 0x19, 0x12, 0x4f, 0xc8, 0xcc, 0xda, 0x6e, 0x03, 0x3d},
+                 "quic ",
+                 0,
+                 3,
+                 true},
+    [VI_T050] = {QUIC_VERSION_T050,
+                 QUIC_VERSION_T050,
+                 {0x7f, 0xf5, 0x79, 0xe5, 0xac, 0xd0, 0x72, 0x91, 0x55, 0x80,
+                  0x30, 0x4c, 0x43, 0xa2, 0x36, 0x7c, 0x60, 0x48, 0x83, 0x10},
+                 "quic ",
+                 0,
+                 3,
+                 true},
     {QUIC_VERSION_2,
      QUIC_VERSION_2,
      {0x0d, 0xed, 0xe3, 0xde, 0xf7, 0x00, 0xa6, 0xdb, 0x81, 0x93,
       0x81, 0xbe, 0x6e, 0x26, 0x9d, 0xcb, 0xf9, 0xbd, 0x2e, 0xd9},
      "quicv2 ",
      1,
-     0},
-    /* draft-29 .. draft-32 */
-    {0xff00001du,
-     0xff000020u,
-     {0xaf, 0xbf, 0xec, 0x28, 0x99, 0x93, 0xd2, 0x4c, 0x9e, 0x97,
-      0x86, 0xf1, 0x9c, 0x61, 0x11, 0xe0, 0x43, 0x90, 0xa8, 0x99},
-     "quic ",
      0,
-     3},
-    /* draft-23 .. draft-28 */
-    {0xff000017u,
-     0xff00001cu,
-     {0xc3, 0xee, 0xf7, 0x12, 0xc7, 0x2e, 0xbb, 0x5a, 0x11, 0xa7,
-      0xd2, 0x43, 0x2b, 0xb4, 0x63, 0x65, 0xbe, 0xf9, 0xf5, 0x02},
-     "quic ",
-     0,
-     3},
+     false},
+    /* mvfst (Facebook): 0xfaceb001 is draft-22, 0xfaceb002 draft-27, 0xfaceb00e the
+     * experimental draft-27 variant; other mvfst versions go through the trial below */
+    {0xfaceb001u, 0xfaceb001u, SALT_D22, "quic ", 0, 3, false},
+    {0xfaceb002u, 0xfaceb002u, SALT_D23, "quic ", 0, 3, false},
+    {0xfaceb00eu, 0xfaceb00eu, SALT_D23, "quic ", 0, 3, false},
 };
 
 static const struct quic_version *version_find(uint32_t v)
@@ -82,9 +114,17 @@ static const struct quic_version *version_find(uint32_t v)
     return NULL;
 }
 
+/* An unknown version is read with the v1 layout (RFC 8999 invariants, Initial type 0) and
+ * only when the packet looks like a client's first Initial: RFC 9000 7.2 (a DCID of at least
+ * 8 bytes) and 14.1 (the datagram is padded to at least 1200 bytes). Version 0 is Version
+ * Negotiation, never an Initial. */
+#define QUIC_TRIAL_DCID_MIN  8
+#define QUIC_TRIAL_DGRAM_MIN 1200
+
 /* Client Initial keys for one (version, DCID). */
 struct quic_keys {
     bool valid;
+    const struct quic_version *ver; /* salt, labels and frame types the keys came from */
     uint32_t version;
     uint8_t dcid_len;
     uint8_t dcid[QUIC_CID_MAX];
@@ -109,6 +149,12 @@ struct quic_initial {
     size_t hello_off, hello_len;
     bool limit;   /* CRYPTO data passed the cap during this feed */
     bool derived; /* trial keys were derived during this feed */
+    /* An unknown version: the salt that opened it (unk_ver), or unk_failed once every salt
+     * was tried on one packet and none opened (then the flow's unknown Initials are
+     * skipped: at most TRIAL_COUNT derivations and decryptions per flow). */
+    uint32_t unk_version;
+    const struct quic_version *unk_ver;
+    bool unk_failed;
     uint8_t have[QUIC_CRYPTO_MAX / 8];
     uint8_t buf[QUIC_CRYPTO_MAX];
 };
@@ -208,6 +254,7 @@ static int derive(EVP_MD_CTX *md, const struct quic_version *ver, uint32_t versi
         expand_label(md, client, ver->prefix, "iv", k->iv, 12) != TW_OK ||
         expand_label(md, client, ver->prefix, "hp", k->hp, 16) != TW_OK)
         return TW_EBAD;
+    k->ver = ver;
     k->version = version;
     k->dcid_len = (uint8_t)dcid_len;
     if (dcid_len)
@@ -275,7 +322,7 @@ static int gcm_open(EVP_CIPHER_CTX *gcm, const struct quic_keys *k, uint64_t pn,
  * out + (header length); *pay and *pay_len locate it. out holds at least pkt_len bytes. */
 static int open_packet(struct quic_evp *e, const struct quic_keys *k, uint64_t expected,
                        const uint8_t *pkt, size_t pn_off, size_t pkt_len, uint8_t *out,
-                       const uint8_t **pay, size_t *pay_len, uint64_t *pn_out)
+                       const uint8_t **pay, size_t *pay_len, uint64_t *pn_out, bool strict)
 {
     uint8_t mask[16], tag[QUIC_TAG_LEN];
     /* The sample is 16 bytes from pn_off + 4 whatever the pn length (5.4.2): a packet too
@@ -285,6 +332,10 @@ static int open_packet(struct quic_evp *e, const struct quic_keys *k, uint64_t e
     if (hp_mask(e->ecb, k->hp, pkt + pn_off + 4, mask) != TW_OK)
         return TW_EBAD;
     uint8_t first = (uint8_t)(pkt[0] ^ (mask[0] & 0x0f));
+    /* RFC 9000 17.2: the two reserved bits are 0 once protection is off. A trial with a
+     * guessed salt checks them first: a wrong salt fails here 3 times in 4, before GCM. */
+    if (strict && (first & 0x0c))
+        return TW_EBAD;
     size_t pn_len = (size_t)(first & 0x03) + 1, hlen = pn_off + pn_len;
     memcpy(out, pkt, hlen);
     out[0] = first;
@@ -366,13 +417,25 @@ static void crypto_store(struct quic_initial *q, uint64_t off, const uint8_t *da
 
 /* RFC 9000 19: frames of one decrypted Initial payload. PADDING, PING, ACK, CRYPTO and
  * CONNECTION_CLOSE are the frames an Initial may carry (RFC 9000 12.4); anything else, or a
- * malformed frame, ends parsing of this packet and keeps what was stored before it. */
-static void parse_frames(struct quic_initial *q, const uint8_t *p, size_t n)
+ * malformed frame, ends parsing of this packet and keeps what was stored before it.
+ * Google QUIC T050/T051 (gquic) number its frames differently: PADDING 0x00, PING 0x07,
+ * CRYPTO 0x08 (offset and length as IETF varints, as tshark dissects them); its ACK and
+ * other frames have their own layouts, so they end parsing (a client's first Initial starts
+ * with its CRYPTO frame). */
+static void parse_frames(struct quic_initial *q, const uint8_t *p, size_t n, bool gquic)
 {
     struct cur c = cur_init(p, n);
     /* each frame consumes at least one byte, so n bounds the loop */
     for (size_t guard = 0; guard < n && cur_left(&c) > 0 && c.err == TW_OK; guard++) {
         uint64_t type = cur_varint(&c);
+        if (gquic) {
+            if (type == 0x07)
+                type = 0x01; /* PING */
+            else if (type == 0x08)
+                type = 0x06; /* CRYPTO */
+            else if (type != 0x00)
+                return;
+        }
         switch (type) {
         case 0x00: /* PADDING: skip the whole run at once */
             while (cur_left(&c) > 0 && *c.p == 0)
@@ -457,8 +520,8 @@ static int open_initial(struct quic_initial *q, const struct quic_version *ver, 
     for (int i = 0; i < 2; i++) {
         if (!tries[i]->valid || tries[i]->version != version)
             continue;
-        if (open_packet(&q->evp, tries[i], q->next_pn, pkt, pn_off, pkt_len, out, pay, pay_len,
-                        &pn) == TW_OK)
+        if (open_packet(&q->evp, tries[i], q->next_pn, pkt, pn_off, pkt_len, out, pay, pay_len, &pn,
+                        false) == TW_OK)
             goto opened;
     }
     if (keys_match(&q->cur, version, dcid, dcid_len) ||
@@ -473,8 +536,8 @@ static int open_initial(struct quic_initial *q, const struct quic_version *ver, 
         if (derive(q->evp.md, ver, version, dcid, dcid_len, &q->trial) != TW_OK)
             return TW_EBAD;
     }
-    if (open_packet(&q->evp, &q->trial, q->next_pn, pkt, pn_off, pkt_len, out, pay, pay_len, &pn) !=
-        TW_OK)
+    if (open_packet(&q->evp, &q->trial, q->next_pn, pkt, pn_off, pkt_len, out, pay, pay_len, &pn,
+                    false) != TW_OK)
         return TW_EBAD;
     /* the first DCID that opens is the original one; a later one (Retry) becomes cur */
     if (!q->orig.valid)
@@ -485,6 +548,54 @@ opened:
     if (pn + 1 > q->next_pn)
         q->next_pn = pn + 1;
     return TW_OK;
+}
+
+/* An Initial of an unknown version: each salt once (quic_initial_feed() lets one packet per
+ * flow come here). The first salt whose keys open the packet becomes the flow's. */
+static int open_trial(struct quic_initial *q, uint32_t version, const uint8_t *dcid,
+                      size_t dcid_len, const uint8_t *pkt, size_t pn_off, size_t pkt_len,
+                      uint8_t *out, const uint8_t **pay, size_t *pay_len)
+{
+    uint64_t pn = 0;
+    for (size_t i = 0; i < TRIAL_COUNT; i++) {
+        if (derive(q->evp.md, &versions[i], version, dcid, dcid_len, &q->trial) != TW_OK)
+            break;
+        if (open_packet(&q->evp, &q->trial, q->next_pn, pkt, pn_off, pkt_len, out, pay, pay_len,
+                        &pn, true) != TW_OK)
+            continue;
+        q->unk_version = version;
+        q->unk_ver = &versions[i];
+        if (!q->orig.valid)
+            q->orig = q->trial;
+        else
+            q->cur = q->trial;
+        if (pn + 1 > q->next_pn)
+            q->next_pn = pn + 1;
+        return TW_OK;
+    }
+    q->trial.valid = false;
+    q->unk_failed = true;
+    return TW_EBAD;
+}
+
+/* The invariant part of a client's first Initial of an unknown version, read with the v1
+ * layout: type Initial, DCID of 8..20 bytes, SCID <= 20, token and Length fields that fit in
+ * a datagram of at least 1200 bytes, and room for a sample and tag. */
+static bool trial_shape(const uint8_t *udp, size_t len)
+{
+    struct cur c = cur_init(udp, len);
+    uint8_t first = cur_u8(&c);
+    uint32_t version = cur_u32be(&c);
+    uint8_t dcid_len = cur_u8(&c);
+    cur_skip(&c, dcid_len);
+    uint8_t scid_len = cur_u8(&c);
+    cur_skip(&c, scid_len);
+    cur_skip64(&c, cur_varint(&c)); /* token */
+    uint64_t plen = cur_varint(&c);
+    return c.err == TW_OK && len >= QUIC_TRIAL_DGRAM_MIN && (first & 0xc0) == 0xc0 &&
+           ((first >> 4) & 3) == 0 && version != 0 && dcid_len >= QUIC_TRIAL_DCID_MIN &&
+           dcid_len <= QUIC_CID_MAX && scid_len <= QUIC_CID_MAX && plen >= 4 + 16 &&
+           plen <= cur_left(&c);
 }
 
 bool quic_looks_like_initial(const uint8_t *udp, size_t len)
@@ -498,7 +609,9 @@ bool quic_looks_like_initial(const uint8_t *udp, size_t len)
     if (c.err || !(first & 0x80))
         return false;
     const struct quic_version *ver = version_find(version);
-    return ver && ((first >> 4) & 3) == ver->initial_type && dcid_len <= QUIC_CID_MAX;
+    if (!ver)
+        return trial_shape(udp, len);
+    return ((first >> 4) & 3) == ver->initial_type && dcid_len <= QUIC_CID_MAX;
 }
 
 struct quic_initial *quic_initial_new(void)
@@ -548,8 +661,21 @@ long quic_initial_feed(struct quic_initial *q, const uint8_t *udp, size_t len)
             break;
         uint32_t version = cur_u32be(&c);
         const struct quic_version *ver = version_find(version);
-        if (c.err || !ver) /* unknown versions have unknown layouts past the CIDs */
+        bool trial = false;
+        if (c.err)
             break;
+        if (!ver) {
+            /* an unknown version: read with the v1 layout, with the salt that opened it
+             * before, or trying every salt on a packet shaped like a first Initial */
+            if (q->unk_ver && q->unk_version == version) {
+                ver = q->unk_ver;
+            } else if (!q->unk_failed && !q->unk_ver && start == udp && trial_shape(udp, len)) {
+                ver = &versions[VI_V1]; /* layout only */
+                trial = true;
+            } else {
+                break;
+            }
+        }
         uint8_t dcid_len = cur_u8(&c);
         /* RFC 9000 17.2: in versions 1 and 2 a CID is at most 20 bytes */
         if (dcid_len > QUIC_CID_MAX)
@@ -577,11 +703,13 @@ long quic_initial_feed(struct quic_initial *q, const uint8_t *udp, size_t len)
         }
         const uint8_t *pay = NULL;
         size_t pay_len = 0;
-        if (open_initial(q, ver, version, dcid, dcid_len, start, pn_off, pkt_len, scratch, &pay,
-                         &pay_len) != TW_OK)
+        if (trial ? open_trial(q, version, dcid, dcid_len, start, pn_off, pkt_len, scratch, &pay,
+                               &pay_len) != TW_OK
+                  : open_initial(q, ver, version, dcid, dcid_len, start, pn_off, pkt_len, scratch,
+                                 &pay, &pay_len) != TW_OK)
             continue; /* not ours, or forged: a later coalesced packet may still open */
         opened++;
-        parse_frames(q, pay, pay_len);
+        parse_frames(q, pay, pay_len, (trial ? q->unk_ver : ver)->gquic);
     }
     if (opened == 0)
         return too_big ? TW_ELIMIT : TW_EBAD;
@@ -619,7 +747,7 @@ long quic_initial_seal(const struct quic_seal *s, const uint8_t *frames, size_t 
     uint32_t version = s->version, pn = s->pn;
     const uint8_t *dcid = s->dcid;
     size_t dcid_len = s->dcid_len;
-    const struct quic_version *ver = version_find(version);
+    const struct quic_version *ver = version_find(s->salt_version ? s->salt_version : version);
     if (!ver || dcid_len > QUIC_CID_MAX || s->key_dcid_len > QUIC_CID_MAX)
         return TW_EBAD;
     if (frames_len > 16000) /* Length is written as a 2-byte varint (< 16384) */

@@ -1,6 +1,8 @@
-/* fuzz_dns.c - libFuzzer target for dns_parse(): one DNS message per input (a UDP payload,
- * or a TCP message without its length prefix). Seeds: tests/fuzz/corpus/dns/, payloads cut
- * from the shared captures. */
+/* fuzz_dns.c - libFuzzer target for dns_parse(), dns_plausible() and dns_answer_chain():
+ * one DNS message per input (a UDP payload, or a TCP message without its length prefix).
+ * Seeds: tests/fuzz/corpus/dns/, payloads cut from the shared captures and gen_pcaps.py's
+ * forward-pointer messages. */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 strnlen(m.an[i].target, DNS_NAME_TEXT) == DNS_NAME_TEXT)
                 abort();
     if (m.n_q > DNS_MAX_Q || m.n_an > DNS_MAX_AN)
+        abort();
+    /* a chain names distinct records, ends at the record asked for */
+    uint16_t chain[DNS_MAX_AN];
+    for (uint16_t i = 0; i < m.n_an; i++) {
+        int n = dns_answer_chain(&m, i, chain);
+        if (n < 0 || n > m.n_an || (n > 0 && chain[n - 1] != i))
+            abort();
+    }
+    /* a plausible message is one dns_parse() reads whole */
+    bool q;
+    if (dns_plausible(data, size, &q) && (rc != TW_OK || m.qr == q || m.n_q + m.q_trunc == 0))
         abort();
     return 0;
 }

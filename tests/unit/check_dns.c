@@ -143,10 +143,12 @@ END_TEST
 START_TEST(test_pointer_attacks)
 {
     uint8_t buf[64];
-    /* self pointer: the name at 12 is c0 0c */
+    /* self pointer: the name at 12 is c0 0c; the hop cap ends it */
     size_t n = query_with_name(buf, (const uint8_t *)"\xc0\x0c", 2);
-    ck_assert_int_eq(dns_parse(buf, n, &m), TW_EBAD);
-    /* forward pointer: 01 a c0 20, and a valid name "b" at 0x20 */
+    ck_assert_int_eq(dns_parse(buf, n, &m), TW_ELIMIT);
+    ck_assert_uint_eq(m.n_q, 0);
+    /* forward pointer (accepted, as tshark and resolvers do): 01 a c0 20, and a valid name
+     * "b" at 0x20 */
     n = query_with_name(buf,
                         (const uint8_t *)"\x01"
                                          "a\xc0\x20",
@@ -156,19 +158,29 @@ START_TEST(test_pointer_attacks)
            "\x01"
            "b\x00",
            3);
-    ck_assert_int_eq(dns_parse(buf, 0x23, &m), TW_EBAD);
-    /* loop: q1 (at 12) is 01 a c0 12 and q2 (at 18) is c0 0c: 12 -> 18 -> 12 ... The jump
-     * from 18 to 12 is backwards, but 12's pointer to 18 is forward, so refused */
+    ck_assert_int_eq(dns_parse(buf, 0x23, &m), TW_OK);
+    ck_assert_uint_eq(m.n_q, 1);
+    ck_assert_str_eq(m.q[0].name, "a.b");
+    /* a pointer past the end of the message */
+    ck_assert_int_eq(dns_parse(buf, 0x20, &m), TW_EBAD);
+    /* loop: q1 (at 12) is 01 a c0 12 and q2 (at 18) is c0 0c: 12 -> 18 -> 12 ... with a label
+     * on each turn: the 255-byte name cap or the hop cap ends it */
     static const uint8_t loop[] = {0, 1,   1,    0,  0, 2, 0,    0,  0, 0, 0, 0,
                                    1, 'a', 0xc0, 18, 0, 1, 0xc0, 12, 0, 1, 0, 1};
-    ck_assert_int_eq(dns_parse(loop, sizeof(loop), &m), TW_EBAD);
-    /* pointer into the middle of the same label run it came from */
+    int r = dns_parse(loop, sizeof(loop), &m);
+    ck_assert(r == TW_EBAD || r == TW_ELIMIT);
+    ck_assert_uint_eq(m.n_q, 0);
+    /* pointer into the middle of the same label run it came from: b.b.b... */
     n = query_with_name(buf,
                         (const uint8_t *)"\x01"
                                          "a\x01"
                                          "b\xc0\x0e",
                         6);
-    ck_assert_int_eq(dns_parse(buf, n, &m), TW_EBAD);
+    r = dns_parse(buf, n, &m);
+    ck_assert(r == TW_EBAD || r == TW_ELIMIT);
+    /* two pointers that point at each other, no labels: only the hop cap stops them */
+    n = query_with_name(buf, (const uint8_t *)"\xc0\x0e\xc0\x0c", 4);
+    ck_assert_int_eq(dns_parse(buf, n, &m), TW_ELIMIT);
     /* extended (01) and reserved (10) label types */
     n = query_with_name(buf, (const uint8_t *)"\x41\x00", 2);
     ck_assert_int_eq(dns_parse(buf, n, &m), TW_EBAD);
@@ -467,6 +479,234 @@ START_TEST(test_tshark_truth)
 }
 END_TEST
 
+/* A response (QR, RD, RA) whose question and n_an answers are all named by a pointer to a
+ * chain of `hops` - 1 forward pointers ending in the name "x", which is the RDATA of a TXT
+ * record in the additional section: each name costs `hops` pointer hops. Returns the
+ * message length. */
+static size_t hop_heavy(uint8_t *msg, int hops, int n_an)
+{
+    size_t chain = 12 + 6 + (size_t)n_an * 16 + 11, k = 12;
+    static const uint8_t hdr[12] = {0, 1, 0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 1};
+    memcpy(msg, hdr, 12);
+    msg[7] = (uint8_t)n_an;
+    msg[6] = (uint8_t)(n_an >> 8);
+    msg[k++] = (uint8_t)(0xc0 | chain >> 8);
+    msg[k++] = (uint8_t)chain;
+    memcpy(msg + k, "\x00\x01\x00\x01", 4);
+    k += 4;
+    for (int i = 0; i < n_an; i++) {
+        msg[k++] = (uint8_t)(0xc0 | chain >> 8);
+        msg[k++] = (uint8_t)chain;
+        memcpy(msg + k, "\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04\x01\x02\x03\x04", 14);
+        k += 14;
+    }
+    size_t rdlen = (size_t)(hops - 1) * 2 + 3;
+    memcpy(msg + k, "\x00\x00\x10\x00\x01\x00\x00\x00\x3c", 9); /* root TXT IN 60 */
+    k += 9;
+    msg[k++] = (uint8_t)(rdlen >> 8);
+    msg[k++] = (uint8_t)rdlen;
+    ck_assert_uint_eq(k, chain);
+    for (int i = 0; i < hops - 1; i++) {
+        size_t next = k + 2;
+        msg[k++] = (uint8_t)(0xc0 | next >> 8);
+        msg[k++] = (uint8_t)next;
+    }
+    memcpy(msg + k, "\x01x\x00", 3);
+    return k + 3;
+}
+
+/* The per-message hop budget (DNS_MSG_HOPS_MAX) ends the walk of a message whose many names
+ * each hop through a long pointer chain, even though each name stays under the per-name
+ * cap. */
+START_TEST(test_pointer_budget_per_message)
+{
+    static uint8_t msg[8192];
+    /* 64 hops a name (the per-name cap): the question and 31 answers use 2048 hops */
+    size_t n = hop_heavy(msg, 64, 40);
+    ck_assert_int_eq(dns_parse(msg, n, &m), TW_OK);
+    ck_assert_str_eq(m.q[0].name, "x");
+    ck_assert_uint_eq(m.n_an, 31);
+    ck_assert(!dns_plausible(msg, n, NULL));
+    /* control: 10 hops a name, 40 answers: all 32 stored and plausible */
+    n = hop_heavy(msg, 10, 40);
+    ck_assert_int_eq(dns_parse(msg, n, &m), TW_OK);
+    ck_assert_uint_eq(m.n_an, 32);
+    ck_assert(dns_plausible(msg, n, NULL));
+    /* 65 hops: over the per-name cap */
+    n = hop_heavy(msg, 65, 1);
+    ck_assert_int_eq(dns_parse(msg, n, &m), TW_ELIMIT);
+    /* 200 answers at 60 hops: plausible stops at the budget */
+    n = hop_heavy(msg, 60, 200);
+    ck_assert(!dns_plausible(msg, n, NULL));
+}
+END_TEST
+
+START_TEST(test_forward_pointer_answer)
+{
+    /* a CNAME target that points forward into the next record's owner name:
+     *   q: @12 03 www 07 example 03 com 00 A IN
+     *   an1 @33: c0 0c CNAME IN ttl rdlen 2: c0 2f          (-> @47)
+     *   an2 @47: 06 tunnel 02 us 05 ngrok 03 com 00 A IN ttl rdlen 4 */
+    static const uint8_t r[] = {
+        0x42, 0x42, 0x81, 0x80, 0x00, 0x01, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 3,    'w',
+        'w',  'w',  7,    'e',  'x',  'a',  'm',  'p',  'l',  'e',  3,    'c',  'o',  'm',
+        0,    0x00, 0x01, 0x00, 0x01, 0xc0, 0x0c, 0x00, 0x05, 0x00, 0x01, 0x00, 0x00, 0x00,
+        0x3c, 0x00, 0x02, 0xc0, 0x2f, 6,    't',  'u',  'n',  'n',  'e',  'l',  2,    'u',
+        's',  5,    'n',  'g',  'r',  'o',  'k',  3,    'c',  'o',  'm',  0,    0x00, 0x01,
+        0x00, 0x01, 0x00, 0x00, 0x00, 0x3c, 0x00, 0x04, 3,    134,  39,   220};
+    ck_assert_int_eq(dns_parse(r, sizeof(r), &m), TW_OK);
+    ck_assert_uint_eq(m.n_an, 2);
+    ck_assert_str_eq(m.an[0].target, "tunnel.us.ngrok.com");
+    ck_assert_str_eq(m.an[1].name, "tunnel.us.ngrok.com");
+    uint16_t chain[DNS_MAX_AN];
+    ck_assert_int_eq(dns_answer_chain(&m, 1, chain), 2);
+    ck_assert_uint_eq(chain[0], 0);
+    ck_assert_uint_eq(chain[1], 1);
+    bool q = true;
+    ck_assert(dns_plausible(r, sizeof(r), &q));
+    ck_assert(!q);
+}
+END_TEST
+
+START_TEST(test_answer_chain)
+{
+    /* r_cname: www.example.com -> cdn.net -> edge.cdn.net A */
+    uint16_t chain[DNS_MAX_AN];
+    ck_assert_int_eq(dns_parse(r_cname, sizeof(r_cname), &m), TW_OK);
+    ck_assert_int_eq(dns_answer_chain(&m, 2, chain), 3);
+    ck_assert_uint_eq(chain[0], 0);
+    ck_assert_uint_eq(chain[1], 1);
+    ck_assert_uint_eq(chain[2], 2);
+    ck_assert_int_eq(dns_answer_chain(&m, 1, chain), 2);
+    ck_assert_int_eq(dns_answer_chain(&m, 3, chain), 0); /* no such record */
+    /* case does not matter; an unrelated owner name is not reached */
+    m.an[0].name[0] = 'W';
+    ck_assert_int_eq(dns_answer_chain(&m, 2, chain), 3);
+    strcpy(m.an[1].name, "other.net");
+    ck_assert_int_eq(dns_answer_chain(&m, 2, chain), 0);
+    /* a CNAME cycle (a -> b -> a) among records never reaching the question ends */
+    ck_assert_int_eq(dns_parse(r_cname, sizeof(r_cname), &m), TW_OK);
+    strcpy(m.an[0].name, "edge.cdn.net");
+    strcpy(m.an[0].target, "cdn.net");
+    strcpy(m.an[1].name, "cdn.net");
+    strcpy(m.an[1].target, "edge.cdn.net");
+    ck_assert_int_eq(dns_answer_chain(&m, 2, chain), 0);
+}
+END_TEST
+
+START_TEST(test_plausible)
+{
+    bool q = false;
+    ck_assert(dns_plausible(q_simple, sizeof(q_simple), &q));
+    ck_assert(q);
+    ck_assert(dns_plausible(q_multi, sizeof(q_multi), &q));
+    ck_assert(dns_plausible(r_cname, sizeof(r_cname), &q));
+    ck_assert(!q);
+    /* a dnscrypt certificate query (ndpi__dnscrypt-v1-and-resolver-pings.pcap, UDP/443):
+     * 2.dnscrypt-cert.quad9.net TXT IN, with an EDNS OPT record */
+    static const uint8_t dnscrypt[] = {
+        0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 1,    '2',
+        13,   'd',  'n',  's',  'c',  'r',  'y',  'p',  't',  '-',  'c',  'e',  'r',  't',
+        5,    'q',  'u',  'a',  'd',  '9',  3,    'n',  'e',  't',  0,    0x00, 0x10, 0x00,
+        0x01, 0x00, 0x00, 0x29, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00};
+    ck_assert(dns_plausible(dnscrypt, sizeof(dnscrypt), &q));
+    ck_assert(q);
+    /* every strict prefix and every extension by a byte is refused: the sections must end
+     * exactly at the message's end */
+    uint8_t buf[128];
+    for (size_t k = 0; k < sizeof(dnscrypt); k++)
+        ck_assert_msg(!dns_plausible(dnscrypt, k, NULL), "prefix %zu", k);
+    memcpy(buf, dnscrypt, sizeof(dnscrypt));
+    buf[sizeof(dnscrypt)] = 0;
+    ck_assert(!dns_plausible(buf, sizeof(dnscrypt) + 1, NULL));
+    /* header fields: opcode 1, Z set, no question, 5 questions, a query with an answer or
+     * with RCODE 3, QTYPE 0, QCLASS 2 */
+    static const struct {
+        size_t off;
+        uint8_t val;
+    } bad[] = {{2, 0x09}, {3, 0x40}, {5, 0}, {5, 5}, {7, 1}, {3, 0x03}, {39, 0}, {42, 2}};
+    for (size_t i = 0; i < TW_ARRAY_LEN(bad); i++) {
+        memcpy(buf, dnscrypt, sizeof(dnscrypt));
+        if (bad[i].off == 39) /* QTYPE 0x0010 -> 0 */
+            buf[40] = 0;
+        else
+            buf[bad[i].off] = bad[i].val;
+        ck_assert_msg(!dns_plausible(buf, sizeof(dnscrypt), NULL), "case %zu", i);
+    }
+    /* dnscrypt pads certificate queries with an additional record of type 0, class 0
+     * (root, ttl 0, 8 zero bytes here): accepted; the same record as an answer is not */
+    memcpy(buf, dnscrypt, sizeof(dnscrypt));
+    memcpy(buf + sizeof(dnscrypt) - 11, "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x08", 11);
+    memset(buf + sizeof(dnscrypt), 0, 8);
+    ck_assert(dns_plausible(buf, sizeof(dnscrypt) + 8, &q));
+    buf[2] = 0x81; /* a response (QR, RD, RA) */
+    buf[3] = 0x80;
+    ck_assert(dns_plausible(buf, sizeof(dnscrypt) + 8, &q));
+    ck_assert(!q);
+    buf[7] = 1;  /* ancount 1 */
+    buf[11] = 0; /* arcount 0 */
+    ck_assert(!dns_plausible(buf, sizeof(dnscrypt) + 8, NULL));
+    /* a question name with a space or a control byte, or the root */
+    memcpy(buf, dnscrypt, sizeof(dnscrypt));
+    buf[13] = ' ';
+    ck_assert(!dns_plausible(buf, sizeof(dnscrypt), NULL));
+    buf[13] = 0x01;
+    ck_assert(!dns_plausible(buf, sizeof(dnscrypt), NULL));
+    size_t n = query_with_name(buf, (const uint8_t *)"", 1);
+    ck_assert(!dns_plausible(buf, n, NULL));
+    ck_assert(!dns_plausible(NULL, 0, NULL));
+}
+END_TEST
+
+START_TEST(test_plausible_rejects_other_protocols)
+{
+    /* a QUIC v1 long header, a TLS ClientHello record, an HTTP request, an NTP client
+     * packet, a STUN binding request */
+    static const uint8_t quic[] = {0xc3, 0x00, 0x00, 0x00, 0x01, 0x08, 0x83, 0x94, 0xc8, 0xf0,
+                                   0x3e, 0x51, 0x57, 0x08, 0x00, 0x00, 0x44, 0x9e, 0x7b, 0x9a,
+                                   0xec, 0x34, 0xd1, 0xb1, 0xc9, 0x8d, 0xd7, 0x68, 0x9f, 0xb8};
+    static const uint8_t tls[] = {0x16, 0x03, 0x01, 0x00, 0xf4, 0x01, 0x00, 0x00, 0xf0, 0x03,
+                                  0x03, 0x5b, 0x1c, 0x3a, 0x27, 0x8e, 0x4f, 0x22, 0xaa, 0x01,
+                                  0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00};
+    static const char http[] = "GET / HTTP/1.1\r\nHost: example.com\r\n\r\n";
+    static const uint8_t ntp[48] = {0xe3, 0x00, 0x06, 0xec};
+    static const uint8_t stun[20] = {0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42, 1,  2,
+                                     3,    4,    5,    6,    7,    8,    9,    10,   11, 12};
+    ck_assert(!dns_plausible(quic, sizeof(quic), NULL));
+    ck_assert(!dns_plausible(tls, sizeof(tls), NULL));
+    ck_assert(!dns_plausible((const uint8_t *)http, sizeof(http) - 1, NULL));
+    ck_assert(!dns_plausible(ntp, sizeof(ntp), NULL));
+    ck_assert(!dns_plausible(stun, sizeof(stun), NULL));
+    /* a NetBIOS name query (UDP 137, RFC 1002 4.2.12): DNS's layout, but the name is the
+     * 32-byte first-level encoding of "WORKGROUP<1d>", type NB (0x20), class IN */
+    uint8_t nb[50] = {0x80, 0x01, 0x01, 0x10, 0, 1, 0, 0, 0, 0, 0, 0, 32};
+    memcpy(nb + 13, "FHEPFCELEHFCEPFFFACACACACACACABN", 32);
+    memcpy(nb + 45, "\x00\x00\x20\x00\x01", 5);
+    ck_assert(!dns_plausible(nb, sizeof(nb), NULL));
+    nb[13] = 'Z'; /* the same shape with a letter past 'P' is an ordinary DNS label */
+    ck_assert(dns_plausible(nb, sizeof(nb), NULL));
+    /* random payloads: a fixed xorshift stream, 20000 payloads of 17..600 bytes, with a
+     * header that passes the count checks half of the time */
+    uint64_t x = 0x9e3779b97f4a7c15u;
+    static uint8_t buf[600];
+    int accepted = 0;
+    for (int i = 0; i < 20000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        size_t n = 17 + (size_t)(x % 584);
+        for (size_t k = 0; k < n; k++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            buf[k] = (uint8_t)x;
+        }
+        if (i & 1) {
+            memcpy(buf + 2, "\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00", 10);
+            buf[12] = (uint8_t)(x % 40);
+        }
+        accepted += dns_plausible(buf, n, NULL);
+    }
+    ck_assert_int_eq(accepted, 0);
+}
+END_TEST
+
 Suite *tw_suite(void)
 {
     Suite *s = suite_create("dns");
@@ -478,7 +718,16 @@ Suite *tw_suite(void)
     tcase_add_test(tc, test_pointer_attacks);
     tcase_add_test(tc, test_name_length);
     tcase_add_test(tc, test_render);
+    tcase_add_test(tc, test_pointer_budget_per_message);
+    tcase_add_test(tc, test_forward_pointer_answer);
     suite_add_tcase(s, tc);
+    TCase *tp = tcase_create("dns_plausible");
+    tcase_add_test(tp, test_plausible);
+    tcase_add_test(tp, test_plausible_rejects_other_protocols);
+    suite_add_tcase(s, tp);
+    TCase *tch = tcase_create("dns_answer_chain");
+    tcase_add_test(tch, test_answer_chain);
+    suite_add_tcase(s, tch);
     TCase *tt = tcase_create("tshark_truth");
     tcase_set_timeout(tt, 120);
     tcase_add_test(tt, test_tshark_truth);

@@ -135,7 +135,7 @@ static void make_hello(uint8_t *h, size_t len, const char *sni)
 static long seal(uint32_t version, const uint8_t *dcid, size_t dl, uint32_t pn,
                  const uint8_t *frames, size_t n, uint8_t *out)
 {
-    struct quic_seal ss = {version, dcid, dl, dcid, dl, pn};
+    struct quic_seal ss = {version, dcid, dl, dcid, dl, pn, 0};
     long r = quic_initial_seal(&ss, frames, n, out, 2048);
     ck_assert_int_gt(r, 0);
     return r;
@@ -228,7 +228,7 @@ static void check_rfc_seal(uint32_t version, const char *fixture_name)
     unhex(rfc_crypto_frame_hex, frames, sizeof(frames));
     size_t n;
     uint8_t *pkt = fixture(fixture_name, &n);
-    struct quic_seal ss = {version, rfc_dcid, 8, rfc_dcid, 8, 2};
+    struct quic_seal ss = {version, rfc_dcid, 8, rfc_dcid, 8, 2, 0};
     long r = quic_initial_seal(&ss, frames, sizeof(frames), out, sizeof(out));
     ck_assert_int_eq(r, 1200);
     ck_assert_mem_eq(out, pkt, 1200);
@@ -432,7 +432,7 @@ START_TEST(test_new_dcid_keeps_original_keys)
     ck_assert_int_eq(quic_initial_feed(q, p, (size_t)n), TW_ETRUNC);
     k = 0;
     put_crypto(f, &k, h, 450, 450);
-    struct quic_seal ss = {QUIC_VERSION_1, cid_a, 8, cid_b, 5, 1};
+    struct quic_seal ss = {QUIC_VERSION_1, cid_a, 8, cid_b, 5, 1, 0};
     n = quic_initial_seal(&ss, f, k, p, sizeof(p));
     ck_assert_int_eq(quic_initial_feed(q, p, (size_t)n), 900);
     ck_assert_mem_eq(quic_initial_hello(q), h, 900);
@@ -459,12 +459,12 @@ START_TEST(test_retry_dcid_own_keys)
     ck_assert_int_eq(quic_initial_feed(q, p, (size_t)n), TW_ETRUNC);
     k = 0;
     put_crypto(f, &k, h, 600, 300);
-    struct quic_seal ss = {QUIC_VERSION_1, cid_b, 5, cid_c, 4, 2}; /* C named, B's keys */
+    struct quic_seal ss = {QUIC_VERSION_1, cid_b, 5, cid_c, 4, 2, 0}; /* C named, B's keys */
     n = quic_initial_seal(&ss, f, k, p, sizeof(p));
     ck_assert_int_eq(quic_initial_feed(q, p, (size_t)n), 900);
     ck_assert_mem_eq(quic_initial_hello(q), h, 900);
     /* keys from a DCID nobody used are refused */
-    struct quic_seal bogus = {QUIC_VERSION_1, cid_c, 4, cid_a, 8, 3};
+    struct quic_seal bogus = {QUIC_VERSION_1, cid_c, 4, cid_a, 8, 3, 0};
     n = quic_initial_seal(&bogus, f, k, p, sizeof(p));
     ck_assert_int_eq(quic_initial_feed(q, p, (size_t)n), TW_EBAD);
     quic_initial_free(q);
@@ -700,6 +700,167 @@ START_TEST(test_pcap_handshake)
 }
 END_TEST
 
+/* ---- unknown and greased versions, Google QUIC T050/T051, mvfst ---- */
+
+/* Seals a client Initial of header version `version` with the salt (and layout) of the
+ * known version salt_version, frames padded with PADDING to make a datagram of `pad_to`
+ * bytes at least. */
+static long seal_as(uint32_t version, uint32_t salt_version, const uint8_t *dcid, size_t dl,
+                    uint32_t pn, const uint8_t *frames, size_t n, size_t pad_to, uint8_t *out,
+                    size_t cap)
+{
+    static uint8_t padded[4096];
+    ck_assert_uint_le(n, sizeof(padded));
+    memset(padded, 0, sizeof(padded));
+    memcpy(padded, frames, n);
+    /* header: 1 + 4 + 1 + dl + 1 (SCID len) + 1 (token) + 2 (Length) + 4 (pn); tag 16 */
+    size_t over = 14 + dl + 16;
+    size_t fl = pad_to > n + over ? pad_to - over : n;
+    struct quic_seal ss = {version, dcid, dl, dcid, dl, pn, salt_version};
+    long r = quic_initial_seal(&ss, padded, fl, out, cap);
+    ck_assert_int_gt(r, 0);
+    return r;
+}
+
+/* A ClientHello for sni in one CRYPTO frame of type ftype (0x06 IETF, 0x08 Google QUIC). */
+static size_t hello_frame(uint8_t *out, uint8_t ftype, const char *sni, size_t hlen)
+{
+    uint8_t h[600];
+    ck_assert_uint_le(hlen, sizeof(h));
+    make_hello(h, hlen, sni);
+    size_t k = 0;
+    put_crypto(out, &k, h, 0, hlen);
+    out[0] = ftype;
+    return k;
+}
+
+static const uint8_t cid8[8] = {0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88};
+
+START_TEST(test_greased_version_trial)
+{
+    /* a reserved version 0x1a2a3a4a (RFC 9000 15) sealed with the draft-29 salt, as tshark
+     * reads it, and an mvfst version we have no entry for sealed with v1's salt */
+    static const struct {
+        uint32_t version, salt;
+    } cases[] = {{0x1a2a3a4au, QUIC_DRAFT_29},
+                 {0xfaceb010u, QUIC_VERSION_1},
+                 {0xdadadadau, 0xff00001bu /* draft-27 */},
+                 {0x0a0a0a0au, QUIC_VERSION_T051}};
+    for (size_t i = 0; i < TW_ARRAY_LEN(cases); i++) {
+        uint8_t fr[700], pkt[2048], stream[500];
+        make_hello(stream, sizeof(stream), "greased.example");
+        size_t k = 0;
+        put_crypto(fr, &k, stream, 0, 300);
+        if (cases[i].salt == QUIC_VERSION_T051)
+            fr[0] = 0x08; /* Google QUIC's CRYPTO frame */
+        long n =
+            seal_as(cases[i].version, cases[i].salt, cid8, 8, 0, fr, k, 1200, pkt, sizeof(pkt));
+        ck_assert(quic_looks_like_initial(pkt, (size_t)n));
+        struct quic_initial *q = quic_initial_new();
+        ck_assert_int_eq(quic_initial_feed(q, pkt, (size_t)n), TW_ETRUNC);
+        /* the second packet (not shaped like a first Initial: short, no trial) opens with
+         * the salt that the first one found */
+        k = 0;
+        put_crypto(fr, &k, stream, 300, 200);
+        if (cases[i].salt == QUIC_VERSION_T051)
+            fr[0] = 0x08;
+        n = seal_as(cases[i].version, cases[i].salt, cid8, 8, 1, fr, k, 0, pkt, sizeof(pkt));
+        ck_assert_uint_lt((size_t)n, 1200);
+        ck_assert_int_eq(quic_initial_feed(q, pkt, (size_t)n), 500);
+        ck_assert(has_sni(quic_initial_hello(q), 500, "greased.example"));
+        quic_initial_free(q);
+    }
+}
+END_TEST
+
+START_TEST(test_greased_junk_rejected)
+{
+    /* 1200 bytes shaped like a client Initial of a greased version, but no salt opens it */
+    uint8_t junk[1200];
+    for (size_t i = 0; i < sizeof(junk); i++)
+        junk[i] = (uint8_t)(i * 131 + 7);
+    static const uint8_t head[] = {
+        0xc3,       0x3a, 0x4a, 0x5a, 0x6a, 8, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0x40 | (1180 >> 8),
+        1180 & 0xff};
+    memcpy(junk, head, sizeof(head));
+    ck_assert(quic_looks_like_initial(junk, sizeof(junk)));
+    struct quic_initial *q = quic_initial_new();
+    ck_assert_int_eq(quic_initial_feed(q, junk, sizeof(junk)), TW_EBAD);
+    /* the flow has spent its trial: even a genuine greased Initial is no longer tried */
+    uint8_t fr[400], pkt[2048];
+    size_t k = hello_frame(fr, 0x06, "late.example", 300);
+    long n = seal_as(0x3a4a5a6au, QUIC_DRAFT_29, cid8, 8, 0, fr, k, 1200, pkt, sizeof(pkt));
+    ck_assert_int_eq(quic_initial_feed(q, pkt, (size_t)n), TW_EBAD);
+    quic_initial_free(q);
+    /* while a fresh flow reads that same packet */
+    q = quic_initial_new();
+    ck_assert_int_eq(quic_initial_feed(q, pkt, (size_t)n), 300);
+    quic_initial_free(q);
+
+    /* not shaped like a first Initial: under 1200 bytes, a DCID under 8 bytes, version 0 */
+    n = seal_as(0x3a4a5a6au, QUIC_DRAFT_29, cid8, 8, 0, fr, k, 0, pkt, sizeof(pkt));
+    ck_assert(!quic_looks_like_initial(pkt, (size_t)n));
+    q = quic_initial_new();
+    ck_assert_int_eq(quic_initial_feed(q, pkt, (size_t)n), TW_EBAD);
+    quic_initial_free(q);
+    n = seal_as(0x3a4a5a6au, QUIC_DRAFT_29, cid8, 7, 0, fr, k, 1200, pkt, sizeof(pkt));
+    ck_assert(!quic_looks_like_initial(pkt, (size_t)n));
+    q = quic_initial_new();
+    ck_assert_int_eq(quic_initial_feed(q, pkt, (size_t)n), TW_EBAD);
+    quic_initial_free(q);
+    memcpy(junk + 1, "\0\0\0\0", 4);
+    ck_assert(!quic_looks_like_initial(junk, sizeof(junk)));
+}
+END_TEST
+
+START_TEST(test_t051_frames)
+{
+    /* T051 numbers CRYPTO 0x08; its 0x06 is another frame (STOP_WAITING), not read */
+    uint8_t fr[400], pkt[2048];
+    size_t k = hello_frame(fr, 0x08, "t51.example", 300);
+    long n = seal_as(QUIC_VERSION_T051, 0, cid8, 8, 1, fr, k, 1350, pkt, sizeof(pkt));
+    ck_assert(quic_looks_like_initial(pkt, (size_t)n));
+    struct quic_initial *q = quic_initial_new();
+    ck_assert_int_eq(quic_initial_feed(q, pkt, (size_t)n), 300);
+    ck_assert(has_sni(quic_initial_hello(q), 300, "t51.example"));
+    quic_initial_free(q);
+    k = hello_frame(fr, 0x06, "t51.example", 300);
+    n = seal_as(QUIC_VERSION_T051, 0, cid8, 8, 1, fr, k, 1350, pkt, sizeof(pkt));
+    q = quic_initial_new();
+    ck_assert_int_eq(quic_initial_feed(q, pkt, (size_t)n), TW_ETRUNC);
+    quic_initial_free(q);
+    /* PING (0x07) and PADDING before the CRYPTO frame */
+    uint8_t fr2[400] = {0x07, 0x00, 0x00};
+    k = 3 + hello_frame(fr2 + 3, 0x08, "t51.example", 300);
+    n = seal_as(QUIC_VERSION_T051, 0, cid8, 8, 1, fr2, k, 1350, pkt, sizeof(pkt));
+    q = quic_initial_new();
+    ck_assert_int_eq(quic_initial_feed(q, pkt, (size_t)n), 300);
+    quic_initial_free(q);
+}
+END_TEST
+
+START_TEST(test_pcap_gquic_mvfst)
+{
+    static const struct {
+        const char *file, *sni;
+    } cases[] = {{"t51_f1.bin", "www.google.com"},
+                 {"t50_f1.bin", "fonts.googleapis.com"},
+                 {"mvfst22_f1.bin", "graph.facebook.com"},
+                 {"mvfst_exp_f1.bin", "video.fmct2-3.fna.fbcdn.net"}};
+    for (size_t i = 0; i < TW_ARRAY_LEN(cases); i++) {
+        size_t n;
+        uint8_t *b = fixture(cases[i].file, &n);
+        ck_assert(quic_looks_like_initial(b, n));
+        free(b);
+        struct quic_initial *q = quic_initial_new();
+        long r = feed_fixture(q, cases[i].file); /* and every prefix of it */
+        ck_assert_msg(r > 0, "%s: %ld", cases[i].file, r);
+        ck_assert(has_sni(quic_initial_hello(q), (size_t)r, cases[i].sni));
+        quic_initial_free(q);
+    }
+}
+END_TEST
+
 Suite *tw_suite(void)
 {
     Suite *s = suite_create("quic");
@@ -739,6 +900,13 @@ Suite *tw_suite(void)
     tcase_add_test(t, test_pcap_0rtt);
     tcase_add_test(t, test_pcap_draft29_retry);
     tcase_add_test(t, test_pcap_handshake);
+    tcase_add_test(t, test_pcap_gquic_mvfst);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("versions");
+    tcase_add_test(t, test_greased_version_trial);
+    tcase_add_test(t, test_greased_junk_rejected);
+    tcase_add_test(t, test_t051_frames);
     suite_add_tcase(s, t);
     return s;
 }
