@@ -286,22 +286,44 @@ static void observe(void *ud, const struct obs *ob)
 
 /* ---------- DNS messages ---------- */
 
-/* The A/AAAA records of a flagged answer go into the IP -> name map: the addresses are bound
- * to the name that was asked (CNAME chains lead to them). */
+static bool flagged(struct engine *e, const char *name)
+{
+    struct rule_hit hits[MAX_HITS];
+    return ruleset_match(e->rules, RF_DEST_HOST, (const uint8_t *)name, strlen(name), hits,
+                         MAX_HITS) > 0;
+}
+
+/* The flagged name an A/AAAA answer record belongs to: the question's name, or a CNAME target
+ * on the chain that leads to the record (a benign name -> CNAME -> tunnel.us.ngrok.com), or the
+ * record's own owner when no chain leads to it. NULL when none is flagged. */
+static const char *flagged_owner(struct engine *e, const struct dns_msg *m, uint16_t ai)
+{
+    uint16_t chain[DNS_MAX_AN];
+    int n = dns_answer_chain(m, ai, chain);
+    if (n == 0)
+        return flagged(e, m->an[ai].name) ? m->an[ai].name : NULL;
+    if (flagged(e, m->q[0].name))
+        return m->q[0].name;
+    for (int k = 0; k < n; k++)
+        if (m->an[chain[k]].type == DNS_T_CNAME && flagged(e, m->an[chain[k]].target))
+            return m->an[chain[k]].target;
+    return NULL;
+}
+
+/* The A/AAAA records of a flagged name go into the IP -> name map, bound to that name. */
 static void map_answers(struct engine *e, const struct dec_pkt *p, const struct dns_msg *m)
 {
-    const char *qn = m->q[0].name;
-    struct rule_hit hits[MAX_HITS];
-    if (ruleset_match(e->rules, RF_DEST_HOST, (const uint8_t *)qn, strlen(qn), hits, MAX_HITS) <= 0)
-        return;
     for (uint16_t i = 0; i < m->n_an; i++) {
         if (m->an[i].type != DNS_T_A && m->an[i].type != DNS_T_AAAA)
+            continue;
+        const char *owner = flagged_owner(e, m, i);
+        if (!owner)
             continue;
         struct dnsmap_entry de;
         memset(&de, 0, sizeof(de));
         de.ip = m->an[i].addr;
-        size_t ql = strnlen(qn, sizeof(de.name) - 1);
-        memcpy(de.name, qn, ql); /* a longer (escaped) name is cut: it only labels the map */
+        size_t ql = strnlen(owner, sizeof(de.name) - 1);
+        memcpy(de.name, owner, ql); /* a longer (escaped) name is cut: it only labels the map */
         de.resolver = p->src;
         de.asker = p->dst;
         uint32_t ttl = m->an[i].ttl;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tunnelwatch/dns.h"
 #include "tunnelwatch/extract.h"
 #include "tunnelwatch/http.h"
 #include "tunnelwatch/quic.h"
@@ -229,16 +230,37 @@ static const uint8_t *new_bytes(const struct xflow *xf, const struct stream *s,
     return p->payload + old;
 }
 
-/* The flow's first bytes decide its parser; false when it has none (the flow is done). */
+#define TCP_DNS_QUERY_MAX 1024 /* a DNS query on another port is waited for up to this size */
+
+/* DNS over TCP on another port: 1 a query (length prefix and a plausible message), 0 not
+ * sure yet, -1 not DNS. */
+static int tcp_dns_query(const struct stream *s)
+{
+    if (s->len < 2)
+        return 0;
+    uint32_t mlen = (uint32_t)s->buf[0] << 8 | s->buf[1];
+    if (mlen < 17 || mlen > TCP_DNS_QUERY_MAX || mlen + 2 > s->max)
+        return -1;
+    if (s->len < mlen + 2)
+        return 0;
+    bool is_query;
+    return dns_plausible(s->buf + 2, mlen, &is_query) && is_query ? 1 : -1;
+}
+
+/* The flow's first bytes decide its parser; false when it has none yet (or none at all: the
+ * flow is done). */
 static bool tcp_classify(struct extractor *x, struct xflow *xf, const struct stream *s, bool dns)
 {
+    int q;
     if (dns)
         xf->app = XAPP_DNS;
     else if (s->len >= 3 && tls_looks_like_hello(s->buf, s->len))
         xf->app = XAPP_TLS;
     else if (http_looks_like_request(s->buf, s->len))
         xf->app = XAPP_HTTP;
-    else if (s->len >= 8)
+    else if ((q = tcp_dns_query(s)) > 0)
+        xf->app = XAPP_DNS;
+    else if (s->len >= 8 && q < 0)
         finish(x, xf);
     return xf->app != XAPP_UNKNOWN && !xf->done;
 }
@@ -250,7 +272,7 @@ static void tcp_packet(struct extractor *x, struct xflow *xf, const struct dec_p
         stream_set_base(&xf->st[dir], p->seq + 1);
     if (xf->done || p->payload_len == 0)
         return;
-    bool dns = f->sport == 53 || f->cport == 53;
+    bool dns = f->sport == 53 || f->cport == 53 || xf->app == XAPP_DNS;
     if (dir == 1 && !dns)
         return; /* only the client's bytes carry the names we want (DNS answers aside) */
     struct stream *s = &xf->st[dir];
@@ -353,7 +375,8 @@ static void udp_packet(struct extractor *x, struct xflow *xf, const struct dec_p
 {
     if (p->payload_len == 0)
         return;
-    if (p->sport == 53 || p->dport == 53) {
+    bool is_query;
+    if (p->sport == 53 || p->dport == 53 || xf->app == XAPP_DNS) {
         xf->app = XAPP_DNS;
         x->ops.on_dns(x->ops.ud, p, f, p->payload, p->payload_len);
         return;
@@ -362,6 +385,14 @@ static void udp_packet(struct extractor *x, struct xflow *xf, const struct dec_p
         return; /* mDNS and LLMNR: link-local name resolution, not tunnelling; ignored */
     if (xf->done || dir != 0)
         return;
+    /* DNS on another port (dnscrypt certificates on 443, a resolver the attacker chose), told
+     * by its structure from everything else; a QUIC Initial never passes for a query */
+    if (xf->app == XAPP_UNKNOWN && !xf->quic &&
+        dns_plausible(p->payload, p->payload_len, &is_query) && is_query) {
+        xf->app = XAPP_DNS;
+        x->ops.on_dns(x->ops.ud, p, f, p->payload, p->payload_len);
+        return;
+    }
     udp_quic(x, xf, p, f);
 }
 
