@@ -1,13 +1,15 @@
 /* http.c - HTTP/1.x request head: request line and the Host header.
  *
- * Only the first request of a flow is read, and only up to its blank line. The request
+ * One request head is read at a time, up to its blank line. The request
  * line is checked as soon as it is complete (or as soon as its method cannot be a token),
  * so a flow that is not HTTP is given up early instead of buffering HTTP_HEAD_MAX bytes.
  * The head is then searched for its end before any header is trusted, so a Host value is
  * never taken from a head that might still be continued by the next segment. Bare LF line
  * ends are accepted (RFC 9112 2.2 allows a recipient to), obsolete line folding is not
  * (RFC 9112 5.2: a request with it may be rejected). The Host view keeps IPv6 brackets
- * ("[2001:db8::1]:8080" -> "[2001:db8::1]") and drops the port.
+ * ("[2001:db8::1]:8080" -> "[2001:db8::1]") and drops the port. For pipelining the parser
+ * says where the next request starts: after the head, plus a Content-Length body; with
+ * Transfer-Encoding (chunked) the length is left unknown rather than walking the chunks.
  */
 #include <string.h>
 #include <strings.h>
@@ -112,10 +114,66 @@ static void host_view(const uint8_t *v, size_t n, const uint8_t **host, size_t *
     *host_len = n;
 }
 
-int http_parse_host(const uint8_t *buf, size_t len, const uint8_t **host, size_t *host_len)
+/* RFC 9112 3.2.3: authority-form = uri-host ":" port (CONNECT only). The host keeps IPv6
+ * brackets, as the Host view does; a port that is not 1-5 digits <= 65535 reads as 0. */
+static void authority_view(const uint8_t *t, size_t n, struct http_req *out)
 {
-    *host = NULL;
-    *host_len = 0;
+    size_t hl = n;
+    const uint8_t *colon = NULL;
+    if (n > 0 && t[0] == '[') {
+        const uint8_t *rb = memchr(t, ']', n);
+        hl = rb ? (size_t)(rb - t) + 1 : n;
+        if (hl < n && t[hl] == ':')
+            colon = t + hl;
+    } else {
+        colon = memchr(t, ':', n);
+        if (colon)
+            hl = (size_t)(colon - t);
+    }
+    out->authority = t;
+    out->authority_len = hl;
+    out->port = 0;
+    if (!colon)
+        return;
+    size_t pl = n - (size_t)(colon + 1 - t);
+    unsigned v = 0;
+    if (pl == 0 || pl > 5)
+        return;
+    for (size_t i = 0; i < pl; i++) {
+        uint8_t d = colon[1 + i];
+        if (d < '0' || d > '9')
+            return;
+        v = v * 10 + (unsigned)(d - '0');
+    }
+    if (v <= 65535)
+        out->port = (uint16_t)v;
+}
+
+/* RFC 9112 6.3: Content-Length = 1*DIGIT. Returns false for anything else (a list, a sign,
+ * more digits than any buffer could hold), which makes the body length unknown. */
+static bool content_length(const uint8_t *v, size_t n, size_t *cl)
+{
+    while (n > 0 && (v[0] == ' ' || v[0] == '\t')) {
+        v++;
+        n--;
+    }
+    while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+        n--;
+    if (n == 0 || n > 15) /* 15 digits: far beyond any buffer, and no overflow below */
+        return false;
+    size_t x = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return false;
+        x = x * 10 + (size_t)(v[i] - '0');
+    }
+    *cl = x;
+    return true;
+}
+
+int http_parse_request(const uint8_t *buf, size_t len, struct http_req *out)
+{
+    memset(out, 0, sizeof(*out));
     /* nothing past HTTP_HEAD_MAX is looked at: the head must end before it */
     size_t lim = len < HTTP_HEAD_MAX ? len : HTTP_HEAD_MAX;
     struct cur c = cur_init(buf, lim);
@@ -127,6 +185,11 @@ int http_parse_host(const uint8_t *buf, size_t len, const uint8_t **host, size_t
         return TW_ELIMIT;
     if (err)
         return err;
+    /* check_request_line vouched for: method SP target SP HTTP/1.x, target non-empty */
+    const uint8_t *sp = memchr(c.p, ' ', (size_t)l);
+    const uint8_t *target = sp + 1;
+    size_t target_len = (size_t)(c.p + l - 9 - target);
+    bool connect = sp - c.p == 7 && memcmp(c.p, "CONNECT", 7) == 0;
     cur_skip(&c, adv);
 
     /* find the end of the head first: header lines are bounded by lim */
@@ -144,12 +207,13 @@ int http_parse_host(const uint8_t *buf, size_t len, const uint8_t **host, size_t
     }
     if (!found)
         return len >= HTTP_HEAD_MAX ? TW_ELIMIT : TW_ETRUNC;
+    size_t head_len = (size_t)(c.p - buf);
 
     /* RFC 9112 5: field-line = field-name ":" OWS field-value OWS */
     struct cur h = cur_init(hdr, (size_t)(c.p - hdr));
-    bool have = false;
+    bool have = false, have_cl = false, body_unknown = false;
     const uint8_t *hv = NULL;
-    size_t hn = 0;
+    size_t hn = 0, cl = 0;
     while (cur_left(&h) > 0) {
         l = line_len(h.p, cur_left(&h), &adv);
         const uint8_t *p = h.p;
@@ -165,13 +229,48 @@ int http_parse_host(const uint8_t *buf, size_t len, const uint8_t **host, size_t
         for (const uint8_t *t = p; t < colon; t++)
             if (!is_tchar(*t))
                 return TW_EBAD; /* also refuses "Host :", RFC 9112 5.1 */
-        if (have || colon - p != 4 || strncasecmp((const char *)p, "host", 4) != 0)
-            continue;
-        have = true; /* the first Host counts; RFC 9110 7.2 forbids more than one */
-        host_view(colon + 1, (size_t)(p + l - colon - 1), &hv, &hn);
+        size_t nl = (size_t)(colon - p);
+        const uint8_t *v = colon + 1;
+        size_t vn = (size_t)(p + l - v);
+        if (nl == 4 && strncasecmp((const char *)p, "host", 4) == 0) {
+            if (!have) /* the first Host counts; RFC 9110 7.2 forbids more than one */
+                host_view(v, vn, &hv, &hn);
+            have = true;
+        } else if (nl == 17 && strncasecmp((const char *)p, "transfer-encoding", 17) == 0) {
+            body_unknown = true; /* RFC 9112 6.3: it overrides Content-Length; chunks unread */
+        } else if (nl == 14 && strncasecmp((const char *)p, "content-length", 14) == 0) {
+            size_t x = 0;
+            /* differing or malformed values: RFC 9112 6.3 item 5, the length is unknown */
+            if (!content_length(v, vn, &x) || (have_cl && x != cl))
+                body_unknown = true;
+            have_cl = true;
+            cl = x;
+        }
     }
-    /* only a head that parsed to its end yields a Host */
-    *host = hv;
-    *host_len = hn;
+    /* only a head that parsed to its end yields anything */
+    out->host = hv;
+    out->host_len = hn;
+    out->target = target;
+    out->target_len = target_len;
+    out->connect = connect;
+    out->head_len = head_len;
+    if (connect) {
+        authority_view(target, target_len, out);
+        /* RFC 9110 9.3.6: a CONNECT request has no content; the tunnel starts after the head */
+        out->next_known = true;
+        out->next = head_len;
+    } else if (!body_unknown) {
+        out->next_known = true;
+        out->next = head_len + cl; /* cl has at most 15 digits: no overflow */
+    }
     return TW_OK;
+}
+
+int http_parse_host(const uint8_t *buf, size_t len, const uint8_t **host, size_t *host_len)
+{
+    struct http_req r;
+    int err = http_parse_request(buf, len, &r);
+    *host = err ? NULL : r.host;
+    *host_len = err ? 0 : r.host_len;
+    return err;
 }
