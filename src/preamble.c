@@ -80,18 +80,28 @@ static bool is_name(const uint8_t *p, size_t n)
     return true;
 }
 
-/* Completes one preamble message of n bytes; the next call starts after it in mode next.
- * The per-stream caps are checked here, once for every protocol. */
-static int skip_msg(struct pre_state *st, struct pre_result *out, size_t n, int kind, int next)
+/* Drops n bytes of preamble (mode next from then on), within PRE_MAX_BYTES per stream. */
+static int skip_bytes(struct pre_state *st, struct pre_result *out, size_t n, int kind, int next)
 {
-    if (n > (size_t)(PRE_MAX_BYTES - st->bytes) || st->msgs >= PRE_MAX_MSGS)
+    if (n > (size_t)(PRE_MAX_BYTES - st->bytes))
         return PRE_NONE;
     st->bytes = (uint16_t)(st->bytes + n);
-    st->msgs++;
     st->mode = (uint8_t)next;
     out->off = n;
     out->kind = (uint8_t)kind;
     return PRE_SKIP;
+}
+
+/* Completes one preamble message of n bytes; the next call starts after it in mode next.
+ * The per-stream caps are checked here, once for every protocol. */
+static int skip_msg(struct pre_state *st, struct pre_result *out, size_t n, int kind, int next)
+{
+    if (st->msgs >= PRE_MAX_MSGS)
+        return PRE_NONE;
+    int r = skip_bytes(st, out, n, kind, next);
+    if (r == PRE_SKIP)
+        st->msgs++;
+    return r;
 }
 
 /* A tunnel's handshake is complete: whatever follows starts afresh (TLS, HTTP or another
@@ -655,8 +665,10 @@ static int xmpp(struct pre_state *st, const uint8_t *b, size_t len, struct pre_r
         size_t last = txt;
         while (last > 0 && b[last - 1] != '>')
             last--;
-        if (last > 0) /* drop whole elements, keep a part-received one */
-            return skip_msg(st, out, last, PRE_K_XMPP, M_XMPP);
+        /* drop whole elements, keep a part-received one; how many elements a segment holds
+         * is up to the sender, so only the bytes count against the caps */
+        if (last > 0)
+            return skip_bytes(st, out, last, PRE_K_XMPP, M_XMPP);
     }
     return txt < lim || len >= PRE_MAX_MSG ? PRE_NONE : PRE_NEED_MORE;
 }
