@@ -430,8 +430,12 @@ static void sim_scan(struct sim_flow *f, char *log, size_t cap)
 static int sim_file(const char *rel, char *log, size_t cap)
 {
     char path[1024], err[PCAP_ERRBUF_SIZE];
+    /* "@x": x under the source tree, else under the shared corpus */
     const char *shared = getenv("TW_SHARED");
-    snprintf(path, sizeof(path), "%s/%s", shared ? shared : "../shared", rel);
+    if (rel[0] == '@')
+        snprintf(path, sizeof(path), "%s", tw_src_path(rel + 1));
+    else
+        snprintf(path, sizeof(path), "%s/%s", shared ? shared : "../shared", rel);
     pcap_t *pc = pcap_open_offline(path, err);
     if (!pc)
         return -1;
@@ -502,6 +506,13 @@ START_TEST(test_captures)
         {"pcaps-wide/ndpi__rdp.pcap", "tls:,"},
         {"pcaps-wide/ndpi__rdp_over_tls.pcap", "tls:,"},
         {"pcaps-wide/ndpi__rdp3.pcap", "none,"},
+        /* our own (scripts/gen_pcaps.py) */
+        {"@pcaps/proxy_connect_tls.pcap",
+         "connect[tunnel.eu.ngrok.com:443|tunnel.eu.ngrok.com],tls:tunnel.eu.ngrok.com,"},
+        {"@pcaps/socks5_tls.pcap", "socks5[tunnel.ap.ngrok.com:443|],tls:tunnel.ap.ngrok.com,"},
+        {"@pcaps/smtp_starttls.pcap", "tls:tunnel.au.ngrok.com,"},
+        {"@pcaps/proxy_v2_tls.pcap", "proxy_v2[tunnel.sa.ngrok.com:443|],tls:tunnel.sa.ngrok.com,"},
+        {"@pcaps/http_pipelined.pcap", "http:www.example.com,"},
     };
     int found = 0;
     for (size_t i = 0; i < TW_ARRAY_LEN(caps); i++) {
