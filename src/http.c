@@ -6,7 +6,9 @@
  * The head is then searched for its end before any header is trusted, so a Host value is
  * never taken from a head that might still be continued by the next segment. Bare LF line
  * ends are accepted (RFC 9112 2.2 allows a recipient to), obsolete line folding is not
- * (RFC 9112 5.2: a request with it may be rejected). The Host view keeps IPv6 brackets
+ * (RFC 9112 5.2: a request with it may be rejected). The request line is split on whitespace
+ * runs, as RFC 9112 3 lets a recipient do (and as tshark and many servers do). The Host view
+ * keeps IPv6 brackets
  * ("[2001:db8::1]:8080" -> "[2001:db8::1]") and drops the port. For pipelining the parser
  * says where the next request starts: after the head, plus a Content-Length body; with
  * Transfer-Encoding (chunked) the length is left unknown rather than walking the chunks.
@@ -64,7 +66,7 @@ static long line_len(const uint8_t *p, size_t n, size_t *advance)
 
 /* RFC 9112 3: request-line = method SP request-target SP HTTP-version, where
  * HTTP-version = "HTTP/" DIGIT "." DIGIT. Only 1.x is ours (2 and 3 are binary). */
-static int check_request_line(const uint8_t *p, size_t n, bool complete)
+static int check_request_line(const uint8_t *p, size_t n, bool complete, size_t *toff, size_t *tlen)
 {
     size_t i = 0;
     while (i < n && is_tchar(p[i]))
@@ -76,18 +78,29 @@ static int check_request_line(const uint8_t *p, size_t n, bool complete)
         return TW_EBAD;
     if (!complete)
         return TW_ETRUNC;
-    /* request-target: no spaces or controls; the version is the last 8 bytes */
+    /* the version is the last 8 bytes, after a space */
     static const char ver[] = "HTTP/1.";
     if (n < i + 1 + 1 + 1 + 8)
         return TW_EBAD;
     const uint8_t *v = p + n - 8;
     if (memcmp(v, ver, 7) != 0 || v[7] < '0' || v[7] > '9' || v[-1] != ' ')
         return TW_EBAD;
-    for (const uint8_t *t = p + i + 1; t < v - 1; t++)
-        if (*t <= ' ' || *t == 0x7F)
-            return TW_EBAD;
-    if (v - 1 == p + i + 1)
+    /* RFC 9112 3: a recipient may split the line on whitespace runs instead of single spaces.
+     * tshark does, and so do servers that attack tools aim at (runs of spaces after the method,
+     * unencoded spaces inside the target), so the target is everything between the method's
+     * and the version's whitespace; controls still refuse the line */
+    const uint8_t *t = p + i, *e = v - 1;
+    while (t < e && (*t == ' ' || *t == '\t'))
+        t++;
+    while (e > t && (e[-1] == ' ' || e[-1] == '\t'))
+        e--;
+    if (e == t)
         return TW_EBAD; /* empty request-target */
+    for (const uint8_t *q = t; q < e; q++)
+        if ((*q < ' ' && *q != '\t') || *q == 0x7F)
+            return TW_EBAD;
+    *toff = (size_t)(t - p);
+    *tlen = (size_t)(e - t);
     return TW_OK;
 }
 
@@ -180,16 +193,14 @@ int http_parse_request(const uint8_t *buf, size_t len, struct http_req *out)
 
     size_t adv = 0;
     long l = line_len(c.p, cur_left(&c), &adv);
-    int err = check_request_line(c.p, l < 0 ? cur_left(&c) : (size_t)l, l >= 0);
+    size_t toff = 0, target_len = 0;
+    int err = check_request_line(c.p, l < 0 ? cur_left(&c) : (size_t)l, l >= 0, &toff, &target_len);
     if (err == TW_ETRUNC && len >= HTTP_HEAD_MAX)
         return TW_ELIMIT;
     if (err)
         return err;
-    /* check_request_line vouched for: method SP target SP HTTP/1.x, target non-empty */
-    const uint8_t *sp = memchr(c.p, ' ', (size_t)l);
-    const uint8_t *target = sp + 1;
-    size_t target_len = (size_t)(c.p + l - 9 - target);
-    bool connect = sp - c.p == 7 && memcmp(c.p, "CONNECT", 7) == 0;
+    const uint8_t *target = c.p + toff;
+    bool connect = memcmp(c.p, "CONNECT ", 8) == 0; /* the line is longer than 8 bytes */
     cur_skip(&c, adv);
 
     /* find the end of the head first: header lines are bounded by lim */

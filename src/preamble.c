@@ -171,7 +171,7 @@ static int cand_http(struct pre_state *st, const uint8_t *b, size_t len, struct 
         return PRE_NEED_MORE;
     if (e != TW_OK || !rq.connect)
         return PRE_NONE;
-    if (rq.authority_len > 0) {
+    if (is_name(rq.authority, rq.authority_len)) {
         out->authority = rq.authority;
         out->authority_len = rq.authority_len;
     }

@@ -59,6 +59,18 @@ START_TEST(test_host)
     ck_assert_int_eq(HOST("GET / HTTP/1.1\r\nX-Host: evil\r\nHost: a\r\nHost: b\r\n\r\n", h),
                      TW_OK);
     ck_assert_str_eq(h, "a");
+    /* whitespace runs in the request line, spaces inside the target (ndpi__http-manipulated,
+     * ndpi__WebattackRCE: tshark reads them, and so do the servers such tools aim at) */
+    ck_assert_int_eq(
+        HOST("GET                  /a_long_uri HTTP/1.1\r\nHost: www.lan:8080\r\n\r\n", h), TW_OK);
+    ck_assert_str_eq(h, "www.lan");
+    ck_assert_int_eq(HOST("GET /cgi-bin/x;cat /etc/passwd|?data=Download HTTP/1.1\r\nHost: "
+                          "127.0.0.1\r\n\r\n",
+                          h),
+                     TW_OK);
+    ck_assert_str_eq(h, "127.0.0.1");
+    ck_assert_int_eq(HOST("GET /a\x01b HTTP/1.1\r\nHost: a\r\n\r\n", h), TW_EBAD);
+    ck_assert_int_eq(HOST("GET \t HTTP/1.1\r\nHost: a\r\n\r\n", h), TW_EBAD);
     /* CONNECT with an authority target */
     ck_assert_int_eq(HOST("CONNECT t.ngrok.io:443 HTTP/1.1\r\nHost: t.ngrok.io:443\r\n\r\n", h),
                      TW_OK);
@@ -266,6 +278,11 @@ START_TEST(test_connect)
     ck_assert_int_eq(
         http_parse_request((const uint8_t *)"OPTIONS a.b:443 HTTP/1.1\r\n\r\n", 28, &r), TW_OK);
     ck_assert(!r.connect && r.authority == NULL && r.port == 0);
+    /* the target view skips the whitespace runs around it */
+    ck_assert_int_eq(http_parse_request((const uint8_t *)"GET   /a b  HTTP/1.1\r\n\r\n", 24, &r),
+                     TW_OK);
+    ck_assert_int_eq((int)r.target_len, 4);
+    ck_assert(memcmp(r.target, "/a b", 4) == 0);
     /* every prefix of a CONNECT head is incomplete, and leaves nothing behind */
     for (size_t k = 0; k < sizeof(c1) - 1 - 3; k++) {
         ck_assert_int_eq(http_parse_request((const uint8_t *)c1, k, &r), TW_ETRUNC);
