@@ -1146,6 +1146,109 @@ def cap_benign_mix():
     return cap
 
 
+# ---------------------------------------------------------------- preambles before the ClientHello
+
+def preamble_tls_session(cap, client, server, port, exchange, sni, cport=None):
+    """A TCP flow whose ClientHello follows a preamble: exchange is a list of (from_client, bytes,
+    note) sent in turn (note: (kind, name) observed in that message, or None); then the hello, the
+    server's flight and a little application data. Returns the hello frame."""
+    rng = cap.rng
+    fl = TcpFlow(cap, client, server, cport or rng.randrange(40000, 60999), port)
+    fl.open()
+    for from_c, data, note in exchange:
+        f = fl.send(from_c, data, ack_every=0)[-1]
+        if note:
+            cap.note(f, note[0], note[1], client, server, port)
+        fl.seg(not from_c, TCP_ACK, dt_us=300)
+    frames = fl.send(True, tls_records(client_hello(rng, sni)), ack_every=0)
+    cap.note(frames[-1], "tls_sni", sni, client, server, port)
+    fl.seg(False, TCP_ACK, dt_us=20000)
+    fl.send(False, server_flight(rng), dt_us=60)
+    fl.send(True, b"\x14\x03\x03\x00\x01\x01" + app_data(rng, 74) + app_data(rng, 400))
+    fl.send(False, app_data(rng, 900))
+    fl.close()
+    return frames[-1]
+
+
+def cap_proxy_connect_tls():
+    cap = Capture("proxy_connect_tls.pcap", desc="HTTP CONNECT tunnel through a proxy on port 3128 "
+                  "(Host carries the target tunnel.eu.ngrok.com:443), then the ClientHello inside the tunnel")
+    name = "tunnel.eu.ngrok.com"
+    req = (f"CONNECT {name}:443 HTTP/1.1\r\nHost: {name}:443\r\nUser-Agent: curl/7.88.1\r\n"
+           "Proxy-Connection: Keep-Alive\r\n\r\n").encode()
+    preamble_tls_session(cap, "10.1.0.61", "10.1.0.3", 3128, [
+        (True, req, ("http_host", f"{name}:443")),
+        (False, b"HTTP/1.1 200 Connection established\r\n\r\n", None),
+    ], name)
+    return cap
+
+
+def cap_socks5_tls():
+    cap = Capture("socks5_tls.pcap", desc="SOCKS5 on port 1080 (RFC 1928: no-auth greeting, CONNECT to "
+                  "the domain tunnel.ap.ngrok.com:443), then the ClientHello through the proxy")
+    name = "tunnel.ap.ngrok.com"
+    req = b"\x05\x01\x00\x03" + bytes([len(name)]) + name.encode() + struct.pack("!H", 443)
+    preamble_tls_session(cap, "10.1.0.62", "10.1.0.4", 1080, [
+        (True, b"\x05\x01\x00", None),
+        (False, b"\x05\x00", None),
+        (True, req, None),
+        (False, b"\x05\x00\x00\x01\x0a\x01\x00\x04\xc3\x51", None),
+    ], name)
+    return cap
+
+
+def cap_smtp_starttls():
+    cap = Capture("smtp_starttls.pcap", desc="SMTP on port 25: banner, EHLO, STARTTLS (RFC 3207), "
+                  "then the ClientHello with SNI tunnel.au.ngrok.com")
+    preamble_tls_session(cap, "10.1.0.63", "198.51.100.25", 25, [
+        (False, b"220 mx.example.net ESMTP\r\n", None),
+        (True, b"EHLO client.example\r\n", None),
+        (False, b"250-mx.example.net\r\n250-PIPELINING\r\n250-SIZE 52428800\r\n250 STARTTLS\r\n", None),
+        (True, b"STARTTLS\r\n", None),
+        (False, b"220 2.0.0 Ready to start TLS\r\n", None),
+    ], "tunnel.au.ngrok.com")
+    return cap
+
+
+def cap_proxy_v2_tls():
+    cap = Capture("proxy_v2_tls.pcap", tshark=False,
+                  desc="a load balancer 10.1.0.5 forwards a client to 10.1.0.90:443 "
+                  "with a PROXY protocol v2 header (TCP over IPv4, AUTHORITY TLV) in the same segment as "
+                  "the ClientHello (SNI tunnel.sa.ngrok.com). tshark 4.0 does not see the name: it dissects "
+                  "the PROXY v2 header only with -o tcp.try_heuristic_first:TRUE, and even then does not hand "
+                  "the bytes after it to TLS, so the truth row is the generator's")
+    rng = cap.rng
+    name = "tunnel.sa.ngrok.com"
+    tlv = b"\x02" + struct.pack("!H", len(name)) + name.encode()
+    addrs = (ipaddress.ip_address("198.51.100.7").packed + ipaddress.ip_address("10.1.0.90").packed
+             + struct.pack("!HH", 51000, 443))
+    hdr = (b"\r\n\r\n\x00\r\nQUIT\n\x21\x11" + struct.pack("!H", len(addrs) + len(tlv)) + addrs + tlv)
+    hello = tls_records(client_hello(rng, name))
+    tls_session(cap, "10.1.0.5", "10.1.0.90", name, hello=hdr + hello, c2s=400, s2c=900)
+    return cap
+
+
+def cap_http_pipelined():
+    cap = Capture("http_pipelined.pcap", desc="HTTP/1.1 pipelining: one segment holds a POST to "
+                  "www.example.com with an 11-byte body and a GET whose Host is tunnel.us.ngrok.com")
+    rng = cap.rng
+    client, server, port = "10.1.0.64", SEED_IP["tunnel.us.ngrok.com"], 80
+    fl = TcpFlow(cap, client, server, rng.randrange(40000, 60999), port)
+    fl.open()
+    reqs = (b"POST /api HTTP/1.1\r\nHost: www.example.com\r\nContent-Type: application/x-www-form-urlencoded"
+            b"\r\nContent-Length: 11\r\n\r\nhello=world"
+            b"GET / HTTP/1.1\r\nHost: tunnel.us.ngrok.com\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n")
+    f = fl.send(True, reqs, ack_every=0)[-1]
+    cap.note(f, "http_host", "www.example.com", client, server, port)
+    cap.note(f, "http_host", "tunnel.us.ngrok.com", client, server, port)
+    fl.seg(False, TCP_ACK, dt_us=20000)
+    for n in (2, 300):
+        b = bytes(rng.choice(b"abcdefghijklmnopqrstuvwxyz ") for _ in range(n))
+        fl.send(False, (f"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {n}\r\n\r\n").encode() + b)
+    fl.close()
+    return cap
+
+
 def all_captures():
     return [
         cap_demo(), cap_seed_names(), cap_seed_quic(), cap_tls_split(), cap_tls_split7_ooo(),
@@ -1185,6 +1288,7 @@ def all_captures():
         encap_capture("gre_udp_dns.pcap", Outer("gre_udp"), "GRE-in-UDP (RFC 8086, UDP 4754) carrying IPv4/IPv6: "
                       "DNS + TLS"),
         cap_quic_greased(), cap_dns_forward_ptr(),
+        cap_proxy_connect_tls(), cap_socks5_tls(), cap_smtp_starttls(), cap_proxy_v2_tls(), cap_http_pipelined(),
     ]
 
 

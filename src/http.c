@@ -1,13 +1,17 @@
 /* http.c - HTTP/1.x request head: request line and the Host header.
  *
- * Only the first request of a flow is read, and only up to its blank line. The request
+ * One request head is read at a time, up to its blank line. The request
  * line is checked as soon as it is complete (or as soon as its method cannot be a token),
  * so a flow that is not HTTP is given up early instead of buffering HTTP_HEAD_MAX bytes.
  * The head is then searched for its end before any header is trusted, so a Host value is
  * never taken from a head that might still be continued by the next segment. Bare LF line
  * ends are accepted (RFC 9112 2.2 allows a recipient to), obsolete line folding is not
- * (RFC 9112 5.2: a request with it may be rejected). The Host view keeps IPv6 brackets
- * ("[2001:db8::1]:8080" -> "[2001:db8::1]") and drops the port.
+ * (RFC 9112 5.2: a request with it may be rejected). The request line is split on whitespace
+ * runs, as RFC 9112 3 lets a recipient do (and as tshark and many servers do). The Host view
+ * keeps IPv6 brackets
+ * ("[2001:db8::1]:8080" -> "[2001:db8::1]") and drops the port. For pipelining the parser
+ * says where the next request starts: after the head, plus a Content-Length body; with
+ * Transfer-Encoding (chunked) the length is left unknown rather than walking the chunks.
  */
 #include <string.h>
 #include <strings.h>
@@ -62,7 +66,7 @@ static long line_len(const uint8_t *p, size_t n, size_t *advance)
 
 /* RFC 9112 3: request-line = method SP request-target SP HTTP-version, where
  * HTTP-version = "HTTP/" DIGIT "." DIGIT. Only 1.x is ours (2 and 3 are binary). */
-static int check_request_line(const uint8_t *p, size_t n, bool complete)
+static int check_request_line(const uint8_t *p, size_t n, bool complete, size_t *toff, size_t *tlen)
 {
     size_t i = 0;
     while (i < n && is_tchar(p[i]))
@@ -74,18 +78,29 @@ static int check_request_line(const uint8_t *p, size_t n, bool complete)
         return TW_EBAD;
     if (!complete)
         return TW_ETRUNC;
-    /* request-target: no spaces or controls; the version is the last 8 bytes */
+    /* the version is the last 8 bytes, after a space */
     static const char ver[] = "HTTP/1.";
     if (n < i + 1 + 1 + 1 + 8)
         return TW_EBAD;
     const uint8_t *v = p + n - 8;
     if (memcmp(v, ver, 7) != 0 || v[7] < '0' || v[7] > '9' || v[-1] != ' ')
         return TW_EBAD;
-    for (const uint8_t *t = p + i + 1; t < v - 1; t++)
-        if (*t <= ' ' || *t == 0x7F)
-            return TW_EBAD;
-    if (v - 1 == p + i + 1)
+    /* RFC 9112 3: a recipient may split the line on whitespace runs instead of single spaces.
+     * tshark does, and so do servers that attack tools aim at (runs of spaces after the method,
+     * unencoded spaces inside the target), so the target is everything between the method's
+     * and the version's whitespace; controls still refuse the line */
+    const uint8_t *t = p + i, *e = v - 1;
+    while (t < e && (*t == ' ' || *t == '\t'))
+        t++;
+    while (e > t && (e[-1] == ' ' || e[-1] == '\t'))
+        e--;
+    if (e == t)
         return TW_EBAD; /* empty request-target */
+    for (const uint8_t *q = t; q < e; q++)
+        if ((*q < ' ' && *q != '\t') || *q == 0x7F)
+            return TW_EBAD;
+    *toff = (size_t)(t - p);
+    *tlen = (size_t)(e - t);
     return TW_OK;
 }
 
@@ -112,21 +127,80 @@ static void host_view(const uint8_t *v, size_t n, const uint8_t **host, size_t *
     *host_len = n;
 }
 
-int http_parse_host(const uint8_t *buf, size_t len, const uint8_t **host, size_t *host_len)
+/* RFC 9112 3.2.3: authority-form = uri-host ":" port (CONNECT only). The host keeps IPv6
+ * brackets, as the Host view does; a port that is not 1-5 digits <= 65535 reads as 0. */
+static void authority_view(const uint8_t *t, size_t n, struct http_req *out)
 {
-    *host = NULL;
-    *host_len = 0;
+    size_t hl = n;
+    const uint8_t *colon = NULL;
+    if (n > 0 && t[0] == '[') {
+        const uint8_t *rb = memchr(t, ']', n);
+        hl = rb ? (size_t)(rb - t) + 1 : n;
+        if (hl < n && t[hl] == ':')
+            colon = t + hl;
+    } else {
+        colon = memchr(t, ':', n);
+        if (colon)
+            hl = (size_t)(colon - t);
+    }
+    out->authority = t;
+    out->authority_len = hl;
+    out->port = 0;
+    if (!colon)
+        return;
+    size_t pl = n - (size_t)(colon + 1 - t);
+    unsigned v = 0;
+    if (pl == 0 || pl > 5)
+        return;
+    for (size_t i = 0; i < pl; i++) {
+        uint8_t d = colon[1 + i];
+        if (d < '0' || d > '9')
+            return;
+        v = v * 10 + (unsigned)(d - '0');
+    }
+    if (v <= 65535)
+        out->port = (uint16_t)v;
+}
+
+/* RFC 9112 6.3: Content-Length = 1*DIGIT. Returns false for anything else (a list, a sign,
+ * more digits than any buffer could hold), which makes the body length unknown. */
+static bool content_length(const uint8_t *v, size_t n, size_t *cl)
+{
+    while (n > 0 && (v[0] == ' ' || v[0] == '\t')) {
+        v++;
+        n--;
+    }
+    while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+        n--;
+    if (n == 0 || n > 15) /* 15 digits: far beyond any buffer, and no overflow below */
+        return false;
+    size_t x = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return false;
+        x = x * 10 + (size_t)(v[i] - '0');
+    }
+    *cl = x;
+    return true;
+}
+
+int http_parse_request(const uint8_t *buf, size_t len, struct http_req *out)
+{
+    memset(out, 0, sizeof(*out));
     /* nothing past HTTP_HEAD_MAX is looked at: the head must end before it */
     size_t lim = len < HTTP_HEAD_MAX ? len : HTTP_HEAD_MAX;
     struct cur c = cur_init(buf, lim);
 
     size_t adv = 0;
     long l = line_len(c.p, cur_left(&c), &adv);
-    int err = check_request_line(c.p, l < 0 ? cur_left(&c) : (size_t)l, l >= 0);
+    size_t toff = 0, target_len = 0;
+    int err = check_request_line(c.p, l < 0 ? cur_left(&c) : (size_t)l, l >= 0, &toff, &target_len);
     if (err == TW_ETRUNC && len >= HTTP_HEAD_MAX)
         return TW_ELIMIT;
     if (err)
         return err;
+    const uint8_t *target = c.p + toff;
+    bool connect = memcmp(c.p, "CONNECT ", 8) == 0; /* the line is longer than 8 bytes */
     cur_skip(&c, adv);
 
     /* find the end of the head first: header lines are bounded by lim */
@@ -144,12 +218,13 @@ int http_parse_host(const uint8_t *buf, size_t len, const uint8_t **host, size_t
     }
     if (!found)
         return len >= HTTP_HEAD_MAX ? TW_ELIMIT : TW_ETRUNC;
+    size_t head_len = (size_t)(c.p - buf);
 
     /* RFC 9112 5: field-line = field-name ":" OWS field-value OWS */
     struct cur h = cur_init(hdr, (size_t)(c.p - hdr));
-    bool have = false;
+    bool have = false, have_cl = false, body_unknown = false;
     const uint8_t *hv = NULL;
-    size_t hn = 0;
+    size_t hn = 0, cl = 0;
     while (cur_left(&h) > 0) {
         l = line_len(h.p, cur_left(&h), &adv);
         const uint8_t *p = h.p;
@@ -165,13 +240,48 @@ int http_parse_host(const uint8_t *buf, size_t len, const uint8_t **host, size_t
         for (const uint8_t *t = p; t < colon; t++)
             if (!is_tchar(*t))
                 return TW_EBAD; /* also refuses "Host :", RFC 9112 5.1 */
-        if (have || colon - p != 4 || strncasecmp((const char *)p, "host", 4) != 0)
-            continue;
-        have = true; /* the first Host counts; RFC 9110 7.2 forbids more than one */
-        host_view(colon + 1, (size_t)(p + l - colon - 1), &hv, &hn);
+        size_t nl = (size_t)(colon - p);
+        const uint8_t *v = colon + 1;
+        size_t vn = (size_t)(p + l - v);
+        if (nl == 4 && strncasecmp((const char *)p, "host", 4) == 0) {
+            if (!have) /* the first Host counts; RFC 9110 7.2 forbids more than one */
+                host_view(v, vn, &hv, &hn);
+            have = true;
+        } else if (nl == 17 && strncasecmp((const char *)p, "transfer-encoding", 17) == 0) {
+            body_unknown = true; /* RFC 9112 6.3: it overrides Content-Length; chunks unread */
+        } else if (nl == 14 && strncasecmp((const char *)p, "content-length", 14) == 0) {
+            size_t x = 0;
+            /* differing or malformed values: RFC 9112 6.3 item 5, the length is unknown */
+            if (!content_length(v, vn, &x) || (have_cl && x != cl))
+                body_unknown = true;
+            have_cl = true;
+            cl = x;
+        }
     }
-    /* only a head that parsed to its end yields a Host */
-    *host = hv;
-    *host_len = hn;
+    /* only a head that parsed to its end yields anything */
+    out->host = hv;
+    out->host_len = hn;
+    out->target = target;
+    out->target_len = target_len;
+    out->connect = connect;
+    out->head_len = head_len;
+    if (connect) {
+        authority_view(target, target_len, out);
+        /* RFC 9110 9.3.6: a CONNECT request has no content; the tunnel starts after the head */
+        out->next_known = true;
+        out->next = head_len;
+    } else if (!body_unknown) {
+        out->next_known = true;
+        out->next = head_len + cl; /* cl has at most 15 digits: no overflow */
+    }
     return TW_OK;
+}
+
+int http_parse_host(const uint8_t *buf, size_t len, const uint8_t **host, size_t *host_len)
+{
+    struct http_req r;
+    int err = http_parse_request(buf, len, &r);
+    *host = err ? NULL : r.host;
+    *host_len = err ? 0 : r.host_len;
+    return err;
 }

@@ -1,8 +1,9 @@
 /* http.h - HTTP/1.x request line and Host header (RFC 9112 section 3, RFC 9110 7.2).
  *
- * Looks only at the first request of a flow: method, request-target, version, then
- * headers until the blank line. The Host value is returned as a view without the port
- * and surrounding whitespace.
+ * Reads one request head at a time: method, request-target, version, then headers until the
+ * blank line. The Host value is returned as a view without the port and surrounding
+ * whitespace. http_parse_request() also says where the next request of a pipelined
+ * (keep-alive) connection starts and, for CONNECT, which authority the tunnel goes to.
  */
 #ifndef TW_HTTP_H
 #define TW_HTTP_H
@@ -24,5 +25,31 @@ bool http_looks_like_request(const uint8_t *buf, size_t len);
  * (decided as soon as the request line is complete), TW_ELIMIT when no blank line comes
  * within HTTP_HEAD_MAX bytes. The view points into buf; "[v6]:port" gives "[v6]". */
 int http_parse_host(const uint8_t *buf, size_t len, const uint8_t **host, size_t *host_len) TW_WUR;
+
+/* One parsed request head. Every pointer is a view into the caller's buffer, valid as long as
+ * that buffer is. */
+struct http_req {
+    const uint8_t *host; /* Host value without port (as http_parse_host), NULL when absent */
+    size_t host_len;
+    const uint8_t *target; /* request-target as sent */
+    size_t target_len;
+    bool connect; /* method CONNECT: the bytes after the head are the tunnel */
+    /* CONNECT only: the authority-form target's host without its port ("[::1]" keeps its
+     * brackets, like the Host view) and the port (0 when absent or not a number <= 65535) */
+    const uint8_t *authority;
+    size_t authority_len;
+    uint16_t port;
+    size_t head_len; /* bytes of the head, blank line included */
+    bool next_known; /* false when the body length is unknown (Transfer-Encoding, or a
+                      * Content-Length that is not one plain number) */
+    size_t next;     /* when next_known: offset of the next request (head + Content-Length
+                      * body; for CONNECT the head only). May be > len: the body is not
+                      * all in the buffer yet. */
+};
+
+/* Parses the request head at buf. Returns TW_OK (out filled), TW_ETRUNC, TW_EBAD or TW_ELIMIT
+ * exactly as http_parse_host does; on error out is zeroed. Pipelining: after TW_OK with
+ * next_known and next <= len, the next request starts at buf + next. */
+int http_parse_request(const uint8_t *buf, size_t len, struct http_req *out) TW_WUR;
 
 #endif /* TW_HTTP_H */

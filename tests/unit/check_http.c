@@ -1,5 +1,7 @@
 /* check_http.c - unit tests for the HTTP/1.x request head parser: Host with and without
- * port, IPv6 literals, incomplete heads, non-HTTP input, the head size cap, every prefix. */
+ * port, IPv6 literals, incomplete heads, non-HTTP input, the head size cap, every prefix;
+ * http_parse_request's pipelining (Content-Length bodies, unknown lengths) and CONNECT. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,6 +59,18 @@ START_TEST(test_host)
     ck_assert_int_eq(HOST("GET / HTTP/1.1\r\nX-Host: evil\r\nHost: a\r\nHost: b\r\n\r\n", h),
                      TW_OK);
     ck_assert_str_eq(h, "a");
+    /* whitespace runs in the request line, spaces inside the target (ndpi__http-manipulated,
+     * ndpi__WebattackRCE: tshark reads them, and so do the servers such tools aim at) */
+    ck_assert_int_eq(
+        HOST("GET                  /a_long_uri HTTP/1.1\r\nHost: www.lan:8080\r\n\r\n", h), TW_OK);
+    ck_assert_str_eq(h, "www.lan");
+    ck_assert_int_eq(HOST("GET /cgi-bin/x;cat /etc/passwd|?data=Download HTTP/1.1\r\nHost: "
+                          "127.0.0.1\r\n\r\n",
+                          h),
+                     TW_OK);
+    ck_assert_str_eq(h, "127.0.0.1");
+    ck_assert_int_eq(HOST("GET /a\x01b HTTP/1.1\r\nHost: a\r\n\r\n", h), TW_EBAD);
+    ck_assert_int_eq(HOST("GET \t HTTP/1.1\r\nHost: a\r\n\r\n", h), TW_EBAD);
     /* CONNECT with an authority target */
     ck_assert_int_eq(HOST("CONNECT t.ngrok.io:443 HTTP/1.1\r\nHost: t.ngrok.io:443\r\n\r\n", h),
                      TW_OK);
@@ -135,6 +149,148 @@ START_TEST(test_capture_split)
 }
 END_TEST
 
+/* Walks a pipelined stream request by request; writes "host|host|..." (or "-" for none),
+ * and returns the offset where the walk stopped. */
+static size_t walk(const char *s, size_t n, char *out, size_t cap)
+{
+    uint8_t *copy = malloc(n ? n : 1);
+    memcpy(copy, s, n);
+    size_t off = 0;
+    out[0] = '\0';
+    for (;;) {
+        struct http_req r;
+        int rc = http_parse_request(copy + off, n - off, &r);
+        if (rc != TW_OK)
+            break;
+        ck_assert_uint_gt(r.head_len, 0);
+        ck_assert_uint_le(r.head_len, n - off);
+        size_t l = strlen(out);
+        snprintf(out + l, cap - l, "%s%.*s", l ? "|" : "", r.host ? (int)r.host_len : 1,
+                 r.host ? (const char *)r.host : "-");
+        if (!r.next_known || r.next > n - off || r.connect)
+            break;
+        off += r.next;
+    }
+    free(copy);
+    return off;
+}
+
+#define WALK(s, out) walk(s, strlen(s), out, sizeof(out))
+
+START_TEST(test_pipelined)
+{
+    char h[256];
+    /* GET, then POST with a 5-byte body "hello", then GET to the ngrok tunnel: all in one
+     * segment */
+    static const char p3[] =
+        "GET /a HTTP/1.1\r\nHost: www.example.com\r\n\r\n"
+        "POST /b HTTP/1.1\r\nHost: api.example.com\r\nContent-Length: 5\r\n\r\n"
+        "hello"
+        "GET /c HTTP/1.1\r\nHost: tunnel.us.ngrok.com\r\n\r\n";
+    ck_assert_uint_eq(WALK(p3, h), strlen(p3)); /* all three consumed */
+    ck_assert_str_eq(h, "www.example.com|api.example.com|tunnel.us.ngrok.com");
+    struct http_req r;
+    ck_assert_int_eq(http_parse_request((const uint8_t *)p3, strlen(p3), &r), TW_OK);
+    ck_assert_uint_eq(r.head_len, 42);
+    ck_assert(r.next_known && r.next == 42 && !r.connect && r.authority == NULL);
+    ck_assert_int_eq((int)r.target_len, 2);
+    ck_assert(memcmp(r.target, "/a", 2) == 0);
+    /* the body is not all there yet: next lies past the buffer */
+    ck_assert_int_eq(http_parse_request((const uint8_t *)p3 + 42, 64, &r), TW_OK);
+    ck_assert(r.next_known && r.next == 62 + 5 && r.next > 64);
+    /* Transfer-Encoding: the length is unknown, the walk stops after that request */
+    ck_assert_uint_eq(WALK("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                           "0\r\n\r\nGET / HTTP/1.1\r\nHost: b\r\n\r\n",
+                           h),
+                      0);
+    ck_assert_str_eq(h, "a");
+    ck_assert_int_eq(http_parse_request((const uint8_t *)"POST / HTTP/1.1\r\nTransfer-Encoding: "
+                                                         "chunked\r\nContent-Length: 3\r\n\r\n",
+                                        66, &r),
+                     TW_OK);
+    ck_assert(!r.next_known);
+    /* differing Content-Lengths, a list, a sign, a huge number: unknown (RFC 9112 6.3) */
+    static const char *const bad_cl[] = {"5\r\nContent-Length: 6", "5, 5", "+5", "-1", "",
+                                         "1234567890123456"};
+    for (size_t i = 0; i < TW_ARRAY_LEN(bad_cl); i++) {
+        char rq[128];
+        int n =
+            snprintf(rq, sizeof(rq), "POST / HTTP/1.1\r\nContent-Length: %s\r\n\r\n", bad_cl[i]);
+        ck_assert_int_eq(http_parse_request((const uint8_t *)rq, (size_t)n, &r), TW_OK);
+        ck_assert_msg(!r.next_known, "Content-Length '%s'", bad_cl[i]);
+    }
+    /* the same value twice is fine, whitespace around it too */
+    ck_assert_int_eq(http_parse_request((const uint8_t *)"POST / HTTP/1.1\r\nContent-Length:  "
+                                                         "7 \r\ncontent-length: 7\r\n\r\n",
+                                        59, &r),
+                     TW_OK);
+    ck_assert(r.next_known && r.next == 59 + 7);
+    /* a second request that is still incomplete: the walk stops at it */
+    ck_assert_uint_eq(WALK("GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: b\r\n", h),
+                      27);
+    ck_assert_str_eq(h, "a");
+    /* no Host (HTTP/1.0 style) in the middle */
+    WALK("GET / HTTP/1.0\r\nHost: a\r\n\r\nGET / HTTP/1.0\r\n\r\nGET / HTTP/1.0\r\nHost: c\r\n\r\n",
+         h);
+    ck_assert_str_eq(h, "a|-|c");
+}
+END_TEST
+
+START_TEST(test_connect)
+{
+    struct http_req r;
+    char h[256];
+    static const char c1[] = "CONNECT secure.newegg.com:443 HTTP/1.1\r\n"
+                             "Host: secure.newegg.com:443\r\n\r\n\x16\x03\x01";
+    ck_assert_int_eq(http_parse_request((const uint8_t *)c1, sizeof(c1) - 1, &r), TW_OK);
+    ck_assert(r.connect);
+    ck_assert_int_eq((int)r.authority_len, 17);
+    ck_assert(memcmp(r.authority, "secure.newegg.com", 17) == 0);
+    ck_assert_uint_eq(r.port, 443);
+    ck_assert_int_eq((int)r.host_len, 17);
+    ck_assert(memcmp(r.host, "secure.newegg.com", 17) == 0);
+    ck_assert_uint_eq(r.head_len, sizeof(c1) - 1 - 3);
+    ck_assert(r.next_known && r.next == r.head_len); /* the tunnel starts after the head */
+    /* the walk stops at a CONNECT: what follows is the tunnel, not a request */
+    ck_assert_uint_eq(WALK("CONNECT a:443 HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\nHost: b\r\n\r\n", h),
+                      0);
+    ck_assert_str_eq(h, "-");
+    /* IPv6 literal, no Host header */
+    static const char c2[] = "CONNECT [::1]:443 HTTP/1.1\r\n\r\n";
+    ck_assert_int_eq(http_parse_request((const uint8_t *)c2, sizeof(c2) - 1, &r), TW_OK);
+    ck_assert(r.connect && r.host == NULL && r.port == 443);
+    ck_assert_int_eq((int)r.authority_len, 5);
+    ck_assert(memcmp(r.authority, "[::1]", 5) == 0);
+    /* odd ports read as 0, the host is kept */
+    static const char *const odd[] = {"a.b", "a.b:", "a.b:99999", "a.b:44x", "a.b:123456"};
+    for (size_t i = 0; i < TW_ARRAY_LEN(odd); i++) {
+        char rq[64];
+        int n = snprintf(rq, sizeof(rq), "CONNECT %s HTTP/1.1\r\n\r\n", odd[i]);
+        ck_assert_int_eq(http_parse_request((const uint8_t *)rq, (size_t)n, &r), TW_OK);
+        ck_assert_msg(r.port == 0 && r.authority_len == 3, "%s", odd[i]);
+    }
+    ck_assert_int_eq(
+        http_parse_request((const uint8_t *)"CONNECT [2001:db8::1]:8443 HTTP/1.1\r\n\r\n", 39, &r),
+        TW_OK);
+    ck_assert_uint_eq(r.port, 8443);
+    ck_assert_int_eq((int)r.authority_len, 13);
+    /* not CONNECT: no authority even for an authority-looking target */
+    ck_assert_int_eq(
+        http_parse_request((const uint8_t *)"OPTIONS a.b:443 HTTP/1.1\r\n\r\n", 28, &r), TW_OK);
+    ck_assert(!r.connect && r.authority == NULL && r.port == 0);
+    /* the target view skips the whitespace runs around it */
+    ck_assert_int_eq(http_parse_request((const uint8_t *)"GET   /a b  HTTP/1.1\r\n\r\n", 24, &r),
+                     TW_OK);
+    ck_assert_int_eq((int)r.target_len, 4);
+    ck_assert(memcmp(r.target, "/a b", 4) == 0);
+    /* every prefix of a CONNECT head is incomplete, and leaves nothing behind */
+    for (size_t k = 0; k < sizeof(c1) - 1 - 3; k++) {
+        ck_assert_int_eq(http_parse_request((const uint8_t *)c1, k, &r), TW_ETRUNC);
+        ck_assert(r.host == NULL && r.authority == NULL && r.head_len == 0 && !r.connect);
+    }
+}
+END_TEST
+
 Suite *tw_suite(void)
 {
     Suite *s = suite_create("http");
@@ -145,5 +301,9 @@ Suite *tw_suite(void)
     tcase_add_test(tc, test_head_cap);
     tcase_add_test(tc, test_capture_split);
     suite_add_tcase(s, tc);
+    TCase *tr = tcase_create("http_parse_request");
+    tcase_add_test(tr, test_pipelined);
+    tcase_add_test(tr, test_connect);
+    suite_add_tcase(s, tr);
     return s;
 }
