@@ -32,7 +32,7 @@
 struct flag {
     const struct rule *rule;
     char incident[40];
-    char kind[12];
+    char kind[16];
     char name[256];
     struct tw_addr host;
     char attribution[12];
@@ -271,7 +271,7 @@ static void observe(void *ud, const struct obs *ob)
 {
     struct engine *e = ud;
     e->st.names[ob->kind]++;
-    if (e->o.names_out && ob->kind != NK_DNS_ANSWER)
+    if (e->o.names_out && ob->kind != NK_DNS_ANSWER && ob->kind != NK_PROXY_TARGET)
         names_row(e, ob);
     if (!e->rules || ob->len == 0)
         return;

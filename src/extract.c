@@ -8,6 +8,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "tunnelwatch/dns.h"
 #include "tunnelwatch/extract.h"
@@ -16,8 +17,8 @@
 
 #define QUIC_MAX_PKTS 16 /* client datagrams fed before giving up on a QUIC flow */
 
-static const char *const kind_names[NK__COUNT] = {"dns_query", "tls_sni", "quic_sni", "http_host",
-                                                  "dns_answer"};
+static const char *const kind_names[NK__COUNT] = {"dns_query", "tls_sni",    "quic_sni",
+                                                  "http_host", "dns_answer", "proxy_target"};
 
 const char *name_kind_str(enum name_kind k)
 {
@@ -191,23 +192,55 @@ static void tcp_tls(struct extractor *x, struct xflow *xf, const struct dec_pkt 
     finish(x, xf);
 }
 
+static bool tcp_preamble(struct extractor *x, struct xflow *xf, const struct dec_pkt *p,
+                         struct flow *f);
+
+/* A CONNECT: the request's Host is reported by the HTTP parser; what follows the head is the
+ * tunnel, handed back to the preamble scanner (which reads the CONNECT head itself). */
+static void tcp_connect(struct extractor *x, struct xflow *xf, const struct dec_pkt *p,
+                        struct flow *f);
+
+/* HTTP: every request of the buffer (pipelining), each Host an observation. */
 static void tcp_http(struct extractor *x, struct xflow *xf, const struct dec_pkt *p, struct flow *f)
 {
     struct stream *s = &xf->st[0];
-    const uint8_t *host = NULL;
-    size_t hl = 0;
-    int r = http_parse_host(s->buf, s->len, &host, &hl);
-    if (r == TW_ETRUNC && s->len < HTTP_HEAD_MAX && s->len < s->max)
+    for (;;) {
+        struct http_req rq;
+        int r = http_parse_request(s->buf, s->len, &rq);
+        if (r == TW_ETRUNC && s->len < HTTP_HEAD_MAX && s->len < s->max)
+            return;
+        if (r == TW_OK && rq.connect) {
+            tcp_connect(x, xf, p, f);
+            return;
+        }
+        if (r == TW_OK && rq.host_len) {
+            struct obs ob = {
+                .kind = NK_HTTP_HOST, .name = rq.host, .len = rq.host_len, .p = p, .f = f};
+            name(x, &ob);
+        } else if (r != TW_OK) {
+            x->st.err_http++;
+        }
+        if (r == TW_OK && rq.next_known && rq.next < s->len) {
+            stream_consume(s, (uint32_t)rq.next); /* pipelined: the next request is here */
+            continue;
+        }
+        /* wait for the next request of a keep-alive connection: the buffer restarts at the
+         * next segment that begins with a request line; a retransmission is not one */
+        parsed_all(x, xf, s);
         return;
-    if (r == TW_OK && hl) {
-        struct obs ob = {.kind = NK_HTTP_HOST, .name = host, .len = hl, .p = p, .f = f};
-        name(x, &ob);
-    } else if (r != TW_OK) {
-        x->st.err_http++;
     }
-    /* wait for the next request of a keep-alive connection: the buffer restarts at the next
-     * segment that begins with a request line */
-    parsed_all(x, xf, s);
+}
+
+static void tcp_connect(struct extractor *x, struct xflow *xf, const struct dec_pkt *p,
+                        struct flow *f)
+{
+    xf->app = XAPP_UNKNOWN;
+    if (!tcp_preamble(x, xf, p, f))
+        return;
+    if (xf->app == XAPP_TLS)
+        tcp_tls(x, xf, p, f);
+    else if (xf->app == XAPP_HTTP)
+        tcp_http(x, xf, p, f); /* depth bounded by PRE_MAX_LAYERS */
 }
 
 /* The part of a segment that was not parsed before: all of it, unless the stream restarted
@@ -230,6 +263,54 @@ static const uint8_t *new_bytes(const struct xflow *xf, const struct stream *s,
     return p->payload + old;
 }
 
+/* The names a proxy handshake carries: a CONNECT's Host header is an http_host as tshark
+ * reports it; the tunnel's target (CONNECT authority, SOCKS4a/5 domain, PROXY v2 authority)
+ * is matched against the rules as proxy_target when no Host header named it already. */
+static void preamble_names(struct extractor *x, const struct pre_result *r, const struct dec_pkt *p,
+                           struct flow *f)
+{
+    if (r->host && r->host_len) {
+        struct obs ob = {.kind = NK_HTTP_HOST, .name = r->host, .len = r->host_len, .p = p, .f = f};
+        name(x, &ob);
+    }
+    if (r->authority && r->authority_len &&
+        !(r->host && r->host_len == r->authority_len &&
+          !strncasecmp((const char *)r->host, (const char *)r->authority, r->host_len))) {
+        struct obs ob = {
+            .kind = NK_PROXY_TARGET, .name = r->authority, .len = r->authority_len, .p = p, .f = f};
+        name(x, &ob);
+    }
+}
+
+/* The client's bytes up to a ClientHello or an HTTP request: proxy handshakes and STARTTLS
+ * upgrades are walked through (preamble.h). True when xf->app is decided and the stream starts
+ * at it; false while undecided, or when the flow was given up (done). */
+static bool tcp_preamble(struct extractor *x, struct xflow *xf, const struct dec_pkt *p,
+                         struct flow *f)
+{
+    struct stream *s = &xf->st[0];
+    for (;;) {
+        struct pre_result r;
+        int v = pre_scan(&xf->pre, s->buf, s->len, &r);
+        if (v == PRE_SKIP) {
+            preamble_names(x, &r, p, f);
+            stream_consume(s, (uint32_t)r.off);
+            continue;
+        }
+        if (v == PRE_TLS_AT || v == PRE_HTTP_AT) {
+            stream_consume(s, (uint32_t)r.off);
+            xf->app = v == PRE_TLS_AT ? XAPP_TLS : XAPP_HTTP;
+            return true;
+        }
+        if (v == PRE_NEED_MORE && s->len < s->max)
+            return false;
+        if (v == PRE_NEED_MORE)
+            x->st.reasm_limit++; /* a preamble message larger than the buffer */
+        finish(x, xf);
+        return false;
+    }
+}
+
 #define TCP_DNS_QUERY_MAX 1024 /* a DNS query on another port is waited for up to this size */
 
 /* DNS over TCP on another port: 1 a query (length prefix and a plausible message), 0 not
@@ -247,22 +328,25 @@ static int tcp_dns_query(const struct stream *s)
     return dns_plausible(s->buf + 2, mlen, &is_query) && is_query ? 1 : -1;
 }
 
-/* The flow's first bytes decide its parser; false when it has none yet (or none at all: the
- * flow is done). */
-static bool tcp_classify(struct extractor *x, struct xflow *xf, const struct stream *s, bool dns)
+/* The flow's first bytes decide its parser: DNS by port, a ClientHello or a request at once
+ * (the common case), a DNS query by structure, else whatever a known preamble leads to. False
+ * while undecided, or when the flow has nothing for us (done). */
+static bool tcp_classify(struct extractor *x, struct xflow *xf, const struct dec_pkt *p,
+                         struct flow *f, bool dns)
 {
-    int q;
+    const struct stream *s = &xf->st[0];
     if (dns)
         xf->app = XAPP_DNS;
     else if (s->len >= 3 && tls_looks_like_hello(s->buf, s->len))
         xf->app = XAPP_TLS;
-    else if (http_looks_like_request(s->buf, s->len))
+    else if (s->len >= 8 && http_looks_like_request(s->buf, s->len) &&
+             memcmp(s->buf, "CONNECT ", 8) != 0)
         xf->app = XAPP_HTTP;
-    else if ((q = tcp_dns_query(s)) > 0)
+    else if (tcp_dns_query(s) > 0)
         xf->app = XAPP_DNS;
-    else if (s->len >= 8 && q < 0)
-        finish(x, xf);
-    return xf->app != XAPP_UNKNOWN && !xf->done;
+    else
+        return tcp_preamble(x, xf, p, f);
+    return true;
 }
 
 static void tcp_packet(struct extractor *x, struct xflow *xf, const struct dec_pkt *p,
@@ -293,7 +377,7 @@ static void tcp_packet(struct extractor *x, struct xflow *xf, const struct dec_p
     }
     if (r == 0 || s->len == 0)
         return;
-    if (xf->app == XAPP_UNKNOWN && !tcp_classify(x, xf, s, dns))
+    if (xf->app == XAPP_UNKNOWN && !tcp_classify(x, xf, p, f, dns))
         return;
     if (xf->app == XAPP_DNS)
         tcp_dns(x, xf, p, f, dir);

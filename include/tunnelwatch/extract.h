@@ -4,7 +4,8 @@
  * counters, the callbacks); struct xflow is one flow's part, embedded in the engine's
  * per-flow state. For each packet, extract_packet() picks at most one parser per flow
  * direction: DNS on port 53 (UDP, or TCP with its length prefix), a QUIC Initial on other UDP
- * ports, a TLS ClientHello or an HTTP request head on TCP. Parsers see the contiguous prefix
+ * ports, a TLS ClientHello or HTTP requests on TCP, also after a proxy handshake (CONNECT,
+ * SOCKS, PROXY protocol) or a STARTTLS upgrade (preamble.h). Parsers see the contiguous prefix
  * of a bounded reassembly buffer; once the name is out the buffer is freed, so a long flow
  * costs only its counters afterwards. Names come out as observations (on_name); whole DNS
  * messages go to on_dns, because what a DNS message means (queries, answers, resolvers)
@@ -19,12 +20,24 @@
 
 #include "tunnelwatch/decode.h"
 #include "tunnelwatch/flow.h"
+#include "tunnelwatch/preamble.h"
 #include "tunnelwatch/stream.h"
 #include "tunnelwatch/tls.h"
 
-enum name_kind { NK_DNS_QUERY, NK_TLS_SNI, NK_QUIC_SNI, NK_HTTP_HOST, NK_DNS_ANSWER, NK__COUNT };
+/* NK_DNS_ANSWER (a flow to an address a flagged answer named) and NK_PROXY_TARGET (the target
+ * of a CONNECT or SOCKS handshake, when no Host header carries the same name) are matched
+ * against the rules but are not --names rows: tshark shows neither as a name. */
+enum name_kind {
+    NK_DNS_QUERY,
+    NK_TLS_SNI,
+    NK_QUIC_SNI,
+    NK_HTTP_HOST,
+    NK_DNS_ANSWER,
+    NK_PROXY_TARGET,
+    NK__COUNT
+};
 
-/* "dns_query", "tls_sni", "quic_sni", "http_host", "dns_answer" */
+/* "dns_query", "tls_sni", "quic_sni", "http_host", "dns_answer", "proxy_target" */
 const char *name_kind_str(enum name_kind k);
 
 struct dnsmap_entry;
@@ -81,6 +94,7 @@ struct xflow {
                         * are not new requests) */
     struct stream st[2];
     struct quic_initial *quic;
+    struct pre_state pre; /* what precedes the ClientHello or request (zero = start) */
 };
 
 /* TW_OK or TW_ENOMEM. reasm_total_mib bounds every reassembly buffer and QUIC state. */
