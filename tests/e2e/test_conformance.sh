@@ -2,7 +2,7 @@
 # --names against tshark-made truth (../shared/pcaps/make_truth.py: tshark PDML, innermost
 # tunnel addresses, optional rows for mDNS/LLMNR, SSDP and ICMP-quoted DNS):
 #   pcaps/ (our generator) and ../shared/pcaps (real captures): recall and precision 1.0 for
-#   every kind, except the differences listed in KNOWN below with tshark's reason;
+#   every kind;
 #   ../shared/pcaps-wide (476 nDPI traces, when present): at least 0.99 for every kind.
 # Exit 77 when conformance.py is missing.
 . "$(dirname "$0")/lib.sh"
