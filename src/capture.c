@@ -522,7 +522,8 @@ static inline bool ng_packet(const struct cap_src *s, uint32_t type, const uint8
         pk->caplen = ng32(s, b + 12);
         pk->origlen = ng32(s, b + 16);
         pk->off = 20;
-    } else if (type == 3 && body >= 4) { /* simple packet block */
+    } else if (type == 3 && body >= 4) { /* simple packet block: no interface, no time */
+        pk->ifc = pk->hi = pk->lo = 0;
         pk->origlen = ng32(s, b);
         pk->caplen = body - 4 < pk->origlen ? body - 4 : pk->origlen;
         pk->off = 4;
@@ -570,7 +571,7 @@ static int ng_next(struct cap_src *s, struct pcap_pkthdr *h, const uint8_t **dat
             }
             continue;
         }
-        struct ng_pkt pk = {0};
+        struct ng_pkt pk;
         if (!ng_packet(s, type, b, body, &pk))
             continue;
         if (pk.ifc >= s->n_if || pk.caplen > body - pk.off) {
@@ -591,11 +592,10 @@ static int ng_next(struct cap_src *s, struct pcap_pkthdr *h, const uint8_t **dat
 int cap_next(struct cap_src *s, struct pcap_pkthdr *h, const uint8_t **data, int *dlt, char *err,
              size_t errlen)
 {
-    if (!s->ng) {
-        *dlt = s->dlt;
-        return s->own ? own_next(s, h, data, err, errlen) : pcap_lib_next(s, h, data, err, errlen);
-    }
-    return ng_next(s, h, data, dlt, err, errlen);
+    if (s->ng)
+        return ng_next(s, h, data, dlt, err, errlen);
+    *dlt = s->dlt;
+    return s->own ? own_next(s, h, data, err, errlen) : pcap_lib_next(s, h, data, err, errlen);
 }
 
 int cap_next_batch(struct cap_src *s, struct pcap_pkthdr *h, const uint8_t **data, int max,
