@@ -174,10 +174,9 @@ static uint32_t child(const struct ac *ac, uint32_t n, uint8_t c)
     return AC_NONE;
 }
 
-int ac_build(struct ac *ac)
+/* Sorts the patterns (see pat_cmp), so that the trie can be built from their order. */
+static int sort_patterns(struct ac *ac)
 {
-    if (!ac || ac->built)
-        return TW_EBAD;
     size_t np = ac->n_pats;
     if (np > 1) {
         struct ac_pat *tmp = malloc(np * sizeof(*tmp));
@@ -186,29 +185,35 @@ int ac_build(struct ac *ac)
         merge_sort(ac->pool, ac->pats, tmp, np);
         free(tmp);
     }
-    /* Upper bound on nodes: the root plus one per pattern byte. */
-    size_t bound = 1 + ac->pool_len;
-    if (bound >= UINT32_MAX)
-        return TW_ELIMIT;
+    return TW_OK;
+}
+
+/* The per-node arrays at their upper bound of nodes; what is allocated stays with ac (ac_free
+ * releases it) even on failure. */
+static int alloc_nodes(struct ac *ac, size_t bound)
+{
+    size_t np = ac->n_pats;
     ac->label = malloc(bound);
     ac->first = malloc((bound + 1) * sizeof(uint32_t));
     ac->fail = malloc(bound * sizeof(uint32_t));
     ac->out = malloc(bound * sizeof(uint32_t));
     ac->dict = malloc(bound * sizeof(uint32_t));
     ac->same_next = calloc(np ? np : 1, 1);
-    uint16_t *depth = malloc(bound * sizeof(uint16_t));
-    if (!ac->label || !ac->first || !ac->fail || !ac->out || !ac->dict || !ac->same_next ||
-        !depth) {
-        free(depth);
+    if (!ac->label || !ac->first || !ac->fail || !ac->out || !ac->dict || !ac->same_next)
         return TW_ENOMEM;
-    }
-    /* BFS build: while building, fail[] holds the node's pattern range start and dict[] its
-     * end; both are rewritten by the failure pass below. */
+    return TW_OK;
+}
+
+/* BFS build of the trie from the sorted patterns: node n covers the patterns rlo[n] ..
+ * rhi[n]-1, which share its first depth[n] bytes. While building, fail[] holds rlo and
+ * dict[] rhi; both are rewritten by the failure pass. Returns the node count. */
+static uint32_t build_trie(struct ac *ac, uint16_t *depth)
+{
     uint32_t *rlo = ac->fail, *rhi = ac->dict;
     uint32_t count = 1;
     ac->label[0] = 0;
     rlo[0] = 0;
-    rhi[0] = (uint32_t)np;
+    rhi[0] = (uint32_t)ac->n_pats;
     depth[0] = 0;
     for (uint32_t n = 0; n < count; n++) {
         uint32_t lo = rlo[n], hi = rhi[n];
@@ -238,26 +243,35 @@ int ac_build(struct ac *ac)
         }
     }
     ac->first[count] = count;
-    free(depth);
-    ac->n_nodes = count;
+    return count;
+}
+
+/* Direct child tables for the root and its children, where a search spends most steps
+ * (every mismatch falls back towards them): at most 256 rows of 1 KiB. */
+static int build_direct_tables(struct ac *ac)
+{
     for (unsigned c = 0; c < 256; c++)
         ac->root_next[c] = AC_NONE;
     for (uint32_t v = ac->first[0]; v < ac->first[1]; v++)
         ac->root_next[ac->label[v]] = v;
-    /* The root and its children are where a search spends most steps (every mismatch falls
-     * back towards them), so they get direct tables: at most 256 rows of 1 KiB. */
     uint32_t n1 = ac->first[1] - 1;
-    if (n1 > 0) {
-        ac->d1 = malloc((size_t)n1 * 256 * sizeof(uint32_t));
-        if (!ac->d1)
-            return TW_ENOMEM;
-        for (size_t i = 0; i < (size_t)n1 * 256; i++)
-            ac->d1[i] = AC_NONE;
-        for (uint32_t n = 1; n <= n1; n++)
-            for (uint32_t v = ac->first[n]; v < ac->first[n + 1]; v++)
-                ac->d1[(size_t)(n - 1) * 256 + ac->label[v]] = v;
-    }
-    /* Failure links, BFS order: a node's link is final before its children need it. */
+    if (n1 == 0)
+        return TW_OK;
+    ac->d1 = malloc((size_t)n1 * 256 * sizeof(uint32_t));
+    if (!ac->d1)
+        return TW_ENOMEM;
+    for (size_t i = 0; i < (size_t)n1 * 256; i++)
+        ac->d1[i] = AC_NONE;
+    for (uint32_t n = 1; n <= n1; n++)
+        for (uint32_t v = ac->first[n]; v < ac->first[n + 1]; v++)
+            ac->d1[(size_t)(n - 1) * 256 + ac->label[v]] = v;
+    return TW_OK;
+}
+
+/* Failure and dictionary-suffix links, BFS order: a node's link is final before its
+ * children need it. */
+static void build_links(struct ac *ac, uint32_t count)
+{
     ac->fail[0] = 0;
     ac->dict[0] = AC_NONE;
     for (uint32_t n = 0; n < count; n++) {
@@ -277,7 +291,12 @@ int ac_build(struct ac *ac)
             ac->dict[v] = fv != 0 && ac->out[fv] != AC_NONE ? fv : ac->dict[fv];
         }
     }
-    /* Give back the unused tail of the bound-sized arrays. */
+}
+
+/* Gives back the unused tail of the bound-sized arrays (a failed shrink keeps the larger
+ * block). */
+static void shrink_nodes(struct ac *ac, uint32_t count)
+{
     uint8_t *l2 = realloc(ac->label, count);
     if (l2)
         ac->label = l2;
@@ -290,6 +309,32 @@ int ac_build(struct ac *ac)
         ac->out = u;
     if ((u = realloc(ac->dict, count * sizeof(uint32_t))))
         ac->dict = u;
+}
+
+int ac_build(struct ac *ac)
+{
+    if (!ac || ac->built)
+        return TW_EBAD;
+    int rc = sort_patterns(ac);
+    if (rc)
+        return rc;
+    /* Upper bound on nodes: the root plus one per pattern byte. */
+    size_t bound = 1 + ac->pool_len;
+    if (bound >= UINT32_MAX)
+        return TW_ELIMIT;
+    rc = alloc_nodes(ac, bound);
+    uint16_t *depth = malloc(bound * sizeof(uint16_t));
+    if (rc || !depth) {
+        free(depth);
+        return TW_ENOMEM;
+    }
+    uint32_t count = build_trie(ac, depth);
+    free(depth);
+    ac->n_nodes = count;
+    if ((rc = build_direct_tables(ac)))
+        return rc;
+    build_links(ac, count);
+    shrink_nodes(ac, count);
     ac->built = 1;
     return TW_OK;
 }

@@ -454,13 +454,107 @@ static int own_next(struct cap_src *s, struct pcap_pkthdr *h, const uint8_t **da
     return r;
 }
 
-int cap_next(struct cap_src *s, struct pcap_pkthdr *h, const uint8_t **data, int *dlt, char *err,
-             size_t errlen)
+/* Section header block (pcapng section 4.1) at the read position: learns the byte order from
+ * its magic, forgets the previous section's interfaces and moves past the block. TW_OK, or
+ * TW_EIO with the reason in err. */
+static int ng_section(struct cap_src *s, char *err, size_t errlen)
 {
-    if (!s->ng) {
-        *dlt = s->dlt;
-        return s->own ? own_next(s, h, data, err, errlen) : pcap_lib_next(s, h, data, err, errlen);
+    if (rd_need(s, 12) < 12) {
+        snprintf(err, errlen, "truncated pcapng section header");
+        return TW_EIO;
     }
+    const uint8_t *hdr = s->rb + s->rb_off;
+    const uint8_t *bom = hdr + 8;
+    if (bom[0] == 0x4d && bom[1] == 0x3c)
+        s->ng_swap = false;
+    else if (bom[0] == 0x1a && bom[1] == 0x2b)
+        s->ng_swap = true;
+    else {
+        snprintf(err, errlen, "bad pcapng byte-order magic");
+        return TW_EIO;
+    }
+    s->n_if = 0;
+    uint32_t blen = ng32(s, hdr + 4);
+    if (blen < 28 || blen % 4 || blen > NG_BLOCK_MAX) {
+        snprintf(err, errlen, "bad pcapng section header length");
+        return TW_EIO;
+    }
+    /* the whole block must be there: a cut section header is no clean end of file */
+    if (rd_need(s, blen) < blen) {
+        snprintf(err, errlen, "truncated pcapng section header");
+        return TW_EIO;
+    }
+    s->rb_off += blen;
+    return TW_OK;
+}
+
+/* Any other block, its 8-byte header at hdr (the read position): type(4) length(4) body
+ * length(4 again). Sets its type and body b[0..body) and moves the read position past it;
+ * b stays valid until the next rd_need. TW_OK, or TW_EIO with the reason in err. */
+static inline int ng_block(struct cap_src *s, const uint8_t *hdr, uint32_t *type, const uint8_t **b,
+                           uint32_t *body, char *err, size_t errlen)
+{
+    uint32_t blen = ng32(s, hdr + 4);
+    *type = ng32(s, hdr);
+    if (blen < 12 || blen % 4 || blen > NG_BLOCK_MAX) {
+        snprintf(err, errlen, "corrupt pcapng block (length %u)", blen);
+        return TW_EIO;
+    }
+    *body = blen - 12;
+    if (rd_need(s, blen) < blen) {
+        snprintf(err, errlen, "truncated pcapng block");
+        return TW_EIO;
+    }
+    *b = s->rb + s->rb_off + 8;
+    s->rb_off += blen;
+    /* the length is repeated after the body; a mismatch means we lost block framing */
+    if (ng32(s, *b + *body) != blen) {
+        snprintf(err, errlen, "corrupt pcapng block (trailing length %u, expected %u)",
+                 ng32(s, *b + *body), blen);
+        return TW_EIO;
+    }
+    return TW_OK;
+}
+
+/* What a packet block says about its packet; data starts at body offset off. */
+struct ng_pkt {
+    uint32_t ifc, caplen, origlen, hi, lo, off;
+};
+
+/* Reads the fields of a packet block (enhanced 4.3, simple 4.4, obsolete packet block);
+ * false for the blocks that carry no packet (name resolution, statistics, custom...). */
+static inline bool ng_packet(const struct cap_src *s, uint32_t type, const uint8_t *b,
+                             uint32_t body, struct ng_pkt *pk)
+{
+    if (type == 6 && body >= 20) { /* enhanced packet block */
+        pk->ifc = ng32(s, b);
+        pk->hi = ng32(s, b + 4);
+        pk->lo = ng32(s, b + 8);
+        pk->caplen = ng32(s, b + 12);
+        pk->origlen = ng32(s, b + 16);
+        pk->off = 20;
+    } else if (type == 3 && body >= 4) { /* simple packet block: no interface, no time */
+        pk->ifc = pk->hi = pk->lo = 0;
+        pk->origlen = ng32(s, b);
+        pk->caplen = body - 4 < pk->origlen ? body - 4 : pk->origlen;
+        pk->off = 4;
+    } else if (type == 2 && body >= 20) { /* obsolete packet block */
+        pk->ifc = ng16(s, b);
+        pk->hi = ng32(s, b + 4);
+        pk->lo = ng32(s, b + 8);
+        pk->caplen = ng32(s, b + 12);
+        pk->origlen = ng32(s, b + 16);
+        pk->off = 20;
+    } else {
+        return false;
+    }
+    return true;
+}
+
+/* pcapng: the next packet, reading section headers and interface descriptions on the way. */
+static int ng_next(struct cap_src *s, struct pcap_pkthdr *h, const uint8_t **data, int *dlt,
+                   char *err, size_t errlen)
+{
     for (;;) {
         size_t got = rd_need(s, 8);
         if (got == 0 && !s->rb_errno)
@@ -471,55 +565,16 @@ int cap_next(struct cap_src *s, struct pcap_pkthdr *h, const uint8_t **data, int
             return TW_EIO;
         }
         const uint8_t *hdr = s->rb + s->rb_off;
-        uint32_t type = get32(false, hdr); /* the section header's type reads alike both ways */
-        if (type == 0x0a0d0d0a) {          /* section header: learn the byte order first */
-            if (rd_need(s, 12) < 12) {
-                snprintf(err, errlen, "truncated pcapng section header");
+        /* the section header's type reads alike both ways; it tells the byte order */
+        if (get32(false, hdr) == 0x0a0d0d0a) {
+            if (ng_section(s, err, errlen) != TW_OK)
                 return TW_EIO;
-            }
-            hdr = s->rb + s->rb_off;
-            const uint8_t *bom = hdr + 8;
-            if (bom[0] == 0x4d && bom[1] == 0x3c)
-                s->ng_swap = false;
-            else if (bom[0] == 0x1a && bom[1] == 0x2b)
-                s->ng_swap = true;
-            else {
-                snprintf(err, errlen, "bad pcapng byte-order magic");
-                return TW_EIO;
-            }
-            s->n_if = 0;
-            uint32_t blen = ng32(s, hdr + 4);
-            if (blen < 28 || blen % 4 || blen > NG_BLOCK_MAX) {
-                snprintf(err, errlen, "bad pcapng section header length");
-                return TW_EIO;
-            }
-            /* the whole block must be there: a cut section header is no clean end of file */
-            if (rd_need(s, blen) < blen) {
-                snprintf(err, errlen, "truncated pcapng section header");
-                return TW_EIO;
-            }
-            s->rb_off += blen;
             continue;
         }
-        uint32_t blen = ng32(s, hdr + 4);
-        type = ng32(s, hdr);
-        if (blen < 12 || blen % 4 || blen > NG_BLOCK_MAX) {
-            snprintf(err, errlen, "corrupt pcapng block (length %u)", blen);
+        uint32_t type, body;
+        const uint8_t *b;
+        if (ng_block(s, hdr, &type, &b, &body, err, errlen) != TW_OK)
             return TW_EIO;
-        }
-        uint32_t body = blen - 12;
-        if (rd_need(s, blen) < blen) {
-            snprintf(err, errlen, "truncated pcapng block");
-            return TW_EIO;
-        }
-        const uint8_t *b = s->rb + s->rb_off + 8;
-        s->rb_off += blen; /* b stays valid until the next rd_need */
-        /* the length is repeated after the body; a mismatch means we lost block framing */
-        if (ng32(s, b + body) != blen) {
-            snprintf(err, errlen, "corrupt pcapng block (trailing length %u, expected %u)",
-                     ng32(s, b + body), blen);
-            return TW_EIO;
-        }
         if (type == 1) {
             if (ng_idb(s, b, body)) {
                 snprintf(err, errlen, "bad pcapng interface description");
@@ -527,41 +582,31 @@ int cap_next(struct cap_src *s, struct pcap_pkthdr *h, const uint8_t **data, int
             }
             continue;
         }
-        uint32_t ifc = 0, caplen, origlen, hi = 0, lo = 0, off;
-        if (type == 6 && body >= 20) { /* enhanced packet block */
-            ifc = ng32(s, b);
-            hi = ng32(s, b + 4);
-            lo = ng32(s, b + 8);
-            caplen = ng32(s, b + 12);
-            origlen = ng32(s, b + 16);
-            off = 20;
-        } else if (type == 3 && body >= 4) { /* simple packet block */
-            origlen = ng32(s, b);
-            caplen = body - 4 < origlen ? body - 4 : origlen;
-            off = 4;
-        } else if (type == 2 && body >= 20) { /* obsolete packet block */
-            ifc = ng16(s, b);
-            hi = ng32(s, b + 4);
-            lo = ng32(s, b + 8);
-            caplen = ng32(s, b + 12);
-            origlen = ng32(s, b + 16);
-            off = 20;
-        } else {
-            continue; /* name resolution, statistics, custom...: not packets */
-        }
-        if (ifc >= s->n_if || caplen > body - off) {
-            snprintf(err, errlen, "corrupt pcapng packet block (interface %u, length %u)", ifc,
-                     caplen);
+        struct ng_pkt pk;
+        if (!ng_packet(s, type, b, body, &pk))
+            continue;
+        if (pk.ifc >= s->n_if || pk.caplen > body - pk.off) {
+            snprintf(err, errlen, "corrupt pcapng packet block (interface %u, length %u)", pk.ifc,
+                     pk.caplen);
             return TW_EIO;
         }
         memset(h, 0, sizeof(*h));
-        ng_time(s, ifc, hi, lo, &h->ts);
-        h->caplen = caplen;
-        h->len = origlen < caplen ? caplen : origlen;
-        *data = b + off;
-        *dlt = s->ifs[ifc].dlt;
+        ng_time(s, pk.ifc, pk.hi, pk.lo, &h->ts);
+        h->caplen = pk.caplen;
+        h->len = pk.origlen < pk.caplen ? pk.caplen : pk.origlen;
+        *data = b + pk.off;
+        *dlt = s->ifs[pk.ifc].dlt;
         return 1;
     }
+}
+
+int cap_next(struct cap_src *s, struct pcap_pkthdr *h, const uint8_t **data, int *dlt, char *err,
+             size_t errlen)
+{
+    if (s->ng)
+        return ng_next(s, h, data, dlt, err, errlen);
+    *dlt = s->dlt;
+    return s->own ? own_next(s, h, data, err, errlen) : pcap_lib_next(s, h, data, err, errlen);
 }
 
 int cap_next_batch(struct cap_src *s, struct pcap_pkthdr *h, const uint8_t **data, int max,

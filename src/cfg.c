@@ -776,6 +776,103 @@ static bool cidr_item(struct rep *r, const char *path, const char *s, uint32_t l
     return true;
 }
 
+/* The apply_* helpers below each take one kind of key (enum ktype): range and syntax checks,
+ * then assignment to f, the key's field. 0 when assigned; -1 (reported) leaves it unchanged. */
+
+static int apply_num(struct rep *r, const struct key *k, const struct val *v, uint32_t line,
+                     void *f)
+{
+    if (v->i < k->min || v->i > k->max) {
+        problem(r, line, k->path, "%lld is out of range (%lld..%lld)", v->i, k->min, k->max);
+        return -1;
+    }
+    if (k->type == K_INT)
+        *(int *)f = (int)v->i;
+    else if (k->type == K_U32)
+        *(uint32_t *)f = (uint32_t)v->i;
+    else if (k->type == K_U64)
+        *(uint64_t *)f = (uint64_t)v->i;
+    else
+        *(long *)f = (long)v->i;
+    return 0;
+}
+
+static int apply_str(struct rep *r, const struct key *k, const struct val *v, uint32_t line,
+                     void *f)
+{
+    const char *s = v->s;
+    if (k->type == K_OSTR && *s == '\0')
+        s = NULL;
+    const char *why = s && k->check ? k->check(s) : NULL;
+    if (why) {
+        problem(r, line, k->path, "\"%s\": %s", s, why);
+        return -1;
+    }
+    if (set_str((char **)f, s) != TW_OK) {
+        problem(r, line, k->path, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* redis.modes: a list of "stream", "channel", "list". */
+static int apply_modes(struct tw_cfg *cfg, struct rep *r, const struct key *k, const struct val *v)
+{
+    bool m[3] = {false, false, false};
+    static const char *const names[] = {"stream", "channel", "list"};
+    int bad = 0;
+    for (size_t i = 0; i < v->n; i++) {
+        size_t j = 0;
+        while (j < 3 && strcmp(v->items[i], names[j]) != 0)
+            j++;
+        if (j == 3) {
+            problem(r, v->item_line[i], k->path,
+                    "unknown mode \"%s\" (use \"stream\", \"channel\", \"list\")", v->items[i]);
+            bad++;
+        } else {
+            m[j] = true;
+        }
+    }
+    if (bad)
+        return -1;
+    cfg->redis.mode_stream = m[0];
+    cfg->redis.mode_channel = m[1];
+    cfg->redis.mode_list = m[2];
+    return 0;
+}
+
+/* A list of CIDRs into f, its count into *n; all or nothing. */
+static int apply_cidrs(struct rep *r, const struct key *k, const struct val *v, void *f, size_t *n)
+{
+    struct cfg_cidr tmp[CFG_MAX_LIST];
+    int bad = 0;
+    for (size_t i = 0; i < v->n; i++)
+        bad += !cidr_item(r, k->path, v->items[i], v->item_line[i], &tmp[i]);
+    if (bad)
+        return -1;
+    memcpy(f, tmp, v->n * sizeof(*tmp));
+    *n = v->n;
+    return 0;
+}
+
+/* A list of IP addresses into f, its count into *n; all or nothing. */
+static int apply_addrs(struct rep *r, const struct key *k, const struct val *v, void *f, size_t *n)
+{
+    struct tw_addr tmp[CFG_MAX_LIST];
+    int bad = 0;
+    for (size_t i = 0; i < v->n; i++) {
+        if (tw_addr_parse(v->items[i], &tmp[i]) != TW_OK) {
+            problem(r, v->item_line[i], k->path, "\"%s\" is not an IP address", v->items[i]);
+            bad++;
+        }
+    }
+    if (bad)
+        return -1;
+    memcpy(f, tmp, v->n * sizeof(*tmp));
+    *n = v->n;
+    return 0;
+}
+
 /* Applies one value to one key: range and syntax checks, then assignment. Returns 0 when
  * assigned; the key keeps its old value otherwise. */
 static int apply(struct tw_cfg *cfg, struct rep *r, const struct key *k, const struct val *v,
@@ -787,38 +884,13 @@ static int apply(struct tw_cfg *cfg, struct rep *r, const struct key *k, const s
     case K_U32:
     case K_U64:
     case K_LONG:
-        if (v->i < k->min || v->i > k->max) {
-            problem(r, line, k->path, "%lld is out of range (%lld..%lld)", v->i, k->min, k->max);
-            return -1;
-        }
-        if (k->type == K_INT)
-            *(int *)f = (int)v->i;
-        else if (k->type == K_U32)
-            *(uint32_t *)f = (uint32_t)v->i;
-        else if (k->type == K_U64)
-            *(uint64_t *)f = (uint64_t)v->i;
-        else
-            *(long *)f = (long)v->i;
-        return 0;
+        return apply_num(r, k, v, line, f);
     case K_BOOL:
         *(bool *)f = v->i != 0;
         return 0;
     case K_STR:
-    case K_OSTR: {
-        const char *s = v->s;
-        if (k->type == K_OSTR && *s == '\0')
-            s = NULL;
-        const char *why = s && k->check ? k->check(s) : NULL;
-        if (why) {
-            problem(r, line, k->path, "\"%s\": %s", s, why);
-            return -1;
-        }
-        if (set_str((char **)f, s) != TW_OK) {
-            problem(r, line, k->path, "out of memory");
-            return -1;
-        }
-        return 0;
-    }
+    case K_OSTR:
+        return apply_str(r, k, v, line, f);
     case K_UNSUP:
         if (strcmp(v->s, "error") == 0 || strcmp(v->s, "skip") == 0) {
             cfg->rules.skip_unsupported = strcmp(v->s, "skip") == 0;
@@ -826,57 +898,14 @@ static int apply(struct tw_cfg *cfg, struct rep *r, const struct key *k, const s
         }
         problem(r, line, k->path, "\"%s\": use \"error\" or \"skip\"", v->s);
         return -1;
-    case K_MODES: {
-        bool m[3] = {false, false, false};
-        static const char *const names[] = {"stream", "channel", "list"};
-        int bad = 0;
-        for (size_t i = 0; i < v->n; i++) {
-            size_t j = 0;
-            while (j < 3 && strcmp(v->items[i], names[j]) != 0)
-                j++;
-            if (j == 3) {
-                problem(r, v->item_line[i], k->path,
-                        "unknown mode \"%s\" (use \"stream\", \"channel\", \"list\")", v->items[i]);
-                bad++;
-            } else {
-                m[j] = true;
-            }
-        }
-        if (bad)
-            return -1;
-        cfg->redis.mode_stream = m[0];
-        cfg->redis.mode_channel = m[1];
-        cfg->redis.mode_list = m[2];
-        return 0;
-    }
+    case K_MODES:
+        return apply_modes(cfg, r, k, v);
     case K_STRS:
         return apply_strs(r, k->path, v, (char **)f, (size_t *)field(cfg, k->n_off), base_dir);
-    case K_CIDRS: {
-        struct cfg_cidr tmp[CFG_MAX_LIST];
-        int bad = 0;
-        for (size_t i = 0; i < v->n; i++)
-            bad += !cidr_item(r, k->path, v->items[i], v->item_line[i], &tmp[i]);
-        if (bad)
-            return -1;
-        memcpy(f, tmp, v->n * sizeof(*tmp));
-        *(size_t *)field(cfg, k->n_off) = v->n;
-        return 0;
-    }
-    case K_ADDRS: {
-        struct tw_addr tmp[CFG_MAX_LIST];
-        int bad = 0;
-        for (size_t i = 0; i < v->n; i++) {
-            if (tw_addr_parse(v->items[i], &tmp[i]) != TW_OK) {
-                problem(r, v->item_line[i], k->path, "\"%s\" is not an IP address", v->items[i]);
-                bad++;
-            }
-        }
-        if (bad)
-            return -1;
-        memcpy(f, tmp, v->n * sizeof(*tmp));
-        *(size_t *)field(cfg, k->n_off) = v->n;
-        return 0;
-    }
+    case K_CIDRS:
+        return apply_cidrs(r, k, v, f, (size_t *)field(cfg, k->n_off));
+    case K_ADDRS:
+        return apply_addrs(r, k, v, f, (size_t *)field(cfg, k->n_off));
     case K_ALLOW:
         problem(r, line, k->path, "cannot be set with --set: edit the config file");
         return -1;
@@ -1028,10 +1057,101 @@ static int allow_strs(struct rep *r, const char *path, const config_setting_t *s
     return bad ? -1 : 0;
 }
 
+/* allowlist[i].window = "HH:MM-HH:MM". */
+static void allow_window(struct rep *r, uint32_t line, const char *path, const char *sv,
+                         struct cfg_allow *a)
+{
+    if (!parse_window(sv, &a->from_min, &a->to_min))
+        problem(r, line, path, "\"%s\": use \"HH:MM-HH:MM\" (local time, e.g. 01:00-03:00)", sv);
+    else if (set_str(&a->window, sv) != TW_OK)
+        problem(r, line, path, "out of memory");
+}
+
+/* allowlist[i].days = "sat,sun" or "mon-fri". */
+static void allow_days(struct rep *r, uint32_t line, const char *path, const char *sv,
+                       struct cfg_allow *a)
+{
+    int m = parse_days(sv);
+    if (m <= 0)
+        problem(r, line, path,
+                "\"%s\": use day names sun..sat, e.g. \"sat,sun\" or "
+                "\"mon-fri\"",
+                sv);
+    else if (set_str(&a->days, sv) != TW_OK)
+        problem(r, line, path, "out of memory");
+    else
+        a->days_mask = (uint8_t)m;
+}
+
+/* allowlist[i].src = [ CIDR, ... ]: the good items are kept, each bad one reported. */
+static void allow_src(struct rep *r, const char *path, const config_setting_t *s,
+                      struct cfg_allow *a)
+{
+    struct val v;
+    memset(&v, 0, sizeof(v));
+    if (!list_from_setting(r, path, s, &v))
+        return;
+    for (size_t j = 0; j < v.n; j++)
+        if (cidr_item(r, path, v.items[j], v.item_line[j], &a->src[a->n_src]))
+            a->n_src++;
+}
+
+static void allow_unknown(struct rep *r, uint32_t line, const char *path, const char *name)
+{
+    size_t d = SIZE_MAX;
+    const char *best = closest(name, allow_keys, TW_ARRAY_LEN(allow_keys), NULL, &d);
+    if (best && d <= 2)
+        problem(r, line, path, "unknown key (did you mean %s?)", best);
+    else
+        problem(r, line, path,
+                "unknown key (known: name, reason, src, dst, rules, ja4, window, days)");
+}
+
+/* One member s of allowlist entry base ("allowlist[N]"): the keys and their readers. */
+static void allow_member(struct rep *r, const char *base, const config_setting_t *s,
+                         struct cfg_allow *a)
+{
+    char path[PATH_MAX_KEY];
+    const char *name = config_setting_name(s);
+    uint32_t line = config_setting_source_line(s);
+    snprintf(path, sizeof(path), "%s.%s", base, name ? name : "?");
+    int t = config_setting_type(s);
+    bool scalar = name && (strcmp(name, "name") == 0 || strcmp(name, "reason") == 0 ||
+                           strcmp(name, "window") == 0 || strcmp(name, "days") == 0);
+    if (scalar && t != CONFIG_TYPE_STRING) {
+        problem(r, line, path, "expected a string, got %s", type_name(t));
+        return;
+    }
+    const char *sv = scalar ? config_setting_get_string(s) : NULL;
+    if (!name)
+        return;
+    if (strcmp(name, "name") == 0) {
+        if (set_str(&a->name, sv) != TW_OK)
+            problem(r, line, path, "out of memory");
+    } else if (strcmp(name, "reason") == 0) {
+        if (set_str(&a->reason, sv) != TW_OK)
+            problem(r, line, path, "out of memory");
+    } else if (strcmp(name, "window") == 0) {
+        allow_window(r, line, path, sv, a);
+    } else if (strcmp(name, "days") == 0) {
+        allow_days(r, line, path, sv, a);
+    } else if (strcmp(name, "src") == 0) {
+        allow_src(r, path, s, a);
+    } else if (strcmp(name, "dst") == 0) {
+        allow_strs(r, path, s, a->dst_names, &a->n_dst_names, 'd');
+    } else if (strcmp(name, "rules") == 0) {
+        allow_strs(r, path, s, a->rules, &a->n_rules, 'r');
+    } else if (strcmp(name, "ja4") == 0) {
+        allow_strs(r, path, s, a->ja4, &a->n_ja4, 'j');
+    } else {
+        allow_unknown(r, line, path, name);
+    }
+}
+
 static void load_allow_entry(struct rep *r, const config_setting_t *g, size_t idx,
                              struct cfg_allow *a)
 {
-    char base[48], path[PATH_MAX_KEY];
+    char base[48];
     snprintf(base, sizeof(base), "allowlist[%zu]", idx);
     uint32_t gline = config_setting_source_line(g);
     memset(a, 0, sizeof(*a));
@@ -1048,65 +1168,7 @@ static void load_allow_entry(struct rep *r, const config_setting_t *g, size_t id
         const config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
         if (!s)
             break;
-        const char *name = config_setting_name(s);
-        uint32_t line = config_setting_source_line(s);
-        snprintf(path, sizeof(path), "%s.%s", base, name ? name : "?");
-        int t = config_setting_type(s);
-        bool scalar = name && (strcmp(name, "name") == 0 || strcmp(name, "reason") == 0 ||
-                               strcmp(name, "window") == 0 || strcmp(name, "days") == 0);
-        if (scalar && t != CONFIG_TYPE_STRING) {
-            problem(r, line, path, "expected a string, got %s", type_name(t));
-            continue;
-        }
-        const char *sv = scalar ? config_setting_get_string(s) : NULL;
-        if (!name) {
-            continue;
-        } else if (strcmp(name, "name") == 0) {
-            if (set_str(&a->name, sv) != TW_OK)
-                problem(r, line, path, "out of memory");
-        } else if (strcmp(name, "reason") == 0) {
-            if (set_str(&a->reason, sv) != TW_OK)
-                problem(r, line, path, "out of memory");
-        } else if (strcmp(name, "window") == 0) {
-            if (!parse_window(sv, &a->from_min, &a->to_min))
-                problem(r, line, path, "\"%s\": use \"HH:MM-HH:MM\" (local time, e.g. 01:00-03:00)",
-                        sv);
-            else if (set_str(&a->window, sv) != TW_OK)
-                problem(r, line, path, "out of memory");
-        } else if (strcmp(name, "days") == 0) {
-            int m = parse_days(sv);
-            if (m <= 0)
-                problem(r, line, path,
-                        "\"%s\": use day names sun..sat, e.g. \"sat,sun\" or "
-                        "\"mon-fri\"",
-                        sv);
-            else if (set_str(&a->days, sv) != TW_OK)
-                problem(r, line, path, "out of memory");
-            else
-                a->days_mask = (uint8_t)m;
-        } else if (strcmp(name, "src") == 0) {
-            struct val v;
-            memset(&v, 0, sizeof(v));
-            if (!list_from_setting(r, path, s, &v))
-                continue;
-            for (size_t j = 0; j < v.n; j++)
-                if (cidr_item(r, path, v.items[j], v.item_line[j], &a->src[a->n_src]))
-                    a->n_src++;
-        } else if (strcmp(name, "dst") == 0) {
-            allow_strs(r, path, s, a->dst_names, &a->n_dst_names, 'd');
-        } else if (strcmp(name, "rules") == 0) {
-            allow_strs(r, path, s, a->rules, &a->n_rules, 'r');
-        } else if (strcmp(name, "ja4") == 0) {
-            allow_strs(r, path, s, a->ja4, &a->n_ja4, 'j');
-        } else {
-            size_t d = SIZE_MAX;
-            const char *best = closest(name, allow_keys, TW_ARRAY_LEN(allow_keys), NULL, &d);
-            if (best && d <= 2)
-                problem(r, line, path, "unknown key (did you mean %s?)", best);
-            else
-                problem(r, line, path,
-                        "unknown key (known: name, reason, src, dst, rules, ja4, window, days)");
-        }
+        allow_member(r, base, s, a);
     }
     /* an entry must say why it exists, and must narrow something down: an entry with
      * only a time window would silence every detection during that window */

@@ -10,6 +10,8 @@
  * mid-batch re-sends the unacknowledged tail: at-least-once, never at-most-once. Ordering:
  * once the queue overflows, its content and all newer records go through the spool until the
  * spool is empty again, so Redis sees records in enqueue order, across restarts too.
+ * pub_opts_from_cfg() maps the configuration's redis section to pub_opts, so that the sensor
+ * and the tests build the publisher the same way.
  */
 #include <errno.h>
 #include <inttypes.h>

@@ -389,6 +389,98 @@ static int ja4_build(bool quic, const struct tls_hello *h, struct ja4_in *j, cha
     return w > 0 && (size_t)w < cap ? TW_OK : TW_ELIMIT;
 }
 
+/* The fixed part of the ClientHello body h: legacy_version, random, legacy_session_id, then
+ * cipher_suites (non-GREASE ones kept for JA4) and legacy_compression_methods. Leaves h at
+ * the extensions. TW_OK or TW_EBAD. */
+static inline int hello_fixed(struct cur *h, struct tls_hello *out, struct ja4_in *j)
+{
+    out->legacy_version = cur_u16be(h);
+    out->max_version = out->legacy_version;
+    cur_skip(h, 32);
+    uint8_t sid = cur_u8(h);
+    /* RFC 8446: at most 32 bytes; more means this is not a ClientHello */
+    if (sid > 32)
+        return TW_EBAD;
+    cur_skip(h, sid);
+    uint16_t cslen = cur_u16be(h);
+    struct cur cs = cur_sub(h, cslen);
+    struct cur comp = cur_sub(h, cur_u8(h));
+    if (h->err)
+        return TW_EBAD; /* the outer length said the message was all there */
+    if (cslen % 2 != 0 || cur_left(&comp) == 0)
+        return TW_EBAD;
+    while (cur_left(&cs) > 0) {
+        uint16_t v = cur_u16be(&cs);
+        if (is_grease(v))
+            continue;
+        /* more suites than any client sends: keep parsing for the SNI, give up on JA4 */
+        if (j->n_ciphers == TLS_MAX_CIPHERS)
+            j->over = true;
+        else
+            j->ciphers[j->n_ciphers++] = v;
+    }
+    return TW_OK;
+}
+
+/* One non-GREASE extension of type et, body e: recorded for JA4, then read if it is one we
+ * extract. A malformed body is contained by its sub-cursor. A bad server_name refuses the
+ * hello (no half-read name: TW_EBAD); a bad ALPN, version or signature list only loses that
+ * field, as tshark still shows the rest (TW_OK). */
+static inline int hello_extension(uint16_t et, struct cur e, struct tls_hello *out,
+                                  struct ja4_in *j)
+{
+    if (j->n_ext == TLS_MAX_EXT)
+        j->over = true;
+    else
+        j->ext[j->n_ext++] = et;
+    switch (et) {
+    case EXT_SERVER_NAME:
+        return ext_sni(e, out) ? TW_EBAD : TW_OK;
+    case EXT_ALPN:
+        if (!j->alpn)
+            (void)ext_alpn(e, out, j);
+        break;
+    case EXT_SUPPORTED_VERS:
+        (void)ext_versions(e, out);
+        break;
+    case EXT_SIG_ALGS:
+        if (j->n_sigalgs == 0)
+            (void)ext_sigalgs(e, j);
+        break;
+    case EXT_ECH:
+        out->has_ech = true;
+        break;
+    default:
+        break;
+    }
+    return TW_OK;
+}
+
+/* Extension extensions<8..2^16-1>, when the hello has any (old SSL 3.0 / TLS 1.0 hellos
+ * end before). TW_OK or TW_EBAD. */
+static inline int hello_extensions(struct cur *h, struct tls_hello *out, struct ja4_in *j)
+{
+    if (cur_left(h) == 0)
+        return TW_OK;
+    struct cur exts = cur_sub(h, cur_u16be(h));
+    if (h->err)
+        return TW_EBAD;
+    /* each extension consumes at least 4 bytes of a message of at most 16 MiB; the walk
+     * goes on past TLS_MAX_EXT so that no padding of extensions can hide the SNI, but
+     * only TLS_MAX_EXT are kept for JA4 */
+    while (cur_left(&exts) > 0) {
+        uint16_t et = cur_u16be(&exts);
+        struct cur e = cur_sub(&exts, cur_u16be(&exts));
+        if (exts.err)
+            return TW_EBAD;
+        if (is_grease(et))
+            continue;
+        if (hello_extension(et, e, out, j) != TW_OK)
+            return TW_EBAD;
+    }
+    return TW_OK;
+}
+
 /* RFC 8446 4.1.2 (and RFC 5246 7.4.1.2):
  *   Handshake: msg_type(1) = 1, length(3), then ClientHello:
  *   ProtocolVersion legacy_version(2); Random random(32);
@@ -419,79 +511,8 @@ int tls_parse_hello_opt(const uint8_t *msg, size_t len, bool quic, bool want_ja4
     j.alpn_len = 0;
     j.over = false;
 
-    out->legacy_version = cur_u16be(&h);
-    out->max_version = out->legacy_version;
-    cur_skip(&h, 32);
-    uint8_t sid = cur_u8(&h);
-    /* RFC 8446: at most 32 bytes; more means this is not a ClientHello */
-    if (sid > 32)
+    if (hello_fixed(&h, out, &j) != TW_OK || hello_extensions(&h, out, &j) != TW_OK)
         return TW_EBAD;
-    cur_skip(&h, sid);
-    uint16_t cslen = cur_u16be(&h);
-    struct cur cs = cur_sub(&h, cslen);
-    struct cur comp = cur_sub(&h, cur_u8(&h));
-    if (h.err)
-        return TW_EBAD; /* the outer length said the message was all there */
-    if (cslen % 2 != 0 || cur_left(&comp) == 0)
-        return TW_EBAD;
-    while (cur_left(&cs) > 0) {
-        uint16_t v = cur_u16be(&cs);
-        if (is_grease(v))
-            continue;
-        /* more suites than any client sends: keep parsing for the SNI, give up on JA4 */
-        if (j.n_ciphers == TLS_MAX_CIPHERS)
-            j.over = true;
-        else
-            j.ciphers[j.n_ciphers++] = v;
-    }
-
-    if (cur_left(&h) > 0) {
-        struct cur exts = cur_sub(&h, cur_u16be(&h));
-        if (h.err)
-            return TW_EBAD;
-        /* each extension consumes at least 4 bytes of a message of at most 16 MiB; the walk
-         * goes on past TLS_MAX_EXT so that no padding of extensions can hide the SNI, but
-         * only TLS_MAX_EXT are kept for JA4 */
-        while (cur_left(&exts) > 0) {
-            uint16_t et = cur_u16be(&exts);
-            struct cur e = cur_sub(&exts, cur_u16be(&exts));
-            if (exts.err)
-                return TW_EBAD;
-            if (is_grease(et))
-                continue;
-            if (j.n_ext == TLS_MAX_EXT)
-                j.over = true;
-            else
-                j.ext[j.n_ext++] = et;
-            int err = TW_OK;
-            switch (et) {
-            case EXT_SERVER_NAME:
-                err = ext_sni(e, out);
-                break;
-            case EXT_ALPN:
-                if (!j.alpn)
-                    err = ext_alpn(e, out, &j);
-                break;
-            case EXT_SUPPORTED_VERS:
-                err = ext_versions(e, out);
-                break;
-            case EXT_SIG_ALGS:
-                if (j.n_sigalgs == 0)
-                    err = ext_sigalgs(e, &j);
-                break;
-            case EXT_ECH:
-                out->has_ech = true;
-                break;
-            default:
-                break;
-            }
-            /* a malformed extension body is contained by its sub-cursor. A bad server_name
-             * refuses the hello (no half-read name); a bad ALPN, version or signature list
-             * only loses that field, as tshark still shows the rest */
-            if (err && et == EXT_SERVER_NAME)
-                return TW_EBAD;
-        }
-    }
     if (j.over)
         return TW_ELIMIT;
     if (!want_ja4)
