@@ -139,6 +139,17 @@ static const char *type_action(enum alert_type t)
     }
 }
 
+/* ECS network.direction (asim: ASIM NetworkDirection) of an attribution: traffic between
+ * two external hosts is "external" in both. */
+static const char *direction(const char *attribution, bool asim)
+{
+    if (attribution && !strcmp(attribution, "inbound"))
+        return asim ? "Inbound" : "inbound";
+    if (attribution && !strcmp(attribution, "external"))
+        return asim ? "External" : "external";
+    return asim ? "Outbound" : "outbound";
+}
+
 static void fmt_time(struct jw *w, const char *key, struct tw_time t)
 {
     char b[40];
@@ -162,10 +173,9 @@ static size_t trim_dot(const uint8_t *n, size_t len)
     return len > 1 && n[len - 1] == '.' ? len - 1 : len;
 }
 
-static void format_ecs(struct jw *w, const struct alert_rec *r)
+/* ECS: event.* and the incident. */
+static void ecs_event(struct jw *w, const struct alert_rec *r)
 {
-    char cid[64];
-    jw_begin(w);
     fmt_time(w, "@timestamp", r->ts);
     bool is_alert = r->type == ALERT_RAISED;
     jw_str(w, "event.kind", is_alert ? "alert" : "event");
@@ -182,21 +192,30 @@ static void format_ecs(struct jw *w, const struct alert_rec *r)
         jw_str(w, "tunnelwatch.incident_id", r->incident_id);
     if (r->count)
         jw_u64(w, "event.count", r->count);
-    if (r->rule) {
-        jw_u64(w, "event.severity", (uint64_t)severity(r->rule->level));
-        jw_str(w, "rule.id", r->rule->id);
-        jw_str(w, "rule.name", r->rule->title);
-        jw_str(w, "rule.level", r->rule->level);
-        jw_str(w, "rule.ruleset", "sigma");
-        jw_str(w, "rule.reference", r->rule->file);
-        jw_strv(w, "tags", r->rule->tags, r->rule->n_tags);
-        if (r->rule->n_techniques) {
-            jw_str(w, "threat.framework", "MITRE ATT&CK");
-            jw_strv(w, "threat.technique.id", r->rule->techniques, r->rule->n_techniques);
-        }
+}
+
+/* ECS: the Sigma rule. */
+static void ecs_rule(struct jw *w, const struct rule *rule)
+{
+    if (!rule)
+        return;
+    jw_u64(w, "event.severity", (uint64_t)severity(rule->level));
+    jw_str(w, "rule.id", rule->id);
+    jw_str(w, "rule.name", rule->title);
+    jw_str(w, "rule.level", rule->level);
+    jw_str(w, "rule.ruleset", "sigma");
+    jw_str(w, "rule.reference", rule->file);
+    jw_strv(w, "tags", rule->tags, rule->n_tags);
+    if (rule->n_techniques) {
+        jw_str(w, "threat.framework", "MITRE ATT&CK");
+        jw_strv(w, "threat.technique.id", rule->techniques, rule->n_techniques);
     }
+}
+
+/* ECS: source (the attributed host), destination (the other end), client and server. */
+static void ecs_endpoints(struct jw *w, const struct alert_rec *r, bool host_is_cli)
+{
     jw_addr(w, "source.ip", &r->host);
-    bool host_is_cli = tw_addr_eq(&r->host, &r->cli);
     if (r->host.family && host_is_cli && r->cport)
         jw_u64(w, "source.port", r->cport);
     if (r->host.family && !host_is_cli && tw_addr_eq(&r->host, &r->srv) && r->sport)
@@ -214,6 +233,12 @@ static void format_ecs(struct jw *w, const struct alert_rec *r)
     jw_addr(w, "server.ip", &r->srv);
     if (r->sport)
         jw_u64(w, "server.port", r->sport);
+}
+
+/* ECS: network.*, observer.*, tls.*. */
+static void ecs_network(struct jw *w, const struct alert_rec *r)
+{
+    char cid[64];
     jw_str(w, "network.transport", transport(r->proto));
     if (r->app_proto)
         jw_str(w, "network.protocol", r->app_proto);
@@ -223,8 +248,7 @@ static void format_ecs(struct jw *w, const struct alert_rec *r)
         community_id_v1(&r->cli, &r->srv, r->cport, r->sport, r->proto, 0, cid);
         jw_str(w, "network.community_id", cid);
     }
-    jw_str(w, "network.direction",
-           r->attribution && !strcmp(r->attribution, "inbound") ? "inbound" : "outbound");
+    jw_str(w, "network.direction", direction(r->attribution, false));
     jw_str(w, "observer.name", r->observer);
     jw_str(w, "observer.type", "sensor");
     jw_str(w, "observer.product", "tunnelwatch");
@@ -232,6 +256,11 @@ static void format_ecs(struct jw *w, const struct alert_rec *r)
         jw_str(w, "tls.client.ja4", r->ja4);
     if (r->kind && (!strcmp(r->kind, "tls_sni") || !strcmp(r->kind, "quic_sni")) && r->name)
         jw_strn(w, "tls.client.server_name", r->name, r->name_len);
+}
+
+/* Our own fields: the evidence, the match, the attribution. */
+static void ecs_evidence(struct jw *w, const struct alert_rec *r)
+{
     if (r->ech)
         jw_bool(w, "tunnelwatch.tls.ech", true);
     if (r->alpn && r->alpn[0])
@@ -254,32 +283,48 @@ static void format_ecs(struct jw *w, const struct alert_rec *r)
         if (r->resolver_frame)
             jw_u64(w, "tunnelwatch.resolver_frame", r->resolver_frame);
     }
+}
+
+/* A flow-end record: its span and what each side sent. */
+static void ecs_flow_end(struct jw *w, const struct alert_rec *r, bool host_is_cli)
+{
+    fmt_time(w, "event.start", r->flow_start);
+    fmt_time(w, "event.end", r->flow_end);
+    int64_t dur = tw_time_us(r->flow_end) - tw_time_us(r->flow_start);
+    jw_i64(w, "event.duration", dur > 0 ? dur * 1000 : 0);
+    /* ECS: source.* is the attributed host, so its bytes are what it sent */
+    int out = host_is_cli || !r->host.family ? 0 : 1;
+    jw_u64(w, "source.bytes", r->bytes[out]);
+    jw_u64(w, "source.packets", r->pkts[out]);
+    jw_u64(w, "destination.bytes", r->bytes[1 - out]);
+    jw_u64(w, "destination.packets", r->pkts[1 - out]);
+    jw_u64(w, "network.bytes", r->bytes[0] + r->bytes[1]);
+    jw_u64(w, "network.packets", r->pkts[0] + r->pkts[1]);
+    jw_u64(w, "client.bytes", r->bytes[0]);
+    jw_u64(w, "client.packets", r->pkts[0]);
+    jw_u64(w, "server.bytes", r->bytes[1]);
+    jw_u64(w, "server.packets", r->pkts[1]);
+    if (r->end_reason)
+        jw_str(w, "tunnelwatch.flow.end_reason", r->end_reason);
+}
+
+static void format_ecs(struct jw *w, const struct alert_rec *r)
+{
+    bool host_is_cli = tw_addr_eq(&r->host, &r->cli);
+    jw_begin(w);
+    ecs_event(w, r);
+    ecs_rule(w, r->rule);
+    ecs_endpoints(w, r, host_is_cli);
+    ecs_network(w, r);
+    ecs_evidence(w, r);
     if (r->type == ALERT_UPDATE || r->type == ALERT_RAISED) {
         if (r->first_seen.sec)
             fmt_time(w, "event.start", r->first_seen);
         if (r->last_seen.sec)
             fmt_time(w, "event.end", r->last_seen);
     }
-    if (r->type == ALERT_FLOW_END) {
-        fmt_time(w, "event.start", r->flow_start);
-        fmt_time(w, "event.end", r->flow_end);
-        int64_t dur = tw_time_us(r->flow_end) - tw_time_us(r->flow_start);
-        jw_i64(w, "event.duration", dur > 0 ? dur * 1000 : 0);
-        /* ECS: source.* is the attributed host, so its bytes are what it sent */
-        int out = host_is_cli || !r->host.family ? 0 : 1;
-        jw_u64(w, "source.bytes", r->bytes[out]);
-        jw_u64(w, "source.packets", r->pkts[out]);
-        jw_u64(w, "destination.bytes", r->bytes[1 - out]);
-        jw_u64(w, "destination.packets", r->pkts[1 - out]);
-        jw_u64(w, "network.bytes", r->bytes[0] + r->bytes[1]);
-        jw_u64(w, "network.packets", r->pkts[0] + r->pkts[1]);
-        jw_u64(w, "client.bytes", r->bytes[0]);
-        jw_u64(w, "client.packets", r->pkts[0]);
-        jw_u64(w, "server.bytes", r->bytes[1]);
-        jw_u64(w, "server.packets", r->pkts[1]);
-        if (r->end_reason)
-            jw_str(w, "tunnelwatch.flow.end_reason", r->end_reason);
-    }
+    if (r->type == ALERT_FLOW_END)
+        ecs_flow_end(w, r, host_is_cli);
     if (r->type == ALERT_SUPPRESSED) {
         jw_str(w, "tunnelwatch.allowlist.name", r->allow_name);
         jw_str(w, "tunnelwatch.allowlist.reason", r->allow_reason);
@@ -287,10 +332,9 @@ static void format_ecs(struct jw *w, const struct alert_rec *r)
     jw_end(w);
 }
 
-static void format_asim(struct jw *w, const struct alert_rec *r)
+/* ASIM: the Event* and Dvc fields, and the rule. */
+static void asim_event(struct jw *w, const struct alert_rec *r)
 {
-    char cid[64];
-    jw_begin(w);
     fmt_time(w, "TimeGenerated", r->ts);
     jw_str(w, "EventType", r->type == ALERT_FLOW_END ? "EndofStream" : "IDS");
     jw_str(w, "EventSubType", type_action(r->type));
@@ -323,7 +367,12 @@ static void format_asim(struct jw *w, const struct alert_rec *r)
         }
         jw_str(w, "ThreatName", r->rule->title);
     }
-    bool host_is_cli = tw_addr_eq(&r->host, &r->cli) || !r->host.family;
+}
+
+/* ASIM: Src* (the attributed host), Dst*, Network*. */
+static void asim_session(struct jw *w, const struct alert_rec *r, bool host_is_cli)
+{
+    char cid[64];
     jw_addr(w, "SrcIpAddr", host_is_cli ? &r->cli : &r->host);
     if (host_is_cli && r->cport)
         jw_u64(w, "SrcPortNumber", r->cport);
@@ -343,8 +392,7 @@ static void format_asim(struct jw *w, const struct alert_rec *r)
     jw_str(w, "NetworkProtocol", r->proto == 6 ? "TCP" : r->proto == 17 ? "UDP" : "Other");
     if (r->app_proto)
         jw_str(w, "NetworkApplicationProtocol", r->app_proto);
-    jw_str(w, "NetworkDirection",
-           r->attribution && !strcmp(r->attribution, "inbound") ? "Inbound" : "Outbound");
+    jw_str(w, "NetworkDirection", direction(r->attribution, true));
     if (r->cli.family && (r->proto == 6 || r->proto == 17)) {
         community_id_v1(&r->cli, &r->srv, r->cport, r->sport, r->proto, 0, cid);
         jw_str(w, "NetworkSessionId", cid);
@@ -359,7 +407,11 @@ static void format_asim(struct jw *w, const struct alert_rec *r)
         int64_t dur = tw_time_us(r->flow_end) - tw_time_us(r->flow_start);
         jw_i64(w, "NetworkDuration", dur > 0 ? dur / 1000 : 0);
     }
-    /* Our own evidence, in an AdditionalFields object as ASIM suggests. */
+}
+
+/* Our own evidence, in an AdditionalFields object as ASIM suggests. */
+static void asim_additional(struct jw *w, const struct alert_rec *r)
+{
     jw_key(w, "AdditionalFields");
     jw_begin(w);
     if (r->kind)
@@ -377,6 +429,15 @@ static void format_asim(struct jw *w, const struct alert_rec *r)
     jw_str(w, "AllowlistName", r->allow_name);
     jw_str(w, "AllowlistReason", r->allow_reason);
     jw_end(w);
+}
+
+static void format_asim(struct jw *w, const struct alert_rec *r)
+{
+    bool host_is_cli = tw_addr_eq(&r->host, &r->cli) || !r->host.family;
+    jw_begin(w);
+    asim_event(w, r);
+    asim_session(w, r, host_is_cli);
+    asim_additional(w, r);
     jw_end(w);
 }
 

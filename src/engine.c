@@ -294,14 +294,16 @@ static bool flagged(struct engine *e, const char *name)
 }
 
 /* The flagged name an A/AAAA answer record belongs to: the question's name, or a CNAME target
- * on the chain that leads to the record (a benign name -> CNAME -> tunnel.us.ngrok.com), or the
- * record's own owner when no chain leads to it. NULL when none is flagged. */
+ * on the chain that leads to the record (a benign name -> CNAME -> tunnel.us.ngrok.com). NULL
+ * when none is flagged, and for a record no chain from the question leads to: a server may add
+ * any record it likes to an answer, and one for a ngrok name must not bind an unrelated
+ * address (cache-poisoning style) for the length of its TTL. */
 static const char *flagged_owner(struct engine *e, const struct dns_msg *m, uint16_t ai)
 {
     uint16_t chain[DNS_MAX_AN];
     int n = dns_answer_chain(m, ai, chain);
     if (n == 0)
-        return flagged(e, m->an[ai].name) ? m->an[ai].name : NULL;
+        return NULL;
     if (flagged(e, m->q[0].name))
         return m->q[0].name;
     for (int k = 0; k < n; k++)

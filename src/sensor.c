@@ -1085,10 +1085,10 @@ static int write_outputs(struct sensor *s)
     const struct tw_cfg *cfg = s->cfg;
     int status = 0;
     char err[1024];
-    if (s->inputs && cfg->log.verbosity >= 0 && !s->a->names) {
+    if (s->inputs && cfg->log.verbosity >= 0 && !s->a->names)
         engine_summary(s->e, stderr, NULL);
-        report_external(s);
-    }
+    if (s->inputs)
+        report_external(s); /* a configuration warning: also under -q */
     if (s->inputs && cfg->output.evidence_file) {
         int w = engine_write_evidence(s->e, s->inputs, cfg->output.evidence_file, err, sizeof(err));
         if (w < 0)
