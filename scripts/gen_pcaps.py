@@ -422,10 +422,12 @@ def varint(v):
     return struct.pack("!Q", 0xC000000000000000 | v)
 
 
-def client_hello(rng, sni, pq=False, quic=None, alpn=(b"h2", b"http/1.1"), ech_grease=True):
+def client_hello(rng, sni, pq=False, quic=None, alpn=(b"h2", b"http/1.1"), ech_grease=True, extra_exts=()):
     """A Chrome-like ClientHello handshake message (type 1 + length + body).
 
-    quic: None for TLS over TCP, else a dict of transport parameters (bytes by id)."""
+    quic: None for TLS over TCP, else a dict of transport parameters (bytes by id).
+    extra_exts: whole extensions (type, length, body) added before the shuffle (a cookie echoed
+    after a HelloRetryRequest); none by default, which leaves every older capture as it was."""
     g = rng.sample(GREASE, 4)
     ciphers = [g[0], 0x1301, 0x1302, 0x1303]
     if quic is None:
@@ -457,6 +459,7 @@ def client_hello(rng, sni, pq=False, quic=None, alpn=(b"h2", b"http/1.1"), ech_g
     else:
         exts += [ext(0x002B, u8v(struct.pack("!H", 0x0304))),
                  ext(0x0039, b"".join(varint(k) + varint(len(v)) + v for k, v in quic))]
+    exts += list(extra_exts)
     if ech_grease:
         exts.append(ext(0xFE0D, b"\x00\x00\x01\x00\x01" + bytes([rng.getrandbits(8)]) + u16v(rng.randbytes(32))
                         + u16v(rng.randbytes(rng.choice([144, 176, 208, 240])))))
@@ -1249,6 +1252,226 @@ def cap_http_pipelined():
     return cap
 
 
+# ---------------------------------------------------------------- real-network behaviours (TFO, CNAME
+# chains, HelloRetryRequest, retransmissions, transit traffic, DNS on other ports)
+
+def ssh_exchange(cap, client, server, cport):
+    """An SSH session's opening: banners both ways, some key-exchange-sized data, FIN (no name)."""
+    rng = cap.rng
+    fl = TcpFlow(cap, client, server, cport, 22)
+    fl.open()
+    fl.send(True, b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n", ack_every=0)
+    fl.send(False, b"SSH-2.0-OpenSSH_9.2\r\n", ack_every=0)
+    fl.send(True, rng.randbytes(1200), ack_every=1)  # key exchange init, then encrypted packets
+    fl.send(False, rng.randbytes(900), ack_every=1)
+    fl.send(True, rng.randbytes(700))
+    fl.close()
+    return fl
+
+
+def cap_tcp_fastopen_tls():
+    cap = Capture("tcp_fastopen_tls.pcap", desc="TCP Fast Open (RFC 7413): 10.1.0.170's SYN to 3.134.39.220:443 "
+                  "carries a Fast Open cookie option and the whole ClientHello (SNI tunnel.us.ngrok.com) as "
+                  "data starting at ISN+1; the SYN-ACK acknowledges ISN+1+data. 10.1.0.179: the server refuses the "
+                  "data (its SYN-ACK acknowledges the SYN only) and the client sends the ClientHello again after "
+                  "the handshake: one name, at the SYN")
+    rng = cap.rng
+    c, s, name = "10.1.0.170", SEED_IP["tunnel.us.ngrok.com"], "tunnel.us.ngrok.com"
+    fl = TcpFlow(cap, c, s, 47170, 443)
+    hello = tls_records(client_hello(rng, name))
+    # MSS 1460, NOP NOP SACK-permitted, NOP window scale 7, TFO cookie (kind 34, 8 bytes) NOP NOP
+    tfo = struct.pack("!BB", 34, 10) + rng.randbytes(8)
+    syn_opts = (struct.pack("!BBH", 2, 4, 1460) + b"\x01\x01\x04\x02" + b"\x01\x03\x03\x07" + tfo + b"\x01\x01")
+    f = fl.seg(True, TCP_SYN, hello, opts=syn_opts)
+    cap.note(f, "tls_sni", name, c, s, 443)
+    fl.cseq += 1 + len(hello)
+    syn_ack = struct.pack("!BBH", 2, 4, 1460) + b"\x01\x01\x04\x02" + b"\x01\x03\x03\x07"
+    fl.seg(False, TCP_SYN | TCP_ACK, opts=syn_ack, dt_us=20000)
+    fl.sseq += 1
+    fl.send(False, server_flight(rng), dt_us=60)
+    fl.send(True, b"\x14\x03\x03\x00\x01\x01" + app_data(rng, 74) + app_data(rng, 900))
+    fl.send(False, app_data(rng, 1500))
+    fl.close()
+    cap.wait(0.5)
+    # 10.1.0.179: the server does not take the cookie (its SYN-ACK acknowledges the SYN only), so the
+    # client sends the same ClientHello again at ISN+1 after the handshake: still one name, at the SYN.
+    c = "10.1.0.179"
+    fl = TcpFlow(cap, c, s, 47179, 443)
+    hello = tls_records(client_hello(rng, name))
+    tfo = struct.pack("!BB", 34, 10) + rng.randbytes(8)
+    syn_opts = (struct.pack("!BBH", 2, 4, 1460) + b"\x01\x01\x04\x02" + b"\x01\x03\x03\x07" + tfo + b"\x01\x01")
+    f = fl.seg(True, TCP_SYN, hello, opts=syn_opts)
+    cap.note(f, "tls_sni", name, c, s, 443)
+    fl.cseq += 1
+    fl.seg(False, TCP_SYN | TCP_ACK, opts=syn_ack, dt_us=20000)
+    fl.sseq += 1
+    fl.send(True, hello, ack_every=0)
+    fl.seg(False, TCP_ACK, dt_us=20000)
+    fl.send(False, server_flight(rng), dt_us=60)
+    fl.send(True, b"\x14\x03\x03\x00\x01\x01" + app_data(rng, 74) + app_data(rng, 900))
+    fl.close()
+    return cap
+
+
+def dns_cname_answer(qid, qname, chain, ip, ttls):
+    """An answer for qname: CNAME records along chain (qname -> chain[0] -> ...), the last name's A
+    record; each owner is a compression pointer to the previous record's target, as resolvers write."""
+    msg = struct.pack("!HHHHHH", qid, 0x8180, 1, len(chain) + 1, 0, 0) + dns_name(qname) + struct.pack("!HH", 1, 1)
+    owner = 12
+    for i, target in enumerate(chain):
+        msg += struct.pack("!HHHIH", 0xC000 | owner, 5, 1, ttls[i], len(dns_name(target)))
+        owner = len(msg)
+        msg += dns_name(target)
+    rd = ipaddress.ip_address(ip).packed
+    return msg + struct.pack("!HHHIH", 0xC000 | owner, 1, 1, ttls[-1], len(rd)) + rd
+
+
+def cap_dns_cname_chain():
+    cap = Capture("dns_cname_chain.pcap", desc="a CNAME chain to ngrok: 10.1.0.171 asks 10.1.0.53 for "
+                  "assets.example-cdn.com, answered CNAME edge.example-cdn.net, CNAME tunnel.us.ngrok.com, "
+                  "A 3.134.39.220; then SSH (banners, no name) from 10.1.0.171 to 3.134.39.220:22. Look-alike: "
+                  "10.1.0.172 asks static.example-cdn.com, CNAME edge2.example-cdn.net, CNAME www.example.org, "
+                  "A 203.0.113.77, then SSH to 203.0.113.77:22. Flagged name inside the chain: 10.1.0.173 asks "
+                  "media.example-cdn.com, CNAME tunnel.au.ngrok.com, CNAME lb.example-cdn.net, A 13.54.93.152, "
+                  "then SSH to 13.54.93.152:22")
+    rng = cap.rng
+    for client, qname, chain, ip, cport in [
+            ("10.1.0.171", "assets.example-cdn.com", ["edge.example-cdn.net", "tunnel.us.ngrok.com"],
+             SEED_IP["tunnel.us.ngrok.com"], 51171),
+            ("10.1.0.172", "static.example-cdn.com", ["edge2.example-cdn.net", "www.example.org"],
+             "203.0.113.77", 51172),
+            ("10.1.0.173", "media.example-cdn.com", ["tunnel.au.ngrok.com", "lb.example-cdn.net"],
+             SEED_IP["tunnel.au.ngrok.com"], 51173)]:
+        qid, sport = rng.getrandbits(16), rng.randrange(32768, 61000)
+        f = cap.udp(client, RESOLVER, sport, 53, dns_query(qid, qname))
+        cap.note(f, "dns_query", qname, client, RESOLVER, 53)
+        cap.udp(RESOLVER, client, 53, sport, dns_cname_answer(qid, qname, chain, ip, [300, 60, 60]), dt_us=14000)
+        cap.wait(0.5)
+        ssh_exchange(cap, client, ip, cport)
+        cap.wait(1.0)
+    return cap
+
+
+HRR_RANDOM = hashlib.sha256(b"HelloRetryRequest").digest()  # RFC 8446 4.1.3
+
+
+def cap_tls_hrr():
+    cap = Capture("tls_hrr.pcap", desc="TLS 1.3 HelloRetryRequest: ClientHello, HRR (ServerHello with the "
+                  "special random, a cookie), server CCS; client CCS + second ClientHello echoing the cookie on "
+                  "the same TCP stream. 10.1.0.176: both hellos name tunnel.eu.ngrok.com (RFC 8446 4.1.2); "
+                  "10.1.0.177: the first names www.example.com, the retry tunnel.eu.ngrok.com")
+    rng = cap.rng
+    s, name = SEED_IP["tunnel.eu.ngrok.com"], "tunnel.eu.ngrok.com"
+    for c, first_sni, cport in [("10.1.0.176", name, 43176), ("10.1.0.177", "www.example.com", 43177)]:
+        fl = TcpFlow(cap, c, s, cport, 443)
+        fl.open()
+        f1 = fl.send(True, tls_records(client_hello(rng, first_sni)), ack_every=0)[-1]
+        cap.note(f1, "tls_sni", first_sni, c, s, 443)
+        fl.seg(False, TCP_ACK, dt_us=20000)
+        cookie = rng.randbytes(48)
+        hrr_body = (struct.pack("!H", 0x0303) + HRR_RANDOM + u8v(rng.randbytes(32)) + b"\x13\x01\x00"
+                    + u16v(ext(0x002B, b"\x03\x04") + ext(0x002C, u16v(cookie))))
+        hrr = b"\x02" + struct.pack("!I", len(hrr_body))[1:] + hrr_body
+        fl.send(False, tls_records(hrr, version=0x0303) + b"\x14\x03\x03\x00\x01\x01", ack_every=0, dt_us=60)
+        ch2 = client_hello(rng, name, extra_exts=[ext(0x002C, u16v(cookie))])
+        f2 = fl.send(True, b"\x14\x03\x03\x00\x01\x01" + tls_records(ch2, version=0x0303), ack_every=0)[-1]
+        cap.note(f2, "tls_sni", name, c, s, 443)
+        sh_body = (struct.pack("!H", 0x0303) + rng.randbytes(32) + u8v(rng.randbytes(32)) + b"\x13\x01\x00"
+                   + u16v(ext(0x002B, b"\x03\x04") + ext(0x0033, struct.pack("!HH", 0x1D, 32) + rng.randbytes(32))))
+        sh = b"\x02" + struct.pack("!I", len(sh_body))[1:] + sh_body
+        fl.send(False, tls_records(sh, version=0x0303) + app_data(rng, 2900), dt_us=20000)
+        fl.send(True, app_data(rng, 74) + app_data(rng, 600))
+        fl.send(False, app_data(rng, 1200))
+        fl.close()
+        cap.wait(0.5)
+    return cap
+
+
+def http_req(host, path):
+    return (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n").encode()
+
+
+def http_resp(rng, n):
+    b = bytes(rng.choice(b"abcdefghijklmnopqrstuvwxyz \n") for _ in range(n))
+    return (f"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {len(b)}\r\n\r\n").encode() + b
+
+
+def cap_http_retrans():
+    cap = Capture("http_retrans.pcap", desc="HTTP/1.1 to tunnel.ap.ngrok.com: 10.1.0.174 sends its GET, "
+                  "gets no ACK and sends the same bytes again with the same sequence number (a TCP "
+                  "retransmission, 200 ms later): one name; 10.1.0.175 sends two requests on one keep-alive "
+                  "connection (the second after the first response, at a new sequence number): two names")
+    rng = cap.rng
+    name, s = "tunnel.ap.ngrok.com", SEED_IP["tunnel.ap.ngrok.com"]
+    c = "10.1.0.174"
+    fl = TcpFlow(cap, c, s, 45174, 80)
+    fl.open()
+    req = http_req(name, "/upload")
+    seq0 = fl.cseq
+    f = fl.seg(True, TCP_ACK | TCP_PSH, req)
+    cap.note(f, "http_host", name, c, s, 80)
+    fl.seg(True, TCP_ACK | TCP_PSH, req, seq=seq0, dt_us=200000)  # retransmission
+    fl.cseq += len(req)
+    fl.seg(False, TCP_ACK, dt_us=20000)
+    fl.send(False, http_resp(rng, 700))
+    fl.close()
+    cap.wait(0.5)
+    c = "10.1.0.175"
+    fl = TcpFlow(cap, c, s, 45175, 80)
+    fl.open()
+    for path in ("/", "/api/status"):
+        f = fl.send(True, http_req(name, path), ack_every=0)[-1]
+        cap.note(f, "http_host", name, c, s, 80)
+        fl.seg(False, TCP_ACK, dt_us=20000)
+        fl.send(False, http_resp(rng, 400))
+        cap.wait(0.2)
+    fl.close()
+    return cap
+
+
+def cap_transit_external():
+    cap = Capture("transit_external.pcap", desc="transit traffic, neither side internal: 198.51.100.9 asks "
+                  "203.0.113.53 for tunnel.us.ngrok.com (answer A 3.134.39.220), then 198.51.100.9 opens TLS "
+                  "to 3.125.209.94:443 with SNI tunnel.eu.ngrok.com")
+    c = "198.51.100.9"
+    dns_exchange(cap, c, "203.0.113.53", "tunnel.us.ngrok.com", [SEED_IP["tunnel.us.ngrok.com"]], ttl=60)
+    cap.wait(0.2)
+    tls_session(cap, c, SEED_IP["tunnel.eu.ngrok.com"], "tunnel.eu.ngrok.com", c2s=800, s2c=1500)
+    return cap
+
+
+def cap_dns_udp_port5300():
+    cap = Capture("dns_udp_port5300.pcap", desc="DNS over UDP to port 5300 (no DNS port): 10.1.0.180 asks "
+                  "192.0.2.53 for tunnel.us.ngrok.com (answered); tshark 4.0 decodes it through its UDP DNS "
+                  "heuristic")
+    rng = cap.rng
+    srv, c = "192.0.2.53", "10.1.0.180"
+    name, ip = "tunnel.us.ngrok.com", SEED_IP["tunnel.us.ngrok.com"]
+    qid = rng.getrandbits(16)
+    f = cap.udp(c, srv, 40180, 5300, dns_query(qid, name, edns=True))
+    cap.note(f, "dns_query", name, c, srv, 5300)
+    cap.udp(srv, c, 5300, 40180, dns_response(qid, name, 1, [ip], 60, edns=True), dt_us=15000)
+    return cap
+
+
+def cap_dns_tcp_port8053():
+    cap = Capture("dns_tcp_port8053.pcap", tshark=False,
+                  desc="DNS over TCP to port 8053 (RFC 7766 2-byte length prefix): 10.1.0.181 asks 192.0.2.53 "
+                  "for tunnel.eu.ngrok.com (answered). tshark 4.0 has no TCP heuristic for DNS and shows only "
+                  "TCP payload: the truth is the generator's own")
+    rng = cap.rng
+    srv, c = "192.0.2.53", "10.1.0.181"
+    name, ip = "tunnel.eu.ngrok.com", SEED_IP["tunnel.eu.ngrok.com"]
+    fl = TcpFlow(cap, c, srv, 40181, 8053)
+    fl.open()
+    qid = rng.getrandbits(16)
+    f = fl.send(True, u16v(dns_query(qid, name, edns=True)), ack_every=0)[-1]
+    cap.note(f, "dns_query", name, c, srv, 8053)
+    fl.send(False, u16v(dns_response(qid, name, 1, [ip], 60, edns=True)), dt_us=15000)
+    fl.close()
+    return cap
+
+
 def all_captures():
     return [
         cap_demo(), cap_seed_names(), cap_seed_quic(), cap_tls_split(), cap_tls_split7_ooo(),
@@ -1289,6 +1512,8 @@ def all_captures():
                       "DNS + TLS"),
         cap_quic_greased(), cap_dns_forward_ptr(),
         cap_proxy_connect_tls(), cap_socks5_tls(), cap_smtp_starttls(), cap_proxy_v2_tls(), cap_http_pipelined(),
+        cap_tcp_fastopen_tls(), cap_dns_cname_chain(), cap_tls_hrr(), cap_http_retrans(),
+        cap_transit_external(), cap_dns_udp_port5300(), cap_dns_tcp_port8053(),
     ]
 
 
