@@ -45,7 +45,8 @@ struct fstate {
     struct xflow x;
     struct dpi_flow dpi;
     bool started; /* first-packet work done */
-    char ja4[40];
+    char *ja4;    /* owned; computed once a rule hits (rare), so not kept inline: the record
+                   * stays within its cache lines */
     struct flag *flag;
 };
 
@@ -137,7 +138,7 @@ static void fill_flow(struct alert_rec *r, const struct flow *f, const struct en
     r->proto = f->proto;
     r->vlan = f->vlan;
     r->app_proto = flow_label(e, fs);
-    if (fs->ja4[0])
+    if (fs->ja4)
         r->ja4 = fs->ja4;
 }
 
@@ -156,12 +157,12 @@ static void fill_packet(struct alert_rec *r, const struct dec_pkt *p)
 static void flow_ja4(const struct obs *ob)
 {
     struct fstate *fs = ob->f ? ob->f->ext : NULL;
-    if (!ob->hello_msg || !fs || fs->ja4[0])
+    if (!ob->hello_msg || !fs || fs->ja4)
         return;
     struct tls_hello h;
     if (tls_parse_hello_opt(ob->hello_msg, ob->hello_len, ob->kind == NK_QUIC_SNI, true, &h) !=
         TW_EBAD)
-        snprintf(fs->ja4, sizeof(fs->ja4), "%s", h.ja4);
+        fs->ja4 = strdup(h.ja4);
 }
 
 /* Who is blamed for ob: a DNS query's sender (or the resolver), a flow's internal side, or
@@ -427,6 +428,8 @@ static void flow_end(void *ud, struct flow *f, enum flow_end_reason why)
         fs->flag = NULL;
     }
     extract_release(&e->x, &fs->x);
+    free(fs->ja4);
+    fs->ja4 = NULL;
     if (e->dpi)
         dpi_release(e->dpi, &fs->dpi);
 }

@@ -163,6 +163,19 @@ static bool tls_more(struct stream *s)
     return s->len < 6 || (s->buf[0] == 0x16 && s->buf[5] == 0x01);
 }
 
+/* A client segment after a ClientHello was read and its buffer freed: false when it cannot lead
+ * to another ClientHello (application data, a key exchange, an alert, past ChangeCipherSpec
+ * records), so the flow is done without buffering it again. */
+static bool tls_may_rehello(const uint8_t *d, uint32_t len)
+{
+    uint32_t o = 0;
+    while (o + 5 <= len && d[o] == 0x14) /* ChangeCipherSpec */
+        o += 5 + ((uint32_t)d[o + 3] << 8 | d[o + 4]);
+    if (o >= len)
+        return o == len;
+    return len - o < 6 ? d[o] == 0x16 : d[o] == 0x16 && d[o + 5] == 0x01;
+}
+
 /* TLS: each ClientHello of the stream (the first, and one after a HelloRetryRequest). */
 static void tcp_tls(struct extractor *x, struct xflow *xf, const struct dec_pkt *p, struct flow *f)
 {
@@ -367,6 +380,11 @@ static void tcp_packet(struct extractor *x, struct xflow *xf, const struct dec_p
     if (!data || (xf->app == XAPP_HTTP && s->len == 0 && s->n_isl == 0 &&
                   !http_looks_like_request(data, len)))
         return;
+    if (xf->app == XAPP_TLS && xf->hellos && s->len == 0 && s->n_isl == 0 &&
+        !tls_may_rehello(data, len)) {
+        finish(x, xf);
+        return;
+    }
     int r = stream_add(s, seq, data, len, &x->reasm_budget);
     if (r < 0) {
         x->st.reasm_limit++;
