@@ -48,87 +48,7 @@ struct flow_table {
     struct flow *last; /* flow of the previous lookup, NULL once it leaves the table */
 };
 
-/* --- SipHash-2-4 (Aumasson and Bernstein, 2012) --- */
-#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define SIPROUND                                                                                   \
-    do {                                                                                           \
-        v0 += v1;                                                                                  \
-        v1 = ROTL(v1, 13);                                                                         \
-        v1 ^= v0;                                                                                  \
-        v0 = ROTL(v0, 32);                                                                         \
-        v2 += v3;                                                                                  \
-        v3 = ROTL(v3, 16);                                                                         \
-        v3 ^= v2;                                                                                  \
-        v0 += v3;                                                                                  \
-        v3 = ROTL(v3, 21);                                                                         \
-        v3 ^= v0;                                                                                  \
-        v2 += v1;                                                                                  \
-        v1 = ROTL(v1, 17);                                                                         \
-        v1 ^= v2;                                                                                  \
-        v2 = ROTL(v2, 32);                                                                         \
-    } while (0)
-
-static uint64_t le64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static uint64_t siphash_rounds(const uint8_t key[16], const uint8_t *data, size_t len, int c, int d)
-{
-    uint64_t k0 = le64(key), k1 = le64(key + 8);
-    uint64_t v0 = 0x736f6d6570736575ULL ^ k0, v1 = 0x646f72616e646f6dULL ^ k1;
-    uint64_t v2 = 0x6c7967656e657261ULL ^ k0, v3 = 0x7465646279746573ULL ^ k1;
-    size_t full = len & ~(size_t)7;
-    for (size_t i = 0; i < full; i += 8) {
-        uint64_t m = le64(data + i);
-        v3 ^= m;
-        for (int r = 0; r < c; r++)
-            SIPROUND;
-        v0 ^= m;
-    }
-    uint64_t b = (uint64_t)len << 56;
-    for (size_t i = 0; i < (len & 7); i++)
-        b |= (uint64_t)data[full + i] << (8 * i);
-    v3 ^= b;
-    for (int r = 0; r < c; r++)
-        SIPROUND;
-    v0 ^= b;
-    v2 ^= 0xff;
-    for (int r = 0; r < d; r++)
-        SIPROUND;
-    return v0 ^ v1 ^ v2 ^ v3;
-}
-
-uint64_t tw_siphash(const uint8_t key[16], const uint8_t *data, size_t len)
-{
-    return siphash_rounds(key, data, len, 2, 4);
-}
-
-/* SipHash-1-3 over whole 64-bit words, for the per-packet flow key: the same keyed
- * construction as above with fewer rounds, as hash tables commonly use it (still no way to
- * aim collisions without the key), without the byte loops of the general form. */
-static inline uint64_t siphash13_words(const uint64_t k[2], const uint64_t *m, size_t nw)
-{
-    uint64_t v0 = 0x736f6d6570736575ULL ^ k[0], v1 = 0x646f72616e646f6dULL ^ k[1];
-    uint64_t v2 = 0x6c7967656e657261ULL ^ k[0], v3 = 0x7465646279746573ULL ^ k[1];
-    for (size_t i = 0; i < nw; i++) {
-        v3 ^= m[i];
-        SIPROUND;
-        v0 ^= m[i];
-    }
-    uint64_t b = (uint64_t)(nw * 8) << 56;
-    v3 ^= b;
-    SIPROUND;
-    v0 ^= b;
-    v2 ^= 0xff;
-    SIPROUND;
-    SIPROUND;
-    SIPROUND;
-    return v0 ^ v1 ^ v2 ^ v3;
-}
+#include "siphash_int.h"
 
 /* Both directions of a flow hash alike: the smaller (address, port) endpoint goes first. An
  * IPv4 key is 2 words, an IPv6 key 5. */
@@ -158,7 +78,7 @@ static uint64_t hash_tuple(const struct flow_table *t, const struct tw_addr *s, 
     uint16_t pa = swap ? dp : sp, pb = swap ? sp : dp;
     m[nw++] = (uint64_t)pa | (uint64_t)pb << 16 | (uint64_t)proto << 32 |
               (uint64_t)s->family << 40 | (uint64_t)vlan << 48;
-    return siphash13_words(t->k, m, nw);
+    return tw_siphash13_words(t->k, m, nw);
 }
 
 /* The slot array and the record chunks are touched at random, one cache miss per packet
@@ -216,8 +136,8 @@ struct flow_table *flow_table_new(const struct flow_opts *o, flow_end_fn end, vo
         uint64_t x = (uint64_t)(uintptr_t)t ^ (uint64_t)(uintptr_t)&t;
         memcpy(t->key, &x, 8);
     }
-    t->k[0] = le64(t->key);
-    t->k[1] = le64(t->key + 8);
+    t->k[0] = tw_le64(t->key);
+    t->k[1] = tw_le64(t->key + 8);
     t->stride = (sizeof(struct flow) + o->ext_size + 15) & ~(size_t)15;
     t->nslots = 1024;
     while (t->nslots < (size_t)o->max_flows * 2) /* load <= 0.5 even at the cap */

@@ -184,13 +184,84 @@ static bool content_length(const uint8_t *v, size_t n, size_t *cl)
     return true;
 }
 
+/* The header fields that matter here, read from one request head. */
+struct head_fields {
+    const uint8_t *host;
+    size_t host_len;
+    bool have_host, have_cl, body_unknown;
+    size_t cl;
+};
+
+/* One field line (RFC 9112 5: field-name ":" OWS field-value OWS). TW_OK or TW_EBAD. */
+static int header_field(const uint8_t *p, size_t l, struct head_fields *f)
+{
+    /* obs-fold: a line starting with whitespace continues the previous one */
+    if (p[0] == ' ' || p[0] == '\t')
+        return TW_EBAD;
+    const uint8_t *colon = memchr(p, ':', l);
+    if (!colon || colon == p)
+        return TW_EBAD;
+    for (const uint8_t *t = p; t < colon; t++)
+        if (!is_tchar(*t))
+            return TW_EBAD; /* also refuses "Host :", RFC 9112 5.1 */
+    size_t nl = (size_t)(colon - p);
+    const uint8_t *v = colon + 1;
+    size_t vn = (size_t)(p + l - v);
+    if (nl == 4 && strncasecmp((const char *)p, "host", 4) == 0) {
+        if (!f->have_host) /* the first Host counts; RFC 9110 7.2 forbids more than one */
+            host_view(v, vn, &f->host, &f->host_len);
+        f->have_host = true;
+    } else if (nl == 17 && strncasecmp((const char *)p, "transfer-encoding", 17) == 0) {
+        f->body_unknown = true; /* RFC 9112 6.3: it overrides Content-Length; chunks unread */
+    } else if (nl == 14 && strncasecmp((const char *)p, "content-length", 14) == 0) {
+        size_t x = 0;
+        /* differing or malformed values: RFC 9112 6.3 item 5, the length is unknown */
+        if (!content_length(v, vn, &x) || (f->have_cl && x != f->cl))
+            f->body_unknown = true;
+        f->have_cl = true;
+        f->cl = x;
+    }
+    return TW_OK;
+}
+
+/* The header lines of a head whose end is known (hdr..end). */
+static int header_fields(const uint8_t *hdr, size_t n, struct head_fields *f)
+{
+    struct cur h = cur_init(hdr, n);
+    size_t adv = 0;
+    while (cur_left(&h) > 0) {
+        long l = line_len(h.p, cur_left(&h), &adv);
+        const uint8_t *p = h.p;
+        cur_skip(&h, adv);
+        if (l <= 0)
+            break;
+        if (header_field(p, (size_t)l, f) != TW_OK)
+            return TW_EBAD;
+    }
+    return TW_OK;
+}
+
+/* Skips header lines up to the blank line; false when it is not within the cursor. */
+static bool head_end(struct cur *c)
+{
+    size_t adv = 0;
+    while (cur_left(c) > 0) {
+        long l = line_len(c->p, cur_left(c), &adv);
+        if (l < 0)
+            return false;
+        cur_skip(c, adv);
+        if (l == 0)
+            return true;
+    }
+    return false;
+}
+
 int http_parse_request(const uint8_t *buf, size_t len, struct http_req *out)
 {
     memset(out, 0, sizeof(*out));
     /* nothing past HTTP_HEAD_MAX is looked at: the head must end before it */
     size_t lim = len < HTTP_HEAD_MAX ? len : HTTP_HEAD_MAX;
     struct cur c = cur_init(buf, lim);
-
     size_t adv = 0;
     long l = line_len(c.p, cur_left(&c), &adv);
     size_t toff = 0, target_len = 0;
@@ -202,65 +273,18 @@ int http_parse_request(const uint8_t *buf, size_t len, struct http_req *out)
     const uint8_t *target = c.p + toff;
     bool connect = memcmp(c.p, "CONNECT ", 8) == 0; /* the line is longer than 8 bytes */
     cur_skip(&c, adv);
-
     /* find the end of the head first: header lines are bounded by lim */
     const uint8_t *hdr = c.p;
-    bool found = false;
-    while (cur_left(&c) > 0) {
-        l = line_len(c.p, cur_left(&c), &adv);
-        if (l < 0)
-            break;
-        cur_skip(&c, adv);
-        if (l == 0) {
-            found = true;
-            break;
-        }
-    }
-    if (!found)
+    if (!head_end(&c))
         return len >= HTTP_HEAD_MAX ? TW_ELIMIT : TW_ETRUNC;
     size_t head_len = (size_t)(c.p - buf);
-
-    /* RFC 9112 5: field-line = field-name ":" OWS field-value OWS */
-    struct cur h = cur_init(hdr, (size_t)(c.p - hdr));
-    bool have = false, have_cl = false, body_unknown = false;
-    const uint8_t *hv = NULL;
-    size_t hn = 0, cl = 0;
-    while (cur_left(&h) > 0) {
-        l = line_len(h.p, cur_left(&h), &adv);
-        const uint8_t *p = h.p;
-        cur_skip(&h, adv);
-        if (l <= 0)
-            break;
-        /* obs-fold: a line starting with whitespace continues the previous one */
-        if (p[0] == ' ' || p[0] == '\t')
-            return TW_EBAD;
-        const uint8_t *colon = memchr(p, ':', (size_t)l);
-        if (!colon || colon == p)
-            return TW_EBAD;
-        for (const uint8_t *t = p; t < colon; t++)
-            if (!is_tchar(*t))
-                return TW_EBAD; /* also refuses "Host :", RFC 9112 5.1 */
-        size_t nl = (size_t)(colon - p);
-        const uint8_t *v = colon + 1;
-        size_t vn = (size_t)(p + l - v);
-        if (nl == 4 && strncasecmp((const char *)p, "host", 4) == 0) {
-            if (!have) /* the first Host counts; RFC 9110 7.2 forbids more than one */
-                host_view(v, vn, &hv, &hn);
-            have = true;
-        } else if (nl == 17 && strncasecmp((const char *)p, "transfer-encoding", 17) == 0) {
-            body_unknown = true; /* RFC 9112 6.3: it overrides Content-Length; chunks unread */
-        } else if (nl == 14 && strncasecmp((const char *)p, "content-length", 14) == 0) {
-            size_t x = 0;
-            /* differing or malformed values: RFC 9112 6.3 item 5, the length is unknown */
-            if (!content_length(v, vn, &x) || (have_cl && x != cl))
-                body_unknown = true;
-            have_cl = true;
-            cl = x;
-        }
-    }
+    struct head_fields f;
+    memset(&f, 0, sizeof(f));
+    if (header_fields(hdr, (size_t)(c.p - hdr), &f) != TW_OK)
+        return TW_EBAD;
     /* only a head that parsed to its end yields anything */
-    out->host = hv;
-    out->host_len = hn;
+    out->host = f.host;
+    out->host_len = f.host_len;
     out->target = target;
     out->target_len = target_len;
     out->connect = connect;
@@ -270,9 +294,9 @@ int http_parse_request(const uint8_t *buf, size_t len, struct http_req *out)
         /* RFC 9110 9.3.6: a CONNECT request has no content; the tunnel starts after the head */
         out->next_known = true;
         out->next = head_len;
-    } else if (!body_unknown) {
+    } else if (!f.body_unknown) {
         out->next_known = true;
-        out->next = head_len + cl; /* cl has at most 15 digits: no overflow */
+        out->next = head_len + f.cl; /* cl has at most 15 digits: no overflow */
     }
     return TW_OK;
 }

@@ -612,6 +612,22 @@ static bool is_number(const char *v)
     return *end == '\0' && !isspace((unsigned char)v[0]);
 }
 
+/* Caller-given labels "k=v,k2=v2}" from p to end (a closing brace is dropped). */
+static void caller_labels(struct sample *s, const char *p, const char *end)
+{
+    if (end > p && end[-1] == '}')
+        end--;
+    while (p < end) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *item_end = comma ? comma : end;
+        const char *eq = memchr(p, '=', (size_t)(item_end - p));
+        if (eq)
+            add_label(s->labels, sizeof(s->labels), p, (size_t)(eq - p), eq + 1,
+                      (size_t)(item_end - eq - 1));
+        p = item_end + 1;
+    }
+}
+
 /* One stats line "field[{k=v,...}]\tvalue" -> sample; false when skipped. */
 static bool classify(const char *line, size_t len, struct sample *s)
 {
@@ -678,21 +694,8 @@ static bool classify(const char *line, size_t len, struct sample *s)
             field[n - 6] = '\0';
         snprintf(s->family, sizeof(s->family), "%s", field);
     }
-    /* caller-given labels: "{k=v,k2=v2}" */
-    if (brace) {
-        const char *p = brace + 1, *end = line + fl;
-        if (end[-1] == '}')
-            end--;
-        while (p < end) {
-            const char *comma = memchr(p, ',', (size_t)(end - p));
-            const char *item_end = comma ? comma : end;
-            const char *eq = memchr(p, '=', (size_t)(item_end - p));
-            if (eq)
-                add_label(s->labels, sizeof(s->labels), p, (size_t)(eq - p), eq + 1,
-                          (size_t)(item_end - eq - 1));
-            p = item_end + 1;
-        }
-    }
+    if (brace)
+        caller_labels(s, brace + 1, line + fl);
     return true;
 }
 

@@ -1,9 +1,11 @@
-/* tw.c - error strings, address and time formatting shared by every module. */
+/* tw.c - error strings, address and time formatting, and keyed SipHash-2-4, shared by every
+ * module. */
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
+#include "siphash_int.h"
 #include "tunnelwatch/tw.h"
 
 const char *tw_strerror(int err)
@@ -75,4 +77,37 @@ const char *tw_time_rfc3339(struct tw_time t, char *buf, size_t n)
     snprintf(buf, n, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900, tm.tm_mon + 1,
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)t.usec);
     return buf;
+}
+
+/* --- SipHash-2-4: the dedup and DNS maps, keyed per process (attacker-chosen names) --- */
+
+static uint64_t siphash_rounds(const uint8_t key[16], const uint8_t *data, size_t len, int c, int d)
+{
+    uint64_t k0 = tw_le64(key), k1 = tw_le64(key + 8);
+    uint64_t v0 = 0x736f6d6570736575ULL ^ k0, v1 = 0x646f72616e646f6dULL ^ k1;
+    uint64_t v2 = 0x6c7967656e657261ULL ^ k0, v3 = 0x7465646279746573ULL ^ k1;
+    size_t full = len & ~(size_t)7;
+    for (size_t i = 0; i < full; i += 8) {
+        uint64_t m = tw_le64(data + i);
+        v3 ^= m;
+        for (int r = 0; r < c; r++)
+            SIPROUND;
+        v0 ^= m;
+    }
+    uint64_t b = (uint64_t)len << 56;
+    for (size_t i = 0; i < (len & 7); i++)
+        b |= (uint64_t)data[full + i] << (8 * i);
+    v3 ^= b;
+    for (int r = 0; r < c; r++)
+        SIPROUND;
+    v0 ^= b;
+    v2 ^= 0xff;
+    for (int r = 0; r < d; r++)
+        SIPROUND;
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
+uint64_t tw_siphash(const uint8_t key[16], const uint8_t *data, size_t len)
+{
+    return siphash_rounds(key, data, len, 2, 4);
 }

@@ -1,9 +1,11 @@
 /* flow.h - bounded bidirectional flow table.
  *
- * Flows are keyed by the 5-tuple plus VLAN, in either direction, in a chained hash table
- * keyed with SipHash-2-4 and a random key (hash flooding cannot build long chains on
- * purpose). Flow records come from a slab capped at max_flows; at the cap the oldest idle
- * flow is evicted (counted, its end reported first). Three FIFO lists ordered by last
+ * Flows are keyed by the 5-tuple plus VLAN, in either direction, in an open-addressing table
+ * (linear probing, load at most 0.5, the hash beside each slot's pointer) keyed with
+ * SipHash-1-3 and a per-process random key (hash flooding cannot aim collisions at one probe
+ * run). Flow records come from chunks allocated on demand up to max_flows (on transparent
+ * huge pages when the kernel grants them); at the cap the oldest idle flow is evicted
+ * (counted, its end reported first). Three FIFO lists ordered by last
  * activity (open TCP, UDP, closed TCP) make expiry O(expired) with per-state timeouts.
  *
  * Ownership: the table owns every struct flow. A pointer returned by flow_lookup() is valid
