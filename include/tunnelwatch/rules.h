@@ -79,6 +79,8 @@ void ruleset_summary(const struct ruleset *rs, struct ruleset_summary *out);
 size_t ruleset_rule_count(const struct ruleset *rs);
 const struct rule *ruleset_rule(const struct ruleset *rs, size_t i);
 
+/* A hit points into the rule set: valid while the set lives (the sensor keeps every replaced
+ * set until exit, so flows and incidents flagged under old rules may keep these pointers). */
 struct rule_hit {
     const struct rule *rule;
     const char *pattern; /* the value (as written) or listed domain that matched, the first one
