@@ -21,20 +21,13 @@ struct host_sum {
 };
 
 struct summary {
-    struct host_sum *hosts;
-    uint32_t n;
+    struct host_sum *hosts; /* grows with the hosts that hit a rule, up to SUMMARY_HOSTS */
+    uint32_t n, cap;
 };
 
 struct summary *summary_new(void)
 {
-    struct summary *s = calloc(1, sizeof(*s));
-    if (s)
-        s->hosts = calloc(SUMMARY_HOSTS, sizeof(*s->hosts));
-    if (s && !s->hosts) {
-        free(s);
-        return NULL;
-    }
-    return s;
+    return calloc(1, sizeof(struct summary));
 }
 
 void summary_free(struct summary *s)
@@ -51,8 +44,14 @@ static struct host_sum *row(struct summary *s, const struct tw_addr *h)
     for (uint32_t i = 0; i < s->n; i++)
         if (tw_addr_eq(&s->hosts[i].host, h))
             return &s->hosts[i];
-    if (s->n == SUMMARY_HOSTS)
-        return NULL;
+    if (s->n == s->cap) {
+        uint32_t nc = s->cap ? s->cap * 2 : 16;
+        struct host_sum *nh = nc <= SUMMARY_HOSTS ? realloc(s->hosts, nc * sizeof(*nh)) : NULL;
+        if (!nh)
+            return NULL; /* the table is full (or memory is): later hosts are not summarised */
+        s->hosts = nh;
+        s->cap = nc;
+    }
     struct host_sum *r = &s->hosts[s->n++];
     memset(r, 0, sizeof(*r));
     r->host = *h;

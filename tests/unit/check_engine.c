@@ -160,7 +160,8 @@ static size_t ip4(uint8_t *b, const char *src, const char *dst, uint8_t proto, u
         t[13] = flags;
         t[15] = 0xff;
     }
-    memcpy(b + 20 + l4, pl, n);
+    if (n)
+        memcpy(b + 20 + l4, pl, n);
     return tot;
 }
 
