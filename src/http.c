@@ -192,12 +192,15 @@ struct head_fields {
     size_t cl;
 };
 
-/* One field line (RFC 9112 5: field-name ":" OWS field-value OWS). TW_OK or TW_EBAD. */
-static int header_field(const uint8_t *p, size_t l, struct head_fields *f)
+/* One field line (RFC 9112 5: field-name ":" OWS field-value OWS). TW_OK or TW_EBAD. first:
+ * no field line came before it. */
+static int header_field(const uint8_t *p, size_t l, struct head_fields *f, bool first)
 {
-    /* obs-fold: a line starting with whitespace continues the previous one */
+    /* obs-fold: a line starting with whitespace continues the previous field's value (RFC 9112
+     * 5.2: a recipient may read it as a space; real clients send it, tshark reads it); before
+     * any field it is whitespace after the request line, which is refused (RFC 9112 2.2) */
     if (p[0] == ' ' || p[0] == '\t')
-        return TW_EBAD;
+        return first ? TW_EBAD : TW_OK;
     const uint8_t *colon = memchr(p, ':', l);
     if (!colon || colon == p)
         return TW_EBAD;
@@ -235,7 +238,7 @@ static int header_fields(const uint8_t *hdr, size_t n, struct head_fields *f)
         cur_skip(&h, adv);
         if (l <= 0)
             break;
-        if (header_field(p, (size_t)l, f) != TW_OK)
+        if (header_field(p, (size_t)l, f, p == hdr) != TW_OK)
             return TW_EBAD;
     }
     return TW_OK;
