@@ -822,6 +822,7 @@ static void stats_records(const struct engine *e, struct tw_stats *st)
     stats_put(st, "external_events", false, rs.external);
     stats_put(st, "flow_end_records", false, rs.flow_ends);
     stats_put(st, "records_dropped", false, rs.dropped);
+    stats_put(st, "output_errors", false, rs.output_errors);
     stats_put(st, "timestamp_jumps_ignored", false, e->st.time_jumps);
     stats_put(st, "dedup_evictions", false, rec_dedup_evictions(e->rec));
     stats_put(st, "ndpi_flows", false, ds.flows);

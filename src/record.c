@@ -1,4 +1,5 @@
 /* record.c - incidents and record output (see record.h). */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@ struct recorder {
     const char *file;
     struct tw_time now; /* time of the last hit or tick: stamps update records */
     struct recorder_stats st;
+    bool failing; /* the last write to the alerts file failed (said once) */
 };
 
 static void flush_update(void *ud, struct incident *in);
@@ -60,6 +62,19 @@ void rec_set_file(struct recorder *r, const char *file)
     r->file = file;
 }
 
+/* A record the alerts file did not take (full disk, a reader that went away): counted, and
+ * said once until a write succeeds again. */
+static void write_failed(struct recorder *r, int err)
+{
+    r->st.output_errors++;
+    if (!r->failing && r->o.log)
+        fprintf(r->o.log,
+                "tunnelwatch: cannot write the alerts file: %s (records lost until it "
+                "takes them again; counted as output_errors)\n",
+                strerror(err));
+    r->failing = true;
+}
+
 static void emit(struct recorder *r, const struct alert_rec *rec, bool to_file, bool to_redis)
 {
     if (alert_format(&r->jw, rec, r->o.schema) != TW_OK) {
@@ -70,10 +85,15 @@ static void emit(struct recorder *r, const struct alert_rec *rec, bool to_file, 
     if (out) {
         /* one locked write per record: capture workers share the file */
         flockfile(out);
-        fwrite(r->jw.buf, 1, r->jw.len, out);
-        fputc('\n', out);
-        fflush(out);
+        bool ok = fwrite(r->jw.buf, 1, r->jw.len, out) == r->jw.len && fputc('\n', out) != EOF &&
+                  fflush(out) == 0;
+        int err = errno;
+        clearerr(out);
         funlockfile(out);
+        if (!ok)
+            write_failed(r, err);
+        else
+            r->failing = false;
     }
     if (to_redis && r->o.pub)
         (void)pub_enqueue(r->o.pub, r->jw.buf, r->jw.len);

@@ -976,6 +976,9 @@ static void install_signals(void)
 
 int sensor_start(struct sensor *s)
 {
+    /* from the start: a reader of the alerts FIFO or of stdout that goes away is an output
+     * error (counted, reported), not the end of the sensor */
+    signal(SIGPIPE, SIG_IGN);
     int r = open_inputs(s);
     if (!r)
         r = open_alerts(s);
@@ -1079,6 +1082,21 @@ static void report_external(struct sensor *s)
                 n, n > 1 ? "s" : "");
 }
 
+/* A replay whose alerts file lost records failed (exit 1), as one whose Redis did. */
+static int output_status(struct sensor *s)
+{
+    static struct tw_stats st;
+    st.n = 0;
+    engine_stats(s->e, &st);
+    uint64_t n = stats_get(&st, "output_errors");
+    if (!n || !s->inputs)
+        return 0;
+    fprintf(stderr, "tunnelwatch: %s: %" PRIu64 " record%s not written\n",
+            s->cfg->output.alerts_file ? s->cfg->output.alerts_file : "alerts file", n,
+            n > 1 ? "s" : "");
+    return 1;
+}
+
 /* The investigation outputs of a replay: the per-host table, the evidence, --summary. */
 static int write_outputs(struct sensor *s)
 {
@@ -1132,6 +1150,7 @@ int sensor_stop(struct sensor *s, int status)
     if (s->pub)
         heartbeat(s);
     status |= write_outputs(s);
+    status |= output_status(s);
     if (s->pub)
         status |= stop_publisher(s);
     bool live = s->live.p || s->n_workers;

@@ -30,7 +30,8 @@ struct recorder_opts {
 
 struct recorder_stats {
     uint64_t alerts, updates, suppressed, flow_ends, dropped;
-    uint64_t external; /* event records of external (transit) hits */
+    uint64_t external;      /* event records of external (transit) hits */
+    uint64_t output_errors; /* records the alerts file did not take */
 };
 
 struct recorder;

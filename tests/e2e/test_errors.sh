@@ -30,6 +30,21 @@ expect 1 "redis.*unreachable.*spooled" -- "$TW_BIN" -R "$TW_SRC/conf/rules" -r "
     --redis redis://127.0.0.1:1 --set redis.spool_dir="$T/spool" --set redis.timeout_ms=200
 ls "$T/spool" | grep -q . || fail "nothing spooled while Redis was unreachable"
 expect 2 "redis" -- "$TW_BIN" -R "$TW_SRC/conf/rules" -r "$TW_SRC/pcaps/demo.pcap" --redis 'http://nonsense'
+export ERR=$T/err
+# an alerts file that refuses writes (a full disk: /dev/full) is said once, counted, and the
+# replay exits 1; a reader that goes away (a closed pipe) is an error too, not death by SIGPIPE
+expect 1 "cannot write the alerts file: No space left" -- "$TW_BIN" "${R[@]}" \
+    -r "$TW_SRC/pcaps/demo.pcap" --alerts /dev/full
+grep -q "3 records not written" "$T/err" || { cat "$T/err"; fail "lost records not counted"; }
+set +e # stdout is a pipe whose read end is closed before the sensor starts
+$PY -c 'import os, subprocess, sys
+r, w = os.pipe(); os.close(r)
+sys.exit(subprocess.run(sys.argv[1:], stdout=w, stderr=open(os.environ["ERR"], "w")).returncode)' \
+    "$TW_BIN" "${R[@]}" -q -r "$TW_SRC/pcaps/demo.pcap" --alerts -
+rc=$?
+set -e
+[ "$rc" -eq 1 ] || { cat "$T/err"; fail "closed alerts pipe: exit $rc (wanted 1, not 141)"; }
+grep -q "Broken pipe" "$T/err" || { cat "$T/err"; fail "closed alerts pipe not reported"; }
 # a missing build dependency stops configure with the package to install
 if command -v cmake >/dev/null; then
     mkdir -p "$T/emptypc"
