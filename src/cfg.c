@@ -1315,12 +1315,16 @@ struct load {
     int depth;
 };
 
-static void walk_group(struct load *L, const config_setting_t *g, const char *prefix)
+/* Calls fn for every member of group g with its dotted key path and source line; recursion
+ * through fn is capped at 4 levels (groups nest two deep, redis.spool; deeper nesting is
+ * already an unknown key, but the cap keeps a pathological file from recursing far). */
+typedef void (*member_fn)(void *ud, const config_setting_t *s, const char *path, uint32_t line);
+
+static void walk_members(const config_setting_t *g, const char *prefix, int *depth, member_fn fn,
+                         void *ud)
 {
-    /* groups nest two deep (redis.spool); deeper nesting is already an unknown key, but
-     * the cap keeps a pathological file from recursing far */
-    if (++L->depth > 4) {
-        L->depth--;
+    if (++*depth > 4) {
+        --*depth;
         return;
     }
     int n = config_setting_length(g);
@@ -1329,37 +1333,43 @@ static void walk_group(struct load *L, const config_setting_t *g, const char *pr
         if (!s)
             break;
         const char *name = config_setting_name(s);
-        uint32_t line = config_setting_source_line(s);
         char path[PATH_MAX_KEY];
         snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", name ? name : "?");
-        if (is_group(path)) {
-            if (!config_setting_is_group(s))
-                problem(L->r, line, path, "expected a group { ... }, got %s",
-                        type_name(config_setting_type(s)));
-            else
-                walk_group(L, s, path);
-            continue;
-        }
-        const struct key *k = find_key(path);
-        if (!k) {
-            unknown_key(L->r, line, path, suggest(path));
-            continue;
-        }
-        if (k->type == K_ALLOW) {
-            load_allowlist(L->cfg, L->r, s);
-            L->cfg->key_line[key_index(k)] = line;
-            continue;
-        }
-        struct val v;
-        if (!val_from_setting(L->r, k, s, &v))
-            continue;
-        if (v.n_given > CFG_MAX_LIST)
-            continue; /* reported; a truncated list would silently change meaning */
-        const char *base = strcmp(k->path, "rules.paths") == 0 ? L->base_dir : NULL;
-        if (apply(L->cfg, L->r, k, &v, line, base) == 0)
-            L->cfg->key_line[key_index(k)] = line;
+        fn(ud, s, path, config_setting_source_line(s));
     }
-    L->depth--;
+    --*depth;
+}
+
+/* One member of the sensor's configuration file. */
+static void load_member(void *ud, const config_setting_t *s, const char *path, uint32_t line)
+{
+    struct load *L = ud;
+    if (is_group(path)) {
+        if (!config_setting_is_group(s))
+            problem(L->r, line, path, "expected a group { ... }, got %s",
+                    type_name(config_setting_type(s)));
+        else
+            walk_members(s, path, &L->depth, load_member, L);
+        return;
+    }
+    const struct key *k = find_key(path);
+    if (!k) {
+        unknown_key(L->r, line, path, suggest(path));
+        return;
+    }
+    if (k->type == K_ALLOW) {
+        load_allowlist(L->cfg, L->r, s);
+        L->cfg->key_line[key_index(k)] = line;
+        return;
+    }
+    struct val v;
+    if (!val_from_setting(L->r, k, s, &v))
+        return;
+    if (v.n_given > CFG_MAX_LIST)
+        return; /* reported; a truncated list would silently change meaning */
+    const char *base = strcmp(k->path, "rules.paths") == 0 ? L->base_dir : NULL;
+    if (apply(L->cfg, L->r, k, &v, line, base) == 0)
+        L->cfg->key_line[key_index(k)] = line;
 }
 
 /* Absolute folder of the config file ("" when unknown); caller frees. */
@@ -1450,7 +1460,7 @@ int cfg_load(struct tw_cfg *cfg, const char *path, FILE *err)
         return rc;
     }
     struct load L = {cfg, &r, dir, 0};
-    walk_group(&L, config_root_setting(&c), "");
+    walk_members(config_root_setting(&c), "", &L.depth, load_member, &L);
     const config_setting_t *pw = config_lookup(&c, "redis.password");
     const config_setting_t *pwe = config_lookup(&c, "redis.password_env");
     const char *pws = pw ? config_setting_get_string(pw) : NULL;
@@ -1529,34 +1539,20 @@ static void tkey_apply(const struct tload *T, const struct cfg_tkey *k, const co
     memcpy(f, v.s, len + 1);
 }
 
-static void walk_table(struct tload *T, const config_setting_t *g, const char *prefix)
+/* One member of a table-driven file (cfg_load_table). */
+static void table_member(void *ud, const config_setting_t *s, const char *path, uint32_t line)
 {
-    if (++T->depth > 4) { /* as walk_group: a pathological file must not recurse far */
-        T->depth--;
-        return;
-    }
-    int n = config_setting_length(g);
-    for (int i = 0; i < n; i++) {
-        const config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
-        if (!s)
-            break;
-        const char *name = config_setting_name(s);
-        uint32_t line = config_setting_source_line(s);
-        char path[PATH_MAX_KEY];
-        snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", name ? name : "?");
-        const struct cfg_tkey *k = tkey_find(T, path);
-        if (k) {
-            tkey_apply(T, k, s);
-        } else if (!tkey_is_group(T, path)) {
-            unknown_key(T->r, line, path, tkey_suggest(T, path));
-        } else if (!config_setting_is_group(s)) {
-            problem(T->r, line, path, "expected a group { ... }, got %s",
-                    type_name(config_setting_type(s)));
-        } else {
-            walk_table(T, s, path);
-        }
-    }
-    T->depth--;
+    struct tload *T = ud;
+    const struct cfg_tkey *k = tkey_find(T, path);
+    if (k)
+        tkey_apply(T, k, s);
+    else if (!tkey_is_group(T, path))
+        unknown_key(T->r, line, path, tkey_suggest(T, path));
+    else if (!config_setting_is_group(s))
+        problem(T->r, line, path, "expected a group { ... }, got %s",
+                type_name(config_setting_type(s)));
+    else
+        walk_members(s, path, &T->depth, table_member, T);
 }
 
 int cfg_load_table(const struct cfg_tkey *table, size_t n, void *obj, const char *path, FILE *err)
@@ -1571,7 +1567,7 @@ int cfg_load_table(const struct cfg_tkey *table, size_t n, void *obj, const char
     if (rc)
         return rc;
     struct tload T = {table, n, obj, &r, 0};
-    walk_table(&T, config_root_setting(&c), "");
+    walk_members(config_root_setting(&c), "", &T.depth, table_member, &T);
     config_destroy(&c);
     return r.n;
 }

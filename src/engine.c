@@ -294,32 +294,51 @@ static bool flagged(struct engine *e, const char *name)
                          MAX_HITS) > 0;
 }
 
+/* Rule verdicts of one response's names, each name matched at most once however many
+ * addresses its chain leads to: 0 not asked yet, 1 flagged, 2 not. */
+struct answer_flags {
+    uint8_t q;
+    uint8_t target[DNS_MAX_AN]; /* CNAME record i's target */
+};
+
+static bool flagged_once(struct engine *e, uint8_t *memo, const char *name)
+{
+    if (!*memo)
+        *memo = flagged(e, name) ? 1 : 2;
+    return *memo == 1;
+}
+
 /* The flagged name an A/AAAA answer record belongs to: the question's name, or a CNAME target
  * on the chain that leads to the record (a benign name -> CNAME -> tunnel.us.ngrok.com). NULL
  * when none is flagged, and for a record no chain from the question leads to: a server may add
  * any record it likes to an answer, and one for a ngrok name must not bind an unrelated
  * address (cache-poisoning style) for the length of its TTL. */
-static const char *flagged_owner(struct engine *e, const struct dns_msg *m, uint16_t ai)
+static const char *flagged_owner(struct engine *e, const struct dns_msg *m, uint16_t ai,
+                                 struct answer_flags *af)
 {
     uint16_t chain[DNS_MAX_AN];
     int n = dns_answer_chain(m, ai, chain);
     if (n == 0)
         return NULL;
-    if (flagged(e, m->q[0].name))
+    if (flagged_once(e, &af->q, m->q[0].name))
         return m->q[0].name;
-    for (int k = 0; k < n; k++)
-        if (m->an[chain[k]].type == DNS_T_CNAME && flagged(e, m->an[chain[k]].target))
-            return m->an[chain[k]].target;
+    for (int k = 0; k < n; k++) {
+        const struct dns_rr *rr = &m->an[chain[k]];
+        if (rr->type == DNS_T_CNAME && flagged_once(e, &af->target[chain[k]], rr->target))
+            return rr->target;
+    }
     return NULL;
 }
 
 /* The A/AAAA records of a flagged name go into the IP -> name map, bound to that name. */
 static void map_answers(struct engine *e, const struct dec_pkt *p, const struct dns_msg *m)
 {
+    struct answer_flags af;
+    memset(&af, 0, sizeof(af));
     for (uint16_t i = 0; i < m->n_an; i++) {
         if (m->an[i].type != DNS_T_A && m->an[i].type != DNS_T_AAAA)
             continue;
-        const char *owner = flagged_owner(e, m, i);
+        const char *owner = flagged_owner(e, m, i, &af);
         if (!owner)
             continue;
         struct dnsmap_entry de;
@@ -767,6 +786,11 @@ uint64_t engine_alerts(const struct engine *e)
     struct recorder_stats rs;
     rec_stats(e->rec, &rs);
     return rs.alerts;
+}
+
+void engine_record_stats(const struct engine *e, struct recorder_stats *st)
+{
+    rec_stats(e->rec, st);
 }
 
 void engine_summary(const struct engine *e, FILE *out, FILE *json_out)

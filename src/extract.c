@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "tunnelwatch/cursor.h"
 #include "tunnelwatch/dns.h"
 #include "tunnelwatch/extract.h"
 #include "tunnelwatch/http.h"
@@ -138,42 +139,49 @@ static void parsed_all(struct extractor *x, struct xflow *xf, struct stream *s)
  * 0 when they are not all there. */
 static uint32_t records_span(const uint8_t *b, uint32_t len, size_t msg_len)
 {
-    uint32_t o = 0;
+    struct cur c = cur_init(b, len);
     size_t got = 0;
-    while (got < msg_len && len - o >= 5 && b[o] == 0x16) {
-        uint32_t rl = (uint32_t)b[o + 3] << 8 | b[o + 4];
-        if (rl > len - o - 5)
+    while (got < msg_len && cur_left(&c) >= 5 && c.p[0] == 0x16) {
+        cur_skip(&c, 3);
+        uint16_t rl = cur_u16be(&c);
+        if (!cur_need(&c, rl))
             return 0;
-        o += 5 + rl;
+        cur_skip(&c, rl);
         got += rl;
     }
-    return got >= msg_len ? o : 0;
+    return got >= msg_len ? (uint32_t)(c.p - b) : 0;
 }
 
-/* After a ClientHello: ChangeCipherSpec records are skipped; a handshake record may start
- * another ClientHello (after a HelloRetryRequest). True while that is still possible. */
+/* After a ClientHello, what the client sends next: the length of the whole ChangeCipherSpec
+ * records at the start of d (a HelloRetryRequest's compatibility CCS), and in *hello whether
+ * what follows them may still be another ClientHello (too short to tell, or a handshake record
+ * whose message is a ClientHello). A CCS record cut at the end of d ends the walk there. */
+static uint32_t tls_after_hello(const uint8_t *d, uint32_t len, bool *hello)
+{
+    struct cur c = cur_init(d, len);
+    uint32_t skipped = 0;
+    while (cur_left(&c) >= 5 && c.p[0] == 0x14) {
+        uint32_t rl = (uint32_t)c.p[3] << 8 | c.p[4];
+        if (!cur_need(&c, 5 + (size_t)rl)) {
+            *hello = true; /* the rest of the CCS is still to come */
+            return skipped;
+        }
+        cur_skip(&c, 5 + rl);
+        skipped += 5 + rl;
+    }
+    size_t n = cur_left(&c);
+    *hello = n < 6 ? (n == 0 || c.p[0] == 0x16) : c.p[0] == 0x16 && c.p[5] == 0x01;
+    return skipped;
+}
+
+/* In the stream: CCS records dropped; true while another ClientHello may follow. */
 static bool tls_more(struct stream *s)
 {
-    while (s->len >= 5 && s->buf[0] == 0x14) {
-        uint32_t rl = (uint32_t)s->buf[3] << 8 | s->buf[4];
-        if (s->len < 5 + rl)
-            return true;
-        stream_consume(s, 5 + rl);
-    }
-    return s->len < 6 || (s->buf[0] == 0x16 && s->buf[5] == 0x01);
-}
-
-/* A client segment after a ClientHello was read and its buffer freed: false when it cannot lead
- * to another ClientHello (application data, a key exchange, an alert, past ChangeCipherSpec
- * records), so the flow is done without buffering it again. */
-static bool tls_may_rehello(const uint8_t *d, uint32_t len)
-{
-    uint32_t o = 0;
-    while (o + 5 <= len && d[o] == 0x14) /* ChangeCipherSpec */
-        o += 5 + ((uint32_t)d[o + 3] << 8 | d[o + 4]);
-    if (o >= len)
-        return o == len;
-    return len - o < 6 ? d[o] == 0x16 : d[o] == 0x16 && d[o + 5] == 0x01;
+    bool hello;
+    uint32_t ccs = tls_after_hello(s->buf, s->len, &hello);
+    if (ccs)
+        stream_consume(s, ccs);
+    return hello;
 }
 
 /* TLS: each ClientHello of the stream (the first, and one after a HelloRetryRequest). */
@@ -380,8 +388,11 @@ static void tcp_packet(struct extractor *x, struct xflow *xf, const struct dec_p
     if (!data || (xf->app == XAPP_HTTP && s->len == 0 && s->n_isl == 0 &&
                   !http_looks_like_request(data, len)))
         return;
-    if (xf->app == XAPP_TLS && xf->hellos && s->len == 0 && s->n_isl == 0 &&
-        !tls_may_rehello(data, len)) {
+    /* a segment after a read ClientHello that cannot start another: done, not buffered again */
+    bool rehello = true;
+    if (xf->app == XAPP_TLS && xf->hellos && s->len == 0 && s->n_isl == 0)
+        (void)tls_after_hello(data, len, &rehello);
+    if (!rehello) {
         finish(x, xf);
         return;
     }

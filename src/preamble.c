@@ -607,11 +607,7 @@ static size_t xml_text_len(const uint8_t *b, size_t n)
 
 static const uint8_t *find(const uint8_t *h, size_t hn, const char *needle)
 {
-    size_t nn = strlen(needle);
-    for (size_t i = 0; i + nn <= hn; i++)
-        if (h[i] == (uint8_t)needle[0] && memcmp(h + i, needle, nn) == 0)
-            return h + i;
-    return NULL;
+    return memmem(h, hn, needle, strlen(needle));
 }
 
 /* The stream header: optional "<?xml ...?>", then "<stream:stream ... to='domain' ...>". Its

@@ -1070,10 +1070,9 @@ static int stop_publisher(struct sensor *s)
 /* Hits between two external hosts went out as events: say so, the user may have meant them. */
 static void report_external(struct sensor *s)
 {
-    static struct tw_stats st;
-    st.n = 0;
-    engine_stats(s->e, &st);
-    uint64_t n = stats_get(&st, "external_events");
+    struct recorder_stats rs;
+    engine_record_stats(s->e, &rs);
+    uint64_t n = rs.external;
     if (n)
         fprintf(stderr,
                 "tunnelwatch: %" PRIu64 " incident%s between hosts outside networks.internal "
@@ -1085,10 +1084,9 @@ static void report_external(struct sensor *s)
 /* A replay whose alerts file lost records failed (exit 1), as one whose Redis did. */
 static int output_status(struct sensor *s)
 {
-    static struct tw_stats st;
-    st.n = 0;
-    engine_stats(s->e, &st);
-    uint64_t n = stats_get(&st, "output_errors");
+    struct recorder_stats rs;
+    engine_record_stats(s->e, &rs);
+    uint64_t n = rs.output_errors;
     if (!n || !s->inputs)
         return 0;
     fprintf(stderr, "tunnelwatch: %s: %" PRIu64 " record%s not written\n",

@@ -21,6 +21,7 @@
 #include "tunnelwatch/decode.h"
 #include "tunnelwatch/extract.h"
 #include "tunnelwatch/publish.h"
+#include "tunnelwatch/record.h"
 #include "tunnelwatch/rules.h"
 #include "tunnelwatch/stats.h"
 
@@ -83,6 +84,8 @@ size_t engine_stats_text(const struct engine *e, char *buf, size_t n);
 /* Investigation summary per internal host: a table to out, JSON to json_out (either NULL). */
 void engine_summary(const struct engine *e, FILE *out, FILE *json_out);
 uint64_t engine_alerts(const struct engine *e);
+/* The record counters (alerts, external events, output errors...), read directly. */
+void engine_record_stats(const struct engine *e, struct recorder_stats *st);
 /* --write-evidence for replays: reads the inputs again and writes every packet of the flows
  * that were flagged, from their first packet on, to the pcap at path. Returns the number of
  * packets written (>= 0; a one-line report in err) or TW_EIO (reason in err). Live, the
