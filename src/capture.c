@@ -382,6 +382,10 @@ static int pcap_lib_next(struct cap_src *s, struct pcap_pkthdr *h, const uint8_t
     int r = pcap_next_ex(s->p, &ph, &d);
     if (r == 1) {
         *h = *ph;
+        /* libpcap reads a classic file's seconds as signed 32 bits (1901-2038); the format's
+         * are unsigned (1970-2106), so a negative second can only be a date past 2038. */
+        if (!s->live && h->ts.tv_sec < 0)
+            h->ts.tv_sec += (time_t)1 << 32;
         cap_fold_usec(&h->ts);
         *data = d;
         return 1;
@@ -398,13 +402,13 @@ static void own_record(struct cap_src *s, uint32_t caplen, struct pcap_pkthdr *h
 {
     const uint8_t *r = s->rb + s->rb_off;
     uint32_t sec = get32(s->swap, r), frac = get32(s->swap, r + 4);
-    if (!s->swap) { /* read as signed; libpcap's byte swap yields unsigned */
-        h->ts.tv_sec = (int32_t)sec;
+    /* The format's seconds are unsigned: 2038-01-19T03:14:08Z and on, up to 2106. An
+     * out-of-range fraction is read as libpcap reads it (signed unless byte-swapped). */
+    h->ts.tv_sec = (time_t)sec;
+    if (!s->swap)
         h->ts.tv_usec = s->nsec ? (int32_t)frac / 1000 : (int32_t)frac;
-    } else {
-        h->ts.tv_sec = (time_t)sec;
+    else
         h->ts.tv_usec = (suseconds_t)(s->nsec ? frac / 1000 : frac);
-    }
     cap_fold_usec(&h->ts);
     h->caplen = caplen;
     h->len = get32(s->swap, r + 12);

@@ -1,7 +1,8 @@
 /* fuzz_pcap.c - differential libFuzzer target for our classic pcap reader: the input's first
  * byte picks the header (byte order, precision, snapshot length), the rest are the records.
  * The file is read with cap_next and with libpcap's pcap_next_ex side by side; any difference
- * in records (time, lengths, bytes) or in how the file ends aborts. */
+ * in records (time, lengths, bytes; seconds read unsigned as the format says) or in how the file
+ * ends aborts. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,6 +68,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         }
         struct timeval lt = lh->ts;
+        if (lt.tv_sec < 0) /* libpcap reads the seconds signed; the format's are unsigned */
+            lt.tv_sec += (time_t)1 << 32;
         cap_fold_usec(&lt);
         if (r != 1 || h.ts.tv_sec != lt.tv_sec || h.ts.tv_usec != lt.tv_usec ||
             h.caplen != lh->caplen || h.len != lh->len || dlt != pcap_datalink(pc) ||

@@ -467,6 +467,8 @@ static int same_as_libpcap(const char *path, const char *feed, bool *own)
         }
         ck_assert_msg(r == 1, "%s: record %d: ours ended (%d, %s)", path, n, r, err);
         struct timeval lt = lh->ts;
+        if (lt.tv_sec < 0) /* libpcap reads the seconds signed; the format's are unsigned */
+            lt.tv_sec += (time_t)1 << 32;
         cap_fold_usec(&lt);
         ck_assert_msg(h.ts.tv_sec == lt.tv_sec && h.ts.tv_usec == lt.tv_usec,
                       "%s: record %d: time %ld.%06ld, libpcap %ld.%06ld (raw %ld.%ld)", path, n,
