@@ -67,6 +67,7 @@ static const char *check_external(const char *s)
 static const char *check_url(const char *s);
 static const char *check_listen(const char *s);
 static const char *check_rkey(const char *s);
+static const char *check_hostport(const char *s);
 
 #define OFF(f) offsetof(struct tw_cfg, f)
 #define KS(p, f, c)                                                                                \
@@ -88,6 +89,11 @@ static const char *check_rkey(const char *s);
 #define KL(p, t, f, n)                                                                             \
     {                                                                                              \
         p, t, OFF(f), OFF(n), 0, CFG_MAX_LIST, NULL                                                \
+    }
+/* A string list whose items are checked (not paths: never resolved against the file's folder) */
+#define KLC(p, f, n, c)                                                                            \
+    {                                                                                              \
+        p, K_STRS, OFF(f), OFF(n), 0, CFG_MAX_LIST, c                                              \
     }
 
 /* Order = print order; a group's keys stay together, a subgroup's keys come last. */
@@ -144,6 +150,10 @@ static const struct key keys[] = {
     KN("redis.timeout_ms", K_U32, redis.timeout_ms, 10, 600000),
     KN("redis.heartbeat_s", K_U32, redis.heartbeat_s, 1, 3600),
     KN("redis.stop_flush_ms", K_U32, redis.stop_flush_ms, 0, 600000),
+    KLC("redis.sentinels", redis.sentinels, redis.n_sentinels, check_hostport),
+    KO("redis.master_name", redis.master_name, check_rkey),
+    KN("redis.wait_replicas", K_U32, redis.wait_replicas, 0, 64),
+    KN("redis.wait_timeout_ms", K_U32, redis.wait_timeout_ms, 1, 600000),
     KS("redis.spool.dir", redis.spool_dir, NULL),
     KN("redis.spool.max_mib", K_U64, redis.spool_max_mib, 1, 1 << 20),
     KN("log.verbosity", K_INT, log.verbosity, -1, 3),
@@ -486,6 +496,21 @@ static const char *check_schema(const char *s)
                : "unknown schema (use \"ecs\" or \"asim\")";
 }
 
+/* "host:port" or "[v6]:port", port 1..65535. */
+static const char *check_hostport(const char *s)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s)
+        return "not host:port";
+    if (s[0] == '[' && colon[-1] != ']')
+        return "an IPv6 address goes in brackets: [addr]:port";
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (colon[1] == '\0' || *end != '\0' || port < 1 || port > 65535)
+        return "bad port";
+    return NULL;
+}
+
 static const char *check_url(const char *s)
 {
     if (strcmp(s, "none") == 0)
@@ -728,20 +753,27 @@ static char *resolve_path(const char *base, const char *p)
     return out;
 }
 
-/* Replaces a string list; base_dir resolves relative items (rules.paths from a file). */
-static int apply_strs(struct rep *r, const char *path, const struct val *v, char **dst,
+/* Replaces a string list; base_dir resolves relative items of a path list (rules.paths from
+ * a file); a list with a check (k->check) takes its items as they are, checked. */
+static int apply_strs(struct rep *r, const struct key *k, const struct val *v, char **dst,
                       size_t *n_dst, const char *base_dir)
 {
     char *tmp[CFG_MAX_LIST];
     size_t n = 0;
     int bad = 0;
+    const char *path = k->path, *why;
     for (size_t i = 0; i < v->n; i++) {
         if (v->items[i][0] == '\0') {
             problem(r, v->item_line[i], path, "item %zu: empty", i + 1);
             bad++;
             continue;
         }
-        tmp[n] = resolve_path(base_dir, v->items[i]);
+        if (k->check && (why = k->check(v->items[i])) != NULL) {
+            problem(r, v->item_line[i], path, "item %zu \"%s\": %s", i + 1, v->items[i], why);
+            bad++;
+            continue;
+        }
+        tmp[n] = k->check ? strdup(v->items[i]) : resolve_path(base_dir, v->items[i]);
         if (!tmp[n]) {
             problem(r, v->item_line[i], path, "out of memory");
             bad++;
@@ -901,7 +933,7 @@ static int apply(struct tw_cfg *cfg, struct rep *r, const struct key *k, const s
     case K_MODES:
         return apply_modes(cfg, r, k, v);
     case K_STRS:
-        return apply_strs(r, k->path, v, (char **)f, (size_t *)field(cfg, k->n_off), base_dir);
+        return apply_strs(r, k, v, (char **)f, (size_t *)field(cfg, k->n_off), base_dir);
     case K_CIDRS:
         return apply_cidrs(r, k, v, f, (size_t *)field(cfg, k->n_off));
     case K_ADDRS:
@@ -1281,6 +1313,7 @@ void cfg_defaults(struct tw_cfg *cfg)
     cfg->redis.spool_max_mib = 256;
     cfg->redis.timeout_ms = 2000;
     cfg->redis.heartbeat_s = 10;
+    cfg->redis.wait_timeout_ms = 1000;
 
     cfg->log.verbosity = 0;
     cfg->log.syslog = false;
@@ -1617,9 +1650,21 @@ static uint32_t line_of(const struct tw_cfg *cfg, const char *path)
     return k ? cfg->key_line[key_index(k)] : 0;
 }
 
+/* Redis Sentinel's keys go together. */
+static void validate_sentinel(const struct tw_cfg *cfg, struct rep *r)
+{
+    if (cfg->redis.n_sentinels && !cfg->redis.master_name)
+        problem(r, line_of(cfg, "redis.sentinels"), "redis.sentinels",
+                "set redis.master_name too (the name the sentinels monitor)");
+    if (!cfg->redis.n_sentinels && cfg->redis.master_name)
+        problem(r, line_of(cfg, "redis.master_name"), "redis.master_name",
+                "needs redis.sentinels (\"host:port\" of each sentinel)");
+}
+
 int cfg_validate(const struct tw_cfg *cfg, FILE *err)
 {
     struct rep r = {err, cfg->file, false, 0};
+    validate_sentinel(cfg, &r);
     if (cfg->flow.tcp_close_timeout_s > cfg->flow.idle_timeout_s)
         problem(&r, line_of(cfg, "flow.tcp_close_timeout_s"), "flow.tcp_close_timeout_s",
                 "%u is longer than flow.idle_timeout_s (%u): a closing flow would outlive an "

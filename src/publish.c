@@ -46,8 +46,18 @@ struct rlist {
     size_t n;
 };
 
+struct hostport {
+    char host[256];
+    int port;
+};
+
 struct pub {
-    struct pub_opts o; /* strings point into the copies below */
+    struct pub_opts o;        /* strings point into the copies below */
+    struct hostport *sent;    /* Sentinel: the sentinels (owned), n_sent of them */
+    size_t n_sent, sent_next; /* sent_next: the one that answered last */
+    char *s_master;
+    struct hostport master; /* the master the sentinels named last ("" before) */
+    int64_t next_check_ms;  /* when to ask the sentinels again while connected */
     char *s_url, *s_stream, *s_channel, *s_list, *s_spool, *s_sensor, *s_hbprefix;
     struct pub_url url;
     char where[200]; /* URL without credentials, for messages */
@@ -385,6 +395,63 @@ static void apply_defaults(struct pub_opts *o)
         o->backoff_max_ms = o->backoff_min_ms;
 }
 
+/* "host:port" or "[v6]:port" into hp. TW_OK or TW_ECONF. */
+static int parse_hostport(const char *s, struct hostport *hp)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s)
+        return TW_ECONF;
+    const char *h = s;
+    size_t n = (size_t)(colon - s);
+    if (s[0] == '[') {
+        if (n < 3 || colon[-1] != ']')
+            return TW_ECONF;
+        h++;
+        n -= 2;
+    }
+    long port;
+    if (n >= sizeof(hp->host) || parse_int(colon + 1, strlen(colon + 1), 1, 65535, &port) != TW_OK)
+        return TW_ECONF;
+    memcpy(hp->host, h, n);
+    hp->host[n] = '\0';
+    hp->port = (int)port;
+    return TW_OK;
+}
+
+/* The sentinels and the master's name, copied; the URL's host is then only a fallback name
+ * in messages. TW_OK, TW_ECONF (bad item, no name) or TW_ENOMEM, with the reason in err. */
+static int copy_sentinels(struct pub *p, const struct pub_opts *opts, char *err, size_t errlen)
+{
+    p->o.sentinels = NULL;
+    p->o.master_name = NULL;
+    if (!opts->n_sentinels)
+        return TW_OK;
+    if (!opts->sentinels || !opts->master_name || !*opts->master_name) {
+        snprintf(err, errlen, "redis: sentinels need a master name");
+        return TW_ECONF;
+    }
+    p->sent = calloc(opts->n_sentinels, sizeof(*p->sent));
+    p->s_master = strdup(opts->master_name);
+    if (!p->sent || !p->s_master) {
+        snprintf(err, errlen, "out of memory");
+        return TW_ENOMEM;
+    }
+    for (size_t i = 0; i < opts->n_sentinels; i++)
+        if (!opts->sentinels[i] || parse_hostport(opts->sentinels[i], &p->sent[i]) != TW_OK) {
+            snprintf(err, errlen, "redis: sentinel \"%.200s\": not host:port",
+                     opts->sentinels[i] ? opts->sentinels[i] : "");
+            return TW_ECONF;
+        }
+    p->n_sent = opts->n_sentinels;
+    p->o.master_name = p->s_master;
+    p->o.n_sentinels = p->n_sent;
+    if (p->o.wait_timeout_ms <= 0)
+        p->o.wait_timeout_ms = 1000;
+    snprintf(p->where, sizeof(p->where), "master '%.100s' (via %zu sentinels)", p->s_master,
+             p->n_sent);
+    return TW_OK;
+}
+
 /* Opens the spool, if configured, and takes over what an earlier run left in it. */
 static int open_spool(struct pub *p, char *err, size_t errlen)
 {
@@ -450,6 +517,10 @@ struct pub *pub_new(const struct pub_opts *opts, char *err, size_t errlen)
         return NULL;
     }
     apply_defaults(&p->o);
+    if (copy_sentinels(p, opts, err, errlen) != TW_OK) {
+        pub_free(p);
+        return NULL;
+    }
     p->backoff_ms = p->o.backoff_min_ms;
     p->rnd = (unsigned)getpid() ^ (unsigned)mono_ms();
     p->drop_log_ms = INT64_MIN / 2;
@@ -485,6 +556,11 @@ int pub_opts_from_cfg(const struct tw_cfg *cfg, struct pub_opts *po)
     po->sensor_name = cfg->sensor_name;
     po->heartbeat_prefix = cfg->redis.heartbeat_prefix;
     po->heartbeat_s = (int)cfg->redis.heartbeat_s;
+    po->sentinels = (const char *const *)cfg->redis.sentinels;
+    po->n_sentinels = cfg->redis.n_sentinels;
+    po->master_name = cfg->redis.master_name;
+    po->wait_replicas = (int)cfg->redis.wait_replicas;
+    po->wait_timeout_ms = (int)cfg->redis.wait_timeout_ms;
     return TW_OK;
 }
 
@@ -625,31 +701,118 @@ static bool simple_cmd(struct pub *p, const char *what, int argc, const char **a
     return ok;
 }
 
-static void try_connect(struct pub *p)
+/* Asks one sentinel for the master's address; true with it in *out. */
+static bool ask_sentinel(struct pub *p, const struct hostport *sn, struct hostport *out, char *why,
+                         size_t whylen)
 {
     struct timeval tv = {p->o.timeout_ms / 1000, (p->o.timeout_ms % 1000) * 1000};
-    p->c = p->url.is_unix ? redisConnectUnixWithTimeout(p->url.path, tv)
-                          : redisConnectWithTimeout(p->url.host, p->url.port, tv);
-    if (!p->c || p->c->err) {
-        report(p, "cannot connect to %s: %s", p->where, p->c ? p->c->errstr : "out of memory");
-        if (p->c)
-            redisFree(p->c);
-        p->c = NULL;
-        schedule_retry(p);
-        return;
+    redisContext *c = redisConnectWithTimeout(sn->host, sn->port, tv);
+    if (!c || c->err) {
+        snprintf(why, whylen, "%s", c ? c->errstr : "out of memory");
+        redisFree(c);
+        return false;
     }
-    /* hiredis 0.14 otherwise blocks forever on a paused or wedged server. */
-    if (redisSetTimeout(p->c, tv) != REDIS_OK) {
-        report(p, "cannot set socket timeouts on %s", p->where);
-        goto fail;
+    redisReply *r = NULL;
+    if (redisSetTimeout(c, tv) == REDIS_OK)
+        r = redisCommandArgv(
+            c, 3, (const char *[]){"SENTINEL", "get-master-addr-by-name", p->s_master}, NULL);
+    bool ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+              r->element[0]->type == REDIS_REPLY_STRING &&
+              r->element[1]->type == REDIS_REPLY_STRING && r->element[0]->len < sizeof(out->host);
+    long port = 0;
+    if (ok)
+        ok = parse_int(r->element[1]->str, r->element[1]->len, 1, 65535, &port) == TW_OK;
+    if (ok) {
+        memcpy(out->host, r->element[0]->str, r->element[0]->len);
+        out->host[r->element[0]->len] = '\0';
+        out->port = (int)port;
+    } else {
+        snprintf(why, whylen, "%s",
+                 !r                             ? (c->err ? c->errstr : "no reply")
+                 : r->type == REDIS_REPLY_ERROR ? r->str
+                 : r->type == REDIS_REPLY_NIL   ? "does not know that master"
+                                                : "unexpected reply");
     }
+    freeReplyObject(r);
+    redisFree(c);
+    return ok;
+}
+
+/* The master's address from the first sentinel that knows it, starting with the one that
+ * answered last. False (reported) when none does. */
+static bool ask_sentinels(struct pub *p, struct hostport *out)
+{
+    char why[200] = "", last[300] = "";
+    for (size_t k = 0; k < p->n_sent; k++) {
+        size_t i = (p->sent_next + k) % p->n_sent;
+        if (ask_sentinel(p, &p->sent[i], out, why, sizeof(why))) {
+            p->sent_next = i;
+            return true;
+        }
+        snprintf(last, sizeof(last), "%.100s:%d: %.180s", p->sent[i].host, p->sent[i].port, why);
+    }
+    report(p, "no sentinel answered for master '%s' (last: %s)", p->s_master, last);
+    return false;
+}
+
+/* With Sentinel: the server must say it is the master (a failed-over old master comes back as
+ * a replica, and a sentinel may still name it for a moment). */
+static bool is_master(struct pub *p)
+{
+    redisReply *r = redisCommand(p->c, "ROLE");
+    bool ok = r && r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+              r->element[0]->type == REDIS_REPLY_STRING &&
+              strcmp(r->element[0]->str, "master") == 0;
+    if (!ok)
+        report(p, "%s is not the master (%s): asking the sentinels again", p->where,
+               r && r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+                       r->element[0]->type == REDIS_REPLY_STRING
+                   ? r->element[0]->str
+                   : "no ROLE reply");
+    freeReplyObject(r);
+    return ok;
+}
+
+/* Connects to the URL's server, or to the master the sentinels name. NULL after a report. */
+static redisContext *open_target(struct pub *p, struct timeval tv)
+{
+    if (p->n_sent) {
+        struct hostport m;
+        if (!ask_sentinels(p, &m))
+            return NULL;
+        if (p->master.host[0] &&
+            (strcmp(m.host, p->master.host) != 0 || m.port != p->master.port)) {
+            fprintf(stderr, "tunnelwatch: redis: master '%s' moved from %s:%d to %s:%d\n",
+                    p->s_master, p->master.host, p->master.port, m.host, m.port);
+            pthread_mutex_lock(&p->mu);
+            p->st.failovers++;
+            pthread_mutex_unlock(&p->mu);
+        }
+        p->master = m;
+        snprintf(p->where, sizeof(p->where), "%.150s:%d (master '%.30s') db %d", m.host, m.port,
+                 p->s_master, p->url.db);
+    }
+    redisContext *c = p->n_sent        ? redisConnectWithTimeout(p->master.host, p->master.port, tv)
+                      : p->url.is_unix ? redisConnectUnixWithTimeout(p->url.path, tv)
+                                       : redisConnectWithTimeout(p->url.host, p->url.port, tv);
+    if (!c || c->err) {
+        report(p, "cannot connect to %s: %s", p->where, c ? c->errstr : "out of memory");
+        redisFree(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* AUTH and SELECT as the URL says. */
+static bool login(struct pub *p)
+{
     if (p->url.password[0]) {
         const char *a[3] = {"AUTH", p->url.user, p->url.password};
         bool acl = p->url.user[0] != '\0';
         char what[180];
         snprintf(what, sizeof(what), acl ? "AUTH as user '%.128s'" : "AUTH", p->url.user);
         if (!simple_cmd(p, what, acl ? 3 : 2, acl ? a : (const char *[]){"AUTH", a[2]}))
-            goto fail;
+            return false;
     }
     if (p->url.db) {
         char db[16];
@@ -657,8 +820,29 @@ static void try_connect(struct pub *p)
         char what[40];
         snprintf(what, sizeof(what), "SELECT %d", p->url.db);
         if (!simple_cmd(p, what, 2, (const char *[]){"SELECT", db}))
-            goto fail;
+            return false;
     }
+    return true;
+}
+
+static void try_connect(struct pub *p)
+{
+    struct timeval tv = {p->o.timeout_ms / 1000, (p->o.timeout_ms % 1000) * 1000};
+    p->c = open_target(p, tv);
+    if (!p->c) {
+        schedule_retry(p);
+        return;
+    }
+    /* hiredis 0.14 otherwise blocks forever on a paused or wedged server; WAIT may take its
+     * own timeout on top of the command's. */
+    int cmd_ms = p->o.timeout_ms + (p->o.wait_replicas > 0 ? p->o.wait_timeout_ms : 0);
+    struct timeval ctv = {cmd_ms / 1000, (cmd_ms % 1000) * 1000};
+    if (redisSetTimeout(p->c, ctv) != REDIS_OK) {
+        report(p, "cannot set socket timeouts on %s", p->where);
+        goto fail;
+    }
+    if (!login(p) || (p->n_sent && !is_master(p)))
+        goto fail;
     pthread_mutex_lock(&p->mu);
     if (p->ever_connected)
         p->st.reconnects++;
@@ -667,11 +851,32 @@ static void try_connect(struct pub *p)
     if (!p->ever_connected && !p->last_err[0])
         fprintf(stderr, "tunnelwatch: redis: connected to %s\n", p->where);
     p->ever_connected = true;
+    p->next_check_ms = mono_ms() + (p->o.heartbeat_s > 0 ? p->o.heartbeat_s * 1000 : 10000);
     return;
 fail:
     redisFree(p->c);
     p->c = NULL;
     schedule_retry(p);
+}
+
+/* With Sentinel, while connected: a failover the connection did not notice (the old master
+ * still up, cut off) moves the publisher to the new master. */
+static void check_master(struct pub *p, int64_t now)
+{
+    if (!p->n_sent || !p->c || now < p->next_check_ms)
+        return;
+    p->next_check_ms = now + (p->o.heartbeat_s > 0 ? p->o.heartbeat_s * 1000 : 10000);
+    struct hostport m;
+    char why[200];
+    for (size_t k = 0; k < p->n_sent; k++) {
+        size_t i = (p->sent_next + k) % p->n_sent;
+        if (!ask_sentinel(p, &p->sent[i], &m, why, sizeof(why)))
+            continue;
+        p->sent_next = i;
+        if (strcmp(m.host, p->master.host) != 0 || m.port != p->master.port)
+            disconnect(p); /* the next step connects to the new one */
+        return;
+    }
 }
 
 /* Updates the spool figures the capture side reads through pub_get_stats(). */
@@ -869,6 +1074,43 @@ static void read_replies(struct pub *p, size_t n, int per, struct batch_acks *ba
     }
 }
 
+static void append_wait(struct pub *p)
+{
+    char n[16], ms[16];
+    snprintf(n, sizeof(n), "%d", p->o.wait_replicas);
+    snprintf(ms, sizeof(ms), "%d", p->o.wait_timeout_ms);
+    redisAppendCommandArgv(p->c, 3, (const char *[]){"WAIT", n, ms}, NULL);
+}
+
+/* WAIT's reply: fewer replicas than asked take back every acknowledgement of the batch (the
+ * records stay queued, to be sent again once the replicas keep up). */
+static void read_wait(struct pub *p, struct batch_acks *ba)
+{
+    if (ba->io_err)
+        return;
+    redisReply *r = NULL;
+    if (redisGetReply(p->c, (void **)&r) != REDIS_OK || !r) {
+        ba->io_err = true;
+        ba->acked = 0;
+        return;
+    }
+    if (r->type != REDIS_REPLY_INTEGER || r->integer < p->o.wait_replicas) {
+        if (ba->acked) {
+            pthread_mutex_lock(&p->mu);
+            p->st.wait_short++;
+            pthread_mutex_unlock(&p->mu);
+        }
+        if (!ba->errmsg[0])
+            snprintf(ba->errmsg, sizeof(ba->errmsg),
+                     "WAIT %d %d: %s%lld of %d replicas have the records (they will be sent again)",
+                     p->o.wait_replicas, p->o.wait_timeout_ms,
+                     r->type == REDIS_REPLY_INTEGER ? "only " : "error, ",
+                     r->type == REDIS_REPLY_INTEGER ? r->integer : 0LL, p->o.wait_replicas);
+        ba->acked = 0;
+    }
+    freeReplyObject(r);
+}
+
 /* Releases the first acked records of the spool or of the queue. */
 static void release_acked(struct pub *p, bool from_spool, size_t acked)
 {
@@ -910,8 +1152,12 @@ static int deliver_batch(struct pub *p, struct spool_rec *recs)
     int per = 0;
     for (size_t i = 0; i < n; i++)
         per = append_record(p, recs[i].data, recs[i].len);
+    if (p->o.wait_replicas > 0)
+        append_wait(p);
     struct batch_acks ba = {0};
     read_replies(p, n, per, &ba);
+    if (p->o.wait_replicas > 0)
+        read_wait(p, &ba);
     release_acked(p, from_spool, ba.acked);
     pthread_mutex_lock(&p->mu);
     p->st.delivered += ba.acked;
@@ -926,6 +1172,8 @@ static int deliver_batch(struct pub *p, struct spool_rec *recs)
     }
     if (ba.errmsg[0]) {
         report(p, "%s", ba.errmsg);
+        if (p->n_sent) /* READONLY from a demoted master: ask the sentinels again */
+            disconnect(p);
         schedule_retry(p);
         return -1;
     }
@@ -1027,6 +1275,7 @@ static bool run_step(struct pub *p, struct spool_rec *recs, int64_t now, bool pe
 {
     if (!p->c && now >= p->retry_at_ms)
         try_connect(p);
+    check_master(p, now);
     if (p->c && p->o.heartbeat_s > 0 && now >= p->next_hb_ms) {
         p->next_hb_ms = now + (int64_t)p->o.heartbeat_s * 1000;
         send_heartbeat(p);
@@ -1170,6 +1419,8 @@ void pub_free(struct pub *p)
     free(p->s_spool);
     free(p->s_sensor);
     free(p->s_hbprefix);
+    free(p->s_master);
+    free(p->sent);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
     free(p);

@@ -1058,10 +1058,13 @@ static int stop_publisher(struct sensor *s)
     pub_get_stats(s->pub, &ps);
     if (ps.enqueued <= ps.delivered || !s->inputs || terminated)
         return 0;
+    char where[160];
+    snprintf(where, sizeof(where), cfg->redis.n_sentinels ? "master '%.100s' (Sentinel)" : "%.150s",
+             cfg->redis.n_sentinels ? cfg->redis.master_name : cfg->redis.url);
     fprintf(stderr,
             "tunnelwatch: redis %s unreachable: %" PRIu64 " of %" PRIu64
             " records not delivered (%" PRIu64 " spooled%s%s, %" PRIu64 " dropped)\n",
-            cfg->redis.url, ps.enqueued - ps.delivered, ps.enqueued, ps.spool_records,
+            where, ps.enqueued - ps.delivered, ps.enqueued, ps.spool_records,
             cfg->redis.spool_dir ? " in " : "", cfg->redis.spool_dir ? cfg->redis.spool_dir : "",
             ps.dropped);
     return 1;

@@ -140,6 +140,13 @@ struct tw_cfg {
         uint32_t timeout_ms;    /* 2000 */
         uint32_t heartbeat_s;   /* 10 */
         uint32_t stop_flush_ms; /* 5000: time given to deliver the queue at exit */
+        /* Redis Sentinel: "host:port" items; when set, the master named master_name is asked
+         * of them (redis.url then gives only the db and credentials) */
+        char *sentinels[CFG_MAX_LIST];
+        size_t n_sentinels;
+        char *master_name;        /* NULL: not set (required with sentinels) */
+        uint32_t wait_replicas;   /* 0: a write counts once the master took it */
+        uint32_t wait_timeout_ms; /* 1000: WAIT's timeout */
     } redis;
 
     struct {

@@ -7,7 +7,9 @@
  * batches; a record leaves the queue or the spool only once Redis acknowledged it. On start
  * and on reconnect the spool is replayed in order before queued records. Past the spool cap the
  * oldest spooled records are dropped, counted, and logged once per interval. Delivery is
- * at-least-once; records carry event.id for consumers to de-duplicate.
+ * at-least-once; records carry event.id for consumers to de-duplicate. With Redis Sentinel
+ * the master is asked of the sentinels and followed through failovers; with wait_replicas a
+ * record is acknowledged only once replicas have it.
  *
  * Ordering: records stay in the queue while it has room; once it is full, the queue's content
  * and every newer record go to the spool until the spool has drained, so delivery follows
@@ -57,6 +59,18 @@ struct pub_opts {
     size_t spill_max;             /* records waiting to be spooled; 0: max(queue_max, 16384). It
                                      must absorb alert rate x timeout_ms: the thread that writes
                                      the spool is the one that waits for Redis replies */
+    /* Redis Sentinel: n_sentinels "host:port" ("[v6]:port") items, asked in turn for the
+     * address of master_name; url then gives only the db and credentials. The publisher asks
+     * again after any error and every heartbeat_s (or 10 s), and moves to the new master of a
+     * failover; a server that says it is not a master is left. */
+    const char *const *sentinels;
+    size_t n_sentinels;
+    const char *master_name;
+    /* > 0: a batch counts as delivered only when "WAIT wait_replicas wait_timeout_ms" says
+     * that many replicas have it; otherwise it stays queued and is sent again (at-least-once:
+     * consumers de-duplicate by event.id). */
+    int wait_replicas;
+    int wait_timeout_ms; /* default 1000 */
 };
 
 struct tw_cfg;
@@ -96,6 +110,8 @@ struct pub_stats {
     uint64_t no_subscribers; /* PUBLISH replies of 0 */
     uint64_t spool_records;  /* waiting in the spool now */
     uint64_t spool_torn;     /* torn/corrupt spool tails skipped */
+    uint64_t failovers;      /* Sentinel: moves to another master */
+    uint64_t wait_short;     /* batches WAIT did not confirm on enough replicas */
     bool connected;
 };
 

@@ -525,6 +525,9 @@ START_TEST(test_set_errors)
         {"networks.resolvers=1.2.3.4.5", "--set networks.resolvers: \"1.2.3.4.5\" is not an IP"},
         {"output.schema=json", "--set output.schema: \"json\": unknown schema"},
         {"redis.modes=stream,fanout", "--set redis.modes: unknown mode \"fanout\""},
+        {"redis.sentinels=127.0.0.1:26379,sentinel-b",
+         "--set redis.sentinels: item 2 \"sentinel-b\": not host:port"},
+        {"redis.sentinels=[::1]:99999", "--set redis.sentinels: item 1 \"[::1]:99999\": bad port"},
         {"allowlist=x", "--set allowlist: cannot be set with --set"},
     };
     for (size_t i = 0; i < TW_ARRAY_LEN(cases); i++) {
