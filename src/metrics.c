@@ -548,6 +548,7 @@ static const struct {
     {"redis_connected", "1 when connected to Redis."},
     {"redis_failovers", "Moves to another master named by Redis Sentinel."},
     {"redis_wait_short", "Batches sent again because WAIT found too few replicas."},
+    {"redis_redirects", "Redis Cluster MOVED/ASK replies followed."},
     {"spool_bytes", "Bytes in the disk spool now."},
     {"spool_records", "Records in the disk spool now."},
     {"uptime_seconds", "Seconds since the sensor started."},
@@ -785,13 +786,14 @@ size_t metrics_pub_lines(const struct pub_stats *ps, char *out, size_t n)
                      "spool_records\t%llu\nspool_bytes\t%llu\nalerts_delivered\t%llu\n"
                      "alerts_dropped\t%llu\nredis_reconnects\t%llu\nredis_connected\t%d\n"
                      "redis_errors\t%llu\npublish_no_subscribers\t%llu\nspool_torn\t%llu\n"
-                     "redis_failovers\t%llu\nredis_wait_short\t%llu\n",
+                     "redis_failovers\t%llu\nredis_wait_short\t%llu\nredis_redirects\t%llu\n",
                      (unsigned long long)ps->enqueued, (unsigned long long)ps->queued,
                      (unsigned long long)ps->spooled, (unsigned long long)ps->spool_records,
                      (unsigned long long)ps->spool_bytes, (unsigned long long)ps->delivered,
                      (unsigned long long)ps->dropped, (unsigned long long)ps->reconnects,
                      ps->connected ? 1 : 0, (unsigned long long)ps->errors,
                      (unsigned long long)ps->no_subscribers, (unsigned long long)ps->spool_torn,
-                     (unsigned long long)ps->failovers, (unsigned long long)ps->wait_short);
+                     (unsigned long long)ps->failovers, (unsigned long long)ps->wait_short,
+                     (unsigned long long)ps->redirects);
     return w > 0 ? (size_t)w : 0;
 }

@@ -29,6 +29,7 @@
 
 #include "tunnelwatch/cfg.h"
 #include "tunnelwatch/publish.h"
+#include "tunnelwatch/rcluster.h"
 #include "tunnelwatch/spool.h"
 
 #define HB_FIELDS_MAX    256 /* heartbeat lines taken from pub_set_heartbeat */
@@ -46,18 +47,17 @@ struct rlist {
     size_t n;
 };
 
-struct hostport {
-    char host[256];
-    int port;
-};
-
 struct pub {
     struct pub_opts o;        /* strings point into the copies below */
     struct hostport *sent;    /* Sentinel: the sentinels (owned), n_sent of them */
     size_t n_sent, sent_next; /* sent_next: the one that answered last */
     char *s_master;
-    struct hostport master; /* the master the sentinels named last ("" before) */
-    int64_t next_check_ms;  /* when to ask the sentinels again while connected */
+    struct hostport master;      /* the master the sentinels named last ("" before) */
+    int64_t next_check_ms;       /* when to ask the sentinels again while connected */
+    struct hostport cur;         /* the server p->c reaches ("" for a unix socket) */
+    bool cluster_known, cluster; /* Redis Cluster: asked once (INFO cluster) */
+    struct rc_map *map;          /* the last CLUSTER SLOTS, while in a cluster (owned) */
+    uint16_t data_slot, hb_slot; /* slots of the records' key and of the heartbeat's */
     char *s_url, *s_stream, *s_channel, *s_list, *s_spool, *s_sensor, *s_hbprefix;
     struct pub_url url;
     char where[200]; /* URL without credentials, for messages */
@@ -773,6 +773,28 @@ static bool is_master(struct pub *p)
     return ok;
 }
 
+static void name_node(struct pub *p, const struct hostport *hp)
+{
+    snprintf(p->where, sizeof(p->where), "%.150s:%d (cluster) db %d", hp->host, hp->port,
+             p->url.db);
+}
+
+/* In a cluster whose seed (the URL's node) is down: any master of the last slot map. */
+static redisContext *connect_known_node(struct pub *p, struct timeval tv)
+{
+    for (size_t i = 0; p->cluster && p->map && i < p->map->n_nodes; i++) {
+        const struct hostport *hp = &p->map->nodes[i];
+        redisContext *c = redisConnectWithTimeout(hp->host, hp->port, tv);
+        if (c && !c->err) {
+            p->cur = *hp;
+            name_node(p, hp);
+            return c;
+        }
+        redisFree(c);
+    }
+    return NULL;
+}
+
 /* Connects to the URL's server, or to the master the sentinels name. NULL after a report. */
 static redisContext *open_target(struct pub *p, struct timeval tv)
 {
@@ -792,15 +814,25 @@ static redisContext *open_target(struct pub *p, struct timeval tv)
         snprintf(p->where, sizeof(p->where), "%.150s:%d (master '%.30s') db %d", m.host, m.port,
                  p->s_master, p->url.db);
     }
-    redisContext *c = p->n_sent        ? redisConnectWithTimeout(p->master.host, p->master.port, tv)
-                      : p->url.is_unix ? redisConnectUnixWithTimeout(p->url.path, tv)
-                                       : redisConnectWithTimeout(p->url.host, p->url.port, tv);
-    if (!c || c->err) {
-        report(p, "cannot connect to %s: %s", p->where, c ? c->errstr : "out of memory");
-        redisFree(c);
-        return NULL;
+    const struct hostport *hp = p->n_sent ? &p->master : NULL;
+    struct hostport u = {"", p->url.port};
+    if (!hp && !p->url.is_unix) {
+        snprintf(u.host, sizeof(u.host), "%s", p->url.host);
+        hp = &u;
     }
-    return c;
+    redisContext *c = hp ? redisConnectWithTimeout(hp->host, hp->port, tv)
+                         : redisConnectUnixWithTimeout(p->url.path, tv);
+    if (c && !c->err) {
+        p->cur = hp ? *hp : (struct hostport){"", 0};
+        return c;
+    }
+    char why[200];
+    snprintf(why, sizeof(why), "%s", c ? c->errstr : "out of memory");
+    redisFree(c);
+    if ((c = connect_known_node(p, tv)) != NULL)
+        return c;
+    report(p, "cannot connect to %s: %s", p->where, why);
+    return NULL;
 }
 
 /* AUTH and SELECT as the URL says. */
@@ -825,6 +857,73 @@ static bool login(struct pub *p)
     return true;
 }
 
+/* Once, on the first server reached: is it a cluster node? Then the keys of one record must
+ * share a slot (PUBLISH goes to any node). False (reported) when that cannot be told. */
+static bool cluster_probe(struct pub *p)
+{
+    redisReply *r = redisCommand(p->c, "INFO cluster");
+    if (!r || r->type != REDIS_REPLY_STRING) {
+        char why[160];
+        report(p, "INFO cluster on %s failed: %s", p->where,
+               r && r->type == REDIS_REPLY_ERROR ? r->str : io_reason(p->c, why, sizeof(why)));
+        freeReplyObject(r);
+        return false;
+    }
+    p->cluster = strstr(r->str, "cluster_enabled:1") != NULL;
+    freeReplyObject(r);
+    p->cluster_known = true;
+    if (!p->cluster)
+        return true;
+    const char *k = p->o.modes & PUB_MODE_STREAM ? p->s_stream : p->s_list;
+    p->data_slot = rc_key_slot(k, strlen(k));
+    char hb[512];
+    int n = snprintf(hb, sizeof(hb), "%s%s", p->s_hbprefix, p->s_sensor);
+    p->hb_slot = rc_key_slot(hb, n > 0 && (size_t)n < sizeof(hb) ? (size_t)n : strlen(hb));
+    if ((p->o.modes & PUB_MODE_STREAM) && (p->o.modes & PUB_MODE_LIST) &&
+        rc_key_slot(p->s_list, strlen(p->s_list)) != p->data_slot)
+        fprintf(stderr,
+                "tunnelwatch: redis: in a cluster the list '%s' is written where the "
+                "stream '%s' lives: give both one hash tag, e.g. {tw}:alerts\n",
+                p->s_list, p->s_stream);
+    p->map = p->map ? p->map : calloc(1, sizeof(*p->map));
+    fprintf(stderr,
+            "tunnelwatch: redis: %s is a cluster node: records go to the master of slot %u\n",
+            p->where, p->data_slot);
+    return p->map != NULL;
+}
+
+/* Redis Cluster: the records go to the master serving their key's slot; when the node
+ * reached is another, move there (CLUSTER SLOTS asked on every connect, so a MOVED reply,
+ * which disconnects, refreshes the map). False (reported) on failure. */
+static bool cluster_route(struct pub *p)
+{
+    if (p->n_sent || (!p->cluster_known && !cluster_probe(p)))
+        return p->n_sent != 0;
+    if (!p->cluster)
+        return true;
+    redisReply *r = redisCommand(p->c, "CLUSTER SLOTS");
+    int rc = rc_map_from_reply(r, p->map);
+    freeReplyObject(r);
+    const struct hostport *o = rc == TW_OK ? rc_owner(p->map, p->data_slot) : NULL;
+    if (!o) {
+        report(p, "%s: no cluster node serves slot %u", p->where, p->data_slot);
+        return false;
+    }
+    if (o->port == p->cur.port && strcmp(o->host, p->cur.host) == 0)
+        return true;
+    struct timeval tv = {p->o.timeout_ms / 1000, (p->o.timeout_ms % 1000) * 1000};
+    struct hostport to = *o;
+    redisFree(p->c);
+    p->c = redisConnectWithTimeout(to.host, to.port, tv);
+    name_node(p, &to);
+    if (!p->c || p->c->err) {
+        report(p, "cannot connect to %s: %s", p->where, p->c ? p->c->errstr : "out of memory");
+        return false;
+    }
+    p->cur = to;
+    return redisSetTimeout(p->c, tv) == REDIS_OK && login(p);
+}
+
 static void try_connect(struct pub *p)
 {
     struct timeval tv = {p->o.timeout_ms / 1000, (p->o.timeout_ms % 1000) * 1000};
@@ -841,7 +940,8 @@ static void try_connect(struct pub *p)
         report(p, "cannot set socket timeouts on %s", p->where);
         goto fail;
     }
-    if (!login(p) || (p->n_sent && !is_master(p)))
+    if (!login(p) || (p->n_sent && !is_master(p)) || !cluster_route(p) ||
+        redisSetTimeout(p->c, ctv) != REDIS_OK)
         goto fail;
     pthread_mutex_lock(&p->mu);
     if (p->ever_connected)
@@ -1035,10 +1135,11 @@ static int channel_index(const struct pub *p)
 
 /* What the replies to one pipelined batch said. */
 struct batch_acks {
-    size_t acked;     /* records at the head of the batch that every mode acknowledged */
-    bool io_err;      /* the connection failed: the replies stop there */
-    uint64_t nosub;   /* PUBLISH replies of 0 */
-    char errmsg[300]; /* the first error reply, "" when none */
+    size_t acked;       /* records at the head of the batch that every mode acknowledged */
+    bool io_err;        /* the connection failed: the replies stop there */
+    uint64_t nosub;     /* PUBLISH replies of 0 */
+    char errmsg[300];   /* the first error reply, "" when none */
+    char redirect[300]; /* the first MOVED/ASK error reply (Redis Cluster), "" when none */
 };
 
 /* Reads the replies of n records with per commands each. */
@@ -1057,6 +1158,9 @@ static void read_replies(struct pub *p, size_t n, int per, struct batch_acks *ba
             }
             if (r->type == REDIS_REPLY_ERROR) {
                 ok = false;
+                if (!ba->redirect[0] &&
+                    (strncmp(r->str, "MOVED ", 6) == 0 || strncmp(r->str, "ASK ", 4) == 0))
+                    snprintf(ba->redirect, sizeof(ba->redirect), "%s", r->str);
                 if (!ba->errmsg[0]) {
                     const char *key, *cmd = mode_cmd(p, k, &key);
                     snprintf(ba->errmsg, sizeof(ba->errmsg), "%s to '%.100s' failed: %.150s", cmd,
@@ -1138,6 +1242,26 @@ static void release_acked(struct pub *p, bool from_spool, size_t acked)
     list_free(&done);
 }
 
+/* Redis Cluster moved the records' slot (MOVED: reconnect at once, which asks for the slot
+ * map again) or is moving it (ASK: the slot's keys are on their way; send again shortly, the
+ * slot ends up MOVED). The unacknowledged records stay queued. True when it was one. */
+static bool follow_redirect(struct pub *p, const char *err)
+{
+    bool ask;
+    uint16_t slot;
+    struct hostport to;
+    if (!p->cluster || !rc_redirect(err, &ask, &slot, &to))
+        return false;
+    pthread_mutex_lock(&p->mu);
+    p->st.redirects++;
+    pthread_mutex_unlock(&p->mu);
+    report(p, "slot %u %s to %s:%d", slot, ask ? "is moving" : "moved", to.host, to.port);
+    if (!ask)
+        disconnect(p);
+    p->retry_at_ms = mono_ms() + (ask ? 100 : 0);
+    return true;
+}
+
 /* Sends one pipelined batch (spool first, else queue) and releases the acknowledged prefix.
  * Returns records delivered (> 0), 0 when there was nothing to send, < 0 after an error
  * (already reported, retry scheduled). */
@@ -1170,6 +1294,8 @@ static int deliver_batch(struct pub *p, struct spool_rec *recs)
         schedule_retry(p);
         return -1;
     }
+    if (ba.redirect[0] && follow_redirect(p, ba.redirect))
+        return -1;
     if (ba.errmsg[0]) {
         report(p, "%s", ba.errmsg);
         if (p->n_sent) /* READONLY from a demoted master: ask the sentinels again */
@@ -1179,6 +1305,31 @@ static int deliver_batch(struct pub *p, struct spool_rec *recs)
     }
     recovered(p);
     return (int)ba.acked;
+}
+
+/* The heartbeat's connection: the records' one, or in a cluster whose heartbeat key lives on
+ * another master a short one to it (the caller frees it). NULL after a report. */
+static redisContext *hb_conn(struct pub *p)
+{
+    const struct hostport *o = p->cluster && p->map ? rc_owner(p->map, p->hb_slot) : NULL;
+    if (!o || (o->port == p->cur.port && strcmp(o->host, p->cur.host) == 0))
+        return p->c;
+    struct timeval tv = {p->o.timeout_ms / 1000, (p->o.timeout_ms % 1000) * 1000};
+    redisContext *c = redisConnectWithTimeout(o->host, o->port, tv), *keep = p->c;
+    if (!c || c->err || redisSetTimeout(c, tv) != REDIS_OK) {
+        report(p, "heartbeat: cannot connect to %s:%d: %s", o->host, o->port,
+               c ? c->errstr : "out of memory");
+        redisFree(c);
+        return NULL;
+    }
+    p->c = c; /* login() talks to p->c */
+    bool ok = login(p);
+    p->c = keep;
+    if (!ok) {
+        redisFree(c);
+        return NULL;
+    }
+    return c;
 }
 
 static void send_heartbeat(struct pub *p)
@@ -1224,16 +1375,26 @@ static void send_heartbeat(struct pub *p)
         argv[argc++] = names[i];
         argv[argc++] = v[i];
     }
-    redisAppendCommandArgv(p->c, argc, argv, NULL);
+    redisContext *c = hb_conn(p);
+    if (!c) {
+        free(fields);
+        return;
+    }
+    redisAppendCommandArgv(c, argc, argv, NULL);
     char ttl[24];
     snprintf(ttl, sizeof(ttl), "%d", 3 * p->o.heartbeat_s);
-    redisAppendCommandArgv(p->c, 3, (const char *[]){"EXPIRE", key, ttl}, NULL);
+    redisAppendCommandArgv(c, 3, (const char *[]){"EXPIRE", key, ttl}, NULL);
     free(fields);
     for (int i = 0; i < 2; i++) {
         redisReply *r = NULL;
-        if (redisGetReply(p->c, (void **)&r) != REDIS_OK || !r) {
+        if (redisGetReply(c, (void **)&r) != REDIS_OK || !r) {
             char why[160];
-            report(p, "connection to %s lost: %s", p->where, io_reason(p->c, why, sizeof(why)));
+            report(p, "heartbeat: connection to %s lost: %s", c == p->c ? p->where : "its node",
+                   io_reason(c, why, sizeof(why)));
+            if (c != p->c) {
+                redisFree(c);
+                return;
+            }
             disconnect(p);
             schedule_retry(p);
             return;
@@ -1243,6 +1404,8 @@ static void send_heartbeat(struct pub *p)
                    r->str);
         freeReplyObject(r);
     }
+    if (c != p->c)
+        redisFree(c);
 }
 
 static struct timespec abs_time(int64_t ms)
@@ -1421,6 +1584,7 @@ void pub_free(struct pub *p)
     free(p->s_hbprefix);
     free(p->s_master);
     free(p->sent);
+    free(p->map);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
     free(p);

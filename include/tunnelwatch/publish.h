@@ -112,6 +112,7 @@ struct pub_stats {
     uint64_t spool_torn;     /* torn/corrupt spool tails skipped */
     uint64_t failovers;      /* Sentinel: moves to another master */
     uint64_t wait_short;     /* batches WAIT did not confirm on enough replicas */
+    uint64_t redirects;      /* Redis Cluster: MOVED/ASK replies followed */
     bool connected;
 };
 
