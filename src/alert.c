@@ -442,17 +442,20 @@ static void format_asim(struct jw *w, const struct alert_rec *r)
     jw_end(w);
 }
 
-/* The top sources of a health record as a JSON array of {ip, count, share_pct}. */
+/* The top sources of a health record as a JSON array of {ip, count, share_pct}: count is
+ * what the space-saving summary guarantees (its estimate less its error), so a flood spread
+ * over many addresses shows small shares and one loud host a large one. */
 static void health_top(struct jw *w, const char *key, const struct alert_health *h)
 {
     char buf[ALERT_HEALTH_TOP * 96 + 4], a[TW_ADDR_STRLEN];
     size_t n = 0;
     buf[n++] = '[';
     for (int i = 0; i < h->n_top && i < ALERT_HEALTH_TOP; i++) {
-        uint64_t pct = h->noted ? h->top[i].count * 100 / h->noted : 0;
+        uint64_t c = h->top[i].count - h->top[i].err;
+        uint64_t pct = h->noted ? c * 100 / h->noted : 0;
         int k = snprintf(buf + n, sizeof(buf) - n,
                          "%s{\"ip\":\"%s\",\"count\":%" PRIu64 ",\"share_pct\":%" PRIu64 "}",
-                         i ? "," : "", tw_addr_str(&h->top[i].addr, a, sizeof(a)), h->top[i].count,
+                         i ? "," : "", tw_addr_str(&h->top[i].addr, a, sizeof(a)), c,
                          pct > 100 ? 100 : pct);
         if (k < 0 || (size_t)k >= sizeof(buf) - n - 1)
             break;
