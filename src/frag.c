@@ -229,6 +229,32 @@ static struct fslot *slot_alloc(struct frag *f, const struct dec_pkt *p, size_t 
     return s;
 }
 
+/* The datagram p belongs to, or a new slot for it: a stale datagram reusing its id is dropped
+ * first, and with every slot taken the expired ones go, then the oldest. NULL: no room. */
+static struct fslot *slot_for(struct frag *f, const struct dec_pkt *p, size_t alen,
+                              struct tw_time now)
+{
+    int64_t t = tw_time_us(now);
+    struct fslot *s = slot_find(f, p, alen);
+    if (s && t - s->first_us > f->timeout_us) {
+        /* a stale datagram must not absorb fragments of a new one reusing its id */
+        slot_release(f, s);
+        f->st.expired++;
+        s = NULL;
+    }
+    if (s)
+        return s;
+    s = slot_alloc(f, p, alen, t);
+    if (!s && frag_expire(f, now) > 0)
+        s = slot_alloc(f, p, alen, t);
+    struct fslot *o;
+    if (!s && (o = oldest(f, NULL)) != NULL) {
+        evict(f, o, false); /* every slot taken: the oldest datagram gives way */
+        s = slot_alloc(f, p, alen, t);
+    }
+    return s;
+}
+
 int frag_add(struct frag *f, const struct dec_pkt *p, struct tw_time now, const uint8_t **data,
              uint32_t *len)
 {
@@ -245,27 +271,10 @@ int frag_add(struct frag *f, const struct dec_pkt *p, struct tw_time now, const 
         f->st.bad++;
         return TW_EBAD;
     }
-    int64_t t = tw_time_us(now);
-    struct fslot *s = slot_find(f, p, alen);
-    if (s && t - s->first_us > f->timeout_us) {
-        /* a stale datagram must not absorb fragments of a new one reusing its id */
-        slot_release(f, s);
-        f->st.expired++;
-        s = NULL;
-    }
+    struct fslot *s = slot_for(f, p, alen, now);
     if (!s) {
-        s = slot_alloc(f, p, alen, t);
-        if (!s && frag_expire(f, now) > 0)
-            s = slot_alloc(f, p, alen, t);
-        struct fslot *o;
-        if (!s && (o = oldest(f, NULL)) != NULL) {
-            evict(f, o, false); /* every slot taken: the oldest datagram gives way */
-            s = slot_alloc(f, p, alen, t);
-        }
-        if (!s) {
-            f->st.limit++;
-            return TW_ELIMIT;
-        }
+        f->st.limit++;
+        return TW_ELIMIT;
     }
     uint32_t end = off + wlen;
     if (p->frag_more ? (s->have_last && end > s->total)
