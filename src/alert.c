@@ -5,6 +5,7 @@
  * and a hard cap; an incident that falls out of the window or off the cap simply starts a
  * new alert on its next hit, so a cap hit can repeat an alert but never lose one.
  */
+#include <inttypes.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -441,10 +442,70 @@ static void format_asim(struct jw *w, const struct alert_rec *r)
     jw_end(w);
 }
 
+/* The top sources of a health record as a JSON array of {ip, count, share_pct}: count is
+ * what the space-saving summary guarantees (its estimate less its error), so a flood spread
+ * over many addresses shows small shares and one loud host a large one. */
+static void health_top(struct jw *w, const char *key, const struct alert_health *h)
+{
+    char buf[ALERT_HEALTH_TOP * 96 + 4], a[TW_ADDR_STRLEN];
+    size_t n = 0;
+    buf[n++] = '[';
+    for (int i = 0; i < h->n_top && i < ALERT_HEALTH_TOP; i++) {
+        uint64_t c = h->top[i].count - h->top[i].err;
+        uint64_t pct = h->noted ? c * 100 / h->noted : 0;
+        int k = snprintf(buf + n, sizeof(buf) - n,
+                         "%s{\"ip\":\"%s\",\"count\":%" PRIu64 ",\"share_pct\":%" PRIu64 "}",
+                         i ? "," : "", tw_addr_str(&h->top[i].addr, a, sizeof(a)), c,
+                         pct > 100 ? 100 : pct);
+        if (k < 0 || (size_t)k >= sizeof(buf) - n - 1)
+            break;
+        n += (size_t)k;
+    }
+    buf[n++] = ']';
+    buf[n] = '\0';
+    jw_raw(w, key, buf);
+}
+
+/* A sensor-health record: which resource gave way, how often, and at whose behest. */
+static void format_health(struct jw *w, const struct alert_rec *r, bool asim)
+{
+    const struct alert_health *h = r->health;
+    jw_begin(w);
+    fmt_time(w, asim ? "TimeGenerated" : "@timestamp", r->ts);
+    if (asim) {
+        jw_str(w, "EventType", "Health");
+        jw_str(w, "EventSubType", "resource_pressure");
+        jw_str(w, "EventUid", r->event_id);
+        jw_str(w, "EventProduct", "tunnelwatch");
+        jw_str(w, "EventVendor", "tunnelwatch");
+        jw_str(w, "Dvc", r->observer);
+        jw_key(w, "AdditionalFields");
+        jw_begin(w);
+    } else {
+        jw_str(w, "event.kind", "event");
+        jw_str(w, "event.id", r->event_id);
+        jw_str(w, "event.dataset", "tunnelwatch.health");
+        jw_str(w, "event.action", "resource_pressure");
+        jw_str(w, "event.module", "tunnelwatch");
+        jw_str(w, "observer.name", r->observer);
+    }
+    jw_str(w, asim ? "Resource" : "tunnelwatch.resource.name", h->resource);
+    jw_str(w, asim ? "ConfigKey" : "tunnelwatch.resource.config_key", h->config_key);
+    jw_u64(w, asim ? "Limit" : "tunnelwatch.resource.limit", h->limit);
+    jw_u64(w, asim ? "Refused" : "tunnelwatch.resource.refused", h->refused);
+    jw_u64(w, asim ? "Reclaimed" : "tunnelwatch.resource.reclaimed", h->reclaimed);
+    health_top(w, asim ? "TopSources" : "tunnelwatch.resource.top_sources", h);
+    if (asim)
+        jw_end(w);
+    jw_end(w);
+}
+
 int alert_format(struct jw *w, const struct alert_rec *r, enum alert_schema schema)
 {
     jw_reset(w);
-    if (schema == ALERT_ASIM)
+    if (r->type == ALERT_HEALTH && r->health)
+        format_health(w, r, schema == ALERT_ASIM);
+    else if (schema == ALERT_ASIM)
         format_asim(w, r);
     else
         format_ecs(w, r);

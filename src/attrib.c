@@ -5,7 +5,9 @@
  * cost a few thousand nodes, a lookup is at most 128 steps with no allocation. The DNS map
  * is an open-addressing table sized at twice its cap, with linear probing and tombstone-free
  * deletion by backward shift; at the cap the entry nearest to expiry in the probe window is
- * replaced, so memory never grows past the configured size.
+ * replaced, so memory never grows past the configured size. One that the same host received
+ * is replaced first: a host that floods the map with answers pushes out its own entries, not
+ * another host's (evictions noted with the asker, dnsmap_pressure).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -120,6 +122,7 @@ struct dnsmap {
     uint32_t max, size;
     uint64_t evictions;
     uint8_t key[16];
+    struct pressure pr;
 };
 
 struct dnsmap *dnsmap_new(uint32_t max_entries)
@@ -191,7 +194,7 @@ static void remove_at(struct dnsmap *m, size_t i)
 static int try_put(struct dnsmap *m, const struct dnsmap_entry *e, size_t *victim_out)
 {
     size_t mask = m->nslots - 1, h = addr_hash(m, &e->ip) & mask;
-    size_t victim = (size_t)-1;
+    size_t victim = (size_t)-1, own = (size_t)-1;
     for (size_t k = 0; k < PROBE_MAX; k++) {
         size_t i = (h + k) & mask;
         if (!m->used[i]) {
@@ -208,7 +211,12 @@ static int try_put(struct dnsmap *m, const struct dnsmap_entry *e, size_t *victi
         }
         if (victim == (size_t)-1 || m->slots[i].expires_us < m->slots[victim].expires_us)
             victim = i;
+        if (tw_addr_eq(&m->slots[i].asker, &e->asker) &&
+            (own == (size_t)-1 || m->slots[i].expires_us < m->slots[own].expires_us))
+            own = i;
     }
+    if (own != (size_t)-1)
+        victim = own;
     if (victim == (size_t)-1) {
         /* at the cap with an empty home slot, so no candidate in the probe window: take the
          * next entry after it. Dropping the new answer instead would lose the freshest
@@ -229,9 +237,16 @@ void dnsmap_put(struct dnsmap *m, const struct dnsmap_entry *e)
         if (try_put(m, e, &victim) == TW_OK || victim == (size_t)-1)
             return;
         m->evictions++;
+        pressure_note(&m->pr, &m->slots[victim].asker, true);
         remove_at(m, victim);
     }
     m->evictions++; /* still no room: the new answer is the one dropped, and counted */
+    pressure_note(&m->pr, &e->asker, false);
+}
+
+struct pressure *dnsmap_pressure(struct dnsmap *m)
+{
+    return &m->pr;
 }
 
 const struct dnsmap_entry *dnsmap_get(struct dnsmap *m, const struct tw_addr *ip, int64_t now_us)

@@ -118,6 +118,8 @@ static const struct key keys[] = {
     KN("flow.udp_timeout_s", K_U32, flow.udp_timeout_s, 1, 86400),
     KN("flow.reasm_bytes", K_U32, flow.reasm_bytes, 512, 1 << 20),
     KN("flow.reasm_total_mib", K_U64, flow.reasm_total_mib, 1, 65536),
+    KN("flow.reasm_source_pct", K_U32, flow.reasm_source_pct, 1, 100),
+    KN("flow.stall_ms", K_U32, flow.stall_ms, 0, 600000),
     KN("flow.frag_max", K_U32, flow.frag_max, 1, 1 << 20),
     KN("flow.frag_timeout_s", K_U32, flow.frag_timeout_s, 1, 300),
     KB("flow.ndpi", flow.ndpi),
@@ -126,6 +128,7 @@ static const struct key keys[] = {
     KN("alert.dedup_window_s", K_U32, alert.dedup_window_s, 0, 30 * 86400),
     KN("alert.dedup_max", K_U32, alert.dedup_max, 1, 1 << 24),
     KN("alert.update_interval_s", K_U32, alert.update_interval_s, 0, 86400),
+    KN("alert.health_interval_s", K_U32, alert.health_interval_s, 1, 86400),
     KN("alert.dns_map_max", K_U32, alert.dns_map_max, 1, 1 << 26),
     KN("alert.dns_ttl_cap_s", K_U32, alert.dns_ttl_cap_s, 1, 7 * 86400),
     KN("alert.dns_ttl_min_s", K_U32, alert.dns_ttl_min_s, 0, 86400),
@@ -1282,6 +1285,8 @@ void cfg_defaults(struct tw_cfg *cfg)
     cfg->flow.udp_timeout_s = 60;
     cfg->flow.reasm_bytes = 16384;
     cfg->flow.reasm_total_mib = 64;
+    cfg->flow.reasm_source_pct = 25;
+    cfg->flow.stall_ms = 500;
     cfg->flow.frag_max = 1024;
     cfg->flow.frag_timeout_s = 30;
     cfg->flow.ndpi = true;
@@ -1291,6 +1296,7 @@ void cfg_defaults(struct tw_cfg *cfg)
     cfg->alert.dedup_window_s = 3600;
     cfg->alert.dedup_max = 65536;
     cfg->alert.update_interval_s = 300;
+    cfg->alert.health_interval_s = 10;
     cfg->redis.stop_flush_ms = 5000;
     cfg->alert.dns_map_max = 262144;
     cfg->alert.dns_ttl_cap_s = 86400;

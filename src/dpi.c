@@ -1,6 +1,7 @@
 /* dpi.c - nDPI per flow, started late and stopped early (see dpi.h). */
 #include <ndpi/ndpi_api.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "tunnelwatch/dpi.h"
 
@@ -8,10 +9,13 @@ struct dpi {
     struct ndpi_detection_module_struct *m;
     uint32_t max_flows, max_packets;
     uint32_t live;
+    int64_t stall_us;
+    struct dpi_flow *head, *tail; /* live states, least recent packet first */
     struct dpi_stats st;
+    struct pressure pr;
 };
 
-struct dpi *dpi_new(uint32_t max_flows, uint32_t max_packets)
+struct dpi *dpi_new(uint32_t max_flows, uint32_t max_packets, uint32_t stall_ms)
 {
     struct dpi *d = calloc(1, sizeof(*d));
     if (!d)
@@ -27,7 +31,33 @@ struct dpi *dpi_new(uint32_t max_flows, uint32_t max_packets)
     ndpi_finalize_initialization(d->m);
     d->max_flows = max_flows;
     d->max_packets = max_packets;
+    d->stall_us = (int64_t)stall_ms * 1000;
     return d;
+}
+
+static void lru_unlink(struct dpi *d, struct dpi_flow *f)
+{
+    if (f->prev)
+        f->prev->next = f->next;
+    else if (d->head == f)
+        d->head = f->next;
+    if (f->next)
+        f->next->prev = f->prev;
+    else if (d->tail == f)
+        d->tail = f->prev;
+    f->prev = f->next = NULL;
+}
+
+static void lru_append(struct dpi *d, struct dpi_flow *f, int64_t now_us)
+{
+    f->last_us = now_us;
+    f->prev = d->tail;
+    f->next = NULL;
+    if (d->tail)
+        d->tail->next = f;
+    else
+        d->head = f;
+    d->tail = f;
 }
 
 void dpi_free(struct dpi *d)
@@ -41,17 +71,42 @@ void dpi_free(struct dpi *d)
 void dpi_release(struct dpi *d, struct dpi_flow *f)
 {
     if (f->nf) {
+        lru_unlink(d, f);
         ndpi_free_flow(f->nf);
         f->nf = NULL;
         d->live--;
     }
 }
 
-/* Allocates the flow's nDPI state; false (and the flow done) at the cap or out of memory. */
-static bool start(struct dpi *d, struct dpi_flow *f)
+/* The source address of an IP header (for the pressure note), family 0 when too short. */
+static struct tw_addr l3_src(const uint8_t *l3, uint32_t len)
 {
+    struct tw_addr a;
+    memset(&a, 0, sizeof(a));
+    if (len >= 20 && l3[0] >> 4 == 4) {
+        a.family = 4;
+        memcpy(a.a, l3 + 12, 4);
+    } else if (len >= 40 && l3[0] >> 4 == 6) {
+        a.family = 6;
+        memcpy(a.a, l3 + 8, 16);
+    }
+    return a;
+}
+
+/* Allocates the flow's nDPI state; false (and the flow done) at the cap, unless a stalled
+ * state gives way, or out of memory. */
+static bool start(struct dpi *d, struct dpi_flow *f, int64_t now_us)
+{
+    struct dpi_flow *v = d->head;
+    if (d->live >= d->max_flows && v && d->stall_us > 0 && now_us - v->last_us >= d->stall_us) {
+        d->st.reclaimed++;
+        pressure_note(&d->pr, &v->src, true);
+        dpi_release(d, v);
+        v->done = true; /* unlabelled: it stopped talking long ago */
+    }
     if (d->live >= d->max_flows) {
         d->st.skipped++;
+        pressure_note(&d->pr, &f->src, false);
         f->done = true;
         return false;
     }
@@ -62,6 +117,7 @@ static bool start(struct dpi *d, struct dpi_flow *f)
     }
     d->live++;
     d->st.flows++;
+    lru_append(d, f, now_us);
     return true;
 }
 
@@ -78,8 +134,16 @@ void dpi_step(struct dpi *d, struct dpi_flow *f, const uint8_t *l3, uint32_t len
         return;
     }
     /* start at the first payload: our parsers may recognise the flow there */
-    if (!f->nf && (payload_len == 0 || !start(d, f)))
+    if (!f->nf && payload_len == 0)
         return;
+    if (!f->nf) {
+        f->src = l3_src(l3, len);
+        if (!start(d, f, now_us))
+            return;
+    } else if (now_us != f->last_us) {
+        lru_unlink(d, f);
+        lru_append(d, f, now_us);
+    }
     uint16_t n = len > 65535 ? 65535 : (uint16_t)len;
     ndpi_protocol pr = ndpi_detection_process_packet(d->m, f->nf, l3, n, (uint64_t)(now_us / 1000));
     bool decided =
@@ -107,5 +171,10 @@ void dpi_stats(const struct dpi *d, struct dpi_stats *st)
     if (d)
         *st = d->st;
     else
-        st->flows = st->skipped = 0;
+        memset(st, 0, sizeof(*st));
+}
+
+struct pressure *dpi_pressure(struct dpi *d)
+{
+    return d ? &d->pr : NULL;
 }

@@ -87,6 +87,7 @@ struct engine {
     int pending;                   /* __atomic: 1 when the three above are set */
     struct flow_stats final_flows; /* the table's figures when engine_finish freed it */
     size_t final_bound;
+    int64_t health_at[7]; /* packet time of each resource's last health record, 0 none */
 };
 
 /* ---------- observations ---------- */
@@ -241,6 +242,7 @@ static void flag_flow(struct engine *e, const struct obs *ob, const struct incid
     fl->frame = e->frame;
     fl->file = e->file;
     fs->flag = fl;
+    ob->f->pinned = true; /* a flood of new flows must not evict the tunnel (flow.h) */
     if (e->ev && e->file)
         evidence_flag(e->ev, &ob->f->cli, &ob->f->srv, ob->f->cport, ob->f->sport, ob->f->proto,
                       ob->f->vlan);
@@ -491,6 +493,7 @@ static void advance_clock(struct engine *e, const struct pcap_pkthdr *h)
         else
             e->now = ts;
     }
+    e->x.pool.now_us = tw_time_us(e->now); /* stalled reassembly is judged in packet time */
     if (tw_time_us(e->now) - e->last_tick_us >= 1000000)
         engine_tick(e, e->now);
 }
@@ -600,12 +603,78 @@ void engine_skip_frame(struct engine *e)
     e->frame++;
 }
 
+/* ---------- sensor health ---------- */
+
+enum { RES_REASM, RES_QUIC, RES_FLOWS, RES_FRAG, RES_NDPI, RES_DNSMAP, RES_DEDUP, RES__N };
+
+/* Resource i's pressure notes, and what its health record names it by. */
+static struct pressure *res_pressure(struct engine *e, int i, struct alert_health *h)
+{
+    const struct tw_cfg *c = e->cfg;
+    static const char *const names[RES__N] = {"reassembly", "quic_state", "flow_table", "fragments",
+                                              "ndpi",       "dns_map",    "dedup"};
+    static const char *const keys[RES__N] = {
+        "flow.reasm_total_mib", "flow.reasm_total_mib", "flow.max_flows", "flow.frag_max",
+        "flow.ndpi_max_flows",  "alert.dns_map_max",    "alert.dedup_max"};
+    const uint64_t limits[RES__N] = {
+        c->flow.reasm_total_mib, c->flow.reasm_total_mib, c->flow.max_flows, c->flow.frag_max,
+        c->flow.ndpi_max_flows,  c->alert.dns_map_max,    c->alert.dedup_max};
+    h->resource = names[i];
+    h->config_key = keys[i];
+    h->limit = limits[i];
+    switch (i) {
+    case RES_REASM:
+    case RES_QUIC:
+        return &e->x.pool.pr[i == RES_QUIC ? REASM_OTHER : REASM_STREAM];
+    case RES_FLOWS:
+        return e->flows ? flow_pressure(e->flows) : NULL;
+    case RES_FRAG:
+        return frag_pressure(e->frag);
+    case RES_NDPI:
+        return dpi_pressure(e->dpi);
+    case RES_DNSMAP:
+        return dnsmap_pressure(attrib_dnsmap(e->attrib));
+    default:
+        return rec_dedup_pressure(e->rec);
+    }
+}
+
+/* A resource_pressure record for each resource that refused or reclaimed since its last
+ * one, at most one per alert.health_interval_s of packet time (every pending one when
+ * final). */
+static void engine_health(struct engine *e, bool final)
+{
+    int64_t now = tw_time_us(e->now), every = (int64_t)e->cfg->alert.health_interval_s * 1000000;
+    for (int i = 0; i < RES__N; i++) {
+        struct alert_health h;
+        memset(&h, 0, sizeof(h));
+        struct pressure *p = res_pressure(e, i, &h);
+        if (!p || !pressure_pending(p) ||
+            (!final && e->health_at[i] && now - e->health_at[i] < every))
+            continue;
+        struct pressure_src top[ALERT_HEALTH_TOP];
+        h.refused = p->refused;
+        h.reclaimed = p->reclaimed;
+        h.noted = p->noted;
+        h.n_top = pressure_top(p, top, ALERT_HEALTH_TOP);
+        for (int k = 0; k < h.n_top; k++) {
+            h.top[k].addr = top[k].addr;
+            h.top[k].count = top[k].count;
+            h.top[k].err = top[k].err;
+        }
+        rec_health(e->rec, &h, e->now);
+        pressure_clear(p);
+        e->health_at[i] = now;
+    }
+}
+
 void engine_tick(struct engine *e, struct tw_time now)
 {
     if (tw_time_us(now) > tw_time_us(e->now))
         e->now = now;
     flow_expire(e->flows, e->now, 0);
     frag_expire(e->frag, e->now);
+    engine_health(e, false);
     rec_tick(e->rec, e->now, false);
     e->last_tick_us = tw_time_us(e->now);
 }
@@ -628,8 +697,9 @@ static int engine_parts(struct engine *e, const struct tw_cfg *c)
     if (e->o.evidence_path)
         e->ev = evidence_new(e->o.evidence_path);
     if (c->flow.ndpi)
-        e->dpi = dpi_new(c->flow.ndpi_max_flows, c->flow.ndpi_packets);
-    if (extract_init(&e->x, &xo, c->flow.reasm_bytes, c->flow.reasm_total_mib) != TW_OK ||
+        e->dpi = dpi_new(c->flow.ndpi_max_flows, c->flow.ndpi_packets, c->flow.stall_ms);
+    if (extract_init(&e->x, &xo, c->flow.reasm_bytes, c->flow.reasm_total_mib, c->flow.stall_ms,
+                     c->flow.reasm_source_pct) != TW_OK ||
         !e->flows || !e->frag || !e->attrib || !e->rec || !e->sum || !e->allow_counts ||
         (e->o.evidence_path && !e->ev))
         return TW_ENOMEM;
@@ -676,6 +746,7 @@ void engine_finish(struct engine *e)
 {
     if (!e || !e->flows)
         return;
+    engine_health(e, true); /* what the last interval gave up, before the flows end */
     e->final_bound = flow_table_bound(e->flows);
     flow_stats(e->flows, &e->final_flows);
     flow_table_free(e->flows); /* ends every flow: flow-end records */
@@ -808,6 +879,7 @@ static void stats_flows(const struct engine *e, struct tw_stats *st)
     stats_put(st, "fragments", false, frs.fragments);
     stats_put(st, "fragments_reassembled", false, frs.reassembled);
     stats_put(st, "fragments_limit", false, frs.limit);
+    stats_put(st, "fragments_evicted", false, frs.evicted);
     stats_put(st, "flows_active", true, fst.active);
     stats_put(st, "flows_created", false, fst.created);
     stats_put(st, "flows_evicted", false, fst.evicted);
@@ -829,8 +901,12 @@ static void stats_names(const struct engine *e, struct tw_stats *st)
     stats_put(st, "parse_errors_quic", false, e->x.st.err_quic);
     stats_put(st, "parse_errors_http", false, e->x.st.err_http);
     stats_put(st, "reassembly_limit", false, e->x.st.reasm_limit);
+    stats_put(st, "reassembly_reclaimed", false, e->x.pool.reclaimed[REASM_STREAM]);
+    stats_put(st, "reassembly_refused_source", false, e->x.pool.refused_src[REASM_STREAM]);
+    stats_put(st, "quic_state_reclaimed", false, e->x.pool.reclaimed[REASM_OTHER]);
     stats_put(st, "dns_answers_mapped", false, e->st.dns_answers_mapped);
     stats_put(st, "dns_map_entries", true, dnsmap_size(attrib_dnsmap(e->attrib)));
+    stats_put(st, "dns_map_evictions", false, dnsmap_evictions(attrib_dnsmap(e->attrib)));
 }
 
 static void stats_records(const struct engine *e, struct tw_stats *st)
@@ -851,6 +927,8 @@ static void stats_records(const struct engine *e, struct tw_stats *st)
     stats_put(st, "dedup_evictions", false, rec_dedup_evictions(e->rec));
     stats_put(st, "ndpi_flows", false, ds.flows);
     stats_put(st, "ndpi_skipped", false, ds.skipped);
+    stats_put(st, "ndpi_reclaimed", false, ds.reclaimed);
+    stats_put(st, "health_records", false, rs.health);
     for (size_t i = 0; i < e->cfg->n_allow; i++) {
         char k[160];
         snprintf(k, sizeof(k), "allowlist_%s", e->cfg->allow[i].name ? e->cfg->allow[i].name : "?");

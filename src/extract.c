@@ -6,6 +6,7 @@
  * long-header packets are tried as QUIC Initials (a 0-RTT packet may come first) until one
  * decrypts, the handshake is over or QUIC_MAX_PKTS went by.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -26,13 +27,25 @@ const char *name_kind_str(enum name_kind k)
     return (unsigned)k < NK__COUNT ? kind_names[k] : "?";
 }
 
+/* The pool takes a stalled QUIC Initial state back: the flow gives up on QUIC. */
+static void quic_reclaimed(void *ud, struct reasm_hold *h)
+{
+    struct xflow *xf = (struct xflow *)(void *)((uint8_t *)h - offsetof(struct xflow, qh));
+    (void)ud;
+    quic_initial_free(xf->quic);
+    xf->quic = NULL;
+    xf->done = true;
+}
+
 int extract_init(struct extractor *x, const struct extract_ops *ops, uint32_t reasm_bytes,
-                 uint64_t reasm_total_mib)
+                 uint64_t reasm_total_mib, uint32_t stall_ms, uint32_t src_pct)
 {
     memset(x, 0, sizeof(*x));
     x->ops = *ops;
     x->reasm_bytes = reasm_bytes;
-    x->reasm_budget = (int64_t)reasm_total_mib * 1024 * 1024;
+    if (reasm_pool_init(&x->pool, reasm_total_mib << 20, stall_ms, src_pct) != TW_OK)
+        return TW_ENOMEM;
+    x->pool.reclaim_other = quic_reclaimed;
     x->hello_buf = malloc(TLS_HELLO_MAX);
     return x->hello_buf ? TW_OK : TW_ENOMEM;
 }
@@ -41,6 +54,7 @@ void extract_fini(struct extractor *x)
 {
     free(x->hello_buf);
     x->hello_buf = NULL;
+    reasm_pool_fini(&x->pool);
 }
 
 const char *extract_label(const struct xflow *xf)
@@ -70,8 +84,8 @@ static void finish(struct extractor *x, struct xflow *xf)
 {
     xf->done = true;
     xf->app = xf->app ? xf->app : XAPP_NONE;
-    stream_reset(&xf->st[0], &x->reasm_budget);
-    stream_reset(&xf->st[1], &x->reasm_budget);
+    stream_reset(&xf->st[0], &x->pool);
+    stream_reset(&xf->st[1], &x->pool);
 }
 
 /* DNS over TCP: 2-byte length prefix, several messages per segment, or one split. */
@@ -83,7 +97,7 @@ static void tcp_dns(struct extractor *x, struct xflow *xf, const struct dec_pkt 
         uint32_t mlen = (uint32_t)s->buf[0] << 8 | s->buf[1];
         if (mlen + 2 > s->max) {
             x->st.reasm_limit++; /* a message larger than we buffer: stop this direction */
-            stream_reset(s, &x->reasm_budget);
+            stream_reset(s, &x->pool);
             xf->done = true;
             return;
         }
@@ -132,7 +146,7 @@ static void parsed_all(struct extractor *x, struct xflow *xf, struct stream *s)
 {
     xf->seen_seq = s->base_seq + s->len;
     xf->seen_set = true;
-    stream_reset(s, &x->reasm_budget);
+    stream_reset(s, &x->pool);
 }
 
 /* Stream bytes taken by the handshake records that carry the first msg_len handshake bytes;
@@ -396,7 +410,7 @@ static void tcp_packet(struct extractor *x, struct xflow *xf, const struct dec_p
         finish(x, xf);
         return;
     }
-    int r = stream_add(s, seq, data, len, &x->reasm_budget);
+    int r = stream_add(s, seq, data, len, &x->pool);
     if (r < 0) {
         x->st.reasm_limit++;
         if (r != TW_ELIMIT || s->len == 0) {
@@ -423,8 +437,8 @@ static void quic_stop(struct extractor *x, struct xflow *xf)
     if (xf->quic) {
         quic_initial_free(xf->quic);
         xf->quic = NULL;
-        x->reasm_budget += QUIC_CRYPTO_MAX * 2;
     }
+    reasm_release(&x->pool, &xf->qh);
     if (xf->app == XAPP_UNKNOWN)
         xf->app = XAPP_NONE;
     xf->done = true;
@@ -439,7 +453,9 @@ static bool quic_start(struct extractor *x, struct xflow *xf, const struct dec_p
             quic_stop(x, xf);
         return false; /* a 0-RTT packet ahead of its Initial: wait a little */
     }
-    if (x->reasm_budget < QUIC_CRYPTO_MAX * 2) {
+    /* the state's crypto buffers count against the reassembly budget; a stalled holder may
+     * be reclaimed to make room (stream.h) */
+    if (reasm_take(&x->pool, &xf->qh, QUIC_CRYPTO_MAX * 2) != TW_OK) {
         x->st.reasm_limit++;
         quic_stop(x, xf);
         return false;
@@ -449,7 +465,6 @@ static bool quic_start(struct extractor *x, struct xflow *xf, const struct dec_p
         quic_stop(x, xf);
         return false;
     }
-    x->reasm_budget -= QUIC_CRYPTO_MAX * 2;
     xf->app = XAPP_QUIC;
     return true;
 }
@@ -472,8 +487,10 @@ static void udp_quic(struct extractor *x, struct xflow *xf, const struct dec_pkt
         quic_stop(x, xf);
         return;
     }
-    if (n > 0 || n == TW_ETRUNC)
+    if (n > 0 || n == TW_ETRUNC) {
         xf->quic_ok = true;
+        reasm_touch(&x->pool, &xf->qh); /* progress: not a stalled state */
+    }
     if (n > 0)
         hello(x, NK_QUIC_SNI, quic_initial_hello(xf->quic), (size_t)n, p, f);
     /* keep listening: after a HelloRetryRequest the client sends a second ClientHello */
@@ -512,8 +529,12 @@ static void udp_packet(struct extractor *x, struct xflow *xf, const struct dec_p
 void extract_packet(struct extractor *x, struct xflow *xf, const struct dec_pkt *p, struct flow *f,
                     int dir)
 {
-    if (!xf->st[0].max)
+    if (!xf->st[0].max) {
         xf->st[0].max = xf->st[1].max = x->reasm_bytes;
+        reasm_set_source(&x->pool, &xf->st[0].h, &f->cli, REASM_STREAM);
+        reasm_set_source(&x->pool, &xf->st[1].h, &f->cli, REASM_STREAM);
+        reasm_set_source(&x->pool, &xf->qh, &f->cli, REASM_OTHER);
+    }
     if (p->proto == 6)
         tcp_packet(x, xf, p, f, dir);
     else

@@ -46,6 +46,7 @@ struct flow_table {
     uint64_t next_id;
     struct flow_stats st;
     struct flow *last; /* flow of the previous lookup, NULL once it leaves the table */
+    struct pressure pr;
 };
 
 #include "siphash_int.h"
@@ -248,6 +249,30 @@ void flow_table_free(struct flow_table *t)
     free(t);
 }
 
+#define PIN_SCAN 16 /* oldest flows of a list looked at for one that is not pinned */
+
+/* The oldest of list l that is not pinned among its first few, else its head. */
+static struct flow *list_victim(const struct flow_table *t, int l)
+{
+    struct flow *f = t->lists[l].head;
+    for (int i = 0; f && i < PIN_SCAN; i++, f = f->next)
+        if (!f->pinned)
+            return f;
+    return t->lists[l].head;
+}
+
+/* At the cap: the oldest idle flow gives way, closed ones first (a closed flagged flow has
+ * said all it will), open pinned ones last. */
+static struct flow *pick_victim(const struct flow_table *t)
+{
+    if (t->lists[FLOW_L_CLOSED].head)
+        return t->lists[FLOW_L_CLOSED].head;
+    struct flow *a = list_victim(t, FLOW_L_TCP), *b = list_victim(t, FLOW_L_UDP);
+    if (a && b && a->pinned != b->pinned)
+        return a->pinned ? b : a;
+    return !a ? b : !b ? a : (tw_time_us(a->last) <= tw_time_us(b->last) ? a : b);
+}
+
 static struct flow *alloc_flow(struct flow_table *t)
 {
     if (t->free) {
@@ -266,15 +291,11 @@ static struct flow *alloc_flow(struct flow_table *t)
         t->allocated++;
         return (struct flow *)(void *)(t->chunks[ci] + idx * t->stride);
     }
-    /* at the cap: evict the oldest idle flow, closed ones first */
-    struct flow *victim = t->lists[FLOW_L_CLOSED].head;
-    if (!victim) {
-        struct flow *a = t->lists[FLOW_L_TCP].head, *b = t->lists[FLOW_L_UDP].head;
-        victim = !a ? b : !b ? a : (tw_time_us(a->last) <= tw_time_us(b->last) ? a : b);
-    }
+    struct flow *victim = pick_victim(t);
     if (!victim)
         return NULL;
     t->st.evicted++;
+    pressure_note(&t->pr, &victim->cli, true);
     remove_flow(t, victim, FLOW_END_EVICTED);
     struct flow *f = t->free;
     t->free = f->hnext;
@@ -473,6 +494,11 @@ size_t flow_expire(struct flow_table *t, struct tw_time now, size_t budget)
 void flow_stats(const struct flow_table *t, struct flow_stats *out)
 {
     *out = t->st;
+}
+
+struct pressure *flow_pressure(struct flow_table *t)
+{
+    return &t->pr;
 }
 
 size_t flow_table_bound(const struct flow_table *t)

@@ -8,6 +8,12 @@
  * already held is never rewritten (first wins). Slot buffers grow to the highest offset
  * seen, are accounted against max_bytes, and are kept when the slot is released so that
  * steady state reuses them; under pressure idle buffers are freed first.
+ *
+ * What gives way at a cap: a new datagram is never refused for a full table or byte budget
+ * while older datagrams are in progress. The oldest one (by first fragment) is dropped to make
+ * room: a real datagram's fragments arrive back to back, a flood's never-completed first
+ * fragments sit and age, so junk that came first cannot keep a later query out. Each drop is
+ * counted (limit) and noted with the dropped datagram's source (pressure.h).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +48,7 @@ struct frag {
     uint64_t max_bytes;
     int64_t timeout_us;
     struct frag_stats st;
+    struct pressure pr;
 };
 
 struct frag *frag_new(uint32_t max_datagrams, uint64_t max_bytes, uint32_t timeout_s)
@@ -77,6 +84,11 @@ void frag_stats(const struct frag *f, struct frag_stats *st)
     *st = f->st;
 }
 
+struct pressure *frag_pressure(struct frag *f)
+{
+    return &f->pr;
+}
+
 /* Releases a slot but keeps its buffer for the next datagram. */
 static void slot_release(struct frag *f, struct fslot *s)
 {
@@ -107,6 +119,31 @@ uint32_t frag_expire(struct frag *f, struct tw_time now)
     return n;
 }
 
+/* The datagram in progress with the oldest first fragment, other than keep; NULL if none. */
+static struct fslot *oldest(struct frag *f, const struct fslot *keep)
+{
+    struct fslot *o = NULL;
+    for (uint32_t i = 0; i < f->nslots; i++) {
+        struct fslot *s = &f->slots[i];
+        if (s->used && s != keep && (!o || s->first_us < o->first_us))
+            o = s;
+    }
+    return o;
+}
+
+/* Drops a datagram in progress to make room (its buffer too when drop_buf): counted. */
+static void evict(struct frag *f, struct fslot *o, bool drop_buf)
+{
+    struct tw_addr a = {.family = o->family};
+    memcpy(a.a, o->src, o->family == 4 ? 4 : 16);
+    pressure_note(&f->pr, &a, true);
+    f->st.limit++;
+    f->st.evicted++;
+    slot_release(f, o);
+    if (drop_buf)
+        slot_drop_buf(f, o);
+}
+
 /* Makes s->buf hold at least need bytes within max_bytes. false when the cap forbids it. */
 static bool slot_grow(struct frag *f, struct fslot *s, uint32_t need)
 {
@@ -129,6 +166,12 @@ static bool slot_grow(struct frag *f, struct fslot *s, uint32_t need)
         }
         if (others + want > f->max_bytes)
             want = need;
+        /* then the oldest datagrams in progress, with their buffers */
+        struct fslot *o;
+        while (others + want > f->max_bytes && (o = oldest(f, s)) != NULL) {
+            evict(f, o, true);
+            others = f->st.bytes_alloc - s->cap;
+        }
         if (others + want > f->max_bytes)
             return false;
     }
@@ -186,6 +229,32 @@ static struct fslot *slot_alloc(struct frag *f, const struct dec_pkt *p, size_t 
     return s;
 }
 
+/* The datagram p belongs to, or a new slot for it: a stale datagram reusing its id is dropped
+ * first, and with every slot taken the expired ones go, then the oldest. NULL: no room. */
+static struct fslot *slot_for(struct frag *f, const struct dec_pkt *p, size_t alen,
+                              struct tw_time now)
+{
+    int64_t t = tw_time_us(now);
+    struct fslot *s = slot_find(f, p, alen);
+    if (s && t - s->first_us > f->timeout_us) {
+        /* a stale datagram must not absorb fragments of a new one reusing its id */
+        slot_release(f, s);
+        f->st.expired++;
+        s = NULL;
+    }
+    if (s)
+        return s;
+    s = slot_alloc(f, p, alen, t);
+    if (!s && frag_expire(f, now) > 0)
+        s = slot_alloc(f, p, alen, t);
+    struct fslot *o;
+    if (!s && (o = oldest(f, NULL)) != NULL) {
+        evict(f, o, false); /* every slot taken: the oldest datagram gives way */
+        s = slot_alloc(f, p, alen, t);
+    }
+    return s;
+}
+
 int frag_add(struct frag *f, const struct dec_pkt *p, struct tw_time now, const uint8_t **data,
              uint32_t *len)
 {
@@ -202,22 +271,10 @@ int frag_add(struct frag *f, const struct dec_pkt *p, struct tw_time now, const 
         f->st.bad++;
         return TW_EBAD;
     }
-    int64_t t = tw_time_us(now);
-    struct fslot *s = slot_find(f, p, alen);
-    if (s && t - s->first_us > f->timeout_us) {
-        /* a stale datagram must not absorb fragments of a new one reusing its id */
-        slot_release(f, s);
-        f->st.expired++;
-        s = NULL;
-    }
+    struct fslot *s = slot_for(f, p, alen, now);
     if (!s) {
-        s = slot_alloc(f, p, alen, t);
-        if (!s && frag_expire(f, now) > 0)
-            s = slot_alloc(f, p, alen, t);
-        if (!s) {
-            f->st.limit++;
-            return TW_ELIMIT;
-        }
+        f->st.limit++;
+        return TW_ELIMIT;
     }
     uint32_t end = off + wlen;
     if (p->frag_more ? (s->have_last && end > s->total)
@@ -234,6 +291,8 @@ int frag_add(struct frag *f, const struct dec_pkt *p, struct tw_time now, const 
     uint32_t stored = p->frag_len < wlen ? p->frag_len & ~7u : wlen;
     if (stored > 0) {
         if (!slot_grow(f, s, off + stored)) {
+            struct tw_addr a = p->src;
+            pressure_note(&f->pr, &a, false);
             slot_release(f, s);
             f->st.limit++;
             return TW_ELIMIT;

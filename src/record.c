@@ -16,7 +16,8 @@ struct recorder {
     const char *file;
     struct tw_time now; /* time of the last hit or tick: stamps update records */
     struct recorder_stats st;
-    bool failing; /* the last write to the alerts file failed (said once) */
+    bool failing;             /* the last write to the alerts file failed (said once) */
+    struct pressure dedup_pr; /* incidents pushed out early, by the host that pushed */
 };
 
 static void flush_update(void *ud, struct incident *in);
@@ -126,8 +127,11 @@ struct incident *rec_hit(struct recorder *r, struct alert_rec *rec, bool externa
 {
     r->now = rec->ts;
     *is_new = false;
+    uint64_t ev = dedup_evictions(r->dedup);
     struct incident *in =
         dedup_hit(r->dedup, &rec->host, rec->rule, rec->name, rec->name_len, rec->ts, is_new);
+    if (dedup_evictions(r->dedup) != ev)
+        pressure_note(&r->dedup_pr, &rec->host, true); /* the newcomer's host made it give way */
     if (!in || !*is_new)
         return in;
     if (external)
@@ -197,4 +201,24 @@ void rec_stats(const struct recorder *r, struct recorder_stats *st)
 uint64_t rec_dedup_evictions(const struct recorder *r)
 {
     return dedup_evictions(r->dedup);
+}
+
+struct pressure *rec_dedup_pressure(struct recorder *r)
+{
+    return &r->dedup_pr;
+}
+
+void rec_health(struct recorder *r, const struct alert_health *h, struct tw_time now)
+{
+    char id[40];
+    struct alert_rec rec;
+    memset(&rec, 0, sizeof(rec));
+    alert_ids_next(&r->ids, id);
+    rec.type = ALERT_HEALTH;
+    rec.ts = now;
+    rec.event_id = id;
+    rec.observer = r->o.cfg->sensor_name;
+    rec.health = h;
+    emit(r, &rec, true, true);
+    r->st.health++;
 }

@@ -4,13 +4,178 @@
  * handled. Islands beyond the contiguous prefix are few (STREAM_MAX_GAPS): a ClientHello
  * rarely spans more than a dozen segments, and an attacker who sprays islands only loses
  * his own flow's extraction (TW_ELIMIT, counted by the caller).
+ *
+ * The pool (stream.h) is a doubly linked list of holders in order of last progress, so the
+ * reclaim candidate is always its head (O(1)); per-source bytes sit in a fixed array of
+ * keyed-hash buckets (an attacker cannot aim his flows at a victim's bucket).
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "tunnelwatch/stream.h"
 
-static int grow(struct stream *s, uint32_t need, int64_t *budget);
+static int grow(struct stream *s, uint32_t need, struct reasm_pool *pool);
+
+/* ---------- the pool ---------- */
+
+int reasm_pool_init(struct reasm_pool *p, uint64_t total, uint32_t stall_ms, uint32_t src_pct)
+{
+    memset(p, 0, sizeof(*p));
+    p->budget = p->total = (int64_t)total;
+    p->stall_us = (int64_t)stall_ms * 1000;
+    if (src_pct == 0 || src_pct > 100)
+        src_pct = 100;
+    p->src_cap = total / 100 * src_pct + total % 100 * src_pct / 100;
+    if (getrandom(p->key, sizeof(p->key), 0) != (ssize_t)sizeof(p->key))
+        memset(p->key, 0x6b, sizeof(p->key));
+    p->src_held = calloc(REASM_SRC_BUCKETS, sizeof(*p->src_held));
+    return p->src_held ? TW_OK : TW_ENOMEM;
+}
+
+void reasm_pool_fini(struct reasm_pool *p)
+{
+    free(p->src_held);
+    p->src_held = NULL;
+}
+
+void reasm_set_source(struct reasm_pool *p, struct reasm_hold *h, const struct tw_addr *src,
+                      enum reasm_kind kind)
+{
+    uint8_t k[17] = {0};
+    h->src = src;
+    h->kind = (uint8_t)kind;
+    if (src) {
+        k[0] = src->family;
+        memcpy(k + 1, src->a, 16);
+    }
+    h->bucket = (uint16_t)(tw_siphash(p->key, k, sizeof(k)) % REASM_SRC_BUCKETS);
+}
+
+static void unlink_hold(struct reasm_pool *p, struct reasm_hold *h)
+{
+    if (!h->linked)
+        return;
+    if (h->prev)
+        h->prev->next = h->next;
+    else
+        p->head = h->next;
+    if (h->next)
+        h->next->prev = h->prev;
+    else
+        p->tail = h->prev;
+    h->prev = h->next = NULL;
+    h->linked = false;
+}
+
+void reasm_touch(struct reasm_pool *p, struct reasm_hold *h)
+{
+    if (!p || !h->bytes)
+        return;
+    h->last_us = p->now_us;
+    unlink_hold(p, h);
+    h->prev = p->tail;
+    if (p->tail)
+        p->tail->next = h;
+    else
+        p->head = h;
+    p->tail = h;
+    h->linked = true;
+}
+
+/* Returns n of h's bytes (n <= h->bytes). */
+static void give(struct reasm_pool *p, struct reasm_hold *h, uint32_t n)
+{
+    p->budget += n;
+    h->bytes -= n;
+    if (p->src_held)
+        p->src_held[h->bucket] -= n;
+    if (!h->bytes)
+        unlink_hold(p, h);
+}
+
+void reasm_release(struct reasm_pool *p, struct reasm_hold *h)
+{
+    if (p && h->bytes)
+        give(p, h, h->bytes);
+}
+
+static void stream_reclaim(struct reasm_pool *p, struct stream *s);
+
+/* Pushes v out: its memory freed and its bytes returned; v is lost to its owner. */
+static void reclaim(struct reasm_pool *p, struct reasm_hold *v)
+{
+    uint8_t kind = v->kind & 1;
+    p->reclaimed[kind]++;
+    pressure_note(&p->pr[kind], v->src, true);
+    if (v->kind == REASM_STREAM)
+        stream_reclaim(p, (struct stream *)(void *)v);
+    else if (p->reclaim_other)
+        p->reclaim_other(p->ud, v);
+    reasm_release(p, v); /* whatever the owner did not return */
+    v->lost = true;
+}
+
+static bool stalled(const struct reasm_pool *p, const struct reasm_hold *v)
+{
+    return v && p->stall_us > 0 && p->now_us - v->last_us >= p->stall_us;
+}
+
+#define SRC_SCAN 64 /* holders looked at for a stalled one of an over-share source */
+
+/* h's source is at its share: one of its own stalled holders (among the least recent few)
+ * makes room, or false. */
+static bool reclaim_own(struct reasm_pool *p, const struct reasm_hold *h)
+{
+    struct reasm_hold *v = p->head;
+    for (int i = 0; v && i < SRC_SCAN && stalled(p, v); i++, v = v->next) {
+        if (v != h && v->bucket == h->bucket) {
+            reclaim(p, v);
+            return true;
+        }
+    }
+    return false;
+}
+
+static int refuse(struct reasm_pool *p, const struct reasm_hold *h, uint64_t *count)
+{
+    uint8_t kind = h->kind & 1;
+    count[kind]++;
+    pressure_note(&p->pr[kind], h->src, false);
+    return TW_ELIMIT;
+}
+
+int reasm_take(struct reasm_pool *p, struct reasm_hold *h, uint32_t n)
+{
+    while (p->src_cap < (uint64_t)p->total && p->src_held[h->bucket] + n > p->src_cap)
+        if (!reclaim_own(p, h))
+            return refuse(p, h, p->refused_src);
+    while (p->budget < (int64_t)n) {
+        struct reasm_hold *v = p->head == h ? h->next : p->head;
+        if (!stalled(p, v))
+            return refuse(p, h, p->refused);
+        reclaim(p, v);
+    }
+    p->budget -= n;
+    h->bytes += n;
+    p->src_held[h->bucket] += n;
+    h->lost = false;
+    reasm_touch(p, h);
+    return TW_OK;
+}
+
+/* ---------- one stream ---------- */
+
+static void stream_reclaim(struct reasm_pool *p, struct stream *s)
+{
+    (void)p;
+    free(s->buf);
+    struct reasm_hold h = s->h;
+    uint32_t max = s->max;
+    memset(s, 0, sizeof(*s));
+    s->h = h;
+    s->max = max;
+}
 
 void stream_set_base(struct stream *s, uint32_t seq)
 {
@@ -22,7 +187,7 @@ void stream_set_base(struct stream *s, uint32_t seq)
 }
 
 /* Moves the base k bytes back: existing bytes shift right, becoming an island. */
-static int rebase(struct stream *s, uint32_t k, int64_t *budget)
+static int rebase(struct stream *s, uint32_t k, struct reasm_pool *budget)
 {
     uint32_t hi = s->len;
     for (int i = 0; i < s->n_isl; i++)
@@ -48,7 +213,7 @@ static int rebase(struct stream *s, uint32_t k, int64_t *budget)
     return TW_OK;
 }
 
-static int grow(struct stream *s, uint32_t need, int64_t *budget)
+static int grow(struct stream *s, uint32_t need, struct reasm_pool *pool)
 {
     if (need <= s->cap)
         return TW_OK;
@@ -57,13 +222,15 @@ static int grow(struct stream *s, uint32_t need, int64_t *budget)
         ncap *= 2;
     if (ncap > s->max)
         ncap = s->max;
-    if (budget && *budget < (int64_t)(ncap - s->cap))
-        return TW_ELIMIT;
+    int r = pool ? reasm_take(pool, &s->h, ncap - s->cap) : TW_OK;
+    if (r)
+        return r;
     uint8_t *nb = realloc(s->buf, ncap);
-    if (!nb)
+    if (!nb) {
+        if (pool)
+            give(pool, &s->h, ncap - s->cap);
         return TW_ENOMEM;
-    if (budget)
-        *budget -= (int64_t)(ncap - s->cap);
+    }
     s->buf = nb;
     s->cap = ncap;
     return TW_OK;
@@ -119,7 +286,22 @@ static bool present(const struct stream *s, uint32_t off)
     return false;
 }
 
-int stream_add(struct stream *s, uint32_t seq, const uint8_t *data, uint32_t n, int64_t *budget)
+static int add(struct stream *s, uint32_t seq, const uint8_t *data, uint32_t n,
+               struct reasm_pool *budget);
+
+int stream_add(struct stream *s, uint32_t seq, const uint8_t *data, uint32_t n,
+               struct reasm_pool *pool)
+{
+    if (s->h.lost)
+        return TW_ELIMIT; /* the pool took this stream's buffer back: it is given up */
+    int r = add(s, seq, data, n, pool);
+    if (r > 0)
+        reasm_touch(pool, &s->h);
+    return r;
+}
+
+static int add(struct stream *s, uint32_t seq, const uint8_t *data, uint32_t n,
+               struct reasm_pool *budget)
 {
     if (n == 0)
         return 0;
@@ -202,12 +384,15 @@ void stream_consume(struct stream *s, uint32_t n)
     }
 }
 
-void stream_reset(struct stream *s, int64_t *budget)
+void stream_reset(struct stream *s, struct reasm_pool *pool)
 {
-    if (budget)
-        *budget += s->cap;
+    reasm_release(pool, &s->h);
     free(s->buf);
+    struct reasm_hold h = s->h;
     uint32_t max = s->max;
     memset(s, 0, sizeof(*s));
     s->max = max;
+    s->h.src = h.src;
+    s->h.bucket = h.bucket;
+    s->h.kind = h.kind;
 }

@@ -23,7 +23,32 @@ enum alert_schema { ALERT_ECS = 0, ALERT_ASIM = 1 };
 void community_id_v1(const struct tw_addr *src, const struct tw_addr *dst, uint16_t sport,
                      uint16_t dport, uint8_t proto, uint16_t seed, char out[64]);
 
-enum alert_type { ALERT_RAISED, ALERT_UPDATE, ALERT_FLOW_END, ALERT_SUPPRESSED, ALERT_EXTERNAL };
+enum alert_type {
+    ALERT_RAISED,
+    ALERT_UPDATE,
+    ALERT_FLOW_END,
+    ALERT_SUPPRESSED,
+    ALERT_EXTERNAL,
+    ALERT_HEALTH /* sensor health: a bounded resource had to refuse or reclaim (health) */
+};
+
+#define ALERT_HEALTH_TOP 3
+
+/* A sensor-health record's content (ALERT_HEALTH); strings borrowed for the call. */
+struct alert_health {
+    const char *resource;        /* reassembly | quic_state | flow_table | fragments | ndpi |
+                                  * dns_map | dedup */
+    const char *config_key;      /* the cap's configuration key */
+    uint64_t limit;              /* its configured value */
+    uint64_t refused, reclaimed; /* since the resource's previous record */
+    uint64_t noted;              /* of those, with a known source address */
+    int n_top;
+    struct {
+        struct tw_addr addr;
+        uint64_t count; /* may over-count by err (space-saving summary) */
+        uint64_t err;
+    } top[ALERT_HEALTH_TOP]; /* the sources behind them, most first */
+};
 
 /* Everything a record can carry; strings are borrowed for the call. */
 struct alert_rec {
@@ -61,7 +86,8 @@ struct alert_rec {
     const char *end_reason;
     /* suppression */
     const char *allow_name, *allow_reason;
-    const char *observer; /* sensor name */
+    const char *observer;              /* sensor name */
+    const struct alert_health *health; /* ALERT_HEALTH only */
 };
 
 /* Writes one record as a JSON object (no newline) into w (reset first). */

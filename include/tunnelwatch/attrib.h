@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "tunnelwatch/cfg.h"
+#include "tunnelwatch/pressure.h"
 #include "tunnelwatch/tw.h"
 
 struct netset;
@@ -41,12 +42,15 @@ struct dnsmap_entry {
 
 struct dnsmap *dnsmap_new(uint32_t max_entries);
 void dnsmap_free(struct dnsmap *m);
-/* Inserts or refreshes ip. At the cap the entry closest to expiry is replaced (counted). */
+/* Inserts or refreshes ip. At the cap the entry closest to expiry is replaced (counted),
+ * one the same asker received first. */
 void dnsmap_put(struct dnsmap *m, const struct dnsmap_entry *e);
 /* Returns the live entry for ip at time now_us, or NULL. */
 const struct dnsmap_entry *dnsmap_get(struct dnsmap *m, const struct tw_addr *ip, int64_t now_us);
 size_t dnsmap_size(const struct dnsmap *m);
 uint64_t dnsmap_evictions(const struct dnsmap *m);
+/* Evictions since the engine's last health record (owned by m). */
+struct pressure *dnsmap_pressure(struct dnsmap *m);
 
 /* ---------- the decision ---------- */
 

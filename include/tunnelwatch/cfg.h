@@ -101,6 +101,9 @@ struct tw_cfg {
         uint32_t udp_timeout_s;       /* 60 */
         uint32_t reasm_bytes;         /* 16384: client bytes buffered per flow */
         uint64_t reasm_total_mib;     /* 64: all reassembly buffers together */
+        uint32_t reasm_source_pct;    /* 25: share of it one client address may hold */
+        uint32_t stall_ms;            /* 500: reassembly, QUIC or nDPI state without progress
+                                       * this long gives way under pressure; 0 never */
         uint32_t frag_max;            /* 1024 datagrams in reassembly */
         uint32_t frag_timeout_s;      /* 30 */
         bool ndpi;                    /* true */
@@ -112,6 +115,8 @@ struct tw_cfg {
         uint32_t dedup_window_s;    /* 3600; 0: no dedup, every hit alerts */
         uint32_t dedup_max;         /* 65536 entries */
         uint32_t update_interval_s; /* 300: periodic update of a deduplicated incident; 0 off */
+        uint32_t health_interval_s; /* 10: at most one resource_pressure record per resource
+                                     * this often (packet time) */
         uint32_t dns_map_max;       /* 262144 IP->name entries */
         uint32_t dns_ttl_cap_s;     /* 86400 */
         uint32_t dns_ttl_min_s;     /* 300: short TTLs are stretched to this */

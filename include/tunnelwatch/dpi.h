@@ -2,8 +2,11 @@
  *
  * struct dpi owns the nDPI detection module; struct dpi_flow (embedded in the engine's
  * per-flow state) owns one flow's nDPI state from its first payload until nDPI decides or
- * gives up after flow.ndpi_packets packets, at most flow.ndpi_max_flows at once (skips
- * counted). A flow that our parsers recognised (TLS, HTTP, DNS, QUIC) never reaches nDPI:
+ * gives up after flow.ndpi_packets packets, at most flow.ndpi_max_flows at once. At that cap
+ * the state of the flow that has waited longest for its next packet gives way when it waited
+ * flow.stall_ms or more (a flood of flows that send one packet and stop cannot keep later
+ * flows from being labelled); otherwise the newcomer is skipped. Both counted and noted
+ * (dpi_pressure). A flow that our parsers recognised (TLS, HTTP, DNS, QUIC) never reaches nDPI:
  * its label is ours.
  */
 #ifndef TW_DPI_H
@@ -12,23 +15,29 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "tunnelwatch/pressure.h"
+
 struct ndpi_flow_struct;
 
 struct dpi_flow {
-    struct ndpi_flow_struct *nf; /* owned; NULL when idle */
-    uint16_t proto;              /* nDPI's verdict, 0 = unknown */
+    struct ndpi_flow_struct *nf;  /* owned; NULL when idle */
+    struct dpi_flow *prev, *next; /* live states, least recent packet first */
+    int64_t last_us;              /* packet time of its last packet */
+    struct tw_addr src;           /* its first payload's source */
+    uint16_t proto;               /* nDPI's verdict, 0 = unknown */
     uint8_t pkts;
     bool done;
 };
 
 struct dpi_stats {
     uint64_t flows, skipped;
+    uint64_t reclaimed; /* stalled states dropped for a newcomer */
 };
 
 struct dpi;
 
 /* NULL when nDPI cannot start (the sensor then runs without labels). */
-struct dpi *dpi_new(uint32_t max_flows, uint32_t max_packets);
+struct dpi *dpi_new(uint32_t max_flows, uint32_t max_packets, uint32_t stall_ms);
 void dpi_free(struct dpi *d);
 /* One packet of a flow (l3: its innermost IP header, len captured bytes from it);
  * payload_len 0 packets are skipped until the first payload. known: our parsers named the
@@ -40,5 +49,7 @@ void dpi_release(struct dpi *d, struct dpi_flow *f);
 /* nDPI's protocol name for the flow, NULL when it has none. */
 const char *dpi_label(struct dpi *d, const struct dpi_flow *f);
 void dpi_stats(const struct dpi *d, struct dpi_stats *st);
+/* Reclaims and skips since the engine's last health record; NULL when d is NULL. */
+struct pressure *dpi_pressure(struct dpi *d);
 
 #endif /* TW_DPI_H */

@@ -72,9 +72,10 @@ struct extract_stats {
 
 struct extractor {
     struct extract_ops ops;
-    int64_t reasm_budget; /* bytes left of flow.reasm_total_mib */
-    uint32_t reasm_bytes; /* flow.reasm_bytes: per direction */
-    uint8_t *hello_buf;   /* TLS_HELLO_MAX: the ClientHello joined from its records */
+    struct reasm_pool pool; /* flow.reasm_total_mib: every buffer and QUIC state (stream.h);
+                             * the engine sets pool.now_us before each packet */
+    uint32_t reasm_bytes;   /* flow.reasm_bytes: per direction */
+    uint8_t *hello_buf;     /* TLS_HELLO_MAX: the ClientHello joined from its records */
     struct extract_stats st;
 };
 
@@ -94,12 +95,14 @@ struct xflow {
                         * are not new requests) */
     struct stream st[2];
     struct quic_initial *quic;
+    struct reasm_hold qh; /* the QUIC state's share of the pool */
     struct pre_state pre; /* what precedes the ClientHello or request (zero = start) */
 };
 
-/* TW_OK or TW_ENOMEM. reasm_total_mib bounds every reassembly buffer and QUIC state. */
+/* TW_OK or TW_ENOMEM. reasm_total_mib bounds every reassembly buffer and QUIC state;
+ * stall_ms and src_pct say what gives way under pressure (reasm_pool_init). */
 int extract_init(struct extractor *x, const struct extract_ops *ops, uint32_t reasm_bytes,
-                 uint64_t reasm_total_mib);
+                 uint64_t reasm_total_mib, uint32_t stall_ms, uint32_t src_pct);
 void extract_fini(struct extractor *x);
 /* A packet of flow f in direction dir (0 client -> server). */
 void extract_packet(struct extractor *x, struct xflow *xf, const struct dec_pkt *p, struct flow *f,

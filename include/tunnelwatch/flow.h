@@ -5,7 +5,10 @@
  * SipHash-1-3 and a per-process random key (hash flooding cannot aim collisions at one probe
  * run). Flow records come from chunks allocated on demand up to max_flows (on transparent
  * huge pages when the kernel grants them); at the cap the oldest idle flow is evicted
- * (counted, its end reported first). Three FIFO lists ordered by last
+ * (counted, its end reported first, noted in flow_pressure), closed flows first and a pinned
+ * flow (one a rule flagged: a tunnel that is quiet for a while) only when the few oldest of
+ * its list are all pinned, so a flood of new flows cannot push a flagged tunnel out and let
+ * its later traffic pass as a new, unflagged flow. Three FIFO lists ordered by last
  * activity (open TCP, UDP, closed TCP) make expiry O(expired) with per-state timeouts.
  *
  * Ownership: the table owns every struct flow. A pointer returned by flow_lookup() is valid
@@ -21,6 +24,7 @@
 #include <stdint.h>
 
 #include "tunnelwatch/decode.h"
+#include "tunnelwatch/pressure.h"
 #include "tunnelwatch/tw.h"
 
 enum flow_list { FLOW_L_TCP = 0, FLOW_L_UDP = 1, FLOW_L_CLOSED = 2, FLOW_L__N };
@@ -41,6 +45,7 @@ struct flow {
     uint8_t fin_seen;           /* bit 0 client FIN, bit 1 server FIN */
     bool rst_seen;
     bool syn_seen;
+    bool pinned;       /* set by the owner: evicted only after the unpinned (see above) */
     uint8_t list;      /* enum flow_list */
     int64_t moved_sec; /* when it was last moved to its list's tail */
     void *ext;         /* ext_size bytes of engine state in the same slab record;
@@ -97,6 +102,8 @@ void flow_update(struct flow_table *t, struct flow *f, const struct dec_pkt *p, 
 size_t flow_expire(struct flow_table *t, struct tw_time now, size_t budget);
 
 void flow_stats(const struct flow_table *t, struct flow_stats *out);
+/* Evictions since the engine's last health record (owned by t). */
+struct pressure *flow_pressure(struct flow_table *t);
 /* Bytes the table can use at most (records + slots), for the memory bound. */
 size_t flow_table_bound(const struct flow_table *t);
 

@@ -7,11 +7,12 @@
  *
  * Bounds: at most max_datagrams in progress (slots allocated by frag_new), at most
  * max_bytes of reassembly buffers in total, 65535 bytes per datagram, and a datagram older
- * than timeout_s seconds of packet time is dropped. Hitting a cap drops that fragment or
- * datagram and returns TW_ELIMIT (counted). Overlaps are resolved first-wins (the bytes
- * already held are kept, the newcomer's overlapping bytes ignored, counted), which defeats
- * the classic overlap tricks used to show an IDS different bytes than the host.
- * Buffers are kept for reuse, so steady state allocates nothing.
+ * than timeout_s seconds of packet time is dropped. At a cap the oldest datagram in progress
+ * gives way to the newcomer (counted in limit and evicted, noted in frag_pressure); only a
+ * datagram that cannot fit even alone is refused with TW_ELIMIT. Overlaps are resolved first-wins
+ * (the bytes already held are kept, the newcomer's overlapping bytes ignored, counted), which
+ * defeats the classic overlap tricks used to show an IDS different bytes than the host. Buffers are
+ * kept for reuse, so steady state allocates nothing.
  */
 #ifndef TW_FRAG_H
 #define TW_FRAG_H
@@ -19,6 +20,7 @@
 #include <stdint.h>
 
 #include "tunnelwatch/decode.h"
+#include "tunnelwatch/pressure.h"
 #include "tunnelwatch/tw.h"
 
 struct frag;
@@ -27,7 +29,8 @@ struct frag_stats {
     uint64_t fragments;   /* fragments offered to frag_add */
     uint64_t reassembled; /* datagrams completed */
     uint64_t expired;     /* datagrams dropped on timeout */
-    uint64_t limit;       /* fragments/datagrams dropped at a cap (TW_ELIMIT) */
+    uint64_t limit;       /* fragments/datagrams dropped at a cap (evicted or TW_ELIMIT) */
+    uint64_t evicted;     /* of those, older datagrams dropped to make room */
     uint64_t bad;         /* inconsistent fragments (TW_EBAD) */
     uint64_t overlaps;    /* fragments that overlapped held bytes (first wins) */
     uint32_t in_progress; /* datagrams currently held */
@@ -51,5 +54,7 @@ int frag_add(struct frag *f, const struct dec_pkt *pkt, struct tw_time now, cons
 uint32_t frag_expire(struct frag *f, struct tw_time now);
 
 void frag_stats(const struct frag *f, struct frag_stats *st);
+/* Drops and refusals since the engine's last health record (owned by f). */
+struct pressure *frag_pressure(struct frag *f);
 
 #endif /* TW_FRAG_H */

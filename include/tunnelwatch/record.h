@@ -17,6 +17,7 @@
 
 #include "tunnelwatch/alert.h"
 #include "tunnelwatch/cfg.h"
+#include "tunnelwatch/pressure.h"
 #include "tunnelwatch/publish.h"
 
 struct recorder_opts {
@@ -32,6 +33,7 @@ struct recorder_stats {
     uint64_t alerts, updates, suppressed, flow_ends, dropped;
     uint64_t external;      /* event records of external (transit) hits */
     uint64_t output_errors; /* records the alerts file did not take */
+    uint64_t health;        /* sensor-health (resource_pressure) records */
 };
 
 struct recorder;
@@ -59,5 +61,11 @@ void rec_flow_end(struct recorder *r, struct alert_rec *rec);
 void rec_tick(struct recorder *r, struct tw_time now, bool final);
 void rec_stats(const struct recorder *r, struct recorder_stats *st);
 uint64_t rec_dedup_evictions(const struct recorder *r);
+/* Dedup incidents pushed out at the cap since the last health record, noted with the host
+ * whose new incident pushed (owned by r). */
+struct pressure *rec_dedup_pressure(struct recorder *r);
+/* A sensor-health record (event.action "resource_pressure") at packet time now, to the
+ * alerts file and Redis; the caller rate-limits. */
+void rec_health(struct recorder *r, const struct alert_health *h, struct tw_time now);
 
 #endif /* TW_RECORD_H */

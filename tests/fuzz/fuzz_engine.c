@@ -88,10 +88,13 @@ static const char sigma[] = "title: Connection to a tunnel service (fuzz)\n"
                             "    condition: selection and not filter\n"
                             "level: medium\n";
 
-static const char *const settings[] = {"flow.max_flows=1024",    "flow.frag_max=16",
+static const char *const settings[] = {"flow.max_flows=1024", "flow.frag_max=16",
                                        "flow.ndpi_max_flows=16", "alert.dedup_max=64",
-                                       "alert.dns_map_max=256",  "alert.update_interval_s=60",
-                                       "flow.reasm_bytes=8192",  "flow.ndpi=false"};
+                                       "alert.dns_map_max=256", "alert.update_interval_s=60",
+                                       "flow.reasm_bytes=8192", "flow.ndpi=false",
+                                       /* one source holds 10 KB: its buffers give way to each
+                                        * other (stream.h), so reclaims happen here */
+                                       "flow.reasm_source_pct=1", "flow.stall_ms=1"};
 
 static struct ruleset *rules;
 static struct tw_cfg cfg;

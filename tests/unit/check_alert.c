@@ -213,6 +213,63 @@ START_TEST(asim_fields)
 }
 END_TEST
 
+/* A sensor-health record, ECS and ASIM: the resource, its figures and the top sources with
+ * their guaranteed counts and shares. */
+START_TEST(health_record)
+{
+    struct jw w;
+    jw_init(&w, 1 << 16);
+    struct alert_health h;
+    memset(&h, 0, sizeof(h));
+    h.resource = "reassembly";
+    h.config_key = "flow.reasm_total_mib";
+    h.limit = 64;
+    h.refused = 5;
+    h.reclaimed = 95;
+    h.noted = 100;
+    h.n_top = 2;
+    ck_assert_int_eq(tw_addr_parse("10.9.0.66", &h.top[0].addr), TW_OK);
+    h.top[0].count = 92;
+    h.top[0].err = 2;
+    ck_assert_int_eq(tw_addr_parse("2001:db8::1", &h.top[1].addr), TW_OK);
+    h.top[1].count = 3;
+    struct alert_rec r;
+    memset(&r, 0, sizeof(r));
+    r.type = ALERT_HEALTH;
+    r.ts.sec = 1700000000;
+    r.event_id = "0123456789abcdef-0000000000000009";
+    r.observer = "sensor-1";
+    r.health = &h;
+    ck_assert_int_eq(alert_format(&w, &r, ALERT_ECS), TW_OK);
+    const char *ecs[] = {
+        "d['event.kind'] == 'event'",
+        "d['event.action'] == 'resource_pressure'",
+        "d['event.dataset'] == 'tunnelwatch.health'",
+        "d['event.id'] == '0123456789abcdef-0000000000000009'",
+        "d['observer.name'] == 'sensor-1'",
+        "d['tunnelwatch.resource.name'] == 'reassembly'",
+        "d['tunnelwatch.resource.config_key'] == 'flow.reasm_total_mib'",
+        "d['tunnelwatch.resource.limit'] == 64",
+        "d['tunnelwatch.resource.refused'] == 5 and d['tunnelwatch.resource.reclaimed'] == 95",
+        "d['tunnelwatch.resource.top_sources'] == [{'ip': '10.9.0.66', 'count': 90, "
+        "'share_pct': 90}, {'ip': '2001:db8::1', 'count': 3, 'share_pct': 3}]",
+        "'rule.id' not in d and 'source.ip' not in d",
+    };
+    for (size_t i = 0; i < TW_ARRAY_LEN(ecs); i++)
+        ck_assert_msg(py_check(w.buf, ecs[i]), "%s in %s", ecs[i], w.buf);
+    ck_assert_int_eq(alert_format(&w, &r, ALERT_ASIM), TW_OK);
+    const char *asim[] = {
+        "d['EventType'] == 'Health' and d['EventSubType'] == 'resource_pressure'",
+        "d['AdditionalFields']['Resource'] == 'reassembly'",
+        "d['AdditionalFields']['Reclaimed'] == 95",
+        "d['AdditionalFields']['TopSources'][0]['ip'] == '10.9.0.66'",
+    };
+    for (size_t i = 0; i < TW_ARRAY_LEN(asim); i++)
+        ck_assert_msg(py_check(w.buf, asim[i]), "%s in %s", asim[i], w.buf);
+    jw_free(&w);
+}
+END_TEST
+
 START_TEST(hostile_name)
 {
     static const uint8_t evil[] = "a\"b<script>alert(1)</script>\\\x01\x1b[31m\x7f\xc0\xaf\xed\xa0"
@@ -418,6 +475,7 @@ Suite *tw_suite(void)
     tcase_add_test(tc, ecs_fields);
     tcase_add_test(tc, ecs_flow_end);
     tcase_add_test(tc, asim_fields);
+    tcase_add_test(tc, health_record);
     tcase_add_test(tc, hostile_name);
     suite_add_tcase(s, tc);
     tc = tcase_create("alert_ids");

@@ -256,6 +256,36 @@ START_TEST(evict_oldest_closed_first)
 }
 END_TEST
 
+/* A flagged (pinned) flow is not the one a flood evicts although it is the oldest, and the
+ * eviction is noted with the evicted flow's client. */
+START_TEST(pinned_survives_flood)
+{
+    struct ends e = {0};
+    struct flow_opts o = opts(4);
+    struct flow_table *t = flow_table_new(&o, on_end, &e);
+    struct flow *tunnel = add_flow(t, 1, 6, 10);
+    uint64_t id = tunnel->id;
+    tunnel->pinned = true;
+    for (int i = 0; i < 40; i++)
+        add_flow(t, 100 + i, 6, 20 + i);
+    ck_assert_int_eq(e.n[FLOW_END_EVICTED], 37);
+    struct dec_pkt p = pkt("10.0.0.2", 40000, "192.0.2.1", 443, 6, 0);
+    int d;
+    struct flow *f = flow_lookup(t, &p, at(70), &d, NULL, NULL);
+    ck_assert_uint_eq(f->id, id); /* still the same flow */
+    struct pressure *pr = flow_pressure(t);
+    ck_assert_uint_eq(pr->reclaimed, 37);
+    ck_assert_uint_eq(pr->noted, 37);
+    /* all pinned: the oldest goes after all */
+    struct flow_table *t2 = flow_table_new(&o, on_end, &e);
+    for (int i = 0; i < 4; i++)
+        add_flow(t2, i, 6, i)->pinned = true;
+    ck_assert_ptr_nonnull(add_flow(t2, 9, 6, 9));
+    flow_table_free(t2);
+    flow_table_free(t);
+}
+END_TEST
+
 START_TEST(expiry_per_list)
 {
     struct ends e = {0};
@@ -481,6 +511,7 @@ Suite *tw_suite(void)
     tc = tcase_create("flow_cap");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, evict_oldest_closed_first);
+    tcase_add_test(tc, pinned_survives_flood);
     tcase_add_test(tc, churn_two_million);
     tcase_add_test(tc, slots_stay_reachable);
     suite_add_tcase(s, tc);

@@ -167,18 +167,25 @@ START_TEST(test_datagram_cap)
     uint32_t n;
     ck_assert_int_eq(add(f, frag_pkt(4, 1, 1, 0, 16, true), 0, &d, &n), 0);
     ck_assert_int_eq(add(f, frag_pkt(4, 1, 2, 0, 16, true), 0, &d, &n), 0);
-    ck_assert_int_eq(add(f, frag_pkt(4, 1, 3, 0, 16, true), 1, &d, &n), TW_ELIMIT);
+    /* the table is full: the oldest datagram (id 1) gives way to the newcomer */
+    ck_assert_int_eq(add(f, frag_pkt(4, 1, 3, 0, 16, true), 1, &d, &n), 0);
     struct frag_stats st;
     frag_stats(f, &st);
     ck_assert_uint_eq(st.limit, 1);
+    ck_assert_uint_eq(st.evicted, 1);
     ck_assert_uint_eq(st.in_progress, 2);
-    /* datagrams already held still complete */
-    ck_assert_int_eq(add(f, frag_pkt(4, 1, 1, 16, 16, true), 1, &d, &n), 0);
-    ck_assert_int_eq(add(f, frag_pkt(4, 1, 1, 32, 8, false), 1, &d, &n), 1);
+    ck_assert_uint_eq(frag_pressure(f)->reclaimed, 1);
+    ck_assert_uint_eq(frag_pressure(f)->n, 1);
+    /* the newcomer completes; so does id 2, which was kept */
+    ck_assert_int_eq(add(f, frag_pkt(4, 1, 3, 16, 16, true), 1, &d, &n), 0);
+    ck_assert_int_eq(add(f, frag_pkt(4, 1, 3, 32, 8, false), 1, &d, &n), 1);
     assert_whole(d, n);
-    /* once the table has room, or the old ones time out, new datagrams get in */
-    ck_assert_int_eq(add(f, frag_pkt(4, 1, 3, 0, 16, true), 2, &d, &n), 0);
-    ck_assert_int_eq(add(f, frag_pkt(4, 1, 4, 0, 16, true), 40, &d, &n), 0);
+    ck_assert_int_eq(add(f, frag_pkt(4, 1, 2, 16, 16, true), 1, &d, &n), 0);
+    ck_assert_int_eq(add(f, frag_pkt(4, 1, 2, 32, 8, false), 1, &d, &n), 1);
+    assert_whole(d, n);
+    /* id 1's rest starts a new datagram that cannot complete: its head was dropped */
+    ck_assert_int_eq(add(f, frag_pkt(4, 1, 1, 16, 16, true), 2, &d, &n), 0);
+    ck_assert_int_eq(add(f, frag_pkt(4, 1, 1, 32, 8, false), 2, &d, &n), 0);
     frag_free(f);
 }
 END_TEST
@@ -197,18 +204,20 @@ START_TEST(test_byte_cap)
     ck_assert_uint_eq(st.limit, 1);
     ck_assert_uint_eq(st.in_progress, 0);
     ck_assert_uint_le(st.bytes_alloc, 4096);
-    /* two small datagrams fit (2048-byte buffers), a third one's buffer does not */
+    /* two small datagrams fit (2048-byte buffers); a third one's buffer takes the oldest's */
     ck_assert_int_eq(add(f, frag_pkt(4, 1, 2, 0, 16, true), 0, &d, &n), 0);
     ck_assert_int_eq(add(f, frag_pkt(4, 1, 3, 0, 16, true), 0, &d, &n), 0);
-    ck_assert_int_eq(add(f, frag_pkt(4, 1, 4, 0, 16, true), 0, &d, &n), TW_ELIMIT);
+    ck_assert_int_eq(add(f, frag_pkt(4, 1, 4, 0, 16, true), 0, &d, &n), 0);
     frag_stats(f, &st);
     ck_assert_uint_le(st.bytes_alloc, 4096);
+    ck_assert_uint_eq(st.evicted, 1);
+    ck_assert_uint_eq(st.in_progress, 2);
     /* completing one frees its slot; its buffer is reused without new memory */
-    ck_assert_int_eq(add(f, frag_pkt(4, 1, 2, 16, 16, true), 0, &d, &n), 0);
-    ck_assert_int_eq(add(f, frag_pkt(4, 1, 2, 32, 8, false), 0, &d, &n), 1);
+    ck_assert_int_eq(add(f, frag_pkt(4, 1, 3, 16, 16, true), 0, &d, &n), 0);
+    ck_assert_int_eq(add(f, frag_pkt(4, 1, 3, 32, 8, false), 0, &d, &n), 1);
     assert_whole(d, n);
     uint64_t before = st.bytes_alloc;
-    ck_assert_int_eq(add(f, frag_pkt(4, 1, 4, 0, 16, true), 0, &d, &n), 0);
+    ck_assert_int_eq(add(f, frag_pkt(4, 1, 5, 0, 16, true), 0, &d, &n), 0);
     frag_stats(f, &st);
     ck_assert_uint_eq(st.bytes_alloc, before);
     frag_free(f);

@@ -279,35 +279,128 @@ START_TEST(budget_accounting)
     uint8_t big[10000];
     memset(big, 'a', sizeof(big));
     const int64_t init = 1 << 20;
-    int64_t budget = init;
+    struct reasm_pool pool;
+    ck_assert_int_eq(reasm_pool_init(&pool, init, 0, 100), TW_OK);
     struct stream s = mk(65536);
     stream_set_base(&s, 0);
-    ck_assert_int_eq(stream_add(&s, 0, big, 100, &budget), 100);
-    ck_assert_int_eq(budget, init - (int64_t)s.cap);
-    ck_assert_int_eq(stream_add(&s, 100, big, sizeof(big), &budget), (int)sizeof(big));
-    ck_assert_int_eq(stream_add(&s, 30000, big, sizeof(big), &budget), 0);
-    ck_assert_int_eq(budget, init - (int64_t)s.cap);
-    ck_assert_int_ge(budget, 0);
-    stream_reset(&s, &budget);
-    ck_assert_int_eq(budget, init);
+    ck_assert_int_eq(stream_add(&s, 0, big, 100, &pool), 100);
+    ck_assert_int_eq(pool.budget, init - (int64_t)s.cap);
+    ck_assert_int_eq(stream_add(&s, 100, big, sizeof(big), &pool), (int)sizeof(big));
+    ck_assert_int_eq(stream_add(&s, 30000, big, sizeof(big), &pool), 0);
+    ck_assert_int_eq(pool.budget, init - (int64_t)s.cap);
+    ck_assert_int_ge(pool.budget, 0);
+    stream_reset(&s, &pool);
+    ck_assert_int_eq(pool.budget, init);
+    reasm_pool_fini(&pool);
     /* a budget too small for the first allocation: TW_ELIMIT, nothing taken */
-    int64_t small = 100;
+    struct reasm_pool small;
+    ck_assert_int_eq(reasm_pool_init(&small, 100, 0, 100), TW_OK);
     struct stream t = mk(65536);
     stream_set_base(&t, 0);
     ck_assert_int_eq(stream_add(&t, 0, big, 50, &small), TW_ELIMIT);
-    ck_assert_int_eq(small, 100);
+    ck_assert_int_eq(small.budget, 100);
+    ck_assert_uint_eq(small.refused[REASM_STREAM], 1);
     ck_assert_uint_eq(t.len, 0);
     stream_reset(&t, &small);
-    ck_assert_int_eq(small, 100);
+    ck_assert_int_eq(small.budget, 100);
+    reasm_pool_fini(&small);
     /* two streams share one budget, both return it */
-    budget = init;
+    ck_assert_int_eq(reasm_pool_init(&pool, init, 0, 100), TW_OK);
     struct stream a = mk(65536), b = mk(65536);
-    ck_assert_int_eq(stream_add(&a, 1, big, 5000, &budget), 5000);
-    ck_assert_int_eq(stream_add(&b, 1, big, 9000, &budget), 9000);
-    ck_assert_int_eq(budget, init - (int64_t)a.cap - (int64_t)b.cap);
-    stream_reset(&a, &budget);
-    stream_reset(&b, &budget);
-    ck_assert_int_eq(budget, init);
+    ck_assert_int_eq(stream_add(&a, 1, big, 5000, &pool), 5000);
+    ck_assert_int_eq(stream_add(&b, 1, big, 9000, &pool), 9000);
+    ck_assert_int_eq(pool.budget, init - (int64_t)a.cap - (int64_t)b.cap);
+    stream_reset(&a, &pool);
+    stream_reset(&b, &pool);
+    ck_assert_int_eq(pool.budget, init);
+    ck_assert_ptr_null(pool.head);
+    reasm_pool_fini(&pool);
+}
+END_TEST
+
+static struct tw_addr addr4(uint8_t last)
+{
+    struct tw_addr x = {.family = 4};
+    x.a[0] = 10;
+    x.a[3] = last;
+    return x;
+}
+
+/* Room for two 2048-byte buffers. Two stalled streams hold it; a third gets in by reclaiming
+ * the one with the least recent progress, which is then given up (TW_ELIMIT); a stream that
+ * progressed recently is not reclaimed: the newcomer is refused instead. */
+START_TEST(pool_reclaims_stalled)
+{
+    uint8_t d[1400];
+    memset(d, 'x', sizeof(d));
+    struct reasm_pool pool;
+    ck_assert_int_eq(reasm_pool_init(&pool, 4096, 500, 100), TW_OK);
+    struct tw_addr src[3] = {addr4(1), addr4(2), addr4(3)};
+    struct stream s[3] = {mk(16384), mk(16384), mk(16384)};
+    for (int i = 0; i < 3; i++)
+        reasm_set_source(&pool, &s[i].h, &src[i], REASM_STREAM);
+    pool.now_us = 1000000;
+    ck_assert_int_eq(stream_add(&s[0], 1, d, sizeof(d), &pool), (int)sizeof(d));
+    pool.now_us += 100000;
+    ck_assert_int_eq(stream_add(&s[1], 1, d, sizeof(d), &pool), (int)sizeof(d));
+    /* 200 ms later nothing is stalled: refused */
+    pool.now_us += 100000;
+    ck_assert_int_eq(stream_add(&s[2], 1, d, sizeof(d), &pool), TW_ELIMIT);
+    ck_assert_uint_eq(pool.refused[REASM_STREAM], 1);
+    ck_assert_uint_eq(pool.reclaimed[REASM_STREAM], 0);
+    /* s[1] makes progress; 550 ms after s[0]'s last bytes, s[0] is stalled and gives way */
+    pool.now_us = 1000000 + 450000;
+    ck_assert_int_eq(stream_add(&s[1], 1401, d, 100, &pool), 100);
+    pool.now_us = 1000000 + 550000;
+    stream_reset(&s[2], &pool);
+    ck_assert_int_eq(stream_add(&s[2], 1, d, sizeof(d), &pool), (int)sizeof(d));
+    ck_assert_uint_eq(pool.reclaimed[REASM_STREAM], 1);
+    ck_assert(s[0].h.lost);
+    ck_assert_ptr_null(s[0].buf);
+    ck_assert_int_eq(stream_add(&s[0], 1401, d, 100, &pool), TW_ELIMIT);
+    ck_assert_int_eq(pool.budget, 0);
+    /* the note names the reclaimed stream's source */
+    struct pressure_src top[3];
+    ck_assert_int_eq(pressure_top(&pool.pr[REASM_STREAM], top, 3), 2);
+    ck_assert(tw_addr_eq(&top[0].addr, &src[0]) || tw_addr_eq(&top[1].addr, &src[0]));
+    for (int i = 0; i < 3; i++)
+        stream_reset(&s[i], &pool);
+    ck_assert_int_eq(pool.budget, 4096);
+    reasm_pool_fini(&pool);
+}
+END_TEST
+
+/* One source may hold a quarter of the pool: its fifth buffer is refused while others still
+ * get in; once its own buffers stall, they make room for its newcomers. */
+START_TEST(pool_source_share)
+{
+    uint8_t d[100];
+    memset(d, 'y', sizeof(d));
+    struct reasm_pool pool;
+    ck_assert_int_eq(reasm_pool_init(&pool, 32768, 500, 25), TW_OK);
+    struct tw_addr loud = addr4(9), quiet = addr4(10);
+    struct stream s[6];
+    memset(pool.key, 1, sizeof(pool.key)); /* fixed buckets: the two sources apart */
+    for (int i = 0; i < 6; i++) {
+        s[i] = mk(16384);
+        reasm_set_source(&pool, &s[i].h, i < 5 ? &loud : &quiet, REASM_STREAM);
+    }
+    ck_assert_uint_ne(s[0].h.bucket, s[5].h.bucket);
+    pool.now_us = 1;
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(stream_add(&s[i], 1, d, sizeof(d), &pool), (int)sizeof(d));
+    ck_assert_int_eq(stream_add(&s[4], 1, d, sizeof(d), &pool), TW_ELIMIT);
+    ck_assert_uint_eq(pool.refused_src[REASM_STREAM], 1);
+    ck_assert_int_eq(stream_add(&s[5], 1, d, sizeof(d), &pool), (int)sizeof(d));
+    pool.now_us += 600000;
+    stream_reset(&s[4], &pool);
+    ck_assert_int_eq(stream_add(&s[4], 1, d, sizeof(d), &pool), (int)sizeof(d));
+    ck_assert(s[0].h.lost);
+    ck_assert(!s[5].h.lost);
+    for (int i = 0; i < 6; i++)
+        stream_reset(&s[i], &pool);
+    ck_assert_int_eq(pool.budget, 32768);
+    reasm_pool_fini(&pool);
 }
 END_TEST
 
@@ -355,6 +448,8 @@ Suite *tw_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("stream_reset");
     tcase_add_test(tc, budget_accounting);
+    tcase_add_test(tc, pool_reclaims_stalled);
+    tcase_add_test(tc, pool_source_share);
     suite_add_tcase(s, tc);
     tc = tcase_create("stream_consume");
     tcase_add_test(tc, consume_shifts);
