@@ -314,6 +314,9 @@ static bool poll_sensors(redisContext *c, struct web_app *app)
         if (done)
             break;
     }
+    pthread_mutex_lock(&app->mu);
+    web_sensors_expire(app->sensors, web_now_us() / 1000000);
+    pthread_mutex_unlock(&app->mu);
     return true;
 }
 
