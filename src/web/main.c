@@ -249,8 +249,8 @@ static int app_init(struct web_app *app)
                              .max_age_us = c->window_hours * 3600 * 1000000,
                              .max_skew_us = c->max_skew_s * 1000000,
                              .tl_buckets = (unsigned)c->timeline_buckets,
-                             .tl_bucket_s = (unsigned)(c->timeline_hours * 3600 /
-                                                       c->timeline_buckets)};
+                             .tl_bucket_s =
+                                 (unsigned)(c->timeline_hours * 3600 / c->timeline_buckets)};
     app->win = web_win_new(&o);
     app->sensors = web_sensors_new((size_t)c->max_sensors, c->down_after_s, c->forget_s);
     if (!app->win || !app->sensors) {

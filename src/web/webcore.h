@@ -85,10 +85,10 @@ void web_fmt_time(int64_t us, char *buf, size_t n);
 struct web_win;
 struct web_win_stats {
     uint64_t added, bad;
-    uint64_t duplicates;    /* stream id not above the last one (re-delivery after a reconnect) */
-    uint64_t dup_ids;       /* event.id already seen: at-least-once delivery gave it twice */
-    uint64_t seen_evicted;  /* event ids forgotten because the seen-id set was full */
-    uint64_t skewed;        /* records dated more than max_skew into the future */
+    uint64_t duplicates;   /* stream id not above the last one (re-delivery after a reconnect) */
+    uint64_t dup_ids;      /* event.id already seen: at-least-once delivery gave it twice */
+    uint64_t seen_evicted; /* event ids forgotten because the seen-id set was full */
+    uint64_t skewed;       /* records dated more than max_skew into the future */
     uint64_t evicted_count, evicted_age;
 };
 
@@ -124,8 +124,9 @@ void web_win_stats(const struct web_win *w, struct web_win_stats *st);
 /* The window's anchor. The newest plausible record is the newest one dated at most max_skew
  * after the wall clock at its arrival; records dated later count as skewed and are placed at
  * their arrival time. ref = now when no plausible record exists; the newest plausible record
- * when every one is older than the window (a replay of an old capture); else max(now, newest
- * plausible), which is at most now + max_skew. */
+ * when it was already older than the window when it arrived (a replay of an old capture: its
+ * incidents stay on the page); else max(now, newest plausible), at most now + max_skew, so live
+ * records age out with the wall clock even when nothing new arrives. */
 int64_t web_win_ref_us(const struct web_win *w, int64_t now_us);
 /* Record with this event.id, NULL when not in the window. */
 const struct web_rec *web_win_find(const struct web_win *w, const char *event_id);

@@ -33,8 +33,8 @@ typedef int MHD_Result_t;
 typedef enum MHD_Result MHD_Result_t;
 #endif
 
-#define WEB_RESP_MAX (32u * 1024 * 1024) /* one response, at most */
-#define WEB_PAGE_DEFL 50                 /* rows in a page unless the query says */
+#define WEB_RESP_MAX  (32u * 1024 * 1024) /* one response, at most */
+#define WEB_PAGE_DEFL 50                  /* rows in a page unless the query says */
 
 static const char CSP[] = "default-src 'none'; script-src 'self'; style-src 'self'; "
                           "img-src 'self' data:; connect-src 'self'; base-uri 'none'; "
@@ -520,9 +520,8 @@ struct MHD_Daemon *web_http_start(struct web_app *app, int *port, char *host, si
         flags, (uint16_t)*port, NULL, NULL, handle, app, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT, (unsigned)nc,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)app->cfg.http_per_ip,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)app->cfg.http_idle_s,
-        MHD_OPTION_NOTIFY_CONNECTION, notify_conn, app, MHD_OPTION_NOTIFY_COMPLETED, request_done,
-        app, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)app->cfg.http_idle_s, MHD_OPTION_NOTIFY_CONNECTION,
+        notify_conn, app, MHD_OPTION_NOTIFY_COMPLETED, request_done, app, MHD_OPTION_END);
     if (!d) {
         fprintf(stderr, "tunnelwatch-web: cannot listen on %s\n", app->cfg.listen);
         web_http_free(app);

@@ -165,7 +165,8 @@ struct web_win {
     struct web_rec **ring; /* oldest at head */
     size_t cap, head, len;
     struct web_win_opts o;
-    int64_t newest_us; /* newest plausible record's time; 0 before any */
+    int64_t newest_us;  /* newest plausible record's time; 0 before any */
+    int64_t newest_arr; /* the wall clock when it arrived */
     uint64_t next_seq, version, n_alerts;
     uint64_t last_ms, last_n; /* last stream id added */
     char last_sid[32];
@@ -580,8 +581,10 @@ int64_t web_win_ref_us(const struct web_win *w, int64_t now_us)
 {
     if (w->newest_us == 0)
         return now_us;
-    if (w->newest_us < now_us - w->o.max_age_us)
-        return w->newest_us; /* only old records: a replay of an old capture */
+    /* a replay of an old capture: its newest record was already older than the window when it
+     * arrived; live records age with the wall clock even when nothing new arrives */
+    if (w->newest_us < w->newest_arr - w->o.max_age_us)
+        return w->newest_us;
     return w->newest_us > now_us ? w->newest_us : now_us;
 }
 
@@ -664,8 +667,10 @@ int web_win_add(struct web_win *w, const char *sid, const char *json, size_t n, 
     w->st.added++;
     w->version++;
     link_rec(w, r);
-    if (r->ts_us > 0 && !skewed && r->ts_us > w->newest_us)
+    if (r->ts_us > 0 && !skewed && r->ts_us > w->newest_us) {
         w->newest_us = r->ts_us;
+        w->newest_arr = now_us;
+    }
     web_win_expire(w, now_us);
     return 0;
 }
@@ -930,8 +935,8 @@ static int alerts_items(const struct web_win *w, const struct web_query *q, stru
     if (by_hits && !(t.v = malloc(t.k * sizeof(*t.v))))
         return TW_ENOMEM;
     /* why: unfiltered, the total is known and a newest-first walk stops at the page's end */
-    bool counted = !x && (!f || (empty(f->rule) && empty(f->level) && empty(f->sensor) &&
-                                 empty(f->q)));
+    bool counted =
+        !x && (!f || (empty(f->rule) && empty(f->level) && empty(f->sensor) && empty(f->q)));
     for (const struct web_rec *r = alert_next(w, x, NULL, &i); r; r = alert_next(w, x, r, &i)) {
         if (r->kind != WEB_ALERT || !web_filter_match(f, r))
             continue;
@@ -1039,8 +1044,7 @@ static void json_set(struct jw *b, const char *key, struct web_istr *const *v, s
     jw_append(b, "]", 1);
 }
 
-static void json_host(const struct web_win *w, struct jw *out, const struct web_host *h,
-                      int64_t rb)
+static void json_host(const struct web_win *w, struct jw *out, const struct web_host *h, int64_t rb)
 {
     jw_begin(out);
     jw_str(out, "host", h->host);
