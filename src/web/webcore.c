@@ -651,20 +651,40 @@ static struct sensor *sensor_row(struct web_sensors *s, const char *name, int64_
     return x;
 }
 
+/* Takes the row of name out of the table, if it is there. */
+static void sensor_drop(struct web_sensors *s, const char *name)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        if (strcmp(s->s[i].name, name) == 0) {
+            free(s->s[i].name);
+            s->s[i] = s->s[--s->n];
+            s->version++;
+            return;
+        }
+    }
+}
+
 int web_sensors_update(struct web_sensors *s, const char *name, const char *const *keys,
                        const char *const *vals, size_t n, int64_t now_s)
 {
-    struct sensor *x = sensor_row(s, name, now_s);
-    if (!x)
-        return TW_ELIMIT;
     int64_t hb = 0;
-    memset(x->has, 0, sizeof(x->has));
     for (size_t i = 0; i < n; i++) {
         if (strcmp(keys[i], "heartbeat_unix_s") == 0) {
             int64_t v = parse_i64(vals[i]);
-            if (v > 0)
-                hb = v;
-        } else if (strcmp(keys[i], "version") == 0) {
+            hb = v > 0 ? v : 0;
+        }
+    }
+    /* why: a hash left without a TTL keeps its last heartbeat forever; past forget_s it is gone */
+    if (hb && now_s - hb > s->forget_s) {
+        sensor_drop(s, name);
+        return TW_OK;
+    }
+    struct sensor *x = sensor_row(s, name, now_s);
+    if (!x)
+        return TW_ELIMIT;
+    memset(x->has, 0, sizeof(x->has));
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(keys[i], "version") == 0) {
             copy_field(x->version, sizeof(x->version), vals[i], strlen(vals[i]));
         }
         for (size_t k = 0; k < WEB_SENSOR_FIELDS && sensor_fields[k]; k++) {

@@ -596,8 +596,13 @@ START_TEST(test_sensors)
     jw_free(&b);
     /* the state changed with no new heartbeat: the version says so */
     ck_assert_uint_ne(web_sensors_version(s, 141), v);
+    /* a hash whose heartbeat is older than forget_s is not shown, and takes its row away */
+    const char *v3[] = {"3000", "50", "0", "0.1.0", "7"};
+    ck_assert_int_eq(web_sensors_update(s, "b", k, v3, 2, 3700), TW_OK);
+    ck_assert_int_eq(web_sensors_update(s, "old", k, v3, 2, 3700), TW_OK);
+    ck_assert_uint_eq(web_sensors_len(s), 1);
     /* stale sensors leave after forget_s, which makes room for a new one */
-    ck_assert_uint_eq(web_sensors_expire(s, 110 + 3601), 2);
+    ck_assert_uint_eq(web_sensors_expire(s, 110 + 3601), 1);
     ck_assert_uint_eq(web_sensors_len(s), 0);
     web_sensors_free(s);
 }
