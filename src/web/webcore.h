@@ -128,6 +128,9 @@ void web_win_stats(const struct web_win *w, struct web_win_stats *st);
  * incidents stay on the page); else max(now, newest plausible), at most now + max_skew, so live
  * records age out with the wall clock even when nothing new arrives. */
 int64_t web_win_ref_us(const struct web_win *w, int64_t now_us);
+/* Checks every aggregate against the records (O(window), for tests and fuzzing): TW_OK, or
+ * TW_EBAD when a count, a chain or an index disagrees with the records. */
+int web_win_check(const struct web_win *w) TW_WUR;
 /* Record with this event.id, NULL when not in the window. */
 const struct web_rec *web_win_find(const struct web_win *w, const char *event_id);
 

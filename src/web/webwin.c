@@ -442,8 +442,14 @@ static void link_hit(struct web_win *w, struct web_rec *r, struct web_host *x)
 /* Files r in every aggregate. */
 static void link_rec(struct web_win *w, struct web_rec *r)
 {
-    if (r->event_id[0] && !ht_get(&w->ids, hash(w, r->event_id), r->event_id))
-        (void)ht_put(&w->ids, hash(w, r->event_id), r);
+    if (r->event_id[0]) {
+        /* an id the seen set forgot may come again: the index names the newest record */
+        uint64_t h = hash(w, r->event_id);
+        const struct web_rec *old = ht_get(&w->ids, h, r->event_id);
+        if (old)
+            ht_del(&w->ids, h, old);
+        (void)ht_put(&w->ids, h, r);
+    }
     if (r->kind == WEB_OTHER || !r->host[0])
         return;
     r->frule = istr_ref(w, &w->rules, r->rule_id, r->rule_name);
@@ -710,6 +716,50 @@ const struct web_rec *web_win_find(const struct web_win *w, const char *event_id
     if (!event_id || !event_id[0])
         return NULL;
     return ht_get(&w->ids, hash(w, event_id), event_id);
+}
+
+/* One host's counters against its chain of records. */
+static bool host_consistent(const struct web_host *x)
+{
+    size_t n = 0;
+    uint64_t alerts = 0, flows = 0, hits = 0;
+    for (const struct web_rec *r = x->oldest; r; r = r->hnext) {
+        if (r->hagg != x || n > x->nrec)
+            return false;
+        n++;
+        alerts += r->kind == WEB_ALERT;
+        flows += r->kind == WEB_FLOW_END;
+        hits += (uint64_t)r->delta;
+    }
+    return n == x->nrec && n > 0 && alerts == x->alerts && flows == x->flows && hits == x->hits;
+}
+
+int web_win_check(const struct web_win *w)
+{
+    uint64_t alerts = 0;
+    size_t hosted = 0, nhosts = 0, sum = 0;
+    for (size_t i = 0; i < w->len; i++) {
+        const struct web_rec *r = win_at(w, i);
+        if (r->hagg) {
+            hosted++;
+            alerts += r->kind == WEB_ALERT;
+        }
+        const struct web_rec *f = r->event_id[0] ? web_win_find(w, r->event_id) : NULL;
+        if (r->event_id[0] && (!f || f->seq < r->seq || strcmp(f->event_id, r->event_id) != 0))
+            return TW_EBAD;
+    }
+    for (size_t i = 0; i < w->hosts.cap; i++) {
+        const struct web_host *x = w->hosts.e[i].v;
+        if (!x)
+            continue;
+        if (!host_consistent(x) || ht_get(&w->hosts, x->h, x->host) != x)
+            return TW_EBAD;
+        nhosts++;
+        sum += x->nrec;
+    }
+    bool ok = alerts == w->n_alerts && sum == hosted && nhosts == w->hosts.n &&
+              w->ids.n <= w->len && w->seen.n == w->seen_n && w->seen_n <= w->o.seen_max;
+    return ok ? TW_OK : TW_EBAD;
 }
 
 /* ---- filters ---- */

@@ -277,6 +277,7 @@ START_TEST(test_window_dedup_and_caps)
     ck_assert_int_eq(web_win_add(w, NULL, FLOW1, strlen(FLOW1), NOW), 0);
     ck_assert_uint_eq(web_win_len(w), 2);
     ck_assert_uint_eq(web_win_hosts(w), 1);
+    ck_assert_int_eq(web_win_check(w), TW_OK);
     ck_assert_ptr_null(web_win_find(w, "f1"));
     web_win_free(w);
 
@@ -332,6 +333,7 @@ START_TEST(test_skew_anchor)
     web_win_stats(w, &st);
     ck_assert_uint_eq(st.skewed, 1);
     ck_assert_uint_eq(st.evicted_age, 0);
+    ck_assert_int_eq(web_win_check(w), TW_OK);
     ck_assert_uint_eq(web_win_len(w), 3);
     ck_assert_int_eq(web_win_ref_us(w, NOW + 5 * 1000000LL), NOW + 5 * 1000000LL);
     struct jw b;
@@ -351,6 +353,7 @@ START_TEST(test_skew_anchor)
     web_win_expire(w, NOW + 2 * HOUR);
     ck_assert_uint_eq(web_win_len(w), 0);
     ck_assert_uint_eq(web_win_hosts(w), 0);
+    ck_assert_int_eq(web_win_check(w), TW_OK);
     web_win_free(w);
 }
 END_TEST
@@ -369,7 +372,8 @@ START_TEST(test_aggregates_incremental)
     ck_assert_uint_eq(web_win_len(w), 60);
     ck_assert_uint_eq(web_win_alerts(w), 60);
     ck_assert_uint_eq(web_win_hosts(w), 50);
-    /* the top host (hosts 0..9 have 2 alerts in the window: ids 140..149 and 190..199) */
+    ck_assert_int_eq(web_win_check(w), TW_OK);
+    /* the top host (hosts 40..49 have 2 alerts in the window: ids 140..149 and 190..199) */
     struct web_query q = {.limit = 3};
     struct jw b;
     render(&b, w, 'h', &q, NOW);
@@ -417,6 +421,7 @@ START_TEST(test_aggregates_incremental)
     ck_assert_uint_eq(web_win_len(w), 1);
     ck_assert_uint_eq(web_win_hosts(w), 1);
     ck_assert_uint_eq(web_win_alerts(w), 1);
+    ck_assert_int_eq(web_win_check(w), TW_OK);
     web_out_init(&b, 1 << 20);
     ck_assert_int_eq(web_json_facets(w, &b), TW_OK);
     ck_assert_str_eq(b.buf, "{\"rules\":[{\"id\":\"z\",\"name\":\"Rule z\"}],"
