@@ -195,7 +195,8 @@ static void status_json(struct web_app *app, int64_t now, struct jw *b)
     jw_u64(b, "alerts", web_win_alerts(app->win));
     jw_u64(b, "added", st.added);
     jw_u64(b, "bad", st.bad);
-    jw_u64(b, "duplicates", st.duplicates + st.dup_ids);
+    jw_u64(b, "duplicates", st.dup_ids);     /* an event.id delivered again */
+    jw_u64(b, "redelivered", st.duplicates); /* a stream entry read again (backfill, group) */
     jw_u64(b, "seen_evicted", st.seen_evicted);
     jw_u64(b, "skewed", st.skewed);
     jw_i64(b, "max_skew_s", app->cfg.max_skew_s);

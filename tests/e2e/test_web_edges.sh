@@ -41,10 +41,10 @@ alert() {
         "$4" "$1" "$2" "$1"
 }
 now_ts() { date -u -d "@$(($(date +%s) + ${1:-0}))" +%Y-%m-%dT%H:%M:%S.000000Z; }
-# wait_added N: until the window has taken N entries (added + duplicates + bad)
+# wait_added N: until the window has taken N entries (added + duplicates + redelivered + bad)
 wait_added() {
     for _ in $(seq 100); do
-        curl -sf "${URL}api/status" | $PY -c "import json,sys; w=json.load(sys.stdin)['window']; sys.exit(0 if w['added']+w['duplicates']+w['bad'] >= $1 else 1)" && return 0
+        curl -sf "${URL}api/status" | $PY -c "import json,sys; w=json.load(sys.stdin)['window']; sys.exit(0 if w['added']+w['duplicates']+w['redelivered']+w['bad'] >= $1 else 1)" && return 0
         sleep 0.1
     done
     fail "the window never took $1 entries: $(curl -sf "${URL}api/status")"

@@ -160,7 +160,7 @@
     g.appendChild(timeline(tl.tl, max, 'gtl', Math.max(3, Math.floor(720 / tl.buckets)), 40));
     var w = st.window;
     $('overview').textContent = fmtNum(w.records) + ' record(s), ' + fmtNum(w.alerts) + ' alert(s), ' +
-      fmtNum(w.hosts) + ' host(s); ' + fmtNum(w.duplicates) + ' duplicate(s) dropped';
+      fmtNum(w.hosts) + ' host(s); ' + fmtNum(w.duplicates) + ' duplicate event id(s) dropped';
   }
 
   function hostRow(x, max) {
