@@ -452,19 +452,29 @@ void web_fmt_time(int64_t us, char *buf, size_t n)
     tw_time_rfc3339((struct tw_time){us / 1000000, (int32_t)(us % 1000000)}, buf, n);
 }
 
+/* The strings of a record while it is parsed, each truncated to its field's size; packed
+ * into one allocation afterwards (rec_pack), so a record costs what its strings need. */
+struct rec_fields {
+    char event_id[96], incident_id[96], rule_id[96], rule_name[192], level[16];
+    char host[WEB_HOST_MAX], dst_ip[64], domain[256], ev_kind[24], ev_name[256], sensor[128],
+        proto[32];
+};
+
 struct rec_ctx {
     struct web_rec *r;
+    struct rec_fields f;
     char kind[16], action[24];
 };
 
 #define FIELD(name, member)                                                                        \
     {                                                                                              \
-        name, offsetof(struct web_rec, member), sizeof(((struct web_rec *)0)->member)              \
+        name, offsetof(struct rec_fields, member), sizeof(((struct rec_fields *)0)->member),       \
+            offsetof(struct web_rec, member)                                                       \
     }
 
 static const struct {
     const char *key;
-    size_t off, size;
+    size_t off, size, roff; /* in struct rec_fields; in struct web_rec */
 } str_fields[] = {
     FIELD("event.id", event_id),
     FIELD("tunnelwatch.incident_id", incident_id),
@@ -488,7 +498,7 @@ static int rec_cb(void *ctx, const char *key, size_t klen, char type, const char
     if (type == 's') {
         for (size_t i = 0; i < TW_ARRAY_LEN(str_fields); i++) {
             if (strcmp(key, str_fields[i].key) == 0) {
-                copy_field((char *)r + str_fields[i].off, str_fields[i].size, val, vlen);
+                copy_field((char *)&x->f + str_fields[i].off, str_fields[i].size, val, vlen);
                 return 0;
             }
         }
@@ -513,44 +523,77 @@ static int rec_cb(void *ctx, const char *key, size_t klen, char type, const char
     return 0;
 }
 
+/* Points every string of r at "" (a record that failed to parse stays readable). */
+static void rec_blank(struct web_rec *r)
+{
+    for (size_t i = 0; i < TW_ARRAY_LEN(str_fields); i++)
+        *(const char **)(void *)((char *)r + str_fields[i].roff) = "";
+}
+
+/* One allocation: the raw JSON, then each string of f; r's pointers are set into it. */
+static int rec_pack(struct web_rec *r, const struct rec_fields *f, const char *json, size_t n)
+{
+    size_t total = n + 1;
+    for (size_t i = 0; i < TW_ARRAY_LEN(str_fields); i++)
+        total += strlen((const char *)f + str_fields[i].off) + 1;
+    char *p = malloc(total);
+    if (!p)
+        return TW_ENOMEM;
+    memcpy(p, json, n);
+    p[n] = '\0';
+    r->raw = p;
+    r->raw_len = n;
+    p += n + 1;
+    for (size_t i = 0; i < TW_ARRAY_LEN(str_fields); i++) {
+        const char *src = (const char *)f + str_fields[i].off;
+        size_t l = strlen(src) + 1;
+        memcpy(p, src, l);
+        *(const char **)(void *)((char *)r + str_fields[i].roff) = p;
+        p += l;
+    }
+    return TW_OK;
+}
+
 int web_rec_parse(const char *json, size_t n, struct web_rec *r)
 {
     memset(r, 0, sizeof(*r));
+    rec_blank(r);
     r->dst_port = r->count = r->src_bytes = r->dst_bytes = -1;
     /* why: one record is a few kB; a huge one is garbage or an attack on our memory */
     if (n > WEB_REC_MAX)
         return TW_ELIMIT;
-    struct rec_ctx x = {.r = r};
-    int rc = web_json_walk(json, n, rec_cb, &x);
-    if (rc)
-        return rc;
-    if (strcmp(x.kind, "alert") == 0 && (x.action[0] == '\0' || strcmp(x.action, "raised") == 0)) {
-        r->kind = WEB_ALERT;
-        if (!r->incident_id[0])
-            memcpy(r->incident_id, r->event_id, sizeof(r->incident_id));
-        if (r->count < 1)
-            r->count = 1;
-    } else if (strcmp(x.action, "update") == 0) {
-        r->kind = WEB_UPDATE;
-    } else if (strcmp(x.action, "flow_end") == 0) {
-        r->kind = WEB_FLOW_END;
-    } else if (strcmp(x.action, "suppressed") == 0) {
-        r->kind = WEB_SUPPRESSED;
-    }
-    r->raw = malloc(n + 1);
-    if (!r->raw)
+    struct rec_ctx *x = calloc(1, sizeof(*x));
+    if (!x)
         return TW_ENOMEM;
-    memcpy(r->raw, json, n);
-    r->raw[n] = '\0';
-    r->raw_len = n;
-    return TW_OK;
+    x->r = r;
+    int rc = web_json_walk(json, n, rec_cb, x);
+    if (rc == TW_OK) {
+        if (strcmp(x->kind, "alert") == 0 &&
+            (x->action[0] == '\0' || strcmp(x->action, "raised") == 0)) {
+            r->kind = WEB_ALERT;
+            if (!x->f.incident_id[0])
+                memcpy(x->f.incident_id, x->f.event_id, sizeof(x->f.incident_id));
+            if (r->count < 1)
+                r->count = 1;
+        } else if (strcmp(x->action, "update") == 0) {
+            r->kind = WEB_UPDATE;
+        } else if (strcmp(x->action, "flow_end") == 0) {
+            r->kind = WEB_FLOW_END;
+        } else if (strcmp(x->action, "suppressed") == 0) {
+            r->kind = WEB_SUPPRESSED;
+        }
+        rc = rec_pack(r, &x->f, json, n);
+    }
+    free(x);
+    return rc;
 }
 
 void web_rec_clear(struct web_rec *r)
 {
-    free(r->raw);
+    free(r->raw); /* the strings live in the same allocation */
     r->raw = NULL;
     r->raw_len = 0;
+    rec_blank(r);
 }
 
 /* ---- sensors ---- */

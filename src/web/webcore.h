@@ -49,14 +49,17 @@ enum web_kind {
     WEB_SUPPRESSED, /* event.action suppressed: an allowlisted hit */
 };
 
-/* One record. The strings are NUL-terminated, truncated copies; raw is the whole JSON text. */
+/* One record. raw is the whole JSON text, owned; the strings are NUL-terminated copies,
+ * truncated (host to WEB_HOST_MAX - 1 bytes, names to 255, ids to 95), that live in raw's
+ * allocation after the text ("" when missing, never NULL), so they last until web_rec_clear. */
+#define WEB_HOST_MAX 64
 struct web_rec {
     uint64_t seq;  /* order of arrival in this process, from 1 */
     char sid[32];  /* Redis stream entry id, "" when not from a stream */
     int64_t ts_us; /* @timestamp, microseconds since the epoch; 0 when missing */
     enum web_kind kind;
-    char event_id[96], incident_id[96], rule_id[96], rule_name[192], level[16];
-    char host[64], dst_ip[64], domain[256], ev_kind[24], ev_name[256], sensor[128], proto[32];
+    const char *event_id, *incident_id, *rule_id, *rule_name, *level;
+    const char *host, *dst_ip, *domain, *ev_kind, *ev_name, *sensor, *proto;
     int64_t dst_port, count, src_bytes, dst_bytes; /* -1 when missing */
     char *raw;
     size_t raw_len;

@@ -116,12 +116,13 @@ static void ht_del_at(struct htab *t, size_t i)
     }
 }
 
-/* Removes the entry holding v (filed under h). */
+/* Removes the entry holding v filed under h (a set of hashes holds the same v everywhere: h
+ * is what tells its entries apart). */
 static void ht_del(struct htab *t, uint64_t h, const void *v)
 {
     size_t m = t->cap - 1;
     for (size_t i = (size_t)h & m; t->e[i].v; i = (i + 1) & m) {
-        if (t->e[i].v == v) {
+        if (t->e[i].v == v && t->e[i].h == h) {
             ht_del_at(t, i);
             return;
         }
@@ -150,7 +151,7 @@ struct web_host {
     size_t nrules, nnames, nsensors, nlevels;
     struct web_rec *oldest, *newest;
     int64_t tl_last; /* absolute bucket of the ring's newest slot; -1 before any */
-    char host[64];
+    char host[WEB_HOST_MAX];
     uint32_t tl[]; /* tl_buckets slots, bucket b at b % tl_buckets */
 };
 
@@ -360,7 +361,7 @@ static struct web_host *host_ref(struct web_win *w, const struct web_rec *r)
     x->h = h;
     x->first_us = INT64_MAX;
     x->tl_last = -1;
-    memcpy(x->host, r->host, sizeof(x->host));
+    snprintf(x->host, sizeof(x->host), "%s", r->host);
     if (ht_put(&w->hosts, h, x)) {
         free(x);
         return NULL;
@@ -757,6 +758,9 @@ int web_win_check(const struct web_win *w)
         nhosts++;
         sum += x->nrec;
     }
+    for (size_t i = 0; i < w->seen_n; i++)
+        if (!ht_get(&w->seen, w->seen_ring[(w->seen_head + i) % w->o.seen_max], NULL))
+            return TW_EBAD;
     bool ok = alerts == w->n_alerts && sum == hosted && nhosts == w->hosts.n &&
               w->ids.n <= w->len && w->seen.n == w->seen_n && w->seen_n <= w->o.seen_max;
     return ok ? TW_OK : TW_EBAD;

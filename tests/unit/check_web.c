@@ -313,6 +313,27 @@ START_TEST(test_seen_cap)
     n = mk_alert(buf, sizeof(buf), "id0", "10.0.0.1", "2024-03-01T12:00:00Z", "r");
     ck_assert_int_eq(web_win_add(w, NULL, buf, n, NOW), 0); /* forgotten: taken again */
     web_win_free(w);
+
+    /* many ids through a set of 50: exactly the newest 50 are remembered */
+    o = (struct web_win_opts){.max_entries = 10, .seen_max = 50, .max_age_us = 24 * HOUR};
+    w = web_win_new(&o);
+    for (int i = 0; i < 2000; i++) {
+        snprintf(id, sizeof(id), "m%d", i);
+        n = mk_alert(buf, sizeof(buf), id, "10.0.0.1", "2024-03-01T12:00:00Z", "r");
+        ck_assert_int_eq(web_win_add(w, NULL, buf, n, NOW), 0);
+    }
+    ck_assert_int_eq(web_win_check(w), TW_OK);
+    for (int i = 1950; i < 2000; i++) {
+        snprintf(id, sizeof(id), "m%d", i);
+        n = mk_alert(buf, sizeof(buf), id, "10.0.0.1", "2024-03-01T12:00:00Z", "r");
+        ck_assert_int_eq(web_win_add(w, NULL, buf, n, NOW), 1);
+    }
+    n = mk_alert(buf, sizeof(buf), "m1949", "10.0.0.1", "2024-03-01T12:00:00Z", "r");
+    ck_assert_int_eq(web_win_add(w, NULL, buf, n, NOW), 0);
+    web_win_stats(w, &st);
+    ck_assert_uint_eq(st.seen_evicted, 1951);
+    ck_assert_int_eq(web_win_check(w), TW_OK);
+    web_win_free(w);
 }
 END_TEST
 
