@@ -7,7 +7,9 @@
 #     included) under 2 KB; the same poll again with curl, headers counted;
 #   - the DOM (document.documentElement.outerHTML) under 1 MB;
 #   - a random host found by the host filter and another by the search box, both answered by
-#     the server over all 50,000 hosts.
+#     the server over all 50,000 hosts;
+#   - a record dated 2099 is shown as clock skew, and a live alert written after it still comes
+#     first, with nothing evicted.
 # Figures are printed as "measure NAME VALUE" lines.
 . "$(dirname "$0")/lib.sh"
 CHROMIUM=$(command -v chromium || command -v chromium-browser || true)
@@ -80,9 +82,9 @@ for q in "" "q=10.0.1" "rule=rule-3" "sort=hits&hsort=last"; do
 done
 echo "measure rss_kib $(awk '/VmRSS/ {print $2}' /proc/$(jobs -p | tail -1)/status 2>/dev/null || echo '?')"
 
-$PY - "$CHROMIUM" "$WEB_URL" "$T" "$HOSTS" <<'PYEOF'
+$PY - "$CHROMIUM" "$WEB_URL" "$T" "$HOSTS" "$sock" <<'PYEOF'
 import json, os, random, subprocess, sys, time, urllib.request
-chromium, url, tmp, nhosts = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+chromium, url, tmp, nhosts, sock = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
 
 to_r, to_w = os.pipe()
 from_r, from_w = os.pipe()
@@ -212,6 +214,28 @@ try:
              f"document.querySelectorAll('#alerts tr.alert-row').length === 2", f"host {h2} by the search box")
     assert "q=" + h2 in js("location.search"), js("location.search")
     print(f"ok - the search box finds {h2} in {(time.time() - t0) * 1000:.0f} ms")
+
+    # a record from a bad clock (2099), then a live one: the page goes on showing live alerts
+    def xadd(rec):
+        subprocess.run(["redis-cli", "-s", sock, "XADD", "tunnelwatch:alerts", "*", "alert",
+                        json.dumps(rec)], check=True, stdout=subprocess.DEVNULL)
+    def rec(i, host, t):
+        return {"@timestamp": t, "event.kind": "alert", "event.action": "raised", "event.id": i,
+                "rule.id": "rule-late", "rule.name": "Late rule", "rule.level": "critical",
+                "source.ip": host, "observer.name": "storm-sensor",
+                "tunnelwatch.evidence.kind": "tls_sni", "tunnelwatch.evidence.name": i + ".ngrok.io"}
+    js("document.getElementById('f-clear').click()")
+    wait_for("document.querySelectorAll('#hosts tr[data-host]').length > 1", "all hosts again")
+    xadd(rec("future-1", "10.250.0.1", "2099-01-01T00:00:00.000000Z"))
+    wait_for("(e => !e.hidden && e.textContent.indexOf('1 record(s) dated more than 300 s ahead') === 0)(document.getElementById('skew'))",
+             "the clock skew count")
+    now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+    xadd(rec("live-after-future", "10.250.0.2", now))
+    wait_for("(r => r !== null && r.rowIndex === 1)(document.querySelector('#alerts tr[data-id=\"live-after-future\"]'))",
+             "the live alert written after the 2099 one, first in the list")
+    assert js("document.querySelector('#alerts tr[data-id=\"future-1\"] td.skew') !== null"), "the 2099 row is not marked"
+    assert "100,002 alert(s)" in js("document.getElementById('summary').textContent"), js("document.getElementById('summary').textContent")
+    print("ok - after a 2099 record (counted as clock skew) a new live alert is shown first; nothing evicted")
 finally:
     try:
         send("Browser.close", {}, None, timeout=5)
