@@ -163,6 +163,10 @@ try:
     wait_for(POPULATED, "the hosts and alerts tables populated")
     first_ms = (time.time() - t0) * 1000
     print(f"measure first_render_ms {first_ms:.0f}")
+    parts = js("(n => (s => [Math.round(n.responseEnd), Math.round(n.domContentLoadedEventEnd), Math.round(s.startTime), Math.round(s.responseEnd)])"
+               "(performance.getEntriesByType('resource').filter(e => e.name.indexOf('/api/state') >= 0)[0]))"
+               "(performance.getEntriesByType('navigation')[0])")
+    print(f"measure first_render_parts_ms page {parts[0]} domready {parts[1]} state_fetch {parts[2]}..{parts[3]}")
     rows = js("[document.querySelectorAll('#hosts tr[data-host]').length, document.querySelectorAll('#alerts tr.alert-row').length]")
     summary = js("document.getElementById('summary').textContent")
     assert "100,000 alert(s), 50,000 host(s)" in summary, summary
