@@ -41,6 +41,8 @@ static void usage(FILE *f)
           "  --redis URL        redis://[user:pass@]host:port/db or unix:///path.sock\n"
           "  --stream KEY       alert stream key (default tunnelwatch:alerts)\n"
           "  --group NAME       consumer group (default tunnelwatch-web)\n"
+          "  --max-skew-s N     records dated more than N s ahead are clock skew (default 300)\n"
+          "  --sensor-forget-s N  a sensor silent N s leaves the table (default 3600)\n"
           "  -v                 log every Redis status change   -V  version   -h  help\n"
           "Exit status: 0 ok, 1 runtime failure, 2 usage/configuration error.\n",
           f);
@@ -58,8 +60,15 @@ static void defaults(struct web_cfg *c)
     c->window_entries = 20000;
     c->timeline_hours = 6;
     c->timeline_buckets = 36;
+    c->max_skew_s = 300;
     c->down_after_s = 30;
+    c->forget_s = 3600;
+    c->max_sensors = 256;
     c->poll_sensors_ms = 2000;
+    c->http_per_ip = 8;
+    c->http_max_conn = 256;
+    c->http_header_s = 5;
+    c->http_idle_s = 30;
 }
 
 #define WS(p, f)                                                                                   \
@@ -83,8 +92,16 @@ static const struct cfg_tkey web_keys[] = {
     WI("window.entries", window_entries, 10, 1000000),
     WI("timeline.hours", timeline_hours, 1, 24 * 90),
     WI("timeline.buckets", timeline_buckets, 1, WEB_TL_MAX),
+    WI("window.max_skew_s", max_skew_s, 0, 86400 * 365),
+    WI("window.seen_ids", seen_ids, 0, 10000000),
     WI("sensors.down_after_s", down_after_s, 1, 86400),
+    WI("sensors.forget_s", forget_s, 1, 86400 * 90),
+    WI("sensors.max", max_sensors, 1, 65536),
     WI("sensors.poll_ms", poll_sensors_ms, 100, 600000),
+    WI("http.per_ip", http_per_ip, 1, 1024),
+    WI("http.max_connections", http_max_conn, 2, 4096),
+    WI("http.header_timeout_s", http_header_s, 1, 600),
+    WI("http.idle_timeout_s", http_idle_s, 1, 3600),
     WS("auth.user", auth_user),
     WS("auth.password", auth_password),
 };
@@ -104,9 +121,22 @@ static int set_opt(char *dst, size_t n, const char *v, const char *what)
     return TW_OK;
 }
 
+static int num_opt(int64_t *dst, const char *v, int64_t lo, int64_t hi, const char *what)
+{
+    char *end;
+    long long n = strtoll(v, &end, 10);
+    if (!v[0] || *end || n < lo || n > hi) {
+        fprintf(stderr, "tunnelwatch-web: %s: expected a number in %lld..%lld, got '%s'\n", what,
+                (long long)lo, (long long)hi, v);
+        return TW_ECONF;
+    }
+    *dst = n;
+    return TW_OK;
+}
+
 /* The command line: what it names overrides the file. */
 struct args {
-    const char *conf, *listen, *redis, *stream, *group;
+    const char *conf, *listen, *redis, *stream, *group, *skew, *forget;
     int verbose;
 };
 
@@ -117,6 +147,8 @@ static int parse_args(int argc, char **argv, struct args *a)
                                              {"redis", required_argument, NULL, 'r'},
                                              {"stream", required_argument, NULL, 's'},
                                              {"group", required_argument, NULL, 'g'},
+                                             {"max-skew-s", required_argument, NULL, 'k'},
+                                             {"sensor-forget-s", required_argument, NULL, 'f'},
                                              {"help", no_argument, NULL, 'h'},
                                              {"version", no_argument, NULL, 'V'},
                                              {NULL, 0, NULL, 0}};
@@ -138,6 +170,12 @@ static int parse_args(int argc, char **argv, struct args *a)
             break;
         case 'g':
             a->group = optarg;
+            break;
+        case 'k':
+            a->skew = optarg;
+            break;
+        case 'f':
+            a->forget = optarg;
             break;
         case 'v':
             a->verbose++;
@@ -173,6 +211,9 @@ static int load_config(const struct args *a, struct web_app *app)
         (a->stream && set_opt(c->stream_key, sizeof(c->stream_key), a->stream, "--stream")) ||
         (a->group && set_opt(c->group, sizeof(c->group), a->group, "--group")))
         return TW_ECONF;
+    if ((a->skew && num_opt(&c->max_skew_s, a->skew, 0, 86400 * 365, "--max-skew-s")) ||
+        (a->forget && num_opt(&c->forget_s, a->forget, 1, 86400 * 90, "--sensor-forget-s")))
+        return TW_ECONF;
     c->verbose = a->verbose;
     if (!c->stream_key[0] || !c->group[0]) {
         fprintf(stderr, "tunnelwatch-web: stream key and group must not be empty\n");
@@ -203,8 +244,15 @@ static int app_init(struct web_app *app)
     pthread_mutex_init(&app->mu, NULL);
     app->stop = &stop;
     snprintf(app->redis_err, sizeof(app->redis_err), "not connected yet");
-    app->win = web_win_new((size_t)c->window_entries, c->window_hours * 3600 * 1000000);
-    app->sensors = web_sensors_new(256, c->down_after_s, c->window_hours * 3600);
+    struct web_win_opts o = {.max_entries = (size_t)c->window_entries,
+                             .seen_max = (size_t)c->seen_ids,
+                             .max_age_us = c->window_hours * 3600 * 1000000,
+                             .max_skew_us = c->max_skew_s * 1000000,
+                             .tl_buckets = (unsigned)c->timeline_buckets,
+                             .tl_bucket_s =
+                                 (unsigned)(c->timeline_hours * 3600 / c->timeline_buckets)};
+    app->win = web_win_new(&o);
+    app->sensors = web_sensors_new((size_t)c->max_sensors, c->down_after_s, c->forget_s);
     if (!app->win || !app->sensors) {
         fprintf(stderr, "tunnelwatch-web: out of memory\n");
         return TW_ENOMEM;
@@ -230,6 +278,11 @@ static int serve(struct web_app *app)
     struct MHD_Daemon *d = web_http_start(app, &port, host, sizeof(host));
     if (!d)
         return 1;
+    fprintf(stderr,
+            "tunnelwatch-web: connections: %lld per client address, %lld in all; headers within "
+            "%lld s\n",
+            (long long)app->cfg.http_per_ip, (long long)app->cfg.http_max_conn,
+            (long long)app->cfg.http_header_s);
     if (!is_loopback(host))
         fprintf(stderr, "tunnelwatch-web: warning: serving on %s, not loopback%s\n", host,
                 app->cfg.auth_user[0] ? "" : ", and without basic auth");
@@ -247,9 +300,11 @@ static int serve(struct web_app *app)
     while (!stop) {
         struct timespec ts = {0, 200 * 1000 * 1000};
         nanosleep(&ts, NULL);
+        web_http_sweep(app);
     }
 
     MHD_stop_daemon(d);
+    web_http_free(app);
     pthread_join(rt, NULL);
     return 0;
 }

@@ -2,11 +2,12 @@
  * JSON / HTML it renders. No I/O, no threads: main.c holds one lock around all of it.
  *
  * The window keeps the parsed records read from the alert stream, oldest first, bounded by a
- * count and by age. Age is measured against a reference time: the wall clock, unless every
- * record is older than the window (a replay of an old capture), in which case the newest record's
- * own time is used, so a replayed incident is still shown. Views (alerts, hosts, timeline) are
- * computed on each request from the window with the filter applied: the window is small (at
- * most tens of thousands of records) and this keeps eviction trivially consistent.
+ * count and by age (see web_win_ref_us for the anchor the age is measured from). Aggregates
+ * (hosts, incidents, facets, the timelines, the event-id index) are kept incrementally as
+ * records arrive and leave (webwin.c), so a request costs what it shows, not the window's size:
+ * the page asks for the top-N hosts and one page of alerts, and a poll whose version did not
+ * change gets almost nothing back. Duplicates are dropped by stream id and by event.id (a
+ * bounded seen-id set, keyed SipHash, oldest forgotten first and counted).
  *
  * Everything in a record came from Redis, and its names came off the wire: strings are copied
  * truncated into fixed fields, the JSON is parsed strictly (depth and size capped), and every
@@ -48,17 +49,28 @@ enum web_kind {
     WEB_SUPPRESSED, /* event.action suppressed: an allowlisted hit */
 };
 
-/* One record. The strings are NUL-terminated, truncated copies; raw is the whole JSON text. */
+/* One record. raw is the whole JSON text, owned; the strings are NUL-terminated copies,
+ * truncated (host to WEB_HOST_MAX - 1 bytes, names to 255, ids to 95), that live in raw's
+ * allocation after the text ("" when missing, never NULL), so they last until web_rec_clear. */
+#define WEB_HOST_MAX 64
 struct web_rec {
     uint64_t seq;  /* order of arrival in this process, from 1 */
     char sid[32];  /* Redis stream entry id, "" when not from a stream */
     int64_t ts_us; /* @timestamp, microseconds since the epoch; 0 when missing */
     enum web_kind kind;
-    char event_id[96], incident_id[96], rule_id[96], rule_name[192], level[16];
-    char host[64], dst_ip[64], domain[256], ev_kind[24], ev_name[256], sensor[128], proto[32];
+    const char *event_id, *incident_id, *rule_id, *rule_name, *level;
+    const char *host, *dst_ip, *domain, *ev_kind, *ev_name, *sensor, *proto;
     int64_t dst_port, count, src_bytes, dst_bytes; /* -1 when missing */
     char *raw;
     size_t raw_len;
+    /* Window bookkeeping (webwin.c), zero outside a window: the time the window files the
+     * record under (ts_us, or the arrival time when ts_us is missing or skewed), the hits it
+     * added to its host, and its links into the aggregates, which it holds a reference on. */
+    int64_t eff_us, delta;
+    struct web_host *hagg;
+    struct web_incident *inc;
+    struct web_rec *hprev, *hnext; /* the host's records, in arrival order */
+    struct web_istr *frule, *flevel, *fsensor;
 };
 
 /* Parses one alert record (JSON object). On TW_OK r->raw is a malloc'd copy; web_rec_clear
@@ -75,65 +87,115 @@ void web_fmt_time(int64_t us, char *buf, size_t n);
 
 struct web_win;
 struct web_win_stats {
-    uint64_t added, bad, duplicates, evicted_count, evicted_age;
+    uint64_t added, bad;
+    uint64_t duplicates;   /* stream id not above the last one (re-delivery after a reconnect) */
+    uint64_t dup_ids;      /* event.id already seen: at-least-once delivery gave it twice */
+    uint64_t seen_evicted; /* event ids forgotten because the seen-id set was full */
+    uint64_t skewed;       /* records dated more than max_skew into the future */
+    uint64_t evicted_count, evicted_age;
 };
 
-/* max_entries >= 1; max_age_us > 0. NULL when out of memory. */
-struct web_win *web_win_new(size_t max_entries, int64_t max_age_us);
-void web_win_free(struct web_win *w);
-/* Adds one record read from the stream entry sid (NULL or "" for none). An entry whose id is
- * not above the last one added is a duplicate (re-delivery after a reconnect) and returns 1.
- * Returns 0 when added, TW_EBAD (counted) when the JSON is not a record. */
-int web_win_add(struct web_win *w, const char *sid, const char *json, size_t n, int64_t now_us);
-size_t web_win_len(const struct web_win *w);
-/* The last stream id added ("" before the first). */
-const char *web_win_last_sid(const struct web_win *w);
-void web_win_stats(const struct web_win *w, struct web_win_stats *st);
-/* The reference time described in the header comment. */
-int64_t web_win_ref_us(const struct web_win *w, int64_t now_us);
-/* Record with this event.id, NULL when not in the window. */
-const struct web_rec *web_win_find(const struct web_win *w, const char *event_id);
-
-/* Empty or NULL members match everything. rule matches rule.id or rule.name. */
-struct web_filter {
-    const char *rule, *level, *sensor, *host;
-};
-bool web_filter_match(const struct web_filter *f, const struct web_rec *r);
-
-/* Timeline shape: buckets of bucket_s seconds ending at the reference time. */
-struct web_timeline {
-    unsigned buckets;  /* 1..WEB_TL_MAX */
-    unsigned bucket_s; /* >= 1 */
+/* The window's shape. max_entries >= 1, max_age_us > 0; seen_max 0 = 2 x max_entries;
+ * tl_buckets 1..WEB_TL_MAX (0 = 36), tl_bucket_s >= 1 (0 = 600). */
+struct web_win_opts {
+    size_t max_entries, seen_max;
+    int64_t max_age_us, max_skew_us;
+    unsigned tl_buckets, tl_bucket_s;
 };
 #define WEB_TL_MAX 120
 
-/* Renderers: each appends one JSON value to out; TW_OK or out->err.
- * alerts: array of the newest `limit` raised alerts (newest first) matching f, each with the
- *   incident's current hit count.
- * hosts: {"ref":..,"timeline":{..},"hosts":[..]} internal hosts ranked by hits, with first/last
- *   seen, rules, names, bytes sent/received through flagged flows, and hits per bucket.
- * facets: {"rules":[{id,name}],"levels":[],"sensors":[],"hosts":[]} over the whole window.
+/* NULL when out of memory or when the options are out of range. */
+struct web_win *web_win_new(const struct web_win_opts *o);
+void web_win_free(struct web_win *w);
+/* Adds one record read from the stream entry sid (NULL or "" for none). An entry whose id is
+ * not above the last one added (re-delivery after a reconnect), or whose event.id was already
+ * added (at-least-once delivery), is a duplicate and returns 1. Returns 0 when added, TW_EBAD
+ * (counted) when the JSON is not a record, TW_ENOMEM. */
+int web_win_add(struct web_win *w, const char *sid, const char *json, size_t n, int64_t now_us);
+/* Evicts what has aged out at now_us (renderers call it first; it changes the version). */
+void web_win_expire(struct web_win *w, int64_t now_us);
+size_t web_win_len(const struct web_win *w);
+/* Hosts in the window, raised alerts in the window. */
+size_t web_win_hosts(const struct web_win *w);
+uint64_t web_win_alerts(const struct web_win *w);
+/* Bumped on every change of the window's content: a poll that brings the same version back
+ * has nothing new to fetch. */
+uint64_t web_win_version(const struct web_win *w);
+/* The last stream id added ("" before the first). */
+const char *web_win_last_sid(const struct web_win *w);
+void web_win_stats(const struct web_win *w, struct web_win_stats *st);
+/* The window's anchor. The newest plausible record is the newest one dated at most max_skew
+ * after the wall clock at its arrival; records dated later count as skewed and are placed at
+ * their arrival time. ref = now when no plausible record exists; the newest plausible record
+ * when it was already older than the window when it arrived (a replay of an old capture: its
+ * incidents stay on the page); else max(now, newest plausible), at most now + max_skew, so live
+ * records age out with the wall clock even when nothing new arrives. */
+int64_t web_win_ref_us(const struct web_win *w, int64_t now_us);
+/* Checks every aggregate against the records (O(window), for tests and fuzzing): TW_OK, or
+ * TW_EBAD when a count, a chain or an index disagrees with the records. */
+int web_win_check(const struct web_win *w) TW_WUR;
+/* Record with this event.id, NULL when not in the window. */
+const struct web_rec *web_win_find(const struct web_win *w, const char *event_id);
+
+/* Empty or NULL members match everything. rule matches rule.id or rule.name; q is a
+ * case-insensitive substring of the host, the rule (id or name) or the name. */
+struct web_filter {
+    const char *rule, *level, *sensor, *host, *q;
+};
+bool web_filter_match(const struct web_filter *f, const struct web_rec *r);
+
+/* One page of a sorted, filtered list. */
+enum web_sort { WEB_SORT_DEFAULT = 0, WEB_SORT_HITS, WEB_SORT_LAST, WEB_SORT_HOST };
+#define WEB_PAGE_MAX 500   /* rows in one page, at most */
+#define WEB_SKIP_MAX 10000 /* offset + limit, at most */
+struct web_query {
+    struct web_filter f;
+    size_t offset, limit; /* limit clamped to 1..WEB_PAGE_MAX, offset + limit to WEB_SKIP_MAX */
+    enum web_sort sort;
+};
+
+/* Renderers: each appends one JSON value to out; TW_OK or out->err. Each first expires what
+ * aged out at now_us.
+ * alerts: {"total","offset","items":[..]} raised alerts matching q, newest first (or by hits
+ *   with WEB_SORT_HITS), each with its incident's current hit count.
+ * hosts: {"ref","replay","timeline":{buckets,bucket_s,start,tl:[all hosts]},"total","offset",
+ *   "hosts":[..]}: internal hosts matching q ranked by hits (or last seen, or address), each
+ *   with first/last seen, rules, names, bytes sent/received through flagged flows and hits per
+ *   bucket. A host matches a rule/level/sensor filter when one of its records did; its figures
+ *   are over all its records in the window.
+ * facets: {"rules":[{id,name}],"levels":[],"sensors":[]} over the whole window, sorted.
  * record: the record's raw JSON, or null when not found. */
-int web_json_alerts(const struct web_win *w, const struct web_filter *f, size_t limit,
-                    int64_t now_us, struct jw *out);
-int web_json_hosts(const struct web_win *w, const struct web_filter *f,
-                   const struct web_timeline *tl, int64_t now_us, struct jw *out);
+int web_json_alerts(struct web_win *w, const struct web_query *q, int64_t now_us, struct jw *out);
+int web_json_hosts(struct web_win *w, const struct web_query *q, int64_t now_us, struct jw *out);
 int web_json_facets(const struct web_win *w, struct jw *out);
 int web_json_record(const struct web_win *w, const char *event_id, struct jw *out);
 /* A standalone HTML page listing the record's fields, every value escaped; TW_EBAD when the
  * record is not in the window. */
 int web_html_record(const struct web_win *w, const char *event_id, struct jw *out);
 
-/* Sensors, from the heartbeat hashes. A sensor whose hash expired is kept (shown down) until
- * forget_s after its last heartbeat. */
+/* Sensors, from the heartbeat hashes, keyed by the whole name after the prefix (up to
+ * WEB_SENSOR_NAME_MAX bytes; a longer key is refused and counted, never truncated). A sensor
+ * is "up" while its heartbeat_unix_s is at most down_after_s old, "down" after that, and
+ * "unknown" when its hash carries no heartbeat_unix_s. A sensor leaves the table forget_s after
+ * its last heartbeat (or, for an unknown one, after its hash was last read). */
+#define WEB_SENSOR_NAME_MAX 1024
 struct web_sensors;
 struct web_sensors *web_sensors_new(size_t max, int64_t down_after_s, int64_t forget_s);
 void web_sensors_free(struct web_sensors *s);
-/* Records one HGETALL of sensor name (keys[i] = vals[i]) read at now_s. TW_ELIMIT past max. */
+/* Records one HGETALL of sensor name (keys[i] = vals[i]) read at now_s. TW_ELIMIT past max or
+ * for a name too long (both counted). */
 int web_sensors_update(struct web_sensors *s, const char *name, const char *const *keys,
                        const char *const *vals, size_t n, int64_t now_s);
-/* [{"name","up","age_s","packets","pps","kernel_drops","alerts_raised","alerts_queued",
- *   "alerts_spooled","alerts_dropped","redis_connected","version","uptime_s"}] by name. */
+/* Forgets the sensors described above; returns how many. */
+size_t web_sensors_expire(struct web_sensors *s, int64_t now_s);
+size_t web_sensors_len(const struct web_sensors *s);
+/* Changes whenever what web_json_sensors shows (but the ages) would change. */
+uint64_t web_sensors_version(const struct web_sensors *s, int64_t now_s);
+/* Sensors refused (table full or name too long). */
+uint64_t web_sensors_refused(const struct web_sensors *s);
+/* [{"name","state","up","hb_s","age_s","packets","pps","kernel_drops","alerts_raised",
+ *   "alerts_queued","alerts_spooled","alerts_dropped","redis_connected","version",
+ *   "uptime_s"}] by name; up is null when the state is unknown. */
 int web_json_sensors(const struct web_sensors *s, int64_t now_s, struct jw *out);
 
 #endif /* TW_WEBCORE_H */

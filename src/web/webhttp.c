@@ -5,6 +5,14 @@
  * Content-Security-Policy that allows only this origin's script and style, so even a value that
  * slipped past escaping could not run inline script. Optional basic auth compares in constant
  * time. Binding to a non-loopback address is possible only through the listen setting.
+ *
+ * Connections are limited before anything is read: http.per_ip per client address (8), and
+ * http.max_connections in all (256), so one client cannot hold every slot; a connection whose
+ * request headers have not arrived within http.header_timeout_s (5 s) of its opening, or within
+ * http.idle_timeout_s (30 s) of its previous request, is shut down by web_http_sweep (a client
+ * sending a byte a second defeats an idle timeout, not this deadline). /api/state carries a
+ * version: a poll that sends back the version it last got, with nothing new since, gets only the
+ * status (well under 2 KB).
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -12,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <microhttpd.h>
 
@@ -24,9 +33,8 @@ typedef int MHD_Result_t;
 typedef enum MHD_Result MHD_Result_t;
 #endif
 
-#define WEB_RESP_MAX    (32u * 1024 * 1024) /* one response, at most */
-#define WEB_ALERTS_MAX  500                 /* rows in the live alerts list */
-#define WEB_ALERTS_DEFL 200
+#define WEB_RESP_MAX  (32u * 1024 * 1024) /* one response, at most */
+#define WEB_PAGE_DEFL 50                  /* rows in a page unless the query says */
 
 static const char CSP[] = "default-src 'none'; script-src 'self'; style-src 'self'; "
                           "img-src 'self' data:; connect-src 'self'; base-uri 'none'; "
@@ -123,22 +131,46 @@ static const char *arg(struct MHD_Connection *conn, const char *name)
     return v ? v : "";
 }
 
-static void filter_from(struct MHD_Connection *conn, struct web_filter *f)
+static uint64_t web_http_timed_out(struct web_app *app);
+
+static size_t num_arg(struct MHD_Connection *conn, const char *name, size_t defl)
 {
-    f->rule = arg(conn, "rule");
-    f->level = arg(conn, "level");
-    f->sensor = arg(conn, "sensor");
-    f->host = arg(conn, "host");
+    const char *v = arg(conn, name);
+    char *end;
+    long long n = strtoll(v, &end, 10);
+    if (!v[0] || *end || n < 0)
+        return defl;
+    return n > WEB_SKIP_MAX ? WEB_SKIP_MAX : (size_t)n;
 }
 
-static size_t limit_from(struct MHD_Connection *conn)
+static enum web_sort sort_arg(struct MHD_Connection *conn, const char *name)
 {
-    const char *v = arg(conn, "limit");
-    char *end;
-    long n = strtol(v, &end, 10);
-    if (!v[0] || *end || n < 1)
-        return WEB_ALERTS_DEFL;
-    return n > WEB_ALERTS_MAX ? WEB_ALERTS_MAX : (size_t)n;
+    const char *v = arg(conn, name);
+    if (strcmp(v, "hits") == 0)
+        return WEB_SORT_HITS;
+    if (strcmp(v, "last") == 0)
+        return WEB_SORT_LAST;
+    if (strcmp(v, "host") == 0)
+        return WEB_SORT_HOST;
+    return WEB_SORT_DEFAULT;
+}
+
+/* The filter and the two pages (alerts: offset/limit/sort; hosts: hoffset/hlimit/hsort). */
+static void query_from(struct MHD_Connection *conn, struct web_query *qa, struct web_query *qh)
+{
+    memset(qa, 0, sizeof(*qa));
+    qa->f.rule = arg(conn, "rule");
+    qa->f.level = arg(conn, "level");
+    qa->f.sensor = arg(conn, "sensor");
+    qa->f.host = arg(conn, "host");
+    qa->f.q = arg(conn, "q");
+    *qh = *qa;
+    qa->offset = num_arg(conn, "offset", 0);
+    qa->limit = num_arg(conn, "limit", WEB_PAGE_DEFL);
+    qa->sort = sort_arg(conn, "sort");
+    qh->offset = num_arg(conn, "hoffset", 0);
+    qh->limit = num_arg(conn, "hlimit", WEB_PAGE_DEFL);
+    qh->sort = sort_arg(conn, "hsort");
 }
 
 static void status_json(struct web_app *app, int64_t now, struct jw *b)
@@ -153,60 +185,91 @@ static void status_json(struct web_app *app, int64_t now, struct jw *b)
     jw_str(b, "stream", app->cfg.stream_key);
     jw_str(b, "group", app->cfg.group);
     jw_str(b, "now", t);
+    jw_i64(b, "now_s", now / 1000000);
     jw_key(b, "window");
     jw_begin(b);
     jw_u64(b, "records", web_win_len(app->win));
     jw_i64(b, "max_entries", app->cfg.window_entries);
     jw_i64(b, "hours", app->cfg.window_hours);
+    jw_u64(b, "hosts", web_win_hosts(app->win));
+    jw_u64(b, "alerts", web_win_alerts(app->win));
     jw_u64(b, "added", st.added);
     jw_u64(b, "bad", st.bad);
-    jw_u64(b, "duplicates", st.duplicates);
+    jw_u64(b, "duplicates", st.dup_ids);     /* an event.id delivered again */
+    jw_u64(b, "redelivered", st.duplicates); /* a stream entry read again (backfill, group) */
+    jw_u64(b, "seen_evicted", st.seen_evicted);
+    jw_u64(b, "skewed", st.skewed);
+    jw_i64(b, "max_skew_s", app->cfg.max_skew_s);
     jw_u64(b, "evicted", st.evicted_age + st.evicted_count);
     jw_end(b);
+    jw_u64(b, "sensors_refused", web_sensors_refused(app->sensors));
+    jw_u64(b, "http_timed_out", web_http_timed_out(app));
     jw_u64(b, "acked", app->acked);
     jw_u64(b, "reconnects", app->reconnects);
     jw_str(b, "version", TW_VERSION);
     jw_end(b);
 }
 
-static struct web_timeline timeline_of(const struct web_app *app)
+/* The view's version: the window's, and the timeline bucket the reference time is in (the
+ * bars move with the clock even when no record arrives). */
+static void view_version(struct web_app *app, int64_t now, char *buf, size_t n)
 {
-    struct web_timeline tl = {.buckets = (unsigned)app->cfg.timeline_buckets};
-    tl.bucket_s = (unsigned)(app->cfg.timeline_hours * 3600 / app->cfg.timeline_buckets);
-    return tl;
+    int64_t bs = app->cfg.timeline_hours * 3600 / app->cfg.timeline_buckets;
+    int64_t rb = web_win_ref_us(app->win, now) / 1000000 / (bs > 0 ? bs : 1);
+    snprintf(buf, n, "%llu.%lld", (unsigned long long)web_win_version(app->win), (long long)rb);
+}
+
+/* /api/state: the status always; the sensors when their version differs from sv; the views
+ * when the window's version differs from since. Caller holds the lock. */
+static void state_json(struct web_app *app, struct MHD_Connection *conn, int64_t now, struct jw *b)
+{
+    struct web_query qa, qh;
+    query_from(conn, &qa, &qh);
+    web_win_expire(app->win, now);
+    char ver[48], sv[24];
+    view_version(app, now, ver, sizeof(ver));
+    snprintf(sv, sizeof(sv), "%llu",
+             (unsigned long long)web_sensors_version(app->sensors, now / 1000000));
+    bool data = strcmp(arg(conn, "since"), ver) != 0, sens = strcmp(arg(conn, "sv"), sv) != 0;
+    jw_begin(b);
+    jw_str(b, "version", ver);
+    jw_raw(b, "sv", sv);
+    jw_key(b, "status");
+    status_json(app, now, b);
+    if (sens) {
+        jw_key(b, "sensors");
+        web_json_sensors(app->sensors, now / 1000000, b);
+    }
+    if (data) {
+        jw_key(b, "alerts");
+        web_json_alerts(app->win, &qa, now, b);
+        jw_key(b, "hosts");
+        web_json_hosts(app->win, &qh, now, b);
+        jw_key(b, "facets");
+        web_json_facets(app->win, b);
+    }
+    jw_end(b);
 }
 
 /* Renders one API endpoint under the lock; false when path is not one. */
 static bool api(struct web_app *app, struct MHD_Connection *conn, const char *path, struct jw *b,
                 unsigned *status)
 {
-    struct web_filter f;
-    filter_from(conn, &f);
-    struct web_timeline tl = timeline_of(app);
+    struct web_query qa, qh;
+    query_from(conn, &qa, &qh);
     int64_t now = web_now_us();
     bool found = true;
     pthread_mutex_lock(&app->mu);
     if (strcmp(path, "/api/state") == 0) {
-        jw_begin(b);
-        jw_key(b, "status");
-        status_json(app, now, b);
-        jw_key(b, "sensors");
-        web_json_sensors(app->sensors, now / 1000000, b);
-        jw_key(b, "alerts");
-        web_json_alerts(app->win, &f, limit_from(conn), now, b);
-        jw_key(b, "hosts");
-        web_json_hosts(app->win, &f, &tl, now, b);
-        jw_key(b, "facets");
-        web_json_facets(app->win, b);
-        jw_end(b);
+        state_json(app, conn, now, b);
     } else if (strcmp(path, "/api/status") == 0) {
         status_json(app, now, b);
     } else if (strcmp(path, "/api/sensors") == 0) {
         web_json_sensors(app->sensors, now / 1000000, b);
     } else if (strcmp(path, "/api/alerts") == 0) {
-        web_json_alerts(app->win, &f, limit_from(conn), now, b);
+        web_json_alerts(app->win, &qa, now, b);
     } else if (strcmp(path, "/api/hosts") == 0) {
-        web_json_hosts(app->win, &f, &tl, now, b);
+        web_json_hosts(app->win, &qh, now, b);
     } else if (strcmp(path, "/api/facets") == 0) {
         web_json_facets(app->win, b);
     } else if (strcmp(path, "/api/record") == 0) {
@@ -220,6 +283,124 @@ static bool api(struct web_app *app, struct MHD_Connection *conn, const char *pa
     return found;
 }
 
+/* ---- connection table: the header deadline ---- */
+
+struct web_conn {
+    int fd;
+    bool used, waiting; /* waiting: for a request's headers, since t0_ms */
+    int64_t t0_ms, limit_ms;
+};
+
+struct web_conns {
+    pthread_mutex_t mu;
+    size_t n;
+    uint64_t timed_out;
+    struct web_conn c[];
+};
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void notify_conn(void *cls, struct MHD_Connection *conn, void **socket_context,
+                        enum MHD_ConnectionNotificationCode toe)
+{
+    struct web_app *app = cls;
+    struct web_conns *t = app->conns;
+    pthread_mutex_lock(&t->mu);
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        for (size_t i = 0; i < t->n && ci; i++) {
+            if (!t->c[i].used) {
+                t->c[i] = (struct web_conn){ci->connect_fd, true, true, mono_ms(),
+                                            app->cfg.http_header_s * 1000};
+                *socket_context = &t->c[i];
+                break;
+            }
+        }
+    } else if (*socket_context) {
+        ((struct web_conn *)*socket_context)->used = false;
+        *socket_context = NULL;
+    }
+    pthread_mutex_unlock(&t->mu);
+}
+
+/* A request completed: the next one's headers are awaited from now, idle time included. */
+static void request_done(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct web_app *app = cls;
+    (void)con_cls;
+    (void)toe;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    if (!ci || !ci->socket_context)
+        return;
+    pthread_mutex_lock(&app->conns->mu);
+    struct web_conn *c = ci->socket_context;
+    c->waiting = true;
+    c->t0_ms = mono_ms();
+    c->limit_ms = app->cfg.http_idle_s * 1000;
+    pthread_mutex_unlock(&app->conns->mu);
+}
+
+/* The access handler runs once a request's headers are in: the deadline is met. */
+static void headers_in(struct web_app *app, struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    if (!ci || !ci->socket_context)
+        return;
+    pthread_mutex_lock(&app->conns->mu);
+    ((struct web_conn *)ci->socket_context)->waiting = false;
+    pthread_mutex_unlock(&app->conns->mu);
+}
+
+size_t web_http_sweep(struct web_app *app)
+{
+    struct web_conns *t = app->conns;
+    size_t n = 0;
+    if (!t)
+        return 0;
+    int64_t now = mono_ms();
+    pthread_mutex_lock(&t->mu);
+    for (size_t i = 0; i < t->n; i++) {
+        struct web_conn *c = &t->c[i];
+        if (c->used && c->waiting && now - c->t0_ms > c->limit_ms) {
+            /* libmicrohttpd reads EOF on its next poll and closes the connection itself */
+            shutdown(c->fd, SHUT_RDWR);
+            c->waiting = false;
+            n++;
+        }
+    }
+    t->timed_out += n;
+    pthread_mutex_unlock(&t->mu);
+    return n;
+}
+
+static uint64_t web_http_timed_out(struct web_app *app)
+{
+    if (!app->conns)
+        return 0;
+    pthread_mutex_lock(&app->conns->mu);
+    uint64_t n = app->conns->timed_out;
+    pthread_mutex_unlock(&app->conns->mu);
+    return n;
+}
+
+void web_http_free(struct web_app *app)
+{
+    if (!app->conns)
+        return;
+    pthread_mutex_destroy(&app->conns->mu);
+    free(app->conns);
+    app->conns = NULL;
+}
+
 static MHD_Result_t handle(void *cls, struct MHD_Connection *conn, const char *url,
                            const char *method, const char *version, const char *upload_data,
                            size_t *upload_size, void **con_cls)
@@ -228,6 +409,7 @@ static MHD_Result_t handle(void *cls, struct MHD_Connection *conn, const char *u
     (void)version;
     (void)upload_data;
     (void)con_cls;
+    headers_in(app, conn);
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
         return send_text(conn, 405, "only GET and HEAD\n");
     if (*upload_size)
@@ -308,7 +490,7 @@ struct MHD_Daemon *web_http_start(struct web_app *app, int *port, char *host, si
 {
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof(ss));
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
     if (split_listen(app->cfg.listen, host, hostlen, port)) {
         fprintf(stderr, "tunnelwatch-web: listen: expected HOST:PORT or [V6]:PORT, got '%s'\n",
                 app->cfg.listen);
@@ -327,12 +509,23 @@ struct MHD_Daemon *web_http_start(struct web_app *app, int *port, char *host, si
         fprintf(stderr, "tunnelwatch-web: listen: '%s' is not an IP address\n", host);
         return NULL;
     }
-    struct MHD_Daemon *d =
-        MHD_start_daemon(flags, (uint16_t)*port, NULL, NULL, handle, app, MHD_OPTION_SOCK_ADDR,
-                         (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT, 64u,
-                         MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
+    size_t nc = (size_t)app->cfg.http_max_conn;
+    app->conns = calloc(1, sizeof(*app->conns) + nc * sizeof(app->conns->c[0]));
+    if (!app->conns) {
+        fprintf(stderr, "tunnelwatch-web: out of memory\n");
+        return NULL;
+    }
+    app->conns->n = nc;
+    pthread_mutex_init(&app->conns->mu, NULL);
+    struct MHD_Daemon *d = MHD_start_daemon(
+        flags, (uint16_t)*port, NULL, NULL, handle, app, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT, (unsigned)nc,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)app->cfg.http_per_ip,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)app->cfg.http_idle_s, MHD_OPTION_NOTIFY_CONNECTION,
+        notify_conn, app, MHD_OPTION_NOTIFY_COMPLETED, request_done, app, MHD_OPTION_END);
     if (!d) {
         fprintf(stderr, "tunnelwatch-web: cannot listen on %s\n", app->cfg.listen);
+        web_http_free(app);
         return NULL;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);

@@ -17,6 +17,9 @@
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "web_int.h"
 
@@ -185,6 +188,11 @@ static bool backfill(redisContext *c, struct web_app *app)
     }
     if (r)
         freeReplyObject(r);
+#ifdef __GLIBC__
+    /* why: the backfill reply (up to the window's size, tens of MB) is freed in small pieces
+     * the allocator keeps; give them back rather than hold them for the process's life */
+    malloc_trim(0);
+#endif
     return ok;
 }
 
@@ -314,6 +322,9 @@ static bool poll_sensors(redisContext *c, struct web_app *app)
         if (done)
             break;
     }
+    pthread_mutex_lock(&app->mu);
+    web_sensors_expire(app->sensors, web_now_us() / 1000000);
+    pthread_mutex_unlock(&app->mu);
     return true;
 }
 

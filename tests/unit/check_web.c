@@ -198,15 +198,49 @@ START_TEST(test_time)
 }
 END_TEST
 
+static struct web_win *win_new(size_t entries, int64_t age_us)
+{
+    struct web_win_opts o = {.max_entries = entries,
+                             .max_age_us = age_us,
+                             .max_skew_us = 300 * 1000000LL,
+                             .tl_buckets = 6,
+                             .tl_bucket_s = 600};
+    struct web_win *w = web_win_new(&o);
+    ck_assert_ptr_nonnull(w);
+    return w;
+}
+
 static struct web_win *demo_window(void)
 {
-    struct web_win *w = web_win_new(100, 24 * HOUR);
-    ck_assert_ptr_nonnull(w);
+    struct web_win *w = win_new(100, 24 * HOUR);
     ck_assert_int_eq(web_win_add(w, "1-0", ALERT2, strlen(ALERT2), NOW), 0);
     ck_assert_int_eq(web_win_add(w, "2-0", ALERT1, strlen(ALERT1), NOW), 0);
     ck_assert_int_eq(web_win_add(w, "3-0", FLOW1, strlen(FLOW1), NOW), 0);
     ck_assert_int_eq(web_win_add(w, "4-0", UPDATE1, strlen(UPDATE1), NOW), 0);
     return w;
+}
+
+/* An alert for host HOST with event.id ID at TIME (RFC 3339), rule RULE. */
+static size_t mk_alert(char *buf, size_t n, const char *id, const char *host, const char *time,
+                       const char *rule)
+{
+    int l = snprintf(buf, n,
+                     "{\"@timestamp\":\"%s\",\"event.kind\":\"alert\",\"event.action\":\"raised\","
+                     "\"event.id\":\"%s\",\"rule.id\":\"%s\",\"rule.name\":\"Rule %s\","
+                     "\"rule.level\":\"high\",\"source.ip\":\"%s\",\"observer.name\":\"s1\","
+                     "\"tunnelwatch.evidence.name\":\"n-%s.ngrok.io\"}",
+                     time, id, rule, rule, host, id);
+    ck_assert_int_lt(l, (int)n);
+    return (size_t)l;
+}
+
+static void render(struct jw *b, struct web_win *w, int which, const struct web_query *q,
+                   int64_t now)
+{
+    web_out_init(b, 1 << 22);
+    int rc = which == 'a' ? web_json_alerts(w, q, now, b) : web_json_hosts(w, q, now, b);
+    ck_assert_int_eq(rc, TW_OK);
+    assert_valid_json(b);
 }
 
 START_TEST(test_window_dedup_and_caps)
@@ -218,23 +252,32 @@ START_TEST(test_window_dedup_and_caps)
     ck_assert_int_eq(web_win_add(w, "4-0", UPDATE1, strlen(UPDATE1), NOW), 1);
     ck_assert_int_eq(web_win_add(w, "3-5", UPDATE1, strlen(UPDATE1), NOW), 1);
     ck_assert_int_eq(web_win_add(w, "5-0", "not json", 8, NOW), TW_EBAD);
+    /* the same event.id under a new stream id (at-least-once delivery): dropped */
+    uint64_t v = web_win_version(w);
+    ck_assert_int_eq(web_win_add(w, "6-0", ALERT1, strlen(ALERT1), NOW), 1);
+    ck_assert_uint_eq(web_win_version(w), v);
     web_win_stats(w, &st);
     ck_assert_uint_eq(st.duplicates, 2);
+    ck_assert_uint_eq(st.dup_ids, 1);
     ck_assert_uint_eq(st.bad, 1);
-    ck_assert_str_eq(web_win_last_sid(w), "5-0");
+    ck_assert_str_eq(web_win_last_sid(w), "6-0");
     ck_assert_uint_eq(web_win_len(w), 4);
+    ck_assert_uint_eq(web_win_alerts(w), 2);
     /* only 2024 records, now is 2026: the window is anchored on the newest record */
     ck_assert_int_eq(web_win_ref_us(w, NOW), 1709294402576400);
     ck_assert_ptr_nonnull(web_win_find(w, "e1"));
     ck_assert_ptr_null(web_win_find(w, "nope"));
     web_win_free(w);
 
-    /* count cap: the oldest go first */
-    w = web_win_new(2, 24 * HOUR);
+    /* count cap: the oldest go first, and their host with them */
+    w = win_new(2, 24 * HOUR);
     ck_assert_int_eq(web_win_add(w, NULL, ALERT2, strlen(ALERT2), NOW), 0);
     ck_assert_int_eq(web_win_add(w, NULL, ALERT1, strlen(ALERT1), NOW), 0);
+    ck_assert_uint_eq(web_win_hosts(w), 2);
     ck_assert_int_eq(web_win_add(w, NULL, FLOW1, strlen(FLOW1), NOW), 0);
     ck_assert_uint_eq(web_win_len(w), 2);
+    ck_assert_uint_eq(web_win_hosts(w), 1);
+    ck_assert_int_eq(web_win_check(w), TW_OK);
     ck_assert_ptr_null(web_win_find(w, "f1"));
     web_win_free(w);
 
@@ -242,7 +285,8 @@ START_TEST(test_window_dedup_and_caps)
     char late[sizeof(ALERT1) + 8];
     snprintf(late, sizeof(late), "%s", ALERT1);
     memcpy(strstr(late, "12:00:02"), "15:00:02", 8);
-    w = web_win_new(10, HOUR);
+    memcpy(strstr(late, "\"e1\""), "\"e9\"", 4);
+    w = win_new(10, HOUR);
     ck_assert_int_eq(web_win_add(w, NULL, ALERT1, strlen(ALERT1), NOW), 0);
     ck_assert_int_eq(web_win_add(w, NULL, late, strlen(late), NOW), 0);
     ck_assert_uint_eq(web_win_len(w), 1);
@@ -250,14 +294,169 @@ START_TEST(test_window_dedup_and_caps)
 }
 END_TEST
 
+START_TEST(test_seen_cap)
+{
+    /* the seen-id set is bounded: past its cap the oldest id is forgotten, and counted */
+    struct web_win_opts o = {.max_entries = 100, .seen_max = 3, .max_age_us = 24 * HOUR};
+    struct web_win *w = web_win_new(&o);
+    char buf[1024], id[16];
+    for (int i = 0; i < 5; i++) {
+        snprintf(id, sizeof(id), "id%d", i);
+        size_t n = mk_alert(buf, sizeof(buf), id, "10.0.0.1", "2024-03-01T12:00:00Z", "r");
+        ck_assert_int_eq(web_win_add(w, NULL, buf, n, NOW), 0);
+    }
+    struct web_win_stats st;
+    web_win_stats(w, &st);
+    ck_assert_uint_eq(st.seen_evicted, 2);
+    size_t n = mk_alert(buf, sizeof(buf), "id4", "10.0.0.1", "2024-03-01T12:00:00Z", "r");
+    ck_assert_int_eq(web_win_add(w, NULL, buf, n, NOW), 1); /* still remembered */
+    n = mk_alert(buf, sizeof(buf), "id0", "10.0.0.1", "2024-03-01T12:00:00Z", "r");
+    ck_assert_int_eq(web_win_add(w, NULL, buf, n, NOW), 0); /* forgotten: taken again */
+    web_win_free(w);
+
+    /* many ids through a set of 50: exactly the newest 50 are remembered */
+    o = (struct web_win_opts){.max_entries = 10, .seen_max = 50, .max_age_us = 24 * HOUR};
+    w = web_win_new(&o);
+    for (int i = 0; i < 2000; i++) {
+        snprintf(id, sizeof(id), "m%d", i);
+        n = mk_alert(buf, sizeof(buf), id, "10.0.0.1", "2024-03-01T12:00:00Z", "r");
+        ck_assert_int_eq(web_win_add(w, NULL, buf, n, NOW), 0);
+    }
+    ck_assert_int_eq(web_win_check(w), TW_OK);
+    for (int i = 1950; i < 2000; i++) {
+        snprintf(id, sizeof(id), "m%d", i);
+        n = mk_alert(buf, sizeof(buf), id, "10.0.0.1", "2024-03-01T12:00:00Z", "r");
+        ck_assert_int_eq(web_win_add(w, NULL, buf, n, NOW), 1);
+    }
+    n = mk_alert(buf, sizeof(buf), "m1949", "10.0.0.1", "2024-03-01T12:00:00Z", "r");
+    ck_assert_int_eq(web_win_add(w, NULL, buf, n, NOW), 0);
+    web_win_stats(w, &st);
+    ck_assert_uint_eq(st.seen_evicted, 1951);
+    ck_assert_int_eq(web_win_check(w), TW_OK);
+    web_win_free(w);
+}
+END_TEST
+
+START_TEST(test_skew_anchor)
+{
+    /* live data: a record dated a year ahead neither anchors the window nor evicts others */
+    struct web_win *w = win_new(100, HOUR);
+    char buf[1024], t[40];
+    web_fmt_time(NOW - 60 * 1000000LL, t, sizeof(t));
+    size_t n = mk_alert(buf, sizeof(buf), "live1", "10.0.0.1", t, "r");
+    ck_assert_int_eq(web_win_add(w, "1-0", buf, n, NOW), 0);
+    n = mk_alert(buf, sizeof(buf), "future", "10.0.0.2", "2030-01-01T00:00:00Z", "r");
+    ck_assert_int_eq(web_win_add(w, "2-0", buf, n, NOW), 0);
+    web_fmt_time(NOW + 5 * 1000000LL, t, sizeof(t));
+    n = mk_alert(buf, sizeof(buf), "live2", "10.0.0.3", t, "r");
+    ck_assert_int_eq(web_win_add(w, "3-0", buf, n, NOW + 5 * 1000000LL), 0);
+    struct web_win_stats st;
+    web_win_stats(w, &st);
+    ck_assert_uint_eq(st.skewed, 1);
+    ck_assert_uint_eq(st.evicted_age, 0);
+    ck_assert_int_eq(web_win_check(w), TW_OK);
+    ck_assert_uint_eq(web_win_len(w), 3);
+    ck_assert_int_eq(web_win_ref_us(w, NOW + 5 * 1000000LL), NOW + 5 * 1000000LL);
+    struct jw b;
+    render(&b, w, 'a', NULL, NOW + 6 * 1000000LL);
+    ck_assert_ptr_nonnull(strstr(b.buf, "\"total\":3"));
+    ck_assert_ptr_nonnull(strstr(b.buf, "\"id\":\"live2\""));
+    ck_assert_ptr_nonnull(strstr(b.buf, "\"id\":\"live1\""));
+    ck_assert_ptr_nonnull(strstr(b.buf, "\"id\":\"future\""));
+    ck_assert_ptr_nonnull(strstr(strstr(b.buf, "\"id\":\"future\""), "\"skewed\":true"));
+    jw_free(&b);
+    /* within the skew a record dated ahead is plausible and anchors the window */
+    web_fmt_time(NOW + 200 * 1000000LL, t, sizeof(t));
+    n = mk_alert(buf, sizeof(buf), "ahead", "10.0.0.4", t, "r");
+    ck_assert_int_eq(web_win_add(w, "4-0", buf, n, NOW + 10 * 1000000LL), 0);
+    ck_assert_int_eq(web_win_ref_us(w, NOW + 10 * 1000000LL), NOW + 200 * 1000000LL);
+    /* the skewed record is filed at its arrival: it ages out with its neighbours */
+    web_win_expire(w, NOW + 2 * HOUR);
+    ck_assert_uint_eq(web_win_len(w), 0);
+    ck_assert_uint_eq(web_win_hosts(w), 0);
+    ck_assert_int_eq(web_win_check(w), TW_OK);
+    web_win_free(w);
+}
+END_TEST
+
+START_TEST(test_aggregates_incremental)
+{
+    /* 50 hosts x 4 alerts through a window of 60: what leaves is taken out of every count */
+    struct web_win *w = win_new(60, 24 * HOUR);
+    char buf[1024], id[32], host[32];
+    for (int i = 0; i < 200; i++) {
+        snprintf(id, sizeof(id), "a%d", i);
+        snprintf(host, sizeof(host), "10.0.%d.%d", i % 50 / 10, i % 50);
+        size_t n = mk_alert(buf, sizeof(buf), id, host, "2024-03-01T12:00:00Z", i % 2 ? "x" : "y");
+        ck_assert_int_eq(web_win_add(w, NULL, buf, n, NOW), 0);
+    }
+    ck_assert_uint_eq(web_win_len(w), 60);
+    ck_assert_uint_eq(web_win_alerts(w), 60);
+    ck_assert_uint_eq(web_win_hosts(w), 50);
+    ck_assert_int_eq(web_win_check(w), TW_OK);
+    /* the top host (hosts 40..49 have 2 alerts in the window: ids 140..149 and 190..199) */
+    struct web_query q = {.limit = 3};
+    struct jw b;
+    render(&b, w, 'h', &q, NOW);
+    ck_assert_ptr_nonnull(strstr(b.buf, "\"total\":50"));
+    ck_assert_ptr_nonnull(
+        strstr(b.buf, "\"hosts\":[{\"host\":\"10.0.4.40\",\"hits\":2,\"alerts\":2"));
+    ck_assert_ptr_null(strstr(b.buf, "10.0.1.1"));
+    jw_free(&b);
+    /* one page of alerts, newest first, and the next page */
+    q = (struct web_query){.limit = 2, .offset = 1};
+    render(&b, w, 'a', &q, NOW);
+    ck_assert_ptr_nonnull(strstr(b.buf, "\"total\":60"));
+    ck_assert_ptr_nonnull(strstr(b.buf, "\"items\":[{\"seq\":199,"));
+    ck_assert_ptr_nonnull(strstr(b.buf, "\"id\":\"a197\""));
+    ck_assert_ptr_null(strstr(b.buf, "\"id\":\"a196\""));
+    jw_free(&b);
+    /* server-side search: any host of the window, by a substring */
+    q = (struct web_query){.f = {.q = "10.0.3.37"}};
+    render(&b, w, 'h', &q, NOW);
+    ck_assert_ptr_nonnull(strstr(b.buf, "\"total\":1,"));
+    ck_assert_ptr_nonnull(strstr(b.buf, "\"host\":\"10.0.3.37\""));
+    jw_free(&b);
+    render(&b, w, 'a', &q, NOW);
+    ck_assert_ptr_nonnull(strstr(b.buf, "\"total\":1,"));
+    ck_assert_ptr_nonnull(strstr(b.buf, "\"id\":\"a187\""));
+    jw_free(&b);
+    /* exact host filter: that host's chain */
+    q = (struct web_query){.f = {.host = "10.0.4.45"}};
+    render(&b, w, 'a', &q, NOW);
+    ck_assert_ptr_nonnull(strstr(b.buf, "\"total\":2,"));
+    ck_assert_ptr_nonnull(strstr(b.buf, "\"id\":\"a145\""));
+    ck_assert(strstr(b.buf, "\"id\":\"a195\"") < strstr(b.buf, "\"id\":\"a145\""));
+    jw_free(&b);
+    /* by rule name, case-insensitive search */
+    q = (struct web_query){.f = {.q = "rule X"}};
+    render(&b, w, 'a', &q, NOW);
+    ck_assert_ptr_nonnull(strstr(b.buf, "\"total\":30,"));
+    jw_free(&b);
+    /* a replay: nothing ages out with the wall clock, the anchor is the newest record */
+    web_win_expire(w, NOW + 48 * HOUR);
+    ck_assert_uint_eq(web_win_len(w), 60);
+    /* a record a day later: everything else ages out, every aggregate follows */
+    size_t n = mk_alert(buf, sizeof(buf), "late", "10.9.9.9", "2024-03-02T12:00:01Z", "z");
+    ck_assert_int_eq(web_win_add(w, NULL, buf, n, NOW), 0);
+    ck_assert_uint_eq(web_win_len(w), 1);
+    ck_assert_uint_eq(web_win_hosts(w), 1);
+    ck_assert_uint_eq(web_win_alerts(w), 1);
+    ck_assert_int_eq(web_win_check(w), TW_OK);
+    web_out_init(&b, 1 << 20);
+    ck_assert_int_eq(web_json_facets(w, &b), TW_OK);
+    ck_assert_str_eq(b.buf, "{\"rules\":[{\"id\":\"z\",\"name\":\"Rule z\"}],"
+                            "\"levels\":[\"high\"],\"sensors\":[\"s1\"]}");
+    jw_free(&b);
+    web_win_free(w);
+}
+END_TEST
+
 START_TEST(test_hosts)
 {
     struct web_win *w = demo_window();
-    struct web_timeline tl = {.buckets = 6, .bucket_s = 600};
     struct jw b;
-    web_out_init(&b, 1 << 20);
-    ck_assert_int_eq(web_json_hosts(w, NULL, &tl, NOW, &b), TW_OK);
-    assert_valid_json(&b);
+    render(&b, w, 'h', NULL, NOW);
     /* 10.1.0.23 ranks first: one incident grown to 3 hits, 214753 bytes sent */
     const char *h23 = strstr(b.buf, "\"host\":\"10.1.0.23\"");
     const char *h77 = strstr(b.buf, "\"host\":\"10.1.0.77\"");
@@ -272,21 +471,26 @@ START_TEST(test_hosts)
     /* all three hits in the last bucket (the timeline ends at the newest record) */
     ck_assert_ptr_nonnull(strstr(h23, "\"tl\":[0,0,0,0,0,3]"));
     ck_assert_ptr_nonnull(strstr(b.buf, "\"replay\":true"));
+    /* the timeline of all hosts: 4 hits */
+    ck_assert_ptr_nonnull(strstr(b.buf, "\"tl\":[0,0,0,0,0,4]}"));
     jw_free(&b);
 
     /* filters: by sensor, by level, by rule name */
-    struct web_filter f = {.sensor = "edge-2"};
-    web_out_init(&b, 1 << 20);
-    ck_assert_int_eq(web_json_hosts(w, &f, &tl, NOW, &b), TW_OK);
+    struct web_query q = {.f = {.sensor = "edge-2"}};
+    render(&b, w, 'h', &q, NOW);
     ck_assert_ptr_null(strstr(b.buf, "10.1.0.23"));
     ck_assert_ptr_nonnull(strstr(b.buf, "10.1.0.77"));
     jw_free(&b);
-    f = (struct web_filter){.level = "high",
-                            .rule = "Communication To Ngrok Tunneling Service - Linux"};
-    web_out_init(&b, 1 << 20);
-    ck_assert_int_eq(web_json_hosts(w, &f, &tl, NOW, &b), TW_OK);
+    q = (struct web_query){
+        .f = {.level = "high", .rule = "Communication To Ngrok Tunneling Service - Linux"}};
+    render(&b, w, 'h', &q, NOW);
     ck_assert_ptr_nonnull(strstr(b.buf, "10.1.0.23"));
     ck_assert_ptr_null(strstr(b.buf, "10.1.0.77"));
+    jw_free(&b);
+    /* sorted by address */
+    q = (struct web_query){.sort = WEB_SORT_HOST};
+    render(&b, w, 'h', &q, NOW);
+    ck_assert(strstr(b.buf, "10.1.0.77") > strstr(b.buf, "10.1.0.23"));
     jw_free(&b);
     web_win_free(w);
 }
@@ -296,9 +500,7 @@ START_TEST(test_alerts_and_facets)
 {
     struct web_win *w = demo_window();
     struct jw b;
-    web_out_init(&b, 1 << 20);
-    ck_assert_int_eq(web_json_alerts(w, NULL, 10, NOW, &b), TW_OK);
-    assert_valid_json(&b);
+    render(&b, w, 'a', NULL, NOW);
     /* only raised alerts, newest arrival first, with the incident's hit count */
     const char *e1 = strstr(b.buf, "\"id\":\"e1\"");
     const char *f1 = strstr(b.buf, "\"id\":\"f1\"");
@@ -307,16 +509,22 @@ START_TEST(test_alerts_and_facets)
     ck_assert(e1 < f1);
     ck_assert_ptr_null(strstr(b.buf, "\"id\":\"e2\""));
     ck_assert_ptr_nonnull(strstr(e1, "\"hits\":3}"));
+    ck_assert_ptr_nonnull(strstr(b.buf, "\"total\":2,"));
     jw_free(&b);
 
-    web_out_init(&b, 1 << 20);
-    ck_assert_int_eq(web_json_alerts(w, NULL, 1, NOW, &b), TW_OK);
+    struct web_query q = {.limit = 1};
+    render(&b, w, 'a', &q, NOW);
     ck_assert_ptr_null(strstr(b.buf, "\"id\":\"f1\""));
     jw_free(&b);
+    /* by hits: e1's incident (3) before f1's (1) whatever the order */
+    q = (struct web_query){.limit = 1, .offset = 1, .sort = WEB_SORT_HITS};
+    render(&b, w, 'a', &q, NOW);
+    ck_assert_ptr_nonnull(strstr(b.buf, "\"id\":\"f1\""));
+    ck_assert_ptr_null(strstr(b.buf, "\"id\":\"e1\""));
+    jw_free(&b);
 
-    struct web_filter f = {.host = "10.1.0.77"};
-    web_out_init(&b, 1 << 20);
-    ck_assert_int_eq(web_json_alerts(w, &f, 10, NOW, &b), TW_OK);
+    q = (struct web_query){.f = {.host = "10.1.0.77"}};
+    render(&b, w, 'a', &q, NOW);
     ck_assert_ptr_null(strstr(b.buf, "\"id\":\"e1\""));
     ck_assert_ptr_nonnull(strstr(b.buf, "\"id\":\"f1\""));
     jw_free(&b);
@@ -324,8 +532,9 @@ START_TEST(test_alerts_and_facets)
     web_out_init(&b, 1 << 20);
     ck_assert_int_eq(web_json_facets(w, &b), TW_OK);
     assert_valid_json(&b);
-    ck_assert_ptr_nonnull(strstr(b.buf, "\"levels\":[\"medium\",\"high\"]"));
-    ck_assert_ptr_nonnull(strstr(b.buf, "\"sensors\":[\"edge-2\",\"demo-sensor\"]"));
+    ck_assert_ptr_nonnull(strstr(b.buf, "\"levels\":[\"high\",\"medium\"]"));
+    ck_assert_ptr_nonnull(strstr(b.buf, "\"sensors\":[\"demo-sensor\",\"edge-2\"]"));
+    ck_assert_ptr_nonnull(strstr(b.buf, "{\"id\":\"zrok\",\"name\":\"zrok\"}"));
     jw_free(&b);
 
     web_out_init(&b, 1 << 20);
@@ -353,17 +562,20 @@ START_TEST(test_escaping)
     jw_free(&b);
 
     /* a hostname carrying markup renders as text in every output */
-    struct web_win *w = web_win_new(10, HOUR);
+    struct web_win *w = win_new(10, HOUR);
     ck_assert_int_eq(web_win_add(w, NULL, EVIL, strlen(EVIL), NOW), 0);
     web_out_init(&b, 1 << 20);
-    ck_assert_int_eq(web_json_alerts(w, NULL, 10, NOW, &b), TW_OK);
+    ck_assert_int_eq(web_json_alerts(w, NULL, NOW, &b), TW_OK);
     ck_assert_ptr_null(strchr(b.buf, '<'));
     ck_assert_ptr_nonnull(
         strstr(b.buf, "\\u003cscript\\u003ealert(1)\\u003c/script\\u003e.ngrok.io"));
     jw_free(&b);
     web_out_init(&b, 1 << 20);
-    struct web_timeline tl = {.buckets = 4, .bucket_s = 60};
-    ck_assert_int_eq(web_json_hosts(w, NULL, &tl, NOW, &b), TW_OK);
+    ck_assert_int_eq(web_json_hosts(w, NULL, NOW, &b), TW_OK);
+    ck_assert_ptr_null(strchr(b.buf, '<'));
+    jw_free(&b);
+    web_out_init(&b, 1 << 20);
+    ck_assert_int_eq(web_json_facets(w, &b), TW_OK);
     ck_assert_ptr_null(strchr(b.buf, '<'));
     jw_free(&b);
     web_out_init(&b, 1 << 20);
@@ -390,21 +602,74 @@ START_TEST(test_sensors)
     ck_assert_int_eq(web_sensors_update(s, "a", k, v2, 5, 110), TW_OK);
     ck_assert_int_eq(web_sensors_update(s, "b", k, v1, 3, 110), TW_OK);
     ck_assert_int_eq(web_sensors_update(s, "c", k, v1, 3, 110), TW_ELIMIT);
+    ck_assert_uint_eq(web_sensors_refused(s), 1);
     struct jw b;
     web_out_init(&b, 1 << 20);
     ck_assert_int_eq(web_json_sensors(s, 115, &b), TW_OK);
     assert_valid_json(&b);
     /* a: 2000 packets in 10 s; heartbeat 5 s old: up */
     ck_assert_ptr_nonnull(strstr(b.buf, "{\"name\":\"a\",\"version\":\"0.1.0\",\"up\":true,"
-                                        "\"age_s\":5,\"pps\":200.0,\"packets\":3000,"
-                                        "\"kernel_drops\":7,"));
+                                        "\"state\":\"up\",\"hb_s\":110,\"age_s\":5,"
+                                        "\"pps\":200.0,\"packets\":3000,\"kernel_drops\":7,"));
     /* b: last heartbeat at 100, 15 s ago: still up; at 131 it is down */
     ck_assert_ptr_nonnull(strstr(b.buf, "\"name\":\"b\",\"version\":\"\",\"up\":true"));
     jw_free(&b);
+    uint64_t v = web_sensors_version(s, 115);
+    ck_assert_uint_eq(web_sensors_version(s, 116), v);
     web_out_init(&b, 1 << 20);
     ck_assert_int_eq(web_json_sensors(s, 141, &b), TW_OK);
     ck_assert_ptr_nonnull(strstr(b.buf, "\"name\":\"a\",\"version\":\"0.1.0\",\"up\":false"));
     jw_free(&b);
+    /* the state changed with no new heartbeat: the version says so */
+    ck_assert_uint_ne(web_sensors_version(s, 141), v);
+    /* a hash whose heartbeat is older than forget_s is not shown, and takes its row away */
+    const char *v3[] = {"3000", "50", "0", "0.1.0", "7"};
+    ck_assert_int_eq(web_sensors_update(s, "b", k, v3, 2, 3700), TW_OK);
+    ck_assert_int_eq(web_sensors_update(s, "old", k, v3, 2, 3700), TW_OK);
+    ck_assert_uint_eq(web_sensors_len(s), 1);
+    /* stale sensors leave after forget_s, which makes room for a new one */
+    ck_assert_uint_eq(web_sensors_expire(s, 110 + 3601), 1);
+    ck_assert_uint_eq(web_sensors_len(s), 0);
+    web_sensors_free(s);
+}
+END_TEST
+
+START_TEST(test_sensors_identity)
+{
+    struct web_sensors *s = web_sensors_new(4, 30, 600);
+    /* a 200-character name is one sensor however often it is read */
+    char name[201];
+    memset(name, 'n', 200);
+    name[200] = '\0';
+    const char *k[] = {"packets", "heartbeat_unix_s"};
+    const char *v[] = {"10", "1000"};
+    for (int i = 0; i < 10; i++)
+        ck_assert_int_eq(web_sensors_update(s, name, k, v, 2, 1000 + i), TW_OK);
+    /* the same 199 first characters: another sensor, not a collision */
+    name[199] = 'm';
+    ck_assert_int_eq(web_sensors_update(s, name, k, v, 2, 1000), TW_OK);
+    ck_assert_uint_eq(web_sensors_len(s), 2);
+    /* a hash without heartbeat_unix_s is unknown, never up */
+    const char *k2[] = {"packets"};
+    const char *v2[] = {"5"};
+    ck_assert_int_eq(web_sensors_update(s, "nots", k2, v2, 1, 1000), TW_OK);
+    struct jw b;
+    web_out_init(&b, 1 << 20);
+    ck_assert_int_eq(web_json_sensors(s, 1001, &b), TW_OK);
+    assert_valid_json(&b);
+    ck_assert_ptr_nonnull(strstr(b.buf, "\"name\":\"nots\",\"version\":\"\",\"up\":null,"
+                                        "\"state\":\"unknown\""));
+    jw_free(&b);
+    /* a name past WEB_SENSOR_NAME_MAX is refused, not truncated */
+    char *huge = malloc(WEB_SENSOR_NAME_MAX + 2);
+    memset(huge, 'h', WEB_SENSOR_NAME_MAX + 1);
+    huge[WEB_SENSOR_NAME_MAX + 1] = '\0';
+    ck_assert_int_eq(web_sensors_update(s, huge, k, v, 2, 1000), TW_ELIMIT);
+    free(huge);
+    ck_assert_uint_eq(web_sensors_len(s), 3);
+    /* the unknown one stays while its hash is read; it goes forget_s after the last read */
+    ck_assert_uint_eq(web_sensors_expire(s, 1500), 0);
+    ck_assert_uint_eq(web_sensors_expire(s, 1611), 3);
     web_sensors_free(s);
 }
 END_TEST
@@ -424,6 +689,9 @@ Suite *tw_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("window");
     tcase_add_test(tc, test_window_dedup_and_caps);
+    tcase_add_test(tc, test_seen_cap);
+    tcase_add_test(tc, test_skew_anchor);
+    tcase_add_test(tc, test_aggregates_incremental);
     suite_add_tcase(s, tc);
     tc = tcase_create("render");
     tcase_add_test(tc, test_hosts);
@@ -432,6 +700,7 @@ Suite *tw_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("sensors");
     tcase_add_test(tc, test_sensors);
+    tcase_add_test(tc, test_sensors_identity);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,12 +1,16 @@
 /* tunnelwatch-web page: polls /api/state and renders it with DOM calls only (textContent,
- * never innerHTML), so names that came off the wire always render as text. The view state
- * (filters and the open record) lives in the query string. */
+ * never innerHTML), so names that came off the wire always render as text. The server filters,
+ * sorts and pages: the page shows the top hosts and one page of alerts, and sends back the
+ * version it last got, so a poll with nothing new brings only the status. The view state
+ * (filters, sorts and the open record) lives in the query string. */
 'use strict';
 (function () {
-  var POLL_MS = 2000;
-  var FILTERS = ['rule', 'level', 'sensor', 'host'];
-  var state = { rule: '', level: '', sensor: '', host: '', open: '' };
-  var lastSeq = 0, firstRender = true, timer = null;
+  var POLL_MS = 2000, PAGE = 50;
+  var FILTERS = ['rule', 'level', 'sensor', 'host', 'q'];
+  var VIEW = FILTERS.concat(['sort', 'hsort', 'open']);
+  var state = { rule: '', level: '', sensor: '', host: '', q: '', sort: '', hsort: '', open: '' };
+  var offset = 0, hoffset = 0, version = '', sv = '', sensors = [];
+  var lastSeq = 0, firstRender = true, timer = null, inflight = 0;
 
   function $(id) { return document.getElementById(id); }
   function el(tag, cls, text) {
@@ -34,17 +38,23 @@
 
   function readUrl() {
     var q = new URLSearchParams(location.search);
-    FILTERS.concat(['open']).forEach(function (k) { state[k] = q.get(k) || ''; });
+    VIEW.forEach(function (k) { state[k] = q.get(k) || ''; });
   }
   function writeUrl() {
     var q = new URLSearchParams();
-    FILTERS.concat(['open']).forEach(function (k) { if (state[k]) q.set(k, state[k]); });
+    VIEW.forEach(function (k) { if (state[k]) q.set(k, state[k]); });
     var s = q.toString();
     history.replaceState(null, '', location.pathname + (s ? '?' + s : ''));
   }
   function apiQuery() {
     var q = new URLSearchParams();
-    FILTERS.forEach(function (k) { if (state[k]) q.set(k, state[k]); });
+    FILTERS.concat(['sort', 'hsort']).forEach(function (k) { if (state[k]) q.set(k, state[k]); });
+    if (offset) q.set('offset', offset);
+    if (hoffset) q.set('hoffset', hoffset);
+    q.set('limit', PAGE);
+    q.set('hlimit', PAGE);
+    q.set('since', version);
+    q.set('sv', sv);
     return q.toString();
   }
 
@@ -75,10 +85,9 @@
     fillSelect($('f-rule'), f.rules.map(function (r) { return { value: r.id, label: r.name || r.id }; }), state.rule);
     fillSelect($('f-level'), f.levels.map(function (v) { return { value: v, label: v }; }), state.level);
     fillSelect($('f-sensor'), f.sensors.map(function (v) { return { value: v, label: v }; }), state.sensor);
-    fillSelect($('f-host'), f.hosts.map(function (v) { return { value: v, label: v }; }), state.host);
   }
 
-  function renderSensors(list) {
+  function renderSensors(list, now) {
     var tb = $('sensors');
     clear(tb);
     if (!list.length) {
@@ -88,9 +97,9 @@
     list.forEach(function (s) {
       var r = el('tr');
       r.dataset.sensor = s.name;
-      r.appendChild(td(s.name));
-      r.appendChild(td(s.up ? 'up' : 'down', s.up ? 'up' : 'down'));
-      r.appendChild(td(fmtAge(s.age_s)));
+      r.appendChild(td(s.name, 'wrap'));
+      r.appendChild(td(s.state, s.state));
+      r.appendChild(td(s.hb_s ? fmtAge(now - s.hb_s) : 'no heartbeat time'));
       r.appendChild(td(s.pps.toFixed(1), 'num'));
       r.appendChild(td(fmtNum(s.packets), 'num'));
       r.appendChild(td(fmtNum(s.kernel_drops), 'num'));
@@ -105,10 +114,10 @@
   }
 
   var SVGNS = 'http://www.w3.org/2000/svg';
-  function timeline(counts, max) {
-    var w = 3 * counts.length, h = 18;
+  function timeline(counts, max, cls, bw, h) {
+    var w = bw * counts.length;
     var svg = document.createElementNS(SVGNS, 'svg');
-    svg.setAttribute('class', 'tl');
+    svg.setAttribute('class', cls);
     svg.setAttribute('width', w);
     svg.setAttribute('height', h);
     svg.setAttribute('viewBox', '0 0 ' + w + ' ' + h);
@@ -124,9 +133,9 @@
       var bh = Math.max(2, Math.round(h * n / max));
       var b = document.createElementNS(SVGNS, 'rect');
       b.setAttribute('class', 'bar');
-      b.setAttribute('x', i * 3);
+      b.setAttribute('x', i * bw);
       b.setAttribute('y', h - bh);
-      b.setAttribute('width', 2);
+      b.setAttribute('width', bw - 1);
       b.setAttribute('height', bh);
       var t = document.createElementNS(SVGNS, 'title');
       t.textContent = n + ' hit(s)';
@@ -137,12 +146,55 @@
     return svg;
   }
 
+  function pager(prefix, total, off, shown) {
+    $(prefix + '-range').textContent = total ? (off + 1) + '-' + (off + shown) + ' of ' + fmtNum(total) : '0';
+    $(prefix + '-prev').disabled = off <= 0;
+    $(prefix + '-next').disabled = off + shown >= total;
+  }
+
+  function renderOverview(h, st) {
+    var tl = h.timeline, max = 1;
+    tl.tl.forEach(function (n) { if (n > max) max = n; });
+    var g = $('gtl');
+    clear(g);
+    g.appendChild(timeline(tl.tl, max, 'gtl', Math.max(3, Math.floor(720 / tl.buckets)), 40));
+    var w = st.window;
+    $('overview').textContent = fmtNum(w.records) + ' record(s), ' + fmtNum(w.alerts) + ' alert(s), ' +
+      fmtNum(w.hosts) + ' host(s); ' + fmtNum(w.duplicates) + ' duplicate event id(s) dropped';
+  }
+
+  function hostRow(x, max) {
+    var r = el('tr');
+    r.dataset.host = x.host;
+    var c = el('td');
+    var a = el('a', 'hostlink', x.host);
+    a.href = '?host=' + encodeURIComponent(x.host);
+    a.addEventListener('click', function (ev) { ev.preventDefault(); setFilter('host', x.host); });
+    c.appendChild(a);
+    r.appendChild(c);
+    r.appendChild(td(x.hits, 'num hits'));
+    r.appendChild(td(x.alerts, 'num'));
+    r.appendChild(td(fmtTime(x.first)));
+    r.appendChild(td(fmtTime(x.last)));
+    r.appendChild(td(x.rules.join(', '), 'wrap'));
+    r.appendChild(td(x.names.join(', '), 'wrap names'));
+    var bc = td(fmtBytes(x.bytes_out), 'num bytes');
+    bc.title = x.bytes_out + ' bytes sent, ' + x.bytes_in + ' received through flagged flows';
+    r.appendChild(bc);
+    r.appendChild(td(x.flows, 'num'));
+    var tc = el('td');
+    tc.appendChild(timeline(x.tl, max, 'tl', 3, 18));
+    r.appendChild(tc);
+    return r;
+  }
+
   function renderHosts(h) {
     var tb = $('hosts');
     clear(tb);
     var tl = h.timeline;
     $('tl-caption').textContent = '(timeline: ' + Math.round(tl.buckets * tl.bucket_s / 360) / 10 +
       ' h up to ' + fmtTime(h.ref) + (h.replay ? ', the newest record: a replay' : '') + ')';
+    pager('h', h.total, h.offset, h.hosts.length);
     if (!h.hosts.length) {
       var r = el('tr'); var c = td('no host has reached a tunnelling service', 'muted'); c.colSpan = 10;
       r.appendChild(c); tb.appendChild(r);
@@ -150,57 +202,41 @@
     }
     var max = 1;
     h.hosts.forEach(function (x) { x.tl.forEach(function (n) { if (n > max) max = n; }); });
-    h.hosts.forEach(function (x) {
-      var r = el('tr');
-      r.dataset.host = x.host;
-      var c = el('td');
-      var a = el('a', 'hostlink', x.host);
-      a.href = '?host=' + encodeURIComponent(x.host);
-      a.addEventListener('click', function (ev) { ev.preventDefault(); setFilter('host', x.host); });
-      c.appendChild(a);
-      r.appendChild(c);
-      r.appendChild(td(x.hits, 'num hits'));
-      r.appendChild(td(x.alerts, 'num'));
-      r.appendChild(td(fmtTime(x.first)));
-      r.appendChild(td(fmtTime(x.last)));
-      r.appendChild(td(x.rules.join(', '), 'wrap'));
-      r.appendChild(td(x.names.join(', '), 'wrap names'));
-      var bc = td(fmtBytes(x.bytes_out), 'num bytes');
-      bc.title = x.bytes_out + ' bytes sent, ' + x.bytes_in + ' received through flagged flows';
-      r.appendChild(bc);
-      r.appendChild(td(x.flows, 'num'));
-      var tc = el('td');
-      tc.appendChild(timeline(x.tl, max));
-      r.appendChild(tc);
-      tb.appendChild(r);
-    });
+    h.hosts.forEach(function (x) { tb.appendChild(hostRow(x, max)); });
   }
 
-  function renderAlerts(list) {
-    var tb = $('alerts');
+  function alertRow(a) {
+    var r = el('tr', 'alert-row');
+    if (!firstRender && a.seq > lastSeq) r.classList.add('fresh');
+    r.dataset.id = a.id;
+    var t = td(fmtTime(a.time), a.skewed ? 'skew' : null);
+    if (a.skewed) t.title = 'dated beyond the clock skew allowed: placed at its arrival';
+    r.appendChild(t);
+    r.appendChild(td(a.host, 'host'));
+    r.appendChild(td(a.level || '-', 'lvl lvl-' + (a.level || 'none').replace(/[^a-z]/g, '')));
+    var rc = td(a.rule || a.rule_id, 'wrap');
+    rc.title = a.rule_id;
+    r.appendChild(rc);
+    r.appendChild(td(a.name, 'wrap name'));
+    r.appendChild(td(a.evidence));
+    r.appendChild(td(a.hits, 'num'));
+    r.appendChild(td(a.sensor));
+    r.addEventListener('click', function () { openRecord(a.id); });
+    return r;
+  }
+
+  function renderAlerts(al) {
+    var tb = $('alerts'), list = al.items;
     clear(tb);
+    pager('a', al.total, al.offset, list.length);
     if (!list.length) {
       var r = el('tr'); var c = td('no alert yet', 'muted'); c.colSpan = 8; r.appendChild(c); tb.appendChild(r);
       return;
     }
     var newest = lastSeq;
     list.forEach(function (a) {
-      var r = el('tr', 'alert-row');
-      if (!firstRender && a.seq > lastSeq) r.classList.add('fresh');
+      tb.appendChild(alertRow(a));
       if (a.seq > newest) newest = a.seq;
-      r.dataset.id = a.id;
-      r.appendChild(td(fmtTime(a.time)));
-      r.appendChild(td(a.host, 'host'));
-      r.appendChild(td(a.level || '-', 'lvl lvl-' + (a.level || 'none').replace(/[^a-z]/g, '')));
-      var rc = td(a.rule || a.rule_id, 'wrap');
-      rc.title = a.rule_id;
-      r.appendChild(rc);
-      r.appendChild(td(a.name, 'wrap name'));
-      r.appendChild(td(a.evidence));
-      r.appendChild(td(a.hits, 'num'));
-      r.appendChild(td(a.sensor));
-      r.addEventListener('click', function () { openRecord(a.id); });
-      tb.appendChild(r);
     });
     lastSeq = newest;
     firstRender = false;
@@ -236,52 +272,96 @@
     $('record').hidden = true;
   }
 
-  function setFilter(k, v) {
-    state[k] = v;
-    writeUrl();
+  /* A new view: the next poll asks for everything. */
+  function refetch() {
+    version = '';
     firstRender = true;
     poll();
+  }
+  function setFilter(k, v) {
+    state[k] = v;
+    if (k === 'host' && $('f-host').value !== v) $('f-host').value = v;
+    offset = hoffset = 0;
+    writeUrl();
+    refetch();
   }
 
   function render(s) {
     var st = s.status;
     banner(st.redis_ok ? '' : 'Redis unreachable: ' + (st.redis_error || 'no connection') +
       ' (showing the last data received; retrying)');
-    renderFacets(s.facets);
-    renderSensors(s.sensors);
-    renderHosts(s.hosts);
-    renderAlerts(s.alerts);
-    var hits = s.hosts.hosts.reduce(function (n, h) { return n + h.hits; }, 0);
-    $('summary').textContent = s.alerts.length + ' alert(s), ' + s.hosts.hosts.length +
-      ' host(s), ' + hits + ' hit(s), ' + s.sensors.length + ' sensor(s)';
+    if (s.sensors) { sensors = s.sensors; sv = String(s.sv); }
+    renderSensors(sensors, st.now_s);
+    if (s.alerts) {
+      renderFacets(s.facets);
+      renderOverview(s.hosts, st);
+      renderHosts(s.hosts);
+      renderAlerts(s.alerts);
+      version = s.version;
+    }
+    var w = st.window, sk = $('skew');
+    sk.textContent = w.skewed ? fmtNum(w.skewed) + ' record(s) dated more than ' + w.max_skew_s +
+      ' s ahead (clock skew): placed at their arrival' : '';
+    sk.hidden = !w.skewed;
+    $('summary').textContent = fmtNum(w.alerts) + ' alert(s), ' + fmtNum(w.hosts) + ' host(s), ' +
+      sensors.length + ' sensor(s)' + (w.skewed ? ', clock skew: ' + fmtNum(w.skewed) : '');
     $('clock').textContent = 'updated ' + fmtTime(st.now);
     $('footer').textContent = 'stream ' + st.stream + ', group ' + st.group + ', window ' +
-      st.window.records + '/' + st.window.max_entries + ' records over ' + st.window.hours +
+      w.records + '/' + w.max_entries + ' records over ' + w.hours +
       ' h; tunnelwatch-web ' + st.version;
     document.body.dataset.loaded = 'yes';
   }
 
   function poll() {
     if (timer) clearTimeout(timer);
+    timer = null;
+    var mine = ++inflight;
     fetch('/api/state?' + apiQuery(), { cache: 'no-store' }).then(function (r) {
       if (!r.ok) throw new Error('HTTP ' + r.status);
       return r.json();
-    }).then(render).catch(function (e) {
+    }).then(function (s) {
+      if (mine === inflight) render(s); /* a newer view was asked for meanwhile */
+    }).catch(function (e) {
       banner('tunnelwatch-web unreachable (' + e.message + '); retrying');
-    }).then(function () { timer = setTimeout(poll, POLL_MS); });
+    }).then(function () {
+      if (mine === inflight) timer = setTimeout(poll, POLL_MS);
+    });
+  }
+
+  function page(which, dir) {
+    if (which === 'a') offset = Math.max(0, offset + dir * PAGE);
+    else hoffset = Math.max(0, hoffset + dir * PAGE);
+    refetch();
   }
 
   document.addEventListener('DOMContentLoaded', function () {
     readUrl();
-    FILTERS.forEach(function (k) {
-      $('f-' + k).addEventListener('change', function (ev) { setFilter(k, ev.target.value); });
+    ['rule', 'level', 'sensor', 'host', 'q'].forEach(function (k) {
+      $('f-' + k).addEventListener('change', function (ev) { setFilter(k, ev.target.value.trim()); });
     });
+    var debounce = null;
+    $('f-q').addEventListener('input', function (ev) {
+      clearTimeout(debounce);
+      debounce = setTimeout(function () { setFilter('q', ev.target.value.trim()); }, 300);
+    });
+    $('f-host').value = state.host;
+    $('f-q').value = state.q;
+    ['sort', 'hsort'].forEach(function (k) {
+      $(k === 'sort' ? 'asort' : 'hsort').value = state[k];
+      $(k === 'sort' ? 'asort' : 'hsort').addEventListener('change', function (ev) { setFilter(k, ev.target.value); });
+    });
+    $('a-prev').addEventListener('click', function () { page('a', -1); });
+    $('a-next').addEventListener('click', function () { page('a', 1); });
+    $('h-prev').addEventListener('click', function () { page('h', -1); });
+    $('h-next').addEventListener('click', function () { page('h', 1); });
     $('f-clear').addEventListener('click', function (ev) {
       ev.preventDefault();
       FILTERS.forEach(function (k) { state[k] = ''; });
+      $('f-host').value = '';
+      $('f-q').value = '';
+      offset = hoffset = 0;
       writeUrl();
-      firstRender = true;
-      poll();
+      refetch();
     });
     $('record-close').addEventListener('click', closeRecord);
     if (state.open) openRecord(state.open);
