@@ -135,8 +135,8 @@ static void alerts_stats(struct sensor *s, struct tw_stats *st)
         sink_get_stats(s->alerts, &ks);
     one.n = 0;
     stats_put(&one, "output_errors", false, ks.output_errors);
-    stats_put(&one, "alerts_dropped", false, ks.dropped);
-    stats_put(&one, "alerts_queued_bytes", true, ks.queued_bytes);
+    stats_put(&one, "alerts_file_dropped", false, ks.dropped);
+    stats_put(&one, "alerts_file_queued_bytes", true, ks.queued_bytes);
     stats_add(st, &one);
 }
 
@@ -1089,7 +1089,7 @@ static int output_status(struct sensor *s)
     static struct tw_stats st;
     st.n = 0;
     alerts_stats(s, &st);
-    uint64_t n = stats_get(&st, "output_errors") + stats_get(&st, "alerts_dropped");
+    uint64_t n = stats_get(&st, "output_errors") + stats_get(&st, "alerts_file_dropped");
     if (!n || !s->inputs)
         return 0;
     fprintf(stderr, "tunnelwatch: %s: %" PRIu64 " record%s not written\n",

@@ -269,7 +269,7 @@ static void say(struct sink *s)
     if (s->st.dropped > s->drop_seen && !s->drop_said && s->o.log)
         fprintf(s->o.log,
                 "tunnelwatch: alerts queue full (%zu KiB; %s is not taking records): records "
-                "dropped, counted as alerts_dropped\n",
+                "dropped, counted as alerts_file_dropped\n",
                 s->o.cap / 1024, name(s));
     if (s->st.dropped > s->drop_seen)
         s->drop_said = true;
@@ -318,7 +318,7 @@ int sink_start(struct sink *s)
     if (s->fifo && s->fd < 0 && s->o.log) {
         fprintf(s->o.log,
                 "tunnelwatch: alerts FIFO %s has no reader yet: records queue (up to %zu KiB) "
-                "until one opens it; what does not fit is dropped (alerts_dropped)\n",
+                "until one opens it; what does not fit is dropped (alerts_file_dropped)\n",
                 s->path, s->o.cap / 1024);
     }
     if (pthread_create(&s->th, NULL, writer_main, s) != 0)

@@ -2,7 +2,7 @@
 # The alerts file as a FIFO, against paced replays (--realtime) that live like a live sensor:
 #  A. a reader that opens the FIFO and never reads: capture goes on (the packets counter of
 #     SIGUSR1's statistics keeps rising), what does not fit in the queue is counted
-#     (alerts_dropped) and said once, and SIGTERM ends the sensor within redis.stop_flush_ms
+#     (alerts_file_dropped) and said once, and SIGTERM ends the sensor within redis.stop_flush_ms
 #     + 1 s;
 #  B. a reader that exits: said once, counted (output_errors), the sensor goes on, and a new
 #     reader after SIGHUP gets whole records again;
@@ -73,7 +73,7 @@ sleep 1
 stats_now "$A" "$ERRF"
 p2=$(stat_of "$ERRF" packets)
 [ "$p2" -gt "$p1" ] || fail "capture stalled behind the FIFO: packets $p1 then $p2"
-[ "$(stat_of "$ERRF" alerts_dropped)" -gt 0 ] || fail "no alerts_dropped in the statistics"
+[ "$(stat_of "$ERRF" alerts_file_dropped)" -gt 0 ] || fail "no alerts_file_dropped in the statistics"
 [ "$(count "$ERRF" "alerts queue full")" -eq 1 ] || fail "the full queue was said more than once"
 ok "stalled FIFO reader: capture goes on ($p1 then $p2 packets), drops counted and said once"
 t0=$(date +%s%N)
