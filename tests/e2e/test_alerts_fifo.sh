@@ -35,16 +35,17 @@ stats_now() { # PID ERRFILE: asks for statistics and waits for the new block
     wait_for 5 "$1" "statistics after SIGUSR1" \
         "test \"\$(count '$2' 'tunnelwatch: statistics')\" -gt $before"
 }
-# reader FIFO SECONDS OUT: opens the FIFO; reads into OUT for SECONDS (0: never reads), exits
+# reader FIFO LINES OUT: opens the FIFO, reads LINES records into OUT (within 20 s) and exits;
+# LINES 0: never reads
 reader() {
     $PY - "$@" <<'PYEOF' &
 import os, sys, time
 fd = os.open(sys.argv[1], os.O_RDONLY | os.O_NONBLOCK)
-secs = float(sys.argv[2])
-if secs == 0:
+want = int(sys.argv[2])
+if want == 0:
     time.sleep(600)
-end, got = time.time() + secs, b""
-while time.time() < end:
+end, got = time.time() + 20, b""
+while time.time() < end and got.count(b"\n") < want:
     try:
         b = os.read(fd, 65536)
     except BlockingIOError:
@@ -91,7 +92,7 @@ kill "$READER" 2>/dev/null || true
 
 # ---- B: the reader exits -------------------------------------------------------------------
 mkfifo "$T/b.fifo"
-reader "$T/b.fifo" 1 "$T/b.first"
+reader "$T/b.fifo" 20 "$T/b.first"
 sleep 0.3
 ERRF=$T/b.err
 "$TW_BIN" "${RUN[@]}" --alerts "$T/b.fifo" 2>"$ERRF" &
@@ -107,13 +108,14 @@ stats_now "$B" "$ERRF"
 p2=$(stat_of "$ERRF" packets)
 [ "$p2" -gt "$p1" ] || fail "capture stopped after the reader went away: $p1 then $p2"
 n1=$(json_lines_valid "$T/b.first") || fail "the first reader got a broken record"
-[ "$n1" -gt 0 ] || fail "the first reader got nothing"
+[ "$n1" -ge 20 ] || fail "the first reader got $n1 records"
 [ "$(count "$ERRF" "the reader went away")" -eq 1 ] || fail "the reader's exit said more than once"
-reader "$T/b.fifo" 2 "$T/b.second"
+reader "$T/b.fifo" 20 "$T/b.second"
+R2=$READER
 kill -HUP "$B"
-sleep 2.5
+wait "$R2" || fail "the second reader failed"
 n2=$(json_lines_valid "$T/b.second") || fail "the reader after SIGHUP got a broken record"
-[ "$n2" -gt 0 ] || fail "nothing for the reader after SIGHUP"
+[ "$n2" -ge 20 ] || fail "the reader after SIGHUP got $n2 records"
 kill -TERM "$B"
 set +e
 wait "$B"
