@@ -5,6 +5,7 @@
  * and a hard cap; an incident that falls out of the window or off the cap simply starts a
  * new alert on its next hit, so a cap hit can repeat an alert but never lose one.
  */
+#include <ctype.h>
 #include <inttypes.h>
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -174,10 +175,38 @@ static size_t trim_dot(const uint8_t *n, size_t len)
     return len > 1 && n[len - 1] == '.' ? len - 1 : len;
 }
 
+#define ECS_VERSION "8.11.0" /* the ECS release our field names and types are checked against */
+
+/* ECS categorization (event.category, event.type), as SIEM views filter on it: a flow-end
+ * record is a network connection that ended; every other record is about a detection. */
+static void ecs_categories(struct jw *w, const struct alert_rec *r)
+{
+    if (r->type == ALERT_FLOW_END) {
+        jw_raw(w, "event.category", "[\"network\"]");
+        jw_raw(w, "event.type", "[\"connection\",\"end\"]");
+    } else {
+        jw_raw(w, "event.category", "[\"network\",\"intrusion_detection\"]");
+        jw_raw(w, "event.type", "[\"info\"]");
+    }
+}
+
+/* ECS network.protocol must be lowercase ("dns", "tls.cloudflare"); labels are short. */
+static void ecs_protocol(struct jw *w, const char *label)
+{
+    uint8_t b[64];
+    size_t n = strlen(label);
+    if (n > sizeof(b))
+        n = sizeof(b);
+    for (size_t i = 0; i < n; i++)
+        b[i] = (uint8_t)tolower((unsigned char)label[i]);
+    jw_strn(w, "network.protocol", b, n);
+}
+
 /* ECS: event.* and the incident. */
 static void ecs_event(struct jw *w, const struct alert_rec *r)
 {
     fmt_time(w, "@timestamp", r->ts);
+    jw_str(w, "ecs.version", ECS_VERSION);
     bool is_alert = r->type == ALERT_RAISED;
     jw_str(w, "event.kind", is_alert ? "alert" : "event");
     jw_str(w, "event.id", r->event_id);
@@ -189,6 +218,7 @@ static void ecs_event(struct jw *w, const struct alert_rec *r)
                                        : "tunnelwatch.suppressed");
     jw_str(w, "event.action", type_action(r->type));
     jw_str(w, "event.module", "tunnelwatch");
+    ecs_categories(w, r);
     if (r->incident_id)
         jw_str(w, "tunnelwatch.incident_id", r->incident_id);
     if (r->count)
@@ -242,9 +272,12 @@ static void ecs_network(struct jw *w, const struct alert_rec *r)
     char cid[64];
     jw_str(w, "network.transport", transport(r->proto));
     if (r->app_proto)
-        jw_str(w, "network.protocol", r->app_proto);
-    if (r->vlan)
-        jw_u64(w, "network.vlan.id", r->vlan);
+        ecs_protocol(w, r->app_proto);
+    if (r->vlan) {
+        char v[8]; /* ECS types network.vlan.id as a keyword: a string */
+        snprintf(v, sizeof(v), "%u", (unsigned)r->vlan);
+        jw_str(w, "network.vlan.id", v);
+    }
     if (r->cli.family && (r->proto == 6 || r->proto == 17)) {
         community_id_v1(&r->cli, &r->srv, r->cport, r->sport, r->proto, 0, cid);
         jw_str(w, "network.community_id", cid);

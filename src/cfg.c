@@ -136,6 +136,7 @@ static const struct key keys[] = {
     KB("alert.log_suppressed", log_suppressed),
     KB("alert.publish_suppressed", publish_suppressed),
     KO("output.alerts_file", output.alerts_file, NULL),
+    KN("output.alerts_queue_kib", K_U32, output.alerts_queue_kib, 64, 1048576),
     KS("output.schema", output.schema, check_schema),
     KO("output.summary_file", output.summary_file, NULL),
     KO("output.evidence_file", output.evidence_file, NULL),
@@ -1303,6 +1304,7 @@ void cfg_defaults(struct tw_cfg *cfg)
     cfg->alert.dns_ttl_min_s = 300;
 
     cfg->output.schema = strdup("ecs");
+    cfg->output.alerts_queue_kib = 4096;
     cfg->alert.external = strdup("event");
 
     cfg->redis.url = strdup("redis://127.0.0.1:6379/0");

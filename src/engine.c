@@ -686,7 +686,8 @@ static int engine_parts(struct engine *e, const struct tw_cfg *c)
 {
     struct flow_opts fo = {c->flow.max_flows, c->flow.idle_timeout_s, c->flow.udp_timeout_s,
                            c->flow.tcp_close_timeout_s, sizeof(struct fstate)};
-    struct recorder_opts ro = {c, e->o.alerts_out, e->o.pub, e->o.schema, e->o.log, e->o.verbosity};
+    struct recorder_opts ro = {c,        e->o.alerts_out, e->o.pub,        e->o.schema,
+                               e->o.log, e->o.verbosity,  e->o.alerts_sink};
     struct extract_ops xo = {observe, dns_message, e};
     e->flows = flow_table_new(&fo, flow_end, e);
     e->frag = frag_new(c->flow.frag_max, (uint64_t)c->flow.frag_max * 4096, c->flow.frag_timeout_s);

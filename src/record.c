@@ -82,7 +82,9 @@ static void emit(struct recorder *r, const struct alert_rec *rec, bool to_file, 
         r->st.dropped++;
         return;
     }
-    FILE *out = to_file ? r->o.alerts_out : NULL;
+    if (to_file && r->o.alerts_sink)
+        (void)sink_put(r->o.alerts_sink, r->jw.buf, r->jw.len); /* a loss is counted there */
+    FILE *out = to_file && !r->o.alerts_sink ? r->o.alerts_out : NULL;
     if (out) {
         /* one locked write per record: capture workers share the file */
         flockfile(out);

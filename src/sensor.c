@@ -32,6 +32,7 @@
 #include "tunnelwatch/metrics.h"
 #include "tunnelwatch/publish.h"
 #include "tunnelwatch/sensor.h"
+#include "tunnelwatch/sink.h"
 
 #define MAX_WORKERS 64
 
@@ -73,7 +74,7 @@ struct sensor {
     struct ruleset *rules;
     char **inputs; /* NULL live */
     size_t n_inputs;
-    FILE *alerts;
+    struct sink *alerts; /* the alerts file's writer thread */
     struct pub *pub;
     struct metrics *metrics;
     struct engine *e;
@@ -82,7 +83,7 @@ struct sensor {
     struct cap_src *src; /* the input being read */
     struct worker *workers;
     int n_workers;
-    struct keep old_cfgs, old_rules, old_alerts;
+    struct keep old_cfgs, old_rules;
     uint64_t config_sig;                 /* config_signature() of what is running */
     uint64_t seen;                       /* packets handed to the engine */
     int64_t first_pkt_us, start_wall_us; /* --realtime pacing */
@@ -125,6 +126,20 @@ static const char *link_name(int dlt)
 
 /* ---------- statistics ---------- */
 
+/* The alerts file's writer: what it lost is added to the engines' output_errors. */
+static void alerts_stats(struct sensor *s, struct tw_stats *st)
+{
+    static struct tw_stats one;
+    struct sink_stats ks = {0};
+    if (s->alerts)
+        sink_get_stats(s->alerts, &ks);
+    one.n = 0;
+    stats_put(&one, "output_errors", false, ks.output_errors);
+    stats_put(&one, "alerts_file_dropped", false, ks.dropped);
+    stats_put(&one, "alerts_file_queued_bytes", true, ks.queued_bytes);
+    stats_add(st, &one);
+}
+
 /* Every counter of the sensor: the engine's (summed over capture workers), kernel and
  * interface drops when live, uptime and version. */
 static void sensor_stats(struct sensor *s, struct tw_stats *st)
@@ -153,6 +168,7 @@ static void sensor_stats(struct sensor *s, struct tw_stats *st)
             ifdrop = s->src->ifdrop;
         }
     }
+    alerts_stats(s, st);
     if (live) {
         stats_put(st, "kernel_drops", false, drop);
         stats_put(st, "interface_drops", false, ifdrop);
@@ -244,31 +260,12 @@ static void show_progress(struct sensor *s, bool final)
 
 /* ---------- SIGHUP ---------- */
 
-/* Reopens the alerts file (logrotate moved it). Capture workers may be writing to the old
- * stream, so they are handed the new one and the old is closed at exit. */
+/* Reopens the alerts file (logrotate moved it; a FIFO's reader went away). The writer
+ * thread does it between two writes; capture workers keep queueing meanwhile. */
 static void reopen_alerts(struct sensor *s)
 {
-    if (!s->alerts || s->alerts == stdout || !s->cfg->output.alerts_file)
-        return;
-    FILE *na = fopen(s->cfg->output.alerts_file, "a");
-    if (!na) {
-        fprintf(stderr, "tunnelwatch: cannot reopen %s: %s (still writing the old file)\n",
-                s->cfg->output.alerts_file, strerror(errno));
-        return;
-    }
-    if (s->n_workers == 0) {
-        fclose(s->alerts);
-        engine_set_alerts_out(s->e, na);
-    } else {
-        if (keep(&s->old_alerts, s->alerts) != TW_OK) {
-            fclose(na);
-            return;
-        }
-        for (int i = 0; i < s->n_workers; i++)
-            (void)engine_post_update(s->workers[i].e, NULL, NULL, na);
-        fflush(s->alerts);
-    }
-    s->alerts = na;
+    if (s->alerts)
+        sink_reopen(s->alerts);
 }
 
 static uint64_t fnv_add(uint64_t h, const void *p, size_t n)
@@ -846,19 +843,20 @@ static int open_inputs(struct sensor *s)
     return 0;
 }
 
+/* Opened before the privilege drop, as it always was; a FIFO never blocks here. A replay
+ * (not --realtime) waits for the writer rather than lose records; live capture never waits. */
 static int open_alerts(struct sensor *s)
 {
-    const char *path = s->cfg->output.alerts_file;
-    if (!path)
+    const struct tw_cfg *cfg = s->cfg;
+    char err[1024];
+    if (!cfg->output.alerts_file)
         return 0;
-    if (!strcmp(path, "-")) {
-        s->alerts = stdout;
-        return 0;
-    }
-    s->alerts = fopen(path, "a");
+    struct sink_opts ko = {cfg->output.alerts_file, (size_t)cfg->output.alerts_queue_kib * 1024,
+                           s->inputs && !s->a->realtime, stderr};
+    s->alerts = sink_open(&ko, err, sizeof(err));
     if (s->alerts)
         return 0;
-    fprintf(stderr, "tunnelwatch: --alerts %s: %s\n", path, strerror(errno));
+    fprintf(stderr, "tunnelwatch: %s\n", err);
     return 1;
 }
 
@@ -949,7 +947,7 @@ static int start_engine(struct sensor *s)
     struct engine_opts *eo = &s->eo;
     eo->cfg = cfg;
     eo->names_out = s->a->names ? stdout : NULL;
-    eo->alerts_out = s->alerts;
+    eo->alerts_sink = s->alerts;
     eo->log = stderr;
     eo->schema = cfg->output.schema && !strcmp(cfg->output.schema, "asim") ? ALERT_ASIM : ALERT_ECS;
     eo->pub = s->pub;
@@ -988,6 +986,10 @@ int sensor_start(struct sensor *s)
         r = write_pidfile(s->a->pidfile);
     if (!r)
         r = drop_privilege(s);
+    if (!r && s->alerts && sink_start(s->alerts) != TW_OK) {
+        fprintf(stderr, "tunnelwatch: cannot start the alerts file writer\n");
+        r = 1;
+    }
     if (!r)
         r = start_metrics(s);
     if (!r)
@@ -1087,9 +1089,10 @@ static void report_external(struct sensor *s)
 /* A replay whose alerts file lost records failed (exit 1), as one whose Redis did. */
 static int output_status(struct sensor *s)
 {
-    struct recorder_stats rs;
-    engine_record_stats(s->e, &rs);
-    uint64_t n = rs.output_errors;
+    static struct tw_stats st;
+    st.n = 0;
+    alerts_stats(s, &st);
+    uint64_t n = stats_get(&st, "output_errors") + stats_get(&st, "alerts_file_dropped");
     if (!n || !s->inputs)
         return 0;
     fprintf(stderr, "tunnelwatch: %s: %" PRIu64 " record%s not written\n",
@@ -1151,9 +1154,12 @@ int sensor_stop(struct sensor *s, int status)
     if (s->pub)
         heartbeat(s);
     status |= write_outputs(s);
-    status |= output_status(s);
+    if (s->alerts) /* drains while the publisher does: both within redis.stop_flush_ms */
+        sink_stop(s->alerts, (int)s->cfg->redis.stop_flush_ms);
     if (s->pub)
         status |= stop_publisher(s);
+    sink_close(s->alerts);
+    status |= output_status(s);
     bool live = s->live.p || s->n_workers;
     if (s->cfg->log.verbosity > 0 || (live && s->cfg->log.verbosity >= 0))
         print_stats(s, stderr);
@@ -1164,13 +1170,10 @@ int sensor_stop(struct sensor *s, int status)
 
 static void free_kept(struct sensor *s)
 {
-    for (size_t i = 0; i < s->old_alerts.n; i++)
-        fclose(s->old_alerts.p[i]);
     for (size_t i = 0; i < s->old_rules.n; i++)
         ruleset_free(s->old_rules.p[i]);
     for (size_t i = 0; i < s->old_cfgs.n; i++)
         free_cfg(s->old_cfgs.p[i]);
-    free(s->old_alerts.p);
     free(s->old_rules.p);
     free(s->old_cfgs.p);
 }
@@ -1190,8 +1193,7 @@ void sensor_free(struct sensor *s)
     pub_free(s->pub);
     ruleset_free(s->rules);
     free_kept(s);
-    if (s->alerts && s->alerts != stdout)
-        fclose(s->alerts);
+    sink_free(s->alerts); /* after the engines: they queue to it */
     cap_free_inputs(s->inputs);
     if (s->a->pidfile)
         unlink(s->a->pidfile);

@@ -125,8 +125,9 @@ struct tw_cfg {
     } alert;
 
     struct {
-        char *alerts_file; /* NULL: none; "-" stdout */
-        char *schema;      /* "ecs" | "asim" */
+        char *alerts_file;         /* NULL: none; "-" stdout */
+        uint32_t alerts_queue_kib; /* the writer thread's queue (sink.h); 4096 */
+        char *schema;              /* "ecs" | "asim" */
         char *summary_file;
         char *evidence_file;
     } output;

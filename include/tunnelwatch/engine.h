@@ -34,6 +34,7 @@ struct engine_opts {
     struct pub *pub; /* Redis, or NULL */
     int verbosity;
     const char *evidence_path; /* --write-evidence */
+    struct sink *alerts_sink;  /* the alerts file's writer (sink.h): used instead of alerts_out */
 };
 
 struct engine;

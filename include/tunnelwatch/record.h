@@ -3,10 +3,11 @@
  * struct recorder turns attributed hits into records: a suppressed record for an
  * allowlisted hit, an alert for the first hit of an incident (internal host, rule, name)
  * within the dedup window, update records carrying the count of later hits, and flow-end
- * records. Each record is formatted once (ECS or ASIM) and written to the alerts file (one
- * locked write: capture workers share it) and enqueued to the Redis publisher, which never
- * blocks. It owns the dedup table, the JSON buffer and the id generator; it borrows the
- * configuration, the alerts stream and the publisher.
+ * records. Each record is formatted once (ECS or ASIM) and written to the alerts file (queued
+ * to its writer thread, sink.h, which never blocks capture; or, in tests, one locked write to
+ * a stream) and enqueued to the Redis publisher, which never blocks. It owns the dedup table, the
+ * JSON buffer and the id generator; it borrows the configuration, the alerts stream and the
+ * publisher.
  */
 #ifndef TW_RECORD_H
 #define TW_RECORD_H
@@ -19,6 +20,7 @@
 #include "tunnelwatch/cfg.h"
 #include "tunnelwatch/pressure.h"
 #include "tunnelwatch/publish.h"
+#include "tunnelwatch/sink.h"
 
 struct recorder_opts {
     const struct tw_cfg *cfg; /* borrowed; replaced by rec_set_cfg */
@@ -27,6 +29,8 @@ struct recorder_opts {
     enum alert_schema schema;
     FILE *log; /* one line per new alert when verbosity > 0 */
     int verbosity;
+    struct sink *alerts_sink; /* the sensor's alerts file writer (sink.h), or NULL; when set,
+                               * records go there instead of alerts_out (borrowed) */
 };
 
 struct recorder_stats {

@@ -114,7 +114,7 @@ elif section == "cname":
                       network__transport="tcp", tunnelwatch__attribution="dns_answer",
                       tunnelwatch__resolver="10.1.0.53", tunnelwatch__resolver_frame=frame)
         e = flow_end_of(a, ip, 22)
-        check(e.get("network.protocol") == "SSH", f"{host}: flow_end protocol {e.get('network.protocol')}")
+        check(e.get("network.protocol") == "ssh", f"{host}: flow_end protocol {e.get('network.protocol')}")
     # the look-alike chain (ends in www.example.org) and the benign questions raise nothing
     for r in recs:
         check("10.1.0.172" not in (r.get("source.ip"), r.get("client.ip")), "a record for the look-alike host")

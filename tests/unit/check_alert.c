@@ -131,7 +131,10 @@ START_TEST(ecs_fields)
         "d['destination.ip'] == '3.134.39.220' and d['destination.port'] == 443",
         "d['destination.domain'] == 'tunnel.us.ngrok.com'",
         "d['network.transport'] == 'tcp'",
-        "d['network.protocol'] == 'TLS'",
+        "d['network.protocol'] == 'tls'",
+        "d['ecs.version'] == '8.11.0'",
+        "d['event.category'] == ['network', 'intrusion_detection']",
+        "d['event.type'] == ['info']",
         "d['observer.name'] == 'sensor-1'",
         "d['tunnelwatch.evidence.kind'] == 'tls_sni'",
         "d['tunnelwatch.evidence.name'] == 'tunnel.us.ngrok.com'",
@@ -176,6 +179,12 @@ START_TEST(ecs_flow_end)
                               "and d['event.duration'] == 10500000000 "
                               "and d['tunnelwatch.incident_id'].endswith('01') "
                               "and d['event.kind'] != 'alert'"));
+    ck_assert(py_check(w.buf, "d['event.category'] == ['network'] and "
+                              "d['event.type'] == ['connection', 'end']"));
+    /* ECS types network.vlan.id as a keyword */
+    r.vlan = 100;
+    ck_assert_int_eq(alert_format(&w, &r, ALERT_ECS), TW_OK);
+    ck_assert(py_check(w.buf, "d['network.vlan.id'] == '100'"));
     jw_free(&w);
 }
 END_TEST
