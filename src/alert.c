@@ -515,7 +515,11 @@ static void format_health(struct jw *w, const struct alert_rec *r, bool asim)
         jw_key(w, "AdditionalFields");
         jw_begin(w);
     } else {
+        jw_str(w, "ecs.version", ECS_VERSION);
         jw_str(w, "event.kind", "event");
+        /* the sensor's own state: ECS's "host" category, an informational event */
+        jw_raw(w, "event.category", "[\"host\"]");
+        jw_raw(w, "event.type", "[\"info\"]");
         jw_str(w, "event.id", r->event_id);
         jw_str(w, "event.dataset", "tunnelwatch.health");
         jw_str(w, "event.action", "resource_pressure");

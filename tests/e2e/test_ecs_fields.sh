@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every field of every ECS record the sensor writes for the captures of pcaps/ (alerts,
 # updates, flow ends, external events, and, with an allowlist taking every host, suppressed
-# records) has the name and JSON type ECS's field reference gives it
+# records, and a sensor-health record) has the name and JSON type ECS's field reference gives it
 # (tests/unit/data/ecs_fields.tsv; tunnelwatch.* custom fields are exempt; the few non-ECS
 # names we keep are listed in tests/unit/data/ecs_not_in_ecs.tsv). Each record is
 # categorized as Elastic Security reads it: event.category, event.type, ecs.version, and a
@@ -38,6 +38,10 @@ for c in "$TW_SRC"/pcaps/*.pcap "$TW_SRC"/pcaps/*.pcapng; do
         rm -f "$T/one.jsonl"
     done
 done
+# a sensor-health record: a dedup table of one incident under every name of the demo
+"$TW_BIN" -q -r "$TW_SRC/pcaps/demo.pcap" -R "$T/every-name.yml" --redis none \
+    --set alert.dedup_max=1 --alerts "$T/one.jsonl" 2>"$T/err" || { cat "$T/err"; fail "health replay"; }
+cat "$T/one.jsonl" >>"$T/all.jsonl"
 $PY - "$T/all.jsonl" "$TW_SRC/tests/unit/data/ecs_fields.tsv" \
     "$TW_SRC/tests/unit/data/ecs_not_in_ecs.tsv" <<'PYEOF'
 import collections, ipaddress, json, re, sys
@@ -73,7 +77,7 @@ def ok_value(typ, v):
 
 JSON_TYPES = {"string": str, "integer": int}
 bad, seen, actions = [], collections.Counter(), collections.Counter()
-CATS = {"flow_end": (["network"], ["connection", "end"])}
+CATS = {"flow_end": (["network"], ["connection", "end"]), "resource_pressure": (["host"], ["info"])}
 for n, line in enumerate(open(sys.argv[1], encoding="utf-8"), 1):
     d = json.loads(line)
     actions[d["event.action"]] += 1
@@ -107,7 +111,7 @@ for msg in bad[:20]:
 if bad:
     sys.exit(f"{len(bad)} problems")
 # the check ran over every kind of record, and the table lists nothing we do not emit
-for a in ("raised", "update", "flow_end", "suppressed", "external"):
+for a in ("raised", "update", "flow_end", "suppressed", "external", "resource_pressure"):
     if not actions[a]:
         sys.exit(f"no {a} record: the replay no longer covers it")
 unused = [k for k in list(ecs) + list(extra) if not seen[k]]
