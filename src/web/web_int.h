@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "tunnelwatch/publish.h"
+#include "tunnelwatch/rcluster.h"
 #include "webcore.h"
 
 struct web_cfg {
@@ -52,6 +53,9 @@ struct web_app {
     uint64_t reconnects, acked;
     volatile sig_atomic_t *stop;
     struct web_conns *conns; /* webhttp.c's connection table */
+    /* reader thread only: Redis Cluster (the URL's server said cluster_enabled) */
+    bool cluster;
+    struct rc_map map;
 };
 
 int64_t web_now_us(void);

@@ -92,24 +92,9 @@ static bool reply_ok(redisContext *c, redisReply *r, struct web_app *app, const 
     return true;
 }
 
-static redisContext *connect_redis(struct web_app *app)
+/* AUTH and SELECT as the URL says; false (status set) on failure. */
+static bool login(redisContext *c, struct web_app *app)
 {
-    struct timeval tv = {2, 0};
-    redisContext *c = app->url.is_unix ? redisConnectUnixWithTimeout(app->url.path, tv)
-                                       : redisConnectWithTimeout(app->url.host, app->url.port, tv);
-    if (!c || c->err) {
-        char msg[300];
-        if (app->url.is_unix)
-            snprintf(msg, sizeof(msg), "cannot connect to unix://%.108s: %.150s", app->url.path,
-                     c ? c->errstr : "out of memory");
-        else
-            snprintf(msg, sizeof(msg), "cannot connect to %.100s:%d: %.150s", app->url.host,
-                     app->url.port, c ? c->errstr : "out of memory");
-        set_status(app, false, msg);
-        if (c)
-            redisFree(c);
-        return NULL;
-    }
     /* why: XREADGROUP BLOCK is 1 s; a server that stops answering must not hang us */
     struct timeval rt = {5, 0};
     redisSetTimeout(c, rt);
@@ -119,10 +104,8 @@ static redisContext *connect_redis(struct web_app *app)
         bool ok = reply_ok(c, r, app, "AUTH");
         if (r)
             freeReplyObject(r);
-        if (!ok) {
-            redisFree(c);
-            return NULL;
-        }
+        if (!ok)
+            return false;
     }
     if (app->url.db) {
         char db[16];
@@ -131,12 +114,76 @@ static redisContext *connect_redis(struct web_app *app)
         bool ok = reply_ok(c, r, app, "SELECT");
         if (r)
             freeReplyObject(r);
-        if (!ok) {
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+/* A logged-in connection to host:port (NULL host: the URL's server). NULL with the status set. */
+static redisContext *connect_to(struct web_app *app, const char *host, int port)
+{
+    struct timeval tv = {2, 0};
+    bool unix_sock = !host && app->url.is_unix;
+    if (!host) {
+        host = app->url.host;
+        port = app->url.port;
+    }
+    redisContext *c = unix_sock ? redisConnectUnixWithTimeout(app->url.path, tv)
+                                : redisConnectWithTimeout(host, port, tv);
+    if (!c || c->err) {
+        char msg[300];
+        if (unix_sock)
+            snprintf(msg, sizeof(msg), "cannot connect to unix://%.108s: %.150s", app->url.path,
+                     c ? c->errstr : "out of memory");
+        else
+            snprintf(msg, sizeof(msg), "cannot connect to %.100s:%d: %.150s", host, port,
+                     c ? c->errstr : "out of memory");
+        set_status(app, false, msg);
+        if (c)
             redisFree(c);
-            return NULL;
-        }
+        return NULL;
+    }
+    if (!login(c, app)) {
+        redisFree(c);
+        return NULL;
     }
     return c;
+}
+
+/* Redis Cluster: is the URL's server a cluster node? Then app->map gets the slot map, and the
+ * stream is read on the master of its slot (every sensor writes that one stream key; a MOVED
+ * reply drops the connection, and the reconnect asks for the map again). */
+static redisContext *cluster_route(redisContext *c, struct web_app *app)
+{
+    redisReply *r = cmd(c, 2, (const char *[]){"INFO", "cluster"});
+    app->cluster = r && r->type == REDIS_REPLY_STRING && strstr(r->str, "cluster_enabled:1");
+    if (r)
+        freeReplyObject(r);
+    if (!app->cluster)
+        return c;
+    r = cmd(c, 2, (const char *[]){"CLUSTER", "SLOTS"});
+    const char *k = app->cfg.stream_key;
+    const struct hostport *o = rc_map_from_reply(r, &app->map) == TW_OK
+                                   ? rc_owner(&app->map, rc_key_slot(k, strlen(k)))
+                                   : NULL;
+    if (r)
+        freeReplyObject(r);
+    if (!o) {
+        set_status(app, false, "cluster: no node serves the stream's slot");
+        redisFree(c);
+        return NULL;
+    }
+    if (!app->url.is_unix && o->port == app->url.port && strcmp(o->host, app->url.host) == 0)
+        return c;
+    redisFree(c);
+    return connect_to(app, o->host, o->port);
+}
+
+static redisContext *connect_redis(struct web_app *app)
+{
+    redisContext *c = connect_to(app, NULL, 0);
+    return c ? cluster_route(c, app) : NULL;
 }
 
 /* XGROUP CREATE ... 0 MKSTREAM: a new group starts at the stream's beginning (the window caps
@@ -294,7 +341,7 @@ static void poll_sensor(redisContext *c, struct web_app *app, const char *key)
         freeReplyObject(r);
 }
 
-static bool poll_sensors(redisContext *c, struct web_app *app)
+static bool scan_sensors(redisContext *c, struct web_app *app)
 {
     char match[300], cursor[32] = "0";
     snprintf(match, sizeof(match), "%s*", app->cfg.heartbeat_prefix);
@@ -321,6 +368,25 @@ static bool poll_sensors(redisContext *c, struct web_app *app)
         freeReplyObject(r);
         if (done)
             break;
+    }
+    return true;
+}
+
+/* Heartbeat hashes: SCAN on the server, or in a cluster on every master (each key lives on
+ * the master of its slot; an unreachable master is skipped this round). */
+static bool poll_sensors(redisContext *c, struct web_app *app)
+{
+    if (!app->cluster) {
+        if (!scan_sensors(c, app))
+            return false;
+    } else {
+        for (size_t i = 0; i < app->map.n_nodes; i++) {
+            redisContext *n = connect_to(app, app->map.nodes[i].host, app->map.nodes[i].port);
+            if (n) {
+                (void)scan_sensors(n, app);
+                redisFree(n);
+            }
+        }
     }
     pthread_mutex_lock(&app->mu);
     web_sensors_expire(app->sensors, web_now_us() / 1000000);

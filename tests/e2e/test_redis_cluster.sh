@@ -5,10 +5,12 @@
 # master by hand (CLUSTER SETSLOT IMPORTING/MIGRATING, MIGRATE, SETSLOT NODE), so the
 # publishers meet ASK and MOVED replies. Afterwards every event id of the three alerts files is
 # in the stream on its new master, each sensor's heartbeat hash is on the master of its own
-# slot, and the sensors counted the redirections they followed. Takes about 30 s.
+# slot, the sensors said which redirections they followed, and tunnelwatch-web (pointed at
+# the third node) shows the three sensors and holds every record. Takes about 30 s.
 . "$(dirname "$0")/lib.sh"
 command -v redis-server >/dev/null || skip "redis-server not installed"
 command -v redis-cli >/dev/null || skip "redis-cli not installed"
+command -v curl >/dev/null || skip "curl not installed"
 
 # a free port whose cluster bus port (port + 10000) is free too
 free_port() { $PY -c '
@@ -59,6 +61,23 @@ for p in "${P[@]}"; do [ "$p" != "$src" ] && { dst=$p; break; }; done
 node_id() { cli "$1" cluster myid; }
 ok "stream slot $slot lives on :$src; it will move to :$dst"
 
+# the SOC page, pointed at the node that never holds the stream
+: "${TW_BUILD:=$TW_SRC/build}"
+WEB=${TW_WEB_BIN:-$TW_BUILD/tunnelwatch-web}
+[ -x "$WEB" ] || fail "$WEB is missing: build the tunnelwatch-web target"
+printf 'sensors = { poll_ms = 300; };\n' >"$T/web.conf"
+for p in "${P[@]}"; do [ "$p" != "$src" ] && [ "$p" != "$dst" ] && third=$p; done
+"$WEB" -c "$T/web.conf" -l 127.0.0.1:0 --redis "redis://127.0.0.1:$third/0" >"$T/web.log" 2>&1 &
+TW_PIDS+=($!)
+URL=
+for _ in $(seq 200); do
+    URL=$(grep -so 'http://127\.0\.0\.1:[0-9]*/' "$T/web.log" || true)
+    [ -n "$URL" ] && break
+    sleep 0.05
+done
+[ -n "$URL" ] || { cat "$T/web.log" >&2; fail "tunnelwatch-web did not start"; }
+api() { curl -sf "${URL}$1"; }
+
 $PY "$TW_SRC/scripts/gen_pcaps.py" --flows 2000 "$T/flows.pcap" >/dev/null
 printf '# id: 7d0c3c1e-5a2f-4c59-9d7e-0e5e1a000001\n# title: Test: every example.net name\n# level: low\nexample.net\n' >"$T/all.txt"
 pids=()
@@ -80,6 +99,9 @@ for i in 1 2 3; do
         fail "heartbeat $hb (slot $hs) not on :$hp: $(cli "$hp" hget "$hb" heartbeat_unix_s)"
 done
 ok "each sensor's heartbeat is on the master of its own slot"
+three_sensors() { api api/sensors | $PY -c 'import json,sys; n=sorted(s["name"] for s in json.load(sys.stdin)); sys.exit(0 if n == ["cluster-s1","cluster-s2","cluster-s3"] else 1)'; }
+wait_for 10 "the SOC page to show the three sensors" three_sensors
+ok "the SOC page shows the three sensors (heartbeats scanned on every master)"
 # move the slot by hand, as redis-cli --cluster reshard does
 sid=$(node_id "$src"); did=$(node_id "$dst")
 cli "$dst" cluster setslot "$slot" importing "$sid" >/dev/null
@@ -107,3 +129,7 @@ ok "all $want records of the three sensors are in the stream on its new master (
 cat "$T"/e[123] | grep -q "slot $slot moved to 127.0.0.1:$dst\|slot $slot is moving to 127.0.0.1:$dst" ||
     { cat "$T"/e[123]; fail "no sensor said that it followed the slot"; }
 ok "the sensors followed the redirections: $(cat "$T"/e[123] | grep -c "slot $slot") said"
+# the SOC page followed the stream to its new master and holds every record once
+web_all() { api api/status | $PY -c "import json,sys; w=json.load(sys.stdin)['window']; sys.exit(0 if w['added'] == $got else 1)"; }
+wait_for 30 "the SOC page to hold the $got records" web_all
+ok "the SOC page holds all $got records of the three sensors"
