@@ -100,7 +100,15 @@ for _ in $(seq 100); do # wait until the whole replay is written and spooled
     [ -f "$T/a6.jsonl" ] && [ "$(wc -l <"$T/a6.jsonl")" -ge 3000 ] && break
     sleep 0.1
 done
-sleep 2
+# then until the spool stops growing (the publisher thread writes it between connection
+# attempts; on a loaded machine that takes a while after the alerts file is complete)
+last=-1; still=0
+for _ in $(seq 120); do
+    size=$(du -sb "$T/spool6" 2>/dev/null | cut -f1)
+    if [ "$size" = "$last" ]; then still=$((still + 1)); else still=0; last=$size; fi
+    [ "$still" -ge 4 ] && break
+    sleep 0.5
+done
 kill -9 $pid
 wait $pid 2>/dev/null || true
 redis_start r6
