@@ -378,6 +378,7 @@ struct ruleset *cli_load_rules(const struct tw_cfg *cfg, FILE *err, int *status)
         *status = 1;
         return NULL;
     }
+    ruleset_set_drop_filters(rs, cfg->rules.drop_process_filters);
     for (size_t i = 0; i < cfg->rules.n_paths; i++) {
         if (ruleset_load(rs, cfg->rules.paths[i], err) < 0) {
             ruleset_free(rs);
