@@ -495,7 +495,7 @@ static const struct fmap {
     {"cs-user-agent", RF_UA, LS_PROXY},
     {"cs-method", RF_METHOD, LS_PROXY},
     {"c-uri", RF_URL, LS_PROXY},
-    {"cs-uri", RF_URL, LS_PROXY},
+    {"cs-uri", RF_URI, LS_PROXY},
     {"c-uri-stem", RF_URI_STEM, LS_PROXY},
     {"cs-uri-stem", RF_URI_STEM, LS_PROXY},
     {"c-uri-query", RF_URI_QUERY, LS_PROXY},
@@ -577,19 +577,22 @@ static unsigned field_bits(unsigned ls, const char *f, size_t n)
     return 0;
 }
 
-bool ruleset_field_map(size_t i, const char **name, const char **ls, unsigned *bit)
+bool ruleset_field_map(size_t i, const char **name, char *ls, size_t lsn, unsigned *bit)
 {
-    if (i >= TW_ARRAY_LEN(fmap))
+    if (i >= TW_ARRAY_LEN(fmap) || lsn == 0)
         return false;
     *name = fmap[i].name;
     *bit = fmap[i].bit;
-    *ls = "any";
-    if (fmap[i].ls != LS_ALL)
-        for (unsigned k = 0; k < TW_ARRAY_LEN(ls_names); k++)
-            if (fmap[i].ls & (1u << k)) {
-                *ls = ls_names[k]; /* first one; the doc table lists them all */
-                break;
-            }
+    snprintf(ls, lsn, "any");
+    if (fmap[i].ls == LS_ALL)
+        return true;
+    size_t n = 0;
+    ls[0] = '\0';
+    for (unsigned k = 0; k < TW_ARRAY_LEN(ls_names); k++)
+        if ((fmap[i].ls & (1u << k)) && n < lsn) {
+            int w = snprintf(ls + n, lsn - n, "%s%s", n ? "," : "", ls_names[k]);
+            n += w > 0 ? (size_t)w : 0;
+        }
     return true;
 }
 
@@ -1272,7 +1275,7 @@ static const char *qtype_name(uint16_t t)
     return NULL;
 }
 
-__attribute__((unused)) static uint16_t qtype_code(const char *name)
+static uint16_t qtype_code(const char *name)
 {
     for (unsigned t = 1; t < 300; t++) {
         const char *n = qtype_name((uint16_t)t);
@@ -2616,4 +2619,384 @@ int ruleset_match(const struct ruleset *rs, unsigned fields, const uint8_t *name
 bool ruleset_wants(const struct ruleset *rs, enum rule_obs_kind kind)
 {
     return rs && rs->built && kind < ROK__COUNT && (rs->kinds & (1u << kind));
+}
+
+/* ---- self-test ------------------------------------------------------------------------- */
+
+/* A literal address of ours (always valid). */
+static void set_addr(const char *text, struct tw_addr *a)
+{
+    if (tw_addr_parse(text, a) != TW_OK)
+        memset(a, 0, sizeof(*a));
+}
+
+/* An observation synthesized from a rule's own values: per field, an exact text or the
+ * parts (startswith, contains..., endswith) it must show, or a number / address. */
+#define SYN_TEXT 1024
+
+struct synth {
+    struct rule_obs ob;
+    unsigned set; /* bits given a value */
+    char pre[RF__BITS][SYN_TEXT], mid[RF__BITS][SYN_TEXT], suf[RF__BITS][SYN_TEXT];
+    char exact[RF__BITS][SYN_TEXT];
+    uint8_t has_exact[RF__BITS];
+    int64_t num[RF__BITS];
+    struct tw_addr addr[RF__BITS];
+    char text[RF__BITS][4 * SYN_TEXT]; /* the joined strings the observation points to */
+    char target[4 * SYN_TEXT + 8];
+};
+
+static void cat(char *dst, const char *src)
+{
+    size_t n = strlen(dst), k = strlen(src);
+    if (n + k < SYN_TEXT) {
+        memcpy(dst + n, src, k + 1);
+    }
+}
+
+/* A string the glob of v accepts: wildcards dropped, '?' as 'a'. */
+static void sample(const struct rval *v, char *out, size_t n)
+{
+    size_t k = 0;
+    for (uint32_t i = 0; i < v->len && k + 1 < n; i++) {
+        if (v->wild[i] == '*')
+            continue;
+        out[k++] = v->wild[i] == '?' ? 'a' : (char)v->pat[i];
+    }
+    out[k] = '\0';
+}
+
+/* Adds value i of item it to the synthesized observation. */
+static void syn_value(struct synth *s, const struct ruleset *rs, const struct ritem *it, uint32_t i)
+{
+    const struct rval *v = &rs->vals[it->first_val + i];
+    unsigned b = bit_index(it->fields);
+    s->set |= it->fields;
+    if (v->mod == MOD_CIDR) {
+        s->addr[b] = v->net;
+        return;
+    }
+    if (it->scalar) {
+        int64_t d = v->mod == MOD_LT ? -1 : v->mod == MOD_GT ? 1 : 0;
+        s->num[b] = v->num + d;
+        return;
+    }
+    char t[SYN_TEXT];
+    sample(v, t, sizeof(t));
+    switch (v->mod) {
+    case MOD_STARTS:
+        cat(s->pre[b], t);
+        break;
+    case MOD_CONTAINS:
+        cat(s->mid[b], t);
+        break;
+    case MOD_ENDS:
+        cat(s->suf[b], t);
+        break;
+    default:
+        if (!s->has_exact[b])
+            memcpy(s->exact[b], t, strlen(t) + 1);
+        s->has_exact[b] = 1;
+    }
+}
+
+static void syn_group(struct synth *s, const struct ruleset *rs, const struct rgroup *g)
+{
+    for (uint32_t i = 0; i < g->n_items; i++) {
+        const struct ritem *it = &rs->items[g->first_item + i];
+        if (it->isnull)
+            continue; /* absent satisfies it */
+        for (uint32_t k = 0; k < (it->all ? it->n_vals : 1u); k++)
+            syn_value(s, rs, it, k);
+    }
+}
+
+/* Where a string bit's text goes in the observation. */
+static struct rule_span *syn_span(struct rule_obs *ob, unsigned bit)
+{
+    switch (bit) {
+    case RF_METHOD:
+        return &ob->method;
+    case RF_UA:
+        return &ob->user_agent;
+    case RF_HTTP_HOST:
+        return &ob->host;
+    case RF_COOKIE:
+        return &ob->cookie;
+    case RF_REFERER:
+        return &ob->referer;
+    default:
+        return NULL;
+    }
+}
+
+/* An address whose text the glob parts give ("10." -> 10.0.0.1), or a default. */
+static void syn_addr_text(const char *t, struct tw_addr *a)
+{
+    static const char *const pad[] = {"", "1", "0.1", "0.0.1", "1.1.1"};
+    char buf[SYN_TEXT + 8];
+    for (size_t i = 0; i < TW_ARRAY_LEN(pad); i++) {
+        snprintf(buf, sizeof(buf), "%s%s", t, pad[i]);
+        if (tw_addr_parse(buf, a) == TW_OK)
+            return;
+    }
+}
+
+/* The request-target from the URL-ish fields: URL or URI, else stem + extension + query. */
+static void syn_target(struct synth *s)
+{
+    static const unsigned order[] = {RF_URL, RF_URI, RF_URI_STEM};
+    s->target[0] = '\0';
+    for (size_t i = 0; i < TW_ARRAY_LEN(order) && !s->target[0]; i++)
+        if (s->set & order[i])
+            snprintf(s->target, sizeof(s->target), "%s", s->text[bit_index(order[i])]);
+    if (!s->target[0])
+        snprintf(s->target, sizeof(s->target), "/index");
+    size_t n = strlen(s->target);
+    if (s->set & RF_URI_EXT)
+        snprintf(s->target + n, sizeof(s->target) - n, ".%s", s->text[bit_index(RF_URI_EXT)]);
+    n = strlen(s->target);
+    if (s->set & RF_URI_QUERY)
+        snprintf(s->target + n, sizeof(s->target) - n, "?%s", s->text[bit_index(RF_URI_QUERY)]);
+    s->ob.target = span_of(s->target);
+}
+
+static void syn_defaults(struct rule_obs *ob, unsigned kind)
+{
+    memset(ob, 0, sizeof(*ob));
+    ob->kind = (enum rule_obs_kind)kind;
+    ob->has_flow = ob->initiated = true;
+    set_addr("10.1.2.3", &ob->src);
+    set_addr("203.0.113.10", &ob->dst);
+    ob->sport = 49152;
+    ob->dport = kind == ROK_HTTP_REQUEST ? 80 : kind == ROK_DNS_QUERY ? 53 : 443;
+    ob->proto = kind == ROK_DNS_QUERY || kind == ROK_QUIC_SNI ? 17 : 6;
+    if (kind == ROK_HTTP_REQUEST) {
+        ob->method = span_of("GET");
+        ob->host = span_of("tw-selftest.example.zz");
+        ob->target = span_of("/index");
+    }
+}
+
+static void syn_scalars(struct synth *s)
+{
+    struct rule_obs *ob = &s->ob;
+    const int64_t *n = s->num;
+    if (s->set & RF_SRC_V6)
+        set_addr(n[bit_index(RF_SRC_V6)] ? "2001:db8::5" : "10.1.2.3", &ob->src);
+    if (s->set & RF_DST_V6)
+        set_addr(n[bit_index(RF_DST_V6)] ? "2001:db8::10" : "203.0.113.10", &ob->dst);
+    if (s->set & RF_SRC_IP)
+        ob->src = s->addr[bit_index(RF_SRC_IP)];
+    if (s->set & RF_DST_IP)
+        ob->dst = s->addr[bit_index(RF_DST_IP)];
+    if (s->set & RF_SRC_PORT)
+        ob->sport = (uint16_t)n[bit_index(RF_SRC_PORT)];
+    if (s->set & RF_DST_PORT)
+        ob->dport = (uint16_t)n[bit_index(RF_DST_PORT)];
+    if (s->set & RF_PROTO)
+        ob->proto = strcasecmp(s->text[bit_index(RF_PROTO)], "udp") ? 6 : 17;
+    if (s->set & RF_INITIATED)
+        ob->initiated = n[bit_index(RF_INITIATED)] != 0;
+    if (s->set & RF_QTYPE)
+        ob->qtype = qtype_code(s->text[bit_index(RF_QTYPE)]);
+    if (s->set & RF_STATUS)
+        ob->status = (int)n[bit_index(RF_STATUS)];
+}
+
+/* Joins the parts into texts and points the observation at them. */
+static void syn_finish(struct synth *s, unsigned kind)
+{
+    syn_defaults(&s->ob, kind);
+    for (unsigned b = 0; b < RF__BITS; b++) {
+        if (!(s->set & (1u << b)) || (fdocs[b].kind != FK_STR && fdocs[b].kind != FK_ADDR))
+            continue;
+        if (s->has_exact[b])
+            snprintf(s->text[b], sizeof(s->text[b]), "%s", s->exact[b]);
+        else
+            snprintf(s->text[b], sizeof(s->text[b]), "%s%s%s%s%s", s->pre[b],
+                     s->mid[b][0] ? "x" : "", s->mid[b], s->mid[b][0] ? "x" : "", s->suf[b]);
+        size_t n = strlen(s->text[b]);
+        if ((1u << b) & (RF_DEST_HOST | RF_QUERY | RF_HTTP_HOST) && n && s->text[b][n - 1] == '.')
+            cat(s->text[b], "x"); /* a name's trailing dot is the root, never compared */
+        if (fdocs[b].kind == FK_ADDR && !s->addr[b].family)
+            syn_addr_text(s->text[b], &s->addr[b]);
+    }
+    struct rule_obs *ob = &s->ob;
+    for (unsigned b = 0; b < 2; b++)
+        if (s->set & (1u << b)) {
+            ob->name = (const uint8_t *)s->text[b];
+            ob->name_len = strlen(s->text[b]);
+            ob->name_fields |= 1u << b;
+        }
+    if (!ob->name && kind != ROK_FLOW) {
+        ob->name = (const uint8_t *)"tw-selftest.example.zz";
+        ob->name_len = 22;
+        ob->name_fields = RF_DEST_HOST | (kind == ROK_DNS_QUERY ? RF_QUERY : 0u);
+    }
+    if (s->set & RF_HTTP_HOST && kind != ROK_HTTP_REQUEST) {
+        ob->name = (const uint8_t *)s->text[bit_index(RF_HTTP_HOST)];
+        ob->name_len = strlen(s->text[bit_index(RF_HTTP_HOST)]);
+    }
+    syn_scalars(s);
+    for (unsigned b = 0; b < RF__BITS; b++) {
+        struct rule_span *sp = syn_span(ob, 1u << b);
+        if (sp && (s->set & (1u << b)))
+            *sp = span_of(s->text[b]);
+    }
+    if (kind == ROK_HTTP_REQUEST)
+        syn_target(s);
+}
+
+static bool st_fires(const struct ruleset *rs, const struct rule_obs *ob, const struct rule *r)
+{
+    struct rule_hit h[256];
+    int n = ruleset_match_obs(rs, ob, h, TW_ARRAY_LEN(h));
+    for (int i = 0; i < n; i++)
+        if (h[i].rule == r)
+            return true;
+    return false;
+}
+
+/* The rule's selections (sel < 0: group 0 of every one the condition requires; else group g
+ * of that selection alone) as an observation of the rule's first kind. */
+static void syn_build(struct synth *s, const struct ruleset *rs, const struct rrule *rr, int sel,
+                      uint32_t g)
+{
+    memset(s, 0, offsetof(struct synth, text));
+    for (uint32_t i = 0; i < rr->n_sels; i++) {
+        const struct rsel *se = &rs->sels[rr->first_sel + i];
+        if (sel < 0 && se->ref_pos && !se->dropped)
+            syn_group(s, rs, &rs->groups[se->first_group]);
+        else if (sel == (int)i)
+            syn_group(s, rs, &rs->groups[se->first_group + g]);
+    }
+}
+
+static unsigned first_kind(const struct rrule *rr)
+{
+    unsigned k = 0;
+    while (k < ROK__COUNT && !(rr->kinds & (1u << k)))
+        k++;
+    return k;
+}
+
+/* Changes field b so that the rule's value for it no longer holds. */
+static void syn_mutate(struct synth *s, unsigned b, int variant)
+{
+    static const char *const v4[] = {"192.0.2.77", "100.64.9.9"};
+    static const char *const v6[] = {"2001:db8::77", "fd00::77"};
+    s->has_exact[b] = 1;
+    snprintf(s->exact[b], SYN_TEXT, "twselftestno%d", variant);
+    if (fdocs[b].kind == FK_ADDR) {
+        bool six = s->addr[b].family == 6;
+        set_addr(six ? v6[variant & 1] : v4[variant & 1], &s->addr[b]);
+        snprintf(s->exact[b], SYN_TEXT, "%s", six ? v6[variant & 1] : v4[variant & 1]);
+    } else if (fdocs[b].kind == FK_BOOL) {
+        s->num[b] = !s->num[b];
+    } else if (fdocs[b].kind == FK_NUM) {
+        s->num[b] = variant ? 0 : (s->num[b] + 7777) % 65536;
+    }
+}
+
+/* A look-alike of the positive observation that must not fire: each of its fields changed
+ * in turn, or (for a rule that holds on a blank observation) one of its filters satisfied. */
+static bool st_negative(const struct ruleset *rs, const struct rrule *rr, const struct synth *pos,
+                        struct synth *s)
+{
+    unsigned kind = first_kind(rr);
+    for (unsigned b = 0; b < RF__BITS; b++) {
+        for (int variant = 0; variant < 2 && (pos->set & (1u << b)); variant++) {
+            memcpy(s, pos, offsetof(struct synth, text));
+            syn_mutate(s, b, variant);
+            syn_finish(s, kind);
+            if (!st_fires(rs, &s->ob, &rr->pub))
+                return true;
+        }
+    }
+    for (uint32_t i = 0; i < rr->n_sels; i++) {
+        const struct rsel *se = &rs->sels[rr->first_sel + i];
+        if (!se->ref_neg || se->dropped)
+            continue;
+        syn_build(s, rs, rr, (int)i, 0);
+        syn_finish(s, kind);
+        if (!st_fires(rs, &s->ob, &rr->pub))
+            return true;
+    }
+    return false;
+}
+
+/* Positive candidates in turn: every required selection together, each group of each
+ * selection alone, a blank observation. True with *pos filled when one fires. */
+static bool st_positive(const struct ruleset *rs, const struct rrule *rr, struct synth *pos)
+{
+    unsigned kind = first_kind(rr);
+    syn_build(pos, rs, rr, -1, 0);
+    syn_finish(pos, kind);
+    if (st_fires(rs, &pos->ob, &rr->pub))
+        return true;
+    for (uint32_t i = 0; i < rr->n_sels; i++) {
+        const struct rsel *se = &rs->sels[rr->first_sel + i];
+        for (uint32_t g = 0; g < se->n_groups && !se->dropped; g++) {
+            syn_build(pos, rs, rr, (int)i, g);
+            syn_finish(pos, kind);
+            if (st_fires(rs, &pos->ob, &rr->pub))
+                return true;
+        }
+    }
+    syn_build(pos, rs, rr, (int)rr->n_sels, 0);
+    syn_finish(pos, kind);
+    return st_fires(rs, &pos->ob, &rr->pub);
+}
+
+/* An indicator list: its first domain fires, a name outside it does not. */
+static int st_list(const struct ruleset *rs, const struct rrule *rr, uint32_t ri)
+{
+    for (size_t d = 0; d < rs->n_doms; d++) {
+        if (rs->doms[d].rule != ri)
+            continue;
+        struct rule_obs ob;
+        syn_defaults(&ob, ROK_TLS_SNI);
+        ob.name = (const uint8_t *)(rs->dpool + rs->doms[d].off);
+        ob.name_len = rs->doms[d].len;
+        ob.name_fields = rr->pub.fields;
+        if (!st_fires(rs, &ob, &rr->pub))
+            return 1;
+        ob.name = (const uint8_t *)"twselftestno.invalid";
+        ob.name_len = 20;
+        return st_fires(rs, &ob, &rr->pub) ? 2 : 0;
+    }
+    return 1;
+}
+
+int ruleset_selftest(const struct ruleset *rs, FILE *out)
+{
+    if (!rs || !rs->built)
+        return 0;
+    struct synth *pos = malloc(sizeof(*pos)), *neg = malloc(sizeof(*neg));
+    if (!pos || !neg) {
+        free(pos);
+        free(neg);
+        return 1;
+    }
+    int failed = 0;
+    for (size_t i = 0; i < rs->n_rules; i++) {
+        const struct rrule *rr = &rs->rules[i];
+        int why = rr->indicator                    ? st_list(rs, rr, (uint32_t)i)
+                  : !st_positive(rs, rr, pos)      ? 1
+                  : !st_negative(rs, rr, pos, neg) ? 2
+                                                   : 0;
+        if (why) {
+            failed++;
+            fprintf(out, "selftest: FAIL %s '%s' (%s): %s\n", rr->pub.id, rr->pub.title,
+                    rr->pub.file,
+                    why == 1 ? "does not fire on an observation built from its values"
+                             : "fires on every look-alike");
+        }
+    }
+    fprintf(out, "selftest: %zu rules, %zu passed, %d failed\n", rs->n_rules,
+            rs->n_rules - (size_t)failed, failed);
+    free(pos);
+    free(neg);
+    return failed;
 }

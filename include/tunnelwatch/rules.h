@@ -172,9 +172,10 @@ int ruleset_match_obs(const struct ruleset *rs, const struct rule_obs *ob, struc
  * skip building flow observations when no rule wants them). */
 bool ruleset_wants(const struct ruleset *rs, enum rule_obs_kind kind);
 
-/* The field map: Sigma name, logsource and the bit it maps to, one row per call (i from 0;
- * false past the end). ls is "any" or a logsource such as "network_connection", "zeek/dns". */
-bool ruleset_field_map(size_t i, const char **name, const char **ls, unsigned *bit);
+/* The field map: Sigma name, logsources (written to ls: "any" or a comma-separated list such
+ * as "network_connection", "zeek/dns,zeek/http") and the bit it maps to, one row per call
+ * (i from 0; false past the end). */
+bool ruleset_field_map(size_t i, const char **name, char *ls, size_t lsn, unsigned *bit);
 /* A bit's wire fact in words ("TLS SNI, ...", "the flow's server port"). */
 const char *ruleset_field_doc(unsigned bit);
 
