@@ -1275,6 +1275,11 @@ static const char *qtype_name(uint16_t t)
     return NULL;
 }
 
+const char *rule_qtype_name(uint16_t qtype)
+{
+    return qtype_name(qtype);
+}
+
 static uint16_t qtype_code(const char *name)
 {
     for (unsigned t = 1; t < 300; t++) {

@@ -179,6 +179,9 @@ bool ruleset_field_map(size_t i, const char **name, char *ls, size_t lsn, unsign
 /* A bit's wire fact in words ("TLS SNI, ...", "the flow's server port"). */
 const char *ruleset_field_doc(unsigned bit);
 
+/* "A", "TXT", ... for a DNS query type; NULL when it has no name here. */
+const char *rule_qtype_name(uint16_t qtype);
+
 /* --selftest-rules: for each rule, synthesizes an observation that satisfies it and one that
  * must not, from the rule's own values and modifiers, and matches both. Writes one line per
  * failing rule (and a summary) to out. Returns the number of failing rules (>= 0). */
