@@ -100,6 +100,8 @@ struct rrule {
     uint8_t indicator; /* an indicator list: true when a listed domain matched */
     uint8_t always;    /* may hold with no string value matched: evaluate on every name */
     uint8_t kinds;     /* bits 1 << enum rule_obs_kind it is evaluated on */
+    int32_t need;      /* a local selection the condition cannot hold without, or -1: checked
+                        * first, so most observations skip the whole program */
 };
 
 struct dom {
@@ -119,8 +121,9 @@ struct ruleset {
     enum rule_policy policy;
     int built;
     bool drop_filters;
-    uint8_t kinds; /* union of the rules' kinds */
-    unsigned uses; /* union of the rules' field bits */
+    uint8_t kinds;              /* union of the rules' kinds */
+    unsigned uses;              /* union of the rules' field bits */
+    unsigned kuses[ROK__COUNT]; /* per kind: bits that rules of that kind compare as text */
     struct chunk *arena;
     struct rrule *rules;
     size_t n_rules, cap_rules;
@@ -892,6 +895,26 @@ static bool mod_fits(enum fkind kind, enum val_mod mod, bool cased)
     }
 }
 
+/* Whether the value (list) holds only literal IPv4/IPv6 addresses. */
+static bool all_addresses(yaml_document_t *doc, yaml_node_t *val)
+{
+    yaml_node_item_t *i = NULL, *end = NULL;
+    if (val->type == YAML_SEQUENCE_NODE) {
+        i = val->data.sequence.items.start;
+        end = val->data.sequence.items.top;
+    }
+    for (yaml_node_t *e = i ? (i < end ? yaml_document_get_node(doc, *i) : NULL) : val; e;
+         e = (i && ++i < end) ? yaml_document_get_node(doc, *i) : NULL) {
+        size_t n;
+        const char *v = scalar(e, &n);
+        struct tw_addr a;
+        uint8_t pl;
+        if (!v || scalar_is_null(e) || memchr(v, '/', n) || !parse_cidr(v, n, &a, &pl))
+            return false;
+    }
+    return true;
+}
+
 /* One "Field|mod|mod: value(s)" entry of a selection map. */
 static int parse_item(struct loader *ld, yaml_document_t *doc, yaml_node_t *key, yaml_node_t *val,
                       uint32_t rule)
@@ -925,6 +948,8 @@ static int parse_item(struct loader *ld, yaml_document_t *doc, yaml_node_t *key,
         return rc;
     struct ritem it = {(uint32_t)rs->n_vals,          0, rule, fields, all,
                        fdocs[bit_index(fields)].kind, 0, 0};
+    if (it.kind == FK_ADDR && mod == MOD_EQ && !cased && all_addresses(doc, val))
+        mod = MOD_CIDR; /* plain addresses compare as addresses: no text form needed */
     it.scalar = it.kind == FK_NUM || it.kind == FK_BOOL || mod == MOD_CIDR;
     if (!mod_fits((enum fkind)it.kind, mod, cased)) {
         rule_problem(ld, "a modifier of '%.*s' does not apply to its values", (int)klen, k);
@@ -1241,6 +1266,7 @@ struct mstate {
     const struct rule_obs *ob;
     unsigned fields; /* enum rule_field bits the observation carries */
     unsigned kmask;  /* 1 << kind (all name kinds for ruleset_match) */
+    unsigned suses;  /* bits the rules of these kinds compare as text: the only ones scanned */
     const uint8_t *name;
     size_t len;
     const uint8_t *text; /* being scanned by the automaton, and the bits it fills */
@@ -1324,10 +1350,14 @@ static void obs_prepare(struct mstate *m, const struct rule_obs *ob)
     m->fields = m->len ? ob->name_fields & (RF_DEST_HOST | RF_QUERY) : 0u;
     m->stem = m->query = m->ext = m->url = (struct rule_span){NULL, 0};
     m->proto = m->qtype = NULL;
+    m->src_txt[0] = m->dst_txt[0] = '\0';
     if (ob->has_flow) {
         m->fields |= FLOW_RF & ~RF_PROTO;
-        tw_addr_str(&ob->src, m->src_txt, sizeof(m->src_txt));
-        tw_addr_str(&ob->dst, m->dst_txt, sizeof(m->dst_txt));
+        /* text forms only for the rules that compare them as text (inet_ntop is not free) */
+        if (m->suses & RF_SRC_IP)
+            tw_addr_str(&ob->src, m->src_txt, sizeof(m->src_txt));
+        if (m->suses & RF_DST_IP)
+            tw_addr_str(&ob->dst, m->dst_txt, sizeof(m->dst_txt));
         m->proto = ob->proto == 6 ? "tcp" : ob->proto == 17 ? "udp" : NULL;
         m->fields |= m->proto ? RF_PROTO : 0u;
     }
@@ -1341,8 +1371,7 @@ static void obs_prepare(struct mstate *m, const struct rule_obs *ob)
     }
     if (ob->kind == ROK_DNS_QUERY)
         m->fields |= RF_EVENT_ID;
-    if (ob->target.p &&
-        (m->rs->uses & (RF_URL | RF_URI | RF_URI_STEM | RF_URI_QUERY | RF_URI_EXT))) {
+    if (ob->target.p && (m->suses & (RF_URL | RF_URI | RF_URI_STEM | RF_URI_QUERY | RF_URI_EXT))) {
         obs_http(m, ob);
         m->fields |= RF_URL | RF_URI | RF_URI_STEM;
         m->fields |= (m->query.p ? RF_URI_QUERY : 0u) | (m->ext.p ? RF_URI_EXT : 0u);
@@ -1470,6 +1499,43 @@ static bool val_holds(const struct mstate *m, const struct ritem *it, uint32_t i
     return obs_str(m, it->fields, &t) && val_check(v, t.p, t.n, 0);
 }
 
+/* A number, boolean or cidr item: the observed value read once, then each rule value. */
+static bool item_scalar(const struct mstate *m, const struct ritem *it)
+{
+    const struct rval *v = &m->rs->vals[it->first_val];
+    const struct tw_addr *a = it->fields == RF_SRC_IP ? &m->ob->src : &m->ob->dst;
+    int64_t x = v->mod == MOD_CIDR ? 0 : obs_num(m, it->fields);
+    uint32_t hits = 0;
+    for (uint32_t i = 0; i < it->n_vals; i++, v++) {
+        bool ok;
+        switch (v->mod) {
+        case MOD_CIDR:
+            ok = addr_in(a, &v->net, v->prefix);
+            break;
+        case MOD_LT:
+            ok = x < v->num;
+            break;
+        case MOD_LTE:
+            ok = x <= v->num;
+            break;
+        case MOD_GT:
+            ok = x > v->num;
+            break;
+        case MOD_GTE:
+            ok = x >= v->num;
+            break;
+        default:
+            ok = x == v->num;
+        }
+        if (ok && !it->all)
+            return true;
+        if (!ok && it->all)
+            return false;
+        hits += ok;
+    }
+    return it->all && hits == it->n_vals;
+}
+
 static bool item_true(const struct mstate *m, const struct ritem *it)
 {
     if (it->isnull) {
@@ -1478,8 +1544,10 @@ static bool item_true(const struct mstate *m, const struct ritem *it)
     }
     if (!(it->fields & m->fields))
         return false; /* the observation does not carry this field */
+    if (it->scalar)
+        return item_scalar(m, it);
     size_t hits = 0;
-    if (m->direct || it->scalar) {
+    if (m->direct) {
         for (uint32_t i = 0; i < it->n_vals; i++) {
             if (val_holds(m, it, i)) {
                 if (!it->all)
@@ -1551,6 +1619,46 @@ static int sel_gate(const struct ruleset *rs, const struct rsel *s)
             any = 2;
     }
     return any;
+}
+
+/* Selection `forced` false, every other one unknown: can the condition still hold? */
+static bool holds_without(const struct ruleset *rs, const struct rrule *r, uint32_t forced)
+{
+    int st[COND_MAX_STACK];
+    int sp = 0;
+    for (uint32_t i = 0; i < r->n_ops; i++) {
+        uint32_t op = rs->ops[r->first_op + i];
+        if (op == OP_NOT) {
+            st[sp - 1] = st[sp - 1] == 2 ? 2 : !st[sp - 1];
+        } else if (op == OP_AND || op == OP_OR) {
+            sp--;
+            int a = st[sp - 1], b = st[sp];
+            if (op == OP_AND)
+                st[sp - 1] = (a == 0 || b == 0) ? 0 : (a == 1 && b == 1) ? 1 : 2;
+            else
+                st[sp - 1] = (a == 1 || b == 1) ? 1 : (a == 0 && b == 0) ? 0 : 2;
+        } else {
+            st[sp++] = op == forced || rs->sels[r->first_sel + op].dropped ? 0 : 2;
+        }
+    }
+    return !(sp == 1 && st[0] == 0);
+}
+
+/* The first selection the condition needs (see struct rrule), or -1. */
+static int32_t needed_selection(const struct ruleset *rs, const struct rrule *r)
+{
+    for (uint32_t i = 0; i < r->n_sels; i++)
+        if (rs->sels[r->first_sel + i].ref_pos && !holds_without(rs, r, i))
+            return (int32_t)i;
+    return -1;
+}
+
+/* The rule holds on the observation: its needed selection first, then its program. */
+static bool rule_holds(const struct mstate *m, const struct rrule *r)
+{
+    if (r->need >= 0 && !sel_true(m, &m->rs->sels[r->first_sel + (uint32_t)r->need]))
+        return false;
+    return rule_true(m, r);
 }
 
 /* Whether the rule may hold with no string value matched (Kleene logic: sound). */
@@ -2342,7 +2450,16 @@ int ruleset_build(struct ruleset *rs)
     if (rc)
         return rc;
     /* rules that may hold when no string value matched (e.g. 'not filter', ports only) */
+    for (size_t i = 0; i < rs->n_items; i++) {
+        const struct ritem *it = &rs->items[i];
+        if (it->scalar && !it->isnull)
+            continue;
+        for (unsigned k = 0; k < ROK__COUNT; k++)
+            if (rs->rules[it->rule].kinds & (1u << k))
+                rs->kuses[k] |= it->fields;
+    }
     for (size_t i = 0; i < rs->n_rules; i++) {
+        rs->rules[i].need = rs->rules[i].indicator ? -1 : needed_selection(rs, &rs->rules[i]);
         rs->kinds |= rs->rules[i].kinds;
         rs->uses |= rs->rules[i].pub.fields;
         if (!rs->rules[i].indicator && rule_gate_open(rs, &rs->rules[i])) {
@@ -2426,8 +2543,9 @@ static int on_hit(void *ud, uint32_t id, size_t end)
 {
     struct mstate *m = ud;
     const struct rval *v = &m->rs->vals[id];
-    if (!(m->rs->items[v->item].fields & m->scan))
-        return 0;
+    const struct ritem *it = &m->rs->items[v->item];
+    if (!(it->fields & m->scan) || !(m->rs->rules[it->rule].kinds & m->kmask))
+        return 0; /* another field, or a rule that does not run on this kind */
     if (!val_check(v, m->text, m->tlen, end))
         return 0;
     return add_val(m, id);
@@ -2478,10 +2596,15 @@ static void scan_fields(struct mstate *m)
     const struct ruleset *rs = m->rs;
     m->text = m->name;
     m->tlen = m->len;
-    m->scan = m->fields & (RF_DEST_HOST | RF_QUERY);
+    m->scan = m->fields & m->suses & (RF_DEST_HOST | RF_QUERY);
+    unsigned more = m->fields & m->suses & ~(unsigned)(RF_DEST_HOST | RF_QUERY);
+    struct rule_span h;
+    if ((more & RF_HTTP_HOST) && obs_str(m, RF_HTTP_HOST, &h) && h.p == m->name && h.n == m->len) {
+        m->scan |= RF_HTTP_HOST; /* the same text: one scan for both */
+        more &= ~(unsigned)RF_HTTP_HOST;
+    }
     if (m->scan)
         ac_search(rs->ac, m->text, m->tlen, on_hit, m);
-    unsigned more = m->fields & rs->uses & ~(unsigned)(RF_DEST_HOST | RF_QUERY);
     for (unsigned b = 2; b < RF__BITS && more && !m->overflow; b++) {
         struct rule_span t;
         unsigned bit = 1u << b;
@@ -2496,7 +2619,8 @@ static void scan_fields(struct mstate *m)
     for (size_t i = 0; i < rs->n_anchorless && !m->overflow; i++) {
         const struct rval *v = &rs->vals[rs->anchorless[i]];
         struct rule_span t;
-        if (obs_str(m, rs->items[v->item].fields, &t) && val_check(v, t.p, t.n, 0))
+        unsigned bit = rs->items[v->item].fields;
+        if ((bit & m->suses) && obs_str(m, bit, &t) && val_check(v, t.p, t.n, 0))
             add_val(m, rs->anchorless[i]);
     }
 }
@@ -2560,7 +2684,8 @@ static int match(struct mstate *m, struct rule_hit *hits, size_t max)
     if (m->overflow)
         return (int)match_direct(m, hits, max);
     /* touched rules and the always-evaluated ones, in rule order */
-    qsort(m->touched, m->n_touched, sizeof(m->touched[0]), cmp_touched);
+    if (m->n_touched > 1)
+        qsort(m->touched, m->n_touched, sizeof(m->touched[0]), cmp_touched);
     size_t ti = 0, ai = 0, nh = 0;
     while ((ti < m->n_touched || ai < rs->n_always) && nh < max) {
         uint32_t r;
@@ -2575,7 +2700,7 @@ static int match(struct mstate *m, struct rule_hit *hits, size_t max)
             r = rs->always[ai++];
         }
         const struct rrule *rr = &rs->rules[r];
-        if ((rr->kinds & m->kmask) && (rr->indicator || rule_true(m, rr)))
+        if ((rr->kinds & m->kmask) && (rr->indicator || rule_holds(m, rr)))
             put_hit(m, rr, pat, &hits[nh++]);
     }
     return (int)nh;
@@ -2589,6 +2714,10 @@ static int match_obs(const struct ruleset *rs, const struct rule_obs *ob, unsign
     struct mstate ms, *m = &ms;
     m->rs = rs;
     m->kmask = kmask;
+    m->suses = 0;
+    for (unsigned k = 0; k < ROK__COUNT; k++)
+        if (kmask & (1u << k))
+            m->suses |= rs->kuses[k];
     m->name = ob->name;
     m->len = ob->name ? ob->name_len : 0;
     if (m->len > 0 && m->name[m->len - 1] == '.')
