@@ -416,6 +416,10 @@ void cli_print_check(const struct tw_cfg *cfg, const struct ruleset *rules, FILE
                 ru->relaxed ? " (relaxed: process filters dropped)" : "");
     }
     cli_print_field_map(out);
+    const char *why;
+    size_t n;
+    for (size_t i = 0; ruleset_skip_reason(rules, i, &why, &n); i++)
+        fprintf(out, "%s%5zu  %s\n", i ? "#" : "# skipped, by reason:\n#", n, why);
 }
 
 void cli_print_field_map(FILE *out)

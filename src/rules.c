@@ -32,6 +32,7 @@
 #define COND_MAX_NEST   32           /* parentheses / not nesting while parsing */
 #define MATCH_MAX_VALS  256          /* verified values remembered per observation */
 #define MATCH_MAX_RULES 64           /* rules touched per observation before the fallback */
+#define MAX_REASONS     64           /* distinct skip reasons tallied for -T */
 
 enum val_mod {
     MOD_EQ,
@@ -150,6 +151,11 @@ struct ruleset {
     uint32_t *always; /* rules to evaluate on every name */
     size_t n_always;
     size_t files, skipped;
+    struct reason {
+        char *text; /* arena */
+        size_t count;
+    } reasons[MAX_REASONS]; /* distinct skip reasons; the rest counted in the last one */
+    size_t n_reasons;
 };
 
 static inline uint8_t fold(uint8_t c)
@@ -302,6 +308,42 @@ struct loader {
     const char *sel_proc;   /* the selection being parsed uses this process field */
 };
 
+/* Counts a skip under its reason; a filter's own name is left out so that one reason
+ * gathers every rule it applies to. */
+static void tally_reason(struct ruleset *rs, const char *msg)
+{
+    char key[512];
+    const char *q = strncmp(msg, "filter '", 8) == 0 ? strchr(msg + 8, '\'') : NULL;
+    if (q)
+        snprintf(key, sizeof(key), "filter%s", q + 1);
+    else
+        snprintf(key, sizeof(key), "%s", msg);
+    for (size_t i = 0; i < rs->n_reasons; i++)
+        if (!strcmp(rs->reasons[i].text, key)) {
+            rs->reasons[i].count++;
+            return;
+        }
+    if (rs->n_reasons == MAX_REASONS) {
+        rs->reasons[MAX_REASONS - 1].count++;
+        return;
+    }
+    char *t = rs->n_reasons == MAX_REASONS - 1 ? arena_strndup(rs, "other reasons", 13)
+                                               : arena_strndup(rs, key, strlen(key));
+    if (!t)
+        return;
+    rs->reasons[rs->n_reasons].text = t;
+    rs->reasons[rs->n_reasons++].count = 1;
+}
+
+bool ruleset_skip_reason(const struct ruleset *rs, size_t i, const char **reason, size_t *count)
+{
+    if (!rs || i >= rs->n_reasons)
+        return false;
+    *reason = rs->reasons[i].text;
+    *count = rs->reasons[i].count;
+    return true;
+}
+
 /* One line per problem: file:line, the rule, the construct. Applies the policy. */
 __attribute__((format(printf, 2, 3))) static void rule_problem(struct loader *ld, const char *fmt,
                                                                ...)
@@ -317,10 +359,12 @@ __attribute__((format(printf, 2, 3))) static void rule_problem(struct loader *ld
                 ld->title ? ld->title : "?", ld->id ? ld->id : "no id",
                 ld->rs->policy == RULE_POLICY_SKIP ? " skipped" : "", msg);
     }
-    if (ld->rs->policy == RULE_POLICY_SKIP)
+    if (ld->rs->policy == RULE_POLICY_SKIP) {
         ld->rs->skipped++;
-    else
+        tally_reason(ld->rs, msg);
+    } else {
         ld->failed = 1;
+    }
 }
 
 /* ---- Sigma: YAML helpers --------------------------------------------------------------- */

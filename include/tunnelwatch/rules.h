@@ -5,10 +5,18 @@
  * once (ruleset_load... ruleset_build) and read-only afterwards, so a reload builds a new
  * set and swaps the pointer. Matching allocates nothing; the caller owns the hit array.
  *
- * Semantics are Sigma's: case-insensitive; one trailing dot of the observed name ignored;
- * `contains` is a substring match, `startswith`/`endswith` prefix/suffix, no modifier is
- * equality; `*` and `?` are wildcards; `|all` requires every value; a value list is OR;
- * conditions: and, or, not, parentheses, `1 of X*`, `all of X*`, `1 of them`, `all of them`.
+ * Semantics are Sigma's: case-insensitive (unless `|cased`); one trailing dot of the observed
+ * name ignored; `contains` is a substring match, `startswith`/`endswith` prefix/suffix, no
+ * modifier is equality; `*` and `?` are wildcards; `|all` requires every value; a value list
+ * is OR; numbers take `lt`/`lte`/`gt`/`gte`, addresses `cidr`; `null` holds when the field is
+ * absent or empty, and a field the observation does not carry matches no value; conditions:
+ * and, or, not, parentheses, `1 of X*`, `all of X*`, `1 of them`, `all of them`.
+ *
+ * Fields come from a per-logsource map (ruleset_field_map); a rule whose fields are not all in
+ * the map of its logsource is not loaded (skipped with the first such field named). Each rule
+ * runs on the observation kinds that carry all of its fields; string values go through the
+ * shared automaton (tagged with their field), numbers, booleans and cidr are compared when
+ * their rule is evaluated.
  */
 #ifndef TW_RULES_H
 #define TW_RULES_H
@@ -142,6 +150,9 @@ int ruleset_load_mem(struct ruleset *rs, const char *name, const uint8_t *data, 
 int ruleset_build(struct ruleset *rs) TW_WUR;
 
 void ruleset_summary(const struct ruleset *rs, struct ruleset_summary *out);
+/* The distinct reasons rules were skipped for (RULE_POLICY_SKIP), in first-seen order, with
+ * how many rules each: one per call, i from 0; false past the end. */
+bool ruleset_skip_reason(const struct ruleset *rs, size_t i, const char **reason, size_t *count);
 size_t ruleset_rule_count(const struct ruleset *rs);
 const struct rule *ruleset_rule(const struct ruleset *rs, size_t i);
 
