@@ -1,0 +1,26 @@
+/* fuzz_re.c - the |re compiler on arbitrary patterns (up to the first NUL), then a search of
+ * the rest of the input and of the pattern's own sample, which must match. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "tunnelwatch/re.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const uint8_t *nul = memchr(data, 0, size);
+    size_t pl = nul ? (size_t)(nul - data) : size;
+    struct re *re = NULL;
+    char err[128];
+    if (re_compile((const char *)data, pl, size & 1, &re, err, sizeof(err)) != TW_OK)
+        return 0;
+    const uint8_t *rest = nul ? nul + 1 : data + size;
+    (void)re_search(re, rest, (size_t)(data + size - rest));
+    const char *s = re_sample(re);
+    if (!memchr(data, '^', pl) && !memchr(data, '$', pl) && strlen(s) < 1000 &&
+        !re_search(re, (const uint8_t *)s, strlen(s)))
+        abort(); /* the sample is built to match */
+    re_free(re);
+    return 0;
+}
