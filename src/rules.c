@@ -23,6 +23,7 @@
 #include <yaml.h>
 
 #include "tunnelwatch/ac.h"
+#include "tunnelwatch/re.h"
 #include "tunnelwatch/rules.h"
 
 #define MAX_FILE_SIZE   (512u << 20) /* a rule file or indicator list larger than this is refused */
@@ -43,7 +44,9 @@ enum val_mod {
     MOD_LTE,
     MOD_GT,
     MOD_GTE,
-    MOD_CIDR
+    MOD_CIDR,
+    MOD_RE,
+    MOD_RE_I /* |re|i */
 };
 
 /* How a field's values compare: strings (globs), numbers, addresses (text globs or cidr),
@@ -63,6 +66,7 @@ struct rval {
     uint8_t prefix;     /* MOD_CIDR: prefix length */
     int64_t num;        /* FK_NUM value, FK_BOOL 0/1 */
     struct tw_addr net; /* MOD_CIDR */
+    struct re *re;      /* MOD_RE: owned (freed with the set, or when its rule is skipped) */
 };
 
 struct ritem {
@@ -230,6 +234,8 @@ void ruleset_free(struct ruleset *rs)
 {
     if (!rs)
         return;
+    for (size_t i = 0; i < rs->n_vals; i++)
+        re_free(rs->vals[i].re);
     while (rs->arena) {
         struct chunk *n = rs->arena->next;
         free(rs->arena);
@@ -280,6 +286,8 @@ static bool glob_match(const uint8_t *p, const uint8_t *w, size_t pn, const uint
 /* Whether value v holds for the name, given an anchor hit ending at end (0: no hit known). */
 static bool val_check(const struct rval *v, const uint8_t *name, size_t len, size_t end)
 {
+    if (v->re)
+        return re_search(v->re, name, len);
     if (v->plain && end && !v->cased) {
         switch (v->mod) {
         case MOD_CONTAINS:
@@ -743,6 +751,7 @@ static int add_value(struct loader *ld, const char *raw, size_t rlen, enum val_m
     v->mod = (uint8_t)mod;
     v->plain = plain;
     v->cased = cased;
+    v->re = NULL;
     v->prefix = 0;
     v->num = 0;
     memset(&v->net, 0, sizeof(v->net));
@@ -859,8 +868,12 @@ static int parse_modifiers(struct loader *ld, const char *k, size_t flen, size_t
             *cased = true;
             continue;
         }
+        if (ml == 1 && m[0] == 'i' && *mod == MOD_RE) {
+            *mod = MOD_RE_I; /* |re|i: ignore case */
+            continue;
+        }
         static const char *const names[] = {"",    "contains", "startswith", "endswith", "lt",
-                                            "lte", "gt",       "gte",        "cidr"};
+                                            "lte", "gt",       "gte",        "cidr",     "re"};
         enum val_mod nm = MOD_EQ;
         for (size_t i = 1; i < TW_ARRAY_LEN(names); i++)
             if (strlen(names[i]) == ml && memcmp(m, names[i], ml) == 0)
@@ -879,10 +892,38 @@ static int parse_modifiers(struct loader *ld, const char *k, size_t flen, size_t
     return TW_OK;
 }
 
+/* A |re value: compiled (linear-time, re.h), checked on every observation carrying its field
+ * (no automaton anchor). */
+static int add_re_value(struct loader *ld, const char *raw, size_t rlen, bool icase, uint32_t item)
+{
+    struct ruleset *rs = ld->rs;
+    int rc = GROW(rs, vals);
+    if (rc)
+        return rc;
+    struct rval v;
+    memset(&v, 0, sizeof(v));
+    v.item = item;
+    v.mod = icase ? MOD_RE_I : MOD_RE;
+    char why[128];
+    if (!(v.raw = arena_strndup(rs, raw, rlen)))
+        return TW_ENOMEM;
+    rc = re_compile(raw, rlen, icase, &v.re, why, sizeof(why));
+    if (rc == TW_ENOMEM)
+        return rc;
+    if (rc) {
+        rule_problem(ld, "regular expression '%.*s': %s", (int)(rlen > 80 ? 80 : rlen), raw, why);
+        return TW_ECONF;
+    }
+    rs->vals[rs->n_vals++] = v;
+    return TW_OK;
+}
+
 /* One value of the item: a glob for strings (and address text), a scalar otherwise. */
 static int item_value(struct loader *ld, const struct ritem *it, const char *v, size_t vl,
                       enum val_mod mod, bool cased, uint32_t item)
 {
+    if (mod == MOD_RE || mod == MOD_RE_I)
+        return add_re_value(ld, v, vl, mod == MOD_RE_I, item);
     if (it->kind == FK_STR || (it->kind == FK_ADDR && mod != MOD_CIDR))
         return add_value(ld, v, vl, mod, item, cased);
     return add_scalar_value(ld, it, v, vl, mod, item);
@@ -929,9 +970,10 @@ static bool mod_fits(enum fkind kind, enum val_mod mod, bool cased)
 {
     switch (kind) {
     case FK_STR:
-        return mod <= MOD_ENDS;
+        return mod <= MOD_ENDS || ((mod == MOD_RE || mod == MOD_RE_I) && !cased);
     case FK_ADDR:
-        return (mod <= MOD_ENDS || mod == MOD_CIDR) && !(cased && mod == MOD_CIDR);
+        return (mod <= MOD_ENDS || mod == MOD_CIDR || mod == MOD_RE || mod == MOD_RE_I) &&
+               !(cased && mod >= MOD_CIDR);
     case FK_NUM:
         return (mod == MOD_EQ || (mod >= MOD_LT && mod <= MOD_GTE)) && !cased;
     default:
@@ -2048,6 +2090,8 @@ static int load_sigma_doc(struct loader *ld, yaml_document_t *doc)
     rs->n_sels = m_sels;
     rs->n_groups = m_groups;
     rs->n_items = m_items;
+    for (size_t i = m_vals; i < rs->n_vals; i++)
+        re_free(rs->vals[i].re);
     rs->n_vals = m_vals;
     rs->n_ops = m_ops;
     return rc;
@@ -2860,11 +2904,16 @@ static void syn_value(struct synth *s, const struct ruleset *rs, const struct ri
         return;
     }
     char t[SYN_TEXT];
-    sample(v, t, sizeof(t));
+    if (v->re)
+        snprintf(t, sizeof(t), "%s", re_sample(v->re));
+    else
+        sample(v, t, sizeof(t));
     switch (v->mod) {
     case MOD_STARTS:
         cat(s->pre[b], t);
         break;
+    case MOD_RE:
+    case MOD_RE_I:
     case MOD_CONTAINS:
         cat(s->mid[b], t);
         break;

@@ -290,7 +290,7 @@ struct bad_case {
 };
 
 static const struct bad_case bad_cases[] = {
-    {"    sel:\n        DestinationHostname|re: '.*ngrok.*'\n    condition: sel\n", "|re"},
+    {"    sel:\n        DestinationHostname|windash: '-ngrok'\n    condition: sel\n", "|windash"},
     {"    sel:\n        DestinationHostname|base64: 'ngrok'\n    condition: sel\n", "|base64"},
     {"    sel:\n        Image|endswith: '/ngrok'\n    condition: sel\n", "Image"},
     {"    keywords:\n        - 'ngrok'\n    condition: keywords\n", "keyword"},
