@@ -775,6 +775,38 @@ START_TEST(test_obs_logsource_map)
 }
 END_TEST
 
+START_TEST(test_obs_re)
+{
+    struct ruleset *rs = obs_rules("    category: proxy\n",
+                                   "    sel:\n        c-uri|re: '\\?d=[0-9]{1,3}\\.[0-9]{1,3}$'\n"
+                                   "    sel2:\n        cs-host|re|i: '^API\\.'\n"
+                                   "    condition: 1 of sel*\n",
+                                   false);
+    struct rule_obs o;
+    struct rule_hit h[4];
+    obs_flow(&o, ROK_HTTP_REQUEST, "h.example", "198.51.100.1", 80);
+    o.method = sp("GET");
+    o.host = sp("h.example");
+    o.target = sp("/x.zip?d=10.22");
+    ck_assert_int_eq(hits_obs(rs, &o, h), 1);
+    o.target = sp("/x.zip?d=10.22.3");
+    ck_assert_int_eq(hits_obs(rs, &o, h), 0);
+    o.host = sp("api.example");
+    ck_assert_int_eq(hits_obs(rs, &o, h), 1);
+    ruleset_free(rs);
+    /* a pattern the matcher refuses skips its rule, naming it */
+    const char *yaml = "title: R\nid: 00000000-0000-4000-8000-000000000006\n"
+                       "logsource:\n    category: proxy\n"
+                       "detection:\n    sel:\n        c-uri|re: '(a)\\1'\n    condition: sel\n";
+    char *errs = NULL;
+    int rc;
+    rs = load_text(RULE_POLICY_SKIP, "r.yml", yaml, &rc, &errs);
+    ck_assert_msg(rc == 0 && strstr(errs, "regular expression"), "%s", errs);
+    free(errs);
+    ruleset_free(rs);
+}
+END_TEST
+
 START_TEST(test_obs_selftest)
 {
     struct ruleset *rs = ruleset_new(RULE_POLICY_ERROR);
@@ -823,6 +855,7 @@ Suite *tw_suite(void)
     tcase_add_test(tc, test_obs_process_filters);
     tcase_add_test(tc, test_obs_logsource_map);
     tcase_add_test(tc, test_obs_selftest);
+    tcase_add_test(tc, test_obs_re);
     suite_add_tcase(s, tc);
     return s;
 }
