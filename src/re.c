@@ -35,11 +35,23 @@ struct inst {
     uint32_t x, y;
 };
 
+/* Programs with at most 64 byte sets and no anchors also run bit-parallel: one bit per set
+ * instruction, a byte advances every live thread at once (the same automaton, faster). */
+struct bitnfa {
+    bool on;
+    bool start_match;    /* the empty text matches */
+    uint64_t start;      /* sets live at any position (a match may start anywhere) */
+    uint64_t follow[64]; /* sets live after set i consumed a byte */
+    uint64_t matchm;     /* sets after which the program can reach MATCH */
+    uint64_t bytes[256]; /* sets that accept byte c */
+};
+
 struct re {
     struct inst *prog;
     uint32_t n;
     uint8_t (*sets)[32];
     char sample[RE_SAMPLE];
+    struct bitnfa bp;
 };
 
 /* Parser state: the pattern, the tree being built, the first error. */
@@ -475,6 +487,83 @@ static void sample(const struct rp *r, int32_t nd, char *out, size_t *k)
     }
 }
 
+/* The sets (bit per set instruction) and MATCH reachable from pc without reading a byte. */
+static uint64_t closure(const struct re *re, const int *bit, uint32_t pc, bool *match)
+{
+    uint32_t stack[2 * RE_MAX_PROG + 2], sp = 0;
+    uint8_t seen[RE_MAX_PROG];
+    memset(seen, 0, re->n);
+    uint64_t m = 0;
+    stack[sp++] = pc;
+    while (sp) {
+        pc = stack[--sp];
+        if (seen[pc])
+            continue;
+        seen[pc] = 1;
+        const struct inst *in = &re->prog[pc];
+        if (in->op == I_JMP) {
+            stack[sp++] = in->x;
+        } else if (in->op == I_SPLIT) {
+            stack[sp++] = in->x;
+            stack[sp++] = in->y;
+        } else if (in->op == I_SET) {
+            m |= 1ull << bit[pc];
+        } else if (in->op == I_MATCH) {
+            *match = true;
+        }
+    }
+    return m;
+}
+
+/* Builds the bit-parallel form when the program is small enough and has no anchors. */
+static void bit_build(struct re *re)
+{
+    static _Thread_local int bit[RE_MAX_PROG]; /* compile time only; only set pcs are read */
+    memset(bit, 0, sizeof(bit));
+    uint32_t pcs[64];
+    int k = 0;
+    for (uint32_t pc = 0; pc < re->n; pc++) {
+        const struct inst *in = &re->prog[pc];
+        if (in->op == I_BOL || in->op == I_EOL || (in->op == I_SET && k == 64))
+            return;
+        if (in->op == I_SET) {
+            pcs[k] = pc;
+            bit[pc] = k++;
+        }
+    }
+    struct bitnfa *b = &re->bp;
+    memset(b, 0, sizeof(*b));
+    b->start = closure(re, bit, 0, &b->start_match);
+    for (int i = 0; i < k; i++) {
+        bool m = false;
+        b->follow[i] = closure(re, bit, pcs[i] + 1, &m);
+        if (m)
+            b->matchm |= 1ull << i;
+        for (unsigned c = 0; c < 256; c++)
+            if (set_has(re->sets[re->prog[pcs[i]].x], c))
+                b->bytes[c] |= 1ull << i;
+    }
+    b->on = true;
+}
+
+static bool bit_search(const struct bitnfa *b, const uint8_t *s, size_t n)
+{
+    if (b->start_match)
+        return true;
+    uint64_t st = b->start;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t act = st & b->bytes[s[i]];
+        if (act & b->matchm)
+            return true;
+        st = b->start;
+        while (act) {
+            st |= b->follow[__builtin_ctzll(act)];
+            act &= act - 1;
+        }
+    }
+    return false;
+}
+
 static int finish(struct rp *r, int32_t root, struct re **out)
 {
     struct re *re = calloc(1, sizeof(*re));
@@ -498,6 +587,7 @@ static int finish(struct rp *r, int32_t root, struct re **out)
     re->sample[k] = '\0';
     re->sets = r->sets; /* the program owns the sets from here */
     r->sets = NULL;
+    bit_build(re);
     *out = re;
     return TW_OK;
 }
@@ -593,6 +683,13 @@ static void addthread(struct vm *v, int li, uint32_t pc, size_t pos, size_t n)
 }
 
 bool re_search(const struct re *re, const uint8_t *s, size_t n)
+{
+    if (re->bp.on)
+        return bit_search(&re->bp, s, n);
+    return re_search_nfa(re, s, n);
+}
+
+bool re_search_nfa(const struct re *re, const uint8_t *s, size_t n)
 {
     static _Thread_local struct vm v; /* 80 KB: too big for the matcher's stack */
     v.re = re;

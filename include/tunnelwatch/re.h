@@ -35,8 +35,11 @@ int re_compile(const char *pat, size_t n, bool icase, struct re **out, char *err
                size_t errlen) TW_WUR;
 void re_free(struct re *re);
 
-/* Whether the pattern matches somewhere in s[0..n). */
+/* Whether the pattern matches somewhere in s[0..n). Small programs without anchors (at most
+ * 64 byte sets) run bit-parallel, the others on the Pike VM; both give the same answer. */
 bool re_search(const struct re *re, const uint8_t *s, size_t n);
+/* The Pike VM alone (tests and fuzzing compare the two). */
+bool re_search_nfa(const struct re *re, const uint8_t *s, size_t n);
 
 /* A short text the pattern matches (built from the pattern itself: first choices, minimum
  * repetitions), NUL-terminated; for rule self-tests. */

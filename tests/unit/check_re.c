@@ -13,6 +13,8 @@ static bool m(const char *pat, bool icase, const char *text)
     int rc = re_compile(pat, strlen(pat), icase, &re, err, sizeof(err));
     ck_assert_msg(rc == TW_OK, "%s: %s", pat, err);
     bool r = re_search(re, (const uint8_t *)text, strlen(text));
+    ck_assert_msg(r == re_search_nfa(re, (const uint8_t *)text, strlen(text)), "%s: engines differ",
+                  pat);
     /* the sample always matches its own pattern */
     const char *smp = re_sample(re);
     ck_assert_msg(re_search(re, (const uint8_t *)smp, strlen(smp)) || strchr(pat, '^') ||
