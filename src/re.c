@@ -51,6 +51,7 @@ struct re {
     uint32_t n;
     uint8_t (*sets)[32];
     char sample[RE_SAMPLE];
+    size_t minlen; /* no shorter text matches: '.{150}' rejects a host name at once */
     struct bitnfa bp;
 };
 
@@ -458,6 +459,29 @@ static void emit(struct rc *c, int32_t nd)
     }
 }
 
+/* The length of the shortest text node nd matches (capped: it only rejects short texts). */
+static size_t min_len(const struct rp *r, int32_t nd)
+{
+    const struct node *n = &r->nodes[nd];
+    size_t a, b;
+    switch (n->kind) {
+    case N_SET:
+        return 1;
+    case N_CAT:
+        a = min_len(r, n->a) + min_len(r, n->b);
+        return a > RE_MAX_PATTERN * RE_MAX_REPEAT ? RE_MAX_PATTERN * RE_MAX_REPEAT : a;
+    case N_ALT:
+        a = min_len(r, n->a);
+        b = min_len(r, n->b);
+        return a < b ? a : b;
+    case N_REP:
+        a = min_len(r, n->a) * n->min;
+        return a > RE_MAX_PATTERN * RE_MAX_REPEAT ? RE_MAX_PATTERN * RE_MAX_REPEAT : a;
+    default:
+        return 0;
+    }
+}
+
 /* First choices, minimum repetitions: a text the pattern matches (anchors aside). */
 static void sample(const struct rp *r, int32_t nd, char *out, size_t *k)
 {
@@ -585,6 +609,7 @@ static int finish(struct rp *r, int32_t root, struct re **out)
     size_t k = 0;
     sample(r, root, re->sample, &k);
     re->sample[k] = '\0';
+    re->minlen = min_len(r, root);
     re->sets = r->sets; /* the program owns the sets from here */
     r->sets = NULL;
     bit_build(re);
@@ -684,6 +709,8 @@ static void addthread(struct vm *v, int li, uint32_t pc, size_t pos, size_t n)
 
 bool re_search(const struct re *re, const uint8_t *s, size_t n)
 {
+    if (n < re->minlen)
+        return false;
     if (re->bp.on)
         return bit_search(&re->bp, s, n);
     return re_search_nfa(re, s, n);
