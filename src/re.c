@@ -51,6 +51,7 @@ struct re {
     uint32_t n;
     uint8_t (*sets)[32];
     char sample[RE_SAMPLE];
+    size_t sample_len;
     size_t minlen; /* no shorter text matches: '.{150}' rejects a host name at once */
     struct bitnfa bp;
 };
@@ -609,6 +610,7 @@ static int finish(struct rp *r, int32_t root, struct re **out)
     size_t k = 0;
     sample(r, root, re->sample, &k);
     re->sample[k] = '\0';
+    re->sample_len = k;
     re->minlen = min_len(r, root);
     re->sets = r->sets; /* the program owns the sets from here */
     r->sets = NULL;
@@ -660,8 +662,9 @@ void re_free(struct re *re)
     free(re);
 }
 
-const char *re_sample(const struct re *re)
+const char *re_sample(const struct re *re, size_t *len)
 {
+    *len = re ? re->sample_len : 0;
     return re ? re->sample : "";
 }
 

@@ -2905,7 +2905,7 @@ static void syn_value(struct synth *s, const struct ruleset *rs, const struct ri
     }
     char t[SYN_TEXT];
     if (v->re)
-        snprintf(t, sizeof(t), "%s", re_sample(v->re));
+        snprintf(t, sizeof(t), "%s", re_sample(v->re, &(size_t){0}));
     else
         sample(v, t, sizeof(t));
     switch (v->mod) {

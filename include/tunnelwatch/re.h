@@ -42,7 +42,8 @@ bool re_search(const struct re *re, const uint8_t *s, size_t n);
 bool re_search_nfa(const struct re *re, const uint8_t *s, size_t n);
 
 /* A short text the pattern matches (built from the pattern itself: first choices, minimum
- * repetitions), NUL-terminated; for rule self-tests. */
-const char *re_sample(const struct re *re);
+ * repetitions; at most 1023 bytes), its length in *len (it may hold NUL bytes, and is
+ * NUL-terminated too); for rule self-tests. */
+const char *re_sample(const struct re *re, size_t *len);
 
 #endif /* TW_RE_H */
