@@ -1472,6 +1472,63 @@ def cap_dns_tcp_port8053():
     return cap
 
 
+def http_ua_request(cap, client, server, host, ua, path="/"):
+    rng = cap.rng
+    fl = TcpFlow(cap, client, server, rng.randrange(40000, 60999), 80)
+    fl.open()
+    req = (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {ua}\r\nAccept: */*\r\n\r\n").encode()
+    f = fl.send(True, req, ack_every=0)[-1]
+    cap.note(f, "http_host", host, client, server, 80)
+    fl.seg(False, TCP_ACK, dt_us=20000)
+    fl.send(False, http_resp(rng, 100))
+    fl.close()
+
+
+def tls_hello_only(cap, client, server, sni):
+    fl = TcpFlow(cap, client, server, cap.rng.randrange(40000, 60999), 443)
+    fl.open()
+    f = fl.send(True, tls_records(client_hello(cap.rng, sni)), ack_every=0)[-1]
+    cap.note(f, "tls_sni", sni, client, server, 443)
+    fl.seg(False, TCP_ACK, dt_us=20000)
+    fl.close()
+
+
+def cap_sigma_network():
+    cap = Capture("sigma_network.pcap", desc="SigmaHQ network rules on the wire: TLS SNI app1.localto.net, "
+                  "demo-x.trycloudflare.com, abcd1234-8080.euw.devtunnels.ms (LocaltoNet, Cloudflared, "
+                  "DevTunnels network_connection rules, Initiated); HTTP User-Agent rclone/v1.66.0 (proxy rule); "
+                  "a TCP connection to 198.51.100.88:4444 (DestinationPort rule); DNS query "
+                  "mainnet-seed-0001.nkn.org (Zeek DNS rule); then benign look-alikes of each: "
+                  "localto.net.example.org, trycloudflare.co, devtunnels.ms.example.org, User-Agents "
+                  "rclone-helper/1.0 and Mozilla/5.0 rclone/v1, port 4445, 4444 to 10.20.30.40, www.nkn.org, "
+                  "seed.nkn.com")
+    for i, sni in enumerate(("app1.localto.net", "demo-x.trycloudflare.com", "abcd1234-8080.euw.devtunnels.ms")):
+        tls_hello_only(cap, f"10.1.0.{190 + i}", f"203.0.113.{41 + i}", sni)
+        cap.wait(0.1)
+    http_ua_request(cap, "10.1.0.193", "198.51.100.77", "files.example.net", "rclone/v1.66.0", "/upload")
+    cap.wait(0.1)
+    fl = TcpFlow(cap, "10.1.0.194", "198.51.100.88", 45194, 4444)
+    fl.open()
+    fl.send(True, b"\x00\x01hello")
+    fl.close()
+    cap.wait(0.1)
+    dns_exchange(cap, "10.1.0.195", "192.0.2.53", "mainnet-seed-0001.nkn.org", ["198.51.100.99"], ttl=60)
+    cap.wait(0.5)
+    for i, sni in enumerate(("localto.net.example.org", "trycloudflare.co", "devtunnels.ms.example.org")):
+        tls_hello_only(cap, f"10.1.0.{196 + i}", f"203.0.113.{51 + i}", sni)
+        cap.wait(0.1)
+    http_ua_request(cap, "10.1.0.199", "198.51.100.78", "files.example.net", "rclone-helper/1.0")
+    http_ua_request(cap, "10.1.0.199", "198.51.100.78", "files.example.net", "Mozilla/5.0 rclone/v1")
+    for dst, port in (("198.51.100.89", 4445), ("10.20.30.40", 4444)):
+        fl = TcpFlow(cap, "10.1.0.200", dst, 45200 + port % 7, port)
+        fl.open()
+        fl.send(True, b"\x00\x01hello")
+        fl.close()
+    for name in ("www.nkn.org", "seed.nkn.com"):
+        dns_exchange(cap, "10.1.0.201", "192.0.2.53", name, ["198.51.100.98"], ttl=60)
+    return cap
+
+
 def all_captures():
     return [
         cap_demo(), cap_seed_names(), cap_seed_quic(), cap_tls_split(), cap_tls_split7_ooo(),
@@ -1514,6 +1571,7 @@ def all_captures():
         cap_proxy_connect_tls(), cap_socks5_tls(), cap_smtp_starttls(), cap_proxy_v2_tls(), cap_http_pipelined(),
         cap_tcp_fastopen_tls(), cap_dns_cname_chain(), cap_tls_hrr(), cap_http_retrans(),
         cap_transit_external(), cap_dns_udp_port5300(), cap_dns_tcp_port8053(),
+        cap_sigma_network(),
     ]
 
 

@@ -342,6 +342,38 @@ static void ecs_flow_end(struct jw *w, const struct alert_rec *r, bool host_is_c
         jw_str(w, "tunnelwatch.flow.end_reason", r->end_reason);
 }
 
+/* The observation's fields the rule matched on (raised alerts), in ECS or ASIM names. The
+ * flow's addresses and ports are written with the endpoints already. */
+static void matched_fields(struct jw *w, const struct alert_rec *r, bool asim)
+{
+    const struct rule_obs *o = r->obs;
+    if (r->relaxed)
+        jw_bool(w, asim ? "RuleRelaxed" : "tunnelwatch.rule_relaxed", true);
+    if (!o)
+        return;
+    unsigned m = r->matched;
+    if ((m & (RF_URL | RF_URI | RF_URI_STEM | RF_URI_QUERY | RF_URI_EXT)) && o->target.p)
+        jw_strn(w, asim ? "Url" : "url.original", o->target.p, o->target.n);
+    if ((m & RF_UA) && o->user_agent.p)
+        jw_strn(w, asim ? "HttpUserAgent" : "user_agent.original", o->user_agent.p,
+                o->user_agent.n);
+    if ((m & RF_METHOD) && o->method.p)
+        jw_strn(w, asim ? "HttpRequestMethod" : "http.request.method", o->method.p, o->method.n);
+    if ((m & RF_REFERER) && o->referer.p)
+        jw_strn(w, asim ? "HttpReferrer" : "http.request.referrer", o->referer.p, o->referer.n);
+    if ((m & RF_HTTP_HOST) && o->host.p)
+        jw_strn(w, asim ? "HttpHost" : "url.domain", o->host.p, o->host.n);
+    if ((m & RF_STATUS) && o->status > 0)
+        jw_u64(w, asim ? "HttpStatusCode" : "http.response.status_code", (uint64_t)o->status);
+    if ((m & RF_QTYPE) && o->qtype) {
+        const char *qt = rule_qtype_name(o->qtype);
+        if (qt)
+            jw_str(w, asim ? "DnsQueryTypeName" : "dns.question.type", qt);
+        else if (asim)
+            jw_u64(w, "DnsQueryType", o->qtype);
+    }
+}
+
 static void format_ecs(struct jw *w, const struct alert_rec *r)
 {
     bool host_is_cli = tw_addr_eq(&r->host, &r->cli);
@@ -351,6 +383,7 @@ static void format_ecs(struct jw *w, const struct alert_rec *r)
     ecs_endpoints(w, r, host_is_cli);
     ecs_network(w, r);
     ecs_evidence(w, r);
+    matched_fields(w, r, false);
     if (r->type == ALERT_UPDATE || r->type == ALERT_RAISED) {
         if (r->first_seen.sec)
             fmt_time(w, "event.start", r->first_seen);
@@ -471,6 +504,7 @@ static void format_asim(struct jw *w, const struct alert_rec *r)
     jw_begin(w);
     asim_event(w, r);
     asim_session(w, r, host_is_cli);
+    matched_fields(w, r, true);
     asim_additional(w, r);
     jw_end(w);
 }

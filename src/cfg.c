@@ -27,19 +27,20 @@
 #include "tunnelwatch/cfg.h"
 
 enum ktype {
-    K_STR,   /* char *, "" kept as "" */
-    K_OSTR,  /* optional char *, "" -> NULL */
-    K_INT,   /* int */
-    K_U32,   /* uint32_t */
-    K_U64,   /* uint64_t */
-    K_LONG,  /* long */
-    K_BOOL,  /* bool */
-    K_STRS,  /* char *[CFG_MAX_LIST] + size_t count; rules.paths only resolve relative */
-    K_CIDRS, /* struct cfg_cidr[] + count */
-    K_ADDRS, /* struct tw_addr[] + count */
-    K_UNSUP, /* "error" | "skip" -> rules.skip_unsupported */
-    K_MODES, /* ["stream","channel","list"] -> redis.mode_* */
-    K_ALLOW, /* allowlist: own reader, not settable with --set */
+    K_STR,     /* char *, "" kept as "" */
+    K_OSTR,    /* optional char *, "" -> NULL */
+    K_INT,     /* int */
+    K_U32,     /* uint32_t */
+    K_U64,     /* uint64_t */
+    K_LONG,    /* long */
+    K_BOOL,    /* bool */
+    K_STRS,    /* char *[CFG_MAX_LIST] + size_t count; rules.paths only resolve relative */
+    K_CIDRS,   /* struct cfg_cidr[] + count */
+    K_ADDRS,   /* struct tw_addr[] + count */
+    K_UNSUP,   /* "error" | "skip" -> rules.skip_unsupported */
+    K_FILTERS, /* "skip" | "drop" -> rules.drop_process_filters */
+    K_MODES,   /* ["stream","channel","list"] -> redis.mode_* */
+    K_ALLOW,   /* allowlist: own reader, not settable with --set */
 };
 
 /* A string check: NULL when fine, else the problem. */
@@ -111,6 +112,7 @@ static const struct key keys[] = {
     KL("rules.paths", K_STRS, rules.paths, rules.n_paths),
     {"rules.on_unsupported", K_UNSUP, OFF(rules.skip_unsupported), 0, 0, 0, NULL},
     KB("rules.dns_query_as_destination", rules.dns_query_as_destination),
+    {"rules.unobservable_filters", K_FILTERS, OFF(rules.drop_process_filters), 0, 0, 0, NULL},
     {"allowlist", K_ALLOW, OFF(allow), OFF(n_allow), 0, CFG_MAX_LIST, NULL},
     KN("flow.max_flows", K_U32, flow.max_flows, 1024, 1 << 26),
     KN("flow.idle_timeout_s", K_U32, flow.idle_timeout_s, 1, 86400),
@@ -933,6 +935,13 @@ static int apply(struct tw_cfg *cfg, struct rep *r, const struct key *k, const s
             return 0;
         }
         problem(r, line, k->path, "\"%s\": use \"error\" or \"skip\"", v->s);
+        return -1;
+    case K_FILTERS:
+        if (strcmp(v->s, "skip") == 0 || strcmp(v->s, "drop") == 0) {
+            cfg->rules.drop_process_filters = strcmp(v->s, "drop") == 0;
+            return 0;
+        }
+        problem(r, line, k->path, "\"%s\": use \"skip\" or \"drop\"", v->s);
         return -1;
     case K_MODES:
         return apply_modes(cfg, r, k, v);
@@ -1892,6 +1901,9 @@ static void print_value(FILE *out, const struct tw_cfg *cfg, const struct key *k
     }
     case K_UNSUP:
         fputs(cfg->rules.skip_unsupported ? "\"skip\"" : "\"error\"", out);
+        break;
+    case K_FILTERS:
+        fputs(cfg->rules.drop_process_filters ? "\"drop\"" : "\"skip\"", out);
         break;
     case K_MODES: {
         const char *sep = " ";

@@ -23,6 +23,7 @@ static void usage(FILE *out)
           "  -F FILE             BPF expression from FILE     -B MiB    kernel buffer size\n"
           "  -s SNAPLEN          snapshot length              -Z USER   drop privileges to USER\n"
           "  -T, --check-config  validate, print the effective configuration, exit\n"
+          "  --selftest-rules    match each rule against observations built from its own values\n"
           "  --set KEY=VALUE     override any configuration key (repeatable)\n"
           "  --names             print every hostname observation as TSV (investigation)\n"
           "  --alerts FILE|-     write alert records (JSON lines)\n"
@@ -50,6 +51,7 @@ enum {
     OPT_MAXPKT,
     OPT_PIDFILE,
     OPT_WORKERS,
+    OPT_SELFTEST,
 };
 
 static const struct option long_opts[] = {
@@ -59,6 +61,7 @@ static const struct option long_opts[] = {
     {"rules", required_argument, NULL, 'R'},
     {"list-interfaces", no_argument, NULL, 'D'},
     {"check-config", no_argument, NULL, 'T'},
+    {"selftest-rules", no_argument, NULL, OPT_SELFTEST},
     {"set", required_argument, NULL, OPT_SET},
     {"names", no_argument, NULL, OPT_NAMES},
     {"alerts", required_argument, NULL, OPT_ALERTS},
@@ -155,6 +158,9 @@ static int other_opt(struct cli_args *a, int c, const char *arg)
         return 0;
     case 'T':
         a->check = true;
+        return 0;
+    case OPT_SELFTEST:
+        a->selftest = true;
         return 0;
     case OPT_NAMES:
         a->names = true;
@@ -378,6 +384,7 @@ struct ruleset *cli_load_rules(const struct tw_cfg *cfg, FILE *err, int *status)
         *status = 1;
         return NULL;
     }
+    ruleset_set_drop_filters(rs, cfg->rules.drop_process_filters);
     for (size_t i = 0; i < cfg->rules.n_paths; i++) {
         if (ruleset_load(rs, cfg->rules.paths[i], err) < 0) {
             ruleset_free(rs);
@@ -405,6 +412,22 @@ void cli_print_check(const struct tw_cfg *cfg, const struct ruleset *rules, FILE
             rsum.fields & RF_QUERY ? " QueryName" : "");
     for (size_t i = 0; i < ruleset_rule_count(rules); i++) {
         const struct rule *ru = ruleset_rule(rules, i);
-        fprintf(out, "#   %s  %-8s %s\n", ru->id, ru->level ? ru->level : "-", ru->title);
+        fprintf(out, "#   %s  %-8s %s%s\n", ru->id, ru->level ? ru->level : "-", ru->title,
+                ru->relaxed ? " (relaxed: process filters dropped)" : "");
     }
+    cli_print_field_map(out);
+    const char *why;
+    size_t n;
+    for (size_t i = 0; ruleset_skip_reason(rules, i, &why, &n); i++)
+        fprintf(out, "%s%5zu  %s\n", i ? "#" : "# skipped, by reason:\n#", n, why);
+}
+
+void cli_print_field_map(FILE *out)
+{
+    const char *name;
+    char ls[160];
+    unsigned bit;
+    fprintf(out, "# field map: Sigma field, logsource, what the wire shows\n");
+    for (size_t i = 0; ruleset_field_map(i, &name, ls, sizeof(ls), &bit); i++)
+        fprintf(out, "#   %-22s %-34s %s\n", name, ls, ruleset_field_doc(bit));
 }

@@ -22,6 +22,7 @@
 #include "tunnelwatch/extract.h"
 #include "tunnelwatch/flow.h"
 #include "tunnelwatch/frag.h"
+#include "tunnelwatch/http.h"
 #include "tunnelwatch/record.h"
 #include "tunnelwatch/summary.h"
 
@@ -182,10 +183,13 @@ static struct attrib_verdict blame(struct engine *e, const struct obs *ob, struc
 }
 
 /* The record of a hit, before the allowlist and dedup decide its type. */
-static void hit_record(struct engine *e, const struct obs *ob, const struct rule_hit *hit,
-                       struct alert_rec *r)
+static void hit_record(struct engine *e, const struct obs *ob, const struct rule_obs *ro,
+                       const struct rule_hit *hit, struct alert_rec *r)
 {
     memset(r, 0, sizeof(*r));
+    r->obs = ro;
+    r->matched = hit->fields;
+    r->relaxed = hit->relaxed;
     struct attrib_verdict v = blame(e, ob, r);
     r->ts = e->now;
     r->rule = hit->rule;
@@ -249,12 +253,13 @@ static void flag_flow(struct engine *e, const struct obs *ob, const struct incid
     summary_flow(e->sum, &r->host);
 }
 
-static void handle_hit(struct engine *e, const struct obs *ob, const struct rule_hit *hit)
+static void handle_hit(struct engine *e, const struct obs *ob, const struct rule_obs *ro,
+                       const struct rule_hit *hit)
 {
     struct alert_rec r;
     e->st.hits++;
     flow_ja4(ob);
-    hit_record(e, ob, hit, &r);
+    hit_record(e, ob, ro, hit, &r);
     if (allowlisted(e, &r))
         return;
     /* transit traffic (neither side internal): an event record unless alert.external says
@@ -269,6 +274,59 @@ static void handle_hit(struct engine *e, const struct obs *ob, const struct rule
         flag_flow(e, ob, in, &r);
 }
 
+_Static_assert((int)NK_DNS_QUERY == (int)ROK_DNS_QUERY &&
+                   (int)NK_HTTP_HOST == (int)ROK_HTTP_REQUEST &&
+                   (int)NK_PROXY_TARGET == (int)ROK_PROXY_TARGET,
+               "name kinds and rule observation kinds share their order");
+
+static struct rule_span span(const uint8_t *p, size_t n)
+{
+    struct rule_span s = {p, n};
+    return s;
+}
+
+/* The flow's 5-tuple (client -> server), or the packet's when there is no flow. */
+static void rule_obs_flow(struct rule_obs *ro, const struct flow *f, const struct dec_pkt *p)
+{
+    ro->has_flow = ro->initiated = f || p;
+    if (f) {
+        ro->src = f->cli;
+        ro->dst = f->srv;
+        ro->sport = f->cport;
+        ro->dport = f->sport;
+        ro->proto = f->proto;
+    } else if (p) {
+        ro->src = p->src;
+        ro->dst = p->dst;
+        ro->sport = p->sport;
+        ro->dport = p->dport;
+        ro->proto = p->proto;
+    }
+}
+
+/* What the rules see of an observation: the name, the 5-tuple, DNS and HTTP request facts. */
+static void rule_obs_of(const struct engine *e, const struct obs *ob, struct rule_obs *ro)
+{
+    memset(ro, 0, sizeof(*ro));
+    ro->kind = (enum rule_obs_kind)ob->kind;
+    ro->name = ob->name;
+    ro->name_len = ob->len;
+    ro->name_fields = RF_DEST_HOST;
+    if (ob->kind == NK_DNS_QUERY)
+        ro->name_fields = RF_QUERY | (e->cfg->rules.dns_query_as_destination ? RF_DEST_HOST : 0u);
+    rule_obs_flow(ro, ob->f, ob->p);
+    ro->qtype = ob->qtype;
+    const struct http_req *rq = ob->http;
+    if (rq) {
+        ro->method = span(rq->method, rq->method_len);
+        ro->target = span(rq->target, rq->target_len);
+        ro->host = span(rq->host, rq->host_len);
+        ro->user_agent = span(rq->user_agent, rq->user_agent_len);
+        ro->cookie = span(rq->cookie, rq->cookie_len);
+        ro->referer = span(rq->referer, rq->referer_len);
+    }
+}
+
 /* Every name the parsers observe: counted, printed with --names, matched against the rules. */
 static void observe(void *ud, const struct obs *ob)
 {
@@ -278,13 +336,32 @@ static void observe(void *ud, const struct obs *ob)
         names_row(e, ob);
     if (!e->rules || ob->len == 0)
         return;
-    unsigned fields = RF_DEST_HOST;
-    if (ob->kind == NK_DNS_QUERY)
-        fields = RF_QUERY | (e->cfg->rules.dns_query_as_destination ? RF_DEST_HOST : 0u);
+    struct rule_obs ro;
+    rule_obs_of(e, ob, &ro);
     struct rule_hit hits[MAX_HITS];
-    int n = ruleset_match(e->rules, fields, ob->name, ob->len, hits, MAX_HITS);
+    int n = ruleset_match_obs(e->rules, &ro, hits, MAX_HITS);
     for (int i = 0; i < n; i++)
-        handle_hit(e, ob, &hits[i]);
+        handle_hit(e, ob, &ro, &hits[i]);
+}
+
+/* A new flow against the rules on flow facts alone (ports, addresses, Initiated); a hit's
+ * evidence name is the server address. */
+static void observe_flow(struct engine *e, struct flow *f, const struct dec_pkt *p)
+{
+    struct rule_obs ro;
+    memset(&ro, 0, sizeof(ro));
+    ro.kind = ROK_FLOW;
+    rule_obs_flow(&ro, f, p);
+    struct rule_hit hits[MAX_HITS];
+    int n = ruleset_match_obs(e->rules, &ro, hits, MAX_HITS);
+    if (n <= 0)
+        return;
+    char dst[TW_ADDR_STRLEN];
+    tw_addr_str(&f->srv, dst, sizeof(dst));
+    struct obs ob = {
+        .kind = NK_FLOW, .name = (const uint8_t *)dst, .len = strlen(dst), .p = p, .f = f};
+    for (int i = 0; i < n; i++)
+        handle_hit(e, &ob, &ro, &hits[i]);
 }
 
 /* ---------- DNS messages ---------- */
@@ -389,7 +466,8 @@ static void dns_message(void *ud, const struct dec_pkt *p, struct flow *f, const
                          .name = (const uint8_t *)m.q[i].name,
                          .len = strlen(m.q[i].name),
                          .p = p,
-                         .f = f};
+                         .f = f,
+                         .qtype = m.q[i].qtype};
         observe(e, &ob);
     }
 }
@@ -459,6 +537,8 @@ static void flow_end(void *ud, struct flow *f, enum flow_end_reason why)
 static void flow_start(struct engine *e, struct flow *f, struct fstate *fs, const struct dec_pkt *p)
 {
     fs->started = true;
+    if (e->rules && ruleset_wants(e->rules, ROK_FLOW))
+        observe_flow(e, f, p);
     if (!e->rules || f->sport == 53 || f->cport == 53)
         return;
     const struct dnsmap_entry *de =

@@ -24,7 +24,7 @@ static const char *const kind_names[NK__COUNT] = {"dns_query", "tls_sni",    "qu
 
 const char *name_kind_str(enum name_kind k)
 {
-    return (unsigned)k < NK__COUNT ? kind_names[k] : "?";
+    return (unsigned)k < NK__COUNT ? kind_names[k] : k == NK_FLOW ? "flow" : "?";
 }
 
 /* The pool takes a stalled QUIC Initial state back: the flow gives up on QUIC. */
@@ -249,8 +249,12 @@ static void tcp_http(struct extractor *x, struct xflow *xf, const struct dec_pkt
             return;
         }
         if (r == TW_OK && rq.host_len) {
-            struct obs ob = {
-                .kind = NK_HTTP_HOST, .name = rq.host, .len = rq.host_len, .p = p, .f = f};
+            struct obs ob = {.kind = NK_HTTP_HOST,
+                             .name = rq.host,
+                             .len = rq.host_len,
+                             .p = p,
+                             .f = f,
+                             .http = &rq};
             name(x, &ob);
         } else if (r != TW_OK) {
             x->st.err_http++;

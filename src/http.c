@@ -188,9 +188,24 @@ static bool content_length(const uint8_t *v, size_t n, size_t *cl)
 struct head_fields {
     const uint8_t *host;
     size_t host_len;
+    const uint8_t *ua, *cookie, *referer;
+    size_t ua_len, cookie_len, referer_len;
     bool have_host, have_cl, body_unknown;
     size_t cl;
 };
+
+/* A field value without its surrounding OWS (RFC 9110 5.6.3: SP / HTAB); never NULL. */
+static void ows_view(const uint8_t *v, size_t n, const uint8_t **out, size_t *out_len)
+{
+    while (n && (*v == ' ' || *v == '\t')) {
+        v++;
+        n--;
+    }
+    while (n && (v[n - 1] == ' ' || v[n - 1] == '\t' || v[n - 1] == '\r'))
+        n--;
+    *out = v;
+    *out_len = n;
+}
 
 /* One field line (RFC 9112 5: field-name ":" OWS field-value OWS). TW_OK or TW_EBAD. first:
  * no field line came before it. */
@@ -214,6 +229,15 @@ static int header_field(const uint8_t *p, size_t l, struct head_fields *f, bool 
         if (!f->have_host) /* the first Host counts; RFC 9110 7.2 forbids more than one */
             host_view(v, vn, &f->host, &f->host_len);
         f->have_host = true;
+    } else if (nl == 10 && strncasecmp((const char *)p, "user-agent", 10) == 0) {
+        if (!f->ua)
+            ows_view(v, vn, &f->ua, &f->ua_len);
+    } else if (nl == 6 && strncasecmp((const char *)p, "cookie", 6) == 0) {
+        if (!f->cookie)
+            ows_view(v, vn, &f->cookie, &f->cookie_len);
+    } else if (nl == 7 && strncasecmp((const char *)p, "referer", 7) == 0) {
+        if (!f->referer)
+            ows_view(v, vn, &f->referer, &f->referer_len);
     } else if (nl == 17 && strncasecmp((const char *)p, "transfer-encoding", 17) == 0) {
         f->body_unknown = true; /* RFC 9112 6.3: it overrides Content-Length; chunks unread */
     } else if (nl == 14 && strncasecmp((const char *)p, "content-length", 14) == 0) {
@@ -290,6 +314,15 @@ int http_parse_request(const uint8_t *buf, size_t len, struct http_req *out)
     out->host_len = f.host_len;
     out->target = target;
     out->target_len = target_len;
+    out->method = buf;
+    while (out->method_len < toff && is_tchar(buf[out->method_len]))
+        out->method_len++; /* the line starts with the method token (checked above) */
+    out->user_agent = f.ua;
+    out->user_agent_len = f.ua_len;
+    out->cookie = f.cookie;
+    out->cookie_len = f.cookie_len;
+    out->referer = f.referer;
+    out->referer_len = f.referer_len;
     out->connect = connect;
     out->head_len = head_len;
     if (connect) {

@@ -54,6 +54,8 @@ int main(int argc, char **argv)
         rules = cli_load_rules(cfg, stderr, &status);
     if (rules && a.check) {
         cli_print_check(cfg, rules, stdout);
+    } else if (rules && a.selftest) {
+        status = ruleset_selftest(rules, stdout) ? 1 : 0;
     } else if (rules) {
         status = run_sensor(&a, cfg, rules);
         cfg = NULL; /* freed by the sensor */

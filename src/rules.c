@@ -23,6 +23,7 @@
 #include <yaml.h>
 
 #include "tunnelwatch/ac.h"
+#include "tunnelwatch/re.h"
 #include "tunnelwatch/rules.h"
 
 #define MAX_FILE_SIZE   (512u << 20) /* a rule file or indicator list larger than this is refused */
@@ -32,25 +33,50 @@
 #define COND_MAX_NEST   32           /* parentheses / not nesting while parsing */
 #define MATCH_MAX_VALS  256          /* verified values remembered per observation */
 #define MATCH_MAX_RULES 64           /* rules touched per observation before the fallback */
+#define MAX_REASONS     64           /* distinct skip reasons tallied for -T */
 
-enum val_mod { MOD_EQ, MOD_CONTAINS, MOD_STARTS, MOD_ENDS };
+enum val_mod {
+    MOD_EQ,
+    MOD_CONTAINS,
+    MOD_STARTS,
+    MOD_ENDS,
+    MOD_LT,
+    MOD_LTE,
+    MOD_GT,
+    MOD_GTE,
+    MOD_CIDR,
+    MOD_RE,
+    MOD_RE_I /* |re|i */
+};
+
+/* How a field's values compare: strings (globs), numbers, addresses (text globs or cidr),
+ * booleans. */
+enum fkind { FK_STR, FK_NUM, FK_ADDR, FK_BOOL };
 
 struct rval {
     const char *raw;     /* as written, NUL-terminated: reported as rule_hit.pattern */
-    const uint8_t *pat;  /* folded glob over the whole name */
+    const uint8_t *pat;  /* glob over the whole field (folded unless cased); NULL: no glob */
     const uint8_t *wild; /* per byte of pat: 0 literal, '*' or '?' */
     uint32_t len;        /* of pat */
     uint32_t item;
     uint32_t alen; /* anchor (longest literal run) length; 0: checked on every name */
     uint8_t mod;
-    uint8_t plain; /* the value had no wildcard: its anchor is the whole value */
+    uint8_t plain;      /* the value had no wildcard: its anchor is the whole value */
+    uint8_t cased;      /* |cased: the glob compares bytes as they are */
+    uint8_t prefix;     /* MOD_CIDR: prefix length */
+    int64_t num;        /* FK_NUM value, FK_BOOL 0/1 */
+    struct tw_addr net; /* MOD_CIDR */
+    struct re *re;      /* MOD_RE: owned (freed with the set, or when its rule is skipped) */
 };
 
 struct ritem {
     uint32_t first_val, n_vals;
     uint32_t rule;
-    uint8_t fields;
+    uint32_t fields; /* the one enum rule_field bit of its field */
     uint8_t all;
+    uint8_t kind;   /* enum fkind */
+    uint8_t isnull; /* 'field: null': holds when the field is absent or empty */
+    uint8_t scalar; /* numbers, booleans, cidr: compared directly, never AC anchors */
 };
 
 struct rgroup {
@@ -60,6 +86,10 @@ struct rgroup {
 struct rsel {
     const char *name;
     uint32_t first_group, n_groups; /* OR */
+    const char *proc; /* a process field one of its items uses (items on it not stored) */
+    uint8_t ref_pos;  /* the condition uses it un-negated */
+    uint8_t ref_neg;  /* ... or negated */
+    uint8_t dropped;  /* a process filter dropped: always false */
 };
 
 /* Condition program, postfix: OP_SEL | local selection index pushes, the others pop. */
@@ -73,7 +103,10 @@ struct rrule {
     uint32_t first_sel, n_sels;
     uint32_t first_op, n_ops;
     uint8_t indicator; /* an indicator list: true when a listed domain matched */
-    uint8_t always;    /* condition holds with no selection true: evaluate on every name */
+    uint8_t always;    /* may hold with no string value matched: evaluate on every name */
+    uint8_t kinds;     /* bits 1 << enum rule_obs_kind it is evaluated on */
+    int32_t need;      /* a local selection the condition cannot hold without, or -1: checked
+                        * first, so most observations skip the whole program */
 };
 
 struct dom {
@@ -92,6 +125,10 @@ struct chunk {
 struct ruleset {
     enum rule_policy policy;
     int built;
+    bool drop_filters;
+    uint8_t kinds;              /* union of the rules' kinds */
+    unsigned uses;              /* union of the rules' field bits */
+    unsigned kuses[ROK__COUNT]; /* per kind: bits that rules of that kind compare as text */
     struct chunk *arena;
     struct rrule *rules;
     size_t n_rules, cap_rules;
@@ -118,6 +155,11 @@ struct ruleset {
     uint32_t *always; /* rules to evaluate on every name */
     size_t n_always;
     size_t files, skipped;
+    struct reason {
+        char *text; /* arena */
+        size_t count;
+    } reasons[MAX_REASONS]; /* distinct skip reasons; the rest counted in the last one */
+    size_t n_reasons;
 };
 
 static inline uint8_t fold(uint8_t c)
@@ -182,10 +224,18 @@ struct ruleset *ruleset_new(enum rule_policy policy)
     return rs;
 }
 
+void ruleset_set_drop_filters(struct ruleset *rs, bool drop)
+{
+    if (rs)
+        rs->drop_filters = drop;
+}
+
 void ruleset_free(struct ruleset *rs)
 {
     if (!rs)
         return;
+    for (size_t i = 0; i < rs->n_vals; i++)
+        re_free(rs->vals[i].re);
     while (rs->arena) {
         struct chunk *n = rs->arena->next;
         free(rs->arena);
@@ -210,14 +260,15 @@ void ruleset_free(struct ruleset *rs)
 
 /* Sigma wildcard match of a folded glob against a name (any case). Greedy with one
  * backtrack point: O(len(pat) * len(name)) at worst, and both are short. */
-static bool glob_match(const uint8_t *p, const uint8_t *w, size_t pn, const uint8_t *s, size_t sn)
+static bool glob_match(const uint8_t *p, const uint8_t *w, size_t pn, const uint8_t *s, size_t sn,
+                       bool cased)
 {
     size_t pi = 0, si = 0, star_p = SIZE_MAX, star_s = 0;
     while (si < sn) {
         if (pi < pn && w[pi] == '*') {
             star_p = pi++;
             star_s = si;
-        } else if (pi < pn && (w[pi] == '?' || p[pi] == fold(s[si]))) {
+        } else if (pi < pn && (w[pi] == '?' || p[pi] == (cased ? s[si] : fold(s[si])))) {
             pi++;
             si++;
         } else if (star_p != SIZE_MAX) {
@@ -235,7 +286,9 @@ static bool glob_match(const uint8_t *p, const uint8_t *w, size_t pn, const uint
 /* Whether value v holds for the name, given an anchor hit ending at end (0: no hit known). */
 static bool val_check(const struct rval *v, const uint8_t *name, size_t len, size_t end)
 {
-    if (v->plain && end) {
+    if (v->re)
+        return re_search(v->re, name, len);
+    if (v->plain && end && !v->cased) {
         switch (v->mod) {
         case MOD_CONTAINS:
             return true;
@@ -247,7 +300,7 @@ static bool val_check(const struct rval *v, const uint8_t *name, size_t len, siz
             return end == len && len == v->alen;
         }
     }
-    return glob_match(v->pat, v->wild, v->len, name, len);
+    return glob_match(v->pat, v->wild, v->len, name, len, v->cased);
 }
 
 /* ---- diagnostics ----------------------------------------------------------------------- */
@@ -259,7 +312,45 @@ struct loader {
     const char *title, *id; /* of the rule being loaded, for messages */
     size_t line;            /* of the construct, 1-based; 0 unknown */
     int failed;             /* a rule error under RULE_POLICY_ERROR */
+    unsigned ls;            /* LS_* of the rule's logsource */
+    const char *sel_proc;   /* the selection being parsed uses this process field */
 };
+
+/* Counts a skip under its reason; a filter's own name is left out so that one reason
+ * gathers every rule it applies to. */
+static void tally_reason(struct ruleset *rs, const char *msg)
+{
+    char key[512];
+    const char *q = strncmp(msg, "filter '", 8) == 0 ? strchr(msg + 8, '\'') : NULL;
+    if (q)
+        snprintf(key, sizeof(key), "filter%s", q + 1);
+    else
+        snprintf(key, sizeof(key), "%s", msg);
+    for (size_t i = 0; i < rs->n_reasons; i++)
+        if (!strcmp(rs->reasons[i].text, key)) {
+            rs->reasons[i].count++;
+            return;
+        }
+    if (rs->n_reasons == MAX_REASONS) {
+        rs->reasons[MAX_REASONS - 1].count++;
+        return;
+    }
+    char *t = rs->n_reasons == MAX_REASONS - 1 ? arena_strndup(rs, "other reasons", 13)
+                                               : arena_strndup(rs, key, strlen(key));
+    if (!t)
+        return;
+    rs->reasons[rs->n_reasons].text = t;
+    rs->reasons[rs->n_reasons++].count = 1;
+}
+
+bool ruleset_skip_reason(const struct ruleset *rs, size_t i, const char **reason, size_t *count)
+{
+    if (!rs || i >= rs->n_reasons)
+        return false;
+    *reason = rs->reasons[i].text;
+    *count = rs->reasons[i].count;
+    return true;
+}
 
 /* One line per problem: file:line, the rule, the construct. Applies the policy. */
 __attribute__((format(printf, 2, 3))) static void rule_problem(struct loader *ld, const char *fmt,
@@ -276,10 +367,12 @@ __attribute__((format(printf, 2, 3))) static void rule_problem(struct loader *ld
                 ld->title ? ld->title : "?", ld->id ? ld->id : "no id",
                 ld->rs->policy == RULE_POLICY_SKIP ? " skipped" : "", msg);
     }
-    if (ld->rs->policy == RULE_POLICY_SKIP)
+    if (ld->rs->policy == RULE_POLICY_SKIP) {
         ld->rs->skipped++;
-    else
+        tally_reason(ld->rs, msg);
+    } else {
         ld->failed = 1;
+    }
 }
 
 /* ---- Sigma: YAML helpers --------------------------------------------------------------- */
@@ -394,27 +487,217 @@ static int set_techniques(struct ruleset *rs, struct rule *r)
 
 /* ---- Sigma: fields, modifiers, values --------------------------------------------------- */
 
-/* Sigma / ECS / ASIM field names the wire can show. */
-static unsigned field_bits(const char *f, size_t n)
+/* Logsources, as the field map knows them (a rule's logsource picks its column). */
+enum {
+    LS_NETCONN = 1 << 0,  /* category network_connection */
+    LS_FIREWALL = 1 << 1, /* category firewall */
+    LS_DNS = 1 << 2,      /* category dns_query, dns; service dns-client */
+    LS_PROXY = 1 << 3,    /* category proxy, webserver */
+    LS_ZDNS = 1 << 4,     /* product zeek, service dns */
+    LS_ZHTTP = 1 << 5,
+    LS_ZCONN = 1 << 6,
+    LS_ZSSL = 1 << 7,
+    LS_OTHER = 1 << 8, /* anything else, or no logsource */
+    LS_ALL = (1 << 9) - 1,
+    LS_ZEEK = LS_ZDNS | LS_ZHTTP | LS_ZCONN | LS_ZSSL,
+};
+
+static const char *const ls_names[] = {
+    "network_connection", "firewall", "dns_query/dns/dns-client",
+    "proxy/webserver",    "zeek/dns", "zeek/http",
+    "zeek/conn",          "zeek/ssl", "other",
+};
+
+/* The field map: Sigma (and ECS / ASIM / Zeek) names per logsource. */
+static const struct fmap {
+    const char *name;
+    unsigned bit;
+    unsigned ls;
+} fmap[] = {
+    {"DestinationHostname", RF_DEST_HOST, LS_ALL},
+    {"DestinationHost", RF_DEST_HOST, LS_ALL},
+    {"dst_host", RF_DEST_HOST, LS_ALL},
+    {"dst_hostname", RF_DEST_HOST, LS_ALL},
+    {"destination.domain", RF_DEST_HOST, LS_ALL},
+    {"destination.hostname", RF_DEST_HOST, LS_ALL},
+    {"DstHostname", RF_DEST_HOST, LS_ALL},
+    {"DstFQDN", RF_DEST_HOST, LS_ALL},
+    {"DstDomain", RF_DEST_HOST, LS_ALL},
+    {"ServerName", RF_DEST_HOST, LS_ALL},
+    {"tls.server_name", RF_DEST_HOST, LS_ALL},
+    {"url.domain", RF_DEST_HOST, LS_ALL},
+    {"QueryName", RF_QUERY, LS_ALL},
+    {"query", RF_QUERY, LS_ALL},
+    {"dns.question.name", RF_QUERY, LS_ALL},
+    {"DnsQuery", RF_QUERY, LS_ALL},
+    {"r-dns", RF_DEST_HOST, LS_PROXY},
+    {"server_name", RF_DEST_HOST, LS_ZSSL},
+    {"DestinationIp", RF_DST_IP, LS_NETCONN},
+    {"DestinationPort", RF_DST_PORT, LS_NETCONN},
+    {"SourceIp", RF_SRC_IP, LS_NETCONN},
+    {"SourcePort", RF_SRC_PORT, LS_NETCONN},
+    {"Protocol", RF_PROTO, LS_NETCONN},
+    {"Initiated", RF_INITIATED, LS_NETCONN},
+    {"DestinationIsIpv6", RF_DST_V6, LS_NETCONN},
+    {"SourceIsIpv6", RF_SRC_V6, LS_NETCONN},
+    {"dst_ip", RF_DST_IP, LS_FIREWALL | LS_PROXY},
+    {"src_ip", RF_SRC_IP, LS_FIREWALL | LS_PROXY},
+    {"dst_port", RF_DST_PORT, LS_FIREWALL},
+    {"src_port", RF_SRC_PORT, LS_FIREWALL},
+    {"record_type", RF_QTYPE, LS_DNS},
+    {"EventID", RF_EVENT_ID, LS_DNS},
+    {"c-useragent", RF_UA, LS_PROXY},
+    {"cs-user-agent", RF_UA, LS_PROXY},
+    {"cs-method", RF_METHOD, LS_PROXY},
+    {"c-uri", RF_URL, LS_PROXY},
+    {"cs-uri", RF_URI, LS_PROXY},
+    {"c-uri-stem", RF_URI_STEM, LS_PROXY},
+    {"cs-uri-stem", RF_URI_STEM, LS_PROXY},
+    {"c-uri-query", RF_URI_QUERY, LS_PROXY},
+    {"cs-uri-query", RF_URI_QUERY, LS_PROXY},
+    {"c-uri-extension", RF_URI_EXT, LS_PROXY},
+    {"cs-host", RF_HTTP_HOST, LS_PROXY},
+    {"cs-cookie", RF_COOKIE, LS_PROXY},
+    {"cs-referrer", RF_REFERER, LS_PROXY},
+    {"id.orig_h", RF_SRC_IP, LS_ZEEK},
+    {"id.orig_p", RF_SRC_PORT, LS_ZEEK},
+    {"id.resp_h", RF_DST_IP, LS_ZEEK},
+    {"id.resp_p", RF_DST_PORT, LS_ZEEK},
+    {"proto", RF_PROTO, LS_ZCONN},
+    {"qtype_name", RF_QTYPE, LS_ZDNS},
+    {"host", RF_HTTP_HOST, LS_ZHTTP},
+    {"uri", RF_URI, LS_ZHTTP},
+    {"user_agent", RF_UA, LS_ZHTTP},
+    {"method", RF_METHOD, LS_ZHTTP},
+    {"referrer", RF_REFERER, LS_ZHTTP},
+};
+
+/* What each bit is on the wire (index: bit number), and how its values compare. */
+static const struct fdoc {
+    const char *doc;
+    uint8_t kind;
+} fdocs[RF__BITS] = {
+    {"TLS SNI, QUIC SNI, HTTP Host, CONNECT/SOCKS target, flagged DNS answer, DNS query", FK_STR},
+    {"DNS query name", FK_STR},
+    {"flow client address (cidr or text)", FK_ADDR},
+    {"flow server address (cidr or text)", FK_ADDR},
+    {"flow client port", FK_NUM},
+    {"flow server port", FK_NUM},
+    {"IP protocol: tcp, udp", FK_STR},
+    {"'true' on every observation (the client opened the flow)", FK_BOOL},
+    {"client address is IPv6", FK_BOOL},
+    {"server address is IPv6", FK_BOOL},
+    {"DNS query type: A, AAAA, TXT, ...", FK_STR},
+    {"3008 on every DNS query", FK_NUM},
+    {"HTTP/1.x request method", FK_STR},
+    {"request URL (http://Host + target for origin-form)", FK_STR},
+    {"request-target as sent", FK_STR},
+    {"request path (target before '?')", FK_STR},
+    {"request query (after '?')", FK_STR},
+    {"extension of the path's last segment", FK_STR},
+    {"User-Agent header", FK_STR},
+    {"HTTP Host header, TLS/QUIC SNI", FK_STR},
+    {"Cookie header", FK_STR},
+    {"Referer header", FK_STR},
+    {"HTTP response status", FK_NUM},
+};
+
+/* Process fields: no packet shows them (see rules.unobservable_filters). */
+static bool process_field(const char *f, size_t n)
 {
-    static const char *const dest[] = {
-        "DestinationHostname", "DestinationHost",      "dst_host",        "dst_hostname",
-        "destination.domain",  "destination.hostname", "DstHostname",     "DstFQDN",
-        "DstDomain",           "ServerName",           "tls.server_name", "url.domain",
-    };
-    static const char *const query[] = {"QueryName", "query", "dns.question.name", "DnsQuery"};
-    for (size_t i = 0; i < TW_ARRAY_LEN(dest); i++)
-        if (strlen(dest[i]) == n && strncasecmp(dest[i], f, n) == 0)
-            return RF_DEST_HOST;
-    for (size_t i = 0; i < TW_ARRAY_LEN(query); i++)
-        if (strlen(query[i]) == n && strncasecmp(query[i], f, n) == 0)
-            return RF_QUERY;
+    static const char *const proc[] = {
+        "Image",         "ParentImage",       "CommandLine",      "User",
+        "ParentUser",    "ParentCommandLine", "OriginalFileName", "CurrentDirectory",
+        "IntegrityLevel"};
+    for (size_t i = 0; i < TW_ARRAY_LEN(proc); i++)
+        if (strlen(proc[i]) == n && strncasecmp(proc[i], f, n) == 0)
+            return true;
+    return false;
+}
+
+static unsigned bit_index(unsigned bit)
+{
+    unsigned i = 0;
+    while (i < RF__BITS && !(bit & (1u << i)))
+        i++;
+    return i;
+}
+
+/* The rule_field bit of a field name under logsource ls; 0: not in the map. */
+static unsigned field_bits(unsigned ls, const char *f, size_t n)
+{
+    for (size_t i = 0; i < TW_ARRAY_LEN(fmap); i++)
+        if ((fmap[i].ls & ls) && strlen(fmap[i].name) == n && strncasecmp(fmap[i].name, f, n) == 0)
+            return fmap[i].bit;
     return 0;
+}
+
+bool ruleset_field_map(size_t i, const char **name, char *ls, size_t lsn, unsigned *bit)
+{
+    if (i >= TW_ARRAY_LEN(fmap) || lsn == 0)
+        return false;
+    *name = fmap[i].name;
+    *bit = fmap[i].bit;
+    snprintf(ls, lsn, "any");
+    if (fmap[i].ls == LS_ALL)
+        return true;
+    size_t n = 0;
+    ls[0] = '\0';
+    for (unsigned k = 0; k < TW_ARRAY_LEN(ls_names); k++)
+        if ((fmap[i].ls & (1u << k)) && n < lsn) {
+            int w = snprintf(ls + n, lsn - n, "%s%s", n ? "," : "", ls_names[k]);
+            n += w > 0 ? (size_t)w : 0;
+        }
+    return true;
+}
+
+const char *ruleset_field_doc(unsigned bit)
+{
+    unsigned i = bit_index(bit);
+    return i < RF__BITS ? fdocs[i].doc : "?";
+}
+
+static bool yaml_str_is(yaml_node_t *n, const char *s)
+{
+    return n && n->type == YAML_SCALAR_NODE && n->data.scalar.length == strlen(s) &&
+           strncasecmp((const char *)n->data.scalar.value, s, n->data.scalar.length) == 0;
+}
+
+/* The LS_* class of a logsource map (category / product / service). */
+static unsigned logsource_class(yaml_document_t *doc, yaml_node_t *m)
+{
+    yaml_node_t *cat = NULL, *prod = NULL, *svc = NULL;
+    for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(doc, p->key);
+        yaml_node_t *v = yaml_document_get_node(doc, p->value);
+        if (yaml_str_is(k, "category"))
+            cat = v;
+        else if (yaml_str_is(k, "product"))
+            prod = v;
+        else if (yaml_str_is(k, "service"))
+            svc = v;
+    }
+    if (yaml_str_is(prod, "zeek")) {
+        static const char *const z[] = {"dns", "http", "conn", "ssl"};
+        for (unsigned i = 0; i < 4; i++)
+            if (yaml_str_is(svc, z[i]))
+                return (unsigned)LS_ZDNS << i;
+        return LS_OTHER;
+    }
+    if (yaml_str_is(cat, "network_connection"))
+        return LS_NETCONN;
+    if (yaml_str_is(cat, "firewall"))
+        return LS_FIREWALL;
+    if (yaml_str_is(cat, "dns_query") || yaml_str_is(cat, "dns") || yaml_str_is(svc, "dns-client"))
+        return LS_DNS;
+    if (yaml_str_is(cat, "proxy") || yaml_str_is(cat, "webserver"))
+        return LS_PROXY;
+    return LS_OTHER;
 }
 
 /* Compiles one value into a folded glob over the whole name (see the file comment). */
 static int add_value(struct loader *ld, const char *raw, size_t rlen, enum val_mod mod,
-                     uint32_t item)
+                     uint32_t item, bool cased)
 {
     struct ruleset *rs = ld->rs;
     if (rlen > MAX_VALUE_LEN) {
@@ -447,7 +730,7 @@ static int add_value(struct loader *ld, const char *raw, size_t rlen, enum val_m
             w = c;
             plain = false;
         }
-        pat[n] = w ? c : fold(c);
+        pat[n] = w || cased ? c : fold(c);
         wild[n] = w;
         if (w)
             run_len = 0;
@@ -467,8 +750,85 @@ static int add_value(struct loader *ld, const char *raw, size_t rlen, enum val_m
     v->item = item;
     v->mod = (uint8_t)mod;
     v->plain = plain;
+    v->cased = cased;
+    v->re = NULL;
+    v->prefix = 0;
+    v->num = 0;
+    memset(&v->net, 0, sizeof(v->net));
     v->alen = (uint32_t)best_len; /* where it starts is recomputed by anchor_of() */
     rs->n_vals++;
+    return TW_OK;
+}
+
+/* "a.b.c.d/n", "v6/n" or a bare address; false when it is neither. */
+static bool parse_cidr(const char *raw, size_t rlen, struct tw_addr *net, uint8_t *prefix)
+{
+    char buf[TW_ADDR_STRLEN + 8];
+    if (rlen >= sizeof(buf))
+        return false;
+    memcpy(buf, raw, rlen);
+    buf[rlen] = '\0';
+    char *slash = strchr(buf, '/');
+    long pl = -1;
+    if (slash) {
+        char *end;
+        *slash = '\0';
+        pl = strtol(slash + 1, &end, 10);
+        if (end == slash + 1 || *end || pl < 0)
+            return false;
+    }
+    if (tw_addr_parse(buf, net) != TW_OK)
+        return false;
+    long max = net->family == 4 ? 32 : 128;
+    if (pl > max)
+        return false;
+    *prefix = (uint8_t)(pl < 0 ? max : pl);
+    return true;
+}
+
+/* A value of a number, boolean or cidr item: stored without a glob (never an AC anchor). */
+static int add_scalar_value(struct loader *ld, const struct ritem *it, const char *raw, size_t rlen,
+                            enum val_mod mod, uint32_t item)
+{
+    struct ruleset *rs = ld->rs;
+    int rc = GROW(rs, vals);
+    if (rc)
+        return rc;
+    struct rval v;
+    memset(&v, 0, sizeof(v));
+    v.item = item;
+    v.mod = (uint8_t)mod;
+    if (!(v.raw = arena_strndup(rs, raw, rlen)))
+        return TW_ENOMEM;
+    bool ok = true;
+    if (mod == MOD_CIDR) {
+        ok = parse_cidr(raw, rlen, &v.net, &v.prefix);
+    } else if (it->kind == FK_BOOL) {
+        ok = !strcasecmp(v.raw, "true") || !strcasecmp(v.raw, "false");
+        v.num = !strcasecmp(v.raw, "true");
+        if (ok && it->fields == RF_INITIATED && !v.num) {
+            rule_problem(ld, "field 'Initiated' with value 'false' (an inbound connection) is "
+                             "not observable on the wire");
+            return TW_ECONF;
+        }
+    } else {
+        char *end;
+        errno = 0;
+        v.num = strtoll(v.raw, &end, 10);
+        ok = rlen > 0 && !*end && errno == 0;
+        if (ok && it->fields == RF_EVENT_ID && v.num != 3008) {
+            rule_problem(ld, "EventID %s is not a DNS query (3008)", v.raw);
+            return TW_ECONF;
+        }
+    }
+    if (!ok) {
+        rule_problem(ld, "value '%.*s' is not a %s", (int)(rlen > 80 ? 80 : rlen), raw,
+                     mod == MOD_CIDR       ? "cidr"
+                     : it->kind == FK_BOOL ? "boolean"
+                                           : "number");
+        return TW_ECONF;
+    }
+    rs->vals[rs->n_vals++] = v;
     return TW_OK;
 }
 
@@ -491,7 +851,7 @@ static const uint8_t *anchor_of(const struct rval *v)
 /* The modifiers after the field name: k[flen..klen) is "|mod|mod...". At most one matching
  * modifier (contains, startswith, endswith), plus |all. */
 static int parse_modifiers(struct loader *ld, const char *k, size_t flen, size_t klen,
-                           enum val_mod *mod, bool *all)
+                           enum val_mod *mod, bool *all, bool *cased)
 {
     bool have_mod = false;
     for (size_t p = flen; p < klen;) {
@@ -504,14 +864,21 @@ static int parse_modifiers(struct loader *ld, const char *k, size_t flen, size_t
             *all = true;
             continue;
         }
-        enum val_mod nm;
-        if (ml == 8 && memcmp(m, "contains", 8) == 0)
-            nm = MOD_CONTAINS;
-        else if (ml == 10 && memcmp(m, "startswith", 10) == 0)
-            nm = MOD_STARTS;
-        else if (ml == 8 && memcmp(m, "endswith", 8) == 0)
-            nm = MOD_ENDS;
-        else {
+        if (ml == 5 && memcmp(m, "cased", 5) == 0) {
+            *cased = true;
+            continue;
+        }
+        if (ml == 1 && m[0] == 'i' && *mod == MOD_RE) {
+            *mod = MOD_RE_I; /* |re|i: ignore case */
+            continue;
+        }
+        static const char *const names[] = {"",    "contains", "startswith", "endswith", "lt",
+                                            "lte", "gt",       "gte",        "cidr",     "re"};
+        enum val_mod nm = MOD_EQ;
+        for (size_t i = 1; i < TW_ARRAY_LEN(names); i++)
+            if (strlen(names[i]) == ml && memcmp(m, names[i], ml) == 0)
+                nm = (enum val_mod)i;
+        if (nm == MOD_EQ) {
             rule_problem(ld, "modifier '|%.*s' is not supported", (int)ml, m);
             return TW_ECONF;
         }
@@ -525,19 +892,58 @@ static int parse_modifiers(struct loader *ld, const char *k, size_t flen, size_t
     return TW_OK;
 }
 
+/* A |re value: compiled (linear-time, re.h), checked on every observation carrying its field
+ * (no automaton anchor). */
+static int add_re_value(struct loader *ld, const char *raw, size_t rlen, bool icase, uint32_t item)
+{
+    struct ruleset *rs = ld->rs;
+    int rc = GROW(rs, vals);
+    if (rc)
+        return rc;
+    struct rval v;
+    memset(&v, 0, sizeof(v));
+    v.item = item;
+    v.mod = icase ? MOD_RE_I : MOD_RE;
+    char why[128];
+    if (!(v.raw = arena_strndup(rs, raw, rlen)))
+        return TW_ENOMEM;
+    rc = re_compile(raw, rlen, icase, &v.re, why, sizeof(why));
+    if (rc == TW_ENOMEM)
+        return rc;
+    if (rc) {
+        rule_problem(ld, "regular expression '%.*s': %s", (int)(rlen > 80 ? 80 : rlen), raw, why);
+        return TW_ECONF;
+    }
+    rs->vals[rs->n_vals++] = v;
+    return TW_OK;
+}
+
+/* One value of the item: a glob for strings (and address text), a scalar otherwise. */
+static int item_value(struct loader *ld, const struct ritem *it, const char *v, size_t vl,
+                      enum val_mod mod, bool cased, uint32_t item)
+{
+    if (mod == MOD_RE || mod == MOD_RE_I)
+        return add_re_value(ld, v, vl, mod == MOD_RE_I, item);
+    if (it->kind == FK_STR || (it->kind == FK_ADDR && mod != MOD_CIDR))
+        return add_value(ld, v, vl, mod, item, cased);
+    return add_scalar_value(ld, it, v, vl, mod, item);
+}
+
 /* The value or value list of the item keyed k[0..klen), each added as a value of item. */
 static int parse_item_values(struct loader *ld, yaml_document_t *doc, yaml_node_t *val,
-                             const char *k, size_t klen, enum val_mod mod, uint32_t item)
+                             const char *k, size_t klen, enum val_mod mod, bool cased,
+                             struct ritem *it)
 {
     int rc;
+    uint32_t item = (uint32_t)ld->rs->n_items;
     if (val->type == YAML_SCALAR_NODE) {
         if (scalar_is_null(val)) {
-            rule_problem(ld, "null value (field absence) for '%.*s'", (int)klen, k);
-            return TW_ECONF;
+            it->isnull = 1; /* Sigma: the field is absent (or empty) */
+            return TW_OK;
         }
         size_t vl;
         const char *v = scalar(val, &vl);
-        return add_value(ld, v, vl, mod, item);
+        return item_value(ld, it, v, vl, mod, cased, item);
     }
     if (val->type != YAML_SEQUENCE_NODE) {
         rule_problem(ld, "value of '%.*s' is a map", (int)klen, k);
@@ -553,10 +959,46 @@ static int parse_item_values(struct loader *ld, yaml_document_t *doc, yaml_node_
             rule_problem(ld, "value list of '%.*s' holds a non-string", (int)klen, k);
             return TW_ECONF;
         }
-        if ((rc = add_value(ld, v, vl, mod, item)))
+        if ((rc = item_value(ld, it, v, vl, mod, cased, item)))
             return rc;
     }
     return TW_OK;
+}
+
+/* Whether modifier mod applies to a field of this kind. */
+static bool mod_fits(enum fkind kind, enum val_mod mod, bool cased)
+{
+    switch (kind) {
+    case FK_STR:
+        return mod <= MOD_ENDS || ((mod == MOD_RE || mod == MOD_RE_I) && !cased);
+    case FK_ADDR:
+        return (mod <= MOD_ENDS || mod == MOD_CIDR || mod == MOD_RE || mod == MOD_RE_I) &&
+               !(cased && mod >= MOD_CIDR);
+    case FK_NUM:
+        return (mod == MOD_EQ || (mod >= MOD_LT && mod <= MOD_GTE)) && !cased;
+    default:
+        return mod == MOD_EQ && !cased;
+    }
+}
+
+/* Whether the value (list) holds only literal IPv4/IPv6 addresses. */
+static bool all_addresses(yaml_document_t *doc, yaml_node_t *val)
+{
+    yaml_node_item_t *i = NULL, *end = NULL;
+    if (val->type == YAML_SEQUENCE_NODE) {
+        i = val->data.sequence.items.start;
+        end = val->data.sequence.items.top;
+    }
+    for (yaml_node_t *e = i ? (i < end ? yaml_document_get_node(doc, *i) : NULL) : val; e;
+         e = (i && ++i < end) ? yaml_document_get_node(doc, *i) : NULL) {
+        size_t n;
+        const char *v = scalar(e, &n);
+        struct tw_addr a;
+        uint8_t pl;
+        if (!v || scalar_is_null(e) || memchr(v, '/', n) || !parse_cidr(v, n, &a, &pl))
+            return false;
+    }
+    return true;
 }
 
 /* One "Field|mod|mod: value(s)" entry of a selection map. */
@@ -574,22 +1016,35 @@ static int parse_item(struct loader *ld, yaml_document_t *doc, yaml_node_t *key,
     size_t flen = 0;
     while (flen < klen && k[flen] != '|')
         flen++;
-    unsigned fields = field_bits(k, flen);
+    unsigned fields = field_bits(ld->ls, k, flen);
+    if (!fields && process_field(k, flen)) {
+        /* decided once the condition says whether this selection is a filter */
+        if (!ld->sel_proc && !(ld->sel_proc = arena_strndup(rs, k, flen)))
+            return TW_ENOMEM;
+        return TW_OK;
+    }
     if (!fields) {
         rule_problem(ld, "field '%.*s' is not observable on the wire", (int)flen, k);
         return TW_ECONF;
     }
     enum val_mod mod = MOD_EQ;
-    bool all = false;
-    int rc = parse_modifiers(ld, k, flen, klen, &mod, &all);
+    bool all = false, cased = false;
+    int rc = parse_modifiers(ld, k, flen, klen, &mod, &all, &cased);
     if (rc || (rc = GROW(rs, items)))
         return rc;
-    uint32_t item = (uint32_t)rs->n_items;
-    struct ritem it = {(uint32_t)rs->n_vals, 0, rule, (uint8_t)fields, all};
-    if ((rc = parse_item_values(ld, doc, val, k, klen, mod, item)))
+    struct ritem it = {(uint32_t)rs->n_vals,          0, rule, fields, all,
+                       fdocs[bit_index(fields)].kind, 0, 0};
+    if (it.kind == FK_ADDR && mod == MOD_EQ && !cased && all_addresses(doc, val))
+        mod = MOD_CIDR; /* plain addresses compare as addresses: no text form needed */
+    it.scalar = it.kind == FK_NUM || it.kind == FK_BOOL || mod == MOD_CIDR;
+    if (!mod_fits((enum fkind)it.kind, mod, cased)) {
+        rule_problem(ld, "a modifier of '%.*s' does not apply to its values", (int)klen, k);
+        return TW_ECONF;
+    }
+    if ((rc = parse_item_values(ld, doc, val, k, klen, mod, cased, &it)))
         return rc;
     it.n_vals = (uint32_t)rs->n_vals - it.first_val;
-    if (it.n_vals == 0) {
+    if (it.n_vals == 0 && !it.isnull) {
         rule_problem(ld, "empty value list for '%.*s'", (int)klen, k);
         return TW_ECONF;
     }
@@ -613,7 +1068,7 @@ static int parse_group(struct loader *ld, yaml_document_t *doc, yaml_node_t *map
             return rc;
     }
     g.n_items = (uint32_t)rs->n_items - g.first_item;
-    if (g.n_items == 0) {
+    if (g.n_items == 0 && !ld->sel_proc) {
         ld->line = node_line(map);
         rule_problem(ld, "empty selection map");
         return TW_ECONF;
@@ -631,9 +1086,10 @@ static int parse_selection(struct loader *ld, yaml_document_t *doc, yaml_node_t 
     int rc = GROW(rs, sels);
     if (rc)
         return rc;
-    struct rsel s = {dup_scalar(rs, name), (uint32_t)rs->n_groups, 0};
+    struct rsel s = {dup_scalar(rs, name), (uint32_t)rs->n_groups, 0, NULL, 0, 0, 0};
     if (!s.name)
         return TW_ENOMEM;
+    ld->sel_proc = NULL;
     ld->line = node_line(val);
     if (val->type == YAML_MAPPING_NODE) {
         if ((rc = parse_group(ld, doc, val, rule)))
@@ -655,6 +1111,7 @@ static int parse_selection(struct loader *ld, yaml_document_t *doc, yaml_node_t 
         return TW_ECONF;
     }
     s.n_groups = (uint32_t)rs->n_groups - s.first_group;
+    s.proc = ld->sel_proc;
     if (s.n_groups == 0) {
         rule_problem(ld, "empty selection '%s'", s.name);
         return TW_ECONF;
@@ -675,6 +1132,7 @@ struct cparse {
     uint32_t first_sel, n_sels;
     int depth, stack, max_stack;
     int bad;
+    int neg; /* inside an odd number of 'not' */
 };
 
 static void cnext(struct cparse *c)
@@ -707,6 +1165,13 @@ static int emit(struct cparse *c, uint32_t op)
     if (rc)
         return rc;
     rs->ops[rs->n_ops++] = op;
+    if (!(op & 0x80000000u)) {
+        struct rsel *s = &rs->sels[c->first_sel + op];
+        if (c->neg)
+            s->ref_neg = 1;
+        else
+            s->ref_pos = 1;
+    }
     c->stack += op == OP_NOT ? 0 : (op & 0x80000000u) ? -1 : 1;
     if (c->stack > c->max_stack)
         c->max_stack = c->stack;
@@ -824,8 +1289,10 @@ static int cnot(struct cparse *c)
         if (++c->depth > COND_MAX_NEST)
             return cfail(c, "condition nested too deeply");
         cnext(c);
+        c->neg = !c->neg;
         if ((rc = cnot(c)) || (rc = emit(c, OP_NOT)))
             return rc;
+        c->neg = !c->neg;
         c->depth--;
         return TW_OK;
     }
@@ -857,7 +1324,7 @@ static int cexpr_or(struct cparse *c)
 static int parse_condition(struct loader *ld, const char *s, size_t n, uint32_t first_sel,
                            uint32_t n_sels, int *max_stack)
 {
-    struct cparse c = {ld, s, s + n, NULL, 0, first_sel, n_sels, 0, 0, 0, 0};
+    struct cparse c = {ld, s, s + n, NULL, 0, first_sel, n_sels, 0, 0, 0, 0, 0};
     cnext(&c);
     int rc = cexpr_or(&c);
     if (!rc && c.tlen != 0) {
@@ -874,11 +1341,26 @@ static int parse_condition(struct loader *ld, const char *s, size_t n, uint32_t 
 
 /* ---- evaluation ------------------------------------------------------------------------ */
 
+#define URL_MAX 8200 /* "http://" + Host + target: both lie within one 8 KiB request head */
+#define FLOW_RF                                                                                    \
+    (RF_SRC_IP | RF_DST_IP | RF_SRC_PORT | RF_DST_PORT | RF_PROTO | RF_INITIATED | RF_SRC_V6 |     \
+     RF_DST_V6)
+#define NAME_KINDS ((1u << ROK_FLOW) - 1u)
+
 struct mstate {
     const struct ruleset *rs;
-    unsigned fields;
+    const struct rule_obs *ob;
+    unsigned fields; /* enum rule_field bits the observation carries */
+    unsigned kmask;  /* 1 << kind (all name kinds for ruleset_match) */
+    unsigned suses;  /* bits the rules of these kinds compare as text: the only ones scanned */
     const uint8_t *name;
     size_t len;
+    const uint8_t *text; /* being scanned by the automaton, and the bits it fills */
+    size_t tlen;
+    unsigned scan;
+    struct rule_span stem, query, ext, url;
+    const char *proto, *qtype;
+    char src_txt[TW_ADDR_STRLEN], dst_txt[TW_ADDR_STRLEN], qbuf[12];
     uint32_t vals[MATCH_MAX_VALS]; /* verified values, deduplicated */
     size_t n_vals;
     struct touched {
@@ -888,16 +1370,272 @@ struct mstate {
     size_t n_touched;
     int overflow;
     int direct; /* evaluate values directly (the fallback), not from vals[] */
+    uint8_t urlbuf[URL_MAX];
 };
+
+static const char *qtype_name(uint16_t t)
+{
+    static const struct {
+        uint16_t t;
+        const char *n;
+    } q[] = {{1, "A"},     {2, "NS"},    {5, "CNAME"}, {6, "SOA"},    {12, "PTR"},  {15, "MX"},
+             {16, "TXT"},  {28, "AAAA"}, {33, "SRV"},  {35, "NAPTR"}, {64, "SVCB"}, {65, "HTTPS"},
+             {10, "NULL"}, {255, "ANY"}, {99, "SPF"},  {257, "CAA"}};
+    for (size_t i = 0; i < TW_ARRAY_LEN(q); i++)
+        if (q[i].t == t)
+            return q[i].n;
+    return NULL;
+}
+
+const char *rule_qtype_name(uint16_t qtype)
+{
+    return qtype_name(qtype);
+}
+
+static uint16_t qtype_code(const char *name)
+{
+    for (unsigned t = 1; t < 300; t++) {
+        const char *n = qtype_name((uint16_t)t);
+        if (n && !strcasecmp(n, name))
+            return (uint16_t)t;
+    }
+    return 0;
+}
+
+/* Path, query and extension of the request-target; the URL a proxy would log. */
+static void obs_http(struct mstate *m, const struct rule_obs *ob)
+{
+    const uint8_t *t = ob->target.p;
+    size_t n = ob->target.n;
+    const uint8_t *q = memchr(t, '?', n);
+    size_t pl = q ? (size_t)(q - t) : n;
+    m->stem = (struct rule_span){t, pl};
+    m->query = (struct rule_span){q ? q + 1 : NULL, q ? n - pl - 1 : 0};
+    for (size_t i = pl; i-- > 0 && t[i] != '/';)
+        if (t[i] == '.') {
+            m->ext = (struct rule_span){t + i + 1, pl - i - 1};
+            break;
+        }
+    bool absolute = n >= 7 && (!strncasecmp((const char *)t, "http://", 7) ||
+                               (n >= 8 && !strncasecmp((const char *)t, "https://", 8)));
+    const struct rule_span *h = &ob->host;
+    if (absolute || !h->p || 7 + h->n + n > sizeof(m->urlbuf)) {
+        m->url = ob->target; /* already a URL, or no Host to make one */
+        return;
+    }
+    memcpy(m->urlbuf, "http://", 7);
+    memcpy(m->urlbuf + 7, h->p, h->n);
+    memcpy(m->urlbuf + 7 + h->n, t, n);
+    m->url = (struct rule_span){m->urlbuf, 7 + h->n + n};
+}
+
+/* Which fields the observation carries, and the text forms of the non-text ones. */
+static void obs_prepare(struct mstate *m, const struct rule_obs *ob)
+{
+    m->ob = ob;
+    m->fields = m->len ? ob->name_fields & (RF_DEST_HOST | RF_QUERY) : 0u;
+    m->stem = m->query = m->ext = m->url = (struct rule_span){NULL, 0};
+    m->proto = m->qtype = NULL;
+    m->src_txt[0] = m->dst_txt[0] = '\0';
+    if (ob->has_flow) {
+        m->fields |= FLOW_RF & ~RF_PROTO;
+        /* text forms only for the rules that compare them as text (inet_ntop is not free) */
+        if (m->suses & RF_SRC_IP)
+            tw_addr_str(&ob->src, m->src_txt, sizeof(m->src_txt));
+        if (m->suses & RF_DST_IP)
+            tw_addr_str(&ob->dst, m->dst_txt, sizeof(m->dst_txt));
+        m->proto = ob->proto == 6 ? "tcp" : ob->proto == 17 ? "udp" : NULL;
+        m->fields |= m->proto ? RF_PROTO : 0u;
+    }
+    if (ob->qtype) {
+        m->qtype = qtype_name(ob->qtype);
+        if (!m->qtype) {
+            snprintf(m->qbuf, sizeof(m->qbuf), "TYPE%u", ob->qtype);
+            m->qtype = m->qbuf;
+        }
+        m->fields |= RF_QTYPE;
+    }
+    if (ob->kind == ROK_DNS_QUERY)
+        m->fields |= RF_EVENT_ID;
+    if (ob->target.p && (m->suses & (RF_URL | RF_URI | RF_URI_STEM | RF_URI_QUERY | RF_URI_EXT))) {
+        obs_http(m, ob);
+        m->fields |= RF_URL | RF_URI | RF_URI_STEM;
+        m->fields |= (m->query.p ? RF_URI_QUERY : 0u) | (m->ext.p ? RF_URI_EXT : 0u);
+    }
+    m->fields |= (ob->method.p ? RF_METHOD : 0u) | (ob->user_agent.p ? RF_UA : 0u) |
+                 (ob->cookie.p ? RF_COOKIE : 0u) | (ob->referer.p ? RF_REFERER : 0u) |
+                 (ob->status > 0 ? RF_STATUS : 0u);
+    if ((ob->kind == ROK_HTTP_REQUEST && ob->host.p) ||
+        ((ob->kind == ROK_TLS_SNI || ob->kind == ROK_QUIC_SNI) && m->len))
+        m->fields |= RF_HTTP_HOST;
+}
+
+static struct rule_span span_of(const char *s)
+{
+    return (struct rule_span){(const uint8_t *)s, strlen(s)};
+}
+
+/* The text of a string (or address) field; false when the observation lacks it. */
+static bool obs_str(const struct mstate *m, unsigned bit, struct rule_span *out)
+{
+    if (!(m->fields & bit))
+        return false;
+    const struct rule_obs *ob = m->ob;
+    switch (bit) {
+    case RF_DEST_HOST:
+    case RF_QUERY:
+        *out = (struct rule_span){m->name, m->len};
+        return true;
+    case RF_SRC_IP:
+        *out = span_of(m->src_txt);
+        return true;
+    case RF_DST_IP:
+        *out = span_of(m->dst_txt);
+        return true;
+    case RF_PROTO:
+        *out = span_of(m->proto);
+        return true;
+    case RF_QTYPE:
+        *out = span_of(m->qtype);
+        return true;
+    case RF_HTTP_HOST:
+        *out = ob->kind == ROK_HTTP_REQUEST ? ob->host : (struct rule_span){m->name, m->len};
+        return true;
+    default:
+        break;
+    }
+    const struct rule_span *sp = bit == RF_METHOD      ? &ob->method
+                                 : bit == RF_URL       ? &m->url
+                                 : bit == RF_URI       ? &ob->target
+                                 : bit == RF_URI_STEM  ? &m->stem
+                                 : bit == RF_URI_QUERY ? &m->query
+                                 : bit == RF_URI_EXT   ? &m->ext
+                                 : bit == RF_UA        ? &ob->user_agent
+                                 : bit == RF_COOKIE    ? &ob->cookie
+                                 : bit == RF_REFERER   ? &ob->referer
+                                                       : NULL;
+    if (!sp || !sp->p)
+        return false;
+    *out = *sp;
+    return true;
+}
+
+static int64_t obs_num(const struct mstate *m, unsigned bit)
+{
+    const struct rule_obs *ob = m->ob;
+    switch (bit) {
+    case RF_SRC_PORT:
+        return ob->sport;
+    case RF_DST_PORT:
+        return ob->dport;
+    case RF_EVENT_ID:
+        return 3008;
+    case RF_STATUS:
+        return ob->status;
+    case RF_INITIATED:
+        return ob->initiated;
+    case RF_SRC_V6:
+        return ob->src.family == 6;
+    case RF_DST_V6:
+        return ob->dst.family == 6;
+    default:
+        return -1;
+    }
+}
+
+static bool addr_in(const struct tw_addr *a, const struct tw_addr *net, unsigned prefix)
+{
+    if (a->family != net->family)
+        return false;
+    unsigned full = prefix / 8, rest = prefix % 8;
+    if (memcmp(a->a, net->a, full) != 0)
+        return false;
+    if (!rest)
+        return true;
+    uint8_t mask = (uint8_t)(0xffu << (8 - rest));
+    return (a->a[full] & mask) == (net->a[full] & mask);
+}
+
+static bool val_scalar(const struct mstate *m, const struct ritem *it, const struct rval *v)
+{
+    if (v->mod == MOD_CIDR)
+        return addr_in(it->fields == RF_SRC_IP ? &m->ob->src : &m->ob->dst, &v->net, v->prefix);
+    int64_t x = obs_num(m, it->fields);
+    switch (v->mod) {
+    case MOD_LT:
+        return x < v->num;
+    case MOD_LTE:
+        return x <= v->num;
+    case MOD_GT:
+        return x > v->num;
+    case MOD_GTE:
+        return x >= v->num;
+    default:
+        return x == v->num;
+    }
+}
+
+/* Value i of item it holds (direct evaluation, no automaton). */
+static bool val_holds(const struct mstate *m, const struct ritem *it, uint32_t i)
+{
+    const struct rval *v = &m->rs->vals[it->first_val + i];
+    if (it->scalar)
+        return val_scalar(m, it, v);
+    struct rule_span t;
+    return obs_str(m, it->fields, &t) && val_check(v, t.p, t.n, 0);
+}
+
+/* A number, boolean or cidr item: the observed value read once, then each rule value. */
+static bool item_scalar(const struct mstate *m, const struct ritem *it)
+{
+    const struct rval *v = &m->rs->vals[it->first_val];
+    const struct tw_addr *a = it->fields == RF_SRC_IP ? &m->ob->src : &m->ob->dst;
+    int64_t x = v->mod == MOD_CIDR ? 0 : obs_num(m, it->fields);
+    uint32_t hits = 0;
+    for (uint32_t i = 0; i < it->n_vals; i++, v++) {
+        bool ok;
+        switch (v->mod) {
+        case MOD_CIDR:
+            ok = addr_in(a, &v->net, v->prefix);
+            break;
+        case MOD_LT:
+            ok = x < v->num;
+            break;
+        case MOD_LTE:
+            ok = x <= v->num;
+            break;
+        case MOD_GT:
+            ok = x > v->num;
+            break;
+        case MOD_GTE:
+            ok = x >= v->num;
+            break;
+        default:
+            ok = x == v->num;
+        }
+        if (ok && !it->all)
+            return true;
+        if (!ok && it->all)
+            return false;
+        hits += ok;
+    }
+    return it->all && hits == it->n_vals;
+}
 
 static bool item_true(const struct mstate *m, const struct ritem *it)
 {
+    if (it->isnull) {
+        struct rule_span t;
+        return !(it->fields & m->fields) || (!it->scalar && obs_str(m, it->fields, &t) && !t.n);
+    }
     if (!(it->fields & m->fields))
         return false; /* the observation does not carry this field */
+    if (it->scalar)
+        return item_scalar(m, it);
     size_t hits = 0;
     if (m->direct) {
         for (uint32_t i = 0; i < it->n_vals; i++) {
-            if (val_check(&m->rs->vals[it->first_val + i], m->name, m->len, 0)) {
+            if (val_holds(m, it, i)) {
                 if (!it->all)
                     return true;
                 hits++;
@@ -915,6 +1653,8 @@ static bool item_true(const struct mstate *m, const struct ritem *it)
 
 static bool sel_true(const struct mstate *m, const struct rsel *s)
 {
+    if (s->dropped)
+        return false; /* a process filter, dropped: it never excludes */
     for (uint32_t g = 0; g < s->n_groups; g++) {
         const struct rgroup *gr = &m->rs->groups[s->first_group + g];
         bool ok = true;
@@ -943,6 +1683,91 @@ static bool rule_true(const struct mstate *m, const struct rrule *r)
         }
     }
     return sp == 1 && st[0];
+}
+
+/* Three-valued (0 false, 1 true, 2 unknown) value of a selection when no string value
+ * matched: string items are false, the others unknown. */
+static int sel_gate(const struct ruleset *rs, const struct rsel *s)
+{
+    if (s->dropped)
+        return 0;
+    int any = 0;
+    for (uint32_t g = 0; g < s->n_groups; g++) {
+        const struct rgroup *gr = &rs->groups[s->first_group + g];
+        int v = 1;
+        for (uint32_t i = 0; i < gr->n_items && v; i++) {
+            const struct ritem *it = &rs->items[gr->first_item + i];
+            v = (it->scalar || it->isnull) ? 2 : 0;
+        }
+        if (v == 1)
+            return 1;
+        if (v == 2)
+            any = 2;
+    }
+    return any;
+}
+
+/* Selection `forced` false, every other one unknown: can the condition still hold? */
+static bool holds_without(const struct ruleset *rs, const struct rrule *r, uint32_t forced)
+{
+    int st[COND_MAX_STACK];
+    int sp = 0;
+    for (uint32_t i = 0; i < r->n_ops; i++) {
+        uint32_t op = rs->ops[r->first_op + i];
+        if (op == OP_NOT) {
+            st[sp - 1] = st[sp - 1] == 2 ? 2 : !st[sp - 1];
+        } else if (op == OP_AND || op == OP_OR) {
+            sp--;
+            int a = st[sp - 1], b = st[sp];
+            if (op == OP_AND)
+                st[sp - 1] = (a == 0 || b == 0) ? 0 : (a == 1 && b == 1) ? 1 : 2;
+            else
+                st[sp - 1] = (a == 1 || b == 1) ? 1 : (a == 0 && b == 0) ? 0 : 2;
+        } else {
+            st[sp++] = op == forced || rs->sels[r->first_sel + op].dropped ? 0 : 2;
+        }
+    }
+    return !(sp == 1 && st[0] == 0);
+}
+
+/* The first selection the condition needs (see struct rrule), or -1. */
+static int32_t needed_selection(const struct ruleset *rs, const struct rrule *r)
+{
+    for (uint32_t i = 0; i < r->n_sels; i++)
+        if (rs->sels[r->first_sel + i].ref_pos && !holds_without(rs, r, i))
+            return (int32_t)i;
+    return -1;
+}
+
+/* The rule holds on the observation: its needed selection first, then its program. */
+static bool rule_holds(const struct mstate *m, const struct rrule *r)
+{
+    if (r->need >= 0 && !sel_true(m, &m->rs->sels[r->first_sel + (uint32_t)r->need]))
+        return false;
+    return rule_true(m, r);
+}
+
+/* Whether the rule may hold with no string value matched (Kleene logic: sound). */
+static bool rule_gate_open(const struct ruleset *rs, const struct rrule *r)
+{
+    int st[COND_MAX_STACK];
+    int sp = 0;
+    for (uint32_t i = 0; i < r->n_ops; i++) {
+        uint32_t op = rs->ops[r->first_op + i];
+        if (op == OP_NOT) {
+            st[sp - 1] = st[sp - 1] == 2 ? 2 : !st[sp - 1];
+        } else if (op == OP_AND || op == OP_OR) {
+            sp--;
+            int a = st[sp - 1], b = st[sp];
+            if (op == OP_AND)
+                st[sp - 1] = (a == 0 || b == 0) ? 0 : (a == 1 && b == 1) ? 1 : 2;
+            else
+                st[sp - 1] = (a == 1 || b == 1) ? 1 : (a == 0 && b == 0) ? 0 : 2;
+        } else {
+            st[sp++] = sel_gate(rs, &rs->sels[r->first_sel + op]);
+        }
+    }
+    return sp == 1 && st[0] != 0;
 }
 
 /* ---- Sigma: a rule document ------------------------------------------------------------ */
@@ -1018,6 +1843,8 @@ static int rule_sections(struct loader *ld, yaml_document_t *doc, yaml_node_t *r
         } else if (scalar_is(k, "logsource") && v->type != YAML_MAPPING_NODE) {
             rule_problem(ld, "'logsource' is not a map");
             return TW_ECONF;
+        } else if (scalar_is(k, "logsource")) {
+            ld->ls = logsource_class(doc, v);
         }
     }
     return TW_OK;
@@ -1106,6 +1933,89 @@ static int rule_condition(struct loader *ld, yaml_document_t *doc, yaml_node_t *
     return TW_OK;
 }
 
+/* Selections that use process fields: a filter (only negated in the condition) is dropped
+ * under rules.unobservable_filters = "drop" (the rule relaxed, one level lower), skipped
+ * otherwise; a selection the condition requires is never observable. */
+static int process_policy(struct loader *ld, struct rrule *rr)
+{
+    static const char *const levels[] = {"informational", "low", "medium", "high", "critical"};
+    struct ruleset *rs = ld->rs;
+    for (uint32_t i = 0; i < rr->n_sels; i++) {
+        struct rsel *s = &rs->sels[rr->first_sel + i];
+        if (!s->proc || (!s->ref_pos && !s->ref_neg))
+            continue;
+        if (s->ref_pos) {
+            rule_problem(ld, "field '%s' is not observable on the wire", s->proc);
+            return TW_ECONF;
+        }
+        if (!rs->drop_filters) {
+            rule_problem(ld,
+                         "filter '%s' uses process field '%s' (rules.unobservable_filters = "
+                         "\"drop\" evaluates the rule without it)",
+                         s->name, s->proc);
+            return TW_ECONF;
+        }
+        s->dropped = 1;
+        rr->pub.relaxed = true;
+    }
+    if (rr->pub.relaxed && rr->pub.level) {
+        for (size_t l = 1; l < TW_ARRAY_LEN(levels); l++)
+            if (!strcasecmp(rr->pub.level, levels[l]))
+                rr->pub.level = (char *)(uintptr_t)levels[l - 1];
+    }
+    return TW_OK;
+}
+
+/* Which fields each observation kind may carry. */
+static unsigned kind_fields(unsigned k)
+{
+    unsigned name = RF_DEST_HOST | FLOW_RF;
+    switch (k) {
+    case ROK_DNS_QUERY:
+        return name | RF_QUERY | RF_QTYPE | RF_EVENT_ID;
+    case ROK_TLS_SNI:
+    case ROK_QUIC_SNI:
+        return name | RF_HTTP_HOST;
+    case ROK_HTTP_REQUEST:
+        return name | RF_HTTP_HOST | RF_METHOD | RF_URL | RF_URI | RF_URI_STEM | RF_URI_QUERY |
+               RF_URI_EXT | RF_UA | RF_COOKIE | RF_REFERER | RF_STATUS;
+    case ROK_FLOW:
+        return FLOW_RF;
+    default:
+        return name;
+    }
+}
+
+/* The rule's fields (of the selections its condition uses, dropped ones aside) and the
+ * observation kinds that carry them all; a rule on flow facts only runs once per flow. */
+static int rule_kinds(struct loader *ld, struct rrule *rr)
+{
+    struct ruleset *rs = ld->rs;
+    unsigned bits = 0;
+    for (uint32_t i = 0; i < rr->n_sels; i++) {
+        const struct rsel *s = &rs->sels[rr->first_sel + i];
+        if (s->dropped || (!s->ref_pos && !s->ref_neg))
+            continue;
+        const struct rgroup *g0 = &rs->groups[s->first_group];
+        const struct rgroup *gl = &rs->groups[s->first_group + s->n_groups - 1];
+        for (uint32_t it = g0->first_item; it < gl->first_item + gl->n_items; it++)
+            bits |= rs->items[it].fields;
+    }
+    unsigned kinds = 0;
+    for (unsigned k = 0; k < ROK__COUNT; k++)
+        if ((bits & ~kind_fields(k)) == 0)
+            kinds |= 1u << k;
+    if (kinds & (1u << ROK_FLOW))
+        kinds = 1u << ROK_FLOW;
+    if (!kinds) {
+        rule_problem(ld, "its fields never appear in one observation");
+        return TW_ECONF;
+    }
+    rr->pub.fields = bits;
+    rr->kinds = (uint8_t)kinds;
+    return TW_OK;
+}
+
 /* The rule itself: metadata, detection, condition; appended to rs->rules on success. */
 static int load_sigma_rule(struct loader *ld, yaml_document_t *doc, yaml_node_t *root,
                            size_t first_item)
@@ -1141,13 +2051,13 @@ static int load_sigma_rule(struct loader *ld, yaml_document_t *doc, yaml_node_t 
         rule_problem(ld, "missing 'condition'");
         return TW_ECONF;
     }
-    if ((rc = rule_condition(ld, doc, cond, &rr)))
+    if ((rc = rule_condition(ld, doc, cond, &rr)) || (rc = process_policy(ld, &rr)) ||
+        (rc = rule_kinds(ld, &rr)))
         return rc;
     r->file = arena_strndup(rs, ld->file, strlen(ld->file));
     if (!r->file || set_techniques(rs, r))
         return TW_ENOMEM;
-    for (size_t i = first_item; i < rs->n_items; i++)
-        r->fields |= rs->items[i].fields;
+    (void)first_item;
     rs->rules[rs->n_rules++] = rr;
     return TW_OK;
 }
@@ -1160,6 +2070,8 @@ static int load_sigma_doc(struct loader *ld, yaml_document_t *doc)
         return TW_OK;
     ld->title = ld->id = NULL;
     ld->line = node_line(root);
+    ld->ls = LS_OTHER;
+    ld->sel_proc = NULL;
     /* marks to roll back a skipped rule */
     size_t m_sels = rs->n_sels, m_groups = rs->n_groups, m_items = rs->n_items, m_vals = rs->n_vals,
            m_ops = rs->n_ops;
@@ -1178,6 +2090,8 @@ static int load_sigma_doc(struct loader *ld, yaml_document_t *doc)
     rs->n_sels = m_sels;
     rs->n_groups = m_groups;
     rs->n_items = m_items;
+    for (size_t i = m_vals; i < rs->n_vals; i++)
+        re_free(rs->vals[i].re);
     rs->n_vals = m_vals;
     rs->n_ops = m_ops;
     return rc;
@@ -1445,6 +2359,7 @@ static int load_list_mem(struct loader *ld, const uint8_t *data, size_t len)
     struct rrule rr;
     memset(&rr, 0, sizeof(rr));
     rr.indicator = 1;
+    rr.kinds = NAME_KINDS;
     struct rule *r = &rr.pub;
     r->fields = RF_DEST_HOST | RF_QUERY;
     const char *base = strrchr(ld->file, '/');
@@ -1482,7 +2397,7 @@ int ruleset_load_mem(struct ruleset *rs, const char *name, const uint8_t *data, 
 {
     if (!rs || rs->built || !name)
         return TW_EBAD;
-    struct loader ld = {rs, name, err, NULL, NULL, 0, 0};
+    struct loader ld = {rs, name, err, NULL, NULL, 0, 0, LS_OTHER, NULL};
     rs->files++;
     int rc = has_ext(name, ".txt") ? load_list_mem(&ld, data, len) : load_sigma_mem(&ld, data, len);
     return rc >= 0 && ld.failed ? TW_ECONF : rc;
@@ -1609,6 +2524,8 @@ int ruleset_build(struct ruleset *rs)
         return TW_ENOMEM;
     for (size_t i = 0; i < rs->n_vals; i++) {
         const struct rval *v = &rs->vals[i];
+        if (rs->items[v->item].scalar)
+            continue; /* compared directly when its rule is evaluated */
         if (v->alen == 0) {
             rs->anchorless[rs->n_anchorless++] = (uint32_t)i;
             continue;
@@ -1620,16 +2537,24 @@ int ruleset_build(struct ruleset *rs)
     int rc = ac_build(rs->ac);
     if (rc)
         return rc;
-    /* rules whose condition holds when no selection does (e.g. 'not filter') */
-    struct mstate m;
-    memset(&m, 0, sizeof(m));
-    m.rs = rs;
-    m.fields = 0;
-    for (size_t i = 0; i < rs->n_rules; i++)
-        if (!rs->rules[i].indicator && rule_true(&m, &rs->rules[i])) {
+    /* rules that may hold when no string value matched (e.g. 'not filter', ports only) */
+    for (size_t i = 0; i < rs->n_items; i++) {
+        const struct ritem *it = &rs->items[i];
+        if (it->scalar && !it->isnull)
+            continue;
+        for (unsigned k = 0; k < ROK__COUNT; k++)
+            if (rs->rules[it->rule].kinds & (1u << k))
+                rs->kuses[k] |= it->fields;
+    }
+    for (size_t i = 0; i < rs->n_rules; i++) {
+        rs->rules[i].need = rs->rules[i].indicator ? -1 : needed_selection(rs, &rs->rules[i]);
+        rs->kinds |= rs->rules[i].kinds;
+        rs->uses |= rs->rules[i].pub.fields;
+        if (!rs->rules[i].indicator && rule_gate_open(rs, &rs->rules[i])) {
             rs->rules[i].always = 1;
             rs->always[rs->n_always++] = (uint32_t)i;
         }
+    }
     /* domain hash set, load factor <= 1/2 */
     size_t cap = 16;
     while (cap < rs->n_doms * 2)
@@ -1706,9 +2631,10 @@ static int on_hit(void *ud, uint32_t id, size_t end)
 {
     struct mstate *m = ud;
     const struct rval *v = &m->rs->vals[id];
-    if (!(m->rs->items[v->item].fields & m->fields))
-        return 0;
-    if (!val_check(v, m->name, m->len, end))
+    const struct ritem *it = &m->rs->items[v->item];
+    if (!(it->fields & m->scan) || !(m->rs->rules[it->rule].kinds & m->kmask))
+        return 0; /* another field, or a rule that does not run on this kind */
+    if (!val_check(v, m->text, m->tlen, end))
         return 0;
     return add_val(m, id);
 }
@@ -1717,7 +2643,7 @@ static int on_hit(void *ud, uint32_t id, size_t end)
 static void domain_walk(struct mstate *m, uint32_t only_rule, const char **found)
 {
     const struct ruleset *rs = m->rs;
-    if (!rs->n_doms)
+    if (!rs->n_doms || !m->len)
         return;
     uint32_t h = DH_INIT;
     for (size_t i = m->len; i-- > 0;) {
@@ -1751,65 +2677,110 @@ static int cmp_touched(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-int ruleset_match(const struct ruleset *rs, unsigned fields, const uint8_t *name, size_t len,
-                  struct rule_hit *hits, size_t max)
+/* Runs the automaton over every string field the observation carries (the name once for
+ * both name fields), then checks the values without an anchor. */
+static void scan_fields(struct mstate *m)
 {
-    if (!rs || !rs->built || !name || max == 0)
-        return 0;
-    if (len > 0 && name[len - 1] == '.')
-        len--; /* one trailing dot: the root label */
-    if (len == 0)
-        return 0;
-    struct mstate m;
-    m.rs = rs;
-    m.fields = fields;
-    m.name = name;
-    m.len = len;
-    m.n_vals = m.n_touched = 0;
-    m.overflow = m.direct = 0;
-    ac_search(rs->ac, name, len, on_hit, &m);
-    for (size_t i = 0; i < rs->n_anchorless && !m.overflow; i++) {
+    const struct ruleset *rs = m->rs;
+    m->text = m->name;
+    m->tlen = m->len;
+    m->scan = m->fields & m->suses & (RF_DEST_HOST | RF_QUERY);
+    unsigned more = m->fields & m->suses & ~(unsigned)(RF_DEST_HOST | RF_QUERY);
+    struct rule_span h;
+    if ((more & RF_HTTP_HOST) && obs_str(m, RF_HTTP_HOST, &h) && h.p == m->name && h.n == m->len) {
+        m->scan |= RF_HTTP_HOST; /* the same text: one scan for both */
+        more &= ~(unsigned)RF_HTTP_HOST;
+    }
+    if (m->scan)
+        ac_search(rs->ac, m->text, m->tlen, on_hit, m);
+    for (unsigned b = 2; b < RF__BITS && more && !m->overflow; b++) {
+        struct rule_span t;
+        unsigned bit = 1u << b;
+        if (!(more & bit) || fdocs[b].kind == FK_NUM || fdocs[b].kind == FK_BOOL ||
+            !obs_str(m, bit, &t))
+            continue;
+        m->text = t.p;
+        m->tlen = t.n;
+        m->scan = bit;
+        ac_search(rs->ac, t.p, t.n, on_hit, m);
+    }
+    for (size_t i = 0; i < rs->n_anchorless && !m->overflow; i++) {
         const struct rval *v = &rs->vals[rs->anchorless[i]];
-        if ((rs->items[v->item].fields & fields) && val_check(v, name, len, 0))
-            add_val(&m, rs->anchorless[i]);
+        struct rule_span t;
+        unsigned bit = rs->items[v->item].fields;
+        if ((bit & m->suses) && obs_str(m, bit, &t) && val_check(v, t.p, t.n, 0))
+            add_val(m, rs->anchorless[i]);
     }
-    if (!m.overflow)
-        domain_walk(&m, 0, NULL);
+}
+
+/* The first string value of rule r that holds (the fallback's rule_hit.pattern). */
+static const char *first_value(const struct mstate *m, size_t r)
+{
+    const struct ruleset *rs = m->rs;
+    for (size_t v = 0; v < rs->n_vals; v++) {
+        const struct ritem *it = &rs->items[rs->vals[v].item];
+        struct rule_span t;
+        if (it->rule == r && !it->scalar && obs_str(m, it->fields, &t) &&
+            val_check(&rs->vals[v], t.p, t.n, 0))
+            return rs->vals[v].raw;
+    }
+    return NULL;
+}
+
+static void put_hit(const struct mstate *m, const struct rrule *rr, const char *pat,
+                    struct rule_hit *h)
+{
+    h->rule = &rr->pub;
+    h->pattern = pat ? pat : "";
+    h->fields = rr->pub.fields & m->fields;
+    h->relaxed = rr->pub.relaxed;
+}
+
+/* More values or rules than the scratch holds: every rule evaluated directly. */
+static size_t match_direct(struct mstate *m, struct rule_hit *hits, size_t max)
+{
+    const struct ruleset *rs = m->rs;
     size_t nh = 0;
-    if (m.overflow) {
-        /* more values or rules than the scratch holds: evaluate every rule directly */
-        m.direct = 1;
-        for (size_t r = 0; r < rs->n_rules && nh < max; r++) {
-            const struct rrule *rr = &rs->rules[r];
-            const char *pat = NULL;
-            if (rr->indicator) {
-                domain_walk(&m, (uint32_t)r, &pat);
-                if (!pat)
-                    continue;
-            } else {
-                if (!rule_true(&m, rr))
-                    continue;
-                for (size_t v = 0; v < rs->n_vals && !pat; v++)
-                    if (rs->items[rs->vals[v].item].rule == r &&
-                        (rs->items[rs->vals[v].item].fields & fields) &&
-                        val_check(&rs->vals[v], name, len, 0))
-                        pat = rs->vals[v].raw;
-            }
-            hits[nh].rule = &rr->pub;
-            hits[nh].pattern = pat ? pat : "";
-            nh++;
+    m->direct = 1;
+    for (size_t r = 0; r < rs->n_rules && nh < max; r++) {
+        const struct rrule *rr = &rs->rules[r];
+        const char *pat = NULL;
+        if (!(rr->kinds & m->kmask))
+            continue;
+        if (rr->indicator) {
+            domain_walk(m, (uint32_t)r, &pat);
+            if (!pat)
+                continue;
+        } else {
+            if (!rule_true(m, rr))
+                continue;
+            pat = first_value(m, r);
         }
-        return (int)nh;
+        put_hit(m, rr, pat, &hits[nh++]);
     }
+    return nh;
+}
+
+static int match(struct mstate *m, struct rule_hit *hits, size_t max)
+{
+    const struct ruleset *rs = m->rs;
+    m->n_vals = m->n_touched = 0;
+    m->overflow = m->direct = 0;
+    scan_fields(m);
+    if (!m->overflow)
+        domain_walk(m, 0, NULL);
+    if (m->overflow)
+        return (int)match_direct(m, hits, max);
     /* touched rules and the always-evaluated ones, in rule order */
-    qsort(m.touched, m.n_touched, sizeof(m.touched[0]), cmp_touched);
-    size_t ti = 0, ai = 0;
-    while ((ti < m.n_touched || ai < rs->n_always) && nh < max) {
+    if (m->n_touched > 1)
+        qsort(m->touched, m->n_touched, sizeof(m->touched[0]), cmp_touched);
+    size_t ti = 0, ai = 0, nh = 0;
+    while ((ti < m->n_touched || ai < rs->n_always) && nh < max) {
         uint32_t r;
         const char *pat = "";
-        if (ai >= rs->n_always || (ti < m.n_touched && m.touched[ti].rule <= rs->always[ai])) {
-            r = m.touched[ti].rule;
-            pat = m.touched[ti].pat;
+        if (ai >= rs->n_always || (ti < m->n_touched && m->touched[ti].rule <= rs->always[ai])) {
+            r = m->touched[ti].rule;
+            pat = m->touched[ti].pat;
             if (ai < rs->n_always && rs->always[ai] == r)
                 ai++;
             ti++;
@@ -1817,11 +2788,442 @@ int ruleset_match(const struct ruleset *rs, unsigned fields, const uint8_t *name
             r = rs->always[ai++];
         }
         const struct rrule *rr = &rs->rules[r];
-        if (rr->indicator || rule_true(&m, rr)) {
-            hits[nh].rule = &rr->pub;
-            hits[nh].pattern = pat;
-            nh++;
-        }
+        if ((rr->kinds & m->kmask) && (rr->indicator || rule_holds(m, rr)))
+            put_hit(m, rr, pat, &hits[nh++]);
     }
     return (int)nh;
+}
+
+static int match_obs(const struct ruleset *rs, const struct rule_obs *ob, unsigned kmask,
+                     struct rule_hit *hits, size_t max)
+{
+    if (!rs || !rs->built || !ob || max == 0 || !(rs->kinds & kmask))
+        return 0;
+    struct mstate ms, *m = &ms;
+    m->rs = rs;
+    m->kmask = kmask;
+    m->suses = 0;
+    for (unsigned k = 0; k < ROK__COUNT; k++)
+        if (kmask & (1u << k))
+            m->suses |= rs->kuses[k];
+    m->name = ob->name;
+    m->len = ob->name ? ob->name_len : 0;
+    if (m->len > 0 && m->name[m->len - 1] == '.')
+        m->len--; /* one trailing dot: the root label */
+    obs_prepare(m, ob);
+    if (!m->fields)
+        return 0;
+    return match(m, hits, max);
+}
+
+int ruleset_match_obs(const struct ruleset *rs, const struct rule_obs *ob, struct rule_hit *hits,
+                      size_t max)
+{
+    if (!ob || ob->kind >= ROK__COUNT)
+        return 0;
+    return match_obs(rs, ob, 1u << ob->kind, hits, max);
+}
+
+int ruleset_match(const struct ruleset *rs, unsigned fields, const uint8_t *name, size_t len,
+                  struct rule_hit *hits, size_t max)
+{
+    if (!name)
+        return 0;
+    struct rule_obs ob;
+    memset(&ob, 0, sizeof(ob));
+    ob.kind = ROK_PROXY_TARGET; /* a kind that carries the name only */
+    ob.name_fields = fields & (RF_DEST_HOST | RF_QUERY);
+    ob.name = name;
+    ob.name_len = len;
+    return match_obs(rs, &ob, NAME_KINDS, hits, max);
+}
+
+bool ruleset_wants(const struct ruleset *rs, enum rule_obs_kind kind)
+{
+    return rs && rs->built && kind < ROK__COUNT && (rs->kinds & (1u << kind));
+}
+
+/* ---- self-test ------------------------------------------------------------------------- */
+
+/* A literal address of ours (always valid). */
+static void set_addr(const char *text, struct tw_addr *a)
+{
+    if (tw_addr_parse(text, a) != TW_OK)
+        memset(a, 0, sizeof(*a));
+}
+
+/* An observation synthesized from a rule's own values: per field, an exact text or the
+ * parts (startswith, contains..., endswith) it must show, or a number / address. */
+#define SYN_TEXT 1024
+
+struct synth {
+    struct rule_obs ob;
+    unsigned set; /* bits given a value */
+    char pre[RF__BITS][SYN_TEXT], mid[RF__BITS][SYN_TEXT], suf[RF__BITS][SYN_TEXT];
+    char exact[RF__BITS][SYN_TEXT];
+    uint8_t has_exact[RF__BITS];
+    int64_t num[RF__BITS];
+    struct tw_addr addr[RF__BITS];
+    char text[RF__BITS][4 * SYN_TEXT]; /* the joined strings the observation points to */
+    char target[4 * SYN_TEXT + 8];
+};
+
+static void cat(char *dst, const char *src)
+{
+    size_t n = strlen(dst), k = strlen(src);
+    if (n + k < SYN_TEXT) {
+        memcpy(dst + n, src, k + 1);
+    }
+}
+
+/* A string the glob of v accepts: wildcards dropped, '?' as 'a'. */
+static void sample(const struct rval *v, char *out, size_t n)
+{
+    size_t k = 0;
+    for (uint32_t i = 0; i < v->len && k + 1 < n; i++) {
+        if (v->wild[i] == '*')
+            continue;
+        out[k++] = v->wild[i] == '?' ? 'a' : (char)v->pat[i];
+    }
+    out[k] = '\0';
+}
+
+/* Adds value i of item it to the synthesized observation. */
+static void syn_value(struct synth *s, const struct ruleset *rs, const struct ritem *it, uint32_t i)
+{
+    const struct rval *v = &rs->vals[it->first_val + i];
+    unsigned b = bit_index(it->fields);
+    s->set |= it->fields;
+    if (v->mod == MOD_CIDR) {
+        s->addr[b] = v->net;
+        return;
+    }
+    if (it->scalar) {
+        int64_t d = v->mod == MOD_LT ? -1 : v->mod == MOD_GT ? 1 : 0;
+        s->num[b] = v->num + d;
+        return;
+    }
+    char t[SYN_TEXT];
+    if (v->re)
+        snprintf(t, sizeof(t), "%s", re_sample(v->re, &(size_t){0}));
+    else
+        sample(v, t, sizeof(t));
+    switch (v->mod) {
+    case MOD_STARTS:
+        cat(s->pre[b], t);
+        break;
+    case MOD_RE:
+    case MOD_RE_I:
+    case MOD_CONTAINS:
+        cat(s->mid[b], t);
+        break;
+    case MOD_ENDS:
+        cat(s->suf[b], t);
+        break;
+    default:
+        if (!s->has_exact[b])
+            memcpy(s->exact[b], t, strlen(t) + 1);
+        s->has_exact[b] = 1;
+    }
+}
+
+static void syn_group(struct synth *s, const struct ruleset *rs, const struct rgroup *g)
+{
+    for (uint32_t i = 0; i < g->n_items; i++) {
+        const struct ritem *it = &rs->items[g->first_item + i];
+        if (it->isnull)
+            continue; /* absent satisfies it */
+        for (uint32_t k = 0; k < (it->all ? it->n_vals : 1u); k++)
+            syn_value(s, rs, it, k);
+    }
+}
+
+/* Where a string bit's text goes in the observation. */
+static struct rule_span *syn_span(struct rule_obs *ob, unsigned bit)
+{
+    switch (bit) {
+    case RF_METHOD:
+        return &ob->method;
+    case RF_UA:
+        return &ob->user_agent;
+    case RF_HTTP_HOST:
+        return &ob->host;
+    case RF_COOKIE:
+        return &ob->cookie;
+    case RF_REFERER:
+        return &ob->referer;
+    default:
+        return NULL;
+    }
+}
+
+/* An address whose text the glob parts give ("10." -> 10.0.0.1), or a default. */
+static void syn_addr_text(const char *t, struct tw_addr *a)
+{
+    static const char *const pad[] = {"", "1", "0.1", "0.0.1", "1.1.1"};
+    char buf[SYN_TEXT + 8];
+    for (size_t i = 0; i < TW_ARRAY_LEN(pad); i++) {
+        snprintf(buf, sizeof(buf), "%s%s", t, pad[i]);
+        if (tw_addr_parse(buf, a) == TW_OK)
+            return;
+    }
+}
+
+/* The request-target from the URL-ish fields: URL or URI, else stem + extension + query. */
+static void syn_target(struct synth *s)
+{
+    static const unsigned order[] = {RF_URL, RF_URI, RF_URI_STEM};
+    s->target[0] = '\0';
+    for (size_t i = 0; i < TW_ARRAY_LEN(order) && !s->target[0]; i++)
+        if (s->set & order[i])
+            snprintf(s->target, sizeof(s->target), "%s", s->text[bit_index(order[i])]);
+    if (!s->target[0])
+        snprintf(s->target, sizeof(s->target), "/index");
+    size_t n = strlen(s->target);
+    if (s->set & RF_URI_EXT)
+        snprintf(s->target + n, sizeof(s->target) - n, ".%s", s->text[bit_index(RF_URI_EXT)]);
+    n = strlen(s->target);
+    if (s->set & RF_URI_QUERY)
+        snprintf(s->target + n, sizeof(s->target) - n, "?%s", s->text[bit_index(RF_URI_QUERY)]);
+    s->ob.target = span_of(s->target);
+}
+
+static void syn_defaults(struct rule_obs *ob, unsigned kind)
+{
+    memset(ob, 0, sizeof(*ob));
+    ob->kind = (enum rule_obs_kind)kind;
+    ob->has_flow = ob->initiated = true;
+    set_addr("10.1.2.3", &ob->src);
+    set_addr("203.0.113.10", &ob->dst);
+    ob->sport = 49152;
+    ob->dport = kind == ROK_HTTP_REQUEST ? 80 : kind == ROK_DNS_QUERY ? 53 : 443;
+    ob->proto = kind == ROK_DNS_QUERY || kind == ROK_QUIC_SNI ? 17 : 6;
+    if (kind == ROK_HTTP_REQUEST) {
+        ob->method = span_of("GET");
+        ob->host = span_of("tw-selftest.example.zz");
+        ob->target = span_of("/index");
+    }
+}
+
+static void syn_scalars(struct synth *s)
+{
+    struct rule_obs *ob = &s->ob;
+    const int64_t *n = s->num;
+    if (s->set & RF_SRC_V6)
+        set_addr(n[bit_index(RF_SRC_V6)] ? "2001:db8::5" : "10.1.2.3", &ob->src);
+    if (s->set & RF_DST_V6)
+        set_addr(n[bit_index(RF_DST_V6)] ? "2001:db8::10" : "203.0.113.10", &ob->dst);
+    if (s->set & RF_SRC_IP)
+        ob->src = s->addr[bit_index(RF_SRC_IP)];
+    if (s->set & RF_DST_IP)
+        ob->dst = s->addr[bit_index(RF_DST_IP)];
+    if (s->set & RF_SRC_PORT)
+        ob->sport = (uint16_t)n[bit_index(RF_SRC_PORT)];
+    if (s->set & RF_DST_PORT)
+        ob->dport = (uint16_t)n[bit_index(RF_DST_PORT)];
+    if (s->set & RF_PROTO)
+        ob->proto = strcasecmp(s->text[bit_index(RF_PROTO)], "udp") ? 6 : 17;
+    if (s->set & RF_INITIATED)
+        ob->initiated = n[bit_index(RF_INITIATED)] != 0;
+    if (s->set & RF_QTYPE)
+        ob->qtype = qtype_code(s->text[bit_index(RF_QTYPE)]);
+    if (s->set & RF_STATUS)
+        ob->status = (int)n[bit_index(RF_STATUS)];
+}
+
+/* Joins the parts into texts and points the observation at them. */
+static void syn_finish(struct synth *s, unsigned kind)
+{
+    syn_defaults(&s->ob, kind);
+    for (unsigned b = 0; b < RF__BITS; b++) {
+        if (!(s->set & (1u << b)) || (fdocs[b].kind != FK_STR && fdocs[b].kind != FK_ADDR))
+            continue;
+        if (s->has_exact[b])
+            snprintf(s->text[b], sizeof(s->text[b]), "%s", s->exact[b]);
+        else
+            snprintf(s->text[b], sizeof(s->text[b]), "%s%s%s%s%s", s->pre[b],
+                     s->mid[b][0] ? "x" : "", s->mid[b], s->mid[b][0] ? "x" : "", s->suf[b]);
+        size_t n = strlen(s->text[b]);
+        if ((1u << b) & (RF_DEST_HOST | RF_QUERY | RF_HTTP_HOST) && n && s->text[b][n - 1] == '.')
+            cat(s->text[b], "x"); /* a name's trailing dot is the root, never compared */
+        if (fdocs[b].kind == FK_ADDR && !s->addr[b].family)
+            syn_addr_text(s->text[b], &s->addr[b]);
+    }
+    struct rule_obs *ob = &s->ob;
+    for (unsigned b = 0; b < 2; b++)
+        if (s->set & (1u << b)) {
+            ob->name = (const uint8_t *)s->text[b];
+            ob->name_len = strlen(s->text[b]);
+            ob->name_fields |= 1u << b;
+        }
+    if (!ob->name && kind != ROK_FLOW) {
+        ob->name = (const uint8_t *)"tw-selftest.example.zz";
+        ob->name_len = 22;
+        ob->name_fields = RF_DEST_HOST | (kind == ROK_DNS_QUERY ? RF_QUERY : 0u);
+    }
+    if (s->set & RF_HTTP_HOST && kind != ROK_HTTP_REQUEST) {
+        ob->name = (const uint8_t *)s->text[bit_index(RF_HTTP_HOST)];
+        ob->name_len = strlen(s->text[bit_index(RF_HTTP_HOST)]);
+    }
+    syn_scalars(s);
+    for (unsigned b = 0; b < RF__BITS; b++) {
+        struct rule_span *sp = syn_span(ob, 1u << b);
+        if (sp && (s->set & (1u << b)))
+            *sp = span_of(s->text[b]);
+    }
+    if (kind == ROK_HTTP_REQUEST)
+        syn_target(s);
+}
+
+static bool st_fires(const struct ruleset *rs, const struct rule_obs *ob, const struct rule *r)
+{
+    struct rule_hit h[256];
+    int n = ruleset_match_obs(rs, ob, h, TW_ARRAY_LEN(h));
+    for (int i = 0; i < n; i++)
+        if (h[i].rule == r)
+            return true;
+    return false;
+}
+
+/* The rule's selections (sel < 0: group 0 of every one the condition requires; else group g
+ * of that selection alone) as an observation of the rule's first kind. */
+static void syn_build(struct synth *s, const struct ruleset *rs, const struct rrule *rr, int sel,
+                      uint32_t g)
+{
+    memset(s, 0, offsetof(struct synth, text));
+    for (uint32_t i = 0; i < rr->n_sels; i++) {
+        const struct rsel *se = &rs->sels[rr->first_sel + i];
+        if (sel < 0 && se->ref_pos && !se->dropped)
+            syn_group(s, rs, &rs->groups[se->first_group]);
+        else if (sel == (int)i)
+            syn_group(s, rs, &rs->groups[se->first_group + g]);
+    }
+}
+
+static unsigned first_kind(const struct rrule *rr)
+{
+    unsigned k = 0;
+    while (k < ROK__COUNT && !(rr->kinds & (1u << k)))
+        k++;
+    return k;
+}
+
+/* Changes field b so that the rule's value for it no longer holds. */
+static void syn_mutate(struct synth *s, unsigned b, int variant)
+{
+    static const char *const v4[] = {"192.0.2.77", "100.64.9.9"};
+    static const char *const v6[] = {"2001:db8::77", "fd00::77"};
+    s->has_exact[b] = 1;
+    snprintf(s->exact[b], SYN_TEXT, "twselftestno%d", variant);
+    if (fdocs[b].kind == FK_ADDR) {
+        bool six = s->addr[b].family == 6;
+        set_addr(six ? v6[variant & 1] : v4[variant & 1], &s->addr[b]);
+        snprintf(s->exact[b], SYN_TEXT, "%s", six ? v6[variant & 1] : v4[variant & 1]);
+    } else if (fdocs[b].kind == FK_BOOL) {
+        s->num[b] = !s->num[b];
+    } else if (fdocs[b].kind == FK_NUM) {
+        s->num[b] = variant ? 0 : (s->num[b] + 7777) % 65536;
+    }
+}
+
+/* A look-alike of the positive observation that must not fire: each of its fields changed
+ * in turn, or (for a rule that holds on a blank observation) one of its filters satisfied. */
+static bool st_negative(const struct ruleset *rs, const struct rrule *rr, const struct synth *pos,
+                        struct synth *s)
+{
+    unsigned kind = first_kind(rr);
+    for (unsigned b = 0; b < RF__BITS; b++) {
+        for (int variant = 0; variant < 2 && (pos->set & (1u << b)); variant++) {
+            memcpy(s, pos, offsetof(struct synth, text));
+            syn_mutate(s, b, variant);
+            syn_finish(s, kind);
+            if (!st_fires(rs, &s->ob, &rr->pub))
+                return true;
+        }
+    }
+    for (uint32_t i = 0; i < rr->n_sels; i++) {
+        const struct rsel *se = &rs->sels[rr->first_sel + i];
+        if (!se->ref_neg || se->dropped)
+            continue;
+        syn_build(s, rs, rr, (int)i, 0);
+        syn_finish(s, kind);
+        if (!st_fires(rs, &s->ob, &rr->pub))
+            return true;
+    }
+    return false;
+}
+
+/* Positive candidates in turn: every required selection together, each group of each
+ * selection alone, a blank observation. True with *pos filled when one fires. */
+static bool st_positive(const struct ruleset *rs, const struct rrule *rr, struct synth *pos)
+{
+    unsigned kind = first_kind(rr);
+    syn_build(pos, rs, rr, -1, 0);
+    syn_finish(pos, kind);
+    if (st_fires(rs, &pos->ob, &rr->pub))
+        return true;
+    for (uint32_t i = 0; i < rr->n_sels; i++) {
+        const struct rsel *se = &rs->sels[rr->first_sel + i];
+        for (uint32_t g = 0; g < se->n_groups && !se->dropped; g++) {
+            syn_build(pos, rs, rr, (int)i, g);
+            syn_finish(pos, kind);
+            if (st_fires(rs, &pos->ob, &rr->pub))
+                return true;
+        }
+    }
+    syn_build(pos, rs, rr, (int)rr->n_sels, 0);
+    syn_finish(pos, kind);
+    return st_fires(rs, &pos->ob, &rr->pub);
+}
+
+/* An indicator list: its first domain fires, a name outside it does not. */
+static int st_list(const struct ruleset *rs, const struct rrule *rr, uint32_t ri)
+{
+    for (size_t d = 0; d < rs->n_doms; d++) {
+        if (rs->doms[d].rule != ri)
+            continue;
+        struct rule_obs ob;
+        syn_defaults(&ob, ROK_TLS_SNI);
+        ob.name = (const uint8_t *)(rs->dpool + rs->doms[d].off);
+        ob.name_len = rs->doms[d].len;
+        ob.name_fields = rr->pub.fields;
+        if (!st_fires(rs, &ob, &rr->pub))
+            return 1;
+        ob.name = (const uint8_t *)"twselftestno.invalid";
+        ob.name_len = 20;
+        return st_fires(rs, &ob, &rr->pub) ? 2 : 0;
+    }
+    return 1;
+}
+
+int ruleset_selftest(const struct ruleset *rs, FILE *out)
+{
+    if (!rs || !rs->built)
+        return 0;
+    struct synth *pos = malloc(sizeof(*pos)), *neg = malloc(sizeof(*neg));
+    if (!pos || !neg) {
+        free(pos);
+        free(neg);
+        return 1;
+    }
+    int failed = 0;
+    for (size_t i = 0; i < rs->n_rules; i++) {
+        const struct rrule *rr = &rs->rules[i];
+        int why = rr->indicator                    ? st_list(rs, rr, (uint32_t)i)
+                  : !st_positive(rs, rr, pos)      ? 1
+                  : !st_negative(rs, rr, pos, neg) ? 2
+                                                   : 0;
+        if (why) {
+            failed++;
+            fprintf(out, "selftest: FAIL %s '%s' (%s): %s\n", rr->pub.id, rr->pub.title,
+                    rr->pub.file,
+                    why == 1 ? "does not fire on an observation built from its values"
+                             : "fires on every look-alike");
+        }
+    }
+    fprintf(out, "selftest: %zu rules, %zu passed, %d failed\n", rs->n_rules,
+            rs->n_rules - (size_t)failed, failed);
+    free(pos);
+    free(neg);
+    return failed;
 }

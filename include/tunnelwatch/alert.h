@@ -88,6 +88,10 @@ struct alert_rec {
     const char *allow_name, *allow_reason;
     const char *observer;              /* sensor name */
     const struct alert_health *health; /* ALERT_HEALTH only */
+    /* what the rule matched on (raised alerts only; NULL otherwise) */
+    const struct rule_obs *obs;
+    unsigned matched; /* enum rule_field bits of obs the rule used */
+    bool relaxed;     /* the rule runs without its process filters */
 };
 
 /* Writes one record as a JSON object (no newline) into w (reset first). */

@@ -86,6 +86,7 @@ struct tw_cfg {
         size_t n_paths;
         bool skip_unsupported;         /* false: an unsupported rule is an error */
         bool dns_query_as_destination; /* true: DNS query names also match DestinationHostname */
+        bool drop_process_filters;     /* rules.unobservable_filters = "drop" (see rules.h) */
     } rules;
 
     struct cfg_allow allow[CFG_MAX_LIST];

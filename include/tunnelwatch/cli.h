@@ -30,6 +30,7 @@ struct cli_args {
     const char *buffer_mib, *snaplen, *workers; /* checked by the configuration */
     const char *user, *pidfile;
     bool names, check, list, realtime;
+    bool selftest; /* --selftest-rules */
     double speed;
     const char *alerts, *schema, *summary, *evidence, *redis;
     uint64_t max_packets;
@@ -48,5 +49,7 @@ int cli_load_config(const struct cli_args *a, struct tw_cfg *cfg, FILE *err);
 struct ruleset *cli_load_rules(const struct tw_cfg *cfg, FILE *err, int *status);
 /* -T: the effective configuration and the rule summary. */
 void cli_print_check(const struct tw_cfg *cfg, const struct ruleset *rules, FILE *out);
+/* The field map (part of -T): one comment line per Sigma field name and logsource. */
+void cli_print_field_map(FILE *out);
 
 #endif /* TW_CLI_H */

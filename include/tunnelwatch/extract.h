@@ -34,13 +34,15 @@ enum name_kind {
     NK_HTTP_HOST,
     NK_DNS_ANSWER,
     NK_PROXY_TARGET,
-    NK__COUNT
+    NK__COUNT,
+    NK_FLOW = NK__COUNT /* a new flow matched by rules on flow facts alone: no name, not counted */
 };
 
-/* "dns_query", "tls_sni", "quic_sni", "http_host", "dns_answer", "proxy_target" */
+/* "dns_query", "tls_sni", "quic_sni", "http_host", "dns_answer", "proxy_target"; "flow" */
 const char *name_kind_str(enum name_kind k);
 
 struct dnsmap_entry;
+struct http_req;
 
 /* One observed name. Everything is borrowed for the duration of the callback: name points
  * into the packet, the reassembly buffer, the hello buffer or a DNS message; p is the packet
@@ -55,6 +57,8 @@ struct obs {
     const uint8_t *hello_msg;      /* its bytes, for JA4 once a rule hits */
     size_t hello_len;
     const struct dnsmap_entry *dns; /* NK_DNS_ANSWER: the answer that named the address */
+    const struct http_req *http;    /* NK_HTTP_HOST of a parsed request: its fields, or NULL */
+    uint16_t qtype;                 /* NK_DNS_QUERY: the question's type */
 };
 
 struct extract_ops {

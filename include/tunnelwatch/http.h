@@ -33,6 +33,12 @@ struct http_req {
     size_t host_len;
     const uint8_t *target; /* request-target as sent */
     size_t target_len;
+    const uint8_t *method; /* the method token */
+    size_t method_len;
+    /* the first User-Agent, Cookie and Referer values without surrounding whitespace (a
+     * continuation line is not part of the view), NULL when absent */
+    const uint8_t *user_agent, *cookie, *referer;
+    size_t user_agent_len, cookie_len, referer_len;
     bool connect; /* method CONNECT: the bytes after the head are the tunnel */
     /* CONNECT only: the authority-form target's host without its port ("[::1]" keeps its
      * brackets, like the Host view) and the port (0 when absent or not a number <= 65535) */

@@ -43,12 +43,12 @@ grep -qE "^# rules: $nfiles rules, [0-9]+ patterns, $nfiles files, 0 skipped; fi
     { tail -3 "$T/check.txt"; fail "--check-config summary"; }
 grep -q "19bf6fdb-7721-4f3d-867f-53467f6a5db6  high     Communication To Ngrok Tunneling Service - Linux" "$T/check.txt" ||
     fail "--check-config does not list the seed rule"
-printf 'title: Bad\nid: 11111111-2222-4333-8444-555555555555\nlogsource: {category: network_connection}\ndetection:\n  sel:\n    DestinationHostname|re: x\n  condition: sel\n' >"$T/bad.yml"
+printf 'title: Bad\nid: 11111111-2222-4333-8444-555555555555\nlogsource: {category: network_connection}\ndetection:\n  sel:\n    DestinationHostname|windash: x\n  condition: sel\n' >"$T/bad.yml"
 set +e
 "$TW_BIN" -T -R "$T/bad.yml" >/dev/null 2>"$T/bad.err"
 rc=$?
 set -e
-[ $rc -eq 2 ] && grep -q "bad.yml.*Bad.*|re" "$T/bad.err" || { cat "$T/bad.err"; fail "an unsupported modifier must fail --check-config with exit 2 naming file, rule and construct"; }
+[ $rc -eq 2 ] && grep -q "bad.yml.*Bad.*|windash" "$T/bad.err" || { cat "$T/bad.err"; fail "an unsupported modifier must fail --check-config with exit 2 naming file, rule and construct"; }
 check dns_query "udp port 53" seed_names.pcap
 check tls_sni "tcp port 443" seed_names.pcap
 check http_host "tcp port 80" seed_names.pcap

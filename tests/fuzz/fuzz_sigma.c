@@ -1,5 +1,7 @@
 /* fuzz_sigma.c - the Sigma loader (libyaml) and indicator-list parser on arbitrary text, then
- * the matcher on a few names and on the input's first line. */
+ * the matcher on a few names and on the input's first line, an observation of every kind
+ * carrying every field (the line as each text field), and the rule self-test. */
+#include <stdio.h>
 #include <string.h>
 
 #include "tunnelwatch/rules.h"
@@ -19,7 +21,32 @@ static void run(enum rule_policy pol, const char *name, const uint8_t *data, siz
             (void)ruleset_match(rs, RF_DEST_HOST | RF_QUERY, (const uint8_t *)names[i],
                                 strlen(names[i]), h, 8);
         const uint8_t *nl = memchr(data, '\n', size);
-        (void)ruleset_match(rs, RF_DEST_HOST, data, nl ? (size_t)(nl - data) : size, h, 8);
+        size_t ll = nl ? (size_t)(nl - data) : size;
+        (void)ruleset_match(rs, RF_DEST_HOST, data, ll, h, 8);
+        struct rule_obs o;
+        memset(&o, 0, sizeof(o));
+        struct rule_span line = {data, ll};
+        o.name = data;
+        o.name_len = ll;
+        o.name_fields = RF_DEST_HOST | RF_QUERY;
+        o.has_flow = o.initiated = true;
+        o.src.family = 4;
+        o.dst.family = 6;
+        o.sport = 4444;
+        o.dport = 443;
+        o.proto = 6;
+        o.qtype = 16;
+        o.method = o.target = o.user_agent = o.host = o.cookie = o.referer = line;
+        o.status = 200;
+        for (int k = 0; k < ROK__COUNT; k++) {
+            o.kind = (enum rule_obs_kind)k;
+            (void)ruleset_match_obs(rs, &o, h, 8);
+        }
+        static FILE *null;
+        if (!null)
+            null = fopen("/dev/null", "w");
+        if (null)
+            (void)ruleset_selftest(rs, null);
     }
     ruleset_free(rs);
 }

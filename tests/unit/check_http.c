@@ -296,6 +296,34 @@ START_TEST(test_connect)
 }
 END_TEST
 
+/* GET /a?b HTTP/1.1 with User-Agent, Cookie, Referer (OWS around values), a second UA ignored */
+START_TEST(test_request_fields)
+{
+    static const char head[] = "POST  /up.php?x=1 HTTP/1.1\r\nHost: h.example:8080\r\n"
+                               "User-Agent:  rclone/v1.62 \r\nCookie: a=b; c=d\r\n"
+                               "Referer:\thttp://r.example/\r\nUser-Agent: second\r\n"
+                               "Content-Length: 0\r\n\r\n";
+    struct http_req r;
+    ck_assert_int_eq(http_parse_request((const uint8_t *)head, strlen(head), &r), TW_OK);
+    ck_assert_int_eq((int)r.method_len, 4);
+    ck_assert(!memcmp(r.method, "POST", 4));
+    ck_assert_int_eq((int)r.target_len, 11);
+    ck_assert(!memcmp(r.target, "/up.php?x=1", 11));
+    ck_assert_int_eq((int)r.user_agent_len, 12);
+    ck_assert(!memcmp(r.user_agent, "rclone/v1.62", 12));
+    ck_assert_int_eq((int)r.cookie_len, 8);
+    ck_assert(!memcmp(r.cookie, "a=b; c=d", 8));
+    ck_assert_int_eq((int)r.referer_len, 17);
+    ck_assert(!memcmp(r.referer, "http://r.example/", 17));
+    static const char bare[] = "GET / HTTP/1.0\r\n\r\n";
+    ck_assert_int_eq(http_parse_request((const uint8_t *)bare, strlen(bare), &r), TW_OK);
+    ck_assert_ptr_null(r.user_agent);
+    ck_assert_ptr_null(r.cookie);
+    ck_assert_ptr_null(r.referer);
+    ck_assert_int_eq((int)r.method_len, 3);
+}
+END_TEST
+
 Suite *tw_suite(void)
 {
     Suite *s = suite_create("http");
@@ -309,6 +337,7 @@ Suite *tw_suite(void)
     TCase *tr = tcase_create("http_parse_request");
     tcase_add_test(tr, test_pipelined);
     tcase_add_test(tr, test_connect);
+    tcase_add_test(tr, test_request_fields);
     suite_add_tcase(s, tr);
     return s;
 }
