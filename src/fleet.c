@@ -428,7 +428,7 @@ static void out_free(struct out *o)
     free(o->ub);
 }
 
-int fleet_claim(struct fleet *f, const char *key, const char local_id[40], const char *raised,
+int fleet_claim(struct fleet *f, const char *key, const char *local_id, const char *raised,
                 size_t rlen, const char *update, size_t ulen)
 {
     if (!fleet_dedups(f))
@@ -436,8 +436,7 @@ int fleet_claim(struct fleet *f, const char *key, const char local_id[40], const
     struct out o;
     memset(&o, 0, sizeof(o));
     o.type = OUT_CLAIM;
-    memcpy(o.id, local_id, sizeof(o.id));
-    o.id[39] = '\0';
+    snprintf(o.id, sizeof(o.id), "%s", local_id);
     o.key = dup_n(key, strlen(key));
     o.a = dup_n(raised, rlen);
     o.alen = rlen;
@@ -451,15 +450,14 @@ int fleet_claim(struct fleet *f, const char *key, const char local_id[40], const
     return TW_OK;
 }
 
-int fleet_relay(struct fleet *f, const char local_id[40], const char *rec, size_t len)
+int fleet_relay(struct fleet *f, const char *local_id, const char *rec, size_t len)
 {
     if (!fleet_dedups(f))
         return TW_ELIMIT;
     struct out o;
     memset(&o, 0, sizeof(o));
     o.type = OUT_RELAY;
-    memcpy(o.id, local_id, sizeof(o.id));
-    o.id[39] = '\0';
+    snprintf(o.id, sizeof(o.id), "%s", local_id);
     o.a = dup_n(rec, len);
     o.alen = len;
     if (!o.a || out_push(f, &o) != TW_OK) {

@@ -118,11 +118,11 @@ bool fleet_dedups(const struct fleet *f);
 /* A new alert's Redis copy: raised (the alert) and update (the same hit as an update record of
  * incident local_id, event.count 1). key: "host|rule|name". Copies all; TW_OK, or TW_ELIMIT
  * (queue full: send raised to the publisher yourself). */
-int fleet_claim(struct fleet *f, const char *key, const char local_id[40], const char *raised,
+int fleet_claim(struct fleet *f, const char *key, const char *local_id, const char *raised,
                 size_t rlen, const char *update, size_t ulen);
 /* A later record of incident local_id (update, flow end), sent with the winner's id in place
  * of local_id when another sensor won. TW_OK or TW_ELIMIT (send it yourself). */
-int fleet_relay(struct fleet *f, const char local_id[40], const char *rec, size_t len);
+int fleet_relay(struct fleet *f, const char *local_id, const char *rec, size_t len);
 
 /* "ok" (Redis connected), "local-only" (configured, not reachable) or "in-process". */
 const char *fleet_state(struct fleet *f);
