@@ -523,8 +523,8 @@ static void say(struct fleet *f, bool ok, const char *why)
                 where, fleet_dedups(f) ? " and dedup" : "");
     else
         fprintf(f->o.log,
-                "tunnelwatch: fleet: redis at %s unreachable (%s): local attribution and dedup "
-                "only until it is back\n",
+                "tunnelwatch: fleet: redis at %s unreachable (%s): local-only (attribution and "
+                "dedup within this sensor) until it is back\n",
                 where, why);
 }
 
