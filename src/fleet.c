@@ -119,7 +119,13 @@ static int jstr(struct cur *c, char *out, size_t cap)
         if (ch == '"')
             break;
         buf[0] = (char)ch;
-        if (ch == '\\') {
+        if (ch >= 0x80) { /* JSON is UTF-8: a byte that is not refuses the binding */
+            k = jw_utf8_len(c->p - 1, cur_left(c) + 1);
+            if (k == 0 || k > 4)
+                return TW_EBAD;
+            memcpy(buf, c->p - 1, k);
+            cur_skip(c, k - 1);
+        } else if (ch == '\\') {
             uint8_t e = cur_u8(c);
             uint32_t cp;
             if (e == 'u') {
