@@ -184,7 +184,7 @@ static int member(struct cur *c, struct fleet_binding *b, unsigned *seen)
                         : !strcmp(key, "resolver") ? &b->resolver
                                                    : NULL;
     if (a) {
-        if (jstr(c, s, sizeof(s)) != TW_OK || (s[0] && tw_addr_parse(s, a) != TW_OK))
+        if (jstr(c, s, sizeof(s)) != TW_OK || (s[0] ? tw_addr_parse(s, a) != TW_OK : a == &b->ip))
             return TW_EBAD;
         *seen |= a == &b->ip ? 1u : 0u;
         return TW_OK;
