@@ -317,6 +317,10 @@ static void ecs_evidence(struct jw *w, const struct alert_rec *r)
         if (r->resolver_frame)
             jw_u64(w, "tunnelwatch.resolver_frame", r->resolver_frame);
     }
+    if (r->binding_sensor) { /* the binding came from another sensor (fleet.h) */
+        jw_str(w, "tunnelwatch.binding.sensor", r->binding_sensor);
+        jw_addr(w, "tunnelwatch.binding.resolver", &r->resolver);
+    }
 }
 
 /* A flow-end record: its span and what each side sent. */

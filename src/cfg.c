@@ -162,6 +162,14 @@ static const struct key keys[] = {
     KN("redis.wait_timeout_ms", K_U32, redis.wait_timeout_ms, 1, 600000),
     KS("redis.spool.dir", redis.spool_dir, NULL),
     KN("redis.spool.max_mib", K_U64, redis.spool_max_mib, 1, 1 << 20),
+    KB("fleet.enabled", fleet.enabled),
+    KO("fleet.url", fleet.url, check_url),
+    KS("fleet.bind_prefix", fleet.bind_prefix, check_rkey),
+    KS("fleet.channel", fleet.channel, check_rkey),
+    KS("fleet.incident_prefix", fleet.incident_prefix, check_rkey),
+    KB("fleet.dedup", fleet.dedup),
+    KN("fleet.queue_max", K_U32, fleet.queue_max, 16, 1 << 20),
+    KN("fleet.sync_timeout_ms", K_U32, fleet.sync_timeout_ms, 0, 60000),
     KN("log.verbosity", K_INT, log.verbosity, -1, 3),
     KB("log.syslog", log.syslog),
     KN("log.stats_interval_s", K_U32, log.stats_interval_s, 0, 86400),
@@ -171,8 +179,9 @@ static const struct key keys[] = {
 #define N_KEYS TW_ARRAY_LEN(keys)
 _Static_assert(TW_ARRAY_LEN(keys) <= CFG_KEY_SLOTS, "raise CFG_KEY_SLOTS in cfg.h");
 
-static const char *const groups[] = {"sensor", "capture", "networks",    "rules", "flow",   "alert",
-                                     "output", "redis",   "redis.spool", "log",   "metrics"};
+static const char *const groups[] = {"sensor",      "capture", "networks", "rules",
+                                     "flow",        "alert",   "output",   "redis",
+                                     "redis.spool", "fleet",   "log",      "metrics"};
 
 /* Older or shorter spellings accepted in the file and by --set. */
 static const struct {
@@ -1331,6 +1340,13 @@ void cfg_defaults(struct tw_cfg *cfg)
     cfg->redis.timeout_ms = 2000;
     cfg->redis.heartbeat_s = 10;
     cfg->redis.wait_timeout_ms = 1000;
+
+    cfg->fleet.bind_prefix = strdup("tunnelwatch:bind:");
+    cfg->fleet.channel = strdup("tunnelwatch:bindings");
+    cfg->fleet.incident_prefix = strdup("tunnelwatch:incident:");
+    cfg->fleet.dedup = true;
+    cfg->fleet.queue_max = 4096;
+    cfg->fleet.sync_timeout_ms = 3000;
 
     cfg->log.verbosity = 0;
     cfg->log.syslog = false;

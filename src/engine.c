@@ -20,6 +20,7 @@
 #include "tunnelwatch/engine.h"
 #include "tunnelwatch/evidence.h"
 #include "tunnelwatch/extract.h"
+#include "tunnelwatch/fleet.h"
 #include "tunnelwatch/flow.h"
 #include "tunnelwatch/frag.h"
 #include "tunnelwatch/http.h"
@@ -176,6 +177,7 @@ static struct attrib_verdict blame(struct engine *e, const struct obs *ob, struc
     if (ob->kind == NK_DNS_ANSWER) {
         r->resolver = ob->dns->resolver;
         r->resolver_frame = ob->dns->frame;
+        r->binding_sensor = ob->dns->sensor[0] ? ob->dns->sensor : NULL; /* another sensor's */
         struct attrib_verdict v = {ob->f->cli, "dns_answer"};
         return v;
     }
@@ -409,6 +411,46 @@ static const char *flagged_owner(struct engine *e, const struct dns_msg *m, uint
     return NULL;
 }
 
+/* A binding this engine learned, for the other capture workers and the fleet (fleet.h). */
+static void share_binding(struct engine *e, const struct dnsmap_entry *de, uint32_t ttl)
+{
+    struct fleet_binding b;
+    struct rule_hit hit;
+    memset(&b, 0, sizeof(b));
+    b.ip = de->ip;
+    b.client = de->asker;
+    b.resolver = de->resolver;
+    memcpy(b.name, de->name, sizeof(b.name));
+    if (ruleset_match(e->rules, RF_DEST_HOST, (const uint8_t *)de->name, strlen(de->name), &hit,
+                      1) > 0)
+        snprintf(b.rule, sizeof(b.rule), "%s", hit.rule->id);
+    b.ttl_s = ttl;
+    fleet_share(e->o.fleet, e->o.fleet_slot, &b);
+}
+
+/* A binding from another worker or sensor, into the map from now on for its TTL. */
+static void apply_binding(void *ud, const struct fleet_binding *b)
+{
+    struct engine *e = ud;
+    struct dnsmap_entry de;
+    memset(&de, 0, sizeof(de));
+    de.ip = b->ip;
+    memcpy(de.name, b->name, sizeof(de.name));
+    de.resolver = b->resolver;
+    de.asker = b->client;
+    memcpy(de.sensor, b->sensor, sizeof(de.sensor));
+    uint32_t ttl = b->ttl_s > e->cfg->alert.dns_ttl_cap_s ? e->cfg->alert.dns_ttl_cap_s : b->ttl_s;
+    de.expires_us = tw_time_us(e->now) + (int64_t)ttl * 1000000;
+    dnsmap_put(attrib_dnsmap(e->attrib), &de);
+}
+
+/* Bindings waiting for this engine, once its clock runs (their TTLs count from now). */
+static void fleet_apply(struct engine *e)
+{
+    if (e->o.fleet && e->now.sec && fleet_pending(e->o.fleet, e->o.fleet_slot))
+        (void)fleet_drain(e->o.fleet, e->o.fleet_slot, apply_binding, e);
+}
+
 /* The A/AAAA records of a flagged name go into the IP -> name map, bound to that name. */
 static void map_answers(struct engine *e, const struct dec_pkt *p, const struct dns_msg *m)
 {
@@ -436,6 +478,8 @@ static void map_answers(struct engine *e, const struct dec_pkt *p, const struct 
         de.frame = e->frame;
         dnsmap_put(attrib_dnsmap(e->attrib), &de);
         e->st.dns_answers_mapped++;
+        if (e->o.fleet)
+            share_binding(e, &de, ttl);
     }
 }
 
@@ -604,6 +648,7 @@ static void packet_decoded(struct engine *e, const struct pcap_pkthdr *h, const 
     e->st.packets++;
     e->st.bytes += h->len;
     advance_clock(e, h);
+    fleet_apply(e);
     if (r == DEC_FRAG) {
         if (!defragment(e, p, &r))
             return;
@@ -756,6 +801,7 @@ void engine_tick(struct engine *e, struct tw_time now)
     frag_expire(e->frag, e->now);
     engine_health(e, false);
     rec_tick(e->rec, e->now, false);
+    fleet_apply(e);
     e->last_tick_us = tw_time_us(e->now);
 }
 
@@ -766,8 +812,8 @@ static int engine_parts(struct engine *e, const struct tw_cfg *c)
 {
     struct flow_opts fo = {c->flow.max_flows, c->flow.idle_timeout_s, c->flow.udp_timeout_s,
                            c->flow.tcp_close_timeout_s, sizeof(struct fstate)};
-    struct recorder_opts ro = {c,        e->o.alerts_out, e->o.pub,        e->o.schema,
-                               e->o.log, e->o.verbosity,  e->o.alerts_sink};
+    struct recorder_opts ro = {c,        e->o.alerts_out, e->o.pub,         e->o.schema,
+                               e->o.log, e->o.verbosity,  e->o.alerts_sink, e->o.fleet};
     struct extract_ops xo = {observe, dns_message, e};
     e->flows = flow_table_new(&fo, flow_end, e);
     e->frag = frag_new(c->flow.frag_max, (uint64_t)c->flow.frag_max * 4096, c->flow.frag_timeout_s);

@@ -76,6 +76,46 @@ static void write_failed(struct recorder *r, int err)
     r->failing = true;
 }
 
+/* A new alert's Redis copy goes through the fleet's claim (fleet.h) with, for a sensor that
+ * loses it, the same hit as an update record of the incident. jw holds the alert. */
+static int claim_fleet(struct recorder *r, const struct alert_rec *rec)
+{
+    char key[TW_ADDR_STRLEN + 128 + 260], host[TW_ADDR_STRLEN], id[40];
+    char *raised = malloc(r->jw.len);
+    if (!raised)
+        return TW_ENOMEM;
+    size_t rlen = r->jw.len;
+    memcpy(raised, r->jw.buf, rlen);
+    snprintf(key, sizeof(key), "%s|%s|%.*s", tw_addr_str(&rec->host, host, sizeof(host)),
+             rec->rule->id, (int)(rec->name_len > 255 ? 255 : rec->name_len),
+             (const char *)rec->name);
+    struct alert_rec u = *rec;
+    alert_ids_next(&r->ids, id);
+    u.type = ALERT_UPDATE;
+    u.event_id = id;
+    u.incident_id = rec->event_id;
+    int rc = alert_format(&r->jw, &u, r->o.schema);
+    if (rc == TW_OK)
+        rc = fleet_claim(r->o.fleet, key, rec->event_id, raised, rlen, r->jw.buf, r->jw.len);
+    if (rc != TW_OK)
+        (void)pub_enqueue(r->o.pub, raised, rlen); /* the fleet could not take it: alone */
+    free(raised);
+    return TW_OK;
+}
+
+/* The Redis copy of a record: through the fleet when it dedups fleet-wide (fleet.h). */
+static void to_pub(struct recorder *r, const struct alert_rec *rec)
+{
+    if (fleet_dedups(r->o.fleet)) {
+        if (rec->type == ALERT_RAISED && claim_fleet(r, rec) == TW_OK)
+            return;
+        if (rec->incident_id &&
+            fleet_relay(r->o.fleet, rec->incident_id, r->jw.buf, r->jw.len) == TW_OK)
+            return;
+    }
+    (void)pub_enqueue(r->o.pub, r->jw.buf, r->jw.len);
+}
+
 static void emit(struct recorder *r, const struct alert_rec *rec, bool to_file, bool to_redis)
 {
     if (alert_format(&r->jw, rec, r->o.schema) != TW_OK) {
@@ -99,7 +139,7 @@ static void emit(struct recorder *r, const struct alert_rec *rec, bool to_file, 
             r->failing = false;
     }
     if (to_redis && r->o.pub)
-        (void)pub_enqueue(r->o.pub, r->jw.buf, r->jw.len);
+        to_pub(r, rec);
 }
 
 void rec_suppressed(struct recorder *r, struct alert_rec *rec)

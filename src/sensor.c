@@ -29,6 +29,7 @@
 
 #include "tunnelwatch/capture.h"
 #include "tunnelwatch/engine.h"
+#include "tunnelwatch/fleet.h"
 #include "tunnelwatch/metrics.h"
 #include "tunnelwatch/publish.h"
 #include "tunnelwatch/sensor.h"
@@ -76,6 +77,7 @@ struct sensor {
     size_t n_inputs;
     struct sink *alerts; /* the alerts file's writer thread */
     struct pub *pub;
+    struct fleet *fleet; /* shared bindings and dedup (fleet.h), or NULL */
     struct metrics *metrics;
     struct engine *e;
     struct engine_opts eo;
@@ -142,6 +144,25 @@ static void alerts_stats(struct sensor *s, struct tw_stats *st)
 
 /* Every counter of the sensor: the engine's (summed over capture workers), kernel and
  * interface drops when live, uptime and version. */
+/* The fleet's counters (fleet.h), when there is one. */
+static void fleet_stats_put(struct fleet *f, struct tw_stats *st)
+{
+    struct fleet_stats fs;
+    if (!f)
+        return;
+    fleet_get_stats(f, &fs);
+    stats_put(st, "fleet_bindings_shared", false, fs.shared);
+    stats_put(st, "fleet_bindings_published", false, fs.published);
+    stats_put(st, "fleet_bindings_received", false, fs.received);
+    stats_put(st, "fleet_bindings_bad", false, fs.bad);
+    stats_put(st, "fleet_bindings_applied", false, fs.applied);
+    stats_put(st, "fleet_bindings_dropped", false, fs.dropped);
+    stats_put(st, "fleet_claims_won", false, fs.claims_won);
+    stats_put(st, "fleet_claims_lost", false, fs.claims_lost);
+    stats_put(st, "fleet_bypassed", false, fs.bypassed);
+    stats_put(st, "fleet_errors", false, fs.errors);
+}
+
 static void sensor_stats(struct sensor *s, struct tw_stats *st)
 {
     static struct tw_stats one;
@@ -174,6 +195,7 @@ static void sensor_stats(struct sensor *s, struct tw_stats *st)
         stats_put(st, "interface_drops", false, ifdrop);
     }
     stats_put(st, "uptime_s", true, (uint64_t)(time(NULL) - s->started));
+    fleet_stats_put(s->fleet, st);
 }
 
 /* The stats lines of the heartbeat and the metrics endpoint. */
@@ -192,7 +214,9 @@ static void heartbeat(struct sensor *s)
     static char buf[16384];
     if (!s->pub)
         return;
-    stats_lines(s, buf, sizeof(buf));
+    size_t n = stats_lines(s, buf, sizeof(buf));
+    if (s->fleet && n < sizeof(buf)) /* "ok", "local-only" or "in-process" (fleet.h) */
+        snprintf(buf + n, sizeof(buf) - n, "fleet\t%s\n", fleet_state(s->fleet));
     pub_set_heartbeat(s->pub, buf);
 }
 
@@ -715,6 +739,7 @@ static int worker_engines(struct sensor *s)
             w->cfgs[0].flow.max_flows = 1;
         struct engine_opts o = s->eo;
         o.cfg = &w->cfgs[0];
+        o.fleet_slot = i + 1; /* slot 0 is the main engine's */
         o.evidence_path = NULL;
         char err[256];
         w->e = engine_new(&o, s->rules, err, sizeof(err));
@@ -940,6 +965,43 @@ static int start_publisher(struct sensor *s)
     return 0;
 }
 
+/* The fleet (fleet.h): over Redis with fleet.enabled, in process between capture workers. */
+static int start_fleet(struct sensor *s)
+{
+    const struct tw_cfg *cfg = s->cfg;
+    if (!cfg->fleet.enabled && s->n_workers < 2)
+        return 0;
+    struct pub_opts po;
+    pub_opts_from_cfg(cfg, &po);
+    struct fleet_opts fo = {.url = !cfg->fleet.enabled ? NULL
+                                   : cfg->fleet.url    ? cfg->fleet.url
+                                                       : cfg->redis.url,
+                            .user = po.user,
+                            .password = po.password,
+                            .sensor_name = cfg->sensor_name,
+                            .bind_prefix = cfg->fleet.bind_prefix,
+                            .channel = cfg->fleet.channel,
+                            .incident_prefix = cfg->fleet.incident_prefix,
+                            .dedup = cfg->fleet.dedup,
+                            .dedup_window_s = cfg->alert.dedup_window_s,
+                            .ttl_cap_s = cfg->alert.dns_ttl_cap_s,
+                            .queue_max = cfg->fleet.queue_max,
+                            .timeout_ms =
+                                (int)(cfg->redis.timeout_ms < 1000 ? cfg->redis.timeout_ms : 1000),
+                            .sync_timeout_ms = (int)cfg->fleet.sync_timeout_ms,
+                            .n_slots = s->n_workers + 1,
+                            .pub = s->pub,
+                            .log = stderr};
+    char err[512];
+    s->fleet = fleet_new(&fo, err, sizeof(err));
+    if (!s->fleet) {
+        fprintf(stderr, "tunnelwatch: %s\n", err);
+        return 2;
+    }
+    s->eo.fleet = s->fleet;
+    return fleet_start(s->fleet) == TW_OK ? 0 : 1;
+}
+
 static int start_engine(struct sensor *s)
 {
     const struct tw_cfg *cfg = s->cfg;
@@ -994,6 +1056,8 @@ int sensor_start(struct sensor *s)
         r = start_metrics(s);
     if (!r)
         r = start_publisher(s);
+    if (!r)
+        r = start_fleet(s);
     if (!r)
         r = start_engine(s);
     if (r)
@@ -1151,6 +1215,7 @@ int sensor_stop(struct sensor *s, int status)
     if (status == 2 || !s->e)
         return status; /* a bad filter, or start-up failed: nothing ran */
     engine_finish(s->e);
+    fleet_stop(s->fleet); /* its claims and relays go to the publisher before it stops */
     if (s->pub)
         heartbeat(s);
     status |= write_outputs(s);
@@ -1190,6 +1255,7 @@ void sensor_free(struct sensor *s)
     cap_close(&s->live);
     metrics_free(s->metrics);
     engine_free(s->e);
+    fleet_free(s->fleet);
     pub_free(s->pub);
     ruleset_free(s->rules);
     free_kept(s);

@@ -77,6 +77,7 @@ struct alert_rec {
     struct tw_addr host;     /* the internal host it is attributed to */
     struct tw_addr resolver; /* dns_answer: who resolved the name */
     uint64_t resolver_frame;
+    const char *binding_sensor; /* dns_answer: the sensor that saw the answer, if another */
     /* counters */
     uint64_t count; /* hits in the incident so far */
     struct tw_time first_seen, last_seen;

@@ -38,6 +38,7 @@ struct dnsmap_entry {
     struct tw_addr asker;    /* who received it */
     int64_t expires_us;
     uint64_t frame;
+    char sensor[65]; /* the sensor that saw the answer, "" this one (fleet.h) */
 };
 
 struct dnsmap *dnsmap_new(uint32_t max_entries);

@@ -157,6 +157,17 @@ struct tw_cfg {
     } redis;
 
     struct {
+        bool enabled;             /* false: each sensor alone (workers still share bindings) */
+        char *url;                /* NULL: redis.url */
+        char *bind_prefix;        /* tunnelwatch:bind: (+ IP: a binding, expiring with its TTL) */
+        char *channel;            /* tunnelwatch:bindings: bindings as they are learned */
+        char *incident_prefix;    /* tunnelwatch:incident: (+ host|rule|name: the winner's id) */
+        bool dedup;               /* true: one incident per host, rule and name fleet-wide */
+        uint32_t queue_max;       /* 4096: each fleet queue's capacity */
+        uint32_t sync_timeout_ms; /* 3000: start-up wait for the fleet's bindings */
+    } fleet;
+
+    struct {
         int verbosity;             /* 0 normal, 1 -v, -1 -q */
         bool syslog;               /* false */
         uint32_t stats_interval_s; /* 0: off */

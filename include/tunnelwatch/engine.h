@@ -35,6 +35,8 @@ struct engine_opts {
     int verbosity;
     const char *evidence_path; /* --write-evidence */
     struct sink *alerts_sink;  /* the alerts file's writer (sink.h): used instead of alerts_out */
+    struct fleet *fleet;       /* shared bindings and dedup (fleet.h), or NULL (borrowed) */
+    int fleet_slot;            /* this engine's inbound queue in fleet */
 };
 
 struct engine;

@@ -18,6 +18,7 @@
 
 #include "tunnelwatch/alert.h"
 #include "tunnelwatch/cfg.h"
+#include "tunnelwatch/fleet.h"
 #include "tunnelwatch/pressure.h"
 #include "tunnelwatch/publish.h"
 #include "tunnelwatch/sink.h"
@@ -31,6 +32,7 @@ struct recorder_opts {
     int verbosity;
     struct sink *alerts_sink; /* the sensor's alerts file writer (sink.h), or NULL; when set,
                                * records go there instead of alerts_out (borrowed) */
+    struct fleet *fleet;      /* fleet-wide dedup (fleet.h), or NULL (borrowed) */
 };
 
 struct recorder_stats {
