@@ -16,6 +16,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -90,6 +91,7 @@ struct chunk {
 };
 
 struct ruleset {
+    atomic_uint refs; /* ruleset_new's reference plus one per holder (rules.h) */
     enum rule_policy policy;
     int built;
     struct chunk *arena;
@@ -177,14 +179,44 @@ static int grow(void *pp, size_t *cap, size_t n, size_t elem)
 struct ruleset *ruleset_new(enum rule_policy policy)
 {
     struct ruleset *rs = calloc(1, sizeof(*rs));
-    if (rs)
+    if (rs) {
+        atomic_init(&rs->refs, 1);
         rs->policy = policy;
+    }
     return rs;
+}
+
+/* The count is the one mutable part of a built set: holders see the set as const. */
+struct ruleset *ruleset_hold(const struct ruleset *rs)
+{
+    struct ruleset *m = (struct ruleset *)(uintptr_t)rs;
+    if (m)
+        atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+    return m;
+}
+
+void ruleset_release(const struct ruleset *rs)
+{
+    ruleset_free((struct ruleset *)(uintptr_t)rs);
+}
+
+const struct rule *rule_hold(const struct rule *r)
+{
+    if (r)
+        ruleset_hold(r->set);
+    return r;
+}
+
+void rule_release(const struct rule *r)
+{
+    if (r)
+        ruleset_free(r->set);
 }
 
 void ruleset_free(struct ruleset *rs)
 {
-    if (!rs)
+    /* acq_rel: every holder's reads of the set happen before the last one frees it */
+    if (!rs || atomic_fetch_sub_explicit(&rs->refs, 1, memory_order_acq_rel) != 1)
         return;
     while (rs->arena) {
         struct chunk *n = rs->arena->next;
@@ -1202,9 +1234,14 @@ static int load_sigma_mem(struct loader *ld, const uint8_t *data, size_t len)
             rc = TW_ECONF;
             break;
         }
-        if (!yaml_document_get_root_node(&doc)) {
+        yaml_node_t *root = yaml_document_get_root_node(&doc);
+        if (!root) {
             yaml_document_delete(&doc);
             break;
+        }
+        if (scalar_is_null(root)) { /* an empty document ('---' alone): YAML readers skip it */
+            yaml_document_delete(&doc);
+            continue;
         }
         size_t before = ld->rs->n_rules;
         int r = load_sigma_doc(ld, &doc);
@@ -1603,6 +1640,8 @@ int ruleset_build(struct ruleset *rs)
     rs->ac = ac_new();
     if (!rs->ac)
         return TW_ENOMEM;
+    for (size_t i = 0; i < rs->n_rules; i++)
+        rs->rules[i].pub.set = rs; /* the array does not move any more */
     rs->anchorless = malloc((rs->n_vals ? rs->n_vals : 1) * sizeof(uint32_t));
     rs->always = malloc((rs->n_rules ? rs->n_rules : 1) * sizeof(uint32_t));
     if (!rs->anchorless || !rs->always)

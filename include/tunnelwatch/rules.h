@@ -47,7 +47,8 @@ struct rule {
     size_t n_techniques;
     char **falsepositives;
     size_t n_falsepositives;
-    unsigned fields; /* enum rule_field bits the rule looks at */
+    unsigned fields;     /* enum rule_field bits the rule looks at */
+    struct ruleset *set; /* the set it belongs to, once built (rule_hold); NULL before */
 };
 
 struct ruleset; /* opaque */
@@ -57,8 +58,21 @@ struct ruleset_summary {
     unsigned fields; /* union of rule_field bits */
 };
 
+/* Reference-counted: ruleset_new returns a set with one reference, ruleset_free drops one and
+ * frees the set with the last. Anything that keeps a set, or a rule or hit pointer into it,
+ * past the call that gave it (an engine, a flagged flow, an incident) holds a reference, so a
+ * replaced set lives exactly as long as something still points into it. The count is atomic:
+ * capture workers take and drop references on their own threads. */
 struct ruleset *ruleset_new(enum rule_policy policy);
 void ruleset_free(struct ruleset *rs);
+/* One more reference (NULL: nothing); returns rs. */
+struct ruleset *ruleset_hold(const struct ruleset *rs);
+/* ruleset_free through a const pointer (a holder's view of the set). */
+void ruleset_release(const struct ruleset *rs);
+/* A reference to the built set r belongs to (r may be NULL, or a rule outside any built set:
+ * nothing), returns r; rule_release drops it. */
+const struct rule *rule_hold(const struct rule *r);
+void rule_release(const struct rule *r);
 
 /* Loads a Sigma .yml/.yaml file, an indicator list (.txt: one domain per line, matched as
  * that domain or any subdomain; header comments give its id/title/level/tags), or every
@@ -79,8 +93,8 @@ void ruleset_summary(const struct ruleset *rs, struct ruleset_summary *out);
 size_t ruleset_rule_count(const struct ruleset *rs);
 const struct rule *ruleset_rule(const struct ruleset *rs, size_t i);
 
-/* A hit points into the rule set: valid while the set lives (the sensor keeps every replaced
- * set until exit, so flows and incidents flagged under old rules may keep these pointers). */
+/* A hit points into the rule set: valid while the set lives. To keep it longer than the
+ * matching call, hold a reference (rule_hold(hit.rule)) and drop it when done. */
 struct rule_hit {
     const struct rule *rule;
     const char *pattern; /* the value (as written) or listed domain that matched, the first one
