@@ -1215,8 +1215,34 @@ static int load_sigma_doc(struct loader *ld, yaml_document_t *doc)
     return rc;
 }
 
+/* Offset of the first '[' or '{' nested deeper than MAX_FLOW_DEPTH, or len. libyaml takes
+ * time quadratic in flow nesting (200 KB of '[' held a reload for 40 s) and no Sigma rule nests
+ * more than a few levels; quotes and comments are not skipped (only an overcount can refuse,
+ * and no rule holds hundreds of unclosed brackets). */
+#define MAX_FLOW_DEPTH 256
+static size_t flow_too_deep(const uint8_t *data, size_t len)
+{
+    size_t depth = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (data[i] == '[' || data[i] == '{') {
+            if (++depth > MAX_FLOW_DEPTH)
+                return i;
+        } else if ((data[i] == ']' || data[i] == '}') && depth) {
+            depth--;
+        }
+    }
+    return len;
+}
+
 static int load_sigma_mem(struct loader *ld, const uint8_t *data, size_t len)
 {
+    size_t deep = flow_too_deep(data, len);
+    if (deep < len) {
+        if (ld->err)
+            fprintf(ld->err, "%s: error: YAML nested deeper than %d levels (byte %zu)\n", ld->file,
+                    MAX_FLOW_DEPTH, deep);
+        return TW_ECONF;
+    }
     yaml_parser_t parser;
     if (!yaml_parser_initialize(&parser))
         return TW_ENOMEM;
