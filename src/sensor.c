@@ -24,6 +24,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <pwd.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -120,7 +121,8 @@ struct sensor {
     uint64_t config_sig;                 /* config_signature() of what is running */
     uint64_t seen;                       /* packets handed to the engine */
     int64_t first_pkt_us, start_wall_us; /* --realtime pacing */
-    int64_t pace_late_max_us; /* the latest a paced packet was processed after its time */
+    int64_t pace_late_max_us; /* the latest a paced packet was processed after its due time
+                               * (a stall of the capture loop), since the last statistics */
     time_t started, last_hb;
     int64_t loop_us; /* wall time spent in the packet loop of replays */
     int64_t last_metrics_us;
@@ -229,8 +231,9 @@ static void print_stats(struct sensor *s, FILE *out)
             fprintf(out, "  %-28s %" PRIu64 "\n", st.s[i].name, st.s[i].v);
     if (s->loop_us)
         fprintf(out, "  %-28s %lld\n", "replay_ms", (long long)(s->loop_us / 1000));
-    if (s->a->realtime)
+    if (s->a->realtime) /* since the previous statistics: a window the user chooses */
         fprintf(out, "  %-28s %lld\n", "pace_late_max_us", (long long)s->pace_late_max_us);
+    s->pace_late_max_us = 0;
     if (s->pub) {
         struct pub_stats ps;
         pub_get_stats(s->pub, &ps);
@@ -439,6 +442,11 @@ static void load_new(struct loader *ld)
 static void *loader_main(void *arg)
 {
     struct loader *ld = arg;
+    /* out of a real-time class the sensor may run in (the capture thread comes first), but
+     * not niced: a niced loader holding a lock the capture thread needs (the address
+     * space's, malloc's) made it wait 100 ms on a busy machine */
+    struct sched_param sp = {0};
+    (void)pthread_setschedparam(pthread_self(), SCHED_OTHER, &sp);
     ld->sig = config_signature(ld->a, ld->cur);
     ld->unchanged = ld->sig == ld->cur_sig; /* the nightly logrotate HUP */
     if (!ld->unchanged)
