@@ -94,8 +94,8 @@ struct loader {
 /* Replaced while capture workers may still use it: freed once every worker has taken the
  * update that replaced it. */
 struct retired {
-    struct tw_cfg **cfgs;
-    FILE **alerts;
+    void **cfgs;   /* struct tw_cfg * */
+    void **alerts; /* FILE * */
     size_t n_cfgs, n_alerts, cap_cfgs, cap_alerts;
 };
 
@@ -134,9 +134,8 @@ struct sensor {
 };
 
 /* Appends p to a growable array of pointers. */
-static int push_ptr(void *arr, size_t *n, size_t *cap, void *p)
+static int push_ptr(void ***a, size_t *n, size_t *cap, void *p)
 {
-    void ***a = arr;
     if (*n == *cap) {
         size_t nc = *cap ? *cap * 2 : 8;
         void **np = realloc(*a, nc * sizeof(*np));
@@ -300,9 +299,9 @@ static void reopen_alerts(struct sensor *s)
                 s->cfg->output.alerts_file, strerror(errno));
         return;
     }
+    engine_set_alerts_out(s->e, na);
     if (s->n_workers == 0) {
         fclose(s->alerts);
-        engine_set_alerts_out(s->e, na);
     } else {
         if (push_ptr(&s->retired.alerts, &s->retired.n_alerts, &s->retired.cap_alerts, s->alerts) !=
             TW_OK) {
