@@ -671,6 +671,7 @@ static void incident_remove(struct dedup *d, struct incident *in)
         *pp = in->hnext;
     lru_unlink(d, in);
     d->size--;
+    rule_release(in->rule);
     free(in);
 }
 
@@ -731,7 +732,10 @@ struct incident *dedup_hit(struct dedup *d, const struct tw_addr *host, const st
             break;
         }
         in->count++;
-        in->rule = rule;
+        if (in->rule != rule) { /* a reloaded set: follow it, let the old one go */
+            rule_release(in->rule);
+            in->rule = rule_hold(rule);
+        }
         if (tw_time_us(now) > tw_time_us(in->last))
             in->last = now;
         lru_unlink(d, in);
@@ -748,7 +752,7 @@ struct incident *dedup_hit(struct dedup *d, const struct tw_addr *host, const st
     if (!in)
         return NULL;
     in->host = *host;
-    in->rule = rule;
+    in->rule = rule_hold(rule);
     memcpy(in->name, lname, sizeof(lname));
     in->count = 1;
     in->reported_count = 1;
@@ -774,6 +778,18 @@ void dedup_each_due(struct dedup *d, struct tw_time now, uint32_t interval_s,
         fn(ud, in);
         in->reported_count = in->count;
         in->last_update = now;
+    }
+}
+
+void dedup_expire(struct dedup *d, struct tw_time now)
+{
+    struct incident *in = d->head, *next;
+    for (; in; in = next) {
+        next = in->next;
+        if (tw_time_us(now) - tw_time_us(in->first) <= (int64_t)d->window_s * 1000000)
+            continue;
+        flush_one(d, in);
+        incident_remove(d, in); /* as dedup_hit does at the next hit: nothing changes there */
     }
 }
 

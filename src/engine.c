@@ -30,7 +30,7 @@
 #define MAX_HITS 16
 
 /* What a flagged flow remembers for its flow-end record. Owned by its fstate (freed at flow
- * end); rule points into a rule set that lives until exit (replaced sets are kept). */
+ * end); rule holds a reference to its rule set (rule_hold), dropped with the flag. */
 struct flag {
     const struct rule *rule;
     char incident[40];
@@ -239,7 +239,7 @@ static void flag_flow(struct engine *e, const struct obs *ob, const struct incid
     struct flag *fl = calloc(1, sizeof(*fl));
     if (!fl)
         return;
-    fl->rule = r->rule;
+    fl->rule = rule_hold(r->rule);
     memcpy(fl->incident, in->id, sizeof(fl->incident));
     snprintf(fl->kind, sizeof(fl->kind), "%s", r->kind);
     snprintf(fl->name, sizeof(fl->name), "%s", in->name);
@@ -567,6 +567,7 @@ static void flow_end(void *ud, struct flow *f, enum flow_end_reason why)
     struct fstate *fs = f->ext;
     if (fs->flag) {
         flow_end_record(e, f, fs->flag, why);
+        rule_release(fs->flag->rule);
         free(fs->flag);
         fs->flag = NULL;
     }
@@ -843,7 +844,7 @@ struct engine *engine_new(const struct engine_opts *o, const struct ruleset *rul
     }
     e->o = *o;
     e->cfg = o->cfg;
-    e->rules = rules;
+    e->rules = ruleset_hold(rules);
     if (engine_parts(e, o->cfg) != TW_OK) {
         snprintf(err, errlen, "cannot allocate the flow table and maps (check flow.max_flows)");
         engine_free(e);
@@ -896,6 +897,10 @@ void engine_free(struct engine *e)
     dpi_free(e->dpi);
     extract_fini(&e->x);
     free(e->allow_counts);
+    /* after the flows and incidents that hold rules of these sets */
+    if (__atomic_load_n(&e->pending, __ATOMIC_ACQUIRE))
+        ruleset_release(e->pending_rules);
+    ruleset_release(e->rules);
     free(e);
 }
 
@@ -927,8 +932,8 @@ int engine_post_update(struct engine *e, const struct ruleset *rules, const stru
                        FILE *alerts)
 {
     if (!engine_update_idle(e, 2000))
-        return TW_ELIMIT; /* the worker is not taking updates (stopped?) */
-    e->pending_rules = rules;
+        return TW_ELIMIT;                   /* the worker is not taking updates (stopped?) */
+    e->pending_rules = ruleset_hold(rules); /* handed over in engine_apply_update */
     e->pending_cfg = cfg;
     e->pending_alerts = alerts;
     __atomic_store_n(&e->pending, 1, __ATOMIC_RELEASE);
@@ -941,8 +946,10 @@ void engine_apply_update(struct engine *e)
         return;
     if (e->pending_cfg && engine_set_cfg(e, e->pending_cfg) != TW_OK && e->o.log)
         fprintf(e->o.log, "tunnelwatch: worker kept its configuration (out of memory)\n");
-    if (e->pending_rules)
+    if (e->pending_rules) {
+        ruleset_release(e->rules);
         e->rules = e->pending_rules;
+    }
     if (e->pending_alerts)
         engine_set_alerts_out(e, e->pending_alerts);
     __atomic_store_n(&e->pending, 0, __ATOMIC_RELEASE);
@@ -955,6 +962,8 @@ void engine_set_dlt(struct engine *e, int dlt)
 
 void engine_set_rules(struct engine *e, const struct ruleset *rules)
 {
+    ruleset_hold(rules);
+    ruleset_release(e->rules);
     e->rules = rules;
 }
 

@@ -233,6 +233,8 @@ void rec_tick(struct recorder *r, struct tw_time now, bool final)
         r->now = now;
     dedup_each_due(r->dedup, r->now, final ? 0 : r->o.cfg->alert.update_interval_s, flush_update,
                    r);
+    if (!final)
+        dedup_expire(r->dedup, r->now);
 }
 
 void rec_stats(const struct recorder *r, struct recorder_stats *st)

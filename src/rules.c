@@ -16,6 +16,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -123,6 +124,7 @@ struct chunk {
 };
 
 struct ruleset {
+    atomic_uint refs; /* ruleset_new's reference plus one per holder (rules.h) */
     enum rule_policy policy;
     int built;
     bool drop_filters;
@@ -219,8 +221,10 @@ static int grow(void *pp, size_t *cap, size_t n, size_t elem)
 struct ruleset *ruleset_new(enum rule_policy policy)
 {
     struct ruleset *rs = calloc(1, sizeof(*rs));
-    if (rs)
+    if (rs) {
+        atomic_init(&rs->refs, 1);
         rs->policy = policy;
+    }
     return rs;
 }
 
@@ -230,9 +234,37 @@ void ruleset_set_drop_filters(struct ruleset *rs, bool drop)
         rs->drop_filters = drop;
 }
 
+/* The count is the one mutable part of a built set: holders see the set as const. */
+struct ruleset *ruleset_hold(const struct ruleset *rs)
+{
+    struct ruleset *m = (struct ruleset *)(uintptr_t)rs;
+    if (m)
+        atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+    return m;
+}
+
+void ruleset_release(const struct ruleset *rs)
+{
+    ruleset_free((struct ruleset *)(uintptr_t)rs);
+}
+
+const struct rule *rule_hold(const struct rule *r)
+{
+    if (r)
+        ruleset_hold(r->set);
+    return r;
+}
+
+void rule_release(const struct rule *r)
+{
+    if (r)
+        ruleset_free(r->set);
+}
+
 void ruleset_free(struct ruleset *rs)
 {
-    if (!rs)
+    /* acq_rel: every holder's reads of the set happen before the last one frees it */
+    if (!rs || atomic_fetch_sub_explicit(&rs->refs, 1, memory_order_acq_rel) != 1)
         return;
     for (size_t i = 0; i < rs->n_vals; i++)
         re_free(rs->vals[i].re);
@@ -2097,8 +2129,34 @@ static int load_sigma_doc(struct loader *ld, yaml_document_t *doc)
     return rc;
 }
 
+/* Offset of the first '[' or '{' nested deeper than MAX_FLOW_DEPTH, or len. libyaml takes
+ * time quadratic in flow nesting (200 KB of '[' held a reload for 40 s) and no Sigma rule nests
+ * more than a few levels; quotes and comments are not skipped (only an overcount can refuse,
+ * and no rule holds hundreds of unclosed brackets). */
+#define MAX_FLOW_DEPTH 256
+static size_t flow_too_deep(const uint8_t *data, size_t len)
+{
+    size_t depth = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (data[i] == '[' || data[i] == '{') {
+            if (++depth > MAX_FLOW_DEPTH)
+                return i;
+        } else if ((data[i] == ']' || data[i] == '}') && depth) {
+            depth--;
+        }
+    }
+    return len;
+}
+
 static int load_sigma_mem(struct loader *ld, const uint8_t *data, size_t len)
 {
+    size_t deep = flow_too_deep(data, len);
+    if (deep < len) {
+        if (ld->err)
+            fprintf(ld->err, "%s: error: YAML nested deeper than %d levels (byte %zu)\n", ld->file,
+                    MAX_FLOW_DEPTH, deep);
+        return TW_ECONF;
+    }
     yaml_parser_t parser;
     if (!yaml_parser_initialize(&parser))
         return TW_ENOMEM;
@@ -2116,9 +2174,14 @@ static int load_sigma_mem(struct loader *ld, const uint8_t *data, size_t len)
             rc = TW_ECONF;
             break;
         }
-        if (!yaml_document_get_root_node(&doc)) {
+        yaml_node_t *root = yaml_document_get_root_node(&doc);
+        if (!root) {
             yaml_document_delete(&doc);
             break;
+        }
+        if (scalar_is_null(root)) { /* an empty document ('---' alone): YAML readers skip it */
+            yaml_document_delete(&doc);
+            continue;
         }
         size_t before = ld->rs->n_rules;
         int r = load_sigma_doc(ld, &doc);
@@ -2518,6 +2581,8 @@ int ruleset_build(struct ruleset *rs)
     rs->ac = ac_new();
     if (!rs->ac)
         return TW_ENOMEM;
+    for (size_t i = 0; i < rs->n_rules; i++)
+        rs->rules[i].pub.set = rs; /* the array does not move any more */
     rs->anchorless = malloc((rs->n_vals ? rs->n_vals : 1) * sizeof(uint32_t));
     rs->always = malloc((rs->n_rules ? rs->n_rules : 1) * sizeof(uint32_t));
     if (!rs->anchorless || !rs->always)

@@ -3,8 +3,17 @@
  * One thread reads replays and single-threaded live capture; with capture.workers > 1 each
  * worker thread has its own PACKET_FANOUT socket and engine, and this thread keeps the
  * heartbeat, metrics, signals and reloads. Signals only set flags; everything they ask for
- * happens between batches of packets (housekeeping). Replaced configurations, rule sets and
- * alerts streams stay alive until exit: flows flagged under old rules point at them.
+ * happens between batches of packets (housekeeping).
+ *
+ * Reload: SIGHUP starts a loader thread that reads and builds the configuration and the rules
+ * (a million-domain list or a pathological YAML file takes seconds); the capture loop only
+ * notices that a result is ready and swaps pointers between two batches. Rule sets are
+ * reference-counted (rules.h): the engines, flagged flows and incidents hold the set they
+ * point into, and the last one to let go frees it. A replaced configuration is used by
+ * engines only: with capture workers it is retired and freed once every worker took the update
+ * that replaced it. The alerts file is the sink's (sink.h): SIGHUP has its writer reopen it. The
+ * start-up configuration stays until exit (the capture handles, the evidence writer and the metrics
+ * listener borrow its strings).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -16,7 +25,9 @@
 #include <poll.h>
 #include <pthread.h>
 #include <pwd.h>
+#include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,10 +74,31 @@ struct worker {
     bool exited; /* __atomic: the thread left its loop */
 };
 
-/* Things replaced while running, kept until exit (a growing array of pointers). */
-struct keep {
-    void **p;
-    size_t n, cap;
+/* A reload in progress on its own thread (SIGHUP), and its result. The main thread starts it
+ * and reads the result once done is set; the thread touches nothing else of the sensor. */
+struct loader {
+    pthread_t th;
+    bool running;     /* a thread to join */
+    bool again;       /* a SIGHUP came while it ran: load once more afterwards */
+    atomic_bool done; /* set by the thread when the fields below are final */
+    /* in: */
+    const struct cli_args *a;
+    const struct tw_cfg *cur; /* the configuration in force (its rule paths when no -c) */
+    uint64_t cur_sig;
+    /* out: */
+    uint64_t sig;
+    bool unchanged, cfg_failed;
+    struct tw_cfg *cfg;    /* with -c: the new configuration (owned), else NULL */
+    struct ruleset *rules; /* NULL when the reload failed */
+    char *msgs;            /* what the loading said (malloc'd, may be NULL) */
+    char reason[512];      /* why it failed, one line */
+};
+
+/* Replaced while capture workers may still use it: freed once every worker has taken the
+ * update that replaced it. */
+struct retired {
+    void **cfgs; /* struct tw_cfg * */
+    size_t n_cfgs, cap_cfgs;
 };
 
 struct sensor {
@@ -85,10 +117,15 @@ struct sensor {
     struct cap_src *src; /* the input being read */
     struct worker *workers;
     int n_workers;
-    struct keep old_cfgs, old_rules;
+    struct tw_cfg *cfg0; /* the start-up configuration, kept until exit */
+    struct loader ld;    /* SIGHUP's loader thread */
+    struct retired retired;
+    uint64_t reloads, reload_failures;
     uint64_t config_sig;                 /* config_signature() of what is running */
     uint64_t seen;                       /* packets handed to the engine */
     int64_t first_pkt_us, start_wall_us; /* --realtime pacing */
+    int64_t pace_late_max_us; /* the latest a paced packet was processed after its due time
+                               * (a stall of the capture loop), since the last statistics */
     time_t started, last_hb;
     int64_t loop_us; /* wall time spent in the packet loop of replays */
     int64_t last_metrics_us;
@@ -99,17 +136,18 @@ struct sensor {
     bool progress_shown;
 };
 
-static int keep(struct keep *k, void *p)
+/* Appends p to a growable array of pointers. */
+static int push_ptr(void ***a, size_t *n, size_t *cap, void *p)
 {
-    if (k->n == k->cap) {
-        size_t nc = k->cap ? k->cap * 2 : 16;
-        void **np = realloc(k->p, nc * sizeof(*np));
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 8;
+        void **np = realloc(*a, nc * sizeof(*np));
         if (!np)
             return TW_ENOMEM;
-        k->p = np;
-        k->cap = nc;
+        *a = np;
+        *cap = nc;
     }
-    k->p[k->n++] = p;
+    (*a)[(*n)++] = p;
     return TW_OK;
 }
 
@@ -194,6 +232,8 @@ static void sensor_stats(struct sensor *s, struct tw_stats *st)
         stats_put(st, "kernel_drops", false, drop);
         stats_put(st, "interface_drops", false, ifdrop);
     }
+    stats_put(st, "reloads", false, s->reloads);
+    stats_put(st, "reload_failures", false, s->reload_failures);
     stats_put(st, "uptime_s", true, (uint64_t)(time(NULL) - s->started));
     fleet_stats_put(s->fleet, st);
 }
@@ -230,6 +270,9 @@ static void print_stats(struct sensor *s, FILE *out)
             fprintf(out, "  %-28s %" PRIu64 "\n", st.s[i].name, st.s[i].v);
     if (s->loop_us)
         fprintf(out, "  %-28s %lld\n", "replay_ms", (long long)(s->loop_us / 1000));
+    if (s->a->realtime) /* since the previous statistics: a window the user chooses */
+        fprintf(out, "  %-28s %lld\n", "pace_late_max_us", (long long)s->pace_late_max_us);
+    s->pace_late_max_us = 0;
     if (s->pub) {
         struct pub_stats ps;
         pub_get_stats(s->pub, &ps);
@@ -328,13 +371,13 @@ static uint64_t file_signature(uint64_t h, const char *path, int depth)
 }
 
 /* What a reload would read: the configuration file and every rule file. */
-static uint64_t config_signature(const struct sensor *s)
+static uint64_t config_signature(const struct cli_args *a, const struct tw_cfg *cfg)
 {
     uint64_t h = 1469598103934665603ULL;
-    if (s->a->conf)
-        h = file_signature(h, s->a->conf, 0);
-    for (size_t i = 0; i < s->cfg->rules.n_paths; i++)
-        h = file_signature(h, s->cfg->rules.paths[i], 0);
+    if (a->conf)
+        h = file_signature(h, a->conf, 0);
+    for (size_t i = 0; i < cfg->rules.n_paths; i++)
+        h = file_signature(h, cfg->rules.paths[i], 0);
     return h;
 }
 
@@ -362,52 +405,201 @@ static void post_to_workers(struct sensor *s, struct ruleset *nr, const struct t
     }
 }
 
-/* A new configuration (when there is a file) and new rules; any problem keeps the old. */
-static void reload_config(struct sensor *s, uint64_t sig)
+/* ---------- SIGHUP: the loader thread ---------- */
+
+/* The reason of a failed reload: the first line of what the loading said that reports an
+ * error (the file, the rule and the construct), else its first line. */
+static void first_error(const char *msgs, char *out, size_t n)
 {
+    const char *pick = NULL;
+    for (const char *p = msgs; p && *p && !pick;) {
+        const char *e = strchr(p, '\n');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        const char *hit = memmem(p, len, "error", 5);
+        if (hit || memmem(p, len, "problem", 7) || memmem(p, len, "cannot", 6))
+            pick = p;
+        p = e ? e + 1 : p + len;
+    }
+    if (!pick)
+        pick = msgs && *msgs ? msgs : "no reason given";
+    size_t len = strcspn(pick, "\n");
+    if (!strncmp(pick, "tunnelwatch: ", 13)) {
+        pick += 13;
+        len -= 13;
+    }
+    snprintf(out, n, "%.*s", (int)len, pick);
+}
+
+/* The new configuration (with -c) and rules, messages to ld->msgs. */
+static void load_new(struct loader *ld)
+{
+    size_t len = 0;
+    FILE *msg = open_memstream(&ld->msgs, &len);
+    FILE *err = msg ? msg : stderr;
     struct tw_cfg *nc = NULL;
-    if (s->a->conf) {
+    if (ld->a->conf) {
         nc = calloc(1, sizeof(*nc));
-        if (!nc || cli_load_config(s->a, nc, stderr) != 0) {
-            fprintf(stderr,
-                    "tunnelwatch: reload failed, keeping the running configuration and rules\n");
+        if (!nc || cli_load_config(ld->a, nc, err) != 0) {
             free_cfg(nc);
-            return;
+            nc = NULL;
+            ld->cfg_failed = true;
         }
     }
     int st = 0;
-    struct ruleset *nr = cli_load_rules(nc ? nc : s->cfg, stderr, &st);
-    if (!nr || keep(&s->old_rules, s->rules) != TW_OK ||
-        (nc && (keep(&s->old_cfgs, s->cfg) != TW_OK || engine_set_cfg(s->e, nc) != TW_OK))) {
-        fprintf(stderr, "tunnelwatch: reload failed, keeping the running rules\n");
-        if (nr && s->old_rules.n && s->old_rules.p[s->old_rules.n - 1] == s->rules)
-            s->old_rules.n--;
-        if (nc && s->old_cfgs.n && s->old_cfgs.p[s->old_cfgs.n - 1] == s->cfg)
-            s->old_cfgs.n--;
-        ruleset_free(nr);
+    if (!ld->cfg_failed)
+        ld->rules = cli_load_rules(nc ? nc : ld->cur, err, &st);
+    if (ld->rules)
+        ld->cfg = nc;
+    else
         free_cfg(nc);
-        return;
-    }
-    s->rules = nr;
-    engine_set_rules(s->e, nr);
-    post_to_workers(s, nr, nc);
-    if (nc)
-        s->cfg = nc;
-    s->config_sig = sig;
-    fprintf(stderr, "tunnelwatch: rules reloaded (%zu rules)\n", ruleset_rule_count(nr));
+    if (msg)
+        fclose(msg);
+    if (!ld->rules)
+        first_error(ld->msgs, ld->reason, sizeof(ld->reason));
 }
 
-static void on_sighup(struct sensor *s)
+static void *loader_main(void *arg)
 {
-    reopen_alerts(s); /* logrotate's SIGHUP: whatever happens to the reload below */
-    uint64_t sig = config_signature(s);
-    if (sig == s->config_sig) {
-        /* nothing changed on disk (the nightly logrotate HUP): keep the running rules */
-        fprintf(stderr, "tunnelwatch: configuration and rules unchanged (%zu rules)\n",
-                ruleset_rule_count(s->rules));
+    struct loader *ld = arg;
+    /* out of a real-time class the sensor may run in (the capture thread comes first), but
+     * not niced: a niced loader holding a lock the capture thread needs (the address
+     * space's, malloc's) made it wait 100 ms on a busy machine */
+    struct sched_param sp = {0};
+    (void)pthread_setschedparam(pthread_self(), SCHED_OTHER, &sp);
+    ld->sig = config_signature(ld->a, ld->cur);
+    ld->unchanged = ld->sig == ld->cur_sig; /* the nightly logrotate HUP */
+    if (!ld->unchanged)
+        load_new(ld);
+    atomic_store_explicit(&ld->done, true, memory_order_release);
+    return NULL;
+}
+
+/* True when the loader thread has a result for the capture loop to take. */
+static bool load_ready(struct sensor *s)
+{
+    return s->ld.running && atomic_load_explicit(&s->ld.done, memory_order_acquire);
+}
+
+/* SIGHUP: a loader thread reads and builds; one at a time, a HUP during a load asks again. */
+static void start_load(struct sensor *s)
+{
+    struct loader *ld = &s->ld;
+    if (ld->running) {
+        ld->again = true;
         return;
     }
-    reload_config(s, sig);
+    ld->a = s->a;
+    ld->cur = s->cfg;
+    ld->cur_sig = s->config_sig;
+    ld->unchanged = ld->cfg_failed = false;
+    ld->cfg = NULL;
+    ld->rules = NULL;
+    ld->msgs = NULL;
+    ld->reason[0] = '\0';
+    atomic_store_explicit(&ld->done, false, memory_order_relaxed);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old); /* signals stay with the capture thread */
+    int r = pthread_create(&ld->th, NULL, loader_main, ld);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (r != 0) {
+        s->reload_failures++;
+        fprintf(stderr,
+                "tunnelwatch: reload failed, keeping the running configuration and rules: "
+                "cannot start the loader thread: %s\n",
+                strerror(r));
+        return;
+    }
+    ld->running = true;
+}
+
+/* A replaced configuration: freed now when no capture worker can use it, else retired. */
+static void retire_cfg(struct sensor *s, struct tw_cfg *old)
+{
+    if (old == s->cfg0)
+        return; /* borrowed from by the capture handles: freed at exit */
+    if (s->n_workers == 0 ||
+        push_ptr(&s->retired.cfgs, &s->retired.n_cfgs, &s->retired.cap_cfgs, old) != TW_OK) {
+        if (s->n_workers == 0)
+            free_cfg(old);
+        return; /* out of memory: leaked rather than freed under a worker */
+    }
+}
+
+/* Frees what was retired once every capture worker took the updates that replaced it. */
+static void release_retired(struct sensor *s, bool force)
+{
+    struct retired *r = &s->retired;
+    if (!r->n_cfgs)
+        return;
+    for (int i = 0; i < s->n_workers && !force; i++)
+        if (!engine_update_idle(s->workers[i].e, 0))
+            return;
+    for (size_t i = 0; i < r->n_cfgs; i++)
+        free_cfg(r->cfgs[i]);
+    r->n_cfgs = 0;
+}
+
+/* Puts the loaded configuration (may be NULL: unchanged) and rules in force. */
+static int swap_in(struct sensor *s, struct tw_cfg *nc, struct ruleset *nr)
+{
+    if (nc && engine_set_cfg(s->e, nc) != TW_OK) {
+        snprintf(s->ld.reason, sizeof(s->ld.reason), "out of memory applying the configuration");
+        ruleset_free(nr);
+        free_cfg(nc);
+        return TW_ENOMEM;
+    }
+    engine_set_rules(s->e, nr);
+    post_to_workers(s, nr, nc);
+    ruleset_free(s->rules); /* the sensor's reference; flows and incidents hold their own */
+    s->rules = nr;
+    if (nc) {
+        retire_cfg(s, s->cfg);
+        s->cfg = nc;
+    }
+    return TW_OK;
+}
+
+/* What the loading said, as before the loader thread; a flood of warnings is cut short. */
+static void print_msgs(const char *msgs)
+{
+    size_t n = msgs ? strlen(msgs) : 0;
+    if (n <= 8192) {
+        if (n)
+            fputs(msgs, stderr);
+        return;
+    }
+    fprintf(stderr, "%.*s\ntunnelwatch: (%zu more bytes of rule messages not shown)\n", 8192, msgs,
+            n - 8192);
+}
+
+/* Between batches: the loader's result goes in force (a pointer swap), or its failure is said. */
+static void finish_load(struct sensor *s)
+{
+    struct loader *ld = &s->ld;
+    pthread_join(ld->th, NULL);
+    ld->running = false;
+    print_msgs(ld->msgs);
+    free(ld->msgs);
+    ld->msgs = NULL;
+    if (ld->unchanged) {
+        fprintf(stderr, "tunnelwatch: configuration and rules unchanged (%zu rules)\n",
+                ruleset_rule_count(s->rules));
+    } else if (!ld->rules || swap_in(s, ld->cfg, ld->rules) != TW_OK) {
+        s->reload_failures++;
+        fprintf(stderr, "tunnelwatch: reload failed, keeping the running %s: %s\n",
+                ld->cfg_failed ? "configuration and rules" : "rules", ld->reason);
+    } else {
+        s->reloads++;
+        s->config_sig = ld->sig;
+        fprintf(stderr, "tunnelwatch: rules reloaded (%zu rules)\n", ruleset_rule_count(s->rules));
+    }
+    ld->cfg = NULL;
+    ld->rules = NULL;
+    if (ld->again) {
+        ld->again = false;
+        start_load(s);
+    }
 }
 
 /* Between batches of packets: heartbeat, metrics, SIGUSR1 statistics, SIGHUP reload. */
@@ -427,8 +619,12 @@ static void housekeeping(struct sensor *s)
     }
     if (reload) {
         reload = 0;
-        on_sighup(s);
+        reopen_alerts(s); /* logrotate's SIGHUP: whatever happens to the reload */
+        start_load(s);
     }
+    if (load_ready(s))
+        finish_load(s);
+    release_retired(s, false);
 }
 
 /* ---------- reading ---------- */
@@ -444,11 +640,17 @@ static void pace(struct sensor *s, const struct pcap_pkthdr *h)
     int64_t due = s->start_wall_us + (int64_t)((double)(t - s->first_pkt_us) / s->a->speed);
     int64_t now = wall_us();
     while (due > now && !stop) {
-        int64_t d = due - now > 200000 ? 200000 : due - now;
+        /* a SIGHUP ends the sleep; a load in progress is looked at every 2 ms */
+        int64_t nap = s->ld.running ? 2000 : 200000;
+        int64_t d = due - now > nap ? nap : due - now;
         struct timespec ts = {0, (long)d * 1000};
         nanosleep(&ts, NULL);
+        if (reload || load_ready(s))
+            housekeeping(s);
         now = wall_us();
     }
+    if (now - due > s->pace_late_max_us)
+        s->pace_late_max_us = now - due;
 }
 
 static void on_packet(u_char *user, const struct pcap_pkthdr *h, const u_char *data)
@@ -552,7 +754,7 @@ static int run_batches(struct sensor *s, struct cap_src *src)
         if (max_packets && s->seen >= max_packets)
             stop = 1;
         /* signals and timers: every 4096 packets, as in run_frames */
-        if ((before >> 12) != (s->seen >> 12) || reload || dump_stats)
+        if ((before >> 12) != (s->seen >> 12) || reload || dump_stats || load_ready(s))
             housekeeping(s);
     }
     return 0;
@@ -637,7 +839,7 @@ static int run_frames(struct sensor *s, struct cap_src *src, const char *bpf)
         }
         /* signals and timers are looked at every 4096 packets, and at every packet of a
          * paced replay (slow by design) */
-        if ((s->seen & 4095) == 0 || s->a->realtime || reload || dump_stats)
+        if ((s->seen & 4095) == 0 || s->a->realtime || reload || dump_stats || load_ready(s))
             housekeeping(s);
     }
     if (!stop && r < 0 && rc == 0) {
@@ -765,7 +967,7 @@ static int run_workers(struct sensor *s)
             pthread_create(&s->workers[i].th, NULL, worker_main, &s->workers[i]) == 0;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     while (!stop) {
-        struct timespec ts = {0, 200 * 1000 * 1000};
+        struct timespec ts = {0, (s->ld.running ? 5 : 200) * 1000 * 1000};
         nanosleep(&ts, NULL);
         for (int i = 0; i < s->n_workers; i++)
             if (__atomic_load_n(&s->workers[i].exited, __ATOMIC_ACQUIRE)) {
@@ -831,7 +1033,7 @@ struct sensor *sensor_new(const struct cli_args *a, struct tw_cfg *cfg, struct r
         return NULL;
     }
     s->a = a;
-    s->cfg = cfg;
+    s->cfg = s->cfg0 = cfg;
     s->rules = rules;
     s->started = time(NULL);
     return s;
@@ -1063,7 +1265,7 @@ int sensor_start(struct sensor *s)
     if (r)
         return r;
     install_signals();
-    s->config_sig = config_signature(s);
+    s->config_sig = config_signature(s->a, s->cfg);
     return 0;
 }
 
@@ -1084,7 +1286,10 @@ static int run_input(struct sensor *s, const char *file)
     }
     s->src = src;
     engine_begin_input(s->e, file, src->dlt, s->n_inputs > 1);
-    int r = src->live ? run_live(s, src) : run_file(s, src, s->cfg->capture.bpf);
+    /* a copy: a reload may replace (and free) the configuration while the file is read */
+    char *bpf = s->cfg->capture.bpf ? strdup(s->cfg->capture.bpf) : NULL;
+    int r = src->live ? run_live(s, src) : run_file(s, src, bpf);
+    free(bpf);
     if (src->live)
         cap_live_stats(src);
     if (file) {
@@ -1233,14 +1438,17 @@ int sensor_stop(struct sensor *s, int status)
     return status;
 }
 
-static void free_kept(struct sensor *s)
+/* The loader (joined: a load in progress is waited for), what it made, what was retired. */
+static void free_reload(struct sensor *s)
 {
-    for (size_t i = 0; i < s->old_rules.n; i++)
-        ruleset_free(s->old_rules.p[i]);
-    for (size_t i = 0; i < s->old_cfgs.n; i++)
-        free_cfg(s->old_cfgs.p[i]);
-    free(s->old_rules.p);
-    free(s->old_cfgs.p);
+    if (s->ld.running) {
+        pthread_join(s->ld.th, NULL);
+        free(s->ld.msgs);
+        ruleset_free(s->ld.rules);
+        free_cfg(s->ld.cfg);
+    }
+    release_retired(s, true); /* the workers are joined */
+    free(s->retired.cfgs);
 }
 
 void sensor_free(struct sensor *s)
@@ -1258,11 +1466,13 @@ void sensor_free(struct sensor *s)
     fleet_free(s->fleet);
     pub_free(s->pub);
     ruleset_free(s->rules);
-    free_kept(s);
+    free_reload(s);
     sink_free(s->alerts); /* after the engines: they queue to it */
     cap_free_inputs(s->inputs);
     if (s->a->pidfile)
         unlink(s->a->pidfile);
+    if (s->cfg != s->cfg0)
+        free_cfg(s->cfg0);
     free_cfg(s->cfg);
     free(s);
 }

@@ -109,7 +109,8 @@ void alert_ids_next(struct alert_ids *ids, char out[40]);
 
 struct incident {
     struct tw_addr host;
-    const struct rule *rule; /* compared by id string across reloads (rules live until exit) */
+    const struct rule *rule; /* compared by id string across reloads; holds a reference to its
+                              * set (rule_hold), moved to the newest hit's rule */
     char name[256];
     char id[40]; /* event id of the raising alert */
     uint64_t count, reported_count;
@@ -130,6 +131,10 @@ struct incident *dedup_hit(struct dedup *d, const struct tw_addr *host, const st
  * interval_s (or all of them when interval_s == 0). */
 void dedup_each_due(struct dedup *d, struct tw_time now, uint32_t interval_s,
                     void (*fn)(void *ud, struct incident *in), void *ud);
+/* Removes the incidents whose window is over (their unreported hits flushed first), so that
+ * an incident never hit again does not stay, and keep its rule set, until the LRU pushes it
+ * out. */
+void dedup_expire(struct dedup *d, struct tw_time now);
 /* Called for an incident with unreported hits just before it leaves the table. */
 void dedup_set_flush(struct dedup *d, void (*fn)(void *ud, struct incident *in), void *ud);
 uint64_t dedup_evictions(const struct dedup *d);

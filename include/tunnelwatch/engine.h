@@ -41,7 +41,9 @@ struct engine_opts {
 
 struct engine;
 
-/* NULL with a one-line reason in err. rules may be NULL (names only). */
+/* NULL with a one-line reason in err. rules may be NULL (names only). The engine holds its own
+ * reference to its rule set (rules.h), and its flagged flows and incidents to theirs: the
+ * caller may drop its own whenever it likes. */
 struct engine *engine_new(const struct engine_opts *o, const struct ruleset *rules, char *err,
                           size_t errlen);
 /* Ends every flow (flow-end records), flushes pending updates, closes evidence. */
@@ -62,7 +64,7 @@ void engine_skip_frame(struct engine *e);
 void engine_set_dlt(struct engine *e, int dlt);
 /* Periodic work at time now (packet time in replays, wall clock when live and idle). */
 void engine_tick(struct engine *e, struct tw_time now);
-/* The rule set to use from the next packet on (the caller keeps the old one alive). */
+/* The rule set to use from the next packet on (referenced; the old set's reference dropped). */
 void engine_set_rules(struct engine *e, const struct ruleset *rules);
 /* Switches to a reloaded configuration (internal networks, resolvers, allowlist, alert
  * options); flow table, maps and dedup keep their state and sizes. The caller keeps the old
@@ -70,7 +72,9 @@ void engine_set_rules(struct engine *e, const struct ruleset *rules);
 int engine_set_cfg(struct engine *e, const struct tw_cfg *cfg);
 /* Capture workers: the main thread posts new rules, configuration and/or alerts stream (each
  * may be NULL: unchanged) and the worker applies them between batches with
- * engine_apply_update(). The caller keeps the old ones alive. */
+ * engine_apply_update(). Rules are referenced at the post; the caller keeps the posted and
+ * the old configuration and stream alive until engine_update_idle() says the worker took the
+ * update (a worker that never takes it: until engine_free). */
 int engine_post_update(struct engine *e, const struct ruleset *rules, const struct tw_cfg *cfg,
                        FILE *alerts);
 /* True once the worker took the last posted update (waits up to wait_ms). TW_ELIMIT from

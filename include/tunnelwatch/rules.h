@@ -114,9 +114,10 @@ struct rule {
     size_t n_techniques;
     char **falsepositives;
     size_t n_falsepositives;
-    unsigned fields; /* enum rule_field bits the rule looks at */
-    bool relaxed;    /* filters on process fields were dropped (rules.unobservable_filters =
-                      * "drop"); level is already one step lower than written */
+    unsigned fields;     /* enum rule_field bits the rule looks at */
+    bool relaxed;        /* filters on process fields were dropped (rules.unobservable_filters =
+                          * "drop"); level is already one step lower than written */
+    struct ruleset *set; /* the set it belongs to, once built (rule_hold); NULL before */
 };
 
 struct ruleset; /* opaque */
@@ -126,6 +127,11 @@ struct ruleset_summary {
     unsigned fields; /* union of rule_field bits */
 };
 
+/* Reference-counted: ruleset_new returns a set with one reference, ruleset_free drops one and
+ * frees the set with the last. Anything that keeps a set, or a rule or hit pointer into it,
+ * past the call that gave it (an engine, a flagged flow, an incident) holds a reference, so a
+ * replaced set lives exactly as long as something still points into it. The count is atomic:
+ * capture workers take and drop references on their own threads. */
 struct ruleset *ruleset_new(enum rule_policy policy);
 /* rules.unobservable_filters = "drop": a rule whose filters (selections only negated in its
  * condition) use process fields (Image, ParentImage, CommandLine, User, ...) loads without
@@ -133,6 +139,14 @@ struct ruleset *ruleset_new(enum rule_policy policy);
  * before loading. */
 void ruleset_set_drop_filters(struct ruleset *rs, bool drop);
 void ruleset_free(struct ruleset *rs);
+/* One more reference (NULL: nothing); returns rs. */
+struct ruleset *ruleset_hold(const struct ruleset *rs);
+/* ruleset_free through a const pointer (a holder's view of the set). */
+void ruleset_release(const struct ruleset *rs);
+/* A reference to the built set r belongs to (r may be NULL, or a rule outside any built set:
+ * nothing), returns r; rule_release drops it. */
+const struct rule *rule_hold(const struct rule *r);
+void rule_release(const struct rule *r);
 
 /* Loads a Sigma .yml/.yaml file, an indicator list (.txt: one domain per line, matched as
  * that domain or any subdomain; header comments give its id/title/level/tags), or every
@@ -156,8 +170,8 @@ bool ruleset_skip_reason(const struct ruleset *rs, size_t i, const char **reason
 size_t ruleset_rule_count(const struct ruleset *rs);
 const struct rule *ruleset_rule(const struct ruleset *rs, size_t i);
 
-/* A hit points into the rule set: valid while the set lives (the sensor keeps every replaced
- * set until exit, so flows and incidents flagged under old rules may keep these pointers). */
+/* A hit points into the rule set: valid while the set lives. To keep it longer than the
+ * matching call, hold a reference (rule_hold(hit.rule)) and drop it when done. */
 struct rule_hit {
     const struct rule *rule;
     const char *pattern; /* the value (as written) or listed domain that matched, the first one

@@ -823,6 +823,70 @@ START_TEST(test_obs_selftest)
 }
 END_TEST
 
+/* A rule file ending with a bare '---' (an empty document, as YAML readers take it) loads;
+ * so does one with an empty document between two rules. */
+static const char *const dash_cases[] = {
+    "title: a\nid: 11111111-1111-4111-8111-111111111111\ndetection:\n  s:\n"
+    "    QueryName|endswith: .a.test\n  condition: s\n---\n",
+    "---\ntitle: a\nid: 11111111-1111-4111-8111-111111111111\ndetection:\n  s:\n"
+    "    QueryName|endswith: .a.test\n  condition: s\n---\n---\n",
+};
+
+START_TEST(test_trailing_document_marker)
+{
+    int rc;
+    char *errs = NULL;
+    struct ruleset *rs = load_text(RULE_POLICY_ERROR, "dash.yml", dash_cases[_i], &rc, &errs);
+    ck_assert_msg(rc == 1, "rc %d: %s", rc, errs);
+    ck_assert_str_eq(one(rs, ANY, "x.a.test"), "11111111-1111-4111-8111-111111111111");
+    free(errs);
+    ruleset_free(rs);
+}
+END_TEST
+
+/* 200 KB of nested flow sequences: refused at once with the reason, not parsed for 40 s. */
+START_TEST(test_deep_nesting)
+{
+    size_t d = 100000, n = 0;
+    char *y = malloc(2 * d + 64);
+    ck_assert_ptr_nonnull(y);
+    n += (size_t)sprintf(y, "title: deep\nid: x\ndetection:\n  s: ");
+    memset(y + n, '[', d);
+    memset(y + n + d, ']', d);
+    y[n + 2 * d] = '\0';
+    int rc;
+    char *errs = NULL;
+    struct ruleset *rs = load_text(RULE_POLICY_SKIP, "deep.yml", y, &rc, &errs);
+    ck_assert_int_eq(rc, TW_ECONF);
+    ck_assert_msg(strstr(errs, "deep.yml: error: YAML nested deeper than"), "%s", errs);
+    free(errs);
+    free(y);
+    ruleset_free(rs);
+}
+END_TEST
+
+/* A hit's rule keeps its set alive after the set's own reference is dropped (rules.h). */
+START_TEST(test_refcount)
+{
+    int rc;
+    char *errs = NULL;
+    struct ruleset *rs = load_text(RULE_POLICY_ERROR, "a.yml", dash_cases[0], &rc, &errs);
+    struct rule_hit h[2];
+    ck_assert_int_eq(match(rs, ANY, "x.a.test", h, 2), 1);
+    ck_assert_ptr_eq(h[0].rule->set, rs);
+    const struct rule *held = rule_hold(h[0].rule);
+    ck_assert_ptr_eq(ruleset_hold(rs), rs);
+    ruleset_free(rs);
+    ruleset_release(rs);
+    ck_assert_str_eq(held->id, "11111111-1111-4111-8111-111111111111"); /* ASan: still alive */
+    ck_assert_str_eq(one(held->set, ANY, "x.a.test"), held->id);
+    rule_release(held); /* the last reference: freed (ASan's leak check sees it) */
+    rule_hold(NULL);
+    rule_release(NULL);
+    free(errs);
+}
+END_TEST
+
 Suite *tw_suite(void)
 {
     Suite *s = suite_create("rules");
@@ -836,6 +900,9 @@ Suite *tw_suite(void)
     tcase_add_test(tc, test_modifiers);
     tcase_add_loop_test(tc, test_unsupported, 0, (int)TW_ARRAY_LEN(bad_cases));
     tcase_add_test(tc, test_yaml_syntax);
+    tcase_add_loop_test(tc, test_trailing_document_marker, 0, (int)TW_ARRAY_LEN(dash_cases));
+    tcase_add_test(tc, test_deep_nesting);
+    tcase_add_test(tc, test_refcount);
     suite_add_tcase(s, tc);
     tc = tcase_create("lists");
     tcase_add_test(tc, test_indicator_list);
