@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -73,6 +74,7 @@ struct pub {
     char *hb_fields;
     struct pub_stats st;
     uint64_t spool_dropped;
+    uint64_t queued_hw; /* most records held since the queue was last empty */
 
     pthread_t th;
     bool started;
@@ -593,6 +595,8 @@ int pub_enqueue(struct pub *p, const char *rec, size_t len)
         rc = TW_ELIMIT;
     }
     p->st.queued = p->q.n + p->spill.n;
+    if (p->st.queued > p->queued_hw)
+        p->queued_hw = p->st.queued;
     pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
     if (rc != TW_OK)
@@ -1242,6 +1246,20 @@ static void release_acked(struct pub *p, bool from_spool, size_t acked)
     list_free(&done);
 }
 
+/* After an outage the queue held up to queue_max records (thousands of small blocks); once it
+ * is empty again, hand the freed memory back to the system, so a sensor's size after a Redis
+ * restart is its size before (glibc keeps freed heap otherwise). */
+static void give_back(struct pub *p)
+{
+    pthread_mutex_lock(&p->mu);
+    bool trim = p->q.n + p->spill.n == 0 && p->queued_hw >= 1024;
+    if (trim)
+        p->queued_hw = 0;
+    pthread_mutex_unlock(&p->mu);
+    if (trim)
+        malloc_trim(0);
+}
+
 /* Redis Cluster moved the records' slot (MOVED: reconnect at once, which asks for the slot
  * map again) or is moving it (ASK: the slot's keys are on their way; send again shortly, the
  * slot ends up MOVED). The unacknowledged records stay queued. True when it was one. */
@@ -1304,6 +1322,7 @@ static int deliver_batch(struct pub *p, struct spool_rec *recs)
         return -1;
     }
     recovered(p);
+    give_back(p);
     return (int)ba.acked;
 }
 
