@@ -614,6 +614,8 @@ struct sensor {
     bool has[WEB_SENSOR_FIELDS];
     int64_t prev_packets, prev_hb_s;
     double pps;
+    char pressure[160]; /* the newest resource_pressure, as shown; "" none */
+    int64_t pressure_s;
 };
 
 struct web_sensors {
@@ -753,6 +755,80 @@ int web_sensors_update(struct web_sensors *s, const char *name, const char *cons
     return TW_OK;
 }
 
+struct pressure_ctx {
+    struct web_pressure *p;
+    bool is_pressure;
+};
+
+/* The first "ip" and "share_pct" of top_sources' raw text (validated JSON already). */
+static void first_top(struct web_pressure *p, const char *raw, size_t n)
+{
+    const char *k = memmem(raw, n, "\"ip\":\"", 6);
+    if (k) {
+        const char *v = k + 6, *end = memchr(v, '"', n - (size_t)(v - raw));
+        size_t len = end ? (size_t)(end - v) : 0;
+        if (len && len < sizeof(p->top_ip) && strspn(v, "0123456789abcdefABCDEF:.") >= len)
+            copy_field(p->top_ip, sizeof(p->top_ip), v, len);
+    }
+    const char *s = memmem(raw, n, "\"share_pct\":", 12);
+    if (s && p->top_ip[0]) {
+        char *end;
+        long long v = strtoll(s + 12, &end, 10);
+        p->top_pct = end > s + 12 && v >= 0 && v <= 100 ? v : -1;
+    }
+}
+
+static int pressure_member(void *ctx, const char *key, size_t klen, char type, const char *val,
+                           size_t vlen)
+{
+    struct pressure_ctx *c = ctx;
+    struct web_pressure *p = c->p;
+#define KEY(s) (klen == sizeof(s) - 1 && memcmp(key, s, klen) == 0)
+    if (KEY("event.action") && type == 's')
+        c->is_pressure = vlen == 17 && memcmp(val, "resource_pressure", 17) == 0;
+    else if (KEY("observer.name") && type == 's' && vlen <= WEB_SENSOR_NAME_MAX)
+        copy_field(p->sensor, sizeof(p->sensor), val, vlen);
+    else if (KEY("tunnelwatch.resource.name") && type == 's')
+        copy_field(p->resource, sizeof(p->resource), val, vlen);
+    else if (KEY("tunnelwatch.resource.refused") && type == 'n')
+        p->refused = strtoll(val, NULL, 10);
+    else if (KEY("tunnelwatch.resource.reclaimed") && type == 'n')
+        p->reclaimed = strtoll(val, NULL, 10);
+    else if (KEY("tunnelwatch.resource.top_sources") && type == 'a')
+        first_top(p, val, vlen);
+#undef KEY
+    return 0;
+}
+
+int web_pressure_parse(const char *json, size_t n, struct web_pressure *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->top_pct = -1;
+    struct pressure_ctx c = {p, false};
+    if (web_json_walk(json, n, pressure_member, &c) != TW_OK || !c.is_pressure || !p->sensor[0] ||
+        !p->resource[0])
+        return TW_EBAD;
+    return TW_OK;
+}
+
+int web_sensors_pressure(struct web_sensors *s, const struct web_pressure *p, int64_t now_s)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        struct sensor *x = &s->s[i];
+        if (strcmp(x->name, p->sensor) != 0)
+            continue;
+        int n = snprintf(x->pressure, sizeof(x->pressure), "%s: %lld refused, %lld reclaimed",
+                         p->resource, (long long)p->refused, (long long)p->reclaimed);
+        if (p->top_ip[0] && n > 0 && (size_t)n < sizeof(x->pressure))
+            snprintf(x->pressure + n, sizeof(x->pressure) - (size_t)n, "; top %s (%lld%%)",
+                     p->top_ip, (long long)(p->top_pct < 0 ? 0 : p->top_pct));
+        x->pressure_s = now_s;
+        s->version++;
+        return TW_OK;
+    }
+    return TW_ELIMIT;
+}
+
 size_t web_sensors_len(const struct web_sensors *s)
 {
     return s->n;
@@ -805,6 +881,8 @@ static void json_sensor(struct jw *out, const struct web_sensors *s, const struc
         else
             jw_raw(out, sensor_fields[k], "null");
     }
+    jw_str(out, "pressure", x->pressure);
+    jw_i64(out, "pressure_age_s", x->pressure[0] ? now_s - x->pressure_s : -1);
     jw_end(out);
 }
 

@@ -193,9 +193,25 @@ size_t web_sensors_len(const struct web_sensors *s);
 uint64_t web_sensors_version(const struct web_sensors *s, int64_t now_s);
 /* Sensors refused (table full or name too long). */
 uint64_t web_sensors_refused(const struct web_sensors *s);
+/* A sensor-health record (event.action resource_pressure, written by the sensor when a bounded
+ * resource refused or reclaimed): the sensor (observer.name), the resource, the figures since
+ * its previous such record and the first of its top sources. */
+struct web_pressure {
+    char sensor[WEB_SENSOR_NAME_MAX + 1];
+    char resource[32];
+    int64_t refused, reclaimed;
+    char top_ip[48];
+    int64_t top_pct; /* -1: none */
+};
+/* TW_OK when json is such a record; TW_EBAD otherwise (or malformed). */
+int web_pressure_parse(const char *json, size_t n, struct web_pressure *p);
+/* Shows it on the sensor's row (the newest per sensor, with its time); a sensor with no row
+ * yet (no heartbeat read) is skipped: TW_ELIMIT. */
+int web_sensors_pressure(struct web_sensors *s, const struct web_pressure *p, int64_t now_s);
 /* [{"name","state","up","hb_s","age_s","packets","pps","kernel_drops","alerts_raised",
  *   "alerts_queued","alerts_spooled","alerts_dropped","redis_connected","version",
- *   "uptime_s"}] by name; up is null when the state is unknown. */
+ *   "uptime_s","pressure","pressure_age_s"}] by name; up is null when the state is unknown;
+ * pressure is the newest resource-pressure line ("" when none). */
 int web_json_sensors(const struct web_sensors *s, int64_t now_s, struct jw *out);
 
 #endif /* TW_WEBCORE_H */

@@ -213,6 +213,10 @@ static void add_entry(struct web_app *app, const redisReply *e, int64_t now)
         const redisReply *k = f->element[i], *v = f->element[i + 1];
         if (k->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING &&
             strcmp(k->str, "alert") == 0) {
+            struct web_pressure pr;
+            if (memmem(v->str, v->len, "resource_pressure", 17) &&
+                web_pressure_parse(v->str, v->len, &pr) == TW_OK)
+                (void)web_sensors_pressure(app->sensors, &pr, web_now_us() / 1000000);
             (void)web_win_add(app->win, e->element[0]->str, v->str, v->len, now);
             return;
         }

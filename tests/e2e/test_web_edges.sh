@@ -93,6 +93,15 @@ done
 check "[(len(s['name']), s['state']) for s in j if s['name'].startswith('n')] == [(200, 'up'), (4, 'unknown')]" "api/sensors"
 check "[s['up'] for s in j if s['name'] == 'nohb'] == [None]" "api/sensors"
 ok "a 200-character sensor name is one row over 4 s of polls; no heartbeat_unix_s is 'unknown'; a stale one is not shown"
+# a sensor-health record in the stream shows on its sensor's row
+rc XADD tunnelwatch:alerts '*' alert '{"@timestamp":"'"$(now_ts)"'","event.kind":"event","event.action":"resource_pressure","event.id":"press-1","observer.name":"'"$long"'","tunnelwatch.resource.name":"reassembly","tunnelwatch.resource.refused":7,"tunnelwatch.resource.reclaimed":42,"tunnelwatch.resource.top_sources":[{"ip":"10.9.9.9","count":49,"share_pct":100}]}'
+for _ in $(seq 50); do
+    check "[s['pressure'] for s in j if s['name'] == '$long'] == ['reassembly: 7 refused, 42 reclaimed; top 10.9.9.9 (100%)']" api/sensors 2>/dev/null && break
+    sleep 0.1
+done
+check "[s['pressure'] for s in j if s['name'] == '$long'] == ['reassembly: 7 refused, 42 reclaimed; top 10.9.9.9 (100%)']" api/sensors
+check "[s['pressure'] for s in j if s['name'] == 'nohb'] == ['']" api/sensors
+ok "a resource_pressure record shows on its sensor's row"
 sleep 5 # the long-named sensor stops beating: forget_s = 4
 check "[s['name'] for s in j] == ['nohb']" "api/sensors"
 ok "a sensor silent past sensors.forget_s left the table"

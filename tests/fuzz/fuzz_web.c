@@ -74,10 +74,14 @@ static void op(struct web_win *w, struct web_sensors *s, char *line, size_t n, i
 {
     char id[32];
     switch (line[0]) {
-    case 'a':
+    case 'a': {
         snprintf(id, sizeof(id), "%u-0", ++*sid);
         (void)web_win_add(w, id, line + 1, n - 1, *now);
+        struct web_pressure pr; /* a sensor-health record goes to its sensor's row too */
+        if (web_pressure_parse(line + 1, n - 1, &pr) == TW_OK)
+            (void)web_sensors_pressure(s, &pr, *now / 1000000);
         break;
+    }
     case 'A':
         (void)web_win_add(w, NULL, line + 1, n - 1, *now);
         break;

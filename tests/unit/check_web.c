@@ -674,6 +674,43 @@ START_TEST(test_sensors_identity)
 }
 END_TEST
 
+/* A sensor-health record shows on its sensor's row; other records and malformed ones do not. */
+START_TEST(test_sensors_pressure)
+{
+    struct web_sensors *s = web_sensors_new(4, 30, 600);
+    const char *k[] = {"packets", "heartbeat_unix_s"};
+    const char *v[] = {"10", "1000"};
+    ck_assert_int_eq(web_sensors_update(s, "edge-1", k, v, 2, 1000), TW_OK);
+    const char *rec =
+        "{\"@timestamp\":\"2026-12-05T09:00:00.000000Z\",\"event.kind\":\"event\","
+        "\"event.action\":\"resource_pressure\",\"observer.name\":\"edge-1\","
+        "\"tunnelwatch.resource.name\":\"reassembly\",\"tunnelwatch.resource.refused\":5394,"
+        "\"tunnelwatch.resource.reclaimed\":46414,\"tunnelwatch.resource.top_sources\":"
+        "[{\"ip\":\"10.9.9.9\",\"count\":51808,\"share_pct\":100}]}";
+    struct web_pressure p;
+    ck_assert_int_eq(web_pressure_parse(rec, strlen(rec), &p), TW_OK);
+    ck_assert_str_eq(p.sensor, "edge-1");
+    ck_assert_int_eq(p.refused, 5394);
+    ck_assert_int_eq(web_sensors_pressure(s, &p, 1005), TW_OK);
+    uint64_t ver = web_sensors_version(s, 1005);
+    struct jw b;
+    web_out_init(&b, 1 << 20);
+    ck_assert_int_eq(web_json_sensors(s, 1010, &b), TW_OK);
+    assert_valid_json(&b);
+    ck_assert_ptr_nonnull(strstr(b.buf, "\"pressure\":\"reassembly: 5394 refused, 46414 "
+                                        "reclaimed; top 10.9.9.9 (100%)\",\"pressure_age_s\":5"));
+    jw_free(&b);
+    /* a sensor without a row yet, an alert, a malformed record: nothing changes */
+    snprintf(p.sensor, sizeof(p.sensor), "edge-2");
+    ck_assert_int_eq(web_sensors_pressure(s, &p, 1006), TW_ELIMIT);
+    const char *alert = "{\"event.action\":\"raised\",\"observer.name\":\"edge-1\"}";
+    ck_assert_int_eq(web_pressure_parse(alert, strlen(alert), &p), TW_EBAD);
+    ck_assert_int_eq(web_pressure_parse(rec, strlen(rec) - 1, &p), TW_EBAD);
+    ck_assert_uint_eq(web_sensors_version(s, 1005), ver);
+    web_sensors_free(s);
+}
+END_TEST
+
 Suite *tw_suite(void)
 {
     Suite *s = suite_create("web");
@@ -701,6 +738,7 @@ Suite *tw_suite(void)
     tc = tcase_create("sensors");
     tcase_add_test(tc, test_sensors);
     tcase_add_test(tc, test_sensors_identity);
+    tcase_add_test(tc, test_sensors_pressure);
     suite_add_tcase(s, tc);
     return s;
 }

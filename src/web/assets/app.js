@@ -91,7 +91,7 @@
     var tb = $('sensors');
     clear(tb);
     if (!list.length) {
-      var r = el('tr'); var c = td('no heartbeat yet', 'muted'); c.colSpan = 12; r.appendChild(c); tb.appendChild(r);
+      var r = el('tr'); var c = td('no heartbeat yet', 'muted'); c.colSpan = 13; r.appendChild(c); tb.appendChild(r);
       return;
     }
     list.forEach(function (s) {
@@ -109,6 +109,8 @@
       r.appendChild(td(fmtNum(s.alerts_dropped), 'num'));
       r.appendChild(td(s.redis_connected === 1 ? 'connected' : s.redis_connected === 0 ? 'disconnected' : '-'));
       r.appendChild(td(s.version || '-'));
+      r.appendChild(td(s.pressure ? s.pressure + ' (' + fmtAge(s.pressure_age_s) + ')' : '-',
+                       s.pressure ? 'pressure wrap' : ''));
       tb.appendChild(r);
     });
   }
