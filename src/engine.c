@@ -480,6 +480,16 @@ static bool is_internal(void *ud, const struct tw_addr *a)
     return attrib_is_internal(e->attrib, a);
 }
 
+/* A flow nDPI has nothing to add to: our parsers named it (its label is ours), or nobody will
+ * read its label: it is not flagged (no alert, no connection to a flagged answer's address)
+ * and our parsers are done with it, so no name can flag it later. nDPI still runs while our
+ * parsers read a preamble (a proxy handshake, STARTTLS) or see only the server's side: its
+ * label there (socks, smtp, rdp) says more than ours. */
+static bool dpi_needless(const struct fstate *fs)
+{
+    return extract_label(&fs->x) != NULL || (!fs->flag && fs->x.done);
+}
+
 /* ---------- the packet path ---------- */
 
 /* Packet time drives expiry; one bogus far-future timestamp (a day ahead) must not stop every
@@ -546,7 +556,7 @@ static void packet_decoded(struct engine *e, const struct pcap_pkthdr *h, const 
     extract_packet(&e->x, &fs->x, p, f, dir);
     if (e->dpi && !fs->dpi.done)
         dpi_step(e->dpi, &fs->dpi, p->l3, p->l3_len, p->payload_len, tw_time_us(e->now),
-                 extract_label(&fs->x) != NULL);
+                 dpi_needless(fs));
     if (fs->flag && e->ev)
         evidence_packet(e->ev, h, data);
 }

@@ -6,8 +6,11 @@
  * the state of the flow that has waited longest for its next packet gives way when it waited
  * flow.stall_ms or more (a flood of flows that send one packet and stop cannot keep later
  * flows from being labelled); otherwise the newcomer is skipped. Both counted and noted
- * (dpi_pressure). A flow that our parsers recognised (TLS, HTTP, DNS, QUIC) never reaches nDPI:
- * its label is ours.
+ * (dpi_pressure). The engine decides per packet whether a flow still needs nDPI (dpi_step's
+ * stop): a flow that our parsers recognised (TLS, HTTP, DNS, QUIC) never reaches nDPI, its
+ * label is ours; nor does a flow nobody will read a label of (unflagged, our parsers done
+ * with it). The per-flow part kept in every flow record is small (struct dpi_flow); the rest
+ * lives only while nDPI runs (struct dpi_live).
  */
 #ifndef TW_DPI_H
 #define TW_DPI_H
@@ -19,14 +22,13 @@
 
 struct ndpi_flow_struct;
 
+struct dpi_live;
+
+/* In every flow record: 16 bytes. */
 struct dpi_flow {
-    struct ndpi_flow_struct *nf;  /* owned; NULL when idle */
-    struct dpi_flow *prev, *next; /* live states, least recent packet first */
-    int64_t last_us;              /* packet time of its last packet */
-    struct tw_addr src;           /* its first payload's source */
-    uint16_t proto;               /* nDPI's verdict, 0 = unknown */
-    uint8_t pkts;
-    bool done;
+    struct dpi_live *live; /* owned; NULL when idle */
+    uint16_t proto;        /* nDPI's verdict, 0 = unknown */
+    bool done;             /* nDPI will not run for this flow again */
 };
 
 struct dpi_stats {
@@ -40,10 +42,11 @@ struct dpi;
 struct dpi *dpi_new(uint32_t max_flows, uint32_t max_packets, uint32_t stall_ms);
 void dpi_free(struct dpi *d);
 /* One packet of a flow (l3: its innermost IP header, len captured bytes from it);
- * payload_len 0 packets are skipped until the first payload. known: our parsers named the
- * flow, so nDPI stops (and frees) at once. */
+ * payload_len 0 packets are skipped until the first payload. stop: the flow needs no label of
+ * nDPI (our parsers named it, or nobody will read it), so nDPI stops for good and its state is
+ * freed at once; a label nDPI gave before stays. */
 void dpi_step(struct dpi *d, struct dpi_flow *f, const uint8_t *l3, uint32_t len,
-              uint32_t payload_len, int64_t now_us, bool known);
+              uint32_t payload_len, int64_t now_us, bool stop);
 /* Frees the flow's nDPI state, if any (flow end). */
 void dpi_release(struct dpi *d, struct dpi_flow *f);
 /* nDPI's protocol name for the flow, NULL when it has none. */
