@@ -142,16 +142,16 @@ static bool start(struct dpi *d, struct dpi_flow *f, const struct tw_addr *src, 
 }
 
 void dpi_step(struct dpi *d, struct dpi_flow *f, const uint8_t *l3, uint32_t len,
-              uint32_t payload_len, int64_t now_us, bool stop)
+              uint32_t payload_len, int64_t now_us, enum dpi_need need)
 {
     if (!d || f->done || !l3 || len == 0)
         return;
-    if (stop) {
+    if (need != DPI_RUN) {
         /* our parsers recognised the flow (TLS, HTTP, DNS, QUIC; nDPI would only repeat the
          * work, its TLS dissector being the costliest part of the packet path), or nobody
-         * will read its label */
+         * reads its label */
         dpi_release(d, f);
-        f->done = true;
+        f->done = need == DPI_STOP;
         return;
     }
     /* start at the first payload: our parsers may recognise the flow there */

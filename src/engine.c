@@ -480,14 +480,21 @@ static bool is_internal(void *ud, const struct tw_addr *a)
     return attrib_is_internal(e->attrib, a);
 }
 
-/* A flow nDPI has nothing to add to: our parsers named it (its label is ours), or nobody will
- * read its label: it is not flagged (no alert, no connection to a flagged answer's address)
- * and our parsers are done with it, so no name can flag it later. nDPI still runs while our
- * parsers read a preamble (a proxy handshake, STARTTLS) or see only the server's side: its
- * label there (socks, smtp, rdp) says more than ours. */
-static bool dpi_needless(const struct fstate *fs)
+/* nDPI for a flow only where its label is read and ours is missing: a flagged flow (an
+ * alert's, a connection to a flagged answer's address), or a TCP flow whose client bytes our
+ * parsers read from its start, a proxy or STARTTLS preamble (there nDPI's label, socks, smtp,
+ * says more than ours and a name may flag the flow). Stopped when our parsers name the flow
+ * or are done with it (no name can flag it later); idle otherwise (seen from its middle or
+ * from its server only) until a flag comes. */
+static enum dpi_need dpi_need(const struct flow *f, const struct fstate *fs)
 {
-    return extract_label(&fs->x) != NULL || (!fs->flag && fs->x.done);
+    if (extract_label(&fs->x))
+        return DPI_STOP;
+    if (fs->flag)
+        return DPI_RUN;
+    if (fs->x.done)
+        return DPI_STOP;
+    return f->proto == 6 && f->syn_seen ? DPI_RUN : DPI_IDLE;
 }
 
 /* ---------- the packet path ---------- */
@@ -556,7 +563,7 @@ static void packet_decoded(struct engine *e, const struct pcap_pkthdr *h, const 
     extract_packet(&e->x, &fs->x, p, f, dir);
     if (e->dpi && !fs->dpi.done)
         dpi_step(e->dpi, &fs->dpi, p->l3, p->l3_len, p->payload_len, tw_time_us(e->now),
-                 dpi_needless(fs));
+                 dpi_need(f, fs));
     if (fs->flag && e->ev)
         evidence_packet(e->ev, h, data);
 }

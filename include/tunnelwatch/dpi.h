@@ -6,11 +6,11 @@
  * the state of the flow that has waited longest for its next packet gives way when it waited
  * flow.stall_ms or more (a flood of flows that send one packet and stop cannot keep later
  * flows from being labelled); otherwise the newcomer is skipped. Both counted and noted
- * (dpi_pressure). The engine decides per packet whether a flow still needs nDPI (dpi_step's
- * stop): a flow that our parsers recognised (TLS, HTTP, DNS, QUIC) never reaches nDPI, its
- * label is ours; nor does a flow nobody will read a label of (unflagged, our parsers done
- * with it). The per-flow part kept in every flow record is small (struct dpi_flow); the rest
- * lives only while nDPI runs (struct dpi_live).
+ * (dpi_pressure). The engine decides per packet whether a flow needs nDPI (enum dpi_need):
+ * a flow that our parsers recognised (TLS, HTTP, DNS, QUIC) never reaches nDPI, its label is
+ * ours; nor does a flow nobody reads a label of (unflagged, our parsers done with it or not
+ * reading it from its start). The per-flow part kept in every flow record is small (struct
+ * dpi_flow); the rest lives only while nDPI runs (struct dpi_live).
  */
 #ifndef TW_DPI_H
 #define TW_DPI_H
@@ -41,12 +41,18 @@ struct dpi;
 /* NULL when nDPI cannot start (the sensor then runs without labels). */
 struct dpi *dpi_new(uint32_t max_flows, uint32_t max_packets, uint32_t stall_ms);
 void dpi_free(struct dpi *d);
+/* What the engine wants of nDPI for a flow, packet by packet. */
+enum dpi_need {
+    DPI_RUN,  /* a label may be read (flagged flow, a preamble being read): feed nDPI */
+    DPI_IDLE, /* no label is read now: nDPI's state (if any) is freed, it may run later */
+    DPI_STOP  /* never again: our parsers named the flow or are done with it; a label nDPI
+               * gave before stays */
+};
+
 /* One packet of a flow (l3: its innermost IP header, len captured bytes from it);
- * payload_len 0 packets are skipped until the first payload. stop: the flow needs no label of
- * nDPI (our parsers named it, or nobody will read it), so nDPI stops for good and its state is
- * freed at once; a label nDPI gave before stays. */
+ * payload_len 0 packets are skipped until the first payload. */
 void dpi_step(struct dpi *d, struct dpi_flow *f, const uint8_t *l3, uint32_t len,
-              uint32_t payload_len, int64_t now_us, bool stop);
+              uint32_t payload_len, int64_t now_us, enum dpi_need need);
 /* Frees the flow's nDPI state, if any (flow end). */
 void dpi_release(struct dpi *d, struct dpi_flow *f);
 /* nDPI's protocol name for the flow, NULL when it has none. */
