@@ -75,3 +75,14 @@ n=$("$TW_BIN" -v -r "$TW_SRC/pcaps/resolver_attrib.pcap" -R "$TW_SRC/conf/rules"
     --alerts /dev/null 2>&1 | awk '$1 == "ndpi_flows" {print $2}')
 [ "$n" = 1 ] || fail "resolver_attrib: nDPI ran for ${n:-0} flows, not 1"
 ok "nDPI ran for no benign_mix flow, for the one flagged SSH flow of resolver_attrib"
+# the bench's nDPI-hard profile, small: unflagged, nDPI may run only for TCP flows seen from
+# their SYN whose server spoke first (SSH, half the unknown binary protocols); not for long UDP
+# flows, mid-stream flows, or flows our parsers named or gave up (main: 50 of 100 flows)
+/usr/bin/python3 "$TW_SRC/scripts/gen_bench.py" ndpi-hard "$T/hard.pcap" --mib 2 2>/dev/null
+"$TW_BIN" -r "$T/hard.pcap" --redis none --names -R "$TW_SRC/conf/rules" >"$T/hard.names" 2>/dev/null
+/usr/bin/python3 "$TW_SRC/scripts/gen_bench.py" check "$T/hard.pcap" --names "$T/hard.names" ||
+    fail "ndpi-hard: names differ from the truth"
+n=$("$TW_BIN" -v -r "$T/hard.pcap" --redis none --alerts /dev/null 2>&1 | awk '$1 == "ndpi_flows" {print $2}')
+max=$(awk -F= '$1 == "flows_ssh" || $1 == "flows_tcp_unknown" {s += $2} END {print s}' "$T/hard.pcap.meta")
+[ "${n:-0}" -gt 0 ] && [ "${n:-0}" -le "$max" ] || fail "ndpi-hard: nDPI ran for ${n:-0} flows (want 1..$max)"
+ok "ndpi-hard: nDPI ran for $n flows (at most $max: server-first TCP flows from their SYN)"
