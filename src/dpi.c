@@ -17,7 +17,8 @@ struct dpi_live {
 };
 
 struct dpi {
-    struct ndpi_detection_module_struct *m;
+    struct ndpi_detection_module_struct *m; /* NULL until a flow first needs it (dpi_prepare) */
+    bool broken;                            /* nDPI could not start: flows go unlabelled */
     uint32_t max_flows, max_packets;
     uint32_t live;
     int64_t stall_us;
@@ -31,19 +32,26 @@ struct dpi *dpi_new(uint32_t max_flows, uint32_t max_packets, uint32_t stall_ms)
     struct dpi *d = calloc(1, sizeof(*d));
     if (!d)
         return NULL;
+    d->max_flows = max_flows;
+    d->max_packets = max_packets;
+    d->stall_us = (int64_t)stall_ms * 1000;
+    return d;
+}
+
+bool dpi_prepare(struct dpi *d)
+{
+    if (d->m || d->broken)
+        return d->m != NULL;
     d->m = ndpi_init_detection_module(ndpi_no_prefs);
     if (!d->m) {
-        free(d);
-        return NULL;
+        d->broken = true;
+        return false;
     }
     NDPI_PROTOCOL_BITMASK all;
     NDPI_BITMASK_SET_ALL(all);
     ndpi_set_protocol_detection_bitmask2(d->m, &all);
     ndpi_finalize_initialization(d->m);
-    d->max_flows = max_flows;
-    d->max_packets = max_packets;
-    d->stall_us = (int64_t)stall_ms * 1000;
-    return d;
+    return true;
 }
 
 static void lru_unlink(struct dpi *d, struct dpi_live *f)
@@ -75,7 +83,8 @@ void dpi_free(struct dpi *d)
 {
     if (!d)
         return;
-    ndpi_exit_detection_module(d->m);
+    if (d->m)
+        ndpi_exit_detection_module(d->m);
     free(d);
 }
 
@@ -110,6 +119,10 @@ static struct tw_addr l3_src(const uint8_t *l3, uint32_t len)
  * state gives way, or out of memory. */
 static bool start(struct dpi *d, struct dpi_flow *f, const struct tw_addr *src, int64_t now_us)
 {
+    if (!dpi_prepare(d)) {
+        f->done = true;
+        return false;
+    }
     struct dpi_live *v = d->head;
     if (d->live >= d->max_flows && v && d->stall_us > 0 && now_us - v->last_us >= d->stall_us) {
         struct dpi_flow *vf = v->owner;

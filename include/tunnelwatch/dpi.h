@@ -38,8 +38,13 @@ struct dpi_stats {
 
 struct dpi;
 
-/* NULL when nDPI cannot start (the sensor then runs without labels). */
+/* NULL when out of memory (the sensor then runs without labels). nDPI's detection module
+ * (about 50 ms and 7 MiB to set up) is made when a flow first needs it: a replay in which no
+ * flow needs a label never pays for it. */
 struct dpi *dpi_new(uint32_t max_flows, uint32_t max_packets, uint32_t stall_ms);
+/* Sets the detection module up now (a live capture may call it before its first packet, so
+ * that the set-up never delays one); false when nDPI cannot start (flows go unlabelled). */
+bool dpi_prepare(struct dpi *d);
 void dpi_free(struct dpi *d);
 /* What the engine wants of nDPI for a flow, packet by packet. */
 enum dpi_need {

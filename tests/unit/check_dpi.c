@@ -147,6 +147,16 @@ START_TEST(cap_skip_and_reclaim)
 }
 END_TEST
 
+START_TEST(prepare_once)
+{
+    struct dpi *d = dpi_new(16, 12, 0);
+    ck_assert(dpi_prepare(d));
+    ck_assert(dpi_prepare(d)); /* set up once, then kept */
+    dpi_free(d);
+    dpi_free(dpi_new(16, 12, 0)); /* never set up: nothing to tear down */
+}
+END_TEST
+
 START_TEST(compact_record_part)
 {
     ck_assert_uint_le(sizeof(struct dpi_flow), 16);
@@ -161,6 +171,7 @@ Suite *tw_suite(void)
     tcase_add_test(tc, idle_frees_and_may_run_again);
     tcase_add_test(tc, stop_for_good);
     tcase_add_test(tc, cap_skip_and_reclaim);
+    tcase_add_test(tc, prepare_once);
     tcase_add_test(tc, compact_record_part);
     suite_add_tcase(s, tc);
     return s;
