@@ -3,6 +3,7 @@
 
     /usr/bin/python3 scripts/gen_bench.py mix OUT.pcap [--mib N] [--flows N] [--hits N]
     /usr/bin/python3 scripts/gen_bench.py stress OUT.pcap [--flows N] [--hits N] [--gap N]
+    /usr/bin/python3 scripts/gen_bench.py ndpi-hard OUT.pcap [--mib N] [--flows N] [--hits N]
     /usr/bin/python3 scripts/gen_bench.py check OUT.pcap [--names FILE] [--alerts FILE]
 
 mix     an enterprise uplink: TCP/443 flows (handshake, Chrome-like ClientHello with shuffled
@@ -16,6 +17,14 @@ stress  many short flows: SYN, ClientHello, FIN (70%) or SYN, RST (30%), every C
         its own name; ngrok flows are spread over the capture, half of them with their hello
         delayed by --gap flows (more than the default flow cap), so an eviction of the flow
         between its SYN and its hello would show as a lost hit.
+ndpi-hard  an uplink where nDPI cannot decide early, mixed as an enterprise capture would be:
+        about 35% TLS/443 flows as in mix (with DNS before a third of them, 10% IPv6, 10%
+        802.1Q), 10% TLS on odd ports (a ClientHello with its SNI, then bulk), 20% unknown
+        binary TCP protocols on random ports (length-prefixed messages both ways, no SYN seen
+        for a quarter of them), 10% TCP flows that start mid-stream (server data and client
+        ACKs only), 10% SSH on random ports, 15% long UDP flows on random ports (RTP-like
+        media and length-prefixed game/VPN-like datagrams, 40 to 400 packets each). Only TLS
+        SNIs and DNS queries are names; the ngrok hits are TLS flows as in mix.
 
 Output beside OUT.pcap: OUT.pcap.truth.tsv (the shape of `tunnelwatch --names`: frame, kind,
 name, src_ip, dst_ip, dst_port, in frame order), OUT.pcap.hits.tsv (the ngrok observations:
@@ -402,6 +411,168 @@ def gen_stress(path, nflows, nhits, gap):
     return w
 
 
+# ------------------------------------------------------------------ nDPI's worst cases
+
+def hard_tcp(w, rng, pool, ends, kind, nmsg):
+    """Generator of (frame, dt_us) for a TCP flow nDPI cannot name early: an unknown binary
+    protocol (kind "bin", with or without its SYN: "bin-nosyn"), a flow seen from its middle
+    ("mid": server data, client ACKs), or SSH ("ssh": banners, then binary packets)."""
+    cseq, sseq = rng.getrandbits(32), rng.getrandbits(32)
+    if kind in ("bin", "ssh"):
+        yield ends.tcp(True, cseq, 0, gp.TCP_SYN, opts=SYN_OPTS), 4
+        cseq += 1
+        yield ends.tcp(False, sseq, cseq, gp.TCP_SYN | gp.TCP_ACK, opts=SYN_OPTS), 6
+        sseq += 1
+        yield ends.tcp(True, cseq, sseq, gp.TCP_ACK), 3
+    if kind == "ssh":
+        for from_c, b in ((False, b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n"),
+                          (True, b"SSH-2.0-OpenSSH_9.6\r\n")):
+            yield ends.tcp(from_c, cseq if from_c else sseq, sseq if from_c else cseq,
+                           gp.TCP_ACK | gp.TCP_PSH, b), 5
+            if from_c:
+                cseq += len(b)
+            else:
+                sseq += len(b)
+    for i in range(nmsg):
+        from_c = kind != "mid" and rng.random() < 0.5
+        n = rng.randrange(60, 1400)
+        if kind == "ssh":
+            b = struct.pack("!IB", n - 4, rng.randrange(4, 12)) + rng.randbytes(n - 5)
+        else:
+            # length-prefixed messages: the high bytes of the length are zero (not a DNS
+            # query's length prefix, not a TLS record, not a text line)
+            b = struct.pack("!IH", n - 4, rng.randrange(1, 40)) + rng.randbytes(n - 6)
+        if from_c:
+            yield ends.tcp(True, cseq, sseq, gp.TCP_ACK | gp.TCP_PSH, b), 3
+            cseq += len(b)
+            yield ends.tcp(False, sseq, cseq, gp.TCP_ACK), 4
+        else:
+            yield ends.tcp(False, sseq, cseq, gp.TCP_ACK | gp.TCP_PSH, b), 3
+            sseq += len(b)
+            if i % 2 == 1:
+                yield ends.tcp(True, cseq, sseq, gp.TCP_ACK), 4
+    if kind != "mid" or rng.random() < 0.5:
+        yield ends.tcp(True, cseq, sseq, gp.TCP_FIN | gp.TCP_ACK), 4
+        yield ends.tcp(False, sseq, cseq + 1, gp.TCP_FIN | gp.TCP_ACK), 6
+
+
+def hard_udp(rng, ends, npkts):
+    """Generator of a long UDP flow on random ports: RTP-like media (version 2, a dynamic
+    payload type, a 32-bit timestamp whose high half is never 0 or 1, so the header is no DNS
+    query) or length-prefixed datagrams of a game or VPN-like protocol."""
+    rtp = rng.random() < 0.5
+    seq, ts, ssrc = rng.getrandbits(16), 0x10000000 | rng.getrandbits(28), rng.getrandbits(32)
+    for i in range(npkts):
+        from_c = rng.random() < 0.5
+        if rtp:
+            b = struct.pack("!BBHII", 0x80, 96 + (i == 0) * 128, (seq + i) & 0xFFFF,
+                            (ts + 160 * i) & 0xFFFFFFFF, ssrc ^ from_c) + rng.randbytes(160)
+        else:
+            n = rng.randrange(40, 1200)
+            b = struct.pack("!HHI", 0x4000 | n, 0x7e00 | (i & 0xFF), ssrc) + rng.randbytes(n - 8)
+        yield ends.udp(from_c, b), 20
+
+
+def odd_tls(w, rng, pool, ends, name, bulk):
+    """TLS on an odd port: a ClientHello with its SNI after the handshake, then bulk."""
+    cseq, sseq = rng.getrandbits(32), rng.getrandbits(32)
+    yield ends.tcp(True, cseq, 0, gp.TCP_SYN, opts=SYN_OPTS), 4
+    cseq += 1
+    yield ends.tcp(False, sseq, cseq, gp.TCP_SYN | gp.TCP_ACK, opts=SYN_OPTS), 6
+    sseq += 1
+    yield ends.tcp(True, cseq, sseq, gp.TCP_ACK), 3
+    hello = gp.tls_records(gp.client_hello(rng, name))
+    f = yield ends.tcp(True, cseq, sseq, gp.TCP_ACK | gp.TCP_PSH, hello), 2
+    cseq += len(hello)
+    w.note(f, "tls_sni", name, ends.c, ends.s, ends.sport)
+    w.count("snis")
+    flight = short_flight(rng)
+    yield ends.tcp(False, sseq, cseq, gp.TCP_ACK | gp.TCP_PSH, flight), 5
+    sseq += len(flight)
+    for i in range(bulk):
+        b, s = pool.blocks[rng.randrange(len(pool.blocks))]
+        yield ends.tcp(False, sseq, cseq, gp.TCP_ACK, b, s), 2
+        sseq += len(b)
+        if i % 2 == 1:
+            yield ends.tcp(True, cseq, sseq, gp.TCP_ACK), 2
+    yield ends.tcp(True, cseq, sseq, gp.TCP_FIN | gp.TCP_ACK), 4
+    yield ends.tcp(False, sseq, cseq + 1, gp.TCP_FIN | gp.TCP_ACK), 6
+
+
+def gen_hard(path, mib, nflows, nhits):
+    rng = random.Random("tunnelwatch-bench-ndpi-hard/%d/%d/%d" % (mib, nflows, nhits))
+    pool = Pool(rng)
+    names = benign_names(rng, 5000)
+    ip4 = {n: "198.18.%d.%d" % (i // 250, 1 + i % 250) for i, n in enumerate(names)}
+    hit_ip4 = {n: gp.SEED_IP[n] for n in SEEDS}
+    hit_at = {int((k + 0.5) * nflows / nhits): k for k in range(nhits)}
+    target = mib * 1048576
+    w = Writer(path)
+    active, started = [], 0
+
+    def new_flow(i):
+        k = hit_at.get(i)
+        v6 = rng.random() < 0.10
+        vlan = 100 + rng.randrange(4) if rng.random() < 0.10 else 0
+        h = rng.randrange(4000)
+        c = "fd00:10::%x:%x" % (h // 250 + 1, h % 250 + 1) if v6 else "10.10.%d.%d" % (h // 250, h % 250 + 1)
+        srv = "2001:db8:%x::%x" % (rng.randrange(64), rng.randrange(1, 250)) if v6 else \
+            "203.0.%d.%d" % (rng.randrange(113, 114), rng.randrange(1, 250))
+        left = max(0.0, (target - w.bytes - 16 * w.frames) / max(1, nflows - i))
+        r = rng.random()
+        w.count("flows")
+        if k is not None or r < 0.35:
+            hit = k is not None
+            name = SEEDS[k % len(SEEDS)] if hit else rng.choice(names)
+            if hit:
+                c = "10.10.255.%d" % (k + 1)
+                v6 = False
+                w.count("ngrok_flows")
+            s = hit_ip4[name] if hit else (ip4[name] if not v6 else srv)
+            ends = Ends(c, s, rng.randrange(32768, 61000), 443, vlan)
+            dns = None
+            if rng.random() < 0.33 or (hit and k % 2 == 0):
+                dns = Ends(c, RESOLVER6 if v6 else RESOLVER4, rng.randrange(32768, 61000), 53, vlan)
+            w.count("flows_tls443")
+            segs = min(int(rng.expovariate(2150.0 / max(1.0, left - 4000))), 5000)
+            return mix_flow(w, rng, pool, ends, name, dns, rng.random() < 0.30, segs, hit)
+        port = rng.randrange(1024, 65000)
+        ends = Ends(c, srv, rng.randrange(32768, 61000), port, vlan)
+        if r < 0.45:
+            w.count("flows_tls_odd_port")
+            return odd_tls(w, rng, pool, ends, rng.choice(names), min(int(rng.expovariate(2150.0 / max(1.0, left))), 3000))
+        nmsg = max(4, min(int(rng.expovariate(900.0 / max(1.0, left))), 2000))
+        if r < 0.65:
+            kind = "bin-nosyn" if rng.random() < 0.25 else "bin"
+            w.count("flows_tcp_unknown")
+            return hard_tcp(w, rng, pool, ends, kind, nmsg)
+        if r < 0.75:
+            w.count("flows_tcp_midstream")
+            return hard_tcp(w, rng, pool, ends, "mid", nmsg)
+        if r < 0.85:
+            w.count("flows_ssh")
+            return hard_tcp(w, rng, pool, ends, "ssh", nmsg)
+        w.count("flows_udp_long")
+        return hard_udp(rng, ends, max(40, min(400, int(rng.expovariate(500.0 / max(1.0, left))))))
+
+    CONC = 64
+    while started < nflows or active:
+        while len(active) < CONC and started < nflows:
+            active.append([new_flow(started), None])
+            started += 1
+        j = rng.randrange(len(active))
+        slot = active[j]
+        try:
+            frame, dt = slot[0].send(slot[1])
+        except StopIteration:
+            active[j] = active[-1]
+            active.pop()
+            continue
+        slot[1] = w.emit(frame, dt)
+    w.close({"kind": "ndpi-hard", "mib_target": mib, "seed": "tunnelwatch-bench-ndpi-hard"})
+    return w
+
+
 # ------------------------------------------------------------------ checks against the truth
 
 def read_tsv(path):
@@ -473,10 +644,10 @@ def check(cap, names=None, alerts=None):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("kind", choices=("mix", "stress", "check"))
+    ap.add_argument("kind", choices=("mix", "stress", "ndpi-hard", "check"))
     ap.add_argument("out")
     ap.add_argument("--mib", type=int, default=1000, help="mix: target capture size (MiB)")
-    ap.add_argument("--flows", type=int, help="TCP flows (mix: 200 per MiB; stress: 2200000)")
+    ap.add_argument("--flows", type=int, help="TCP flows (mix: 200 per MiB; ndpi-hard: 50 per MiB; stress: 2200000)")
     ap.add_argument("--hits", type=int, default=14, help="ngrok flows (each its own host)")
     ap.add_argument("--gap", type=int, default=320000, help="stress: flows between a delayed "
                     "ngrok SYN and its hello")
@@ -488,6 +659,8 @@ def main():
     t = time.monotonic()
     if a.kind == "mix":
         w = gen_mix(a.out, a.mib, a.flows or a.mib * 200, a.hits)
+    elif a.kind == "ndpi-hard":
+        w = gen_hard(a.out, a.mib, a.flows or a.mib * 50, a.hits)
     else:
         w = gen_stress(a.out, a.flows or 2200000, a.hits, a.gap)
     print("%s: %d frames, %.1f MiB, %.1f s" % (a.out, w.frames, (w.bytes + 16 * w.frames + 24) / 1048576, time.monotonic() - t),

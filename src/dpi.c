@@ -5,12 +5,24 @@
 
 #include "tunnelwatch/dpi.h"
 
+/* A flow's nDPI state while nDPI runs for it (allocated at its first payload, freed when
+ * nDPI decides, gives up or is stopped, or the flow ends). */
+struct dpi_live {
+    struct ndpi_flow_struct *nf;  /* owned */
+    struct dpi_flow *owner;       /* the flow record's part (records do not move) */
+    struct dpi_live *prev, *next; /* live states, least recent packet first */
+    int64_t last_us;              /* packet time of its last packet */
+    struct tw_addr src;           /* its first payload's source */
+    uint8_t pkts;
+};
+
 struct dpi {
-    struct ndpi_detection_module_struct *m;
+    struct ndpi_detection_module_struct *m; /* NULL until a flow first needs it (dpi_prepare) */
+    bool broken;                            /* nDPI could not start: flows go unlabelled */
     uint32_t max_flows, max_packets;
     uint32_t live;
     int64_t stall_us;
-    struct dpi_flow *head, *tail; /* live states, least recent packet first */
+    struct dpi_live *head, *tail; /* live states, least recent packet first */
     struct dpi_stats st;
     struct pressure pr;
 };
@@ -20,22 +32,29 @@ struct dpi *dpi_new(uint32_t max_flows, uint32_t max_packets, uint32_t stall_ms)
     struct dpi *d = calloc(1, sizeof(*d));
     if (!d)
         return NULL;
-    d->m = ndpi_init_detection_module(ndpi_no_prefs);
-    if (!d->m) {
-        free(d);
-        return NULL;
-    }
-    NDPI_PROTOCOL_BITMASK all;
-    NDPI_BITMASK_SET_ALL(all);
-    ndpi_set_protocol_detection_bitmask2(d->m, &all);
-    ndpi_finalize_initialization(d->m);
     d->max_flows = max_flows;
     d->max_packets = max_packets;
     d->stall_us = (int64_t)stall_ms * 1000;
     return d;
 }
 
-static void lru_unlink(struct dpi *d, struct dpi_flow *f)
+bool dpi_prepare(struct dpi *d)
+{
+    if (d->m || d->broken)
+        return d->m != NULL;
+    d->m = ndpi_init_detection_module(ndpi_no_prefs);
+    if (!d->m) {
+        d->broken = true;
+        return false;
+    }
+    NDPI_PROTOCOL_BITMASK all;
+    NDPI_BITMASK_SET_ALL(all);
+    ndpi_set_protocol_detection_bitmask2(d->m, &all);
+    ndpi_finalize_initialization(d->m);
+    return true;
+}
+
+static void lru_unlink(struct dpi *d, struct dpi_live *f)
 {
     if (f->prev)
         f->prev->next = f->next;
@@ -48,7 +67,7 @@ static void lru_unlink(struct dpi *d, struct dpi_flow *f)
     f->prev = f->next = NULL;
 }
 
-static void lru_append(struct dpi *d, struct dpi_flow *f, int64_t now_us)
+static void lru_append(struct dpi *d, struct dpi_live *f, int64_t now_us)
 {
     f->last_us = now_us;
     f->prev = d->tail;
@@ -64,16 +83,19 @@ void dpi_free(struct dpi *d)
 {
     if (!d)
         return;
-    ndpi_exit_detection_module(d->m);
+    if (d->m)
+        ndpi_exit_detection_module(d->m);
     free(d);
 }
 
 void dpi_release(struct dpi *d, struct dpi_flow *f)
 {
-    if (f->nf) {
-        lru_unlink(d, f);
-        ndpi_free_flow(f->nf);
-        f->nf = NULL;
+    struct dpi_live *l = f->live;
+    if (l) {
+        lru_unlink(d, l);
+        ndpi_free_flow(l->nf);
+        free(l);
+        f->live = NULL;
         d->live--;
     }
 }
@@ -95,62 +117,76 @@ static struct tw_addr l3_src(const uint8_t *l3, uint32_t len)
 
 /* Allocates the flow's nDPI state; false (and the flow done) at the cap, unless a stalled
  * state gives way, or out of memory. */
-static bool start(struct dpi *d, struct dpi_flow *f, int64_t now_us)
+static bool start(struct dpi *d, struct dpi_flow *f, const struct tw_addr *src, int64_t now_us)
 {
-    struct dpi_flow *v = d->head;
+    if (!dpi_prepare(d)) {
+        f->done = true;
+        return false;
+    }
+    struct dpi_live *v = d->head;
     if (d->live >= d->max_flows && v && d->stall_us > 0 && now_us - v->last_us >= d->stall_us) {
+        struct dpi_flow *vf = v->owner;
         d->st.reclaimed++;
         pressure_note(&d->pr, &v->src, true);
-        dpi_release(d, v);
-        v->done = true; /* unlabelled: it stopped talking long ago */
+        dpi_release(d, vf);
+        vf->done = true; /* unlabelled: it stopped talking long ago */
     }
     if (d->live >= d->max_flows) {
         d->st.skipped++;
-        pressure_note(&d->pr, &f->src, false);
+        pressure_note(&d->pr, src, false);
         f->done = true;
         return false;
     }
-    f->nf = calloc(1, SIZEOF_FLOW_STRUCT);
-    if (!f->nf) {
+    struct dpi_live *l = calloc(1, sizeof(*l));
+    if (l)
+        l->nf = calloc(1, SIZEOF_FLOW_STRUCT);
+    if (!l || !l->nf) {
+        free(l);
         f->done = true;
         return false;
     }
+    l->owner = f;
+    l->src = *src;
+    f->live = l;
     d->live++;
     d->st.flows++;
-    lru_append(d, f, now_us);
+    lru_append(d, l, now_us);
     return true;
 }
 
 void dpi_step(struct dpi *d, struct dpi_flow *f, const uint8_t *l3, uint32_t len,
-              uint32_t payload_len, int64_t now_us, bool known)
+              uint32_t payload_len, int64_t now_us, enum dpi_need need)
 {
     if (!d || f->done || !l3 || len == 0)
         return;
-    if (known) {
-        /* our parsers recognised the flow (TLS, HTTP, DNS, QUIC): nDPI would only repeat the
-         * work (its TLS dissector is the costliest part of the packet path) */
+    if (need != DPI_RUN) {
+        /* our parsers recognised the flow (TLS, HTTP, DNS, QUIC; nDPI would only repeat the
+         * work, its TLS dissector being the costliest part of the packet path), or nobody
+         * reads its label */
         dpi_release(d, f);
-        f->done = true;
+        f->done = need == DPI_STOP;
         return;
     }
     /* start at the first payload: our parsers may recognise the flow there */
-    if (!f->nf && payload_len == 0)
+    struct dpi_live *l = f->live;
+    if (!l && payload_len == 0)
         return;
-    if (!f->nf) {
-        f->src = l3_src(l3, len);
-        if (!start(d, f, now_us))
+    if (!l) {
+        struct tw_addr src = l3_src(l3, len);
+        if (!start(d, f, &src, now_us))
             return;
-    } else if (now_us != f->last_us) {
-        lru_unlink(d, f);
-        lru_append(d, f, now_us);
+        l = f->live;
+    } else if (now_us != l->last_us) {
+        lru_unlink(d, l);
+        lru_append(d, l, now_us);
     }
     uint16_t n = len > 65535 ? 65535 : (uint16_t)len;
-    ndpi_protocol pr = ndpi_detection_process_packet(d->m, f->nf, l3, n, (uint64_t)(now_us / 1000));
+    ndpi_protocol pr = ndpi_detection_process_packet(d->m, l->nf, l3, n, (uint64_t)(now_us / 1000));
     bool decided =
         pr.app_protocol != NDPI_PROTOCOL_UNKNOWN || pr.master_protocol != NDPI_PROTOCOL_UNKNOWN;
-    if (!decided && ++f->pkts >= d->max_packets) {
+    if (!decided && ++l->pkts >= d->max_packets) {
         uint8_t guessed = 0;
-        pr = ndpi_detection_giveup(d->m, f->nf, 1, &guessed);
+        pr = ndpi_detection_giveup(d->m, l->nf, 1, &guessed);
         decided = true;
     }
     if (decided) {

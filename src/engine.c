@@ -605,6 +605,23 @@ static bool is_internal(void *ud, const struct tw_addr *a)
     return attrib_is_internal(e->attrib, a);
 }
 
+/* nDPI for a flow only where its label is read and ours is missing: a flagged flow (an
+ * alert's, a connection to a flagged answer's address), or a TCP flow whose client bytes our
+ * parsers read from its start, a proxy or STARTTLS preamble (there nDPI's label, socks, smtp,
+ * says more than ours and a name may flag the flow). Stopped when our parsers name the flow
+ * or are done with it (no name can flag it later); idle otherwise (seen from its middle or
+ * from its server only) until a flag comes. */
+static enum dpi_need dpi_need(const struct flow *f, const struct fstate *fs)
+{
+    if (extract_label(&fs->x))
+        return DPI_STOP;
+    if (fs->flag)
+        return DPI_RUN;
+    if (fs->x.done)
+        return DPI_STOP;
+    return f->proto == 6 && f->syn_seen ? DPI_RUN : DPI_IDLE;
+}
+
 /* ---------- the packet path ---------- */
 
 /* Packet time drives expiry; one bogus far-future timestamp (a day ahead) must not stop every
@@ -672,7 +689,7 @@ static void packet_decoded(struct engine *e, const struct pcap_pkthdr *h, const 
     extract_packet(&e->x, &fs->x, p, f, dir);
     if (e->dpi && !fs->dpi.done)
         dpi_step(e->dpi, &fs->dpi, p->l3, p->l3_len, p->payload_len, tw_time_us(e->now),
-                 extract_label(&fs->x) != NULL);
+                 dpi_need(f, fs));
     if (fs->flag && e->ev)
         evidence_packet(e->ev, h, data);
 }
