@@ -811,6 +811,12 @@ static void engine_health(struct engine *e, bool final)
     }
 }
 
+void engine_prepare(struct engine *e)
+{
+    if (e->dpi)
+        (void)dpi_prepare(e->dpi);
+}
+
 void engine_tick(struct engine *e, struct tw_time now)
 {
     if (tw_time_us(now) > tw_time_us(e->now))

@@ -690,6 +690,7 @@ static void tick_idle(struct engine *e)
 /* Live: pcap_dispatch in batches; idle periods still tick flow expiry and the heartbeat. */
 static int run_live(struct sensor *s, struct cap_src *src)
 {
+    engine_prepare(s->e); /* not at the first flow that needs nDPI */
     while (!stop) {
         wait_readable(src->p);
         int n = pcap_dispatch(src->p, 512, on_packet, (u_char *)s);
@@ -950,6 +951,7 @@ static int worker_engines(struct sensor *s)
             return 1;
         }
         engine_begin_input(w->e, NULL, w->src.dlt, false);
+        engine_prepare(w->e);
     }
     return 0;
 }

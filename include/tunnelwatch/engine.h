@@ -63,6 +63,9 @@ void engine_skip_frame(struct engine *e);
 /* Link type of the following packets (pcapng files mix interfaces). */
 void engine_set_dlt(struct engine *e, int dlt);
 /* Periodic work at time now (packet time in replays, wall clock when live and idle). */
+/* Sets up what the engine otherwise builds at its first need (nDPI's detection module, about
+ * 50 ms and 7 MiB): live capture calls it before the first packet. */
+void engine_prepare(struct engine *e);
 void engine_tick(struct engine *e, struct tw_time now);
 /* The rule set to use from the next packet on (referenced; the old set's reference dropped). */
 void engine_set_rules(struct engine *e, const struct ruleset *rules);
