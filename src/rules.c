@@ -106,6 +106,7 @@ struct rrule {
     uint8_t indicator; /* an indicator list: true when a listed domain matched */
     uint8_t always;    /* may hold with no string value matched: evaluate on every name */
     uint8_t kinds;     /* bits 1 << enum rule_obs_kind it is evaluated on */
+    uint8_t all_kinds; /* those that carry every field it uses (the self-test's) */
     int32_t need;      /* a local selection the condition cannot hold without, or -1: checked
                         * first, so most observations skip the whole program */
 };
@@ -2019,7 +2020,10 @@ static unsigned kind_fields(unsigned k)
 }
 
 /* The rule's fields (of the selections its condition uses, dropped ones aside) and the
- * observation kinds that carry them all; a rule on flow facts only runs once per flow. */
+ * observation kinds it runs on: every kind that carries one of its fields other than the
+ * flow's (a field an observation lacks matches nothing, as Sigma says of a missing field, so
+ * 'DestinationHostname: x or QueryName: y' still runs on a TLS name); a rule on flow facts
+ * only runs once per flow. Some kind must carry them all (else it is refused). */
 static int rule_kinds(struct loader *ld, struct rrule *rr)
 {
     struct ruleset *rs = ld->rs;
@@ -2033,18 +2037,22 @@ static int rule_kinds(struct loader *ld, struct rrule *rr)
         for (uint32_t it = g0->first_item; it < gl->first_item + gl->n_items; it++)
             bits |= rs->items[it].fields;
     }
-    unsigned kinds = 0;
-    for (unsigned k = 0; k < ROK__COUNT; k++)
+    unsigned all = 0, some = 0;
+    for (unsigned k = 0; k < ROK__COUNT; k++) {
         if ((bits & ~kind_fields(k)) == 0)
-            kinds |= 1u << k;
-    if (kinds & (1u << ROK_FLOW))
-        kinds = 1u << ROK_FLOW;
-    if (!kinds) {
+            all |= 1u << k;
+        if (k != ROK_FLOW && (bits & kind_fields(k) & ~(unsigned)FLOW_RF))
+            some |= 1u << k;
+    }
+    if (all & (1u << ROK_FLOW))
+        all = some = 1u << ROK_FLOW;
+    if (!all) {
         rule_problem(ld, "its fields never appear in one observation");
         return TW_ECONF;
     }
     rr->pub.fields = bits;
-    rr->kinds = (uint8_t)kinds;
+    rr->kinds = (uint8_t)(all | some);
+    rr->all_kinds = (uint8_t)all;
     return TW_OK;
 }
 
@@ -2422,7 +2430,7 @@ static int load_list_mem(struct loader *ld, const uint8_t *data, size_t len)
     struct rrule rr;
     memset(&rr, 0, sizeof(rr));
     rr.indicator = 1;
-    rr.kinds = NAME_KINDS;
+    rr.kinds = rr.all_kinds = NAME_KINDS;
     struct rule *r = &rr.pub;
     r->fields = RF_DEST_HOST | RF_QUERY;
     const char *base = strrchr(ld->file, '/');
@@ -3168,7 +3176,7 @@ static void syn_build(struct synth *s, const struct ruleset *rs, const struct rr
 static unsigned first_kind(const struct rrule *rr)
 {
     unsigned k = 0;
-    while (k < ROK__COUNT && !(rr->kinds & (1u << k)))
+    while (k < ROK__COUNT && !(rr->all_kinds & (1u << k)))
         k++;
     return k;
 }

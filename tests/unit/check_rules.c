@@ -595,6 +595,29 @@ START_TEST(test_obs_initiated)
 }
 END_TEST
 
+/* A rule whose selections use fields of different observations ('DestinationHostname or
+ * QueryName', the catch-all of the tests) runs on each observation that carries one of them:
+ * the field an observation lacks matches nothing, the other still does. */
+START_TEST(test_obs_mixed_fields)
+{
+    struct ruleset *rs = obs_rules("    category: network_connection\n",
+                                   "    dest:\n        DestinationHostname|endswith: '.a.test'\n"
+                                   "    query:\n        QueryName|endswith: '.b.test'\n"
+                                   "    condition: dest or query\n",
+                                   false);
+    struct rule_obs o;
+    struct rule_hit h[4];
+    obs_flow(&o, ROK_TLS_SNI, "x.a.test", "198.51.100.1", 443);
+    ck_assert_int_eq(hits_obs(rs, &o, h), 1);
+    obs_flow(&o, ROK_TLS_SNI, "x.b.test", "198.51.100.1", 443);
+    ck_assert_int_eq(hits_obs(rs, &o, h), 0); /* a TLS name is no query name */
+    obs_flow(&o, ROK_DNS_QUERY, "x.b.test", "198.51.100.53", 53);
+    o.name_fields = RF_DEST_HOST | RF_QUERY; /* a query name is both, as the engine says */
+    ck_assert_int_eq(hits_obs(rs, &o, h), 1);
+    ruleset_free(rs);
+}
+END_TEST
+
 START_TEST(test_obs_ports_cidr)
 {
     struct ruleset *rs = obs_rules("    category: network_connection\n",
@@ -915,6 +938,7 @@ Suite *tw_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("obs");
     tcase_add_test(tc, test_obs_initiated);
+    tcase_add_test(tc, test_obs_mixed_fields);
     tcase_add_test(tc, test_obs_ports_cidr);
     tcase_add_test(tc, test_obs_proxy);
     tcase_add_test(tc, test_obs_null_cased_lt);
