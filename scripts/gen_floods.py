@@ -20,6 +20,9 @@ CASE (B = the resource's budget in its own unit, the flood is scale * B of them;
             to its address
   flows     B*scale flows (SYN + 48 opaque bytes, no more) from 256 sources (B = flows, or nDPI
             states: the same flood serves both); ngrok events: TLS to tunnel.us.ngrok.com
+  banners   B*scale server-first flows (SYN, SYN-ACK, 48 opaque bytes from the server, the
+            client silent) from 256 sources: nDPI is asked to name them (our parsers still wait
+            for the client's bytes), so they fill nDPI's flow states; ngrok events: TLS
   dedup     B*scale distinct flagged DNS queries (f<i>.ngrok-free.app) from one host (B = dedup
             incidents); ngrok events: TLS to tunnel.us.ngrok.com
 
@@ -226,6 +229,17 @@ def make_flood(case, rng):
             sport, seq = 1024 + (i * 7) % 60000, (i * 2654435761) & 0xFFFFFFFF
             out.ip4(s, dst, 6, tcp(s, dst, sport, 7777, seq, 0, g.TCP_SYN))
             out.ip4(s, dst, 6, tcp(s, dst, sport, 7777, seq + 1, 1, g.TCP_ACK | g.TCP_PSH, pay, psum), 5)
+        return item, 4096, ev_tls
+    if case == "banners":
+        pay = bytes(rng.getrandbits(8) for _ in range(48))
+        psum = g.csum_add(pay)
+
+        def item(out, i):
+            s = spoofed(i)
+            sport, seq = 1024 + (i * 7) % 60000, (i * 2654435761) & 0xFFFFFFFF
+            out.ip4(s, dst, 6, tcp(s, dst, sport, 7777, seq, 0, g.TCP_SYN))
+            out.ip4(dst, s, 6, tcp(dst, s, 7777, sport, 1000, seq + 1, g.TCP_SYN | g.TCP_ACK), 5)
+            out.ip4(dst, s, 6, tcp(dst, s, 7777, sport, 1001, seq + 1, g.TCP_ACK | g.TCP_PSH, pay, psum), 5)
         return item, 4096, ev_tls
     if case == "dedup":
         host, res = a2i("10.1.0.66"), a2i(g.RESOLVER)

@@ -1246,13 +1246,15 @@ static void release_acked(struct pub *p, bool from_spool, size_t acked)
     list_free(&done);
 }
 
-/* After an outage the queue held up to queue_max records (thousands of small blocks); once it
- * is empty again, hand the freed memory back to the system, so a sensor's size after a Redis
- * restart is its size before (glibc keeps freed heap otherwise). */
+/* After an outage the queue held up to queue_max records (many small blocks, freed by this
+ * thread: another malloc arena than the one that made them) and the spool's read buffers were
+ * used; once the queue and the spool are empty again, hand the freed memory back to the system,
+ * so a sensor's size after a Redis restart is its size before (glibc keeps freed heap). */
 static void give_back(struct pub *p)
 {
     pthread_mutex_lock(&p->mu);
-    bool trim = p->q.n + p->spill.n == 0 && p->queued_hw >= 1024;
+    bool trim = p->q.n + p->spill.n == 0 && p->queued_hw >= 64 &&
+                !(p->spool && spool_pending(p->spool) > 0);
     if (trim)
         p->queued_hw = 0;
     pthread_mutex_unlock(&p->mu);

@@ -96,7 +96,8 @@ flood dnsmap dns_map dns_answer tunnel.eu.ngrok.com $DM --budget $DM -- \
     --set alert.dns_map_max=$DM --set alert.dedup_window_s=0 --set flow.max_flows=$((DM * 8))
 flood flows flow_table tls_sni tunnel.us.ngrok.com 0 --budget $FL -- \
     --set flow.max_flows=$FL
-flood flows ndpi tls_sni tunnel.us.ngrok.com $((NF * 4)) --budget $NF -- \
+# nDPI runs only where a label can be read (dpi.h): server-first flows it must name
+flood banners ndpi tls_sni tunnel.us.ngrok.com $((NF * 4)) --budget $NF -- \
     --set flow.ndpi_max_flows=$NF --set flow.max_flows=$((NF * 8))
 flood dedup dedup tls_sni tunnel.us.ngrok.com $DD --budget $DD -- \
     --set alert.dedup_max=$DD --set flow.max_flows=$((DD * 8))
