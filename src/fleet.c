@@ -293,9 +293,55 @@ struct fleet {
     struct idmap *idmap;
     struct jw jw;
     struct fleet_stats st; /* __atomic fields */
+    /* incidents claimed by the capture workers of this process (fleet_claim_local) */
+    pthread_mutex_t claim_mu;
+    struct claim *claims; /* CLAIM_SLOTS, when there is more than one engine */
+    uint8_t claim_key[16];
 };
 
 #define ADD(f, field) __atomic_add_fetch(&(f)->st.field, 1, __ATOMIC_RELAXED)
+
+/* The workers' claim table: open addressing over the key's hash, CLAIM_PROBE slots looked at;
+ * an expired slot is reused, and when none is, the one expiring first gives way (counted).
+ * A lost slot only means two workers may each raise that incident once: never a lost alert. */
+#define CLAIM_SLOTS (1u << 16)
+#define CLAIM_PROBE 16
+struct claim {
+    uint64_t hash;      /* 0: free */
+    int64_t expires_us; /* packet time */
+    char id[40];        /* the owner's event id */
+};
+
+bool fleet_claim_local(struct fleet *f, const char *key, const char *id, int64_t now_us,
+                       char owner[40])
+{
+    if (!f || !f->claims)
+        return true;
+    uint64_t h = tw_siphash(f->claim_key, (const uint8_t *)key, strlen(key)) | 1;
+    int64_t window = (int64_t)f->o.dedup_window_s * 1000000;
+    pthread_mutex_lock(&f->claim_mu);
+    struct claim *victim = NULL;
+    bool won = true;
+    for (uint32_t i = 0; i < CLAIM_PROBE; i++) {
+        struct claim *c = &f->claims[(h + i) & (CLAIM_SLOTS - 1)];
+        if (c->hash == h && c->expires_us > now_us) {
+            memcpy(owner, c->id, 40);
+            won = false;
+            break;
+        }
+        if (!victim || c->hash == 0 || c->expires_us < victim->expires_us)
+            victim = c;
+    }
+    if (won) {
+        if (victim->hash && victim->expires_us > now_us)
+            ADD(f, claims_evicted);
+        victim->hash = h;
+        victim->expires_us = now_us + window;
+        snprintf(victim->id, sizeof(victim->id), "%s", id);
+    }
+    pthread_mutex_unlock(&f->claim_mu);
+    return won;
+}
 
 static int64_t mono_ms(void)
 {
@@ -889,7 +935,8 @@ static bool alloc_queues(struct fleet *f)
     f->in = calloc((size_t)f->o.n_slots, sizeof(*f->in));
     f->ring = calloc(f->o.queue_max, sizeof(*f->ring));
     f->idmap = f->has_url ? calloc(IDMAP_SLOTS, sizeof(*f->idmap)) : NULL;
-    if (!f->in || !f->ring || (f->has_url && !f->idmap))
+    f->claims = f->o.n_slots > 1 ? calloc(CLAIM_SLOTS, sizeof(*f->claims)) : NULL;
+    if (!f->in || !f->ring || (f->has_url && !f->idmap) || (f->o.n_slots > 1 && !f->claims))
         return false;
     for (int i = 0; i < f->o.n_slots; i++) {
         pthread_mutex_init(&f->in[i].mu, NULL);
@@ -924,8 +971,11 @@ struct fleet *fleet_new(const struct fleet_opts *o, char *err, size_t errlen)
         return NULL;
     }
     pthread_mutex_init(&f->mu, NULL);
+    pthread_mutex_init(&f->claim_mu, NULL);
     pthread_cond_init(&f->cv, NULL);
     jw_init(&f->jw, FLEET_BINDING_MAX);
+    if (getrandom(f->claim_key, sizeof(f->claim_key), 0) != (ssize_t)sizeof(f->claim_key))
+        memset(f->claim_key, 0x5a, sizeof(f->claim_key)); /* a worse hash, still correct */
     f->backoff_ms = 1000;
     uint8_t r[8];
     if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
@@ -989,6 +1039,8 @@ void fleet_free(struct fleet *f)
     free(f->in);
     free(f->ring);
     free(f->idmap);
+    free(f->claims);
+    pthread_mutex_destroy(&f->claim_mu);
     jw_free(&f->jw);
     free(f->s_name);
     free(f->s_bind);

@@ -76,19 +76,25 @@ static void write_failed(struct recorder *r, int err)
     r->failing = true;
 }
 
+/* The incident's key between workers and sensors: host|rule id|name. */
+static void incident_key(const struct alert_rec *rec, char *key, size_t n)
+{
+    char host[TW_ADDR_STRLEN];
+    snprintf(key, n, "%s|%s|%.*s", tw_addr_str(&rec->host, host, sizeof(host)), rec->rule->id,
+             (int)(rec->name_len > 255 ? 255 : rec->name_len), (const char *)rec->name);
+}
+
 /* A new alert's Redis copy goes through the fleet's claim (fleet.h) with, for a sensor that
  * loses it, the same hit as an update record of the incident. jw holds the alert. */
 static int claim_fleet(struct recorder *r, const struct alert_rec *rec)
 {
-    char key[TW_ADDR_STRLEN + 128 + 260], host[TW_ADDR_STRLEN], id[40];
+    char key[TW_ADDR_STRLEN + 128 + 260], id[40];
     char *raised = malloc(r->jw.len);
     if (!raised)
         return TW_ENOMEM;
     size_t rlen = r->jw.len;
     memcpy(raised, r->jw.buf, rlen);
-    snprintf(key, sizeof(key), "%s|%s|%.*s", tw_addr_str(&rec->host, host, sizeof(host)),
-             rec->rule->id, (int)(rec->name_len > 255 ? 255 : rec->name_len),
-             (const char *)rec->name);
+    incident_key(rec, key, sizeof(key));
     struct alert_rec u = *rec;
     alert_ids_next(&r->ids, id);
     u.type = ALERT_UPDATE;
@@ -165,6 +171,29 @@ static void log_alert(struct recorder *r, const struct alert_rec *rec)
             (int)n, (const char *)rec->name, rec->attribution, rec->frame);
 }
 
+/* Another capture worker of this process raised this incident first (fleet_claim_local): the
+ * hit goes out as an update of that worker's incident, whose id the incident takes. */
+static bool claimed_elsewhere(struct recorder *r, struct incident *in, struct alert_rec *rec)
+{
+    char key[TW_ADDR_STRLEN + 128 + 260], owner[40], id[40];
+    incident_key(rec, key, sizeof(key));
+    alert_ids_next(&r->ids, in->id);
+    if (fleet_claim_local(r->o.fleet, key, in->id, tw_time_us(rec->ts), owner))
+        return false;
+    memcpy(in->id, owner, sizeof(in->id));
+    in->reported_count = in->count;
+    alert_ids_next(&r->ids, id);
+    rec->type = ALERT_UPDATE;
+    rec->event_id = id;
+    rec->incident_id = in->id;
+    rec->count = in->count;
+    rec->first_seen = rec->last_seen = rec->ts;
+    emit(r, rec, true, true);
+    rec->event_id = NULL; /* id lives in this call only */
+    r->st.updates++;
+    return true;
+}
+
 struct incident *rec_hit(struct recorder *r, struct alert_rec *rec, bool external, bool *is_new)
 {
     r->now = rec->ts;
@@ -176,12 +205,17 @@ struct incident *rec_hit(struct recorder *r, struct alert_rec *rec, bool externa
         pressure_note(&r->dedup_pr, &rec->host, true); /* the newcomer's host made it give way */
     if (!in || !*is_new)
         return in;
+    if (!external && r->o.fleet && claimed_elsewhere(r, in, rec)) {
+        *is_new = false;
+        return in;
+    }
     if (external)
         r->st.external++;
     else
         r->st.alerts++;
     rec->type = external ? ALERT_EXTERNAL : ALERT_RAISED;
-    alert_ids_next(&r->ids, in->id);
+    if (external || !r->o.fleet)
+        alert_ids_next(&r->ids, in->id); /* else claimed_elsewhere gave it one */
     rec->event_id = in->id;
     rec->count = 1;
     rec->first_seen = rec->last_seen = rec->ts;

@@ -79,18 +79,19 @@ struct fleet_opts {
 };
 
 struct fleet_stats {
-    uint64_t shared;      /* bindings learned here and shared */
-    uint64_t published;   /* written to Redis */
-    uint64_t received;    /* from Redis (channel or start-up load) */
-    uint64_t own;         /* received back from this process: ignored */
-    uint64_t bad;         /* received and refused by fleet_binding_parse */
-    uint64_t applied;     /* taken by engines' DNS maps */
-    uint64_t dropped;     /* bindings lost to a full queue */
-    uint64_t claims_won;  /* new alerts this sensor raised fleet-wide */
-    uint64_t claims_lost; /* sent as updates of another sensor's incident */
-    uint64_t bypassed;    /* claims and relays sent without the fleet (queue full) */
-    uint64_t errors;      /* Redis errors and lost connections */
-    bool ok;              /* connected to Redis now */
+    uint64_t shared;         /* bindings learned here and shared */
+    uint64_t published;      /* written to Redis */
+    uint64_t received;       /* from Redis (channel or start-up load) */
+    uint64_t own;            /* received back from this process: ignored */
+    uint64_t bad;            /* received and refused by fleet_binding_parse */
+    uint64_t applied;        /* taken by engines' DNS maps */
+    uint64_t dropped;        /* bindings lost to a full queue */
+    uint64_t claims_won;     /* new alerts this sensor raised fleet-wide */
+    uint64_t claims_lost;    /* sent as updates of another sensor's incident */
+    uint64_t bypassed;       /* claims and relays sent without the fleet (queue full) */
+    uint64_t claims_evicted; /* workers' claims pushed out of their full table */
+    uint64_t errors;         /* Redis errors and lost connections */
+    bool ok;                 /* connected to Redis now */
 };
 
 struct fleet;
@@ -122,6 +123,11 @@ int fleet_claim(struct fleet *f, const char *key, const char *local_id, const ch
                 size_t rlen, const char *update, size_t ulen);
 /* A later record of incident local_id (update, flow end), sent with the winner's id in place
  * of local_id when another sensor won. TW_OK or TW_ELIMIT (send it yourself). */
+/* Between the capture workers of this process (any thread): the first to raise an incident
+ * (key: host|rule|name) within the dedup window owns it; true when id is the owner, else
+ * false with the owner's event id in owner. Always true with a single engine or f NULL. */
+bool fleet_claim_local(struct fleet *f, const char *key, const char *id, int64_t now_us,
+                       char owner[40]);
 int fleet_relay(struct fleet *f, const char *local_id, const char *rec, size_t len);
 
 /* "ok" (Redis connected), "local-only" (configured, not reachable) or "in-process". */

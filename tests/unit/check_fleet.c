@@ -155,6 +155,33 @@ START_TEST(in_process)
 }
 END_TEST
 
+/* Capture workers claim incidents: the first owns it for the dedup window; a single engine
+ * (a replay) always owns its own. */
+START_TEST(local_claims)
+{
+    char err[256], owner[40];
+    struct fleet_opts o = {.n_slots = 2, .queue_max = 16, .sensor_name = "s", .dedup_window_s = 60};
+    struct fleet *f = fleet_new(&o, err, sizeof(err));
+    ck_assert_ptr_nonnull(f);
+    const char *key = "10.1.0.23|19bf6fdb-7721-4f3d-867f-53467f6a5db6|tunnel.us.ngrok.com";
+    ck_assert(fleet_claim_local(f, key, "w1-1", 1000000, owner));
+    ck_assert(!fleet_claim_local(f, key, "w2-1", 2000000, owner));
+    ck_assert_str_eq(owner, "w1-1");
+    ck_assert(fleet_claim_local(f, "10.1.0.24|r|x", "w2-2", 2000000, owner));
+    /* past the window the next worker to raise it owns it */
+    ck_assert(fleet_claim_local(f, key, "w2-3", 1000000 + 61000000, owner));
+    ck_assert(!fleet_claim_local(f, key, "w1-9", 1000000 + 62000000, owner));
+    ck_assert_str_eq(owner, "w2-3");
+    fleet_free(f);
+    o.n_slots = 1;
+    f = fleet_new(&o, err, sizeof(err));
+    ck_assert(fleet_claim_local(f, key, "a", 1, owner));
+    ck_assert(fleet_claim_local(f, key, "b", 2, owner));
+    fleet_free(f);
+    ck_assert(fleet_claim_local(NULL, key, "c", 3, owner));
+}
+END_TEST
+
 Suite *tw_suite(void)
 {
     Suite *s = suite_create("fleet");
@@ -163,6 +190,7 @@ Suite *tw_suite(void)
     tcase_add_test(tc, binding_refused);
     tcase_add_test(tc, binding_round_trip);
     tcase_add_test(tc, in_process);
+    tcase_add_test(tc, local_claims);
     suite_add_tcase(s, tc);
     return s;
 }
