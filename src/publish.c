@@ -75,6 +75,7 @@ struct pub {
     struct pub_stats st;
     uint64_t spool_dropped;
     uint64_t queued_hw; /* most records held since the queue was last empty */
+    bool trim_due;      /* reconnected since the last give_back */
 
     pthread_t th;
     bool started;
@@ -949,7 +950,7 @@ static void try_connect(struct pub *p)
         goto fail;
     pthread_mutex_lock(&p->mu);
     if (p->ever_connected)
-        p->st.reconnects++;
+        p->st.reconnects++, p->trim_due = true;
     p->st.connected = true;
     pthread_mutex_unlock(&p->mu);
     if (!p->ever_connected && !p->last_err[0])
@@ -1253,10 +1254,10 @@ static void release_acked(struct pub *p, bool from_spool, size_t acked)
 static void give_back(struct pub *p)
 {
     pthread_mutex_lock(&p->mu);
-    bool trim = p->q.n + p->spill.n == 0 && p->queued_hw >= 64 &&
+    bool trim = p->q.n + p->spill.n == 0 && (p->queued_hw >= 64 || p->trim_due) &&
                 !(p->spool && spool_pending(p->spool) > 0);
     if (trim)
-        p->queued_hw = 0;
+        p->queued_hw = 0, p->trim_due = false;
     pthread_mutex_unlock(&p->mu);
     if (trim)
         malloc_trim(0);
