@@ -20,19 +20,8 @@ import subprocess
 import sys
 import tempfile
 
-CATCH_ALL = """title: Test - every observed name
-id: 3f1f8f3e-0000-4000-8000-00000000e2e2
-status: test
-level: informational
-logsource:
-    category: network_connection
-detection:
-    dest:
-        DestinationHostname: '*'
-    query:
-        QueryName: '*'
-    condition: dest or query
-"""
+CATCH_ALL = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "e2e", "data",
+                              "every_name.yml")).read()
 
 ACTIONS = ("raised", "flow_end")
 

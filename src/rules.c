@@ -1740,8 +1740,11 @@ static int sel_gate(const struct ruleset *rs, const struct rsel *s)
     return any;
 }
 
-/* Selection `forced` false, every other one unknown: can the condition still hold? */
-static bool holds_without(const struct ruleset *rs, const struct rrule *r, uint32_t forced)
+/* The rule's condition in Kleene logic (0 false, 1 true, 2 unknown), each selection's value
+ * given by leaf(ctx, index); -1 for a program that does not leave one value. */
+static int kleene(const struct ruleset *rs, const struct rrule *r,
+                  int (*leaf)(const struct ruleset *, const struct rrule *, uint32_t, const void *),
+                  const void *ctx)
 {
     int st[COND_MAX_STACK];
     int sp = 0;
@@ -1757,10 +1760,22 @@ static bool holds_without(const struct ruleset *rs, const struct rrule *r, uint3
             else
                 st[sp - 1] = (a == 1 || b == 1) ? 1 : (a == 0 && b == 0) ? 0 : 2;
         } else {
-            st[sp++] = op == forced || rs->sels[r->first_sel + op].dropped ? 0 : 2;
+            st[sp++] = leaf(rs, r, op, ctx);
         }
     }
-    return !(sp == 1 && st[0] == 0);
+    return sp == 1 ? st[0] : -1;
+}
+
+static int leaf_forced(const struct ruleset *rs, const struct rrule *r, uint32_t op,
+                       const void *ctx)
+{
+    return op == *(const uint32_t *)ctx || rs->sels[r->first_sel + op].dropped ? 0 : 2;
+}
+
+/* Selection `forced` false, every other one unknown: can the condition still hold? */
+static bool holds_without(const struct ruleset *rs, const struct rrule *r, uint32_t forced)
+{
+    return kleene(rs, r, leaf_forced, &forced) != 0;
 }
 
 /* The first selection the condition needs (see struct rrule), or -1. */
@@ -1780,27 +1795,16 @@ static bool rule_holds(const struct mstate *m, const struct rrule *r)
     return rule_true(m, r);
 }
 
+static int leaf_gate(const struct ruleset *rs, const struct rrule *r, uint32_t op, const void *ctx)
+{
+    (void)ctx;
+    return sel_gate(rs, &rs->sels[r->first_sel + op]);
+}
+
 /* Whether the rule may hold with no string value matched (Kleene logic: sound). */
 static bool rule_gate_open(const struct ruleset *rs, const struct rrule *r)
 {
-    int st[COND_MAX_STACK];
-    int sp = 0;
-    for (uint32_t i = 0; i < r->n_ops; i++) {
-        uint32_t op = rs->ops[r->first_op + i];
-        if (op == OP_NOT) {
-            st[sp - 1] = st[sp - 1] == 2 ? 2 : !st[sp - 1];
-        } else if (op == OP_AND || op == OP_OR) {
-            sp--;
-            int a = st[sp - 1], b = st[sp];
-            if (op == OP_AND)
-                st[sp - 1] = (a == 0 || b == 0) ? 0 : (a == 1 && b == 1) ? 1 : 2;
-            else
-                st[sp - 1] = (a == 1 || b == 1) ? 1 : (a == 0 && b == 0) ? 0 : 2;
-        } else {
-            st[sp++] = sel_gate(rs, &rs->sels[r->first_sel + op]);
-        }
-    }
-    return sp == 1 && st[0] != 0;
+    return kleene(rs, r, leaf_gate, NULL) > 0;
 }
 
 /* ---- Sigma: a rule document ------------------------------------------------------------ */

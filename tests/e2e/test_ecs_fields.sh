@@ -7,20 +7,6 @@
 # categorized as Elastic Security reads it: event.category, event.type, ecs.version, and a
 # lowercase network.protocol.
 . "$(dirname "$0")/lib.sh"
-cat >"$T/every-name.yml" <<'YAML'
-title: Test - every observed name
-id: 3f1f8f3e-0000-4000-8000-00000000e2e2
-status: test
-level: informational
-logsource:
-    category: network_connection
-detection:
-    dest:
-        DestinationHostname: '*'
-    query:
-        QueryName: '*'
-    condition: dest or query
-YAML
 cat >"$T/allow-all.conf" <<'CONF'
 allowlist = ( { name = "everyone"; reason = "e2e: suppressed records"; src = [ "0.0.0.0/0", "::/0" ]; } );
 CONF
@@ -29,7 +15,7 @@ for c in "$TW_SRC"/pcaps/*.pcap "$TW_SRC"/pcaps/*.pcapng; do
     for extra in "" "-c $T/allow-all.conf"; do
         set +e
         # shellcheck disable=SC2086
-        "$TW_BIN" -q -r "$c" $extra -R "$T/every-name.yml" -R "$TW_SRC/conf/rules" --redis none \
+        "$TW_BIN" -q -r "$c" $extra -R "$TW_SRC/tests/e2e/data/every_name.yml" -R "$TW_SRC/conf/rules" --redis none \
             --set alert.log_suppressed=true --alerts "$T/one.jsonl" 2>"$T/err"
         rc=$?
         set -e
@@ -39,7 +25,7 @@ for c in "$TW_SRC"/pcaps/*.pcap "$TW_SRC"/pcaps/*.pcapng; do
     done
 done
 # a sensor-health record: a dedup table of one incident under every name of the demo
-"$TW_BIN" -q -r "$TW_SRC/pcaps/demo.pcap" -R "$T/every-name.yml" --redis none \
+"$TW_BIN" -q -r "$TW_SRC/pcaps/demo.pcap" -R "$TW_SRC/tests/e2e/data/every_name.yml" --redis none \
     --set alert.dedup_max=1 --alerts "$T/one.jsonl" 2>"$T/err" || { cat "$T/err"; fail "health replay"; }
 cat "$T/one.jsonl" >>"$T/all.jsonl"
 $PY - "$T/all.jsonl" "$TW_SRC/tests/unit/data/ecs_fields.tsv" \

@@ -4,20 +4,6 @@
 # the hostile names of the shared captures (control bytes, invalid UTF-8, quotes, escapes)
 # all pass through the writer. The sensor must also never crash on any of the captures.
 . "$(dirname "$0")/lib.sh"
-cat >"$T/every-name.yml" <<'YAML'
-title: Test - every observed name
-id: 3f1f8f3e-0000-4000-8000-00000000e2e1
-status: test
-level: informational
-logsource:
-    category: network_connection
-detection:
-    dest:
-        DestinationHostname: '*'
-    query:
-        QueryName: '*'
-    condition: dest or query
-YAML
 caps=("$TW_SRC"/pcaps/*.pcap "$TW_SRC"/pcaps/*.pcapng)
 [ -d "$TW_SHARED/pcaps" ] && caps+=("$TW_SHARED"/pcaps/*.pcap "$TW_SHARED"/pcaps/*.pcapng)
 total=0
@@ -25,7 +11,7 @@ for schema in ecs asim; do
     : >"$T/all-$schema.jsonl"
     for c in "${caps[@]}"; do
         set +e
-        "$TW_BIN" -q -r "$c" -R "$T/every-name.yml" -R "$TW_SRC/conf/rules" --redis none \
+        "$TW_BIN" -q -r "$c" -R "$TW_SRC/tests/e2e/data/every_name.yml" -R "$TW_SRC/conf/rules" --redis none \
             --schema "$schema" --alerts "$T/one.jsonl" 2>"$T/err"
         rc=$?
         set -e

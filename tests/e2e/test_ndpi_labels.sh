@@ -6,25 +6,11 @@
 # ssh label is nDPI's. nDPI does not run for unflagged flows our parsers named or gave up
 # (ndpi_flows of benign_mix: 0).
 . "$(dirname "$0")/lib.sh"
-cat >"$T/every-name.yml" <<'YAML'
-title: Test - every observed name
-id: 3f1f8f3e-0000-4000-8000-00000000e2e2
-status: test
-level: informational
-logsource:
-    category: network_connection
-detection:
-    dest:
-        DestinationHostname: '*'
-    query:
-        QueryName: '*'
-    condition: dest or query
-YAML
 labels() { # labels CAPTURE [ARGS...]: action kind transport server.port protocol, sorted unique
     local c=$1
     shift
     rm -f "$T/a.jsonl"
-    "$TW_BIN" -q -r "$TW_SRC/pcaps/$c" -R "$T/every-name.yml" -R "$TW_SRC/conf/rules" \
+    "$TW_BIN" -q -r "$TW_SRC/pcaps/$c" -R "$TW_SRC/tests/e2e/data/every_name.yml" -R "$TW_SRC/conf/rules" \
         --redis none --alerts "$T/a.jsonl" "$@" 2>"$T/err" || { cat "$T/err"; fail "$c: replay"; }
     $PY - "$T/a.jsonl" <<'PYEOF'
 import json, sys
