@@ -87,12 +87,12 @@ def write_rules(path, i):
     return k
 
 
-def rss_kb(pid):
+def rss_kb(pid, field="VmRSS"):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
-    raise SystemExit("no VmRSS for %d" % pid)
+    raise SystemExit("no %s for %d" % (field, pid))
 
 
 def reloads(pid, errfile, rulefile, n):
