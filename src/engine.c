@@ -63,6 +63,8 @@ struct engine_counts {
     uint64_t time_jumps; /* packets a day or more ahead of the clock: time not advanced */
 };
 
+enum { RES_REASM, RES_QUIC, RES_FLOWS, RES_FRAG, RES_NDPI, RES_DNSMAP, RES_DEDUP, RES__N };
+
 struct engine {
     struct engine_opts o;
     const struct tw_cfg *cfg;
@@ -85,11 +87,10 @@ struct engine {
     /* updates posted by the main thread to a capture worker, applied between batches */
     const struct ruleset *pending_rules;
     const struct tw_cfg *pending_cfg;
-    FILE *pending_alerts;
-    int pending;                   /* __atomic: 1 when the three above are set */
+    int pending;                   /* __atomic: 1 when the two above are set */
     struct flow_stats final_flows; /* the table's figures when engine_finish freed it */
     size_t final_bound;
-    int64_t health_at[7]; /* packet time of each resource's last health record, 0 none */
+    int64_t health_at[RES__N]; /* packet time of each resource's last health record, 0 none */
 };
 
 /* ---------- observations ---------- */
@@ -748,8 +749,6 @@ void engine_skip_frame(struct engine *e)
 
 /* ---------- sensor health ---------- */
 
-enum { RES_REASM, RES_QUIC, RES_FLOWS, RES_FRAG, RES_NDPI, RES_DNSMAP, RES_DEDUP, RES__N };
-
 /* Resource i's pressure notes, and what its health record names it by. */
 static struct pressure *res_pressure(struct engine *e, int i, struct alert_health *h)
 {
@@ -951,14 +950,12 @@ bool engine_update_idle(struct engine *e, int wait_ms)
     return true;
 }
 
-int engine_post_update(struct engine *e, const struct ruleset *rules, const struct tw_cfg *cfg,
-                       FILE *alerts)
+int engine_post_update(struct engine *e, const struct ruleset *rules, const struct tw_cfg *cfg)
 {
     if (!engine_update_idle(e, 2000))
         return TW_ELIMIT;                   /* the worker is not taking updates (stopped?) */
     e->pending_rules = ruleset_hold(rules); /* handed over in engine_apply_update */
     e->pending_cfg = cfg;
-    e->pending_alerts = alerts;
     __atomic_store_n(&e->pending, 1, __ATOMIC_RELEASE);
     return TW_OK;
 }
@@ -973,8 +970,6 @@ void engine_apply_update(struct engine *e)
         ruleset_release(e->rules);
         e->rules = e->pending_rules;
     }
-    if (e->pending_alerts)
-        engine_set_alerts_out(e, e->pending_alerts);
     __atomic_store_n(&e->pending, 0, __ATOMIC_RELEASE);
 }
 
@@ -1001,12 +996,6 @@ int engine_set_cfg(struct engine *e, const struct tw_cfg *cfg)
     e->cfg = cfg;
     rec_set_cfg(e->rec, cfg);
     return TW_OK;
-}
-
-void engine_set_alerts_out(struct engine *e, FILE *f)
-{
-    e->o.alerts_out = f;
-    rec_set_alerts_out(e->rec, f);
 }
 
 /* ---------- results ---------- */

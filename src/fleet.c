@@ -33,201 +33,93 @@
 
 /* ---------- the binding's JSON ---------- */
 
-static void skip_ws(struct cur *c)
+/* A string member's value into out[cap]: it must be valid UTF-8 without NUL (the fields are
+ * C strings, and a binding must format back to what was read) and fit. */
+static int take_str(char *out, size_t cap, const char *v, size_t n)
 {
-    while (cur_left(c) && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
-        c->p++;
-}
-
-static bool lit(struct cur *c, char ch)
-{
-    skip_ws(c);
-    if (cur_left(c) && *c->p == ch) {
-        c->p++;
-        return true;
-    }
-    return false;
-}
-
-static int hex4(struct cur *c, uint32_t *v)
-{
-    *v = 0;
-    for (int i = 0; i < 4; i++) {
-        uint8_t h = cur_u8(c);
-        int d = h >= '0' && h <= '9'   ? h - '0'
-                : h >= 'a' && h <= 'f' ? h - 'a' + 10
-                : h >= 'A' && h <= 'F' ? h - 'A' + 10
-                                       : -1;
-        if (c->err || d < 0)
+    if (n >= cap || memchr(v, 0, n))
+        return TW_EBAD;
+    for (size_t i = 0, k; i < n; i += k)
+        if ((k = (uint8_t)v[i] < 0x80 ? 1 : jw_utf8_len((const uint8_t *)v + i, n - i)) == 0)
             return TW_EBAD;
-        *v = *v << 4 | (uint32_t)d;
-    }
+    memcpy(out, v, n);
+    out[n] = '\0';
     return TW_OK;
 }
 
-/* The code point of a \u escape (the 'u' read), a surrogate pair joined; 0 and lone
- * surrogates are refused (the fields are C strings). */
-static int uescape(struct cur *c, uint32_t *cp)
+/* ttl: a plain unsigned integer that fits 32 bits. */
+static int take_ttl(uint32_t *out, const char *v, size_t n)
 {
-    if (hex4(c, cp) != TW_OK || *cp == 0 || (*cp >= 0xdc00 && *cp <= 0xdfff))
+    uint64_t x = 0;
+    if (n == 0 || n > 10)
         return TW_EBAD;
-    if (*cp < 0xd800 || *cp > 0xdbff)
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return TW_EBAD;
+        x = x * 10 + (uint64_t)(v[i] - '0');
+    }
+    if (x > UINT32_MAX)
+        return TW_EBAD;
+    *out = (uint32_t)x;
+    return TW_OK;
+}
+
+struct bind_ctx {
+    struct fleet_binding *b;
+    unsigned seen; /* 1 ip, 2 name, 4 ttl */
+};
+
+/* One member of a binding (json_walk's callback); unknown members are skipped. */
+static int bind_member(void *ctx, const char *key, size_t klen, char type, const char *v, size_t n)
+{
+    struct bind_ctx *bc = ctx;
+    struct fleet_binding *b = bc->b;
+#define KEY(s) (klen == sizeof(s) - 1 && !memcmp(key, s, klen))
+    struct tw_addr *a = KEY("ip")         ? &b->ip
+                        : KEY("client")   ? &b->client
+                        : KEY("resolver") ? &b->resolver
+                                          : NULL;
+    char *f = KEY("name")     ? b->name
+              : KEY("rule")   ? b->rule
+              : KEY("sensor") ? b->sensor
+              : KEY("origin") ? b->origin
+                              : NULL;
+    bool ttl = KEY("ttl");
+#undef KEY
+    if (type == 'a' || type == 'o')
+        return TW_EBAD; /* a binding has no nested value: not one of ours */
+    if (!a && !f && !ttl)
         return TW_OK;
-    uint32_t lo;
-    if (cur_u8(c) != '\\' || cur_u8(c) != 'u' || hex4(c, &lo) != TW_OK || lo < 0xdc00 ||
-        lo > 0xdfff)
-        return TW_EBAD;
-    *cp = 0x10000 + ((*cp - 0xd800) << 10) + (lo - 0xdc00);
-    return TW_OK;
-}
-
-static char unescape(uint8_t e)
-{
-    switch (e) {
-    case '"':
-    case '\\':
-    case '/':
-        return (char)e;
-    case 'b':
-        return '\b';
-    case 'f':
-        return '\f';
-    case 'n':
-        return '\n';
-    case 'r':
-        return '\r';
-    case 't':
-        return '\t';
-    default:
-        return 0;
-    }
-}
-
-/* A JSON string (the opening quote next) into out[cap] (NUL-terminated; out NULL: checked
- * and skipped). TW_OK, TW_EBAD, or TW_ELIMIT when it does not fit. */
-static int jstr(struct cur *c, char *out, size_t cap)
-{
-    size_t n = 0;
-    if (!lit(c, '"'))
-        return TW_EBAD;
-    for (;;) {
-        uint8_t ch = cur_u8(c);
-        char buf[4];
-        size_t k = 1;
-        if (c->err || ch < 0x20)
-            return TW_EBAD; /* unterminated, or a raw control byte */
-        if (ch == '"')
-            break;
-        buf[0] = (char)ch;
-        if (ch >= 0x80) { /* JSON is UTF-8: a byte that is not refuses the binding */
-            k = jw_utf8_len(c->p - 1, cur_left(c) + 1);
-            if (k == 0 || k > 4)
-                return TW_EBAD;
-            memcpy(buf, c->p - 1, k);
-            cur_skip(c, k - 1);
-        } else if (ch == '\\') {
-            uint8_t e = cur_u8(c);
-            uint32_t cp;
-            if (e == 'u') {
-                if (uescape(c, &cp) != TW_OK)
-                    return TW_EBAD;
-                k = jw_utf8_put(cp, buf);
-            } else if (!(buf[0] = unescape(e)))
-                return TW_EBAD;
-        }
-        if (out && n + k >= cap)
-            return TW_ELIMIT;
-        if (out)
-            memcpy(out + n, buf, k);
-        n += k;
-    }
-    if (out)
-        out[n] = '\0';
-    return TW_OK;
-}
-
-/* A number, true, false or null (skipped); ttl gets an unsigned integer when asked. */
-static int jscalar(struct cur *c, uint32_t *ttl)
-{
-    skip_ws(c);
-    uint64_t v = 0;
-    size_t n = 0;
-    while (cur_left(c) && n < 32 && *c->p && strchr("0123456789+-.eEtrufalsn", *c->p)) {
-        uint8_t ch = *c->p++;
-        n++;
-        v = ch >= '0' && ch <= '9' && v < UINT32_MAX ? v * 10 + (ch - '0') : UINT64_MAX;
-    }
-    if (n == 0 || n == 32)
-        return TW_EBAD;
     if (ttl) {
-        if (v > UINT32_MAX)
-            return TW_EBAD; /* not a plain integer, or too large */
-        *ttl = (uint32_t)v;
+        bc->seen |= 4u;
+        return type == 'n' ? take_ttl(&b->ttl_s, v, n) : TW_EBAD;
     }
+    char s[TW_ADDR_STRLEN];
+    if (type != 's')
+        return TW_EBAD;
+    if (f) {
+        bc->seen |= f == b->name ? 2u : 0u;
+        size_t cap = f == b->name     ? sizeof(b->name)
+                     : f == b->rule   ? sizeof(b->rule)
+                     : f == b->sensor ? sizeof(b->sensor)
+                                      : sizeof(b->origin);
+        return take_str(f, cap, v, n);
+    }
+    if (take_str(s, sizeof(s), v, n) != TW_OK ||
+        (s[0] ? tw_addr_parse(s, a) != TW_OK : a == &b->ip))
+        return TW_EBAD;
+    bc->seen |= a == &b->ip ? 1u : 0u;
     return TW_OK;
-}
-
-/* One "key": value member into b; *seen gets a bit per required field. */
-static int member(struct cur *c, struct fleet_binding *b, unsigned *seen)
-{
-    char key[16], s[TW_ADDR_STRLEN];
-    int r = jstr(c, key, sizeof(key));
-    if (r == TW_ELIMIT)
-        key[0] = '\0'; /* a long unknown key: its value is skipped below */
-    else if (r != TW_OK)
-        return TW_EBAD;
-    if (!lit(c, ':'))
-        return TW_EBAD;
-    skip_ws(c);
-    struct tw_addr *a = !strcmp(key, "ip")         ? &b->ip
-                        : !strcmp(key, "client")   ? &b->client
-                        : !strcmp(key, "resolver") ? &b->resolver
-                                                   : NULL;
-    if (a) {
-        if (jstr(c, s, sizeof(s)) != TW_OK || (s[0] ? tw_addr_parse(s, a) != TW_OK : a == &b->ip))
-            return TW_EBAD;
-        *seen |= a == &b->ip ? 1u : 0u;
-        return TW_OK;
-    }
-    if (!strcmp(key, "ttl")) {
-        *seen |= 4u;
-        return jscalar(c, &b->ttl_s);
-    }
-    char *f = !strcmp(key, "name")     ? b->name
-              : !strcmp(key, "rule")   ? b->rule
-              : !strcmp(key, "sensor") ? b->sensor
-              : !strcmp(key, "origin") ? b->origin
-                                       : NULL;
-    size_t cap = f == b->name     ? sizeof(b->name)
-                 : f == b->rule   ? sizeof(b->rule)
-                 : f == b->sensor ? sizeof(b->sensor)
-                                  : sizeof(b->origin);
-    *seen |= f == b->name ? 2u : 0u;
-    if (cur_left(c) && *c->p == '"')
-        return jstr(c, f, cap) == TW_OK ? TW_OK : TW_EBAD;
-    return f ? TW_EBAD : jscalar(c, NULL);
 }
 
 int fleet_binding_parse(const char *s, size_t n, struct fleet_binding *b)
 {
     memset(b, 0, sizeof(*b));
-    if (n > FLEET_BINDING_MAX)
-        return TW_ELIMIT;
-    struct cur c = cur_init((const uint8_t *)s, n);
-    unsigned seen = 0;
-    if (!lit(&c, '{'))
-        return TW_EBAD;
-    if (!lit(&c, '}')) {
-        /* each member consumes at least one byte, so n bounds the loop */
-        do {
-            if (member(&c, b, &seen) != TW_OK || c.err)
-                return TW_EBAD;
-        } while (lit(&c, ','));
-        if (!lit(&c, '}'))
-            return TW_EBAD;
-    }
-    skip_ws(&c);
-    if (cur_left(&c) || seen != 7u || !b->name[0])
+    struct bind_ctx bc = {b, 0};
+    int rc = json_walk(s, n, FLEET_BINDING_MAX, JSON_WALK_STRICT, bind_member, &bc);
+    if (rc == TW_ELIMIT || rc == TW_ENOMEM)
+        return rc;
+    if (rc != TW_OK || bc.seen != 7u || !b->name[0])
         return TW_EBAD;
     return TW_OK;
 }

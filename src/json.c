@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tunnelwatch/cursor.h"
 #include "tunnelwatch/json.h"
 
 void jw_init(struct jw *w, size_t max)
@@ -268,4 +269,316 @@ void jw_raw(struct jw *w, const char *key, const char *json)
 {
     jw_key(w, key);
     puts_(w, json);
+}
+
+/* ---- reading: strict JSON (RFC 8259) ---- */
+
+struct jp {
+    struct cur c;
+    int depth;
+    char *scratch; /* decoded string goes here; sized for the whole input */
+    size_t slen;
+    unsigned flags; /* JSON_WALK_* */
+};
+
+static uint8_t jp_peek(const struct jp *p)
+{
+    return cur_left(&p->c) ? *p->c.p : 0;
+}
+
+static void jp_ws(struct jp *p)
+{
+    while (cur_left(&p->c)) {
+        uint8_t c = *p->c.p;
+        if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
+            break;
+        p->c.p++;
+    }
+}
+
+static int hex4(struct cur *c, uint32_t *v)
+{
+    const uint8_t *h = cur_bytes(c, 4);
+    if (!h)
+        return TW_EBAD;
+    *v = 0;
+    for (int i = 0; i < 4; i++) {
+        uint8_t d = h[i];
+        uint32_t x;
+        if (d >= '0' && d <= '9')
+            x = (uint32_t)(d - '0');
+        else if (d >= 'a' && d <= 'f')
+            x = (uint32_t)(d - 'a' + 10);
+        else if (d >= 'A' && d <= 'F')
+            x = (uint32_t)(d - 'A' + 10);
+        else
+            return TW_EBAD;
+        *v = *v << 4 | x;
+    }
+    return TW_OK;
+}
+
+/* RFC 8259 section 7: string = quotation-mark *char quotation-mark. Decodes into out (when not
+ * NULL; the decoded form is never longer than the encoded one). */
+static int jp_string(struct jp *p, char *out, size_t *outlen)
+{
+    size_t o = 0;
+    if (cur_u8(&p->c) != '"')
+        return TW_EBAD;
+    for (;;) {
+        uint8_t c = cur_u8(&p->c);
+        if (p->c.err)
+            return TW_EBAD;
+        if (c == '"')
+            break;
+        /* why: raw control characters are not allowed inside a JSON string */
+        if (c < 0x20)
+            return TW_EBAD;
+        if (c != '\\') {
+            if (out)
+                out[o] = (char)c;
+            o++;
+            continue;
+        }
+        uint8_t e = cur_u8(&p->c);
+        char ch;
+        switch (e) {
+        case '"':
+        case '\\':
+        case '/':
+            ch = (char)e;
+            break;
+        case 'b':
+            ch = '\b';
+            break;
+        case 'f':
+            ch = '\f';
+            break;
+        case 'n':
+            ch = '\n';
+            break;
+        case 'r':
+            ch = '\r';
+            break;
+        case 't':
+            ch = '\t';
+            break;
+        case 'u': {
+            uint32_t cp;
+            if (hex4(&p->c, &cp))
+                return TW_EBAD;
+            if (cp >= 0xd800 && cp <= 0xdbff && cur_left(&p->c) >= 6 && p->c.p[0] == '\\' &&
+                p->c.p[1] == 'u') {
+                struct cur save = p->c;
+                uint32_t lo;
+                cur_skip(&p->c, 2);
+                if (hex4(&p->c, &lo) == TW_OK && lo >= 0xdc00 && lo <= 0xdfff)
+                    cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+                else
+                    p->c = save;
+            }
+            /* why: a lone surrogate has no UTF-8 form; show it as U+FFFD, or refuse it */
+            if (cp >= 0xd800 && cp <= 0xdfff) {
+                if (p->flags & JSON_WALK_STRICT)
+                    return TW_EBAD;
+                cp = 0xfffd;
+            }
+            char tmp[4];
+            size_t l = jw_utf8_put(cp, tmp);
+            if (out)
+                memcpy(out + o, tmp, l);
+            o += l;
+            continue;
+        }
+        default:
+            return TW_EBAD;
+        }
+        if (out)
+            out[o] = ch;
+        o++;
+    }
+    if (out)
+        out[o] = '\0';
+    if (outlen)
+        *outlen = o;
+    return TW_OK;
+}
+
+static bool is_digit(uint8_t c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* RFC 8259 section 6: number = [ minus ] int [ frac ] [ exp ] */
+static int jp_number(struct jp *p)
+{
+    if (jp_peek(p) == '-')
+        p->c.p++;
+    if (jp_peek(p) == '0') {
+        p->c.p++;
+    } else if (is_digit(jp_peek(p))) {
+        while (is_digit(jp_peek(p)))
+            p->c.p++;
+    } else {
+        return TW_EBAD;
+    }
+    if (jp_peek(p) == '.') {
+        p->c.p++;
+        if (!is_digit(jp_peek(p)))
+            return TW_EBAD;
+        while (is_digit(jp_peek(p)))
+            p->c.p++;
+    }
+    if (jp_peek(p) == 'e' || jp_peek(p) == 'E') {
+        p->c.p++;
+        if (jp_peek(p) == '+' || jp_peek(p) == '-')
+            p->c.p++;
+        if (!is_digit(jp_peek(p)))
+            return TW_EBAD;
+        while (is_digit(jp_peek(p)))
+            p->c.p++;
+    }
+    return TW_OK;
+}
+
+static int jp_lit(struct jp *p, const char *lit)
+{
+    size_t n = strlen(lit);
+    const uint8_t *b = cur_bytes(&p->c, n);
+    return b && memcmp(b, lit, n) == 0 ? TW_OK : TW_EBAD;
+}
+
+static int jp_value(struct jp *p, char *type);
+
+/* RFC 8259 section 4 (object) and 5 (array), skipped with validation. */
+static int jp_container(struct jp *p, uint8_t close)
+{
+    /* why: nesting depth is attacker-controlled; recursion must stay shallow */
+    if (++p->depth > JSON_WALK_DEPTH)
+        return TW_ELIMIT;
+    p->c.p++;
+    jp_ws(p);
+    if (jp_peek(p) == close) {
+        p->c.p++;
+        p->depth--;
+        return TW_OK;
+    }
+    for (;;) {
+        char t;
+        jp_ws(p);
+        if (close == '}') {
+            if (jp_string(p, NULL, NULL))
+                return TW_EBAD;
+            jp_ws(p);
+            if (cur_u8(&p->c) != ':')
+                return TW_EBAD;
+            jp_ws(p);
+        }
+        int rc = jp_value(p, &t);
+        if (rc)
+            return rc;
+        jp_ws(p);
+        uint8_t c = cur_u8(&p->c);
+        if (p->c.err)
+            return TW_EBAD;
+        if (c == close)
+            break;
+        if (c != ',')
+            return TW_EBAD;
+    }
+    p->depth--;
+    return TW_OK;
+}
+
+static int jp_value(struct jp *p, char *type)
+{
+    switch (jp_peek(p)) {
+    case '"':
+        *type = 's';
+        return jp_string(p, NULL, NULL);
+    case '{':
+        *type = 'o';
+        return jp_container(p, '}');
+    case '[':
+        *type = 'a';
+        return jp_container(p, ']');
+    case 't':
+        *type = 'b';
+        return jp_lit(p, "true");
+    case 'f':
+        *type = 'b';
+        return jp_lit(p, "false");
+    case 'n':
+        *type = 'z';
+        return jp_lit(p, "null");
+    default:
+        *type = 'n';
+        return jp_number(p);
+    }
+}
+
+int json_walk(const char *s, size_t n, size_t max, unsigned flags, json_member_cb cb, void *ctx)
+{
+    /* the scratch buffers are sized from n: refuse what is past the caller's cap first */
+    if (n > max)
+        return TW_ELIMIT;
+    struct jp p = {.c = cur_init((const uint8_t *)s, n), .depth = 1, .flags = flags};
+    char *key = malloc(n + 1), *val = malloc(n + 1);
+    int rc = TW_EBAD;
+    if (!key || !val) {
+        rc = TW_ENOMEM;
+        goto out;
+    }
+    jp_ws(&p);
+    if (cur_u8(&p.c) != '{')
+        goto out;
+    jp_ws(&p);
+    if (jp_peek(&p) == '}') {
+        p.c.p++;
+    } else {
+        for (;;) {
+            size_t klen, vlen;
+            char t;
+            jp_ws(&p);
+            if (jp_string(&p, key, &klen))
+                goto out;
+            jp_ws(&p);
+            if (cur_u8(&p.c) != ':')
+                goto out;
+            jp_ws(&p);
+            const uint8_t *start = p.c.p;
+            if (jp_peek(&p) == '"') {
+                t = 's';
+                if (jp_string(&p, val, &vlen))
+                    goto out;
+            } else {
+                rc = jp_value(&p, &t);
+                if (rc)
+                    goto out;
+                rc = TW_EBAD;
+                vlen = (size_t)(p.c.p - start);
+                memcpy(val, start, vlen);
+                val[vlen] = '\0';
+            }
+            int crc = cb ? cb(ctx, key, klen, t, val, vlen) : 0;
+            if (crc) {
+                rc = crc;
+                goto out;
+            }
+            jp_ws(&p);
+            uint8_t c = cur_u8(&p.c);
+            if (p.c.err)
+                goto out;
+            if (c == '}')
+                break;
+            if (c != ',')
+                goto out;
+        }
+    }
+    jp_ws(&p);
+    rc = cur_left(&p.c) == 0 ? TW_OK : TW_EBAD; /* nothing after the object */
+out:
+    free(key);
+    free(val);
+    return rc;
 }

@@ -53,11 +53,6 @@ void rec_set_cfg(struct recorder *r, const struct tw_cfg *cfg)
     r->o.cfg = cfg;
 }
 
-void rec_set_alerts_out(struct recorder *r, FILE *f)
-{
-    r->o.alerts_out = f;
-}
-
 void rec_set_file(struct recorder *r, const char *file)
 {
     r->file = file;

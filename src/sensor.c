@@ -401,7 +401,7 @@ static void post_to_workers(struct sensor *s, struct ruleset *nr, const struct t
             w->cfgs[w->cur] = *nc;
             w->cfgs[w->cur].flow.max_flows = w->cfgs[w->cur ^ 1].flow.max_flows;
         }
-        engine_post_update(w->e, nr, nc ? &w->cfgs[w->cur] : NULL, NULL);
+        engine_post_update(w->e, nr, nc ? &w->cfgs[w->cur] : NULL);
     }
 }
 

@@ -73,19 +73,16 @@ void engine_set_rules(struct engine *e, const struct ruleset *rules);
  * options); flow table, maps and dedup keep their state and sizes. The caller keeps the old
  * configuration alive until engine_free. Returns TW_OK or TW_ENOMEM (old one kept). */
 int engine_set_cfg(struct engine *e, const struct tw_cfg *cfg);
-/* Capture workers: the main thread posts new rules, configuration and/or alerts stream (each
- * may be NULL: unchanged) and the worker applies them between batches with
- * engine_apply_update(). Rules are referenced at the post; the caller keeps the posted and
- * the old configuration and stream alive until engine_update_idle() says the worker took the
- * update (a worker that never takes it: until engine_free). */
-int engine_post_update(struct engine *e, const struct ruleset *rules, const struct tw_cfg *cfg,
-                       FILE *alerts);
+/* Capture workers: the main thread posts new rules and/or configuration (each may be NULL:
+ * unchanged) and the worker applies them between batches with engine_apply_update(). Rules
+ * are referenced at the post; the caller keeps the posted and the old configuration alive
+ * until engine_update_idle() says the worker took the update (a worker that never takes it:
+ * until engine_free). The alerts file needs no update: the sink reopens it (sink.h). */
+int engine_post_update(struct engine *e, const struct ruleset *rules, const struct tw_cfg *cfg);
 /* True once the worker took the last posted update (waits up to wait_ms). TW_ELIMIT from
  * engine_post_update means it did not within 2 s. */
 bool engine_update_idle(struct engine *e, int wait_ms);
 void engine_apply_update(struct engine *e);
-/* Replaces the alerts stream (SIGHUP reopen). */
-void engine_set_alerts_out(struct engine *e, FILE *f);
 
 /* Appends every counter of the engine and its parts to st (see stats.h). */
 void engine_stats(const struct engine *e, struct tw_stats *st);

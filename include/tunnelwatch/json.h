@@ -58,4 +58,18 @@ size_t jw_utf8_len(const uint8_t *s, size_t n);
 /* Encodes code point cp (at most U+10FFFF) as UTF-8 into out; returns the length (1..4). */
 size_t jw_utf8_put(uint32_t cp, char out[4]);
 
+/* Reading (for text from outside: Redis, other sensors): one JSON object, cb called for each
+ * top-level member. type is 's' (val is the decoded string, which may hold any byte a \u
+ * escape gives, NUL included; vlen is its length), 'n' number, 'b' true/false, 'z' null, 'a'
+ * array, 'o' object (val is the raw text). cb returns 0 to go on. The whole text is validated
+ * (RFC 8259), nesting capped at JSON_WALK_DEPTH; n past max is refused before anything is
+ * allocated; flags: JSON_WALK_*. Returns TW_OK, TW_EBAD, TW_ELIMIT, TW_ENOMEM or cb's non-zero
+ * value. */
+#define JSON_WALK_DEPTH  16
+#define JSON_WALK_STRICT 0x1 /* a lone surrogate escape is refused (else read as U+FFFD) */
+typedef int (*json_member_cb)(void *ctx, const char *key, size_t klen, char type, const char *val,
+                              size_t vlen);
+int json_walk(const char *s, size_t n, size_t max, unsigned flags, json_member_cb cb,
+              void *ctx) TW_WUR;
+
 #endif /* TW_JSON_H */

@@ -48,7 +48,6 @@ struct recorder;
 struct recorder *rec_new(const struct recorder_opts *o);
 void rec_free(struct recorder *r);
 void rec_set_cfg(struct recorder *r, const struct tw_cfg *cfg);
-void rec_set_alerts_out(struct recorder *r, FILE *f);
 /* The file name of the capture being read (NULL live), named by update records. */
 void rec_set_file(struct recorder *r, const char *file);
 

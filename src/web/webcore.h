@@ -32,13 +32,9 @@ void web_out_init(struct jw *out, size_t max);
  * newline become U+FFFD. */
 void web_html_escape(struct jw *out, const char *s, size_t n);
 
-/* JSON walker over one object: calls cb for each top-level member. type is 's' (val is the
- * decoded string), 'n' number, 'b' true/false, 'z' null, 'a' array, 'o' object (val is the raw
- * text). cb returns 0 to go on. The whole text is validated (RFC 8259), nesting capped at
- * WEB_JSON_DEPTH. Returns TW_OK, TW_EBAD, TW_ELIMIT, TW_ENOMEM or cb's non-zero value. */
-#define WEB_JSON_DEPTH 16
-typedef int (*web_json_cb)(void *ctx, const char *key, size_t klen, char type, const char *val,
-                           size_t vlen);
+/* json_walk (json.h) over one record, its size capped for the window. */
+#define WEB_JSON_DEPTH JSON_WALK_DEPTH
+typedef json_member_cb web_json_cb;
 int web_json_walk(const char *s, size_t n, web_json_cb cb, void *ctx) TW_WUR;
 
 enum web_kind {
