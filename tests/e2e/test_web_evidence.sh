@@ -338,4 +338,78 @@ code 404 "${WEB_URL}api/evidence/0123456789abcdef-00000000000000d3.pcap"
 grep -q "nor in evidence.dir" "$T/body" || fail "404 text: $(cat "$T/body")"
 curl -sf "${WEB_URL}api/status" | grep -q '"dir":true' || fail "status does not say evidence.dir"
 ok "evidence.dir: served when Redis has none, cut to whole records; a symlink and a FIFO: 404"
+
+# --- Redis Cluster: the key is read on the master of its slot; ASK while the slot moves ---
+free_port() { $PY -c '
+import random, socket
+while True:
+    p = random.randrange(20000, 40000)
+    try:
+        for q in (p, p + 10000):
+            s = socket.socket(); s.bind(("127.0.0.1", q)); s.close()
+        print(p); break
+    except OSError:
+        pass'; }
+cli() { local port=$1; shift; redis-cli -h 127.0.0.1 -p "$port" "$@"; }
+P=()
+for i in 1 2 3; do
+    p=$(free_port)
+    P+=("$p")
+    mkdir -p "$T/n$i"
+    redis-server --port "$p" --bind 127.0.0.1 --cluster-enabled yes --cluster-config-file nodes.conf \
+        --cluster-node-timeout 2000 --save "" --appendonly no --dir "$T/n$i" --daemonize no \
+        >"$T/n$i.log" 2>&1 &
+    TW_PIDS+=($!)
+    for _ in $(seq 200); do cli "$p" ping >/dev/null 2>&1 && break; sleep 0.1; done
+done
+redis-cli --cluster create "127.0.0.1:${P[0]}" "127.0.0.1:${P[1]}" "127.0.0.1:${P[2]}" \
+    --cluster-replicas 0 --cluster-yes >"$T/create.log" 2>&1 || { cat "$T/create.log"; fail "cluster create"; }
+state_ok() { for p in "${P[@]}"; do cli "$p" cluster info | grep -q 'cluster_state:ok' || return 1; done; }
+for _ in $(seq 300); do state_ok && break; sleep 0.1; done
+state_ok || fail "cluster_state:ok never came"
+ckey=tunnelwatch:evidence:$INC
+slot=$(cli "${P[0]}" cluster keyslot "$ckey")
+owner_of() { # the port of the master serving slot $1, from CLUSTER SHARDS-free CLUSTER NODES
+    cli "${P[0]}" cluster nodes | $PY -c '
+import sys
+slot = int(sys.argv[1])
+for line in sys.stdin:
+    f = line.split()
+    for r in f[8:]:
+        lo, _, hi = r.partition("-")
+        if lo.isdigit() and int(lo) <= slot <= int(hi or lo):
+            print(f[1].split(":")[1].split("@")[0])' "$1"; }
+src=$(owner_of "$slot")
+[ "$(redis-cli -c -h 127.0.0.1 -p "$src" -x SET "$ckey" <"$DEMO")" = OK ] || fail "cluster SET"
+other=()
+for p in "${P[@]}"; do [ "$p" != "$src" ] && other+=("$p"); done
+# the web asks a node that does not hold the key
+"$WEB" -l 127.0.0.1:0 --redis "redis://127.0.0.1:${other[0]}/0" >"$T/webc.log" 2>&1 &
+TW_PIDS+=("$!")
+CU=
+for _ in $(seq 200); do
+    CU=$(grep -so 'http://127\.0\.0\.1:[0-9]*/' "$T/webc.log" || true)
+    [ -n "$CU" ] && break
+    sleep 0.05
+done
+[ -n "$CU" ] || fail "tunnelwatch-web (cluster) did not start: $(cat "$T/webc.log")"
+code 200 "${CU}api/evidence/$INC.pcap"
+cmp "$T/body" "$DEMO" || fail "cluster: the download differs"
+# half-moved slot: CLUSTER SLOTS still names the source, the key is on the target already
+dst=${other[1]}
+sid=$(cli "$src" cluster myid)
+did=$(cli "$dst" cluster myid)
+cli "$dst" cluster setslot "$slot" importing "$sid" >/dev/null
+cli "$src" cluster setslot "$slot" migrating "$did" >/dev/null
+m=$(cli "$src" migrate 127.0.0.1 "$dst" "$ckey" 0 5000)
+[ "$m" = OK ] || fail "MIGRATE: $m"
+ask=$(cli "$src" exists "$ckey" 2>&1)
+[[ "$ask" == *"ASK $slot 127.0.0.1:$dst"* ]] || fail "the source does not redirect with ASK: $ask"
+code 200 "${CU}api/evidence/$INC.pcap"
+cmp "$T/body" "$DEMO" || fail "cluster (ASK): the download differs"
+for p in "${P[@]}"; do cli "$p" cluster setslot "$slot" node "$did" >/dev/null; done
+code 200 "${CU}api/evidence/$INC.pcap"
+cmp "$T/body" "$DEMO" || fail "cluster (moved): the download differs"
+code 404 "${CU}api/evidence/$missing.pcap"
+ok "Redis Cluster: the key read on its slot's master (:$src) via :${other[0]}, through an ASK while the slot moved, and on :$dst after"
 echo "PASS: evidence downloads from tunnelwatch-web"
