@@ -34,7 +34,8 @@ static void on_signal(int sig)
 static void usage(FILE *f)
 {
     fputs("usage: tunnelwatch-web [-c CONF] [-l HOST:PORT] [--redis URL] [-v]\n"
-          "Live page over the tunnelwatch alert stream: sensors, alerts, hosts.\n"
+          "Live page over the tunnelwatch alert stream: sensors, alerts, hosts, and each\n"
+          "incident's evidence pcap (GET /api/evidence/INCIDENT_ID.pcap).\n"
           "  -c CONF            configuration file (libconfig; see conf/tunnelwatch-web.conf)\n"
           "  -l, --listen ADDR  HOST:PORT or [V6]:PORT to serve on (default 127.0.0.1:8080;\n"
           "                     port 0 picks a free one, printed at start)\n"
@@ -69,6 +70,9 @@ static void defaults(struct web_cfg *c)
     c->http_max_conn = 256;
     c->http_header_s = 5;
     c->http_idle_s = 30;
+    snprintf(c->evidence_prefix, sizeof(c->evidence_prefix), "tunnelwatch:evidence:");
+    c->evidence_max_mib = 64;
+    c->evidence_downloads = 4;
 }
 
 #define WS(p, f)                                                                                   \
@@ -104,6 +108,10 @@ static const struct cfg_tkey web_keys[] = {
     WI("http.idle_timeout_s", http_idle_s, 1, 3600),
     WS("auth.user", auth_user),
     WS("auth.password", auth_password),
+    WS("evidence.redis_prefix", evidence_prefix),
+    WS("evidence.dir", evidence_dir),
+    WI("evidence.max_mib", evidence_max_mib, 1, 1024),
+    WI("evidence.max_downloads", evidence_downloads, 1, 64),
 };
 
 static bool is_loopback(const char *host)
@@ -225,6 +233,11 @@ static int load_config(const struct args *a, struct web_app *app)
         hn[sizeof(hn) - 1] = '\0';
         snprintf(c->consumer, sizeof(c->consumer), "%.64s-%ld", hn, (long)getpid());
     }
+    if (!c->evidence_prefix[0]) {
+        /* why: the prefix is what keeps a download to the evidence keys */
+        fprintf(stderr, "tunnelwatch-web: evidence.redis_prefix must not be empty\n");
+        return TW_ECONF;
+    }
     if (c->auth_user[0] && !c->auth_password[0]) {
         fprintf(stderr, "tunnelwatch-web: auth.user is set but auth.password is empty\n");
         return TW_ECONF;
@@ -253,7 +266,7 @@ static int app_init(struct web_app *app)
                                  (unsigned)(c->timeline_hours * 3600 / c->timeline_buckets)};
     app->win = web_win_new(&o);
     app->sensors = web_sensors_new((size_t)c->max_sensors, c->down_after_s, c->forget_s);
-    if (!app->win || !app->sensors) {
+    if (!app->win || !app->sensors || web_ev_start(app) != TW_OK) {
         fprintf(stderr, "tunnelwatch-web: out of memory\n");
         return TW_ENOMEM;
     }
@@ -303,6 +316,7 @@ static int serve(struct web_app *app)
         web_http_sweep(app);
     }
 
+    web_ev_stop(app); /* resumes the downloads it held, before the daemon goes */
     MHD_stop_daemon(d);
     web_http_free(app);
     pthread_join(rt, NULL);
@@ -314,6 +328,7 @@ static void app_free(struct web_app *app)
 {
     web_win_free(app->win);
     web_sensors_free(app->sensors);
+    web_ev_free(app);
     explicit_bzero(app->url.password, sizeof(app->url.password));
     explicit_bzero(app->cfg.auth_password, sizeof(app->cfg.auth_password));
     pthread_mutex_destroy(&app->mu);

@@ -38,6 +38,10 @@ struct web_cfg {
     int64_t http_header_s;      /* 5: a request's headers must arrive within this */
     int64_t http_idle_s;        /* 30: an idle keep-alive connection is closed after this */
     char auth_user[128], auth_password[256]; /* basic auth when user is set */
+    char evidence_prefix[256];  /* tunnelwatch:evidence: (the sensor's evidence key prefix) */
+    char evidence_dir[4096];    /* "": none; else DIR/<incident id>.pcap when Redis has none */
+    int64_t evidence_max_mib;   /* 64: a larger pcap is refused (413) */
+    int64_t evidence_downloads; /* 4: downloads in progress at once, each <= max_mib */
     int verbose;
 };
 
@@ -53,6 +57,7 @@ struct web_app {
     uint64_t reconnects, acked;
     volatile sig_atomic_t *stop;
     struct web_conns *conns; /* webhttp.c's connection table */
+    struct web_ev *ev;       /* webevid.c's fetch thread and its queue */
     /* reader thread only: Redis Cluster (the URL's server said cluster_enabled) */
     bool cluster;
     struct rc_map map;
@@ -62,6 +67,48 @@ int64_t web_now_us(void);
 
 /* webredis.c: the reader thread (XREADGROUP/XACK, heartbeat SCAN), until *app->stop. */
 void *web_redis_main(void *app);
+
+/* webredis.c, for any thread (the page's Redis status is left alone): a logged-in connection
+ * to host:port (NULL host: the URL's server), or to the server that holds key: the URL's, or in
+ * a Redis Cluster the master of key's slot (map is the caller's scratch for the slot map).
+ * NULL with a message in err. */
+struct redisContext;
+struct redisContext *web_redis_dial(struct web_app *app, const char *host, int port, char *err,
+                                    size_t n);
+struct redisContext *web_redis_connect_key(struct web_app *app, const char *key, struct rc_map *map,
+                                           char *err, size_t n);
+
+/* webevid.c: evidence pcaps, fetched by one thread so the HTTP thread never waits on Redis or
+ * a disk. The HTTP side reserves a slot (false: evidence.max_downloads are in progress, or the
+ * thread is stopping), suspends its connection and submits a job; the thread fills the job's
+ * result and calls done (from the fetch thread), after which the job is the HTTP side's again.
+ * The slot is given back by web_ev_release once the response holding the data is freed (or
+ * when none was made). */
+struct web_evjob {
+    char id[WEB_EVID_MAX + 1]; /* checked by web_evidence_id_ok */
+    void (*done)(struct web_evjob *j);
+    void *cls; /* the HTTP side's */
+    /* result: status 200 with data (malloc'd, len bytes, a pcap) from source "redis" or "dir";
+     * else an HTTP error status and msg, a line of text for the client */
+    unsigned status;
+    char msg[400];
+    uint8_t *data;
+    size_t len;
+    const char *source;
+    struct web_evjob *next; /* queue link, the thread's */
+};
+struct web_ev_stats {
+    uint64_t served, missing, refused, failed, busy, active;
+};
+int web_ev_start(struct web_app *app);
+bool web_ev_reserve(struct web_app *app);
+void web_ev_submit(struct web_app *app, struct web_evjob *j);
+void web_ev_release(struct web_app *app);
+void web_ev_stats(struct web_app *app, struct web_ev_stats *st);
+/* Stops the thread: queued jobs finish with 503. Call before stopping the HTTP daemon; then
+ * web_ev_free after it (responses still being freed give their slots back). */
+void web_ev_stop(struct web_app *app);
+void web_ev_free(struct web_app *app);
 
 /* webhttp.c: starts the libmicrohttpd daemon on cfg.listen; NULL with a message on stderr. The
  * bound port is written to *port. */

@@ -607,3 +607,62 @@ int web_json_sensors(const struct web_sensors *s, int64_t now_s, struct jw *out)
     free(v);
     return out->err;
 }
+
+/* ---- evidence: incident ids and pcap files ---- */
+
+bool web_evidence_id_ok(const char *id, size_t n)
+{
+    /* why so narrow: the id becomes part of a Redis key and of a file name; the sensor's ids
+     * (alert_ids_next) are lowercase hex and '-', so nothing else is ever a real incident */
+    if (n == 0 || n > WEB_EVID_MAX || id[0] == '-')
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = id[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+/* A pcap field in the file's byte order. */
+static uint32_t pcap_u32(struct cur *c, bool le)
+{
+    const uint8_t *p = cur_bytes(c, 4);
+    if (!p)
+        return 0;
+    if (le)
+        return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+/* libpcap file format (tcpdump.org/manpages/pcap-savefile.5): a 24-byte global header whose
+ * magic a1b2c3d4 (microseconds) or a1b23c4d (nanoseconds), in the writer's byte order, also
+ * gives the byte order of every later field; then records of a 16-byte header (ts_sec,
+ * ts_frac, incl_len, orig_len) followed by incl_len bytes. */
+size_t web_pcap_whole(const uint8_t *b, size_t n)
+{
+    struct cur c = cur_init(b, n);
+    uint32_t magic = cur_u32be(&c);
+    bool le;
+    if (magic == 0xa1b2c3d4u || magic == 0xa1b23c4du)
+        le = false;
+    else if (magic == 0xd4c3b2a1u || magic == 0x4d3cb2a1u)
+        le = true;
+    else
+        return 0;
+    cur_skip(&c, 20); /* version, thiszone, sigfigs, snaplen, linktype */
+    if (c.err)
+        return 0;
+    size_t whole = 24;
+    /* each pass consumes at least 16 bytes: the loop ends within n / 16 rounds */
+    while (cur_left(&c) >= 16) {
+        cur_skip(&c, 8);
+        uint32_t incl = pcap_u32(&c, le);
+        cur_skip(&c, 4);
+        cur_skip(&c, incl);
+        if (c.err)
+            break;
+        whole = n - cur_left(&c);
+    }
+    return whole;
+}

@@ -210,4 +210,15 @@ int web_sensors_pressure(struct web_sensors *s, const struct web_pressure *p, in
  * pressure is the newest resource-pressure line ("" when none). */
 int web_json_sensors(const struct web_sensors *s, int64_t now_s, struct jw *out);
 
+/* Evidence pcaps (GET /api/evidence/<incident id>.pcap). An incident id as the sensor writes it
+ * (alert_ids_next: 16 hex digits, '-', 16 hex digits) is 1..WEB_EVID_MAX characters of
+ * [0-9a-f-], not starting with '-'; web_evidence_id_ok refuses anything else, so no '/', '.',
+ * '%', '*', '{', space or control character ever reaches a Redis key or a file name. */
+#define WEB_EVID_MAX 64
+bool web_evidence_id_ok(const char *id, size_t n);
+/* The length of the longest prefix of b that is a pcap global header followed by whole
+ * records (a file the sensor is still appending to may end inside a record); 0 when b does not
+ * start with a pcap global header (either byte order, micro- or nanosecond magic). */
+size_t web_pcap_whole(const uint8_t *b, size_t n);
+
 #endif /* TW_WEBCORE_H */

@@ -21,6 +21,9 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include <microhttpd.h>
 
@@ -206,6 +209,20 @@ static void status_json(struct web_app *app, int64_t now, struct jw *b)
     jw_u64(b, "http_timed_out", web_http_timed_out(app));
     jw_u64(b, "acked", app->acked);
     jw_u64(b, "reconnects", app->reconnects);
+    struct web_ev_stats es;
+    web_ev_stats(app, &es);
+    jw_key(b, "evidence");
+    jw_begin(b);
+    jw_str(b, "redis_prefix", app->cfg.evidence_prefix);
+    jw_bool(b, "dir", app->cfg.evidence_dir[0] != '\0'); /* the path itself is not shown */
+    jw_i64(b, "max_mib", app->cfg.evidence_max_mib);
+    jw_u64(b, "served", es.served);
+    jw_u64(b, "missing", es.missing);
+    jw_u64(b, "too_large", es.refused);
+    jw_u64(b, "failed", es.failed);
+    jw_u64(b, "busy", es.busy);
+    jw_u64(b, "active", es.active);
+    jw_end(b);
     jw_str(b, "version", TW_VERSION);
     jw_end(b);
 }
@@ -329,13 +346,15 @@ static void notify_conn(void *cls, struct MHD_Connection *conn, void **socket_co
     pthread_mutex_unlock(&t->mu);
 }
 
+static void ev_req_free(struct web_app *app, void **con_cls);
+
 /* A request completed: the next one's headers are awaited from now, idle time included. */
 static void request_done(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     struct web_app *app = cls;
-    (void)con_cls;
     (void)toe;
+    ev_req_free(app, con_cls);
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     if (!ci || !ci->socket_context)
@@ -401,6 +420,127 @@ void web_http_free(struct web_app *app)
     app->conns = NULL;
 }
 
+/* ---- evidence downloads: GET /api/evidence/<incident id>.pcap ---- */
+
+#define EV_PATH  "/api/evidence/"
+#define EV_BLOCK (64 * 1024) /* bytes handed to libmicrohttpd per read */
+
+/* One download's state (the request's con_cls) from the handler's first call until the request
+ * completes (request_done). slot: it still holds one of evidence.max_downloads. */
+struct ev_req {
+    struct web_evjob job;
+    struct web_app *app;
+    struct MHD_Connection *conn;
+    bool slot;
+};
+
+/* A pcap being sent; owns the data and the slot until libmicrohttpd frees the response. */
+struct ev_body {
+    uint8_t *data;
+    size_t len;
+    struct web_app *app;
+};
+
+static ssize_t ev_body_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    const struct ev_body *b = cls;
+    if (pos >= b->len)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    size_t n = b->len - (size_t)pos < max ? b->len - (size_t)pos : max;
+    memcpy(buf, b->data + pos, n);
+    return (ssize_t)n;
+}
+
+static void ev_body_free(void *cls)
+{
+    struct ev_body *b = cls;
+    free(b->data);
+    web_ev_release(b->app);
+    free(b);
+#ifdef __GLIBC__
+    malloc_trim(0); /* why: up to max_mib just went back; do not keep it for the process */
+#endif
+}
+
+/* Called from the fetch thread once the job has its result. */
+static void ev_resume(struct web_evjob *j)
+{
+    MHD_resume_connection(((struct ev_req *)j->cls)->conn);
+}
+
+static void ev_req_free(struct web_app *app, void **con_cls)
+{
+    struct ev_req *q = *con_cls;
+    if (!q)
+        return;
+    if (q->slot)
+        web_ev_release(app);
+    free(q->job.data);
+    free(q);
+    *con_cls = NULL;
+}
+
+/* The fetch is done: the pcap as an attachment, or the error as text. */
+static MHD_Result_t ev_answer(struct ev_req *q)
+{
+    struct web_evjob *j = &q->job;
+    if (j->status != 200) {
+        struct MHD_Response *r =
+            MHD_create_response_from_buffer(strlen(j->msg), j->msg, MHD_RESPMEM_MUST_COPY);
+        return respond(q->conn, j->status, "text/plain; charset=utf-8", r);
+    }
+    struct ev_body *b = malloc(sizeof(*b));
+    if (!b)
+        return send_text(q->conn, 500, "out of memory\n");
+    *b = (struct ev_body){j->data, j->len, q->app};
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(b->len, EV_BLOCK, ev_body_read, b, ev_body_free);
+    if (!r) {
+        free(b);
+        return MHD_NO;
+    }
+    j->data = NULL; /* the body has the data and the slot now */
+    q->slot = false;
+    char disp[WEB_EVID_MAX + 48];
+    /* the id is [0-9a-f-] only (web_evidence_id_ok): nothing to quote inside the name */
+    snprintf(disp, sizeof(disp), "attachment; filename=\"%s.pcap\"", j->id);
+    MHD_add_response_header(r, "Content-Disposition", disp);
+    MHD_add_response_header(r, "X-Tunnelwatch-Evidence-Source", j->source);
+    return respond(q->conn, 200, "application/vnd.tcpdump.pcap", r);
+}
+
+static MHD_Result_t evidence(struct web_app *app, struct MHD_Connection *conn, const char *rest,
+                             void **con_cls)
+{
+    if (*con_cls)
+        return ev_answer(*con_cls); /* resumed: the job is done */
+    size_t n = strlen(rest);
+    /* rest was %-decoded by libmicrohttpd: "%2e%2e" arrives as "..", which fails the check */
+    if (n < 6 || strcmp(rest + n - 5, ".pcap") != 0 || !web_evidence_id_ok(rest, n - 5))
+        return send_text(conn, 400,
+                         "bad incident id: expected " EV_PATH "<incident id>.pcap, the id being "
+                         "1 to 64 characters of 0-9, a-f and '-'\n");
+    if (!web_ev_reserve(app))
+        return send_text(conn, 503, "too many evidence downloads in progress; retry shortly\n");
+    struct ev_req *q = calloc(1, sizeof(*q));
+    if (!q) {
+        web_ev_release(app);
+        return send_text(conn, 500, "out of memory\n");
+    }
+    memcpy(q->job.id, rest, n - 5);
+    q->job.done = ev_resume;
+    q->job.cls = q;
+    q->app = app;
+    q->conn = conn;
+    q->slot = true;
+    *con_cls = q;
+    /* suspended first: the thread may finish and resume before this handler returns, which
+     * libmicrohttpd handles (the resume is acted on in its next round) */
+    MHD_suspend_connection(conn);
+    web_ev_submit(app, &q->job);
+    return MHD_YES;
+}
+
 static MHD_Result_t handle(void *cls, struct MHD_Connection *conn, const char *url,
                            const char *method, const char *version, const char *upload_data,
                            size_t *upload_size, void **con_cls)
@@ -408,7 +548,6 @@ static MHD_Result_t handle(void *cls, struct MHD_Connection *conn, const char *u
     struct web_app *app = cls;
     (void)version;
     (void)upload_data;
-    (void)con_cls;
     headers_in(app, conn);
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
         return send_text(conn, 405, "only GET and HEAD\n");
@@ -424,6 +563,8 @@ static MHD_Result_t handle(void *cls, struct MHD_Connection *conn, const char *u
         MHD_destroy_response(r);
         return rc;
     }
+    if (strncmp(url, EV_PATH, strlen(EV_PATH)) == 0)
+        return evidence(app, conn, url + strlen(EV_PATH), con_cls);
     struct jw b;
     web_out_init(&b, WEB_RESP_MAX);
     unsigned status = 200;
@@ -490,7 +631,8 @@ struct MHD_Daemon *web_http_start(struct web_app *app, int *port, char *host, si
 {
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof(ss));
-    unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+    /* suspend/resume: an evidence download waits for webevid.c's thread, not in this one */
+    unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
     if (split_listen(app->cfg.listen, host, hostlen, port)) {
         fprintf(stderr, "tunnelwatch-web: listen: expected HOST:PORT or [V6]:PORT, got '%s'\n",
                 app->cfg.listen);

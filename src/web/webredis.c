@@ -76,24 +76,30 @@ static redisReply *cmd(redisContext *c, int argc, const char **argv)
     return redisCommandArgv(c, argc, argv, NULL);
 }
 
+/* A failed reply's text into err: NULL means the connection is gone (c->errstr says why). */
+static bool reply_err(redisContext *c, redisReply *r, const char *what, char *err, size_t n)
+{
+    if (!r)
+        snprintf(err, n, "%s", c->errstr[0] ? c->errstr : what);
+    else if (r->type == REDIS_REPLY_ERROR)
+        snprintf(err, n, "%s: %.150s", what, r->str);
+    else
+        return true;
+    return false;
+}
+
 /* Checks a reply: NULL means the connection is gone (c->errstr says why). */
 static bool reply_ok(redisContext *c, redisReply *r, struct web_app *app, const char *what)
 {
-    if (!r) {
-        set_status(app, false, c->errstr[0] ? c->errstr : what);
-        return false;
-    }
-    if (r->type == REDIS_REPLY_ERROR) {
-        char msg[200];
-        snprintf(msg, sizeof(msg), "%s: %.150s", what, r->str);
-        set_status(app, false, msg);
-        return false;
-    }
-    return true;
+    char msg[200];
+    if (reply_err(c, r, what, msg, sizeof(msg)))
+        return true;
+    set_status(app, false, msg);
+    return false;
 }
 
-/* AUTH and SELECT as the URL says; false (status set) on failure. */
-static bool login(redisContext *c, struct web_app *app)
+/* AUTH and SELECT as the URL says; false (err written) on failure. */
+static bool login(redisContext *c, struct web_app *app, char *err, size_t n)
 {
     /* why: XREADGROUP BLOCK is 1 s; a server that stops answering must not hang us */
     struct timeval rt = {5, 0};
@@ -101,7 +107,7 @@ static bool login(redisContext *c, struct web_app *app)
     if (app->url.password[0]) {
         const char *a[3] = {"AUTH", app->url.user, app->url.password};
         redisReply *r = app->url.user[0] ? cmd(c, 3, a) : cmd(c, 2, (const char *[]){"AUTH", a[2]});
-        bool ok = reply_ok(c, r, app, "AUTH");
+        bool ok = reply_err(c, r, "AUTH", err, n);
         if (r)
             freeReplyObject(r);
         if (!ok)
@@ -111,7 +117,7 @@ static bool login(redisContext *c, struct web_app *app)
         char db[16];
         snprintf(db, sizeof(db), "%d", app->url.db);
         redisReply *r = cmd(c, 2, (const char *[]){"SELECT", db});
-        bool ok = reply_ok(c, r, app, "SELECT");
+        bool ok = reply_err(c, r, "SELECT", err, n);
         if (r)
             freeReplyObject(r);
         if (!ok)
@@ -120,8 +126,7 @@ static bool login(redisContext *c, struct web_app *app)
     return true;
 }
 
-/* A logged-in connection to host:port (NULL host: the URL's server). NULL with the status set. */
-static redisContext *connect_to(struct web_app *app, const char *host, int port)
+redisContext *web_redis_dial(struct web_app *app, const char *host, int port, char *err, size_t n)
 {
     struct timeval tv = {2, 0};
     bool unix_sock = !host && app->url.is_unix;
@@ -132,58 +137,80 @@ static redisContext *connect_to(struct web_app *app, const char *host, int port)
     redisContext *c = unix_sock ? redisConnectUnixWithTimeout(app->url.path, tv)
                                 : redisConnectWithTimeout(host, port, tv);
     if (!c || c->err) {
-        char msg[300];
         if (unix_sock)
-            snprintf(msg, sizeof(msg), "cannot connect to unix://%.108s: %.150s", app->url.path,
+            snprintf(err, n, "cannot connect to unix://%.108s: %.150s", app->url.path,
                      c ? c->errstr : "out of memory");
         else
-            snprintf(msg, sizeof(msg), "cannot connect to %.100s:%d: %.150s", host, port,
+            snprintf(err, n, "cannot connect to %.100s:%d: %.150s", host, port,
                      c ? c->errstr : "out of memory");
-        set_status(app, false, msg);
         if (c)
             redisFree(c);
         return NULL;
     }
-    if (!login(c, app)) {
+    if (!login(c, app, err, n)) {
         redisFree(c);
         return NULL;
     }
     return c;
 }
 
-/* Redis Cluster: is the URL's server a cluster node? Then app->map gets the slot map, and the
- * stream is read on the master of its slot (every sensor writes that one stream key; a MOVED
- * reply drops the connection, and the reconnect asks for the map again). */
-static redisContext *cluster_route(redisContext *c, struct web_app *app)
+/* dial for the reader thread: a failure becomes the page's Redis status. */
+static redisContext *connect_to(struct web_app *app, const char *host, int port)
+{
+    char err[300];
+    redisContext *c = web_redis_dial(app, host, port, err, sizeof(err));
+    if (!c)
+        set_status(app, false, err);
+    return c;
+}
+
+/* Is c's server a Redis Cluster node? Then *map gets the slot map, and the connection returned
+ * is to the master of key's slot (c itself when that is c's server, else c is freed). NULL with
+ * err written when no node serves the slot or it cannot be reached. */
+static redisContext *route_key(struct web_app *app, redisContext *c, const char *key, bool *cluster,
+                               struct rc_map *map, char *err, size_t n)
 {
     redisReply *r = cmd(c, 2, (const char *[]){"INFO", "cluster"});
-    app->cluster = r && r->type == REDIS_REPLY_STRING && strstr(r->str, "cluster_enabled:1");
+    *cluster = r && r->type == REDIS_REPLY_STRING && strstr(r->str, "cluster_enabled:1");
     if (r)
         freeReplyObject(r);
-    if (!app->cluster)
+    if (!*cluster)
         return c;
     r = cmd(c, 2, (const char *[]){"CLUSTER", "SLOTS"});
-    const char *k = app->cfg.stream_key;
-    const struct hostport *o = rc_map_from_reply(r, &app->map) == TW_OK
-                                   ? rc_owner(&app->map, rc_key_slot(k, strlen(k)))
-                                   : NULL;
+    const struct hostport *o =
+        rc_map_from_reply(r, map) == TW_OK ? rc_owner(map, rc_key_slot(key, strlen(key))) : NULL;
     if (r)
         freeReplyObject(r);
     if (!o) {
-        set_status(app, false, "cluster: no node serves the stream's slot");
+        snprintf(err, n, "cluster: no node serves the slot of %.100s", key);
         redisFree(c);
         return NULL;
     }
     if (!app->url.is_unix && o->port == app->url.port && strcmp(o->host, app->url.host) == 0)
         return c;
     redisFree(c);
-    return connect_to(app, o->host, o->port);
+    return web_redis_dial(app, o->host, o->port, err, n);
 }
 
+redisContext *web_redis_connect_key(struct web_app *app, const char *key, struct rc_map *map,
+                                    char *err, size_t n)
+{
+    bool cluster;
+    redisContext *c = web_redis_dial(app, NULL, 0, err, n);
+    return c ? route_key(app, c, key, &cluster, map, err, n) : NULL;
+}
+
+/* Redis Cluster: is the URL's server a cluster node? Then app->map gets the slot map, and the
+ * stream is read on the master of its slot (every sensor writes that one stream key; a MOVED
+ * reply drops the connection, and the reconnect asks for the map again). */
 static redisContext *connect_redis(struct web_app *app)
 {
+    char err[300];
     redisContext *c = connect_to(app, NULL, 0);
-    return c ? cluster_route(c, app) : NULL;
+    if (c &&
+        !(c = route_key(app, c, app->cfg.stream_key, &app->cluster, &app->map, err, sizeof(err))))
+        set_status(app, false, err);
+    return c;
 }
 
 /* XGROUP CREATE ... 0 MKSTREAM: a new group starts at the stream's beginning (the window caps

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tunnelwatch/alert.h"
 #include "tw_check.h"
 #include "webcore.h"
 
@@ -711,6 +712,105 @@ START_TEST(test_sensors_pressure)
 }
 END_TEST
 
+/* Incident ids: what the sensor makes (alert_ids_next) passes; anything that could leave the
+ * evidence key prefix or the evidence directory does not. */
+START_TEST(test_evidence_id)
+{
+    struct alert_ids ids;
+    char id[40];
+    alert_ids_init(&ids);
+    for (int i = 0; i < 3; i++) {
+        alert_ids_next(&ids, id);
+        ck_assert_msg(web_evidence_id_ok(id, strlen(id)), "sensor id %s refused", id);
+    }
+    static const char *const good[] = {"6566d9feab2fd553-0000000000000001", "0", "abc-def",
+                                       "0123456789abcdef0123456789abcdef0123456789abcdef"
+                                       "0123456789abcdef"};
+    for (size_t i = 0; i < TW_ARRAY_LEN(good); i++)
+        ck_assert_msg(web_evidence_id_ok(good[i], strlen(good[i])), "%s refused", good[i]);
+    static const char *const bad[] = {
+        "",     "-abc",   "..",
+        "../x", "%2e%2e", "a*",
+        "*",    "ABCDEF", "a b",
+        "a\n",  "a/b",    "a.b",
+        "a:b",  "a{b}",   "a\\b",
+        "a?",   "a[0]",   "0x1f",
+        "é",    "a\r",    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0"};
+    for (size_t i = 0; i < TW_ARRAY_LEN(bad); i++)
+        ck_assert_msg(!web_evidence_id_ok(bad[i], strlen(bad[i])), "'%s' accepted", bad[i]);
+    /* the length given is what counts: a NUL inside is refused, not a shorter id */
+    ck_assert(!web_evidence_id_ok("ab\0cd", 5));
+    ck_assert(web_evidence_id_ok("abcd.pcap", 4));
+}
+END_TEST
+
+/* A pcap in memory: global header (magic in the given byte order) and records of n bytes. */
+static size_t make_pcap(uint8_t *b, bool le, uint32_t magic, const uint32_t *lens, size_t nrec)
+{
+    size_t o = 0;
+    uint32_t hdr[6] = {magic, 0x00040002u, 0, 0, 65535, 1};
+    uint32_t vals[4];
+    for (size_t i = 0; i <= nrec; i++) {
+        const uint32_t *f = i == 0 ? hdr : vals;
+        size_t nf = i == 0 ? 6 : 4;
+        if (i > 0) {
+            vals[0] = (uint32_t)i;
+            vals[1] = 0;
+            vals[2] = vals[3] = lens[i - 1];
+        }
+        for (size_t k = 0; k < nf; k++) {
+            uint32_t v = f[k];
+            if (i == 0 && k == 1) /* two 16-bit fields: major 2, minor 4 */
+                v = le ? 0x00040002u : 0x00020004u;
+            for (int byte = 0; byte < 4; byte++)
+                b[o++] = (uint8_t)(le ? v >> (8 * byte) : v >> (8 * (3 - byte)));
+        }
+        if (i > 0) {
+            memset(b + o, 0xab, lens[i - 1]);
+            o += lens[i - 1];
+        }
+    }
+    return o;
+}
+
+START_TEST(test_pcap_whole)
+{
+    static const uint32_t lens[] = {60, 0, 1514};
+    uint8_t b[24 + 3 * 16 + 60 + 1514];
+    for (int v = 0; v < 4; v++) {
+        bool le = v & 1;
+        uint32_t magic = v & 2 ? 0xa1b23c4du : 0xa1b2c3d4u;
+        size_t n = make_pcap(b, le, magic, lens, 3);
+        ck_assert_uint_eq(n, sizeof(b));
+        ck_assert_uint_eq(web_pcap_whole(b, n), n);
+        /* every prefix: cut back to the last whole record, never past what is there */
+        size_t ends[] = {24, 24 + 16 + 60, 24 + 16 + 60 + 16, n};
+        for (size_t len = 0; len <= n; len++) {
+            size_t want = 0;
+            for (size_t e = 0; e < TW_ARRAY_LEN(ends); e++)
+                if (ends[e] <= len)
+                    want = ends[e];
+            ck_assert_uint_eq(web_pcap_whole(b, len), want);
+        }
+    }
+    /* not a pcap: pcapng, text, a swapped half magic */
+    static const uint8_t ng[28] = {0x0a, 0x0d, 0x0d, 0x0a};
+    ck_assert_uint_eq(web_pcap_whole(ng, sizeof(ng)), 0);
+    ck_assert_uint_eq(web_pcap_whole((const uint8_t *)"GIF89a, not a capture at all", 28), 0);
+    /* a record claiming 4 GiB: the file stops before it */
+    size_t n = make_pcap(b, true, 0xa1b2c3d4u, lens, 1);
+    b[24 + 8] = b[24 + 9] = b[24 + 10] = b[24 + 11] = 0xff;
+    ck_assert_uint_eq(web_pcap_whole(b, n), 24);
+    /* a real capture is whole */
+    size_t dn;
+    uint8_t *demo = tw_read_file(tw_src_path("pcaps/demo.pcap"), &dn);
+    ck_assert_ptr_nonnull(demo);
+    ck_assert_uint_eq(web_pcap_whole(demo, dn), dn);
+    ck_assert_uint_eq(web_pcap_whole(demo, dn - 1) < dn - 1, true);
+    free(demo);
+}
+END_TEST
+
 Suite *tw_suite(void)
 {
     Suite *s = suite_create("web");
@@ -739,6 +839,10 @@ Suite *tw_suite(void)
     tcase_add_test(tc, test_sensors);
     tcase_add_test(tc, test_sensors_identity);
     tcase_add_test(tc, test_sensors_pressure);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("evidence");
+    tcase_add_test(tc, test_evidence_id);
+    tcase_add_test(tc, test_pcap_whole);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -11,6 +11,8 @@
   var state = { rule: '', level: '', sensor: '', host: '', q: '', sort: '', hsort: '', open: '' };
   var offset = 0, hoffset = 0, version = '', sv = '', sensors = [];
   var lastSeq = 0, firstRender = true, timer = null, inflight = 0;
+  var evidenceDir = false; /* tunnelwatch-web reads the sensor's evidence.dir too */
+  var INCIDENT_RE = /^[0-9a-f][0-9a-f-]{0,63}$/; /* what /api/evidence/ accepts */
 
   function $(id) { return document.getElementById(id); }
   function el(tag, cls, text) {
@@ -244,6 +246,40 @@
     firstRender = false;
   }
 
+  /* The record's evidence pcap: a download link when the sensor put a copy in Redis (or this
+   * server reads the sensor's evidence directory), with the packets and bytes the record
+   * gives; otherwise why there is none. Every value is text (textContent). */
+  function str(v) { return typeof v === 'string' ? v : ''; }
+  function renderEvidence(rec) {
+    var box = $('record-evidence');
+    clear(box);
+    box.hidden = !rec;
+    if (!rec) return;
+    var inc = str(rec['tunnelwatch.incident_id']) ||
+      (rec['event.action'] === 'raised' ? str(rec['event.id']) : '');
+    var key = str(rec['tunnelwatch.evidence.redis_key']), path = str(rec['tunnelwatch.evidence.pcap']);
+    var pk = rec['tunnelwatch.evidence.pcap_packets'], by = rec['tunnelwatch.evidence.pcap_bytes'];
+    var facts = [];
+    if (typeof pk === 'number') facts.push(fmtNum(pk) + ' packet(s)');
+    if (typeof by === 'number') facts.push(fmtBytes(by) + (by >= 1024 ? ' (' + fmtNum(by) + ' bytes)' : ''));
+    if (INCIDENT_RE.test(inc) && (key || (path && evidenceDir))) {
+      var a = el('a', 'evidence-link', 'Download packets (pcap)');
+      a.id = 'evidence-link';
+      a.href = '/api/evidence/' + encodeURIComponent(inc) + '.pcap';
+      a.setAttribute('download', inc + '.pcap');
+      a.title = 'incident ' + inc + (key ? ', Redis key ' + key : ', from the sensor\'s evidence directory');
+      box.appendChild(a);
+      box.appendChild(el('span', 'muted', facts.length ?
+        ' ' + facts.join(', ') + ' when this record was written (the download is the incident\'s pcap now)' :
+        ' the incident\'s pcap'));
+    } else if (path) {
+      box.appendChild(el('span', 'muted', 'packets kept on the sensor' + (facts.length ? ' (' + facts.join(', ') + ')' : '') +
+        ' at ' + path + '; no copy in Redis, so this page cannot offer them'));
+    } else {
+      box.appendChild(el('span', 'muted', 'evidence not kept: no packets were saved for this record'));
+    }
+  }
+
   function openRecord(id) {
     state.open = id;
     writeUrl();
@@ -254,6 +290,7 @@
       clear(body);
       $('record-title').textContent = 'Record ' + id;
       $('record-link').href = '/record?id=' + encodeURIComponent(id);
+      renderEvidence(rec);
       if (!rec) {
         var tr = el('tr'); tr.appendChild(td('this record is no longer in the window', 'muted')); body.appendChild(tr);
       } else {
@@ -290,6 +327,7 @@
 
   function render(s) {
     var st = s.status;
+    evidenceDir = !!(st.evidence && st.evidence.dir);
     banner(st.redis_ok ? '' : 'Redis unreachable: ' + (st.redis_error || 'no connection') +
       ' (showing the last data received; retrying)');
     if (s.sensors) { sensors = s.sensors; sv = String(s.sv); }
