@@ -711,9 +711,11 @@ static bool can_settle(const struct flow *f, const struct fstate *fs)
         return false; /* the extractor reads both directions there, or has bytes */
     if (x->app == XAPP_TLS || x->app == XAPP_HTTP)
         return !s0->base_set;
-    /* the server stream's base would be lost: it matters if the flow turns out to be DNS */
-    return x->app == XAPP_UNKNOWN && !x->seen_set && !x->st[1].base_set &&
-           s0->base_set == s0->base_fixed;
+    /* a flow not yet named settles once closed (a SYN answered by a RST: scans, floods),
+     * not at every packet of a handshake; the server stream's base would be lost, and it
+     * matters if the flow turns out to be DNS */
+    return x->app == XAPP_UNKNOWN && (f->rst_seen || f->fin_seen == 3) && !x->seen_set &&
+           !x->st[1].base_set && s0->base_set == s0->base_fixed;
 }
 
 /* After each packet: a flow that can settle gives its extension back, its few lasting facts
@@ -731,9 +733,8 @@ static void fs_settle(struct engine *e, struct flow *f, struct fstate *fs)
     h->bits = (uint8_t)((h->bits & FH_STARTED) | FH_SETTLED | (x->done ? FH_XDONE : 0) |
                         (fs->dpi.done ? FH_DPI_DONE : 0) | (x->seen_set ? FH_SEEN : 0) |
                         (!x->done && x->st[0].base_set ? FH_BASE : 0));
-    extract_release(&e->x, &fs->x);
-    if (e->dpi)
-        dpi_release(e->dpi, &fs->dpi);
+    if (!stream_idle(&x->st[0]) || !stream_idle(&x->st[1]) || x->quic || x->qh.bytes)
+        extract_release(&e->x, &fs->x); /* a done flow's leftovers; nDPI holds nothing */
     flow_ext_drop(e->flows, f);
 }
 
@@ -851,6 +852,17 @@ void engine_packet(struct engine *e, const struct pcap_pkthdr *h, const uint8_t 
  * record) overlap the work on earlier packets instead of stalling it. */
 #define FLOW_AHEAD 4
 
+/* True when a and b have one flow key (either direction): b's flow hash is a's. */
+static bool same_flow(const struct dec_pkt *a, const struct dec_pkt *b)
+{
+    if (a->proto != b->proto || a->vlan != b->vlan)
+        return false;
+    if (a->sport == b->sport && a->dport == b->dport)
+        return tw_addr_eq(&a->src, &b->src) && tw_addr_eq(&a->dst, &b->dst);
+    return a->sport == b->dport && a->dport == b->sport && tw_addr_eq(&a->src, &b->dst) &&
+           tw_addr_eq(&a->dst, &b->src);
+}
+
 static void batch(struct engine *e, const struct pcap_pkthdr *h, const uint8_t *const *data,
                   size_t k)
 {
@@ -861,10 +873,14 @@ static void batch(struct engine *e, const struct pcap_pkthdr *h, const uint8_t *
     for (size_t i = 0; i < k; i++) {
         r[i] = dec_packet(e->dlt, data[i], h[i].caplen, &p[i]);
         hv[i] = r[i] == DEC_OK && (p[i].proto == 6 || p[i].proto == 17);
-        if (hv[i]) {
-            hs[i] = flow_hash(e->flows, &p[i]);
-            flow_prefetch(e->flows, hs[i], 0);
+        if (!hv[i])
+            continue;
+        if (i > 0 && hv[i - 1] && same_flow(&p[i], &p[i - 1])) {
+            hs[i] = hs[i - 1]; /* a burst of one flow: hashed once, already fetched */
+            continue;
         }
+        hs[i] = flow_hash(e->flows, &p[i]);
+        flow_prefetch(e->flows, hs[i], 0);
     }
     for (size_t i = 0; i < k; i++) {
         if (i + FLOW_AHEAD < k && hv[i + FLOW_AHEAD])
