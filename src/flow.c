@@ -134,9 +134,11 @@ static void big_free(void *p, size_t n)
 
 _Static_assert(sizeof(struct flow) <= 3 * CACHE_LINE, "a flow record is three cache lines");
 
-static int slab_init(struct slab *s, size_t size, size_t cap)
+/* align: CACHE_LINE for the records (each starts a line: the lookup's fields share one), 16
+ * for the extensions (memory: they are larger and touched less often) */
+static int slab_init(struct slab *s, size_t size, size_t align, size_t cap)
 {
-    s->stride = (size + CACHE_LINE - 1) & ~(size_t)(CACHE_LINE - 1);
+    s->stride = (size + align - 1) & ~(align - 1);
     s->cap = cap;
     s->per_chunk = FLOW_CHUNK_BYTES / s->stride;
     if (s->per_chunk > cap)
@@ -146,10 +148,17 @@ static int slab_init(struct slab *s, size_t size, size_t cap)
     return s->chunks ? TW_OK : TW_ENOMEM;
 }
 
+/* Bytes of chunk ci: the last one holds only what is left of cap. */
+static size_t chunk_bytes(const struct slab *s, size_t ci)
+{
+    size_t left = s->cap - ci * s->per_chunk;
+    return (left < s->per_chunk ? left : s->per_chunk) * s->stride;
+}
+
 static void slab_fini(struct slab *s)
 {
     for (size_t i = 0; i < s->nchunks; i++)
-        big_free(s->chunks[i], s->per_chunk * s->stride);
+        big_free(s->chunks[i], chunk_bytes(s, i));
     free(s->chunks);
     s->chunks = NULL;
 }
@@ -166,7 +175,7 @@ static void *slab_get(struct slab *s)
         return NULL;
     size_t ci = s->carved / s->per_chunk, idx = s->carved % s->per_chunk;
     if (idx == 0) {
-        s->chunks[ci] = big_alloc(s->per_chunk * s->stride);
+        s->chunks[ci] = big_alloc(chunk_bytes(s, ci));
         if (!s->chunks[ci])
             return NULL;
         s->nchunks++;
@@ -183,7 +192,10 @@ static void slab_put(struct slab *s, void *e)
 
 static size_t slab_bound(const struct slab *s)
 {
-    return s->chunk_cap * big_footprint(s->per_chunk * s->stride);
+    size_t n = 0;
+    for (size_t i = 0; i < s->chunk_cap; i++)
+        n += big_footprint(chunk_bytes(s, i));
+    return n;
 }
 
 struct flow_table *flow_table_new(const struct flow_opts *o, flow_end_fn end, void *ud)
@@ -207,9 +219,9 @@ struct flow_table *flow_table_new(const struct flow_opts *o, flow_end_fn end, vo
     while (t->nslots < (size_t)o->max_flows * 2) /* load <= 0.5 even at the cap */
         t->nslots <<= 1;
     t->slots = big_alloc(t->nslots * sizeof(*t->slots));
-    int r = slab_init(&t->recs, sizeof(struct flow), o->max_flows);
+    int r = slab_init(&t->recs, sizeof(struct flow), CACHE_LINE, o->max_flows);
     if (r == TW_OK && o->ext_size)
-        r = slab_init(&t->exts, o->ext_size, o->max_flows);
+        r = slab_init(&t->exts, o->ext_size, 16, o->max_flows);
     if (!t->slots || r != TW_OK) {
         big_free(t->slots, t->nslots * sizeof(*t->slots));
         slab_fini(&t->recs);
