@@ -748,7 +748,7 @@ static bool settled_packet(struct engine *e, struct flow *f, const struct dec_pk
     if (!(h->bits & FH_SETTLED))
         return false;
     if (p->proto == 17) {
-        if (h->xapp == XAPP_DNS && p->payload_len)
+        if ((h->xapp & 15) == XAPP_DNS && p->payload_len)
             dns_message(e, p, f, p->payload, p->payload_len);
         return true;
     }
