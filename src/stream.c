@@ -15,6 +15,8 @@
 
 #include "tunnelwatch/stream.h"
 
+#include "siphash_int.h"
+
 static int grow(struct stream *s, uint32_t need, struct reasm_pool *pool);
 
 /* ---------- the pool ---------- */
@@ -48,15 +50,18 @@ void reasm_set_source(struct reasm_pool *p, struct reasm_hold *h, const struct t
     h->bucket_set = false;
 }
 
-/* h's source bucket, computed when h first takes bytes. */
+/* h's source bucket, computed when h first takes bytes: the keyed SipHash-1-3 over whole
+ * words that the flow table uses (an attacker cannot aim his sources at one bucket without the
+ * key), a fraction of the general form's cost on a path taken once per ClientHello. */
 static void hold_bucket(const struct reasm_pool *p, struct reasm_hold *h)
 {
-    uint8_t k[17] = {0};
+    uint64_t m[3] = {0, 0, 0}, k[2] = {tw_le64(p->key), tw_le64(p->key + 8)};
     if (h->src) {
-        k[0] = h->src->family;
-        memcpy(k + 1, h->src->a, 16);
+        memcpy(&m[0], h->src->a, 8);
+        memcpy(&m[1], h->src->a + 8, 8);
+        m[2] = h->src->family;
     }
-    h->bucket = (uint16_t)(tw_siphash(p->key, k, sizeof(k)) % REASM_SRC_BUCKETS);
+    h->bucket = (uint16_t)(tw_siphash13_words(k, m, 3) % REASM_SRC_BUCKETS);
     h->bucket_set = true;
 }
 
