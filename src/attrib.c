@@ -251,6 +251,8 @@ struct pressure *dnsmap_pressure(struct dnsmap *m)
 
 const struct dnsmap_entry *dnsmap_get(struct dnsmap *m, const struct tw_addr *ip, int64_t now_us)
 {
+    if (!m->size)
+        return NULL; /* no flagged answer yet: the keyed hash is not worth computing */
     size_t mask = m->nslots - 1, h = addr_hash(m, ip) & mask;
     for (size_t k = 0; k < PROBE_MAX; k++) {
         size_t i = (h + k) & mask;

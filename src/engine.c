@@ -42,15 +42,43 @@ struct flag {
     const char *file; /* capture file of the evidence frame (inputs live until exit) */
 };
 
-/* Engine state kept in each flow's record (flow_opts.ext_size), zeroed at flow creation. */
+/* Engine state of a flow that needs more than its counters: the flow's extension
+ * (flow_ext), made at its first packet and given back once the flow is settled (fs_settle);
+ * what outlives it is kept in the record's owner bytes (struct fhot). */
 struct fstate {
     struct xflow x;
     struct dpi_flow dpi;
-    bool started; /* first-packet work done */
-    char *ja4;    /* owned; computed once a rule hits (rare), so not kept inline: the record
-                   * stays within its cache lines */
+    char *ja4; /* owned; computed once a rule hits (rare), so not kept inline */
     struct flag *flag;
 };
+
+/* What a flow keeps without its extension: enough to label it, to know that a packet has
+ * nothing more for the parsers, and to make the extension again as it was (fs_get). */
+struct fhot {
+    uint8_t bits;       /* FH_* */
+    uint8_t xapp;       /* the extractor's enum xapp, ClientHellos read << 4 */
+    uint16_t dpi_proto; /* nDPI's verdict */
+    uint32_t seq;       /* the extractor's seen_seq (FH_SEEN), or its client stream's base
+                         * sequence number from the SYN (FH_BASE) */
+};
+
+enum {
+    FH_STARTED = 1,  /* first-packet work done */
+    FH_SETTLED = 2,  /* the extension was given back: the fields below say what it held */
+    FH_XDONE = 4,    /* the extractor is done with the flow */
+    FH_DPI_DONE = 8, /* nDPI will not run for it again */
+    FH_SEEN = 16,    /* seq is seen_seq */
+    FH_BASE = 32     /* seq is the client stream's base (a flow not yet named) */
+};
+
+_Static_assert(sizeof(struct fhot) <= sizeof(((struct flow *)0)->owner), "fhot fits the record");
+
+static struct fhot *fhot(struct flow *f)
+{
+    return (struct fhot *)(void *)f->owner;
+}
+
+static struct fstate *fs_get(struct engine *e, struct flow *f);
 
 /* Counters of the packet path itself; the modules keep their own. */
 struct engine_counts {
@@ -125,8 +153,17 @@ static void names_row(struct engine *e, const struct obs *ob)
     funlockfile(out);
 }
 
-static const char *flow_label(const struct engine *e, const struct fstate *fs)
+/* The flow's label: from its extension while it has one, else from the record. */
+static const char *flow_label(const struct engine *e, const struct flow *f)
 {
+    const struct fstate *fs = f->ext;
+    if (!fs) {
+        const struct fhot *h = (const struct fhot *)(const void *)f->owner;
+        struct dpi_flow d = {.proto = h->dpi_proto};
+        struct xflow x = {.app = h->xapp & 15};
+        const char *l = dpi_label(e->dpi, &d);
+        return l ? l : extract_label(&x);
+    }
     const char *l = dpi_label(e->dpi, &fs->dpi);
     return l ? l : extract_label(&fs->x);
 }
@@ -141,8 +178,8 @@ static void fill_flow(struct alert_rec *r, const struct flow *f, const struct en
     r->sport = f->sport;
     r->proto = f->proto;
     r->vlan = f->vlan;
-    r->app_proto = flow_label(e, fs);
-    if (fs->ja4)
+    r->app_proto = flow_label(e, f);
+    if (fs && fs->ja4)
         r->ja4 = fs->ja4;
 }
 
@@ -234,7 +271,7 @@ static bool allowlisted(struct engine *e, struct alert_rec *r)
 static void flag_flow(struct engine *e, const struct obs *ob, const struct incident *in,
                       const struct alert_rec *r)
 {
-    struct fstate *fs = ob->f ? ob->f->ext : NULL;
+    struct fstate *fs = ob->f && ob->kind != NK_DNS_QUERY ? fs_get(e, ob->f) : NULL;
     if (!fs || fs->flag || ob->kind == NK_DNS_QUERY)
         return;
     struct flag *fl = calloc(1, sizeof(*fl));
@@ -566,6 +603,8 @@ static void flow_end(void *ud, struct flow *f, enum flow_end_reason why)
 {
     struct engine *e = ud;
     struct fstate *fs = f->ext;
+    if (!fs)
+        return; /* settled: nothing attached */
     if (fs->flag) {
         flow_end_record(e, f, fs->flag, why);
         rule_release(fs->flag->rule);
@@ -580,9 +619,9 @@ static void flow_end(void *ud, struct flow *f, enum flow_end_reason why)
 }
 
 /* First packet of a flow: a connection to an address a flagged DNS answer named. */
-static void flow_start(struct engine *e, struct flow *f, struct fstate *fs, const struct dec_pkt *p)
+static void flow_start(struct engine *e, struct flow *f, const struct dec_pkt *p)
 {
-    fs->started = true;
+    fhot(f)->bits |= FH_STARTED;
     if (e->rules && ruleset_wants(e->rules, ROK_FLOW))
         observe_flow(e, f, p);
     if (!e->rules || f->sport == 53 || f->cport == 53)
@@ -621,6 +660,101 @@ static enum dpi_need dpi_need(const struct flow *f, const struct fstate *fs)
     if (fs->x.done)
         return DPI_STOP;
     return f->proto == 6 && f->syn_seen ? DPI_RUN : DPI_IDLE;
+}
+
+/* ---------- settled flows ---------- */
+
+/* f's extension, made again as it was when the flow settled. NULL when out of memory. */
+static struct fstate *fs_get(struct engine *e, struct flow *f)
+{
+    if (f->ext)
+        return f->ext;
+    struct fstate *fs = flow_ext(e->flows, f);
+    struct fhot *h = fhot(f);
+    if (!fs || !(h->bits & FH_SETTLED))
+        return fs;
+    fs->x.app = h->xapp & 15;
+    fs->x.hellos = h->xapp >> 4;
+    fs->x.done = h->bits & FH_XDONE;
+    fs->x.seen_set = h->bits & FH_SEEN;
+    fs->x.seen_seq = h->bits & FH_SEEN ? h->seq : 0;
+    if (h->bits & FH_BASE)
+        stream_set_base(&fs->x.st[0], h->seq);
+    fs->dpi.proto = h->dpi_proto;
+    fs->dpi.done = h->bits & FH_DPI_DONE;
+    h->bits &= (uint8_t)~FH_SETTLED;
+    return fs;
+}
+
+static bool stream_idle(const struct stream *s)
+{
+    return !s->buf && !s->len && !s->n_isl && !s->h.bytes && !s->h.lost;
+}
+
+/* True when fs holds nothing the record cannot say: the extractor is done with the flow, or
+ * it waits with empty buffers for a UDP flow's next DNS message, for a TCP flow's next
+ * client bytes after a ClientHello or a request, or for a new TCP flow's first bytes (the
+ * client stream's base from the SYN at most); nDPI not running; no flag, no JA4. */
+static bool can_settle(const struct flow *f, const struct fstate *fs)
+{
+    static const struct pre_state pre0;
+    const struct xflow *x = &fs->x;
+    const struct stream *s0 = &x->st[0];
+    if (fs->flag || fs->ja4 || fs->dpi.live)
+        return false;
+    if (x->done)
+        return true;
+    if (f->proto == 17)
+        return x->app == XAPP_DNS && !x->quic && !x->qh.bytes;
+    if (f->sport == 53 || f->cport == 53 || !stream_idle(s0) || !stream_idle(&x->st[1]) ||
+        memcmp(&x->pre, &pre0, sizeof(pre0)) != 0)
+        return false; /* the extractor reads both directions there, or has bytes */
+    if (x->app == XAPP_TLS || x->app == XAPP_HTTP)
+        return !s0->base_set;
+    /* a flow not yet named settles once closed (a SYN answered by a RST: scans, floods),
+     * not at every packet of a handshake; the server stream's base would be lost, and it
+     * matters if the flow turns out to be DNS */
+    return x->app == XAPP_UNKNOWN && (f->rst_seen || f->fin_seen == 3) && !x->seen_set &&
+           !x->st[1].base_set && s0->base_set == s0->base_fixed;
+}
+
+/* After each packet: a flow that can settle gives its extension back, its few lasting facts
+ * copied into the record; most of a flow's packets (bulk data) then cost a lookup and the
+ * counters, and the extensions in use follow the flows still being parsed. */
+static void fs_settle(struct engine *e, struct flow *f, struct fstate *fs)
+{
+    if (!can_settle(f, fs))
+        return;
+    const struct xflow *x = &fs->x;
+    struct fhot *h = fhot(f);
+    h->xapp = (uint8_t)(x->app | (x->hellos > 3 ? 3 : x->hellos) << 4);
+    h->dpi_proto = fs->dpi.proto;
+    h->seq = x->seen_set ? x->seen_seq : x->st[0].base_set ? x->st[0].base_seq : 0;
+    h->bits = (uint8_t)((h->bits & FH_STARTED) | FH_SETTLED | (x->done ? FH_XDONE : 0) |
+                        (fs->dpi.done ? FH_DPI_DONE : 0) | (x->seen_set ? FH_SEEN : 0) |
+                        (!x->done && x->st[0].base_set ? FH_BASE : 0));
+    if (!stream_idle(&x->st[0]) || !stream_idle(&x->st[1]) || x->quic || x->qh.bytes)
+        extract_release(&e->x, &fs->x); /* a done flow's leftovers; nDPI holds nothing */
+    flow_ext_drop(e->flows, f);
+}
+
+/* A packet of a settled flow without its extension. False when the parsers need the packet
+ * (the caller makes the extension again); true when it is handled: a UDP DNS flow's message
+ * goes to the DNS handler as the extractor would send it, anything else has nothing for the
+ * parsers (the extractor's own early returns for it, tcp_packet and udp_packet). */
+static bool settled_packet(struct engine *e, struct flow *f, const struct dec_pkt *p, int dir)
+{
+    const struct fhot *h = fhot(f);
+    if (!(h->bits & FH_SETTLED))
+        return false;
+    if (p->proto == 17) {
+        if ((h->xapp & 15) == XAPP_DNS && p->payload_len)
+            dns_message(e, p, f, p->payload, p->payload_len);
+        return true;
+    }
+    if (h->bits & FH_XDONE)
+        return true;
+    return !(p->tcp_flags & TW_TH_SYN) && (p->payload_len == 0 || dir == 1);
 }
 
 /* ---------- the packet path ---------- */
@@ -684,15 +818,25 @@ static void packet_decoded(struct engine *e, const struct pcap_pkthdr *h, const 
         return;
     }
     flow_update(e->flows, f, p, dir, h->len, e->now);
+    if (!(fhot(f)->bits & FH_STARTED))
+        flow_start(e, f, p);
     struct fstate *fs = f->ext;
-    if (!fs->started)
-        flow_start(e, f, fs, p);
-    extract_packet(&e->x, &fs->x, p, f, dir);
+    if (!fs && settled_packet(e, f, p, dir)) {
+        if (!(fs = f->ext))
+            return; /* a settled flow: a lookup and its counters */
+    } else {
+        if (!fs && !(fs = fs_get(e, f))) {
+            e->st.flow_alloc_fail++;
+            return;
+        }
+        extract_packet(&e->x, &fs->x, p, f, dir);
+    }
     if (e->dpi && !fs->dpi.done)
         dpi_step(e->dpi, &fs->dpi, p->l3, p->l3_len, p->payload_len, tw_time_us(e->now),
                  dpi_need(f, fs));
     if (fs->flag && e->ev)
         evidence_packet(e->ev, h, data);
+    fs_settle(e, f, fs);
 }
 
 void engine_packet(struct engine *e, const struct pcap_pkthdr *h, const uint8_t *data)
@@ -708,6 +852,17 @@ void engine_packet(struct engine *e, const struct pcap_pkthdr *h, const uint8_t 
  * record) overlap the work on earlier packets instead of stalling it. */
 #define FLOW_AHEAD 4
 
+/* True when a and b have one flow key (either direction): b's flow hash is a's. */
+static bool same_flow(const struct dec_pkt *a, const struct dec_pkt *b)
+{
+    if (a->proto != b->proto || a->vlan != b->vlan)
+        return false;
+    if (a->sport == b->sport && a->dport == b->dport)
+        return tw_addr_eq(&a->src, &b->src) && tw_addr_eq(&a->dst, &b->dst);
+    return a->sport == b->dport && a->dport == b->sport && tw_addr_eq(&a->src, &b->dst) &&
+           tw_addr_eq(&a->dst, &b->src);
+}
+
 static void batch(struct engine *e, const struct pcap_pkthdr *h, const uint8_t *const *data,
                   size_t k)
 {
@@ -718,10 +873,14 @@ static void batch(struct engine *e, const struct pcap_pkthdr *h, const uint8_t *
     for (size_t i = 0; i < k; i++) {
         r[i] = dec_packet(e->dlt, data[i], h[i].caplen, &p[i]);
         hv[i] = r[i] == DEC_OK && (p[i].proto == 6 || p[i].proto == 17);
-        if (hv[i]) {
-            hs[i] = flow_hash(e->flows, &p[i]);
-            flow_prefetch(e->flows, hs[i], 0);
+        if (!hv[i])
+            continue;
+        if (i > 0 && hv[i - 1] && same_flow(&p[i], &p[i - 1])) {
+            hs[i] = hs[i - 1]; /* a burst of one flow: hashed once, already fetched */
+            continue;
         }
+        hs[i] = flow_hash(e->flows, &p[i]);
+        flow_prefetch(e->flows, hs[i], 0);
     }
     for (size_t i = 0; i < k; i++) {
         if (i + FLOW_AHEAD < k && hv[i + FLOW_AHEAD])
@@ -1033,6 +1192,8 @@ static void stats_flows(const struct engine *e, struct tw_stats *st)
     stats_put(st, "flows_evicted", false, fst.evicted);
     stats_put(st, "flows_expired", false, fst.expired + fst.closed);
     stats_put(st, "flows_peak", true, fst.peak);
+    stats_put(st, "flows_ext_active", true, fst.ext_active);
+    stats_put(st, "flows_ext_peak", true, fst.ext_peak);
     stats_put(st, "flow_table_bound_bytes", true,
               e->flows ? flow_table_bound(e->flows) : e->final_bound);
 }

@@ -8,7 +8,9 @@
  * SipHash with a per-process random key keeps an attacker from aiming collisions at one
  * probe run. Records come from chunks of FLOW_CHUNK_BYTES allocated on demand up to max_flows and
  * are recycled through a free list, so steady state allocates nothing and memory is bounded by
- * max_flows * sizeof(struct flow) plus the slots.
+ * max_flows * sizeof(struct flow) plus the slots. A record is only the hot part (three cache
+ * lines); the owner's larger per-flow state is an extension from a second pool of the same
+ * kind, held only by the flows that need it, so memory follows those flows, not all of them.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +30,16 @@ struct flow_list_head {
     struct flow *head, *tail;
 };
 
+/* Fixed-size elements carved from chunks allocated on demand, at most cap of them, recycled
+ * through a free list kept in their first word. */
+struct slab {
+    size_t stride, per_chunk, cap;
+    uint8_t **chunks;
+    size_t nchunks, chunk_cap;
+    size_t carved; /* elements carved from chunks */
+    void *free;
+};
+
 struct flow_table {
     struct flow_opts o;
     flow_end_fn end;
@@ -35,13 +47,9 @@ struct flow_table {
     uint8_t key[16];
     uint64_t k[2]; /* key as SipHash words */
     struct slot *slots;
-    size_t nslots; /* power of two */
-    size_t stride; /* sizeof(struct flow) + ext, aligned */
-    uint8_t **chunks;
-    size_t nchunks, chunk_cap;
-    size_t chunk_recs; /* records per chunk */
-    struct flow *free;
-    size_t allocated; /* records carved from chunks */
+    size_t nslots;    /* power of two */
+    struct slab recs; /* struct flow, max_flows of them */
+    struct slab exts; /* the owner's extensions, max_flows of them at most */
     struct flow_list_head lists[FLOW_L__N];
     uint64_t next_id;
     struct flow_stats st;
@@ -122,6 +130,74 @@ static void big_free(void *p, size_t n)
         munmap(p, big_footprint(n));
 }
 
+#define CACHE_LINE 64
+
+_Static_assert(sizeof(struct flow) <= 3 * CACHE_LINE, "a flow record is three cache lines");
+
+/* align: CACHE_LINE for the records (each starts a line: the lookup's fields share one), 16
+ * for the extensions (memory: they are larger and touched less often) */
+static int slab_init(struct slab *s, size_t size, size_t align, size_t cap)
+{
+    s->stride = (size + align - 1) & ~(align - 1);
+    s->cap = cap;
+    s->per_chunk = FLOW_CHUNK_BYTES / s->stride;
+    if (s->per_chunk > cap)
+        s->per_chunk = cap;
+    s->chunk_cap = (cap + s->per_chunk - 1) / s->per_chunk;
+    s->chunks = calloc(s->chunk_cap, sizeof(*s->chunks));
+    return s->chunks ? TW_OK : TW_ENOMEM;
+}
+
+/* Bytes of chunk ci: the last one holds only what is left of cap. */
+static size_t chunk_bytes(const struct slab *s, size_t ci)
+{
+    size_t left = s->cap - ci * s->per_chunk;
+    return (left < s->per_chunk ? left : s->per_chunk) * s->stride;
+}
+
+static void slab_fini(struct slab *s)
+{
+    for (size_t i = 0; i < s->nchunks; i++)
+        big_free(s->chunks[i], chunk_bytes(s, i));
+    free(s->chunks);
+    s->chunks = NULL;
+}
+
+/* An element (not zeroed), NULL when all cap are in use or out of memory. */
+static void *slab_get(struct slab *s)
+{
+    if (s->free) {
+        void *e = s->free;
+        memcpy(&s->free, e, sizeof(void *));
+        return e;
+    }
+    if (s->carved >= s->cap)
+        return NULL;
+    size_t ci = s->carved / s->per_chunk, idx = s->carved % s->per_chunk;
+    if (idx == 0) {
+        s->chunks[ci] = big_alloc(chunk_bytes(s, ci));
+        if (!s->chunks[ci])
+            return NULL;
+        s->nchunks++;
+    }
+    s->carved++;
+    return s->chunks[ci] + idx * s->stride;
+}
+
+static void slab_put(struct slab *s, void *e)
+{
+    memcpy(e, &s->free, sizeof(void *));
+    s->free = e;
+}
+
+static size_t slab_bound(const struct slab *s)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < s->chunk_cap; i++)
+        n += big_footprint(chunk_bytes(s, i));
+    return n;
+}
+
 struct flow_table *flow_table_new(const struct flow_opts *o, flow_end_fn end, void *ud)
 {
     if (o->max_flows == 0)
@@ -139,19 +215,17 @@ struct flow_table *flow_table_new(const struct flow_opts *o, flow_end_fn end, vo
     }
     t->k[0] = tw_le64(t->key);
     t->k[1] = tw_le64(t->key + 8);
-    t->stride = (sizeof(struct flow) + o->ext_size + 15) & ~(size_t)15;
     t->nslots = 1024;
     while (t->nslots < (size_t)o->max_flows * 2) /* load <= 0.5 even at the cap */
         t->nslots <<= 1;
     t->slots = big_alloc(t->nslots * sizeof(*t->slots));
-    t->chunk_recs = FLOW_CHUNK_BYTES / t->stride;
-    if (t->chunk_recs > o->max_flows)
-        t->chunk_recs = o->max_flows;
-    t->chunk_cap = (o->max_flows + t->chunk_recs - 1) / t->chunk_recs;
-    t->chunks = calloc(t->chunk_cap, sizeof(*t->chunks));
-    if (!t->slots || !t->chunks) {
+    int r = slab_init(&t->recs, sizeof(struct flow), CACHE_LINE, o->max_flows);
+    if (r == TW_OK && o->ext_size)
+        r = slab_init(&t->exts, o->ext_size, 16, o->max_flows);
+    if (!t->slots || r != TW_OK) {
         big_free(t->slots, t->nslots * sizeof(*t->slots));
-        free(t->chunks);
+        slab_fini(&t->recs);
+        slab_fini(&t->exts);
         free(t);
         return NULL;
     }
@@ -228,10 +302,10 @@ static void remove_flow(struct flow_table *t, struct flow *f, enum flow_end_reas
         t->last = NULL;
     if (t->end)
         t->end(t->ud, f, why);
+    flow_ext_drop(t, f);
     slot_remove(t, f);
     list_unlink(t, f);
-    f->hnext = t->free;
-    t->free = f;
+    slab_put(&t->recs, f);
     t->st.active--;
 }
 
@@ -242,9 +316,8 @@ void flow_table_free(struct flow_table *t)
     for (int l = 0; l < FLOW_L__N; l++)
         while (t->lists[l].head)
             remove_flow(t, t->lists[l].head, FLOW_END_SHUTDOWN);
-    for (size_t i = 0; i < t->nchunks; i++)
-        big_free(t->chunks[i], t->chunk_recs * t->stride);
-    free(t->chunks);
+    slab_fini(&t->recs);
+    slab_fini(&t->exts);
     big_free(t->slots, t->nslots * sizeof(*t->slots));
     free(t);
 }
@@ -275,31 +348,40 @@ static struct flow *pick_victim(const struct flow_table *t)
 
 static struct flow *alloc_flow(struct flow_table *t)
 {
-    if (t->free) {
-        struct flow *f = t->free;
-        t->free = f->hnext;
-        return f;
-    }
-    if (t->allocated < t->o.max_flows) {
-        size_t ci = t->allocated / t->chunk_recs, idx = t->allocated % t->chunk_recs;
-        if (idx == 0) {
-            t->chunks[ci] = big_alloc(t->chunk_recs * t->stride);
-            if (!t->chunks[ci])
-                return NULL;
-            t->nchunks++;
-        }
-        t->allocated++;
-        return (struct flow *)(void *)(t->chunks[ci] + idx * t->stride);
-    }
+    struct flow *f = slab_get(&t->recs);
+    if (f || t->recs.carved < t->recs.cap)
+        return f; /* a record, or out of memory below the cap */
     struct flow *victim = pick_victim(t);
     if (!victim)
         return NULL;
     t->st.evicted++;
     pressure_note(&t->pr, &victim->cli, true);
     remove_flow(t, victim, FLOW_END_EVICTED);
-    struct flow *f = t->free;
-    t->free = f->hnext;
-    return f;
+    return slab_get(&t->recs);
+}
+
+void *flow_ext(struct flow_table *t, struct flow *f)
+{
+    if (f->ext || !t->o.ext_size)
+        return f->ext;
+    /* at most one extension per flow and max_flows flows: the pool is never exhausted, only
+     * memory can run out */
+    f->ext = slab_get(&t->exts);
+    if (!f->ext)
+        return NULL;
+    memset(f->ext, 0, t->o.ext_size);
+    if (++t->st.ext_active > t->st.ext_peak)
+        t->st.ext_peak = t->st.ext_active;
+    return f->ext;
+}
+
+void flow_ext_drop(struct flow_table *t, struct flow *f)
+{
+    if (!f->ext)
+        return;
+    slab_put(&t->exts, f->ext);
+    f->ext = NULL;
+    t->st.ext_active--;
 }
 
 /* 0: p goes client->server in f, 1: server->client, -1: not f's packet. */
@@ -334,8 +416,8 @@ void flow_prefetch(const struct flow_table *t, uint64_t h, int stage)
         return;
     }
     if (sl->f && sl->hash == h) {
-        __builtin_prefetch(sl->f);
-        __builtin_prefetch((const uint8_t *)sl->f + 64);
+        __builtin_prefetch(sl->f);                               /* key */
+        __builtin_prefetch((const uint8_t *)sl->f + CACHE_LINE); /* counters */
     }
 }
 
@@ -393,8 +475,7 @@ static struct flow *lookup(struct flow_table *t, const struct dec_pkt *p, uint64
     f = alloc_flow(t);
     if (!f)
         return NULL;
-    memset(f, 0, t->stride);
-    f->ext = t->o.ext_size ? (uint8_t *)f + sizeof(struct flow) : NULL;
+    memset(f, 0, sizeof(*f));
     /* Who is the client: the SYN says; otherwise the well-known port is the server's, then
      * the internal side is the client, then the first sender. */
     bool sender_is_client = true;
@@ -503,6 +584,6 @@ struct pressure *flow_pressure(struct flow_table *t)
 
 size_t flow_table_bound(const struct flow_table *t)
 {
-    return big_footprint(t->nslots * sizeof(struct slot)) +
-           t->chunk_cap * big_footprint(t->chunk_recs * t->stride);
+    return big_footprint(t->nslots * sizeof(struct slot)) + slab_bound(&t->recs) +
+           (t->o.ext_size ? slab_bound(&t->exts) : 0);
 }

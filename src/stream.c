@@ -15,6 +15,8 @@
 
 #include "tunnelwatch/stream.h"
 
+#include "siphash_int.h"
+
 static int grow(struct stream *s, uint32_t need, struct reasm_pool *pool);
 
 /* ---------- the pool ---------- */
@@ -42,14 +44,25 @@ void reasm_pool_fini(struct reasm_pool *p)
 void reasm_set_source(struct reasm_pool *p, struct reasm_hold *h, const struct tw_addr *src,
                       enum reasm_kind kind)
 {
-    uint8_t k[17] = {0};
+    (void)p;
     h->src = src;
     h->kind = (uint8_t)kind;
-    if (src) {
-        k[0] = src->family;
-        memcpy(k + 1, src->a, 16);
+    h->bucket_set = false;
+}
+
+/* h's source bucket, computed when h first takes bytes: the keyed SipHash-1-3 over whole
+ * words that the flow table uses (an attacker cannot aim his sources at one bucket without the
+ * key), a fraction of the general form's cost on a path taken once per ClientHello. */
+static void hold_bucket(const struct reasm_pool *p, struct reasm_hold *h)
+{
+    uint64_t m[3] = {0, 0, 0}, k[2] = {tw_le64(p->key), tw_le64(p->key + 8)};
+    if (h->src) {
+        memcpy(&m[0], h->src->a, 8);
+        memcpy(&m[1], h->src->a + 8, 8);
+        m[2] = h->src->family;
     }
-    h->bucket = (uint16_t)(tw_siphash(p->key, k, sizeof(k)) % REASM_SRC_BUCKETS);
+    h->bucket = (uint16_t)(tw_siphash13_words(k, m, 3) % REASM_SRC_BUCKETS);
+    h->bucket_set = true;
 }
 
 static void unlink_hold(struct reasm_pool *p, struct reasm_hold *h)
@@ -147,6 +160,8 @@ static int refuse(struct reasm_pool *p, const struct reasm_hold *h, uint64_t *co
 
 int reasm_take(struct reasm_pool *p, struct reasm_hold *h, uint32_t n)
 {
+    if (!h->bucket_set)
+        hold_bucket(p, h);
     while (p->src_cap < (uint64_t)p->total && p->src_held[h->bucket] + n > p->src_cap)
         if (!reclaim_own(p, h))
             return refuse(p, h, p->refused_src);
@@ -394,5 +409,6 @@ void stream_reset(struct stream *s, struct reasm_pool *pool)
     s->max = max;
     s->h.src = h.src;
     s->h.bucket = h.bucket;
+    s->h.bucket_set = h.bucket_set;
     s->h.kind = h.kind;
 }

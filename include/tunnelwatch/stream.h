@@ -44,6 +44,8 @@ struct reasm_hold {
     uint8_t kind;                   /* enum reasm_kind */
     bool linked;
     bool lost;                 /* reclaimed by the pool: the holder's data is gone */
+    bool bucket_set;           /* bucket computed (at the first reasm_take: most holders never
+                                * take, and a keyed hash per holder per flow is not free) */
     const struct tw_addr *src; /* borrowed: the flow's client, lives as long as the holder */
 };
 

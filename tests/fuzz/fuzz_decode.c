@@ -3,6 +3,8 @@
  * ASan checks it stays inside the input; a decoded payload is also fed to dec_transport(). */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "tunnelwatch/decode.h"
 
@@ -24,6 +26,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct dec_pkt p;
     volatile uint8_t sink = 0;
     int r = dec_packet(dlt, data + 1, (uint32_t)(size - 1), &p);
+    /* the one-pass path for plain Ethernet/IPv4/TCP frames must equal the general walk */
+    struct dec_pkt g;
+    int rg = dec_packet_general(dlt, data + 1, (uint32_t)(size - 1), &g);
+    if (rg != r || memcmp(&g, &p, sizeof(g)) != 0)
+        abort();
     if (r == DEC_OK) {
         for (uint32_t i = 0; i < p.payload_len; i++)
             sink ^= p.payload[i];

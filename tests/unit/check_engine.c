@@ -300,6 +300,68 @@ START_TEST(flow_to_answered_address)
 }
 END_TEST
 
+/* TCP with its sequence number (ip4 sends seq 1). */
+static size_t tcp4(uint8_t *b, const char *src, const char *dst, uint16_t sport, uint16_t dport,
+                   uint8_t flags, uint32_t seq, const char *pl)
+{
+    size_t n = pl ? strlen(pl) : 0;
+    size_t tot = ip4(b, src, dst, 6, sport, dport, flags, (const uint8_t *)pl, n);
+    b[24] = (uint8_t)(seq >> 24);
+    b[25] = (uint8_t)(seq >> 16);
+    b[26] = (uint8_t)(seq >> 8);
+    b[27] = (uint8_t)seq;
+    return tot;
+}
+
+static uint64_t stat(struct run *r, const char *key)
+{
+    static struct tw_stats st;
+    memset(&st, 0, sizeof(st)); /* stats_put appends */
+    engine_stats(r->e, &st);
+    return stats_get(&st, key);
+}
+
+/* A flow gives its per-flow extension back once settled (a DNS flow after its first message,
+ * an HTTP flow between requests) and gets it back as it was: a later query on the DNS flow
+ * and a later request on the HTTP connection are still read, a retransmitted request is
+ * still known as old, and a flagged flow keeps its extension to its end record. */
+START_TEST(settled_flows)
+{
+    struct run r;
+    run_start(&r, NULL);
+    uint8_t m[512], pkt[600];
+    size_t n = dns_msg(m, "a.example.org", NULL);
+    feed(&r, pkt, ip4(pkt, "10.1.0.7", "10.1.0.53", 17, 40000, 53, 0, m, n));
+    ck_assert_uint_eq(stat(&r, "flows_ext_active"), 0);
+    n = dns_msg(m, "tunnel.us.ngrok.com", NULL);
+    feed(&r, pkt, ip4(pkt, "10.1.0.7", "10.1.0.53", 17, 40000, 53, 0, m, n));
+    ck_assert_uint_eq(stat(&r, "names_dns_query"), 2);
+    ck_assert_int_eq(engine_alerts(r.e), 1);
+    ck_assert_uint_eq(stat(&r, "flows_ext_active"), 0);
+
+    const char *c = "10.1.0.8", *s = "93.184.216.34";
+    const char *rq1 = "GET / HTTP/1.1\r\nHost: a.example.org\r\n\r\n";
+    const char *rq2 = "GET / HTTP/1.1\r\nHost: tunnel.us.ngrok.com\r\n\r\n";
+    feed(&r, pkt, tcp4(pkt, c, s, 50000, 80, 0x02, 100, NULL));
+    feed(&r, pkt, tcp4(pkt, s, c, 80, 50000, 0x12, 900, NULL));
+    feed(&r, pkt, tcp4(pkt, c, s, 50000, 80, 0x18, 101, rq1));
+    ck_assert_uint_eq(stat(&r, "names_http_host"), 1);
+    ck_assert_uint_eq(stat(&r, "flows_ext_active"), 0); /* between requests: settled */
+    feed(&r, pkt, tcp4(pkt, s, c, 80, 50000, 0x18, 901, "HTTP/1.1 200 OK\r\n\r\n"));
+    ck_assert_uint_eq(stat(&r, "flows_ext_active"), 0); /* the server's bytes: counters only */
+    feed(&r, pkt, tcp4(pkt, c, s, 50000, 80, 0x18, 101, rq1)); /* retransmitted */
+    ck_assert_uint_eq(stat(&r, "names_http_host"), 1);
+    feed(&r, pkt, tcp4(pkt, c, s, 50000, 80, 0x18, 101 + (uint32_t)strlen(rq1), rq2));
+    ck_assert_uint_eq(stat(&r, "names_http_host"), 2);
+    ck_assert_int_eq(engine_alerts(r.e), 2);
+    ck_assert_uint_eq(stat(&r, "flows_ext_active"), 1); /* flagged: kept for its end record */
+    run_end(&r);
+    ck_assert_int_eq(count(&r, "\"event.action\":\"flow_end\""), 1);
+    ck_assert_int_eq(count(&r, "\"network.protocol\":\"http\""), 2); /* alert + flow end */
+    run_free(&r);
+}
+END_TEST
+
 Suite *tw_suite(void)
 {
     Suite *s = suite_create("engine");
@@ -310,6 +372,7 @@ Suite *tw_suite(void)
     tcase_add_test(tc, transit_is_an_event);
     tcase_add_test(tc, resolver_query_after_three_answers);
     tcase_add_test(tc, flow_to_answered_address);
+    tcase_add_test(tc, settled_flows);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -221,7 +221,9 @@ START_TEST(evict_oldest_closed_first)
     struct flow_table *t = flow_table_new(&o, on_end, &e);
     struct flow *f1 = add_flow(t, 1, 6, 10);
     uint64_t id1 = f1->id;
-    memset(f1->ext, 0xAB, 32);
+    ck_assert_ptr_null(f1->ext); /* made on demand only */
+    ck_assert_ptr_eq(flow_ext(t, f1), f1->ext);
+    memset(flow_ext(t, f1), 0xAB, 32);
     struct flow *f2 = add_flow(t, 2, 17, 11);
     uint64_t id2 = f2->id;
     (void)id2;
@@ -238,12 +240,21 @@ START_TEST(evict_oldest_closed_first)
     struct flow *f5 = add_flow(t, 5, 17, 15);
     ck_assert_int_eq(e.n[FLOW_END_EVICTED], 2);
     ck_assert_uint_eq(e.last_id, id1);
-    /* the recycled record's engine state is zeroed */
-    ck_assert_ptr_nonnull(f5->ext);
-    for (int i = 0; i < 32; i++)
-        ck_assert_uint_eq(((uint8_t *)f5->ext)[i], 0);
+    /* the recycled extension is zeroed, and given back with its flow */
     struct flow_stats st;
     flow_stats(t, &st);
+    ck_assert_uint_eq(st.ext_active, 0);
+    uint8_t *x5 = flow_ext(t, f5);
+    ck_assert_ptr_nonnull(x5);
+    for (int i = 0; i < 32; i++)
+        ck_assert_uint_eq(x5[i], 0);
+    flow_stats(t, &st);
+    ck_assert_uint_eq(st.ext_active, 1);
+    ck_assert_uint_eq(st.ext_peak, 1);
+    flow_ext_drop(t, f5);
+    ck_assert_ptr_null(f5->ext);
+    flow_stats(t, &st);
+    ck_assert_uint_eq(st.ext_active, 0);
     ck_assert_uint_eq(st.evicted, 2);
     ck_assert_uint_eq(st.active, 3);
     ck_assert_uint_eq(st.peak, 3);
@@ -348,10 +359,13 @@ START_TEST(churn_two_million)
         struct flow *f = flow_lookup(t, &p, now, &d, NULL, NULL);
         ck_assert_ptr_nonnull(f);
         upd(t, f, &p, d, now);
+        if (i % 4 == 0) /* some flows hold an extension: evictions give them back */
+            ck_assert_ptr_nonnull(flow_ext(t, f));
         if ((i & 0xffff) == 0) {
             struct flow_stats st;
             flow_stats(t, &st);
             ck_assert_uint_le(st.active, cap);
+            ck_assert_uint_le(st.ext_active, st.active);
         }
     }
     struct mallinfo2 m1 = mallinfo2();

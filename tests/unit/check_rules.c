@@ -413,6 +413,18 @@ START_TEST(test_indicator_list)
     ck_assert_msg(strstr(errs, "bad.txt:3:") != NULL, "message: %s", errs);
     free(errs);
     ruleset_free(rs);
+    /* an empty label, a character no name has: refused at their line (checked while the
+     * name is copied); underscores, digits and hyphens are names */
+    static const char *const bad[] = {"a..example", "x.exa mple", "x.ex@mple", "x.\xc3\xa9.org"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char text[128];
+        snprintf(text, sizeof(text), "ok.example\n_srv-1.Example9.org\n%s\n", bad[i]);
+        rs = load_text(RULE_POLICY_ERROR, "bad.txt", text, &rc, &errs);
+        ck_assert_int_eq(rc, TW_ECONF);
+        ck_assert_msg(strstr(errs, "bad.txt:3:") != NULL, "%s: %s", bad[i], errs);
+        free(errs);
+        ruleset_free(rs);
+    }
 }
 END_TEST
 

@@ -385,13 +385,15 @@ START_TEST(pool_source_share)
         s[i] = mk(16384);
         reasm_set_source(&pool, &s[i].h, i < 5 ? &loud : &quiet, REASM_STREAM);
     }
-    ck_assert_uint_ne(s[0].h.bucket, s[5].h.bucket);
     pool.now_us = 1;
     for (int i = 0; i < 4; i++)
         ck_assert_int_eq(stream_add(&s[i], 1, d, sizeof(d), &pool), (int)sizeof(d));
     ck_assert_int_eq(stream_add(&s[4], 1, d, sizeof(d), &pool), TW_ELIMIT);
     ck_assert_uint_eq(pool.refused_src[REASM_STREAM], 1);
     ck_assert_int_eq(stream_add(&s[5], 1, d, sizeof(d), &pool), (int)sizeof(d));
+    /* buckets are computed at a holder's first take */
+    ck_assert(s[0].h.bucket_set && s[5].h.bucket_set);
+    ck_assert_uint_ne(s[0].h.bucket, s[5].h.bucket);
     pool.now_us += 600000;
     stream_reset(&s[4], &pool);
     ck_assert_int_eq(stream_add(&s[4], 1, d, sizeof(d), &pool), (int)sizeof(d));
