@@ -258,7 +258,7 @@ static void flag_flow(struct engine *e, const struct obs *ob, const struct incid
     fs->flag = fl;
     ob->f->pinned = true; /* a flood of new flows must not evict the tunnel (flow.h) */
     if (e->evp)
-        evflow_flag(e->evp, &fs->ev, in->id, &ob->f->srv);
+        evflow_flag(e->evp, &fs->ev, in->id, &ob->f->srv, tw_time_us(ob->f->first));
     if (e->ev && e->file)
         evidence_flag(e->ev, &ob->f->cli, &ob->f->srv, ob->f->cport, ob->f->sport, ob->f->proto,
                       ob->f->vlan);
@@ -274,7 +274,8 @@ static void rec_evidence(void *ud, struct alert_rec *r, const char *incident_id)
         return;
     if (e->hit_flow && r->type != ALERT_FLOW_END) {
         struct fstate *fs = e->hit_flow->ext;
-        evflow_flag(e->evp, &fs->ev, incident_id, &e->hit_flow->srv);
+        evflow_flag(e->evp, &fs->ev, incident_id, &e->hit_flow->srv,
+                    tw_time_us(e->hit_flow->first));
     }
     uint64_t bytes, pkts;
     if (!evw_info(e->o.evw, incident_id, e->ev_path, sizeof(e->ev_path), &bytes, &pkts, e->ev_key,

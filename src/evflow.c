@@ -160,7 +160,7 @@ void evflow_packet(struct evpool *p, struct evflow **slot, const struct pcap_pkt
 }
 
 void evflow_flag(struct evpool *p, struct evflow **slot, const char *incident,
-                 const struct tw_addr *srv)
+                 const struct tw_addr *srv, int64_t since_us)
 {
     struct evflow *f = *slot;
     if (f && f->incident[0])
@@ -174,7 +174,7 @@ void evflow_flag(struct evpool *p, struct evflow **slot, const char *incident,
     }
     snprintf(f->incident, sizeof(f->incident), "%s", incident);
     if (srv)
-        evw_dns_attach(p->w, incident, srv);
+        evw_dns_attach(p->w, incident, srv, since_us);
     for (uint32_t off = 0; off < f->len;) {
         struct evpkt k;
         memcpy(&k, f->buf + off, sizeof(k));

@@ -66,8 +66,18 @@ struct evdns {
     int n_sent;
 };
 
+/* A flagged flow's server, for DNS packets that another worker keeps after the flag. */
+struct evreg {
+    struct tw_addr addr;
+    char id[40];
+    int64_t since_us;
+};
+#define EVREG_MAX 256
+
 struct evw {
     struct evw_opts o;
+    struct evreg reg[EVREG_MAX];
+    size_t reg_next;
     char dir[PATH_MAX];
     char *prefix; /* owned copy of o.redis_prefix */
     pthread_mutex_t mu;
@@ -613,6 +623,38 @@ static void dns_add(struct evw *w, struct evdns *e, int dlt, const struct pcap_p
     w->st.dns_stored++;
 }
 
+static bool kept(const struct evdns *e, const struct pcap_pkthdr *h, const uint8_t *d)
+{
+    for (int k = 0; k < e->n; k++)
+        if (e->p[k].h.caplen == h->caplen && !memcmp(&e->p[k].h.ts, &h->ts, sizeof(h->ts)) &&
+            !memcmp(e->p[k].data, d, h->caplen))
+            return true;
+    return false;
+}
+
+/* Incidents whose flagged flow to e's address started after this answer was captured but was
+ * flagged before it was kept (under mu); each is marked as having e's packets. */
+static int late_incidents(struct evw *w, struct evdns *e, const struct pcap_pkthdr *ah,
+                          char (*late)[40], int max)
+{
+    int n = 0;
+    int64_t at = (int64_t)ah->ts.tv_sec * 1000000 + ah->ts.tv_usec;
+    for (size_t i = 0; i < EVREG_MAX && n < max; i++) {
+        struct evreg *rg = &w->reg[i];
+        if (!rg->id[0] || rg->since_us < at || !tw_addr_eq(&rg->addr, &e->addr))
+            continue;
+        bool dup = false;
+        for (int k = 0; k < n; k++)
+            dup = dup || !strcmp(late[k], rg->id);
+        if (dup)
+            continue;
+        snprintf(late[n++], 40, "%s", rg->id);
+        snprintf(e->sent[e->n_sent % EVDNS_SENT], 40, "%s", rg->id);
+        e->n_sent++;
+    }
+    return n;
+}
+
 void evw_dns_keep(struct evw *w, const struct tw_addr *addr, int dlt, const struct pcap_pkthdr *qh,
                   const uint8_t *q, const struct pcap_pkthdr *ah, const uint8_t *a)
 {
@@ -627,20 +669,36 @@ void evw_dns_keep(struct evw *w, const struct tw_addr *addr, int dlt, const stru
         e->used = true;
         e->addr = *addr;
     }
-    for (int k = 0; qh && k < e->n; k++) /* a query that two answers share is kept once */
-        if (e->p[k].h.caplen == qh->caplen && !memcmp(&e->p[k].h.ts, &qh->ts, sizeof(qh->ts)) &&
-            !memcmp(e->p[k].data, q, qh->caplen))
-            qh = NULL;
+    /* a query that two answers share, an answer with two records for addr: kept once */
+    if (qh && kept(e, qh, q))
+        qh = NULL;
+    if (kept(e, ah, a)) {
+        pthread_mutex_unlock(&w->mu);
+        return;
+    }
     dns_add(w, e, dlt, qh, q);
     dns_add(w, e, dlt, ah, a);
+    char late[8][40];
+    int n_late = late_incidents(w, e, ah, late, 8);
     pthread_mutex_unlock(&w->mu);
+    for (int i = 0; i < n_late; i++) { /* no lock held: evw_put takes it */
+        if (qh)
+            (void)evw_put(w, late[i], dlt, qh, q);
+        (void)evw_put(w, late[i], dlt, ah, a);
+    }
 }
 
-void evw_dns_attach(struct evw *w, const char *incident, const struct tw_addr *addr)
+void evw_dns_attach(struct evw *w, const char *incident, const struct tw_addr *addr,
+                    int64_t since_us)
 {
     struct evdns_pkt copy[EVDNS_PKTS];
     int n = 0;
     pthread_mutex_lock(&w->mu);
+    struct evreg *rg = &w->reg[w->reg_next];
+    w->reg_next = (w->reg_next + 1) % EVREG_MAX;
+    rg->addr = *addr;
+    snprintf(rg->id, sizeof(rg->id), "%s", incident);
+    rg->since_us = since_us;
     struct evdns *e = dns_find(w, addr);
     for (int k = 0; e && k < e->n_sent && k < EVDNS_SENT; k++)
         if (!strcmp(e->sent[k], incident))

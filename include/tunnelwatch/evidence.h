@@ -107,8 +107,11 @@ bool evw_info(struct evw *w, const char *incident, char *path, size_t pathlen, u
  * none) are kept for connections to addr. */
 void evw_dns_keep(struct evw *w, const struct tw_addr *addr, int dlt, const struct pcap_pkthdr *qh,
                   const uint8_t *q, const struct pcap_pkthdr *ah, const uint8_t *a);
-/* Queues to incident the kept DNS packets that named addr, once per incident. */
-void evw_dns_attach(struct evw *w, const char *incident, const struct tw_addr *addr);
+/* Queues to incident the kept DNS packets that named addr, once per incident; an answer kept
+ * later (another capture worker's, which can lag) but captured before since_us (the flow's
+ * first packet) still goes to it. */
+void evw_dns_attach(struct evw *w, const char *incident, const struct tw_addr *addr,
+                    int64_t since_us);
 
 /* ---------- one capture thread's part ---------- */
 
@@ -139,10 +142,11 @@ void evpool_set_dlt(struct evpool *p, int dlt);
  * ignored (decided). */
 void evflow_packet(struct evpool *p, struct evflow **slot, const struct pcap_pkthdr *h,
                    const uint8_t *data);
-/* The flow was flagged for incident: the DNS packets that named srv, then its early packets
+/* The flow (first packet at since_us) was flagged for incident: the DNS packets that named
+ * srv, then its early packets
  * are queued, and its later packets follow. A flow already flagged keeps its incident. */
 void evflow_flag(struct evpool *p, struct evflow **slot, const char *incident,
-                 const struct tw_addr *srv);
+                 const struct tw_addr *srv, int64_t since_us);
 /* True once the flow is flagged. */
 bool evflow_flagged(const struct evflow *f);
 /* No name can flag the flow any more: its early packets are freed. */
