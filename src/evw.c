@@ -23,6 +23,7 @@
 #include "tunnelwatch/evidence.h"
 
 #define EVW_OPEN_MAX      32
+#define EVW_WAKE_MS       100
 #define EVW_INCIDENTS_MAX 65536
 #define EVW_HDR           24u /* pcap file header */
 #define EVW_REC           16u /* pcap record header */
@@ -49,6 +50,9 @@ struct evinc {
     uint64_t used;           /* LRU tick of the open file */
     int64_t redis_us;        /* last Redis copy (monotonic), 0 none */
     bool dirty, failed, old; /* old: left by an earlier run (bytes only) */
+    bool flush;              /* written to since the last flush */
+    bool full;               /* hit the directory bound alone: later packets dropped (a prefix
+                              * without gaps) */
 };
 
 struct evdns_pkt {
@@ -88,7 +92,8 @@ struct evw {
     size_t queued;
     struct evinc **inc;
     size_t n_inc, cap_inc;
-    uint64_t total, tick;
+    uint64_t total, tick; /* total: queued or written; disk (the thread's): on disk */
+    uint64_t disk;
     int n_open;
     bool failing;
     struct evw_stats st;
@@ -150,6 +155,7 @@ static struct evinc *inc_take(struct evw *w, size_t i)
     memmove(&w->inc[i], &w->inc[i + 1], (w->n_inc - i - 1) * sizeof(*w->inc));
     w->n_inc--;
     w->total -= in->bytes;
+    w->disk -= in->written;
     return in;
 }
 
@@ -200,7 +206,10 @@ static int enqueue(struct evw *w, struct evmsg *m, size_t cost, uint64_t file_by
         w->head = m;
     w->tail = m;
     w->queued += cost;
-    pthread_cond_signal(&w->cv);
+    /* the thread wakes every EVW_WAKE_MS by itself: a signal per packet would cost a context
+     * switch per packet on the capture core */
+    if (m->sync || w->queued > w->o.queue_bytes / 4)
+        pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
     return TW_OK;
 }
@@ -240,14 +249,15 @@ void evw_sync(struct evw *w, const char *incident)
 /* Makes room for the packet of in (under mu): the oldest other incidents' files go, their
  * paths collected in gone (unlinked by the caller without the lock). false: in alone is over
  * the bound, the packet is dropped. */
-static bool make_room(struct evw *w, struct evinc *in, struct evinc **gone, int *n_gone, int max)
+static bool make_room(struct evw *w, struct evinc *in, uint64_t cost, struct evinc **gone,
+                      int *n_gone, int max)
 {
-    while (w->total > w->o.max_total_bytes || w->n_inc > EVW_INCIDENTS_MAX) {
+    while (w->disk + cost > w->o.max_total_bytes || w->n_inc > EVW_INCIDENTS_MAX) {
         size_t i = 0;
         while (i < w->n_inc && w->inc[i] == in)
             i++;
         if (i >= w->n_inc || *n_gone >= max)
-            return w->total <= w->o.max_total_bytes;
+            return w->disk + cost <= w->o.max_total_bytes;
         gone[(*n_gone)++] = inc_take(w, i);
         w->st.removed++;
     }
@@ -309,6 +319,7 @@ static bool inc_open(struct evw *w, struct evinc *in)
     }
     if (!in->written) {
         in->written = EVW_HDR;
+        w->disk += EVW_HDR;
         w->st.files++;
     }
     w->n_open++;
@@ -321,16 +332,30 @@ static void write_packet(struct evw *w, struct evinc *in, const struct evmsg *m)
     if (!inc_open(w, in))
         return;
     pcap_dump((u_char *)in->dump, &m->h, m->data);
-    if (pcap_dump_flush(in->dump) != 0) {
-        write_failed(w, in, strerror(errno));
-        inc_close(w, in); /* reopened for appending: a torn record is not written over */
-        return;
-    }
-    w->failing = false;
+    in->flush = true; /* flushed after the batch (flush_all): one write per file and batch */
     in->written += EVW_REC + m->h.caplen;
+    w->disk += EVW_REC + m->h.caplen;
     in->dirty = true;
     w->st.packets++;
     w->st.bytes += m->h.caplen;
+}
+
+/* The batch's writes reach the files; a failed flush (full disk) is counted and said once, and
+ * the file is closed (reopened for appending later). */
+static void flush_all(struct evw *w)
+{
+    for (size_t i = 0; i < w->n_inc; i++) {
+        struct evinc *in = w->inc[i];
+        if (!in->flush || !in->dump)
+            continue;
+        in->flush = false;
+        if (pcap_dump_flush(in->dump) != 0 || ferror(pcap_dump_file(in->dump))) {
+            write_failed(w, in, strerror(errno));
+            inc_close(w, in);
+        } else {
+            w->failing = false;
+        }
+    }
 }
 
 /* One message, taken off the queue. */
@@ -341,8 +366,10 @@ static void handle(struct evw *w, struct evmsg *m)
     pthread_mutex_lock(&w->mu);
     struct evinc *in = inc_find(w, m->id, NULL);
     bool ok = in != NULL;
-    if (in && !m->sync && !make_room(w, in, gone, &n_gone, 64)) {
-        uint64_t cost = EVW_REC + m->h.caplen;
+    uint64_t cost = EVW_REC + m->h.caplen;
+    if (in && !m->sync &&
+        (in->full || !make_room(w, in, cost + (in->written ? 0 : EVW_HDR), gone, &n_gone, 64))) {
+        in->full = true;
         in->bytes -= cost;
         in->packets--;
         w->total -= cost;
@@ -426,7 +453,11 @@ static void *run(void *arg)
         while (!w->head && !w->stopping) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += 1;
+            ts.tv_nsec += EVW_WAKE_MS * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
             pthread_cond_timedwait(&w->cv, &w->mu, &ts);
             if (!w->head)
                 break;
@@ -442,6 +473,7 @@ static void *run(void *arg)
             free(m);
             m = next;
         }
+        flush_all(w);
         redis_copies(w, stopping);
         pthread_mutex_lock(&w->mu);
         if (stopping && !w->head)
@@ -479,6 +511,7 @@ static void scan_old(struct evw *w)
         if (!in)
             break;
         in->written = (uint64_t)st.st_size;
+        w->disk += in->written;
         in->used = (uint64_t)st.st_mtime;
     }
     if (d)
