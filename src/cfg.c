@@ -189,9 +189,9 @@ static const struct key keys[] = {
 #define N_KEYS TW_ARRAY_LEN(keys)
 _Static_assert(TW_ARRAY_LEN(keys) <= CFG_KEY_SLOTS, "raise CFG_KEY_SLOTS in cfg.h");
 
-static const char *const groups[] = {"sensor",      "capture", "networks", "rules",
-                                     "flow",        "alert",   "output",   "redis",
-                                     "redis.spool", "fleet",   "log",      "metrics"};
+static const char *const groups[] = {"sensor", "capture", "networks", "rules", "flow",
+                                     "alert",  "output",  "evidence", "redis", "redis.spool",
+                                     "fleet",  "log",     "metrics"};
 
 /* Older or shorter spellings accepted in the file and by --set. */
 static const struct {

@@ -666,6 +666,18 @@ static enum dpi_need dpi_need(const struct flow *f, const struct fstate *fs)
 
 /* ---------- the packet path ---------- */
 
+/* No name can flag the flow any more (its evidence need not keep its first packets): our
+ * parsers are done, or read the name that decides (a ClientHello's SNI, which a second hello
+ * after HelloRetryRequest repeats; an HTTP connection's first request: a keep-alive request flagged
+ * later gets its pcap from its flag on); a DNS flow is never flagged (its packets reach incidents
+ * through the DNS store, evidence.h). */
+static bool ev_decided(const struct flow *f, const struct fstate *fs)
+{
+    const struct xflow *x = &fs->x;
+    return x->done || x->hellos || (x->app == XAPP_HTTP && x->seen_set) || f->sport == 53 ||
+           f->cport == 53;
+}
+
 /* Packet time drives expiry; one bogus far-future timestamp (a day ahead) must not stop every
  * later expiry, so such a jump is ignored and counted. */
 static void advance_clock(struct engine *e, const struct pcap_pkthdr *h)
@@ -738,8 +750,8 @@ static void packet_decoded(struct engine *e, const struct pcap_pkthdr *h, const 
                  dpi_need(f, fs));
     if (fs->flag && e->ev)
         evidence_packet(e->ev, h, data);
-    if (fs->ev && !fs->flag && (fs->x.done || f->sport == 53 || f->cport == 53))
-        evflow_decided(e->evp, &fs->ev); /* no name can flag it any more */
+    if (fs->ev && !fs->flag && ev_decided(f, fs))
+        evflow_decided(e->evp, &fs->ev); /* its early packets are freed */
 }
 
 void engine_packet(struct engine *e, const struct pcap_pkthdr *h, const uint8_t *data)
