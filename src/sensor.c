@@ -197,6 +197,12 @@ static void evidence_stats(struct sensor *s, struct tw_stats *st)
     stats_put(st, "evidence_dns_stored", false, es.dns_stored);
     stats_put(st, "evidence_redis_copies", false, es.redis_copies);
     stats_put(st, "evidence_redis_dropped", false, es.redis_dropped);
+    if (s->pub) {
+        struct pub_stats ps;
+        pub_get_stats(s->pub, &ps);
+        stats_put(st, "evidence_redis_sent", false, ps.blobs_sent);
+        stats_put(st, "evidence_redis_failed", false, ps.blobs_failed);
+    }
     stats_put(st, "evidence_dir_bytes", true, es.dir_bytes);
     stats_put(st, "evidence_queued_bytes", true, es.queued_bytes);
 }
@@ -1228,6 +1234,12 @@ static int start_fleet(struct sensor *s)
     return fleet_start(s->fleet) == TW_OK ? 0 : 1;
 }
 
+static bool evidence_to_redis(void *ud, const char *key, const uint8_t *blob, size_t n,
+                              uint32_t ttl_s)
+{
+    return pub_put_blob(ud, key, blob, n, ttl_s);
+}
+
 /* evidence.dir's writer thread, after the privilege drop: the files belong to the user the
  * sensor runs as. */
 static int start_evidence(struct sensor *s)
@@ -1245,6 +1257,10 @@ static int start_evidence(struct sensor *s)
     o.redis_max_bytes = (size_t)cfg->evidence.redis_max_kib * 1024;
     o.redis_prefix = cfg->evidence.redis_prefix;
     o.redis_ttl_s = cfg->evidence.redis_ttl_s;
+    if (s->pub) { /* the publisher's connection, which follows Sentinel and Cluster */
+        o.redis_put = evidence_to_redis;
+        o.redis_ud = s->pub;
+    }
     s->evw = evw_new(&o, err, sizeof(err));
     if (s->evw && evw_start(s->evw) == TW_OK)
         return 0;

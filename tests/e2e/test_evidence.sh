@@ -54,3 +54,35 @@ removed=$(awk '$1 == "evidence_removed" { print $2 }' "$T/d6.err")
 n=$(ls "$T/ev/old" | wc -l)
 [ "$n" -ge 3 ] || fail "only $n incident files left"
 ok "disk bound: $((total - dirsz)) bytes in $n files under 1 MiB, $removed removals counted (the earlier run's first)"
+
+# Redis copy: SET tunnelwatch:evidence:<incident> <pcap> EX ttl through the publisher; the
+# records name the key; a copy under the cap equals the file, one over it is a whole-packet
+# prefix of the file, itself a valid pcap
+if command -v redis-server >/dev/null; then
+    redis_start ev
+    "$TW_BIN" -q -R "$TW_SRC/conf/rules" --redis "unix://$T/ev.sock" -r "${caps[1]}" \
+        --alerts "$T/rc.jsonl" --set evidence.dir="$T/ev/rc" --set evidence.redis_max_kib=16 \
+        --set evidence.redis_ttl_s=600 2>"$T/rc.err" || { cat "$T/rc.err"; fail "redis copy run"; }
+    $PY - "$T/rc.jsonl" "$T/ev.sock" <<'PYEOF' || fail "redis copies differ from the files"
+import json, subprocess, sys
+keys = {}
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r.get("tunnelwatch.evidence.redis_key"):
+        keys[r["tunnelwatch.evidence.redis_key"]] = r["tunnelwatch.evidence.pcap"]
+assert len(keys) == 2, keys
+for key, path in keys.items():
+    assert key.startswith("tunnelwatch:evidence:"), key
+    blob = subprocess.run(["redis-cli", "-s", sys.argv[2], "--raw", "GET", key], capture_output=True).stdout[:-1]
+    ttl = int(subprocess.run(["redis-cli", "-s", sys.argv[2], "TTL", key], capture_output=True, text=True).stdout)
+    assert 0 < ttl <= 600, ttl
+    f = open(path, "rb").read()
+    assert len(blob) <= 16 * 1024 and f.startswith(blob), (key, len(blob), len(f))
+    off = 24
+    while off < len(blob):
+        off += 16 + int.from_bytes(blob[off + 8:off + 12], "little")
+    assert off == len(blob), "not cut at a packet boundary"
+    print("ok", key, len(blob), "of", len(f), "bytes")
+PYEOF
+    ok "Redis copies: whole-packet prefixes of the incident pcaps under evidence.redis_max_kib, with their TTL"
+fi
