@@ -63,7 +63,6 @@ struct evdns_pkt {
 
 struct evdns {
     struct tw_addr addr;
-    bool used;
     int n;
     struct evdns_pkt p[EVDNS_PKTS];
     char sent[EVDNS_SENT][40];
@@ -97,7 +96,7 @@ struct evw {
     int n_open;
     bool failing;
     struct evw_stats st;
-    struct evdns *dns; /* EVDNS_MAX, round robin */
+    struct evdns **dns; /* EVDNS_MAX slots, each allocated on first use; round robin */
     size_t dns_next;
 };
 
@@ -588,9 +587,11 @@ void evw_free(struct evw *w)
     for (size_t i = 0; i < w->n_inc; i++)
         free(w->inc[i]);
     free(w->inc);
-    for (size_t i = 0; w->dns && i < EVDNS_MAX; i++)
-        for (int k = 0; k < w->dns[i].n; k++)
-            free(w->dns[i].p[k].data);
+    for (size_t i = 0; w->dns && i < EVDNS_MAX; i++) {
+        for (int k = 0; w->dns[i] && k < w->dns[i]->n; k++)
+            free(w->dns[i]->p[k].data);
+        free(w->dns[i]);
+    }
     free(w->dns);
     free(w->prefix);
     free(w);
@@ -630,8 +631,8 @@ bool evw_info(struct evw *w, const char *incident, char *path, size_t pathlen, u
 static struct evdns *dns_find(struct evw *w, const struct tw_addr *addr)
 {
     for (size_t i = 0; i < EVDNS_MAX; i++)
-        if (w->dns[i].used && tw_addr_eq(&w->dns[i].addr, addr))
-            return &w->dns[i];
+        if (w->dns[i] && tw_addr_eq(&w->dns[i]->addr, addr))
+            return w->dns[i];
     return NULL;
 }
 
@@ -694,13 +695,17 @@ void evw_dns_keep(struct evw *w, const struct tw_addr *addr, int dlt, const stru
     pthread_mutex_lock(&w->mu);
     struct evdns *e = dns_find(w, addr);
     if (!e) {
-        e = &w->dns[w->dns_next];
-        w->dns_next = (w->dns_next + 1) % EVDNS_MAX;
-        for (int k = 0; k < e->n; k++)
-            free(e->p[k].data);
+        struct evdns **slot = &w->dns[w->dns_next];
+        for (int k = 0; *slot && k < (*slot)->n; k++)
+            free((*slot)->p[k].data); /* the slot's previous address goes */
+        if (!*slot && !(*slot = malloc(sizeof(**slot)))) {
+            pthread_mutex_unlock(&w->mu);
+            return;
+        }
+        e = *slot;
         memset(e, 0, sizeof(*e));
-        e->used = true;
         e->addr = *addr;
+        w->dns_next = (w->dns_next + 1) % EVDNS_MAX;
     }
     /* a query that two answers share, an answer with two records for addr: kept once */
     if (qh && kept(e, qh, q))
