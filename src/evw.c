@@ -107,6 +107,20 @@ static int64_t mono_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* An incident id as a file name: ours are hex and '-'; anything else (an id another sensor
+ * chose, through the fleet) becomes '_', so no id can name a path outside dir. */
+static void safe_id(char out[40], const char *id)
+{
+    size_t i = 0;
+    for (; id[i] && i < 39; i++) {
+        char c = id[i];
+        bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                  c == '-' || c == '_';
+        out[i] = ok ? c : '_';
+    }
+    out[i] = '\0';
+}
+
 static void path_of(const struct evw *w, const char *id, char *out, size_t n)
 {
     snprintf(out, n, "%s/%s.pcap", w->dir, id);
@@ -223,7 +237,7 @@ int evw_put(struct evw *w, const char *incident, int dlt, const struct pcap_pkth
         pthread_mutex_unlock(&w->mu);
         return TW_ELIMIT;
     }
-    snprintf(m->id, sizeof(m->id), "%s", incident);
+    safe_id(m->id, incident);
     m->sync = false;
     m->dlt = dlt;
     m->h = *h;
@@ -238,7 +252,7 @@ void evw_sync(struct evw *w, const char *incident)
     struct evmsg *m = calloc(1, sizeof(*m));
     if (!m)
         return;
-    snprintf(m->id, sizeof(m->id), "%s", incident);
+    safe_id(m->id, incident);
     m->sync = true;
     (void)enqueue(w, m, sizeof(*m), 0);
 }
@@ -606,9 +620,11 @@ void evw_get_stats(struct evw *w, struct evw_stats *st)
     pthread_mutex_unlock(&w->mu);
 }
 
-bool evw_info(struct evw *w, const char *incident, char *path, size_t pathlen, uint64_t *bytes,
+bool evw_info(struct evw *w, const char *incident0, char *path, size_t pathlen, uint64_t *bytes,
               uint64_t *packets, char *key, size_t keylen)
 {
+    char incident[40];
+    safe_id(incident, incident0);
     pthread_mutex_lock(&w->mu);
     struct evinc *in = inc_find(w, incident, NULL);
     if (in) {
