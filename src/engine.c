@@ -79,8 +79,9 @@ struct engine {
     struct evpool *evp;              /* NULL without evidence.dir */
     const struct pcap_pkthdr *cur_h; /* the packet being handled (evidence) */
     const uint8_t *cur_data;
-    struct flow *hit_flow; /* the flow a hit may flag, while rec_hit runs (evidence) */
-    char ev_path[4200];    /* a record's evidence fields, valid while it is formatted */
+    struct flow *hit_flow;         /* the flow a hit may flag, while rec_hit runs (evidence) */
+    const struct rule_obs *hit_ro; /* and its observation: names the hit's own records */
+    char ev_path[4200];            /* a record's evidence fields, valid while it is formatted */
     char ev_key[300];
     struct dpi *dpi; /* NULL with flow.ndpi off */
     struct extractor x;
@@ -272,7 +273,9 @@ static void rec_evidence(void *ud, struct alert_rec *r, const char *incident_id)
     struct engine *e = ud;
     if (!e->evp)
         return;
-    if (e->hit_flow && r->type != ALERT_FLOW_END) {
+    /* the hit's alert (or update, when another worker raised the incident), not the update of
+     * an incident the dedup table pushed out meanwhile */
+    if (e->hit_flow && r->type != ALERT_FLOW_END && r->obs && r->obs == e->hit_ro) {
         struct fstate *fs = e->hit_flow->ext;
         evflow_flag(e->evp, &fs->ev, incident_id, &e->hit_flow->srv,
                     tw_time_us(e->hit_flow->first));
@@ -303,6 +306,7 @@ static void handle_hit(struct engine *e, const struct obs *ob, const struct rule
     struct fstate *fs = ob->f ? ob->f->ext : NULL;
     if (e->evp && fs && !fs->flag && ob->kind != NK_DNS_QUERY && !external)
         e->hit_flow = ob->f; /* its pcap starts before the alert is written (rec_evidence) */
+    e->hit_ro = ro;
     struct incident *in = rec_hit(e->rec, &r, external, &is_new);
     e->hit_flow = NULL;
     if (external)

@@ -379,6 +379,14 @@ static void handle(struct evw *w, struct evmsg *m)
     pthread_mutex_lock(&w->mu);
     struct evinc *in = inc_find(w, m->id, NULL);
     bool ok = in != NULL;
+    if (in && !m->sync && m->dlt != in->dlt) { /* a pcap file has one link type */
+        in->bytes -= EVW_REC + m->h.caplen;
+        in->packets--;
+        w->total -= EVW_REC + m->h.caplen;
+        w->st.dropped_linktype++;
+        pthread_mutex_unlock(&w->mu);
+        return;
+    }
     uint64_t cost = EVW_REC + m->h.caplen;
     if (in && !m->sync &&
         (in->full || !make_room(w, in, cost + (in->written ? 0 : EVW_HDR), gone, &n_gone, 64))) {

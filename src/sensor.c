@@ -194,6 +194,7 @@ static void evidence_stats(struct sensor *s, struct tw_stats *st)
     stats_put(st, "evidence_dropped_queue", false, es.dropped_queue);
     stats_put(st, "evidence_dropped_disk", false, es.dropped_disk);
     stats_put(st, "evidence_write_errors", false, es.write_errors);
+    stats_put(st, "evidence_dropped_linktype", false, es.dropped_linktype);
     stats_put(st, "evidence_dns_stored", false, es.dns_stored);
     stats_put(st, "evidence_redis_copies", false, es.redis_copies);
     stats_put(st, "evidence_redis_dropped", false, es.redis_dropped);

@@ -71,17 +71,18 @@ struct evw_opts {
 };
 
 struct evw_stats {
-    uint64_t packets, bytes; /* written to incident pcaps */
-    uint64_t files;          /* incident pcaps created */
-    uint64_t removed;        /* incident pcaps removed to stay under max_total */
-    uint64_t dropped_queue;  /* packets the full queue did not take */
-    uint64_t dropped_disk;   /* packets that alone would exceed max_total */
-    uint64_t write_errors;   /* packets a write refused (full disk, ...) */
-    uint64_t redis_copies;   /* Redis copies handed over */
-    uint64_t redis_dropped;  /* Redis copies the hand-over refused */
-    uint64_t dir_bytes;      /* gauge: the pcaps' bytes (queued included) */
-    uint64_t queued_bytes;   /* gauge */
-    uint64_t dns_stored;     /* DNS answer packets kept for attribution */
+    uint64_t packets, bytes;   /* written to incident pcaps */
+    uint64_t files;            /* incident pcaps created */
+    uint64_t removed;          /* incident pcaps removed to stay under max_total */
+    uint64_t dropped_queue;    /* packets the full queue did not take */
+    uint64_t dropped_disk;     /* packets that alone would exceed max_total */
+    uint64_t write_errors;     /* packets a write refused (full disk, ...) */
+    uint64_t dropped_linktype; /* packets of another link type than their incident's file */
+    uint64_t redis_copies;     /* Redis copies handed over */
+    uint64_t redis_dropped;    /* Redis copies the hand-over refused */
+    uint64_t dir_bytes;        /* gauge: the pcaps' bytes (queued included) */
+    uint64_t queued_bytes;     /* gauge */
+    uint64_t dns_stored;       /* DNS answer packets kept for attribution */
 };
 
 struct evw;
