@@ -292,6 +292,18 @@ static void ecs_network(struct jw *w, const struct alert_rec *r)
         jw_strn(w, "tls.client.server_name", r->name, r->name_len);
 }
 
+/* The incident's pcap on the sensor and its Redis copy (evidence.h). */
+static void ecs_pcap(struct jw *w, const struct alert_rec *r)
+{
+    if (!r->ev_pcap)
+        return;
+    jw_str(w, "tunnelwatch.evidence.pcap", r->ev_pcap);
+    jw_u64(w, "tunnelwatch.evidence.pcap_bytes", r->ev_pcap_bytes);
+    jw_u64(w, "tunnelwatch.evidence.pcap_packets", r->ev_pcap_packets);
+    if (r->ev_redis_key)
+        jw_str(w, "tunnelwatch.evidence.redis_key", r->ev_redis_key);
+}
+
 /* Our own fields: the evidence, the match, the attribution. */
 static void ecs_evidence(struct jw *w, const struct alert_rec *r)
 {
@@ -308,6 +320,7 @@ static void ecs_evidence(struct jw *w, const struct alert_rec *r)
         if (r->file)
             jw_str(w, "tunnelwatch.evidence.file", r->file);
     }
+    ecs_pcap(w, r);
     if (r->pattern)
         jw_str(w, "tunnelwatch.matched", r->pattern);
     if (r->attribution)
@@ -492,6 +505,12 @@ static void asim_additional(struct jw *w, const struct alert_rec *r)
     if (r->frame)
         jw_u64(w, "EvidenceFrame", r->frame);
     jw_str(w, "EvidenceFile", r->file);
+    if (r->ev_pcap) {
+        jw_str(w, "EvidencePcap", r->ev_pcap);
+        jw_u64(w, "EvidencePcapBytes", r->ev_pcap_bytes);
+        jw_u64(w, "EvidencePcapPackets", r->ev_pcap_packets);
+        jw_str(w, "EvidenceRedisKey", r->ev_redis_key);
+    }
     jw_str(w, "Matched", r->pattern);
     jw_str(w, "Attribution", r->attribution);
     jw_addr(w, "Resolver", &r->resolver);

@@ -142,6 +142,16 @@ static const struct key keys[] = {
     KS("output.schema", output.schema, check_schema),
     KO("output.summary_file", output.summary_file, NULL),
     KO("output.evidence_file", output.evidence_file, NULL),
+    KO("evidence.dir", evidence.dir, NULL),
+    KN("evidence.max_total_mib", K_U64, evidence.max_total_mib, 1, 1 << 24),
+    KN("evidence.max_flow_mib", K_U64, evidence.max_flow_mib, 1, 1 << 20),
+    KN("evidence.early_packets", K_U32, evidence.early_packets, 0, 1024),
+    KN("evidence.early_kib", K_U32, evidence.early_kib, 1, 65536),
+    KN("evidence.early_total_mib", K_U64, evidence.early_total_mib, 1, 65536),
+    KN("evidence.queue_mib", K_U32, evidence.queue_mib, 1, 65536),
+    KN("evidence.redis_max_kib", K_U32, evidence.redis_max_kib, 0, 512 * 1024),
+    KS("evidence.redis_prefix", evidence.redis_prefix, check_rkey),
+    KN("evidence.redis_ttl_s", K_U32, evidence.redis_ttl_s, 1, 365 * 86400),
     KS("redis.url", redis.url, check_url),
     KO("redis.user", redis.user, NULL),
     KO("redis.password", redis.password, NULL),
@@ -179,9 +189,9 @@ static const struct key keys[] = {
 #define N_KEYS TW_ARRAY_LEN(keys)
 _Static_assert(TW_ARRAY_LEN(keys) <= CFG_KEY_SLOTS, "raise CFG_KEY_SLOTS in cfg.h");
 
-static const char *const groups[] = {"sensor",      "capture", "networks", "rules",
-                                     "flow",        "alert",   "output",   "redis",
-                                     "redis.spool", "fleet",   "log",      "metrics"};
+static const char *const groups[] = {"sensor", "capture", "networks", "rules", "flow",
+                                     "alert",  "output",  "evidence", "redis", "redis.spool",
+                                     "fleet",  "log",     "metrics"};
 
 /* Older or shorter spellings accepted in the file and by --set. */
 static const struct {
@@ -1324,6 +1334,15 @@ void cfg_defaults(struct tw_cfg *cfg)
     cfg->output.schema = strdup("ecs");
     cfg->output.alerts_queue_kib = 4096;
     cfg->alert.external = strdup("event");
+
+    cfg->evidence.max_total_mib = 1024;
+    cfg->evidence.max_flow_mib = 64;
+    cfg->evidence.early_packets = 16;
+    cfg->evidence.early_kib = 32;
+    cfg->evidence.early_total_mib = 32;
+    cfg->evidence.queue_mib = 16;
+    cfg->evidence.redis_prefix = strdup("tunnelwatch:evidence:");
+    cfg->evidence.redis_ttl_s = 86400;
 
     cfg->redis.url = strdup("redis://127.0.0.1:6379/0");
     cfg->redis.mode_stream = true;

@@ -50,6 +50,7 @@ struct fstate {
     struct dpi_flow dpi;
     char *ja4; /* owned; computed once a rule hits (rare), so not kept inline */
     struct flag *flag;
+    struct evflow *ev; /* evidence.dir: the flow's packets (evidence.h), NULL otherwise */
 };
 
 /* What a flow keeps without its extension: enough to label it, to know that a packet has
@@ -102,8 +103,15 @@ struct engine {
     struct attrib *attrib;
     struct recorder *rec;
     struct summary *sum;
-    struct evidence *ev; /* NULL without --write-evidence */
-    struct dpi *dpi;     /* NULL with flow.ndpi off */
+    struct evidence *ev;             /* NULL without --write-evidence */
+    struct evpool *evp;              /* NULL without evidence.dir */
+    const struct pcap_pkthdr *cur_h; /* the packet being handled (evidence) */
+    const uint8_t *cur_data;
+    struct flow *hit_flow;         /* the flow a hit may flag, while rec_hit runs (evidence) */
+    const struct rule_obs *hit_ro; /* and its observation: names the hit's own records */
+    char ev_path[4200];            /* a record's evidence fields, valid while it is formatted */
+    char ev_key[300];
+    struct dpi *dpi; /* NULL with flow.ndpi off */
     struct extractor x;
     struct engine_counts st;
     uint64_t *allow_counts; /* per allowlist entry, sized once for the largest list */
@@ -287,10 +295,36 @@ static void flag_flow(struct engine *e, const struct obs *ob, const struct incid
     fl->file = e->file;
     fs->flag = fl;
     ob->f->pinned = true; /* a flood of new flows must not evict the tunnel (flow.h) */
+    if (e->evp)
+        evflow_flag(e->evp, &fs->ev, in->id, &ob->f->srv, tw_time_us(ob->f->first));
     if (e->ev && e->file)
         evidence_flag(e->ev, &ob->f->cli, &ob->f->srv, ob->f->cport, ob->f->sport, ob->f->proto,
                       ob->f->vlan);
     summary_flow(e->sum, &r->host);
+}
+
+/* The record hook (record.h): the flow a new alert flags starts its incident's pcap first,
+ * so that the alert already names the file; every record of an incident with a pcap names it. */
+static void rec_evidence(void *ud, struct alert_rec *r, const char *incident_id)
+{
+    struct engine *e = ud;
+    if (!e->evp)
+        return;
+    /* the hit's alert (or update, when another worker raised the incident), not the update of
+     * an incident the dedup table pushed out meanwhile */
+    if (e->hit_flow && r->type != ALERT_FLOW_END && r->obs && r->obs == e->hit_ro) {
+        struct fstate *fs = e->hit_flow->ext;
+        evflow_flag(e->evp, &fs->ev, incident_id, &e->hit_flow->srv,
+                    tw_time_us(e->hit_flow->first));
+    }
+    uint64_t bytes, pkts;
+    if (!evw_info(e->o.evw, incident_id, e->ev_path, sizeof(e->ev_path), &bytes, &pkts, e->ev_key,
+                  sizeof(e->ev_key)))
+        return;
+    r->ev_pcap = e->ev_path;
+    r->ev_pcap_bytes = bytes;
+    r->ev_pcap_packets = pkts;
+    r->ev_redis_key = e->ev_key[0] ? e->ev_key : NULL;
 }
 
 static void handle_hit(struct engine *e, const struct obs *ob, const struct rule_obs *ro,
@@ -306,7 +340,12 @@ static void handle_hit(struct engine *e, const struct obs *ob, const struct rule
      * "alert", as IDS rules treat traffic outside $HOME_NET */
     bool external = !strcmp(r.attribution, "external") && strcmp(e->cfg->alert.external, "alert");
     bool is_new = false;
+    struct fstate *fs = ob->f ? ob->f->ext : NULL;
+    if (e->evp && fs && !fs->flag && ob->kind != NK_DNS_QUERY && !external)
+        e->hit_flow = ob->f; /* its pcap starts before the alert is written (rec_evidence) */
+    e->hit_ro = ro;
     struct incident *in = rec_hit(e->rec, &r, external, &is_new);
+    e->hit_flow = NULL;
     if (external)
         return;
     summary_hit(e->sum, &r.host, hit->rule->id, ob->name, ob->len, e->frame, e->now, in && is_new);
@@ -516,6 +555,8 @@ static void map_answers(struct engine *e, const struct dec_pkt *p, const struct 
         de.frame = e->frame;
         dnsmap_put(attrib_dnsmap(e->attrib), &de);
         e->st.dns_answers_mapped++;
+        if (e->evp && e->cur_h)
+            evpool_dns_answer(e->evp, p, &de.ip, e->cur_h, e->cur_data);
         if (e->o.fleet)
             share_binding(e, &de, ttl);
     }
@@ -541,6 +582,8 @@ static void dns_message(void *ud, const struct dec_pkt *p, struct flow *f, const
     }
     if (p->dport == 53)
         attrib_note_dns_server(e->attrib, &p->dst);
+    if (e->evp && e->cur_h)
+        evpool_dns_query(e->evp, p, e->cur_h, e->cur_data);
     for (uint16_t i = 0; i < m.n_q; i++) {
         if (!m.q[i].name[0])
             continue; /* the root: tshark shows <Root>, nothing to match */
@@ -611,6 +654,8 @@ static void flow_end(void *ud, struct flow *f, enum flow_end_reason why)
         free(fs->flag);
         fs->flag = NULL;
     }
+    if (fs->ev)
+        evflow_end(e->evp, &fs->ev);
     extract_release(&e->x, &fs->x);
     free(fs->ja4);
     fs->ja4 = NULL;
@@ -682,6 +727,8 @@ static struct fstate *fs_get(struct engine *e, struct flow *f)
         stream_set_base(&fs->x.st[0], h->seq);
     fs->dpi.proto = h->dpi_proto;
     fs->dpi.done = h->bits & FH_DPI_DONE;
+    if (e->evp)
+        evflow_settled(&fs->ev); /* decided before it settled */
     h->bits &= (uint8_t)~FH_SETTLED;
     return fs;
 }
@@ -735,6 +782,8 @@ static void fs_settle(struct engine *e, struct flow *f, struct fstate *fs)
                         (!x->done && x->st[0].base_set ? FH_BASE : 0));
     if (!stream_idle(&x->st[0]) || !stream_idle(&x->st[1]) || x->quic || x->qh.bytes)
         extract_release(&e->x, &fs->x); /* a done flow's leftovers; nDPI holds nothing */
+    if (fs->ev) /* not flagged: its early packets are not wanted (evidence.h) */
+        evflow_end(e->evp, &fs->ev);
     flow_ext_drop(e->flows, f);
 }
 
@@ -758,6 +807,18 @@ static bool settled_packet(struct engine *e, struct flow *f, const struct dec_pk
 }
 
 /* ---------- the packet path ---------- */
+
+/* No name can flag the flow any more (its evidence need not keep its first packets): our
+ * parsers are done, or read the name that decides (a ClientHello's SNI, which a second hello
+ * after HelloRetryRequest repeats; an HTTP connection's first request: a keep-alive request flagged
+ * later gets its pcap from its flag on); a DNS flow is never flagged (its packets reach incidents
+ * through the DNS store, evidence.h). */
+static bool ev_decided(const struct flow *f, const struct fstate *fs)
+{
+    const struct xflow *x = &fs->x;
+    return x->done || x->hellos || (x->app == XAPP_HTTP && x->seen_set) || f->sport == 53 ||
+           f->cport == 53;
+}
 
 /* Packet time drives expiry; one bogus far-future timestamp (a day ahead) must not stop every
  * later expiry, so such a jump is ignored and counted. */
@@ -798,6 +859,8 @@ static void packet_decoded(struct engine *e, const struct pcap_pkthdr *h, const 
                            int r, struct dec_pkt *p, const uint64_t *hp)
 {
     e->frame++;
+    e->cur_h = h;
+    e->cur_data = data;
     e->st.packets++;
     e->st.bytes += h->len;
     advance_clock(e, h);
@@ -818,9 +881,18 @@ static void packet_decoded(struct engine *e, const struct pcap_pkthdr *h, const 
         return;
     }
     flow_update(e->flows, f, p, dir, h->len, e->now);
-    if (!(fhot(f)->bits & FH_STARTED))
-        flow_start(e, f, p);
     struct fstate *fs = f->ext;
+    if (e->evp && !(fhot(f)->bits & FH_SETTLED)) { /* a settled flow was decided (evidence.h) */
+        if (!fs && !(fs = fs_get(e, f))) {
+            e->st.flow_alloc_fail++;
+            return;
+        }
+        evflow_packet(e->evp, &fs->ev, h, data); /* before anything can flag the flow */
+    }
+    if (!(fhot(f)->bits & FH_STARTED)) {
+        flow_start(e, f, p);
+        fs = f->ext;
+    }
     if (!fs && settled_packet(e, f, p, dir)) {
         if (!(fs = f->ext))
             return; /* a settled flow: a lookup and its counters */
@@ -836,6 +908,8 @@ static void packet_decoded(struct engine *e, const struct pcap_pkthdr *h, const 
                  dpi_need(f, fs));
     if (fs->flag && e->ev)
         evidence_packet(e->ev, h, data);
+    if (fs->ev && !fs->flag && ev_decided(f, fs))
+        evflow_decided(e->evp, &fs->ev); /* its early packets are freed */
     fs_settle(e, f, fs);
 }
 
@@ -989,13 +1063,30 @@ void engine_tick(struct engine *e, struct tw_time now)
 
 /* ---------- life cycle ---------- */
 
+/* The capture thread's evidence part (evidence.h), with evidence.dir. */
+static int engine_evpool(struct engine *e, const struct tw_cfg *c)
+{
+    struct evpool_opts eo = {c->evidence.early_packets, c->evidence.early_kib * 1024u,
+                             c->evidence.early_total_mib << 20, c->evidence.max_flow_mib << 20};
+    e->evp = evpool_new(e->o.evw, &eo);
+    return e->evp ? TW_OK : TW_ENOMEM;
+}
+
 /* The parts of an engine, each owning its state (see their headers). */
 static int engine_parts(struct engine *e, const struct tw_cfg *c)
 {
     struct flow_opts fo = {c->flow.max_flows, c->flow.idle_timeout_s, c->flow.udp_timeout_s,
                            c->flow.tcp_close_timeout_s, sizeof(struct fstate)};
-    struct recorder_opts ro = {c,        e->o.alerts_out, e->o.pub,         e->o.schema,
-                               e->o.log, e->o.verbosity,  e->o.alerts_sink, e->o.fleet};
+    struct recorder_opts ro = {c,
+                               e->o.alerts_out,
+                               e->o.pub,
+                               e->o.schema,
+                               e->o.log,
+                               e->o.verbosity,
+                               e->o.alerts_sink,
+                               e->o.fleet,
+                               rec_evidence,
+                               e};
     struct extract_ops xo = {observe, dns_message, e};
     e->flows = flow_table_new(&fo, flow_end, e);
     e->frag = frag_new(c->flow.frag_max, (uint64_t)c->flow.frag_max * 4096, c->flow.frag_timeout_s);
@@ -1005,6 +1096,8 @@ static int engine_parts(struct engine *e, const struct tw_cfg *c)
     e->allow_counts = calloc(CFG_MAX_LIST + 1, sizeof(uint64_t));
     if (e->o.evidence_path)
         e->ev = evidence_new(e->o.evidence_path);
+    if (e->o.evw && engine_evpool(e, c) != TW_OK)
+        return TW_ENOMEM;
     if (c->flow.ndpi)
         e->dpi = dpi_new(c->flow.ndpi_max_flows, c->flow.ndpi_packets, c->flow.stall_ms);
     if (extract_init(&e->x, &xo, c->flow.reasm_bytes, c->flow.reasm_total_mib, c->flow.stall_ms,
@@ -1047,6 +1140,8 @@ void engine_begin_input(struct engine *e, const char *file, int dlt, bool print_
     rec_set_file(e->rec, file);
     if (print_header && e->o.names_out)
         fprintf(e->o.names_out, "# file\t%s\n", file ? file : "-");
+    if (e->evp)
+        evpool_set_dlt(e->evp, dlt);
     if (e->ev && !file) /* live; replays have a second pass, see engine_write_evidence */
         evidence_begin_live(e->ev, dlt, e->o.log);
 }
@@ -1075,6 +1170,7 @@ void engine_free(struct engine *e)
     rec_free(e->rec);
     summary_free(e->sum);
     evidence_free(e->ev);
+    evpool_free(e->evp);
     dpi_free(e->dpi);
     extract_fini(&e->x);
     free(e->allow_counts);
@@ -1135,6 +1231,8 @@ void engine_apply_update(struct engine *e)
 void engine_set_dlt(struct engine *e, int dlt)
 {
     e->dlt = dlt;
+    if (e->evp)
+        evpool_set_dlt(e->evp, dlt);
 }
 
 void engine_set_rules(struct engine *e, const struct ruleset *rules)
@@ -1238,6 +1336,14 @@ static void stats_records(const struct engine *e, struct tw_stats *st)
     stats_put(st, "ndpi_skipped", false, ds.skipped);
     stats_put(st, "ndpi_reclaimed", false, ds.reclaimed);
     stats_put(st, "health_records", false, rs.health);
+    if (e->evp) {
+        struct evpool_stats es;
+        evpool_get_stats(e->evp, &es);
+        stats_put(st, "evidence_early_refused", false, es.early_refused);
+        stats_put(st, "evidence_early_overflow", false, es.early_overflow);
+        stats_put(st, "evidence_flow_capped", false, es.flow_capped);
+        stats_put(st, "evidence_early_bytes", true, es.early_bytes);
+    }
     for (size_t i = 0; i < e->cfg->n_allow; i++) {
         char k[160];
         snprintf(k, sizeof(k), "allowlist_%s", e->cfg->allow[i].name ? e->cfg->allow[i].name : "?");

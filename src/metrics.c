@@ -526,7 +526,8 @@ static const struct {
 
 static const char *const gauge_suffixes[] = {"_active", "_queued", "_connected", "_entries",
                                              "_peak"};
-static const char *const gauge_fields[] = {"spool_bytes", "spool_records"};
+static const char *const gauge_fields[] = {"spool_bytes", "spool_records", "evidence_dir_bytes",
+                                           "evidence_queued_bytes", "evidence_early_bytes"};
 
 static const struct {
     const char *family, *help;
@@ -551,6 +552,9 @@ static const struct {
     {"redis_redirects", "Redis Cluster MOVED/ASK replies followed."},
     {"spool_bytes", "Bytes in the disk spool now."},
     {"spool_records", "Records in the disk spool now."},
+    {"evidence_packets", "Packets written to incident pcaps (evidence.dir)."},
+    {"evidence_removed", "Incident pcaps removed to stay under evidence.max_total_mib."},
+    {"evidence_dir_bytes", "Bytes of the incident pcaps now (queued included)."},
     {"uptime_seconds", "Seconds since the sensor started."},
     {"build_info", "Version of the sensor (value 1)."},
 };

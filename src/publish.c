@@ -48,6 +48,15 @@ struct rlist {
     size_t n;
 };
 
+/* A value waiting for SET (pub_put_blob). */
+struct pblob {
+    struct pblob *next;
+    char *key; /* owned */
+    uint32_t ttl_s;
+    size_t n;
+    uint8_t data[];
+};
+
 struct pub {
     struct pub_opts o;        /* strings point into the copies below */
     struct hostport *sent;    /* Sentinel: the sentinels (owned), n_sent of them */
@@ -74,8 +83,10 @@ struct pub {
     char *hb_fields;
     struct pub_stats st;
     uint64_t spool_dropped;
-    uint64_t queued_hw; /* most records held since the queue was last empty */
-    bool trim_due;      /* reconnected since the last give_back */
+    uint64_t queued_hw;  /* most records held since the queue was last empty */
+    bool trim_due;       /* reconnected since the last give_back */
+    struct pblob *blobs; /* pub_put_blob's, newest first */
+    size_t n_blobs;
 
     pthread_t th;
     bool started;
@@ -1329,11 +1340,19 @@ static int deliver_batch(struct pub *p, struct spool_rec *recs)
     return (int)ba.acked;
 }
 
+static redisContext *slot_conn(struct pub *p, uint16_t slot);
+
 /* The heartbeat's connection: the records' one, or in a cluster whose heartbeat key lives on
  * another master a short one to it (the caller frees it). NULL after a report. */
 static redisContext *hb_conn(struct pub *p)
 {
-    const struct hostport *o = p->cluster && p->map ? rc_owner(p->map, p->hb_slot) : NULL;
+    return slot_conn(p, p->hb_slot);
+}
+
+/* The connection to the master of slot: hb_conn's, for any key. */
+static redisContext *slot_conn(struct pub *p, uint16_t slot)
+{
+    const struct hostport *o = p->cluster && p->map ? rc_owner(p->map, slot) : NULL;
     if (!o || (o->port == p->cur.port && strcmp(o->host, p->cur.host) == 0))
         return p->c;
     struct timeval tv = {p->o.timeout_ms / 1000, (p->o.timeout_ms % 1000) * 1000};
@@ -1430,6 +1449,107 @@ static void send_heartbeat(struct pub *p)
         redisFree(c);
 }
 
+bool pub_put_blob(struct pub *p, const char *key, const uint8_t *data, size_t n, uint32_t ttl_s)
+{
+    struct pblob *b = malloc(sizeof(*b) + n);
+    if (!b || !(b->key = strdup(key))) {
+        free(b);
+        return false;
+    }
+    memcpy(b->data, data, n);
+    b->n = n;
+    b->ttl_s = ttl_s;
+    pthread_mutex_lock(&p->mu);
+    struct pblob **pp = &p->blobs;
+    while (*pp && strcmp((*pp)->key, key) != 0)
+        pp = &(*pp)->next;
+    struct pblob *old = *pp;
+    bool ok = !p->stopping && (old || p->n_blobs < PUB_BLOBS_MAX);
+    if (ok && old) { /* the newer value replaces the waiting one */
+        *pp = old->next;
+        p->n_blobs--;
+    }
+    if (ok) {
+        b->next = p->blobs;
+        p->blobs = b;
+        p->n_blobs++;
+        pthread_cond_signal(&p->cv);
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (old && ok) {
+        free(old->key);
+        free(old);
+    }
+    if (!ok) {
+        free(b->key);
+        free(b);
+    }
+    return ok;
+}
+
+/* One SET key value EX ttl; false when the connection failed (then dropped). */
+static bool send_blob(struct pub *p, const struct pblob *b)
+{
+    redisContext *c = slot_conn(p, rc_key_slot(b->key, strlen(b->key)));
+    if (!c)
+        return true;
+    char ttl[16];
+    snprintf(ttl, sizeof(ttl), "%u", b->ttl_s);
+    const char *argv[5] = {"SET", b->key, (const char *)b->data, "EX", ttl};
+    size_t lens[5] = {3, strlen(b->key), b->n, 2, strlen(ttl)};
+    redisReply *r = redisCommandArgv(c, 5, argv, lens);
+    bool io_ok = r != NULL;
+    bool ok = r && r->type != REDIS_REPLY_ERROR;
+    freeReplyObject(r);
+    if (c != p->c)
+        redisFree(c);
+    pthread_mutex_lock(&p->mu);
+    if (ok)
+        p->st.blobs_sent++;
+    else
+        p->st.blobs_failed++;
+    pthread_mutex_unlock(&p->mu);
+    if (!io_ok && c == p->c) {
+        char why[160];
+        report(p, "evidence copy: connection to %s lost: %s", p->where,
+               io_reason(p->c, why, sizeof(why)));
+        disconnect(p);
+        schedule_retry(p);
+        return false;
+    }
+    return true;
+}
+
+/* The waiting blobs, oldest first; what a lost connection leaves is dropped (counted). */
+static void send_blobs(struct pub *p)
+{
+    pthread_mutex_lock(&p->mu);
+    struct pblob *b = p->blobs, *rev = NULL;
+    p->blobs = NULL;
+    p->n_blobs = 0;
+    pthread_mutex_unlock(&p->mu);
+    while (b) { /* newest first -> oldest first */
+        struct pblob *next = b->next;
+        b->next = rev;
+        rev = b;
+        b = next;
+    }
+    bool up = true;
+    while (rev) {
+        struct pblob *next = rev->next;
+        if (up && p->c)
+            up = send_blob(p, rev);
+        else {
+            pthread_mutex_lock(&p->mu);
+            p->st.blobs_failed++;
+            pthread_mutex_unlock(&p->mu);
+        }
+        free(rev->key);
+        free(rev);
+        rev = next;
+    }
+}
+
 static struct timespec abs_time(int64_t ms)
 {
     return (struct timespec){(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
@@ -1465,6 +1585,11 @@ static bool run_step(struct pub *p, struct spool_rec *recs, int64_t now, bool pe
         p->next_hb_ms = now + (int64_t)p->o.heartbeat_s * 1000;
         send_heartbeat(p);
     }
+    pthread_mutex_lock(&p->mu);
+    bool blobs = p->n_blobs > 0;
+    pthread_mutex_unlock(&p->mu);
+    if (p->c && blobs)
+        send_blobs(p);
     return p->c && pending && mono_ms() >= p->retry_at_ms && deliver_batch(p, recs) > 0;
 }
 
@@ -1482,7 +1607,7 @@ static void idle_wait(struct pub *p)
     struct timespec ts = abs_time(wake);
     pthread_mutex_lock(&p->mu);
     if (!p->stopping && p->spill.n == 0 && !spool_work && !(can_send && p->q.n > 0) &&
-        !(p->spilling && p->q.n > 0))
+        !(p->spilling && p->q.n > 0) && !(can_send && p->n_blobs > 0))
         pthread_cond_timedwait(&p->cv, &p->mu, &ts);
     pthread_mutex_unlock(&p->mu);
 }
@@ -1510,6 +1635,7 @@ static void finish(struct pub *p)
     /* A last heartbeat, so the dashboard shows the final counters of a finished replay. */
     if (p->c && p->o.heartbeat_s > 0)
         send_heartbeat(p);
+    send_blobs(p); /* the evidence copies of the last flows (dropped, counted, if down) */
     /* Whatever was not delivered goes to the spool (queue first: it is older). */
     pthread_mutex_lock(&p->mu);
     if (p->spool)
@@ -1592,6 +1718,12 @@ void pub_free(struct pub *p)
         pub_stop(p, 0);
     list_free(&p->q);
     list_free(&p->spill);
+    while (p->blobs) {
+        struct pblob *b = p->blobs;
+        p->blobs = b->next;
+        free(b->key);
+        free(b);
+    }
     disconnect(p);
     spool_close(p->spool);
     /* the password is wiped before the memory goes back to the allocator */

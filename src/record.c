@@ -117,8 +117,23 @@ static void to_pub(struct recorder *r, const struct alert_rec *rec)
     (void)pub_enqueue(r->o.pub, r->jw.buf, r->jw.len);
 }
 
-static void emit(struct recorder *r, const struct alert_rec *rec, bool to_file, bool to_redis)
+/* The incident's pcap fields, from the evidence hook, on a copy of rec. */
+static const struct alert_rec *with_evidence(struct recorder *r, const struct alert_rec *rec,
+                                             struct alert_rec *tmp)
 {
+    const char *id = rec->type == ALERT_RAISED ? rec->event_id : rec->incident_id;
+    if (!r->o.evidence || !id ||
+        (rec->type != ALERT_RAISED && rec->type != ALERT_UPDATE && rec->type != ALERT_FLOW_END))
+        return rec;
+    *tmp = *rec;
+    r->o.evidence(r->o.evidence_ud, tmp, id);
+    return tmp;
+}
+
+static void emit(struct recorder *r, const struct alert_rec *rec0, bool to_file, bool to_redis)
+{
+    struct alert_rec tmp;
+    const struct alert_rec *rec = with_evidence(r, rec0, &tmp);
     if (alert_format(&r->jw, rec, r->o.schema) != TW_OK) {
         r->st.dropped++;
         return;

@@ -111,6 +111,7 @@ struct sensor {
     struct pub *pub;
     struct fleet *fleet; /* shared bindings and dedup (fleet.h), or NULL */
     struct metrics *metrics;
+    struct evw *evw; /* evidence.dir's writer (evidence.h), or NULL */
     struct engine *e;
     struct engine_opts eo;
     struct cap_src live;
@@ -180,6 +181,33 @@ static void alerts_stats(struct sensor *s, struct tw_stats *st)
     stats_add(st, &one);
 }
 
+/* The incident pcap writer's counters (evidence.h), with evidence.dir. */
+static void evidence_stats(struct sensor *s, struct tw_stats *st)
+{
+    struct evw_stats es;
+    if (!s->evw)
+        return;
+    evw_get_stats(s->evw, &es);
+    stats_put(st, "evidence_packets", false, es.packets);
+    stats_put(st, "evidence_files", false, es.files);
+    stats_put(st, "evidence_removed", false, es.removed);
+    stats_put(st, "evidence_dropped_queue", false, es.dropped_queue);
+    stats_put(st, "evidence_dropped_disk", false, es.dropped_disk);
+    stats_put(st, "evidence_write_errors", false, es.write_errors);
+    stats_put(st, "evidence_dropped_linktype", false, es.dropped_linktype);
+    stats_put(st, "evidence_dns_stored", false, es.dns_stored);
+    stats_put(st, "evidence_redis_copies", false, es.redis_copies);
+    stats_put(st, "evidence_redis_dropped", false, es.redis_dropped);
+    if (s->pub) {
+        struct pub_stats ps;
+        pub_get_stats(s->pub, &ps);
+        stats_put(st, "evidence_redis_sent", false, ps.blobs_sent);
+        stats_put(st, "evidence_redis_failed", false, ps.blobs_failed);
+    }
+    stats_put(st, "evidence_dir_bytes", true, es.dir_bytes);
+    stats_put(st, "evidence_queued_bytes", true, es.queued_bytes);
+}
+
 /* Every counter of the sensor: the engine's (summed over capture workers), kernel and
  * interface drops when live, uptime and version. */
 /* The fleet's counters (fleet.h), when there is one. */
@@ -232,6 +260,7 @@ static void sensor_stats(struct sensor *s, struct tw_stats *st)
         stats_put(st, "kernel_drops", false, drop);
         stats_put(st, "interface_drops", false, ifdrop);
     }
+    evidence_stats(s, st);
     stats_put(st, "reloads", false, s->reloads);
     stats_put(st, "reload_failures", false, s->reload_failures);
     stats_put(st, "uptime_s", true, (uint64_t)(time(NULL) - s->started));
@@ -1206,6 +1235,40 @@ static int start_fleet(struct sensor *s)
     return fleet_start(s->fleet) == TW_OK ? 0 : 1;
 }
 
+static bool evidence_to_redis(void *ud, const char *key, const uint8_t *blob, size_t n,
+                              uint32_t ttl_s)
+{
+    return pub_put_blob(ud, key, blob, n, ttl_s);
+}
+
+/* evidence.dir's writer thread, after the privilege drop: the files belong to the user the
+ * sensor runs as. */
+static int start_evidence(struct sensor *s)
+{
+    const struct tw_cfg *cfg = s->cfg;
+    char err[1024];
+    if (!cfg->evidence.dir || !cfg->evidence.dir[0])
+        return 0;
+    struct evw_opts o;
+    memset(&o, 0, sizeof(o));
+    o.dir = cfg->evidence.dir;
+    o.max_total_bytes = cfg->evidence.max_total_mib << 20;
+    o.queue_bytes = (size_t)cfg->evidence.queue_mib << 20;
+    o.log = stderr;
+    o.redis_max_bytes = (size_t)cfg->evidence.redis_max_kib * 1024;
+    o.redis_prefix = cfg->evidence.redis_prefix;
+    o.redis_ttl_s = cfg->evidence.redis_ttl_s;
+    if (s->pub) { /* the publisher's connection, which follows Sentinel and Cluster */
+        o.redis_put = evidence_to_redis;
+        o.redis_ud = s->pub;
+    }
+    s->evw = evw_new(&o, err, sizeof(err));
+    if (s->evw && evw_start(s->evw) == TW_OK)
+        return 0;
+    fprintf(stderr, "tunnelwatch: %s\n", s->evw ? "cannot start the evidence writer" : err);
+    return 1;
+}
+
 static int start_engine(struct sensor *s)
 {
     const struct tw_cfg *cfg = s->cfg;
@@ -1219,6 +1282,9 @@ static int start_engine(struct sensor *s)
     eo->pub = s->pub;
     eo->verbosity = cfg->log.verbosity;
     eo->evidence_path = cfg->output.evidence_file;
+    if (start_evidence(s) != 0)
+        return 1;
+    eo->evw = s->evw;
     s->e = engine_new(eo, s->rules, err, sizeof(err));
     if (s->e)
         return 0;
@@ -1422,6 +1488,7 @@ int sensor_stop(struct sensor *s, int status)
     if (status == 2 || !s->e)
         return status; /* a bad filter, or start-up failed: nothing ran */
     engine_finish(s->e);
+    evw_stop(s->evw);     /* the flows' last packets are written */
     fleet_stop(s->fleet); /* its claims and relays go to the publisher before it stops */
     if (s->pub)
         heartbeat(s);
@@ -1470,6 +1537,7 @@ void sensor_free(struct sensor *s)
     ruleset_free(s->rules);
     free_reload(s);
     sink_free(s->alerts); /* after the engines: they queue to it */
+    evw_free(s->evw);
     cap_free_inputs(s->inputs);
     if (s->a->pidfile)
         unlink(s->a->pidfile);

@@ -93,6 +93,10 @@ struct alert_rec {
     const struct rule_obs *obs;
     unsigned matched; /* enum rule_field bits of obs the rule used */
     bool relaxed;     /* the rule runs without its process filters */
+    /* the incident's pcap (evidence.h), NULL when it has none */
+    const char *ev_pcap;
+    uint64_t ev_pcap_bytes, ev_pcap_packets;
+    const char *ev_redis_key; /* its Redis copy, NULL without one */
 };
 
 /* Writes one record as a JSON object (no newline) into w (reset first). */

@@ -134,6 +134,20 @@ struct tw_cfg {
     } output;
 
     struct {
+        char *dir;                /* evidence.dir: per-incident pcaps DIR/<incident id>.pcap;
+                                   * NULL (default): off */
+        uint64_t max_total_mib;   /* 1024: the directory's pcaps together; oldest go first */
+        uint64_t max_flow_mib;    /* 64: one flow's packets in its incident's pcap */
+        uint32_t early_packets;   /* 16: first packets kept per undecided young flow */
+        uint32_t early_kib;       /* 32: their bytes per flow */
+        uint64_t early_total_mib; /* 32: every flow's early packets together */
+        uint32_t queue_mib;       /* 16: the writer thread's queue */
+        uint32_t redis_max_kib;   /* 0 (off): bounded copy of each incident pcap in Redis */
+        char *redis_prefix;       /* "tunnelwatch:evidence:" */
+        uint32_t redis_ttl_s;     /* 86400 */
+    } evidence;
+
+    struct {
         char *url; /* redis://127.0.0.1:6379/0 ; "none" disables */
         char *user;
         char *password;

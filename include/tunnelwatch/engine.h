@@ -19,6 +19,7 @@
 #include "tunnelwatch/alert.h"
 #include "tunnelwatch/cfg.h"
 #include "tunnelwatch/decode.h"
+#include "tunnelwatch/evidence.h"
 #include "tunnelwatch/extract.h"
 #include "tunnelwatch/publish.h"
 #include "tunnelwatch/record.h"
@@ -37,6 +38,7 @@ struct engine_opts {
     struct sink *alerts_sink;  /* the alerts file's writer (sink.h): used instead of alerts_out */
     struct fleet *fleet;       /* shared bindings and dedup (fleet.h), or NULL (borrowed) */
     int fleet_slot;            /* this engine's inbound queue in fleet */
+    struct evw *evw;           /* per-incident pcaps (evidence.h), or NULL (borrowed) */
 };
 
 struct engine;

@@ -113,6 +113,8 @@ struct pub_stats {
     uint64_t failovers;      /* Sentinel: moves to another master */
     uint64_t wait_short;     /* batches WAIT did not confirm on enough replicas */
     uint64_t redirects;      /* Redis Cluster: MOVED/ASK replies followed */
+    uint64_t blobs_sent;     /* pub_put_blob values Redis took */
+    uint64_t blobs_failed;   /* ... it refused, or lost with the connection */
     bool connected;
 };
 
@@ -126,6 +128,13 @@ int pub_start(struct pub *p) TW_WUR;
 /* Copies rec (one JSON object, no newline). Never blocks. Returns TW_OK (queued or spooled)
  * or TW_ELIMIT (dropped, counted). */
 int pub_enqueue(struct pub *p, const char *rec, size_t len);
+/* A binary value for SET key value EX ttl_s (the evidence's Redis copies, evidence.h), copied;
+ * never blocks. Only the latest value of a key waits (a newer one replaces it); at most
+ * PUB_BLOBS_MAX keys wait. Best effort, not spooled: sent between record batches on the
+ * records' connection (in a cluster, to the key's master), lost if Redis fails them. false:
+ * not taken (queue of keys full, out of memory, stopping). */
+#define PUB_BLOBS_MAX 64
+bool pub_put_blob(struct pub *p, const char *key, const uint8_t *data, size_t n, uint32_t ttl_s);
 /* Replaces the heartbeat fields (lines "field\tvalue\n"), copied; the thread adds its own
  * delivery counters and writes the hash every heartbeat_s seconds with EXPIRE 3 x heartbeat_s. */
 void pub_set_heartbeat(struct pub *p, const char *fields);

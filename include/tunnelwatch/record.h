@@ -33,6 +33,10 @@ struct recorder_opts {
     struct sink *alerts_sink; /* the sensor's alerts file writer (sink.h), or NULL; when set,
                                * records go there instead of alerts_out (borrowed) */
     struct fleet *fleet;      /* fleet-wide dedup (fleet.h), or NULL (borrowed) */
+    /* Called for each alert, update and flow-end record before it is formatted, to fill its
+     * ev_* fields (the incident's pcap: evidence.h); NULL: none. The id is the incident's. */
+    void (*evidence)(void *ud, struct alert_rec *rec, const char *incident_id);
+    void *evidence_ud;
 };
 
 struct recorder_stats {
