@@ -1283,6 +1283,25 @@ static void default_internal(struct tw_cfg *cfg)
             cfg->n_internal++;
 }
 
+/* cfg_defaults' evidence and fleet groups. */
+static void defaults_evidence_fleet(struct tw_cfg *cfg)
+{
+    cfg->evidence.max_total_mib = 1024;
+    cfg->evidence.max_flow_mib = 64;
+    cfg->evidence.early_packets = 16;
+    cfg->evidence.early_kib = 32;
+    cfg->evidence.early_total_mib = 32;
+    cfg->evidence.queue_mib = 16;
+    cfg->evidence.redis_prefix = strdup("tunnelwatch:evidence:");
+    cfg->evidence.redis_ttl_s = 86400;
+    cfg->fleet.bind_prefix = strdup("tunnelwatch:bind:");
+    cfg->fleet.channel = strdup("tunnelwatch:bindings");
+    cfg->fleet.incident_prefix = strdup("tunnelwatch:incident:");
+    cfg->fleet.dedup = true;
+    cfg->fleet.queue_max = 4096;
+    cfg->fleet.sync_timeout_ms = 3000;
+}
+
 void cfg_defaults(struct tw_cfg *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
@@ -1335,14 +1354,7 @@ void cfg_defaults(struct tw_cfg *cfg)
     cfg->output.alerts_queue_kib = 4096;
     cfg->alert.external = strdup("event");
 
-    cfg->evidence.max_total_mib = 1024;
-    cfg->evidence.max_flow_mib = 64;
-    cfg->evidence.early_packets = 16;
-    cfg->evidence.early_kib = 32;
-    cfg->evidence.early_total_mib = 32;
-    cfg->evidence.queue_mib = 16;
-    cfg->evidence.redis_prefix = strdup("tunnelwatch:evidence:");
-    cfg->evidence.redis_ttl_s = 86400;
+    defaults_evidence_fleet(cfg);
 
     cfg->redis.url = strdup("redis://127.0.0.1:6379/0");
     cfg->redis.mode_stream = true;
@@ -1359,13 +1371,6 @@ void cfg_defaults(struct tw_cfg *cfg)
     cfg->redis.timeout_ms = 2000;
     cfg->redis.heartbeat_s = 10;
     cfg->redis.wait_timeout_ms = 1000;
-
-    cfg->fleet.bind_prefix = strdup("tunnelwatch:bind:");
-    cfg->fleet.channel = strdup("tunnelwatch:bindings");
-    cfg->fleet.incident_prefix = strdup("tunnelwatch:incident:");
-    cfg->fleet.dedup = true;
-    cfg->fleet.queue_max = 4096;
-    cfg->fleet.sync_timeout_ms = 3000;
 
     cfg->log.verbosity = 0;
     cfg->log.syslog = false;
