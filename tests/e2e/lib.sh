@@ -37,6 +37,24 @@ redis_start() {
     fail "redis-server $name did not start"
 }
 
+# web_start NAME [args]: tunnelwatch-web ($WEB) on a free loopback port, reading the Redis at
+# $WEB_REDIS (default: redis_start r's socket); sets WEB_PID and WEB_URL.
+web_start() {
+    local name=$1; shift
+    "$WEB" -l 127.0.0.1:0 --redis "${WEB_REDIS:-unix://$T/r.sock}" "$@" >"$T/$name.log" 2>&1 &
+    WEB_PID=$!
+    TW_PIDS+=("$WEB_PID")
+    WEB_URL=
+    for _ in $(seq 200); do
+        WEB_URL=$(grep -so 'http://127\.0\.0\.1:[0-9]*/' "$T/$name.log" || true)
+        [ -n "$WEB_URL" ] && return 0
+        kill -0 "$WEB_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    cat "$T/$name.log" >&2
+    fail "tunnelwatch-web $name did not start"
+}
+
 # stream_json SOCK [KEY]: every alert JSON of the stream, one per line
 stream_json() {
     redis-cli -s "$1" --raw XRANGE "${2:-tunnelwatch:alerts}" - + | grep '^{' || true

@@ -17,22 +17,6 @@ WEB=${TW_WEB_BIN:-$TW_BUILD/tunnelwatch-web}
 redis_start r
 sock=$T/r.sock
 
-# web_start NAME [args]: tunnelwatch-web on a free loopback port; sets WEB_PID and WEB_URL.
-web_start() {
-    local name=$1; shift
-    "$WEB" -l 127.0.0.1:0 --redis "unix://$sock" "$@" >"$T/$name.log" 2>&1 &
-    WEB_PID=$!
-    TW_PIDS+=("$WEB_PID")
-    WEB_URL=
-    for _ in $(seq 100); do
-        WEB_URL=$(grep -so 'http://127\.0\.0\.1:[0-9]*/' "$T/$name.log" || true)
-        [ -n "$WEB_URL" ] && return 0
-        kill -0 "$WEB_PID" 2>/dev/null || break
-        sleep 0.05
-    done
-    cat "$T/$name.log" >&2
-    fail "tunnelwatch-web $name did not start"
-}
 web_start web
 ok "tunnelwatch-web serves $WEB_URL"
 

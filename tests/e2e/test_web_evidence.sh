@@ -29,19 +29,6 @@ redis_start r
 sock=$T/r.sock
 rcli() { redis-cli -s "$sock" "$@"; }
 
-# web_start NAME CONF: tunnelwatch-web on a free loopback port; sets WEB_URL.
-web_start() {
-    "$WEB" -c "$2" -l 127.0.0.1:0 --redis "unix://$sock" >"$T/$1.log" 2>&1 &
-    TW_PIDS+=("$!")
-    WEB_URL=
-    for _ in $(seq 200); do
-        WEB_URL=$(grep -so 'http://127\.0\.0\.1:[0-9]*/' "$T/$1.log" || true)
-        [ -n "$WEB_URL" ] && return 0
-        sleep 0.05
-    done
-    cat "$T/$1.log" >&2
-    fail "tunnelwatch-web $1 did not start"
-}
 
 # The sensor's own records of the demo capture, given the evidence fields of the contract.
 "$TW_BIN" -r "$DEMO" -R "$TW_SRC/conf/rules" --alerts - --redis none -q >"$T/records.json" \
@@ -99,7 +86,7 @@ cat >"$T/auth.conf" <<'EOF'
 auth = { user = "analyst"; password = "s3cret"; };
 evidence = { max_mib = 1; max_downloads = 2; };
 EOF
-web_start web "$T/auth.conf"
+web_start web -c "$T/auth.conf"
 U=$WEB_URL
 CRED=(-u analyst:s3cret)
 for _ in $(seq 100); do
@@ -328,7 +315,7 @@ mkfifo "$T/evdir/0123456789abcdef-00000000000000d3.pcap"
 cat >"$T/dir.conf" <<EOF
 evidence = { dir = "$T/evdir"; };
 EOF
-web_start webdir "$T/dir.conf"
+web_start webdir -c "$T/dir.conf"
 code 200 "${WEB_URL}api/evidence/$ondisk.pcap"
 cmp "$T/body" "$DEMO" || fail "evidence.dir: not the whole records of the file"
 code 200 "${WEB_URL}api/evidence/$INC.pcap"
