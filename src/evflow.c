@@ -6,16 +6,19 @@
  * accounts every buffer's capacity against evidence.early_total_mib. The buffer lives only
  * while the flow may still be flagged: the engine calls evflow_decided() as soon as our
  * parsers are done with a flow that no rule flagged, so on the common path a flow costs a
- * copy of its first few packets and one malloc/free. A decided flow keeps a static marker
- * instead of its state (no allocation).
+ * copy of its first few packets. The state of a decided flow goes back to a short list of
+ * spares with its buffer (still accounted as early bytes), for the next young flow: no
+ * malloc/free per flow. A decided flow keeps a static marker instead of its state.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "tunnelwatch/evidence.h"
 
-#define QRING 64
-#define QMAX  1024 /* a query frame longer than this is not kept */
+#define QRING     64
+#define QMAX      1024 /* a query frame longer than this is not kept */
+#define SPARES    64   /* decided flows' states kept for reuse */
+#define SPARE_CAP 8192 /* ... with a buffer no larger than this */
 
 struct evpkt {
     struct pcap_pkthdr h;
@@ -45,6 +48,8 @@ struct evpool {
     struct evpool_stats st;
     struct qslot *q; /* QRING, allocated on the first query */
     size_t q_next;
+    struct evflow *spare[SPARES]; /* owned, with their buffers */
+    uint32_t n_spare;
 };
 
 struct evpool *evpool_new(struct evw *w, const struct evpool_opts *o)
@@ -62,6 +67,10 @@ void evpool_free(struct evpool *p)
     if (!p)
         return;
     free(p->q);
+    for (uint32_t i = 0; i < p->n_spare; i++) {
+        free(p->spare[i]->buf);
+        free(p->spare[i]);
+    }
     free(p);
 }
 
@@ -74,6 +83,29 @@ void evpool_get_stats(const struct evpool *p, struct evpool_stats *st)
 void evpool_set_dlt(struct evpool *p, int dlt)
 {
     p->dlt = dlt;
+}
+
+/* A flow's state: a spare (its buffer kept, empty) or a new one. NULL when out of memory. */
+static struct evflow *ev_take(struct evpool *p)
+{
+    if (!p->n_spare)
+        return calloc(1, sizeof(struct evflow));
+    return p->spare[--p->n_spare];
+}
+
+static void early_free(struct evpool *p, struct evflow *f);
+
+/* A decided or ended flow's state back to the spares, or freed. */
+static void ev_give(struct evpool *p, struct evflow *f)
+{
+    if (p->n_spare < SPARES && f->cap <= SPARE_CAP && !f->incident[0]) {
+        f->n = f->len = 0;
+        f->written = 0;
+        p->spare[p->n_spare++] = f;
+        return;
+    }
+    early_free(p, f);
+    free(f);
 }
 
 bool evflow_flagged(const struct evflow *f)
@@ -139,7 +171,7 @@ void evflow_packet(struct evpool *p, struct evflow **slot, const struct pcap_pkt
     if (!f) {
         if (p->o.early_packets == 0)
             return;
-        f = *slot = calloc(1, sizeof(*f));
+        f = *slot = ev_take(p);
         if (!f) {
             p->st.early_refused++;
             return;
@@ -166,7 +198,7 @@ void evflow_flag(struct evpool *p, struct evflow **slot, const char *incident,
     if (f && f->incident[0])
         return;
     if (!f || f == &decided_marker) {
-        f = *slot = calloc(1, sizeof(*f));
+        f = *slot = ev_take(p);
         if (!f) {
             *slot = &decided_marker;
             return;
@@ -189,8 +221,7 @@ void evflow_decided(struct evpool *p, struct evflow **slot)
     struct evflow *f = *slot;
     if (!f || f == &decided_marker || f->incident[0])
         return;
-    early_free(p, f);
-    free(f);
+    ev_give(p, f);
     *slot = &decided_marker;
 }
 
@@ -207,8 +238,7 @@ void evflow_end(struct evpool *p, struct evflow **slot)
         return;
     if (f->incident[0])
         evw_sync(p->w, f->incident);
-    early_free(p, f);
-    free(f);
+    ev_give(p, f);
 }
 
 /* ---------- DNS queries and answers ---------- */
