@@ -133,3 +133,21 @@ ok "the sensors followed the redirections: $(cat "$T"/e[123] | grep -c "slot $sl
 web_all() { api api/status | $PY -c "import json,sys; w=json.load(sys.stdin)['window']; sys.exit(0 if w['added'] == $got else 1)"; }
 wait_for 30 "the SOC page to hold the $got records" web_all
 ok "the SOC page holds all $got records of the three sensors"
+
+# evidence pcaps (evidence.redis_max_kib): each incident's copy lands on the master of its own
+# key's slot, whichever node the sensor was pointed at, and equals the pcap on disk
+"$TW_BIN" -q -r "$TW_SRC/pcaps/resolver_attrib.pcap" -R "$TW_SRC/conf/rules" \
+    --redis "redis://127.0.0.1:${P[2]}/0" --set sensor.name=cluster-ev --set redis.timeout_ms=500 \
+    --set redis.spool_dir="$T/spool-ev" --set evidence.dir="$T/ev" \
+    --set evidence.redis_max_kib=4096 --alerts /dev/null 2>"$T/e-ev" || fail "evidence replay"
+n=0
+for f in "$T"/ev/*.pcap; do
+    key=tunnelwatch:evidence:$(basename "$f" .pcap)
+    kp=$(owner_port "$(cli "${P[0]}" cluster keyslot "$key")")
+    wait_for 10 "$key on :$kp" sh -c "[ \"\$(redis-cli -h 127.0.0.1 -p $kp exists $key)\" = 1 ]"
+    cli "$kp" --raw GET "$key" | head -c -1 >"$T/key.bin"
+    cmp -s "$T/key.bin" "$f" || fail "$key on :$kp differs from $f"
+    n=$((n + 1))
+done
+[ "$n" -ge 2 ] || fail "only $n evidence pcaps"
+ok "$n evidence copies on their slots' masters, equal to the pcaps on disk"
