@@ -26,6 +26,7 @@
 #include "tunnelwatch/ac.h"
 #include "tunnelwatch/re.h"
 #include "tunnelwatch/rules.h"
+#include "tunnelwatch/yml.h"
 
 #define MAX_FILE_SIZE   (512u << 20) /* a rule file or indicator list larger than this is refused */
 #define MAX_DIR_DEPTH   8            /* folder recursion (symlink loops) */
@@ -157,6 +158,8 @@ struct ruleset {
     size_t n_anchorless;
     uint32_t *always; /* rules to evaluate on every name */
     size_t n_always;
+    uint8_t always_kinds;     /* union of the always rules' kinds: other kinds skip the list */
+    unsigned anchorless_bits; /* fields of the values without an anchor */
     size_t files, skipped;
     struct reason {
         char *text; /* arena */
@@ -2169,6 +2172,18 @@ static int load_sigma_mem(struct loader *ld, const uint8_t *data, size_t len)
                     MAX_FLOW_DEPTH, deep);
         return TW_ECONF;
     }
+    yaml_document_t fast;
+    int f = yml_load(&fast, data, len); /* the plain subset of one document (yml.h) */
+    if (f == YML_ENOMEM)
+        return TW_ENOMEM;
+    if (f == YML_OK) {
+        size_t before = ld->rs->n_rules;
+        int r = load_sigma_doc(ld, &fast);
+        yaml_document_delete(&fast);
+        if (r == TW_ENOMEM || r == TW_ELIMIT)
+            return r;
+        return (int)(ld->rs->n_rules - before);
+    }
     yaml_parser_t parser;
     if (!yaml_parser_initialize(&parser))
         return TW_ENOMEM;
@@ -2605,6 +2620,7 @@ int ruleset_build(struct ruleset *rs)
             continue; /* compared directly when its rule is evaluated */
         if (v->alen == 0) {
             rs->anchorless[rs->n_anchorless++] = (uint32_t)i;
+            rs->anchorless_bits |= rs->items[v->item].fields;
             continue;
         }
         int rc = ac_add(rs->ac, anchor_of(v), v->alen, (uint32_t)i);
@@ -2630,6 +2646,7 @@ int ruleset_build(struct ruleset *rs)
         if (!rs->rules[i].indicator && rule_gate_open(rs, &rs->rules[i])) {
             rs->rules[i].always = 1;
             rs->always[rs->n_always++] = (uint32_t)i;
+            rs->always_kinds |= rs->rules[i].kinds;
         }
     }
     /* domain hash set, load factor <= 1/2 */
@@ -2781,6 +2798,8 @@ static void scan_fields(struct mstate *m)
         m->scan = bit;
         ac_search(rs->ac, t.p, t.n, on_hit, m);
     }
+    if (!(rs->anchorless_bits & m->suses & m->fields))
+        return; /* no value without an anchor is on a field this observation carries */
     for (size_t i = 0; i < rs->n_anchorless && !m->overflow; i++) {
         const struct rval *v = &rs->vals[rs->anchorless[i]];
         struct rule_span t;
@@ -2852,13 +2871,14 @@ static int match(struct mstate *m, struct rule_hit *hits, size_t max)
     if (m->n_touched > 1)
         qsort(m->touched, m->n_touched, sizeof(m->touched[0]), cmp_touched);
     size_t ti = 0, ai = 0, nh = 0;
-    while ((ti < m->n_touched || ai < rs->n_always) && nh < max) {
+    size_t n_always = (rs->always_kinds & m->kmask) ? rs->n_always : 0;
+    while ((ti < m->n_touched || ai < n_always) && nh < max) {
         uint32_t r;
         const char *pat = "";
-        if (ai >= rs->n_always || (ti < m->n_touched && m->touched[ti].rule <= rs->always[ai])) {
+        if (ai >= n_always || (ti < m->n_touched && m->touched[ti].rule <= rs->always[ai])) {
             r = m->touched[ti].rule;
             pat = m->touched[ti].pat;
-            if (ai < rs->n_always && rs->always[ai] == r)
+            if (ai < n_always && rs->always[ai] == r)
                 ai++;
             ti++;
         } else {
