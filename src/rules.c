@@ -104,12 +104,16 @@ struct rrule {
     struct rule pub;
     uint32_t first_sel, n_sels;
     uint32_t first_op, n_ops;
-    uint8_t indicator; /* an indicator list: true when a listed domain matched */
-    uint8_t always;    /* may hold with no string value matched: evaluate on every name */
-    uint8_t kinds;     /* bits 1 << enum rule_obs_kind it is evaluated on */
-    uint8_t all_kinds; /* those that carry every field it uses (the self-test's) */
-    int32_t need;      /* a local selection the condition cannot hold without, or -1: checked
-                        * first, so most observations skip the whole program */
+    uint8_t indicator;    /* an indicator list: true when a listed domain matched */
+    uint8_t always;       /* may hold with no string value matched: evaluate on every name */
+    uint8_t kinds;        /* bits 1 << enum rule_obs_kind it is evaluated on */
+    uint8_t all_kinds;    /* those that carry every field it uses (the self-test's) */
+    int32_t need;         /* a local selection the condition cannot hold without, or -1: checked
+                           * first, so most observations skip the whole program */
+    const uint16_t *gate; /* when every group of the needed selection asks for a server port
+                           * among fixed values: their union, sorted (n_gate of them); a flow
+                           * to another port cannot satisfy the rule */
+    uint32_t n_gate;
 };
 
 struct dom {
@@ -151,8 +155,8 @@ struct ruleset {
     char *dpool;
     size_t dpool_len, dpool_cap;
     /* built */
-    struct ac *ac;
-    uint32_t *dtab; /* open addressing over doms, index + 1, 0 = empty */
+    struct ac *ac[3]; /* by the fields their values are on (enum ac_set) */
+    uint32_t *dtab;   /* open addressing over doms, index + 1, 0 = empty */
     size_t dtab_mask;
     uint32_t *anchorless; /* values without a literal anchor */
     size_t n_anchorless;
@@ -285,7 +289,8 @@ void ruleset_free(struct ruleset *rs)
     free(rs->ops);
     free(rs->doms);
     free(rs->dpool);
-    ac_free(rs->ac);
+    for (unsigned i = 0; i < 3; i++)
+        ac_free(rs->ac[i]);
     free(rs->dtab);
     free(rs->anchorless);
     free(rs->always);
@@ -2153,10 +2158,13 @@ static size_t flow_too_deep(const uint8_t *data, size_t len)
 {
     size_t depth = 0;
     for (size_t i = 0; i < len; i++) {
-        if (data[i] == '[' || data[i] == '{') {
+        unsigned c = data[i] | 0x20u; /* '[' and '{' fold to '{', ']' and '}' to '}' */
+        if (c < '{')
+            continue;
+        if (c == '{') {
             if (++depth > MAX_FLOW_DEPTH)
                 return i;
-        } else if ((data[i] == ']' || data[i] == '}') && depth) {
+        } else if (c == '}' && depth) {
             depth--;
         }
     }
@@ -2601,19 +2609,107 @@ int ruleset_load(struct ruleset *rs, const char *path, FILE *err)
 
 /* ---- build ----------------------------------------------------------------------------- */
 
-int ruleset_build(struct ruleset *rs)
+/* The item of group g that holds only for a server port equal to one of its values, or NULL. */
+static const struct ritem *port_item(const struct ruleset *rs, const struct rgroup *g)
 {
-    if (!rs || rs->built)
-        return TW_EBAD;
-    rs->ac = ac_new();
-    if (!rs->ac)
+    for (uint32_t i = 0; i < g->n_items; i++) {
+        const struct ritem *it = &rs->items[g->first_item + i];
+        if (it->fields != RF_DST_PORT || !it->scalar || it->isnull || it->all || !it->n_vals)
+            continue;
+        bool eq = true;
+        for (uint32_t v = 0; v < it->n_vals && eq; v++) {
+            const struct rval *rv = &rs->vals[it->first_val + v];
+            eq = rv->mod == MOD_EQ && rv->num >= 0 && rv->num <= 65535;
+        }
+        if (eq)
+            return it;
+    }
+    return NULL;
+}
+
+static int cmp_u16(const void *a, const void *b)
+{
+    return (int)*(const uint16_t *)a - (int)*(const uint16_t *)b;
+}
+
+/* Sets rr->gate (see struct rrule) when its needed selection allows it. */
+static int port_gate(struct ruleset *rs, struct rrule *rr)
+{
+    if (rr->need < 0)
+        return TW_OK;
+    const struct rsel *s = &rs->sels[rr->first_sel + (uint32_t)rr->need];
+    size_t n = 0;
+    for (uint32_t g = 0; g < s->n_groups; g++) {
+        const struct ritem *it = port_item(rs, &rs->groups[s->first_group + g]);
+        if (!it || s->dropped)
+            return TW_OK;
+        n += it->n_vals;
+    }
+    if (n == 0 || n > 65536)
+        return TW_OK;
+    uint16_t *p = arena_alloc(rs, n * sizeof(uint16_t));
+    if (!p)
         return TW_ENOMEM;
-    for (size_t i = 0; i < rs->n_rules; i++)
-        rs->rules[i].pub.set = rs; /* the array does not move any more */
-    rs->anchorless = malloc((rs->n_vals ? rs->n_vals : 1) * sizeof(uint32_t));
-    rs->always = malloc((rs->n_rules ? rs->n_rules : 1) * sizeof(uint32_t));
-    if (!rs->anchorless || !rs->always)
-        return TW_ENOMEM;
+    size_t k = 0;
+    for (uint32_t g = 0; g < s->n_groups; g++) {
+        const struct ritem *it = port_item(rs, &rs->groups[s->first_group + g]);
+        for (uint32_t v = 0; v < it->n_vals; v++)
+            p[k++] = (uint16_t)rs->vals[it->first_val + v].num;
+    }
+    qsort(p, n, sizeof(uint16_t), cmp_u16);
+    rr->gate = p;
+    rr->n_gate = (uint32_t)n;
+    return TW_OK;
+}
+
+/* False when the rule's port gate shuts the observation out (exactly: its needed selection
+ * is false there). */
+static bool gate_open(const struct mstate *m, const struct rrule *rr)
+{
+    if (!rr->n_gate)
+        return true;
+    if (!(m->fields & RF_DST_PORT))
+        return false;
+    uint16_t x = m->ob->dport;
+    size_t lo = 0, hi = rr->n_gate;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (rr->gate[mid] < x)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < rr->n_gate && rr->gate[lo] == x;
+}
+
+/* The automata: a scan of a name reads only the values of the fields it fills. A DNS query's
+ * name is DestinationHostname and QueryName, a TLS, QUIC or HTTP name DestinationHostname and
+ * cs-host; the other text fields (URL, User-Agent, ...) are scanned apart. DestinationHostname
+ * values sit in both name automata. */
+enum ac_set {
+    AC_QUERY, /* RF_QUERY, RF_DEST_HOST */
+    AC_HOST,  /* RF_DEST_HOST, RF_HTTP_HOST */
+    AC_OTHER, /* every other text field */
+};
+
+static int add_anchor(struct ruleset *rs, const struct rval *v, uint32_t id)
+{
+    unsigned f = rs->items[v->item].fields;
+    int rc = TW_OK;
+    if (f & (RF_QUERY | RF_DEST_HOST))
+        rc = ac_add(rs->ac[AC_QUERY], anchor_of(v), v->alen, id);
+    if (!rc && (f & (RF_DEST_HOST | RF_HTTP_HOST)))
+        rc = ac_add(rs->ac[AC_HOST], anchor_of(v), v->alen, id);
+    if (!rc && !(f & (RF_QUERY | RF_DEST_HOST | RF_HTTP_HOST)))
+        rc = ac_add(rs->ac[AC_OTHER], anchor_of(v), v->alen, id);
+    return rc;
+}
+
+static int build_automata(struct ruleset *rs)
+{
+    for (unsigned i = 0; i < 3; i++)
+        if (!(rs->ac[i] = ac_new()))
+            return TW_ENOMEM;
     for (size_t i = 0; i < rs->n_vals; i++) {
         const struct rval *v = &rs->vals[i];
         if (rs->items[v->item].scalar)
@@ -2623,11 +2719,29 @@ int ruleset_build(struct ruleset *rs)
             rs->anchorless_bits |= rs->items[v->item].fields;
             continue;
         }
-        int rc = ac_add(rs->ac, anchor_of(v), v->alen, (uint32_t)i);
+        int rc = add_anchor(rs, v, (uint32_t)i);
         if (rc)
             return rc;
     }
-    int rc = ac_build(rs->ac);
+    for (unsigned i = 0; i < 3; i++) {
+        int rc = ac_build(rs->ac[i]);
+        if (rc)
+            return rc;
+    }
+    return TW_OK;
+}
+
+int ruleset_build(struct ruleset *rs)
+{
+    if (!rs || rs->built)
+        return TW_EBAD;
+    for (size_t i = 0; i < rs->n_rules; i++)
+        rs->rules[i].pub.set = rs; /* the array does not move any more */
+    rs->anchorless = malloc((rs->n_vals ? rs->n_vals : 1) * sizeof(uint32_t));
+    rs->always = malloc((rs->n_rules ? rs->n_rules : 1) * sizeof(uint32_t));
+    if (!rs->anchorless || !rs->always)
+        return TW_ENOMEM;
+    int rc = build_automata(rs);
     if (rc)
         return rc;
     /* rules that may hold when no string value matched (e.g. 'not filter', ports only) */
@@ -2647,6 +2761,8 @@ int ruleset_build(struct ruleset *rs)
             rs->rules[i].always = 1;
             rs->always[rs->n_always++] = (uint32_t)i;
             rs->always_kinds |= rs->rules[i].kinds;
+            if (port_gate(rs, &rs->rules[i]))
+                return TW_ENOMEM;
         }
     }
     /* domain hash set, load factor <= 1/2 */
@@ -2771,6 +2887,27 @@ static int cmp_touched(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* One text through the automata that hold the values of its fields (enum ac_set). */
+static void scan_text(struct mstate *m, const uint8_t *t, size_t n, unsigned bits)
+{
+    struct ac *const *ac = m->rs->ac;
+    m->text = t;
+    m->tlen = n;
+    m->scan = bits;
+    if (!(bits & (RF_QUERY | RF_DEST_HOST | RF_HTTP_HOST))) {
+        ac_search(ac[AC_OTHER], t, n, on_hit, m);
+    } else if (!(bits & RF_HTTP_HOST)) {
+        ac_search(ac[AC_QUERY], t, n, on_hit, m);
+    } else if (!(bits & RF_QUERY)) {
+        ac_search(ac[AC_HOST], t, n, on_hit, m);
+    } else { /* both name automata; a value found twice is kept once (add_val) */
+        m->scan = bits & ~(unsigned)RF_HTTP_HOST;
+        ac_search(ac[AC_QUERY], t, n, on_hit, m);
+        m->scan = RF_HTTP_HOST;
+        ac_search(ac[AC_HOST], t, n, on_hit, m);
+    }
+}
+
 /* Runs the automaton over every string field the observation carries (the name once for
  * both name fields), then checks the values without an anchor. */
 static void scan_fields(struct mstate *m)
@@ -2786,17 +2923,14 @@ static void scan_fields(struct mstate *m)
         more &= ~(unsigned)RF_HTTP_HOST;
     }
     if (m->scan)
-        ac_search(rs->ac, m->text, m->tlen, on_hit, m);
+        scan_text(m, m->text, m->tlen, m->scan);
     for (unsigned b = 2; b < RF__BITS && more && !m->overflow; b++) {
         struct rule_span t;
         unsigned bit = 1u << b;
         if (!(more & bit) || fdocs[b].kind == FK_NUM || fdocs[b].kind == FK_BOOL ||
             !obs_str(m, bit, &t))
             continue;
-        m->text = t.p;
-        m->tlen = t.n;
-        m->scan = bit;
-        ac_search(rs->ac, t.p, t.n, on_hit, m);
+        scan_text(m, t.p, t.n, bit);
     }
     if (!(rs->anchorless_bits & m->suses & m->fields))
         return; /* no value without an anchor is on a field this observation carries */
@@ -2885,7 +3019,7 @@ static int match(struct mstate *m, struct rule_hit *hits, size_t max)
             r = rs->always[ai++];
         }
         const struct rrule *rr = &rs->rules[r];
-        if ((rr->kinds & m->kmask) && (rr->indicator || rule_holds(m, rr)))
+        if ((rr->kinds & m->kmask) && (rr->indicator || (gate_open(m, rr) && rule_holds(m, rr))))
             put_hit(m, rr, pat, &hits[nh++]);
     }
     return (int)nh;
@@ -2900,9 +3034,12 @@ static int match_obs(const struct ruleset *rs, const struct rule_obs *ob, unsign
     m->rs = rs;
     m->kmask = kmask;
     m->suses = 0;
-    for (unsigned k = 0; k < ROK__COUNT; k++)
-        if (kmask & (1u << k))
-            m->suses |= rs->kuses[k];
+    if (!(kmask & (kmask - 1)))
+        m->suses = rs->kuses[__builtin_ctz(kmask)]; /* one kind */
+    else
+        for (unsigned k = 0; k < ROK__COUNT; k++)
+            if (kmask & (1u << k))
+                m->suses |= rs->kuses[k];
     m->name = ob->name;
     m->len = ob->name ? ob->name_len : 0;
     if (m->len > 0 && m->name[m->len - 1] == '.')
