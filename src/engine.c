@@ -330,10 +330,37 @@ static void rule_obs_of(const struct engine *e, const struct obs *ob, struct rul
     }
 }
 
+/* Whether a rule reads the HTTP response status (extract_ops.want_responses). */
+static bool wants_responses(void *ud)
+{
+    const struct engine *e = ud;
+    return e->rules && ruleset_wants(e->rules, ROK_HTTP_RESPONSE);
+}
+
+/* A request seen again with its response status: only the rules on the status run (the
+ * others ran at the request). */
+static void observe_response(struct engine *e, const struct obs *ob)
+{
+    if (!e->rules)
+        return;
+    struct rule_obs ro;
+    rule_obs_of(e, ob, &ro);
+    ro.kind = ROK_HTTP_RESPONSE;
+    ro.status = ob->status;
+    struct rule_hit hits[MAX_HITS];
+    int n = ruleset_match_obs(e->rules, &ro, hits, MAX_HITS);
+    for (int i = 0; i < n; i++)
+        handle_hit(e, ob, &ro, &hits[i]);
+}
+
 /* Every name the parsers observe: counted, printed with --names, matched against the rules. */
 static void observe(void *ud, const struct obs *ob)
 {
     struct engine *e = ud;
+    if (ob->status) {
+        observe_response(e, ob);
+        return;
+    }
     e->st.names[ob->kind]++;
     if (e->o.names_out && ob->kind != NK_DNS_ANSWER && ob->kind != NK_PROXY_TARGET)
         names_row(e, ob);
@@ -837,7 +864,7 @@ static int engine_parts(struct engine *e, const struct tw_cfg *c)
                            c->flow.tcp_close_timeout_s, sizeof(struct fstate)};
     struct recorder_opts ro = {c,        e->o.alerts_out, e->o.pub,         e->o.schema,
                                e->o.log, e->o.verbosity,  e->o.alerts_sink, e->o.fleet};
-    struct extract_ops xo = {observe, dns_message, e};
+    struct extract_ops xo = {observe, dns_message, e, wants_responses};
     e->flows = flow_table_new(&fo, flow_end, e);
     e->frag = frag_new(c->flow.frag_max, (uint64_t)c->flow.frag_max * 4096, c->flow.frag_timeout_s);
     e->attrib = attrib_new(c->alert.dns_map_max);

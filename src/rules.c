@@ -600,6 +600,7 @@ static const struct fmap {
     {"cs-host", RF_HTTP_HOST, LS_PROXY},
     {"cs-cookie", RF_COOKIE, LS_PROXY},
     {"cs-referrer", RF_REFERER, LS_PROXY},
+    {"sc-status", RF_STATUS, LS_PROXY},
     {"id.orig_h", RF_SRC_IP, LS_ZEEK},
     {"id.orig_p", RF_SRC_PORT, LS_ZEEK},
     {"id.resp_h", RF_DST_IP, LS_ZEEK},
@@ -611,6 +612,7 @@ static const struct fmap {
     {"user_agent", RF_UA, LS_ZHTTP},
     {"method", RF_METHOD, LS_ZHTTP},
     {"referrer", RF_REFERER, LS_ZHTTP},
+    {"status_code", RF_STATUS, LS_ZHTTP},
 };
 
 /* What each bit is on the wire (index: bit number), and how its values compare. */
@@ -640,7 +642,7 @@ static const struct fdoc {
     {"HTTP Host header, TLS/QUIC SNI", FK_STR},
     {"Cookie header", FK_STR},
     {"Referer header", FK_STR},
-    {"HTTP response status", FK_NUM},
+    {"HTTP/1.x response status (evaluated when the response head arrives)", FK_NUM},
 };
 
 /* Process fields: no packet shows them (see rules.unobservable_filters). */
@@ -1470,6 +1472,12 @@ static void obs_http(struct mstate *m, const struct rule_obs *ob)
     m->url = (struct rule_span){m->urlbuf, 7 + h->n + n};
 }
 
+/* A request, or a request again with its response. */
+static bool http_kind(unsigned k)
+{
+    return k == ROK_HTTP_REQUEST || k == ROK_HTTP_RESPONSE;
+}
+
 /* Which fields the observation carries, and the text forms of the non-text ones. */
 static void obs_prepare(struct mstate *m, const struct rule_obs *ob)
 {
@@ -1506,7 +1514,7 @@ static void obs_prepare(struct mstate *m, const struct rule_obs *ob)
     m->fields |= (ob->method.p ? RF_METHOD : 0u) | (ob->user_agent.p ? RF_UA : 0u) |
                  (ob->cookie.p ? RF_COOKIE : 0u) | (ob->referer.p ? RF_REFERER : 0u) |
                  (ob->status > 0 ? RF_STATUS : 0u);
-    if ((ob->kind == ROK_HTTP_REQUEST && ob->host.p) ||
+    if ((http_kind(ob->kind) && ob->host.p) ||
         ((ob->kind == ROK_TLS_SNI || ob->kind == ROK_QUIC_SNI) && m->len))
         m->fields |= RF_HTTP_HOST;
 }
@@ -1540,7 +1548,7 @@ static bool obs_str(const struct mstate *m, unsigned bit, struct rule_span *out)
         *out = span_of(m->qtype);
         return true;
     case RF_HTTP_HOST:
-        *out = ob->kind == ROK_HTTP_REQUEST ? ob->host : (struct rule_span){m->name, m->len};
+        *out = http_kind(ob->kind) ? ob->host : (struct rule_span){m->name, m->len};
         return true;
     default:
         break;
@@ -2023,7 +2031,9 @@ static unsigned kind_fields(unsigned k)
         return name | RF_HTTP_HOST;
     case ROK_HTTP_REQUEST:
         return name | RF_HTTP_HOST | RF_METHOD | RF_URL | RF_URI | RF_URI_STEM | RF_URI_QUERY |
-               RF_URI_EXT | RF_UA | RF_COOKIE | RF_REFERER | RF_STATUS;
+               RF_URI_EXT | RF_UA | RF_COOKIE | RF_REFERER;
+    case ROK_HTTP_RESPONSE:
+        return kind_fields(ROK_HTTP_REQUEST) | RF_STATUS;
     case ROK_FLOW:
         return FLOW_RF;
     default:
@@ -2058,6 +2068,13 @@ static int rule_kinds(struct loader *ld, struct rrule *rr)
     }
     if (all & (1u << ROK_FLOW))
         all = some = 1u << ROK_FLOW;
+    /* a rule on the response status runs when the response comes, every other rule at the
+     * request only (the response repeats the request's fields) */
+    unsigned resp = 1u << ROK_HTTP_RESPONSE;
+    if (bits & RF_STATUS)
+        all &= resp, some &= resp;
+    else
+        all &= ~resp, some &= ~resp;
     if (!all) {
         rule_problem(ld, "its fields never appear in one observation");
         return TW_ECONF;
@@ -3230,9 +3247,9 @@ static void syn_defaults(struct rule_obs *ob, unsigned kind)
     set_addr("10.1.2.3", &ob->src);
     set_addr("203.0.113.10", &ob->dst);
     ob->sport = 49152;
-    ob->dport = kind == ROK_HTTP_REQUEST ? 80 : kind == ROK_DNS_QUERY ? 53 : 443;
+    ob->dport = http_kind(kind) ? 80 : kind == ROK_DNS_QUERY ? 53 : 443;
     ob->proto = kind == ROK_DNS_QUERY || kind == ROK_QUIC_SNI ? 17 : 6;
-    if (kind == ROK_HTTP_REQUEST) {
+    if (http_kind(kind)) {
         ob->method = span_of("GET");
         ob->host = span_of("tw-selftest.example.zz");
         ob->target = span_of("/index");
@@ -3295,7 +3312,7 @@ static void syn_finish(struct synth *s, unsigned kind)
         ob->name_len = 22;
         ob->name_fields = RF_DEST_HOST | (kind == ROK_DNS_QUERY ? RF_QUERY : 0u);
     }
-    if (s->set & RF_HTTP_HOST && kind != ROK_HTTP_REQUEST) {
+    if (s->set & RF_HTTP_HOST && !http_kind(kind)) {
         ob->name = (const uint8_t *)s->text[bit_index(RF_HTTP_HOST)];
         ob->name_len = strlen(s->text[bit_index(RF_HTTP_HOST)]);
     }
@@ -3305,7 +3322,7 @@ static void syn_finish(struct synth *s, unsigned kind)
         if (sp && (s->set & (1u << b)))
             *sp = span_of(s->text[b]);
     }
-    if (kind == ROK_HTTP_REQUEST)
+    if (http_kind(kind))
         syn_target(s);
 }
 
