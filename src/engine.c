@@ -1076,6 +1076,7 @@ static void stats_names(const struct engine *e, struct tw_stats *st)
     stats_put(st, "parse_errors_quic", false, e->x.st.err_quic);
     stats_put(st, "parse_errors_http", false, e->x.st.err_http);
     stats_put(st, "reassembly_limit", false, e->x.st.reasm_limit);
+    stats_put(st, "http_responses_lost", false, e->x.st.http_pend_lost);
     stats_put(st, "reassembly_reclaimed", false, e->x.pool.reclaimed[REASM_STREAM]);
     stats_put(st, "reassembly_refused_source", false, e->x.pool.refused_src[REASM_STREAM]);
     stats_put(st, "quic_state_reclaimed", false, e->x.pool.reclaimed[REASM_OTHER]);
