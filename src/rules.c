@@ -2197,14 +2197,14 @@ static int load_sigma_mem(struct loader *ld, const uint8_t *data, size_t len)
                     MAX_FLOW_DEPTH, deep);
         return TW_ECONF;
     }
-    yaml_document_t fast;
+    struct yml_doc fast;
     int f = yml_load(&fast, data, len); /* the plain subset of one document (yml.h) */
     if (f == YML_ENOMEM)
         return TW_ENOMEM;
     if (f == YML_OK) {
         size_t before = ld->rs->n_rules;
-        int r = load_sigma_doc(ld, &fast);
-        yaml_document_delete(&fast);
+        int r = load_sigma_doc(ld, &fast.doc);
+        yml_free(&fast);
         if (r == TW_ENOMEM || r == TW_ELIMIT)
             return r;
         return (int)(ld->rs->n_rules - before);

@@ -20,8 +20,18 @@
 #define YML_MAX_DEPTH 64   /* nested collections; deeper files go to libyaml */
 #define YML_MAX_KEY   1000 /* libyaml refuses simple keys past 1024 characters */
 
+/* Arena: node values and child lists, freed at once (yml_free). */
+struct yml_chunk {
+    struct yml_chunk *next;
+    size_t used, cap;
+    max_align_t data[];
+};
+
 struct yp {
     yaml_document_t *doc;
+    struct yml_doc *out;
+    int *kids; /* child ids of the collections being read, a stack */
+    size_t n_kids, cap_kids;
     const char *s;
     size_t n;
     size_t pos;  /* start of the current line */
@@ -79,31 +89,115 @@ static bool is_dash(const struct yp *p, size_t c, size_t e)
     return c < e && p->s[c] == '-' && (c + 1 == e || p->s[c + 1] == ' ');
 }
 
-static int scalar(struct yp *p, const char *v, size_t n, yaml_scalar_style_t st, size_t line)
+static void *arena(struct yp *p, size_t n)
 {
+    n = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
+    struct yml_chunk *c = p->out->arena;
+    if (!c || c->cap - c->used < n) {
+        size_t cap = n > 65536 ? n : 65536;
+        c = malloc(sizeof(*c) + cap);
+        if (!c) {
+            p->rc = YML_ENOMEM;
+            return NULL;
+        }
+        c->next = p->out->arena;
+        c->used = 0;
+        c->cap = cap;
+        p->out->arena = c;
+    }
+    void *r = (char *)c->data + c->used;
+    c->used += n;
+    return r;
+}
+
+/* A new node (type and start line set, the rest zero): its id, or 0. */
+static int new_node(struct yp *p, yaml_node_type_t type, const char *tag, size_t line)
+{
+    yaml_document_t *d = p->doc;
     if (p->rc)
         return 0;
-    int id = yaml_document_add_scalar(p->doc, NULL, (const yaml_char_t *)v, (int)n, st);
-    if (!id) {
-        p->rc = YML_ENOMEM;
-        return 0;
+    if (d->nodes.top == d->nodes.end) {
+        size_t n = (size_t)(d->nodes.top - d->nodes.start), cap = n ? 2 * n : 64;
+        yaml_node_t *nn = realloc(d->nodes.start, cap * sizeof(*nn));
+        if (!nn) {
+            p->rc = YML_ENOMEM;
+            return 0;
+        }
+        d->nodes.start = nn;
+        d->nodes.top = nn + n;
+        d->nodes.end = nn + cap;
     }
-    p->doc->nodes.start[id - 1].start_mark.line = line;
+    yaml_node_t *node = d->nodes.top++;
+    memset(node, 0, sizeof(*node));
+    node->type = type;
+    node->tag = (yaml_char_t *)(uintptr_t)tag;
+    node->start_mark.line = line;
+    return (int)(d->nodes.top - d->nodes.start);
+}
+
+static int scalar(struct yp *p, const char *v, size_t n, yaml_scalar_style_t st, size_t line)
+{
+    char *val = arena(p, n + 1);
+    int id = val ? new_node(p, YAML_SCALAR_NODE, YAML_DEFAULT_SCALAR_TAG, line) : 0;
+    if (!id)
+        return 0;
+    memcpy(val, v, n);
+    val[n] = '\0';
+    yaml_node_t *node = &p->doc->nodes.start[id - 1];
+    node->data.scalar.value = (yaml_char_t *)val;
+    node->data.scalar.length = n;
+    node->data.scalar.style = st;
     return id;
 }
 
 static int collection(struct yp *p, bool map, size_t line)
 {
-    if (p->rc)
-        return 0;
-    int id = map ? yaml_document_add_mapping(p->doc, NULL, YAML_BLOCK_MAPPING_STYLE)
-                 : yaml_document_add_sequence(p->doc, NULL, YAML_BLOCK_SEQUENCE_STYLE);
-    if (!id) {
-        p->rc = YML_ENOMEM;
-        return 0;
+    int id = new_node(p, map ? YAML_MAPPING_NODE : YAML_SEQUENCE_NODE,
+                      map ? YAML_DEFAULT_MAPPING_TAG : YAML_DEFAULT_SEQUENCE_TAG, line);
+    if (id) {
+        yaml_node_t *node = &p->doc->nodes.start[id - 1];
+        if (map)
+            node->data.mapping.style = YAML_BLOCK_MAPPING_STYLE;
+        else
+            node->data.sequence.style = YAML_BLOCK_SEQUENCE_STYLE;
     }
-    p->doc->nodes.start[id - 1].start_mark.line = line;
     return id;
+}
+
+static void push_kid(struct yp *p, int id)
+{
+    if (p->n_kids == p->cap_kids) {
+        size_t cap = p->cap_kids ? 2 * p->cap_kids : 256;
+        int *k = realloc(p->kids, cap * sizeof(int));
+        if (!k) {
+            p->rc = YML_ENOMEM;
+            return;
+        }
+        p->kids = k;
+        p->cap_kids = cap;
+    }
+    p->kids[p->n_kids++] = id;
+}
+
+/* The children pushed since mark become collection id's items (or key/value pairs). */
+static void set_kids(struct yp *p, int id, size_t mark)
+{
+    size_t n = p->n_kids - mark;
+    yaml_node_t *node = &p->doc->nodes.start[id - 1];
+    if (node->type == YAML_MAPPING_NODE) {
+        yaml_node_pair_t *pr = arena(p, (n / 2 + 1) * sizeof(*pr));
+        for (size_t i = 0; pr && i + 1 < n; i += 2)
+            pr[i / 2] = (yaml_node_pair_t){p->kids[mark + i], p->kids[mark + i + 1]};
+        node->data.mapping.pairs.start = pr;
+        node->data.mapping.pairs.top = node->data.mapping.pairs.end = pr ? pr + n / 2 : NULL;
+    } else {
+        yaml_node_item_t *it = arena(p, (n + 1) * sizeof(*it));
+        for (size_t i = 0; it && i < n; i++)
+            it[i] = p->kids[mark + i];
+        node->data.sequence.items.start = it;
+        node->data.sequence.items.top = node->data.sequence.items.end = it ? it + n : NULL;
+    }
+    p->n_kids = mark;
 }
 
 /* The ':' ending a plain key that starts at c ("key: value" or "key:"), or 0. */
@@ -296,6 +390,7 @@ static int bmap(struct yp *p, size_t ind, size_t kc)
     if (++p->depth > YML_MAX_DEPTH)
         return decline(p);
     int map = collection(p, true, p->line);
+    size_t mark = p->n_kids;
     while (!p->rc) {
         struct ln l = line_at(p, p->pos);
         size_t ke = key_end(p, kc, l.e), kt = ke;
@@ -311,10 +406,8 @@ static int bmap(struct yp *p, size_t ind, size_t kc)
             (v == l.e || p->s[v] == '#') ? block_value(p, &l, ind) : inline_value(p, &l, v, ind);
         if (p->rc)
             break;
-        if (!yaml_document_append_mapping_pair(p->doc, map, key, val)) {
-            p->rc = YML_ENOMEM;
-            break;
-        }
+        push_kid(p, key);
+        push_kid(p, val);
         skip_blank(p);
         if (p->pos >= p->n)
             break;
@@ -325,6 +418,8 @@ static int bmap(struct yp *p, size_t ind, size_t kc)
             return decline(p);
         kc = l.c;
     }
+    if (!p->rc)
+        set_kids(p, map, mark);
     p->depth--;
     return map;
 }
@@ -336,6 +431,7 @@ static int bseq(struct yp *p, size_t ind, bool indentless)
     if (++p->depth > YML_MAX_DEPTH)
         return decline(p);
     int seq = collection(p, false, p->line);
+    size_t mark = p->n_kids;
     while (!p->rc) {
         struct ln l = line_at(p, p->pos);
         size_t v = l.c + 1;
@@ -346,10 +442,7 @@ static int bseq(struct yp *p, size_t ind, bool indentless)
         int item = key_end(p, v, l.e) ? bmap(p, v - l.start, v) : inline_value(p, &l, v, ind);
         if (p->rc)
             break;
-        if (!yaml_document_append_sequence_item(p->doc, seq, item)) {
-            p->rc = YML_ENOMEM;
-            break;
-        }
+        push_kid(p, item);
         skip_blank(p);
         if (p->pos >= p->n)
             break;
@@ -359,6 +452,8 @@ static int bseq(struct yp *p, size_t ind, bool indentless)
         if (l.ind > ind || !is_dash(p, l.c, l.e))
             return decline(p);
     }
+    if (!p->rc)
+        set_kids(p, seq, mark);
     p->depth--;
     return seq;
 }
@@ -377,11 +472,25 @@ static bool plain_text(const uint8_t *d, size_t len)
     return true;
 }
 
-int yml_load(yaml_document_t *doc, const uint8_t *data, size_t len)
+void yml_free(struct yml_doc *d)
 {
+    if (!d)
+        return;
+    free(d->doc.nodes.start);
+    while (d->arena) {
+        struct yml_chunk *n = d->arena->next;
+        free(d->arena);
+        d->arena = n;
+    }
+    memset(d, 0, sizeof(*d));
+}
+
+int yml_load(struct yml_doc *out, const uint8_t *data, size_t len)
+{
+    memset(out, 0, sizeof(*out));
     if (!data || len == 0 || len > (size_t)INT32_MAX || !plain_text(data, len))
         return YML_DECLINE;
-    struct yp p = {doc, (const char *)data, len, 0, 0, NULL, YML_OK, 0};
+    struct yp p = {&out->doc, out, NULL, 0, 0, (const char *)data, len, 0, 0, NULL, YML_OK, 0};
     skip_blank(&p);
     struct ln l = line_at(&p, p.pos);
     if (p.pos >= len || l.ind != 0 || !key_end(&p, l.c, l.e))
@@ -389,10 +498,7 @@ int yml_load(yaml_document_t *doc, const uint8_t *data, size_t len)
     p.buf = malloc(len + 1);
     if (!p.buf)
         return YML_ENOMEM;
-    if (!yaml_document_initialize(doc, NULL, NULL, NULL, 1, 1)) {
-        free(p.buf);
-        return YML_ENOMEM;
-    }
+    out->doc.start_implicit = out->doc.end_implicit = 1;
     (void)bmap(&p, 0, l.c);
     if (!p.rc) {
         skip_blank(&p);
@@ -400,8 +506,9 @@ int yml_load(yaml_document_t *doc, const uint8_t *data, size_t len)
             p.rc = YML_DECLINE; /* something after the mapping */
     }
     free(p.buf);
+    free(p.kids);
     if (p.rc)
-        yaml_document_delete(doc);
+        yml_free(out);
     return p.rc;
 }
 

@@ -9,7 +9,8 @@
  * with libyaml as before: the subset is chosen so that declining is always safe, never
  * guessing. yml_same compares two documents (the differential tests and fuzz target).
  *
- * Ownership: on YML_OK the caller owns *doc (yaml_document_delete); otherwise nothing is
+ * Ownership: on YML_OK the caller owns *out and frees it with yml_free (not
+ * yaml_document_delete: values, tags and child lists live in one arena); otherwise nothing is
  * left allocated.
  */
 #ifndef TW_YML_H
@@ -28,7 +29,16 @@ enum yml_rc {
     YML_ENOMEM = TW_ENOMEM,
 };
 
-int yml_load(yaml_document_t *doc, const uint8_t *data, size_t len) TW_WUR;
+struct yml_chunk;
+
+/* A document yml_load built: doc reads as any libyaml document (yaml_document_get_node, ...). */
+struct yml_doc {
+    yaml_document_t doc;
+    struct yml_chunk *arena;
+};
+
+int yml_load(struct yml_doc *out, const uint8_t *data, size_t len) TW_WUR;
+void yml_free(struct yml_doc *d);
 
 /* True when a and b have the same nodes (types, scalar values and styles, tags, start lines,
  * children), node for node. */

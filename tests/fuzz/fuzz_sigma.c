@@ -14,7 +14,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void differential(const uint8_t *data, size_t size)
 {
-    yaml_document_t fast, lib;
+    struct yml_doc fast;
+    yaml_document_t lib;
     if (yml_load(&fast, data, size) != YML_OK)
         return;
     yaml_parser_t p;
@@ -23,7 +24,7 @@ static void differential(const uint8_t *data, size_t size)
     yaml_parser_set_input_string(&p, data, size);
     if (!yaml_parser_load(&p, &lib))
         abort(); /* the fast path took what libyaml refuses */
-    if (!yml_same(&fast, &lib))
+    if (!yml_same(&fast.doc, &lib))
         abort();
     yaml_document_t next;
     if (yaml_parser_load(&p, &next)) {
@@ -32,7 +33,7 @@ static void differential(const uint8_t *data, size_t size)
         yaml_document_delete(&next);
     }
     yaml_document_delete(&lib);
-    yaml_document_delete(&fast);
+    yml_free(&fast);
     yaml_parser_delete(&p);
 }
 
