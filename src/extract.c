@@ -269,8 +269,8 @@ static void pend_drop(struct extractor *x, struct http_pend *hp)
 
 static void pend_free(struct extractor *x, struct xflow *xf)
 {
-    if (!xf->pend)
-        return;
+    if (xf->app != XAPP_HTTP || !xf->pend)
+        return; /* the union holds a QUIC state, or nothing */
     pend_drop(x, xf->pend);
     free(xf->pend);
     xf->pend = NULL;

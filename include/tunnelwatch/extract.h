@@ -113,10 +113,13 @@ struct xflow {
     uint32_t seen_seq; /* HTTP: client bytes before this were parsed (retransmissions of them
                         * are not new requests) */
     struct stream st[2];
-    struct quic_initial *quic;
-    struct reasm_hold qh;   /* the QUIC state's share of the pool */
-    struct http_pend *pend; /* HTTP requests awaiting their responses (want_responses) */
-    struct pre_state pre;   /* what precedes the ClientHello or request (zero = start) */
+    union { /* a flow is UDP or TCP: one pointer serves both (no growth of every flow) */
+        struct quic_initial *quic; /* UDP: the QUIC Initial state */
+        struct http_pend *pend;    /* app XAPP_HTTP only: requests awaiting their responses
+                                    * (want_responses) */
+    };
+    struct reasm_hold qh; /* the QUIC state's share of the pool */
+    struct pre_state pre; /* what precedes the ClientHello or request (zero = start) */
 };
 
 /* TW_OK or TW_ENOMEM. reasm_total_mib bounds every reassembly buffer and QUIC state;
