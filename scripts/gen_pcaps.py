@@ -1529,6 +1529,38 @@ def cap_sigma_network():
     return cap
 
 
+def cap_sigma_http_status():
+    cap = Capture("sigma_http_status.pcap", desc="SigmaHQ proxy rule on the response status (sc-status): GET "
+                  "/oauth/idp/.well-known/openid-configuration answered 200 (CVE-2023-4966 rule: one alert, at "
+                  "the response); the same answered 404 (none); on one keep-alive connection two such GETs "
+                  "(separate segments) answered in one segment by 100 Continue, 403 and 200 (one alert, for the "
+                  "second request); look-alikes: GET /index.html 200, POST to the path 200 (none)")
+    rng = cap.rng
+    path = "/oauth/idp/.well-known/openid-configuration"
+
+    def exchange(client, server, reqs, resps, host="gw.example.net"):
+        fl = TcpFlow(cap, client, server, rng.randrange(40000, 60999), 80)
+        fl.open()
+        for method, target in reqs:
+            req = f"{method} {target} HTTP/1.1\r\nHost: {host}\r\nAccept: */*\r\n\r\n".encode()
+            f = fl.send(True, req, ack_every=0)[-1]
+            cap.note(f, "http_host", host, client, server, 80)
+        fl.seg(False, TCP_ACK, dt_us=20000)
+        fl.send(False, b"".join(resps))
+        fl.close()
+        cap.wait(0.1)
+
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    exchange("10.1.0.210", "198.51.100.120", [("GET", path)], [ok])
+    exchange("10.1.0.211", "198.51.100.121", [("GET", path)],
+             [b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"])
+    exchange("10.1.0.212", "198.51.100.122", [("GET", path), ("GET", path + "?x=1")],
+             [b"HTTP/1.1 100 Continue\r\n\r\n", b"HTTP/1.1 403 Forbidden\r\nContent-Length: 5\r\n\r\nnope!", ok])
+    exchange("10.1.0.213", "198.51.100.123", [("GET", "/index.html")], [ok])
+    exchange("10.1.0.214", "198.51.100.124", [("POST", path)], [ok])
+    return cap
+
+
 def all_captures():
     return [
         cap_demo(), cap_seed_names(), cap_seed_quic(), cap_tls_split(), cap_tls_split7_ooo(),
@@ -1571,7 +1603,7 @@ def all_captures():
         cap_proxy_connect_tls(), cap_socks5_tls(), cap_smtp_starttls(), cap_proxy_v2_tls(), cap_http_pipelined(),
         cap_tcp_fastopen_tls(), cap_dns_cname_chain(), cap_tls_hrr(), cap_http_retrans(),
         cap_transit_external(), cap_dns_udp_port5300(), cap_dns_tcp_port8053(),
-        cap_sigma_network(),
+        cap_sigma_network(), cap_sigma_http_status(),
     ]
 
 

@@ -406,10 +406,37 @@ static void rule_obs_of(const struct engine *e, const struct obs *ob, struct rul
     }
 }
 
+/* Whether a rule reads the HTTP response status (extract_ops.want_responses). */
+static bool wants_responses(void *ud)
+{
+    const struct engine *e = ud;
+    return e->rules && ruleset_wants(e->rules, ROK_HTTP_RESPONSE);
+}
+
+/* A request seen again with its response status: only the rules on the status run (the
+ * others ran at the request). */
+static void observe_response(struct engine *e, const struct obs *ob)
+{
+    if (!e->rules)
+        return;
+    struct rule_obs ro;
+    rule_obs_of(e, ob, &ro);
+    ro.kind = ROK_HTTP_RESPONSE;
+    ro.status = ob->status;
+    struct rule_hit hits[MAX_HITS];
+    int n = ruleset_match_obs(e->rules, &ro, hits, MAX_HITS);
+    for (int i = 0; i < n; i++)
+        handle_hit(e, ob, &ro, &hits[i]);
+}
+
 /* Every name the parsers observe: counted, printed with --names, matched against the rules. */
 static void observe(void *ud, const struct obs *ob)
 {
     struct engine *e = ud;
+    if (ob->status) {
+        observe_response(e, ob);
+        return;
+    }
     e->st.names[ob->kind]++;
     if (e->o.names_out && ob->kind != NK_DNS_ANSWER && ob->kind != NK_PROXY_TARGET)
         names_row(e, ob);
@@ -749,6 +776,8 @@ static bool can_settle(const struct flow *f, const struct fstate *fs)
     const struct stream *s0 = &x->st[0];
     if (fs->flag || fs->ja4 || fs->dpi.live)
         return false;
+    if (f->proto == 6 && x->pend)
+        return false; /* requests wait for their responses' status (rules on sc-status) */
     if (x->done)
         return true;
     if (f->proto == 17)
@@ -1087,7 +1116,7 @@ static int engine_parts(struct engine *e, const struct tw_cfg *c)
                                e->o.fleet,
                                rec_evidence,
                                e};
-    struct extract_ops xo = {observe, dns_message, e};
+    struct extract_ops xo = {observe, dns_message, e, wants_responses};
     e->flows = flow_table_new(&fo, flow_end, e);
     e->frag = frag_new(c->flow.frag_max, (uint64_t)c->flow.frag_max * 4096, c->flow.frag_timeout_s);
     e->attrib = attrib_new(c->alert.dns_map_max);
@@ -1308,6 +1337,7 @@ static void stats_names(const struct engine *e, struct tw_stats *st)
     stats_put(st, "parse_errors_quic", false, e->x.st.err_quic);
     stats_put(st, "parse_errors_http", false, e->x.st.err_http);
     stats_put(st, "reassembly_limit", false, e->x.st.reasm_limit);
+    stats_put(st, "http_responses_lost", false, e->x.st.http_pend_lost);
     stats_put(st, "reassembly_reclaimed", false, e->x.pool.reclaimed[REASM_STREAM]);
     stats_put(st, "reassembly_refused_source", false, e->x.pool.refused_src[REASM_STREAM]);
     stats_put(st, "quic_state_reclaimed", false, e->x.pool.reclaimed[REASM_OTHER]);

@@ -80,8 +80,11 @@ static void name(struct extractor *x, const struct obs *ob)
 
 /* ---------- TCP ---------- */
 
+static void pend_free(struct extractor *x, struct xflow *xf);
+
 static void finish(struct extractor *x, struct xflow *xf)
 {
+    pend_free(x, xf);
     xf->done = true;
     xf->app = xf->app ? xf->app : XAPP_NONE;
     stream_reset(&xf->st[0], &x->pool);
@@ -236,6 +239,166 @@ static void tcp_connect(struct extractor *x, struct xflow *xf, const struct dec_
                         struct flow *f);
 
 /* HTTP: every request of the buffer (pipelining), each Host an observation. */
+/* ---------- HTTP responses: the status of requests the rules want it for ---------- */
+
+/* A flow's requests awaiting their responses, oldest first (a ring of request-head copies).
+ * Responses answer requests in order (RFC 9112 9.3.2); an interim 1xx answers none. */
+struct http_pend {
+    uint8_t n, first;
+    bool gave_up;      /* a cap, an unparsable response or an unknown body length: the order
+                        * of what follows cannot be trusted, so the flow is not followed */
+    bool seen_set;     /* seen_seq is valid */
+    uint32_t seen_seq; /* server bytes before this were parsed (or are a known body) */
+    struct {
+        uint8_t *head;
+        uint32_t len;
+        bool to_head; /* a HEAD request: its response has no body */
+    } q[HTTP_PEND_MAX];
+};
+
+/* Drops every queued request (each counted as lost). */
+static void pend_drop(struct extractor *x, struct http_pend *hp)
+{
+    for (; hp->n; hp->n--, hp->first = (uint8_t)((hp->first + 1) % HTTP_PEND_MAX)) {
+        x->pend_bytes -= hp->q[hp->first].len;
+        free(hp->q[hp->first].head);
+        hp->q[hp->first].head = NULL;
+        x->st.http_pend_lost++;
+    }
+}
+
+static void pend_free(struct extractor *x, struct xflow *xf)
+{
+    if (xf->app != XAPP_HTTP || !xf->pend)
+        return; /* the union holds a QUIC state, or nothing */
+    pend_drop(x, xf->pend);
+    free(xf->pend);
+    xf->pend = NULL;
+}
+
+static void pend_give_up(struct extractor *x, struct xflow *xf)
+{
+    pend_drop(x, xf->pend);
+    xf->pend->gave_up = true;
+    stream_reset(&xf->st[1], &x->pool);
+}
+
+/* Keeps a copy of a parsed request head (every one, Host or not, to keep the order). */
+static void pend_request(struct extractor *x, struct xflow *xf, const uint8_t *head,
+                         const struct http_req *rq)
+{
+    if (!x->ops.want_responses || !x->ops.want_responses(x->ops.ud))
+        return;
+    if (!xf->pend && !(xf->pend = calloc(1, sizeof(*xf->pend)))) {
+        x->st.http_pend_lost++;
+        return;
+    }
+    struct http_pend *hp = xf->pend;
+    uint8_t *c = NULL;
+    if (hp->gave_up || hp->n == HTTP_PEND_MAX || x->pend_bytes + rq->head_len > HTTP_PEND_BYTES ||
+        !(c = malloc(rq->head_len))) {
+        if (!hp->gave_up)
+            pend_give_up(x, xf);
+        x->st.http_pend_lost++;
+        return;
+    }
+    memcpy(c, head, rq->head_len);
+    unsigned i = (hp->first + hp->n) % HTTP_PEND_MAX;
+    hp->q[i].head = c;
+    hp->q[i].len = (uint32_t)rq->head_len;
+    hp->q[i].to_head = rq->method_len == 4 && memcmp(rq->method, "HEAD", 4) == 0;
+    hp->n++;
+    x->pend_bytes += rq->head_len;
+}
+
+/* The oldest request's final response came: its head parsed again, seen with the status. */
+static void pend_answer(struct extractor *x, struct http_pend *hp, const struct dec_pkt *p,
+                        struct flow *f, uint16_t status)
+{
+    uint8_t *head = hp->q[hp->first].head;
+    uint32_t len = hp->q[hp->first].len;
+    struct http_req rq;
+    if (http_parse_request(head, len, &rq) == TW_OK && rq.host_len) {
+        struct obs ob = {.kind = NK_HTTP_HOST,
+                         .name = rq.host,
+                         .len = rq.host_len,
+                         .p = p,
+                         .f = f,
+                         .http = &rq,
+                         .status = status};
+        x->ops.on_name(x->ops.ud, &ob);
+    }
+    free(head);
+    hp->q[hp->first].head = NULL;
+    x->pend_bytes -= len;
+    hp->first = (uint8_t)((hp->first + 1) % HTTP_PEND_MAX);
+    hp->n--;
+}
+
+/* The server's bytes from seen_seq on (a retransmission, or the rest of a known body, is not
+ * a new response); NULL when none is new or no response can start here. */
+static const uint8_t *resp_bytes(const struct http_pend *hp, const struct stream *s,
+                                 const struct dec_pkt *p, uint32_t *seq, uint32_t *len)
+{
+    *seq = p->seq + ((p->tcp_flags & TW_TH_SYN) ? 1u : 0u);
+    *len = p->payload_len;
+    const uint8_t *d = p->payload;
+    if (s->len || s->n_isl)
+        return d;
+    if (hp->seen_set) {
+        int32_t old = (int32_t)(hp->seen_seq - *seq);
+        if (old > 0 && (uint32_t)old >= *len)
+            return NULL;
+        if (old > 0) {
+            d += old;
+            *len -= (uint32_t)old;
+            *seq = hp->seen_seq;
+        }
+    }
+    size_t k = *len < 5 ? *len : 5;
+    return memcmp(d, "HTTP/", k) == 0 ? d : NULL; /* a new buffer starts at a status line */
+}
+
+/* Server bytes of an HTTP flow with requests pending: status lines, in order. */
+static void tcp_http_response(struct extractor *x, struct xflow *xf, const struct dec_pkt *p,
+                              struct flow *f)
+{
+    struct http_pend *hp = xf->pend;
+    struct stream *s = &xf->st[1];
+    uint32_t seq, len;
+    const uint8_t *data = hp->gave_up || !hp->n ? NULL : resp_bytes(hp, s, p, &seq, &len);
+    if (!data)
+        return;
+    int r = stream_add(s, seq, data, len, &x->pool);
+    if (r < 0) {
+        x->st.reasm_limit++;
+        pend_give_up(x, xf);
+        return;
+    }
+    if (r == 0 || s->len == 0)
+        return; /* a gap: wait for the bytes before it */
+    struct http_resp rs = {0};
+    while (hp->n) {
+        int rc = http_parse_response(s->buf, s->len, hp->q[hp->first].to_head, &rs);
+        if (rc == TW_ETRUNC && s->len < HTTP_HEAD_MAX && s->len < s->max)
+            return;
+        if (rc != TW_OK || !rs.next_known || rs.status == 101) {
+            if (rc == TW_OK) /* the status counts; what follows cannot be placed */
+                pend_answer(x, hp, p, f, rs.status);
+            pend_give_up(x, xf);
+            return;
+        }
+        if (rs.status >= 200)
+            pend_answer(x, hp, p, f, rs.status);
+        if (rs.next >= s->len)
+            break;
+        stream_consume(s, (uint32_t)rs.next);
+    }
+    hp->seen_seq = s->base_seq + (uint32_t)(rs.next > s->len ? rs.next : s->len);
+    hp->seen_set = true;
+    stream_reset(s, &x->pool);
+}
+
 static void tcp_http(struct extractor *x, struct xflow *xf, const struct dec_pkt *p, struct flow *f)
 {
     struct stream *s = &xf->st[0];
@@ -245,9 +408,12 @@ static void tcp_http(struct extractor *x, struct xflow *xf, const struct dec_pkt
         if (r == TW_ETRUNC && s->len < HTTP_HEAD_MAX && s->len < s->max)
             return;
         if (r == TW_OK && rq.connect) {
+            pend_free(x, xf); /* a tunnel follows: its responses are not ours */
             tcp_connect(x, xf, p, f);
             return;
         }
+        if (r == TW_OK)
+            pend_request(x, xf, s->buf, &rq);
         if (r == TW_OK && rq.host_len) {
             struct obs ob = {.kind = NK_HTTP_HOST,
                              .name = rq.host,
@@ -396,8 +562,11 @@ static void tcp_packet(struct extractor *x, struct xflow *xf, const struct dec_p
     if (xf->done || p->payload_len == 0)
         return;
     bool dns = f->sport == 53 || f->cport == 53 || xf->app == XAPP_DNS;
-    if (dir == 1 && !dns)
+    if (dir == 1 && !dns) {
+        if (xf->app == XAPP_HTTP && xf->pend)
+            tcp_http_response(x, xf, p, f); /* the status of requests the rules want it for */
         return; /* only the client's bytes carry the names we want (DNS answers aside) */
+    }
     struct stream *s = &xf->st[dir];
     uint32_t seq, len;
     const uint8_t *data = new_bytes(xf, s, p, &seq, &len);

@@ -1,4 +1,5 @@
-/* http.c - HTTP/1.x request head: request line and the Host header.
+/* http.c - HTTP/1.x request head (request line, Host and a few fields) and response head
+ * (status line and body length).
  *
  * One request head is read at a time, up to its blank line. The request
  * line is checked as soon as it is complete (or as soon as its method cannot be a token),
@@ -344,4 +345,64 @@ int http_parse_host(const uint8_t *buf, size_t len, const uint8_t **host, size_t
     *host = err ? NULL : r.host;
     *host_len = err ? 0 : r.host_len;
     return err;
+}
+
+/* RFC 9112 4: status-line = HTTP-version SP status-code SP [ reason-phrase ], HTTP-version =
+ * "HTTP/" DIGIT "." DIGIT (only 1.x here). The n bytes present (the whole line when complete)
+ * are checked as far as they go, so a server stream that is not HTTP is refused early. */
+static int check_status_line(const uint8_t *p, size_t n, bool complete, uint16_t *status)
+{
+    static const char pre[] = "HTTP/1.";
+    for (size_t i = 0; i < 7 && i < n; i++)
+        if (p[i] != (uint8_t)pre[i])
+            return TW_EBAD;
+    if ((n > 7 && (p[7] < '0' || p[7] > '9')) || (n > 8 && p[8] != ' '))
+        return TW_EBAD;
+    for (size_t i = 9; i < 12 && i < n; i++)
+        if (p[i] < '0' || p[i] > '9')
+            return TW_EBAD;
+    if (n > 12 && p[12] != ' ')
+        return TW_EBAD; /* a fourth digit, or no space before the reason */
+    if (!complete)
+        return TW_ETRUNC;
+    if (n < 12)
+        return TW_EBAD;
+    unsigned v = (unsigned)(p[9] - '0') * 100 + (unsigned)(p[10] - '0') * 10 + (p[11] - '0');
+    if (v < 100 || v > 599)
+        return TW_EBAD; /* RFC 9110 15: status codes are 100 to 599 */
+    *status = (uint16_t)v;
+    return TW_OK;
+}
+
+int http_parse_response(const uint8_t *buf, size_t len, bool to_head, struct http_resp *out)
+{
+    memset(out, 0, sizeof(*out));
+    size_t lim = len < HTTP_HEAD_MAX ? len : HTTP_HEAD_MAX;
+    struct cur c = cur_init(buf, lim);
+    size_t adv = 0;
+    long l = line_len(c.p, cur_left(&c), &adv);
+    uint16_t status = 0;
+    int err = check_status_line(c.p, l < 0 ? cur_left(&c) : (size_t)l, l >= 0, &status);
+    if (err == TW_ETRUNC && len >= HTTP_HEAD_MAX)
+        return TW_ELIMIT;
+    if (err)
+        return err;
+    cur_skip(&c, adv);
+    const uint8_t *hdr = c.p;
+    if (!head_end(&c))
+        return len >= HTTP_HEAD_MAX ? TW_ELIMIT : TW_ETRUNC;
+    struct head_fields f;
+    memset(&f, 0, sizeof(f));
+    if (header_fields(hdr, (size_t)(c.p - hdr), &f) != TW_OK)
+        return TW_EBAD;
+    out->status = status;
+    out->head_len = (size_t)(c.p - buf);
+    if (to_head || status < 200 || status == 204 || status == 304) {
+        out->next_known = true; /* RFC 9112 6.3 items 1-2: no content, whatever the fields say */
+        out->next = out->head_len;
+    } else if (!f.body_unknown && f.have_cl) {
+        out->next_known = true;
+        out->next = out->head_len + f.cl;
+    }
+    return TW_OK;
 }

@@ -135,14 +135,23 @@ static bool needs_u_escape(const struct jw *w, uint8_t c)
     return c < 0x20 || c == 0x7f || (w->html_safe && (c == '<' || c == '>' || c == '&'));
 }
 
+/* Bytes copied as they are: printable ASCII but '"' and '\\' (bit 0), and not '<', '>',
+ * '&' either (bit 1, html_safe). One table look-up a byte on the hot path. */
+static const uint8_t plain_byte[256] =
+    {
+        [0x20 ... 0x21] = 3, [0x23 ... 0x25] = 3, ['&'] = 1, [0x27 ... 0x3b] = 3,
+        ['<'] = 1,           ['='] = 3,           ['>'] = 1, [0x3f ... 0x5b] = 3,
+        [0x5d ... 0x7e] = 3, /* '"' (0x22) and '\\' (0x5c) stay 0 */
+};
+
 void jw_escape(struct jw *w, const uint8_t *s, size_t n)
 {
     size_t i = 0;
+    uint8_t want = w->html_safe ? 2 : 1;
     while (i < n) {
         size_t run = i;
         /* copy plain printable ASCII in one go */
-        while (run < n && s[run] < 0x7f && s[run] != '"' && s[run] != '\\' &&
-               !needs_u_escape(w, s[run]))
+        while (run < n && (plain_byte[s[run]] & want))
             run++;
         if (run > i) {
             put(w, (const char *)s + i, run - i);
@@ -215,18 +224,33 @@ void jw_str(struct jw *w, const char *key, const char *s)
     jw_strn(w, key, (const uint8_t *)s, strlen(s));
 }
 
+/* Decimal digits of v, written backwards from end; returns the first. (snprintf costs about
+ * a thousand instructions a number, and records hold many.) */
+static char *dec(uint64_t v, char *end)
+{
+    do {
+        *--end = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return end;
+}
+
 void jw_u64(struct jw *w, const char *key, uint64_t v)
 {
     char b[24];
     jw_key(w, key);
-    put(w, b, (size_t)snprintf(b, sizeof(b), "%llu", (unsigned long long)v));
+    char *p = dec(v, b + sizeof(b));
+    put(w, p, (size_t)(b + sizeof(b) - p));
 }
 
 void jw_i64(struct jw *w, const char *key, int64_t v)
 {
     char b[24];
     jw_key(w, key);
-    put(w, b, (size_t)snprintf(b, sizeof(b), "%lld", (long long)v));
+    char *p = dec(v < 0 ? 0 - (uint64_t)v : (uint64_t)v, b + sizeof(b));
+    if (v < 0)
+        *--p = '-';
+    put(w, p, (size_t)(b + sizeof(b) - p));
 }
 
 void jw_bool(struct jw *w, const char *key, bool v)

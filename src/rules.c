@@ -27,6 +27,7 @@
 #include "tunnelwatch/ac.h"
 #include "tunnelwatch/re.h"
 #include "tunnelwatch/rules.h"
+#include "tunnelwatch/yml.h"
 
 #define MAX_FILE_SIZE   (512u << 20) /* a rule file or indicator list larger than this is refused */
 #define MAX_DIR_DEPTH   8            /* folder recursion (symlink loops) */
@@ -104,12 +105,16 @@ struct rrule {
     struct rule pub;
     uint32_t first_sel, n_sels;
     uint32_t first_op, n_ops;
-    uint8_t indicator; /* an indicator list: true when a listed domain matched */
-    uint8_t always;    /* may hold with no string value matched: evaluate on every name */
-    uint8_t kinds;     /* bits 1 << enum rule_obs_kind it is evaluated on */
-    uint8_t all_kinds; /* those that carry every field it uses (the self-test's) */
-    int32_t need;      /* a local selection the condition cannot hold without, or -1: checked
-                        * first, so most observations skip the whole program */
+    uint8_t indicator;    /* an indicator list: true when a listed domain matched */
+    uint8_t always;       /* may hold with no string value matched: evaluate on every name */
+    uint8_t kinds;        /* bits 1 << enum rule_obs_kind it is evaluated on */
+    uint8_t all_kinds;    /* those that carry every field it uses (the self-test's) */
+    int32_t need;         /* a local selection the condition cannot hold without, or -1: checked
+                           * first, so most observations skip the whole program */
+    const uint16_t *gate; /* when every group of the needed selection asks for a server port
+                           * among fixed values: their union, sorted (n_gate of them); a flow
+                           * to another port cannot satisfy the rule */
+    uint32_t n_gate;
 };
 
 struct dom {
@@ -151,13 +156,15 @@ struct ruleset {
     char *dpool;
     size_t dpool_len, dpool_cap;
     /* built */
-    struct ac *ac;
-    uint32_t *dtab; /* open addressing over doms, index + 1, 0 = empty */
+    struct ac *ac[3]; /* by the fields their values are on (enum ac_set) */
+    uint32_t *dtab;   /* open addressing over doms, index + 1, 0 = empty */
     size_t dtab_mask;
     uint32_t *anchorless; /* values without a literal anchor */
     size_t n_anchorless;
     uint32_t *always; /* rules to evaluate on every name */
     size_t n_always;
+    uint8_t always_kinds;     /* union of the always rules' kinds: other kinds skip the list */
+    unsigned anchorless_bits; /* fields of the values without an anchor */
     size_t files, skipped;
     struct reason {
         char *text; /* arena */
@@ -283,7 +290,8 @@ void ruleset_free(struct ruleset *rs)
     free(rs->ops);
     free(rs->doms);
     free(rs->dpool);
-    ac_free(rs->ac);
+    for (unsigned i = 0; i < 3; i++)
+        ac_free(rs->ac[i]);
     free(rs->dtab);
     free(rs->anchorless);
     free(rs->always);
@@ -593,6 +601,7 @@ static const struct fmap {
     {"cs-host", RF_HTTP_HOST, LS_PROXY},
     {"cs-cookie", RF_COOKIE, LS_PROXY},
     {"cs-referrer", RF_REFERER, LS_PROXY},
+    {"sc-status", RF_STATUS, LS_PROXY},
     {"id.orig_h", RF_SRC_IP, LS_ZEEK},
     {"id.orig_p", RF_SRC_PORT, LS_ZEEK},
     {"id.resp_h", RF_DST_IP, LS_ZEEK},
@@ -604,6 +613,7 @@ static const struct fmap {
     {"user_agent", RF_UA, LS_ZHTTP},
     {"method", RF_METHOD, LS_ZHTTP},
     {"referrer", RF_REFERER, LS_ZHTTP},
+    {"status_code", RF_STATUS, LS_ZHTTP},
 };
 
 /* What each bit is on the wire (index: bit number), and how its values compare. */
@@ -633,7 +643,7 @@ static const struct fdoc {
     {"HTTP Host header, TLS/QUIC SNI", FK_STR},
     {"Cookie header", FK_STR},
     {"Referer header", FK_STR},
-    {"HTTP response status", FK_NUM},
+    {"HTTP/1.x response status (evaluated when the response head arrives)", FK_NUM},
 };
 
 /* Process fields: no packet shows them (see rules.unobservable_filters). */
@@ -1463,6 +1473,12 @@ static void obs_http(struct mstate *m, const struct rule_obs *ob)
     m->url = (struct rule_span){m->urlbuf, 7 + h->n + n};
 }
 
+/* A request, or a request again with its response. */
+static bool http_kind(unsigned k)
+{
+    return k == ROK_HTTP_REQUEST || k == ROK_HTTP_RESPONSE;
+}
+
 /* Which fields the observation carries, and the text forms of the non-text ones. */
 static void obs_prepare(struct mstate *m, const struct rule_obs *ob)
 {
@@ -1499,7 +1515,7 @@ static void obs_prepare(struct mstate *m, const struct rule_obs *ob)
     m->fields |= (ob->method.p ? RF_METHOD : 0u) | (ob->user_agent.p ? RF_UA : 0u) |
                  (ob->cookie.p ? RF_COOKIE : 0u) | (ob->referer.p ? RF_REFERER : 0u) |
                  (ob->status > 0 ? RF_STATUS : 0u);
-    if ((ob->kind == ROK_HTTP_REQUEST && ob->host.p) ||
+    if ((http_kind(ob->kind) && ob->host.p) ||
         ((ob->kind == ROK_TLS_SNI || ob->kind == ROK_QUIC_SNI) && m->len))
         m->fields |= RF_HTTP_HOST;
 }
@@ -1533,7 +1549,7 @@ static bool obs_str(const struct mstate *m, unsigned bit, struct rule_span *out)
         *out = span_of(m->qtype);
         return true;
     case RF_HTTP_HOST:
-        *out = ob->kind == ROK_HTTP_REQUEST ? ob->host : (struct rule_span){m->name, m->len};
+        *out = http_kind(ob->kind) ? ob->host : (struct rule_span){m->name, m->len};
         return true;
     default:
         break;
@@ -2016,7 +2032,9 @@ static unsigned kind_fields(unsigned k)
         return name | RF_HTTP_HOST;
     case ROK_HTTP_REQUEST:
         return name | RF_HTTP_HOST | RF_METHOD | RF_URL | RF_URI | RF_URI_STEM | RF_URI_QUERY |
-               RF_URI_EXT | RF_UA | RF_COOKIE | RF_REFERER | RF_STATUS;
+               RF_URI_EXT | RF_UA | RF_COOKIE | RF_REFERER;
+    case ROK_HTTP_RESPONSE:
+        return kind_fields(ROK_HTTP_REQUEST) | RF_STATUS;
     case ROK_FLOW:
         return FLOW_RF;
     default:
@@ -2051,6 +2069,13 @@ static int rule_kinds(struct loader *ld, struct rrule *rr)
     }
     if (all & (1u << ROK_FLOW))
         all = some = 1u << ROK_FLOW;
+    /* a rule on the response status runs when the response comes, every other rule at the
+     * request only (the response repeats the request's fields) */
+    unsigned resp = 1u << ROK_HTTP_RESPONSE;
+    if (bits & RF_STATUS)
+        all &= resp, some &= resp;
+    else
+        all &= ~resp, some &= ~resp;
     if (!all) {
         rule_problem(ld, "its fields never appear in one observation");
         return TW_ECONF;
@@ -2151,10 +2176,13 @@ static size_t flow_too_deep(const uint8_t *data, size_t len)
 {
     size_t depth = 0;
     for (size_t i = 0; i < len; i++) {
-        if (data[i] == '[' || data[i] == '{') {
+        unsigned c = data[i] | 0x20u; /* '[' and '{' fold to '{', ']' and '}' to '}' */
+        if (c < '{')
+            continue;
+        if (c == '{') {
             if (++depth > MAX_FLOW_DEPTH)
                 return i;
-        } else if ((data[i] == ']' || data[i] == '}') && depth) {
+        } else if (c == '}' && depth) {
             depth--;
         }
     }
@@ -2169,6 +2197,18 @@ static int load_sigma_mem(struct loader *ld, const uint8_t *data, size_t len)
             fprintf(ld->err, "%s: error: YAML nested deeper than %d levels (byte %zu)\n", ld->file,
                     MAX_FLOW_DEPTH, deep);
         return TW_ECONF;
+    }
+    struct yml_doc fast;
+    int f = yml_load(&fast, data, len); /* the plain subset of one document (yml.h) */
+    if (f == YML_ENOMEM)
+        return TW_ENOMEM;
+    if (f == YML_OK) {
+        size_t before = ld->rs->n_rules;
+        int r = load_sigma_doc(ld, &fast.doc);
+        yml_free(&fast);
+        if (r == TW_ENOMEM || r == TW_ELIMIT)
+            return r;
+        return (int)(ld->rs->n_rules - before);
     }
     yaml_parser_t parser;
     if (!yaml_parser_initialize(&parser))
@@ -2658,32 +2698,139 @@ int ruleset_load(struct ruleset *rs, const char *path, FILE *err)
 
 /* ---- build ----------------------------------------------------------------------------- */
 
-int ruleset_build(struct ruleset *rs)
+/* The item of group g that holds only for a server port equal to one of its values, or NULL. */
+static const struct ritem *port_item(const struct ruleset *rs, const struct rgroup *g)
 {
-    if (!rs || rs->built)
-        return TW_EBAD;
-    rs->ac = ac_new();
-    if (!rs->ac)
+    for (uint32_t i = 0; i < g->n_items; i++) {
+        const struct ritem *it = &rs->items[g->first_item + i];
+        if (it->fields != RF_DST_PORT || !it->scalar || it->isnull || it->all || !it->n_vals)
+            continue;
+        bool eq = true;
+        for (uint32_t v = 0; v < it->n_vals && eq; v++) {
+            const struct rval *rv = &rs->vals[it->first_val + v];
+            eq = rv->mod == MOD_EQ && rv->num >= 0 && rv->num <= 65535;
+        }
+        if (eq)
+            return it;
+    }
+    return NULL;
+}
+
+static int cmp_u16(const void *a, const void *b)
+{
+    return (int)*(const uint16_t *)a - (int)*(const uint16_t *)b;
+}
+
+/* Sets rr->gate (see struct rrule) when its needed selection allows it. */
+static int port_gate(struct ruleset *rs, struct rrule *rr)
+{
+    if (rr->need < 0)
+        return TW_OK;
+    const struct rsel *s = &rs->sels[rr->first_sel + (uint32_t)rr->need];
+    size_t n = 0;
+    for (uint32_t g = 0; g < s->n_groups; g++) {
+        const struct ritem *it = port_item(rs, &rs->groups[s->first_group + g]);
+        if (!it || s->dropped)
+            return TW_OK;
+        n += it->n_vals;
+    }
+    if (n == 0 || n > 65536)
+        return TW_OK;
+    uint16_t *p = arena_alloc(rs, n * sizeof(uint16_t));
+    if (!p)
         return TW_ENOMEM;
-    for (size_t i = 0; i < rs->n_rules; i++)
-        rs->rules[i].pub.set = rs; /* the array does not move any more */
-    rs->anchorless = malloc((rs->n_vals ? rs->n_vals : 1) * sizeof(uint32_t));
-    rs->always = malloc((rs->n_rules ? rs->n_rules : 1) * sizeof(uint32_t));
-    if (!rs->anchorless || !rs->always)
-        return TW_ENOMEM;
+    size_t k = 0;
+    for (uint32_t g = 0; g < s->n_groups; g++) {
+        const struct ritem *it = port_item(rs, &rs->groups[s->first_group + g]);
+        for (uint32_t v = 0; v < it->n_vals; v++)
+            p[k++] = (uint16_t)rs->vals[it->first_val + v].num;
+    }
+    qsort(p, n, sizeof(uint16_t), cmp_u16);
+    rr->gate = p;
+    rr->n_gate = (uint32_t)n;
+    return TW_OK;
+}
+
+/* False when the rule's port gate shuts the observation out (exactly: its needed selection
+ * is false there). */
+static bool gate_open(const struct mstate *m, const struct rrule *rr)
+{
+    if (!rr->n_gate)
+        return true;
+    if (!(m->fields & RF_DST_PORT))
+        return false;
+    uint16_t x = m->ob->dport;
+    size_t lo = 0, hi = rr->n_gate;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (rr->gate[mid] < x)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < rr->n_gate && rr->gate[lo] == x;
+}
+
+/* The automata: a scan of a name reads only the values of the fields it fills. A DNS query's
+ * name is DestinationHostname and QueryName, a TLS, QUIC or HTTP name DestinationHostname and
+ * cs-host; the other text fields (URL, User-Agent, ...) are scanned apart. DestinationHostname
+ * values sit in both name automata. */
+enum ac_set {
+    AC_QUERY, /* RF_QUERY, RF_DEST_HOST */
+    AC_HOST,  /* RF_DEST_HOST, RF_HTTP_HOST */
+    AC_OTHER, /* every other text field */
+};
+
+static int add_anchor(struct ruleset *rs, const struct rval *v, uint32_t id)
+{
+    unsigned f = rs->items[v->item].fields;
+    int rc = TW_OK;
+    if (f & (RF_QUERY | RF_DEST_HOST))
+        rc = ac_add(rs->ac[AC_QUERY], anchor_of(v), v->alen, id);
+    if (!rc && (f & (RF_DEST_HOST | RF_HTTP_HOST)))
+        rc = ac_add(rs->ac[AC_HOST], anchor_of(v), v->alen, id);
+    if (!rc && !(f & (RF_QUERY | RF_DEST_HOST | RF_HTTP_HOST)))
+        rc = ac_add(rs->ac[AC_OTHER], anchor_of(v), v->alen, id);
+    return rc;
+}
+
+static int build_automata(struct ruleset *rs)
+{
+    for (unsigned i = 0; i < 3; i++)
+        if (!(rs->ac[i] = ac_new()))
+            return TW_ENOMEM;
     for (size_t i = 0; i < rs->n_vals; i++) {
         const struct rval *v = &rs->vals[i];
         if (rs->items[v->item].scalar)
             continue; /* compared directly when its rule is evaluated */
         if (v->alen == 0) {
             rs->anchorless[rs->n_anchorless++] = (uint32_t)i;
+            rs->anchorless_bits |= rs->items[v->item].fields;
             continue;
         }
-        int rc = ac_add(rs->ac, anchor_of(v), v->alen, (uint32_t)i);
+        int rc = add_anchor(rs, v, (uint32_t)i);
         if (rc)
             return rc;
     }
-    int rc = ac_build(rs->ac);
+    for (unsigned i = 0; i < 3; i++) {
+        int rc = ac_build(rs->ac[i]);
+        if (rc)
+            return rc;
+    }
+    return TW_OK;
+}
+
+int ruleset_build(struct ruleset *rs)
+{
+    if (!rs || rs->built)
+        return TW_EBAD;
+    for (size_t i = 0; i < rs->n_rules; i++)
+        rs->rules[i].pub.set = rs; /* the array does not move any more */
+    rs->anchorless = malloc((rs->n_vals ? rs->n_vals : 1) * sizeof(uint32_t));
+    rs->always = malloc((rs->n_rules ? rs->n_rules : 1) * sizeof(uint32_t));
+    if (!rs->anchorless || !rs->always)
+        return TW_ENOMEM;
+    int rc = build_automata(rs);
     if (rc)
         return rc;
     /* rules that may hold when no string value matched (e.g. 'not filter', ports only) */
@@ -2702,6 +2849,9 @@ int ruleset_build(struct ruleset *rs)
         if (!rs->rules[i].indicator && rule_gate_open(rs, &rs->rules[i])) {
             rs->rules[i].always = 1;
             rs->always[rs->n_always++] = (uint32_t)i;
+            rs->always_kinds |= rs->rules[i].kinds;
+            if (port_gate(rs, &rs->rules[i]))
+                return TW_ENOMEM;
         }
     }
     /* domain hash set, load factor <= 1/2 */
@@ -2827,6 +2977,27 @@ static int cmp_touched(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* One text through the automata that hold the values of its fields (enum ac_set). */
+static void scan_text(struct mstate *m, const uint8_t *t, size_t n, unsigned bits)
+{
+    struct ac *const *ac = m->rs->ac;
+    m->text = t;
+    m->tlen = n;
+    m->scan = bits;
+    if (!(bits & (RF_QUERY | RF_DEST_HOST | RF_HTTP_HOST))) {
+        ac_search(ac[AC_OTHER], t, n, on_hit, m);
+    } else if (!(bits & RF_HTTP_HOST)) {
+        ac_search(ac[AC_QUERY], t, n, on_hit, m);
+    } else if (!(bits & RF_QUERY)) {
+        ac_search(ac[AC_HOST], t, n, on_hit, m);
+    } else { /* both name automata; a value found twice is kept once (add_val) */
+        m->scan = bits & ~(unsigned)RF_HTTP_HOST;
+        ac_search(ac[AC_QUERY], t, n, on_hit, m);
+        m->scan = RF_HTTP_HOST;
+        ac_search(ac[AC_HOST], t, n, on_hit, m);
+    }
+}
+
 /* Runs the automaton over every string field the observation carries (the name once for
  * both name fields), then checks the values without an anchor. */
 static void scan_fields(struct mstate *m)
@@ -2842,18 +3013,17 @@ static void scan_fields(struct mstate *m)
         more &= ~(unsigned)RF_HTTP_HOST;
     }
     if (m->scan)
-        ac_search(rs->ac, m->text, m->tlen, on_hit, m);
+        scan_text(m, m->text, m->tlen, m->scan);
     for (unsigned b = 2; b < RF__BITS && more && !m->overflow; b++) {
         struct rule_span t;
         unsigned bit = 1u << b;
         if (!(more & bit) || fdocs[b].kind == FK_NUM || fdocs[b].kind == FK_BOOL ||
             !obs_str(m, bit, &t))
             continue;
-        m->text = t.p;
-        m->tlen = t.n;
-        m->scan = bit;
-        ac_search(rs->ac, t.p, t.n, on_hit, m);
+        scan_text(m, t.p, t.n, bit);
     }
+    if (!(rs->anchorless_bits & m->suses & m->fields))
+        return; /* no value without an anchor is on a field this observation carries */
     for (size_t i = 0; i < rs->n_anchorless && !m->overflow; i++) {
         const struct rval *v = &rs->vals[rs->anchorless[i]];
         struct rule_span t;
@@ -2925,20 +3095,21 @@ static int match(struct mstate *m, struct rule_hit *hits, size_t max)
     if (m->n_touched > 1)
         qsort(m->touched, m->n_touched, sizeof(m->touched[0]), cmp_touched);
     size_t ti = 0, ai = 0, nh = 0;
-    while ((ti < m->n_touched || ai < rs->n_always) && nh < max) {
+    size_t n_always = (rs->always_kinds & m->kmask) ? rs->n_always : 0;
+    while ((ti < m->n_touched || ai < n_always) && nh < max) {
         uint32_t r;
         const char *pat = "";
-        if (ai >= rs->n_always || (ti < m->n_touched && m->touched[ti].rule <= rs->always[ai])) {
+        if (ai >= n_always || (ti < m->n_touched && m->touched[ti].rule <= rs->always[ai])) {
             r = m->touched[ti].rule;
             pat = m->touched[ti].pat;
-            if (ai < rs->n_always && rs->always[ai] == r)
+            if (ai < n_always && rs->always[ai] == r)
                 ai++;
             ti++;
         } else {
             r = rs->always[ai++];
         }
         const struct rrule *rr = &rs->rules[r];
-        if ((rr->kinds & m->kmask) && (rr->indicator || rule_holds(m, rr)))
+        if ((rr->kinds & m->kmask) && (rr->indicator || (gate_open(m, rr) && rule_holds(m, rr))))
             put_hit(m, rr, pat, &hits[nh++]);
     }
     return (int)nh;
@@ -2953,9 +3124,12 @@ static int match_obs(const struct ruleset *rs, const struct rule_obs *ob, unsign
     m->rs = rs;
     m->kmask = kmask;
     m->suses = 0;
-    for (unsigned k = 0; k < ROK__COUNT; k++)
-        if (kmask & (1u << k))
-            m->suses |= rs->kuses[k];
+    if (!(kmask & (kmask - 1)))
+        m->suses = rs->kuses[__builtin_ctz(kmask)]; /* one kind */
+    else
+        for (unsigned k = 0; k < ROK__COUNT; k++)
+            if (kmask & (1u << k))
+                m->suses |= rs->kuses[k];
     m->name = ob->name;
     m->len = ob->name ? ob->name_len : 0;
     if (m->len > 0 && m->name[m->len - 1] == '.')
@@ -3146,9 +3320,9 @@ static void syn_defaults(struct rule_obs *ob, unsigned kind)
     set_addr("10.1.2.3", &ob->src);
     set_addr("203.0.113.10", &ob->dst);
     ob->sport = 49152;
-    ob->dport = kind == ROK_HTTP_REQUEST ? 80 : kind == ROK_DNS_QUERY ? 53 : 443;
+    ob->dport = http_kind(kind) ? 80 : kind == ROK_DNS_QUERY ? 53 : 443;
     ob->proto = kind == ROK_DNS_QUERY || kind == ROK_QUIC_SNI ? 17 : 6;
-    if (kind == ROK_HTTP_REQUEST) {
+    if (http_kind(kind)) {
         ob->method = span_of("GET");
         ob->host = span_of("tw-selftest.example.zz");
         ob->target = span_of("/index");
@@ -3211,7 +3385,7 @@ static void syn_finish(struct synth *s, unsigned kind)
         ob->name_len = 22;
         ob->name_fields = RF_DEST_HOST | (kind == ROK_DNS_QUERY ? RF_QUERY : 0u);
     }
-    if (s->set & RF_HTTP_HOST && kind != ROK_HTTP_REQUEST) {
+    if (s->set & RF_HTTP_HOST && !http_kind(kind)) {
         ob->name = (const uint8_t *)s->text[bit_index(RF_HTTP_HOST)];
         ob->name_len = strlen(s->text[bit_index(RF_HTTP_HOST)]);
     }
@@ -3221,7 +3395,7 @@ static void syn_finish(struct synth *s, unsigned kind)
         if (sp && (s->set & (1u << b)))
             *sp = span_of(s->text[b]);
     }
-    if (kind == ROK_HTTP_REQUEST)
+    if (http_kind(kind))
         syn_target(s);
 }
 

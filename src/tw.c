@@ -30,10 +30,29 @@ const char *tw_strerror(int err)
     }
 }
 
+/* Dotted quad without inet_ntop, which formats each byte through sprintf. */
+static void ip4_str(const uint8_t *a, char *buf)
+{
+    char *p = buf;
+    for (int i = 0; i < 4; i++) {
+        unsigned v = a[i];
+        if (v >= 100)
+            *p++ = (char)('0' + v / 100);
+        if (v >= 10)
+            *p++ = (char)('0' + v / 10 % 10);
+        *p++ = (char)('0' + v % 10);
+        *p++ = i < 3 ? '.' : '\0';
+    }
+}
+
 const char *tw_addr_str(const struct tw_addr *addr, char *buf, size_t n)
 {
     if (n == 0)
         return buf;
+    if (addr->family == 4 && n >= 16) {
+        ip4_str(addr->a, buf);
+        return buf;
+    }
     int af = addr->family == 4 ? AF_INET : addr->family == 6 ? AF_INET6 : 0;
     if (!af || !inet_ntop(af, addr->a, buf, (socklen_t)n))
         snprintf(buf, n, "?");
@@ -66,8 +85,59 @@ int tw_addr_cmp(const struct tw_addr *x, const struct tw_addr *y)
     return memcmp(x->a, y->a, 16);
 }
 
+/* Days since 1970-01-01 to a proleptic Gregorian date (the era arithmetic of Howard
+ * Hinnant's "chrono-compatible low-level date algorithms"). */
+static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    unsigned doe = (unsigned)(z - era * 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    unsigned mp = (5 * doy + 2) / 153;
+    *d = doy - (153 * mp + 2) / 5 + 1;
+    *m = mp < 10 ? mp + 3 : mp - 9;
+    *y = (int64_t)yoe + era * 400 + (*m <= 2);
+}
+
+static char *put_digits(char *p, unsigned v, int width)
+{
+    for (int i = width - 1; i >= 0; i--, v /= 10)
+        p[i] = (char)('0' + v % 10);
+    return p + width;
+}
+
+/* The common case (years 1970..9999, a valid usec) without gmtime_r and snprintf: this runs
+ * for every time in every record. */
+static bool rfc3339_fast(struct tw_time t, char *buf, size_t n)
+{
+    if (n < 28 || t.sec < 0 || t.sec >= 253402300800LL || t.usec < 0 || t.usec > 999999)
+        return false;
+    int64_t y;
+    unsigned mo, d, sod = (unsigned)(t.sec % 86400);
+    civil_from_days(t.sec / 86400, &y, &mo, &d);
+    char *p = put_digits(buf, (unsigned)y, 4);
+    *p++ = '-';
+    p = put_digits(p, mo, 2);
+    *p++ = '-';
+    p = put_digits(p, d, 2);
+    *p++ = 'T';
+    p = put_digits(p, sod / 3600, 2);
+    *p++ = ':';
+    p = put_digits(p, sod / 60 % 60, 2);
+    *p++ = ':';
+    p = put_digits(p, sod % 60, 2);
+    *p++ = '.';
+    p = put_digits(p, (unsigned)t.usec, 6);
+    *p++ = 'Z';
+    *p = '\0';
+    return true;
+}
+
 const char *tw_time_rfc3339(struct tw_time t, char *buf, size_t n)
 {
+    if (rfc3339_fast(t, buf, n))
+        return buf;
     struct tm tm;
     time_t sec = (time_t)t.sec;
     if (!gmtime_r(&sec, &tm)) {

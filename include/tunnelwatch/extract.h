@@ -59,6 +59,9 @@ struct obs {
     const struct dnsmap_entry *dns; /* NK_DNS_ANSWER: the answer that named the address */
     const struct http_req *http;    /* NK_HTTP_HOST of a parsed request: its fields, or NULL */
     uint16_t qtype;                 /* NK_DNS_QUERY: the question's type */
+    uint16_t status; /* non-zero: not a new name but the response (this status) to the request
+                      * in http, seen again when its response head arrives (want_responses);
+                      * not counted, not a --names row */
 };
 
 struct extract_ops {
@@ -67,11 +70,21 @@ struct extract_ops {
     void (*on_dns)(void *ud, const struct dec_pkt *p, struct flow *f, const uint8_t *msg,
                    size_t len);
     void *ud;
+    /* Asked at each parsed HTTP request (NULL: never): true when the rules want the response
+     * status, so the request head is kept (a copy, up to HTTP_PEND_MAX per flow and
+     * HTTP_PEND_BYTES in all) until its response comes and on_name sees it again with
+     * obs.status set. */
+    bool (*want_responses)(void *ud);
 };
+
+#define HTTP_PEND_MAX   8          /* requests of one flow awaiting their response */
+#define HTTP_PEND_BYTES (8u << 20) /* request heads kept, over every flow */
 
 struct extract_stats {
     uint64_t err_tls, err_quic, err_http;
-    uint64_t reasm_limit; /* reassembly caps hit */
+    uint64_t reasm_limit;    /* reassembly caps hit */
+    uint64_t http_pend_lost; /* requests whose response status is not read: a cap, an
+                              * unparsable response, a response without a request */
 };
 
 struct extractor {
@@ -80,12 +93,14 @@ struct extractor {
                              * the engine sets pool.now_us before each packet */
     uint32_t reasm_bytes;   /* flow.reasm_bytes: per direction */
     uint8_t *hello_buf;     /* TLS_HELLO_MAX: the ClientHello joined from its records */
+    size_t pend_bytes;      /* request heads kept for their responses (HTTP_PEND_BYTES) */
     struct extract_stats st;
 };
 
 enum xapp { XAPP_UNKNOWN = 0, XAPP_TLS, XAPP_HTTP, XAPP_DNS, XAPP_QUIC, XAPP_NONE };
 
 struct quic_initial;
+struct http_pend;
 
 /* One flow's extraction state; zeroed when the flow starts. */
 struct xflow {
@@ -98,7 +113,11 @@ struct xflow {
     uint32_t seen_seq; /* HTTP: client bytes before this were parsed (retransmissions of them
                         * are not new requests) */
     struct stream st[2];
-    struct quic_initial *quic;
+    union { /* a flow is UDP or TCP: one pointer serves both (no growth of every flow) */
+        struct quic_initial *quic; /* UDP: the QUIC Initial state */
+        struct http_pend *pend;    /* app XAPP_HTTP only: requests awaiting their responses
+                                    * (want_responses) */
+    };
     struct reasm_hold qh; /* the QUIC state's share of the pool */
     struct pre_state pre; /* what precedes the ClientHello or request (zero = start) */
 };

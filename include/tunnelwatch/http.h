@@ -58,4 +58,20 @@ struct http_req {
  * next_known and next <= len, the next request starts at buf + next. */
 int http_parse_request(const uint8_t *buf, size_t len, struct http_req *out) TW_WUR;
 
+/* One parsed response head (RFC 9112 4: status-line, then fields up to the blank line). */
+struct http_resp {
+    uint16_t status; /* 100..599 */
+    size_t head_len; /* bytes of the head, blank line included */
+    bool next_known; /* false when the body runs to the connection's close or is chunked */
+    size_t next;     /* when next_known: offset of the next response (head, plus the
+                      * Content-Length body unless the status or a HEAD request has none,
+                      * RFC 9112 6.3 items 1-2). May be > len. */
+};
+
+/* Parses the response head at buf; to_head: it answers a HEAD request (no body). Returns
+ * TW_OK (out filled), TW_ETRUNC (not complete yet), TW_EBAD (not an HTTP/1.x status line, or
+ * a malformed field line: decided as soon as the bytes present show it), TW_ELIMIT (no blank
+ * line within HTTP_HEAD_MAX bytes). On error out is zeroed. */
+int http_parse_response(const uint8_t *buf, size_t len, bool to_head, struct http_resp *out) TW_WUR;
+
 #endif /* TW_HTTP_H */

@@ -55,7 +55,7 @@ enum rule_field {
     RF_HTTP_HOST = 1 << 19, /* cs-host: HTTP Host header, or the SNI of a TLS/QUIC hello */
     RF_COOKIE = 1 << 20,
     RF_REFERER = 1 << 21,
-    RF_STATUS = 1 << 22, /* HTTP response status (not observed yet: see README) */
+    RF_STATUS = 1 << 22, /* HTTP response status (ROK_HTTP_RESPONSE only) */
 };
 #define RF__BITS 23
 
@@ -68,7 +68,8 @@ enum rule_obs_kind {
     ROK_HTTP_REQUEST,
     ROK_DNS_ANSWER, /* a flow to an address a flagged DNS answer named */
     ROK_PROXY_TARGET,
-    ROK_FLOW, /* a new flow (no name) */
+    ROK_FLOW,          /* a new flow (no name) */
+    ROK_HTTP_RESPONSE, /* an HTTP request again, when its response head (status) arrives */
     ROK__COUNT
 };
 

@@ -4,7 +4,8 @@
 # (Initiated), the rclone proxy User-Agent rule, the Linux malware-callback DestinationPort rule
 # and the Zeek NKN DNS rule raise exactly these alerts with the fields they matched on; the
 # benign look-alikes raise nothing. With rules.unobservable_filters = "drop", two more rules run
-# relaxed (one level lower, tunnelwatch.rule_relaxed).
+# relaxed (one level lower, tunnelwatch.rule_relaxed). The sc-status rule on
+# pcaps/sigma_http_status.pcap fires at the response.
 . "$(dirname "$0")/lib.sh"
 SIGMA="$TW_SHARED/sigma"
 [ -d "$SIGMA" ] || skip "$SIGMA not present"
@@ -52,5 +53,23 @@ s = alerts(sys.argv[3])
 assert {x["RuleId"] for x in s} == {w[0] for w in want}, s
 assert [x["HttpUserAgent"] for x in s if x["RuleId"].startswith("2c03648b")] == ["rclone/v1.66.0"]
 print(f"{len(a)} alerts as expected; {len(relaxed)} relaxed with drop; ASIM {len(s)}")
+PYEOF
+
+# sc-status (pcaps/sigma_http_status.pcap): the CVE-2023-4966 proxy rule fires at the 200
+# response only, for the right request of a pipelined pair (100 Continue and 403 before it);
+# the 404, /index.html and POST look-alikes raise nothing.
+"$TW_BIN" -q -r "$TW_SRC/pcaps/sigma_http_status.pcap" -R "$SIGMA" --set rules.on_unsupported=skip \
+    --redis none --alerts "$T/status.jsonl" 2>"$T/status.err" || fail "sensor exit $? (status)"
+$PY - "$T/status.jsonl" <<'PYEOF' || exit 1
+import json, sys
+a = [x for x in map(json.loads, open(sys.argv[1])) if x.get("event.action") == "raised"]
+got = sorted((x["rule.id"], x["source.ip"], x["http.response.status_code"], x["url.original"],
+              x["http.request.method"], x["tunnelwatch.evidence.name"]) for x in a)
+path = "/oauth/idp/.well-known/openid-configuration"
+want = [("ff349b81-617f-4af4-924f-dbe8ea9bab41", "10.1.0.210", 200, path, "GET", "gw.example.net"),
+        ("ff349b81-617f-4af4-924f-dbe8ea9bab41", "10.1.0.212", 200, path + "?x=1", "GET",
+         "gw.example.net")]
+assert got == want, got
+print(f"{len(a)} sc-status alerts as expected")
 PYEOF
 ok "sigma rules on the wire"

@@ -1,6 +1,9 @@
-/* fuzz_http.c - libFuzzer target for http_parse_host() and http_parse_request(): the input is
- * the client side of a TCP stream, walked request by request as a pipelining engine would.
- * Seeds: tests/fuzz/corpus/http/, request heads cut from the shared captures. */
+/* fuzz_http.c - libFuzzer target for http_parse_host(), http_parse_request() and
+ * http_parse_response(): the input is the client side of a TCP stream, walked request by
+ * request as a pipelining engine would, then the same bytes as a server side, walked response
+ * by response (the first byte's low bit: answers to HEAD). Seeds: tests/fuzz/corpus/http/,
+ * request heads cut from the shared captures, and response heads (synthetic_resp_*). */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -14,6 +17,33 @@ static void inside(const uint8_t *v, size_t n, const uint8_t *b, size_t len)
         abort(); /* every view must stay inside the input */
     if (!v && n)
         abort();
+}
+
+/* Server side: each response's next offset moves forward past its head, so the walk ends. */
+static void responses(const uint8_t *data, size_t size, bool to_head)
+{
+    size_t off = 0;
+    for (;;) {
+        struct http_resp r;
+        size_t left = size - off;
+        int e = http_parse_response(data + off, left, to_head, &r);
+        if (e != TW_OK) {
+            if (r.status || r.head_len || r.next_known)
+                abort(); /* nothing from a failed head */
+            return;
+        }
+        if (r.status < 100 || r.status > 599 || r.head_len == 0 || r.head_len > left ||
+            r.head_len > HTTP_HEAD_MAX)
+            abort();
+        if (r.next_known && r.next < r.head_len)
+            abort();
+        if ((to_head || r.status == 204 || r.status == 304 || r.status < 200) &&
+            (!r.next_known || r.next != r.head_len))
+            abort(); /* no body whatever the fields say */
+        if (!r.next_known || r.next >= left)
+            return;
+        off += r.next;
+    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -52,5 +82,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         off += r.next;
     }
+    responses(data, size, size > 0 && (data[0] & 1));
     return 0;
 }

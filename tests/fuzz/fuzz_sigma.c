@@ -1,12 +1,41 @@
-/* fuzz_sigma.c - the Sigma loader (libyaml) and indicator-list parser on arbitrary text, then
- * the matcher on a few names and on the input's first line, an observation of every kind
- * carrying every field (the line as each text field), and the rule self-test. */
+/* fuzz_sigma.c - the Sigma loader (its fast YAML path and libyaml) and indicator-list parser on
+ * arbitrary text, then the matcher on a few names and on the input's first line, an
+ * observation of every kind carrying every field (the line as each text field), and the rule
+ * self-test. Differential: whatever the fast path (yml.c) loads, libyaml must load to the same
+ * document, node for node. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tunnelwatch/rules.h"
+#include "tunnelwatch/yml.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void differential(const uint8_t *data, size_t size)
+{
+    struct yml_doc fast;
+    yaml_document_t lib;
+    if (yml_load(&fast, data, size) != YML_OK)
+        return;
+    yaml_parser_t p;
+    if (!yaml_parser_initialize(&p))
+        abort();
+    yaml_parser_set_input_string(&p, data, size);
+    if (!yaml_parser_load(&p, &lib))
+        abort(); /* the fast path took what libyaml refuses */
+    if (!yml_same(&fast.doc, &lib))
+        abort();
+    yaml_document_t next;
+    if (yaml_parser_load(&p, &next)) {
+        if (yaml_document_get_root_node(&next))
+            abort(); /* a second document the fast path did not see */
+        yaml_document_delete(&next);
+    }
+    yaml_document_delete(&lib);
+    yml_free(&fast);
+    yaml_parser_delete(&p);
+}
 
 static void run(enum rule_policy pol, const char *name, const uint8_t *data, size_t size)
 {
@@ -53,6 +82,7 @@ static void run(enum rule_policy pol, const char *name, const uint8_t *data, siz
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    differential(data, size);
     run(RULE_POLICY_ERROR, "fuzz.yml", data, size);
     run(RULE_POLICY_SKIP, "fuzz.yml", data, size);
     run(RULE_POLICY_SKIP, "fuzz.txt", data, size);

@@ -324,6 +324,53 @@ START_TEST(test_request_fields)
 }
 END_TEST
 
+/* Response heads: status, body length (Content-Length, none for HEAD/1xx/204/304, unknown
+ * for chunked or read-to-close), refusals as early as the bytes show them. */
+START_TEST(test_response)
+{
+    struct http_resp r;
+    const char *ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 404 X\r\n\r\n";
+    size_t n = strlen(ok);
+    ck_assert_int_eq(http_parse_response((const uint8_t *)ok, n, false, &r), TW_OK);
+    ck_assert_uint_eq(r.status, 200);
+    ck_assert(r.next_known);
+    ck_assert_uint_eq(r.next, r.head_len + 2);
+    ck_assert_int_eq(http_parse_response((const uint8_t *)ok + r.next, n - r.next, false, &r),
+                     TW_OK);
+    ck_assert_uint_eq(r.status, 404);
+    ck_assert(!r.next_known); /* no length: the body runs to the close */
+    ck_assert_int_eq(http_parse_response((const uint8_t *)ok, n, true, &r), TW_OK);
+    ck_assert_uint_eq(r.next, r.head_len); /* HEAD: no body */
+    for (size_t i = 1; i < strlen("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"); i++)
+        ck_assert_int_eq(http_parse_response((const uint8_t *)ok, i, false, &r), TW_ETRUNC);
+    static const char *const none[] = {"HTTP/1.1 100 Continue\r\n\r\n",
+                                       "HTTP/1.0 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+                                       "HTTP/1.1 204 No Content\nContent-Length: 9\n\n"};
+    for (size_t i = 0; i < 3; i++) {
+        ck_assert_int_eq(http_parse_response((const uint8_t *)none[i], strlen(none[i]), false, &r),
+                         TW_OK);
+        ck_assert(r.next_known && r.next == r.head_len);
+    }
+    const char *ch = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n";
+    ck_assert_int_eq(http_parse_response((const uint8_t *)ch, strlen(ch), false, &r), TW_OK);
+    ck_assert(!r.next_known);
+    static const char *const bad[] = {
+        "HTTP/2 200 OK\r\n\r\n",  "HTTP/1.1 20 OK\r\n\r\n", "HTTP/1.1 2000 OK\r\n\r\n",
+        "HTTP/1.1 099 X\r\n\r\n", "GET / HTTP/1.1\r\n\r\n", "HTTP/1.1 200 OK\r\nbad line\r\n\r\n",
+        "HTTP/1.1 600 X\r\n\r\n", "HTTP/1.1x200\r\n\r\n"};
+    for (size_t i = 0; i < 8; i++)
+        ck_assert_msg(http_parse_response((const uint8_t *)bad[i], strlen(bad[i]), false, &r) ==
+                          TW_EBAD,
+                      "%s", bad[i]);
+    ck_assert_int_eq(http_parse_response((const uint8_t *)"HTTX", 4, false, &r), TW_EBAD);
+    ck_assert_uint_eq(r.status, 0);
+    uint8_t big[HTTP_HEAD_MAX + 10];
+    memset(big, 'a', sizeof(big));
+    memcpy(big, "HTTP/1.1 200 OK\r\nX: ", 21);
+    ck_assert_int_eq(http_parse_response(big, sizeof(big), false, &r), TW_ELIMIT);
+}
+END_TEST
+
 Suite *tw_suite(void)
 {
     Suite *s = suite_create("http");
@@ -339,5 +386,8 @@ Suite *tw_suite(void)
     tcase_add_test(tr, test_connect);
     tcase_add_test(tr, test_request_fields);
     suite_add_tcase(s, tr);
+    TCase *tp = tcase_create("http_parse_response");
+    tcase_add_test(tp, test_response);
+    suite_add_tcase(s, tp);
     return s;
 }

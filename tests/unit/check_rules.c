@@ -922,6 +922,58 @@ START_TEST(test_refcount)
 }
 END_TEST
 
+/* sc-status: a rule on the status runs on the response only (with the request's fields), and
+ * a request-only rule never on the response (it ran at the request). The port gate of a flow
+ * rule with fixed ports changes nothing. */
+START_TEST(test_obs_status)
+{
+    struct ruleset *rs = obs_rules("    category: proxy\n",
+                                   "    selection:\n        cs-method: 'GET'\n"
+                                   "        cs-uri|contains: '/oauth/idp'\n"
+                                   "        sc-status|lt: 300\n    condition: selection\n",
+                                   false);
+    struct ruleset *rq = obs_rules("    category: proxy\n",
+                                   "    selection:\n        cs-uri|contains: '/oauth/idp'\n"
+                                   "    condition: selection\n",
+                                   false);
+    struct rule_obs o;
+    struct rule_hit h[4];
+    obs_flow(&o, ROK_HTTP_REQUEST, "gw.example.net", "198.51.100.1", 80);
+    o.method = sp("GET");
+    o.target = sp("/oauth/idp/x");
+    o.host = sp("gw.example.net");
+    ck_assert(ruleset_wants(rs, ROK_HTTP_RESPONSE));
+    ck_assert(!ruleset_wants(rq, ROK_HTTP_RESPONSE));
+    ck_assert_int_eq(hits_obs(rs, &o, h), 0); /* no status at the request */
+    ck_assert_int_eq(hits_obs(rq, &o, h), 1);
+    o.kind = ROK_HTTP_RESPONSE;
+    o.status = 200;
+    ck_assert_int_eq(hits_obs(rs, &o, h), 1);
+    ck_assert(h[0].fields & RF_STATUS);
+    ck_assert_int_eq(hits_obs(rq, &o, h), 0); /* not twice */
+    o.status = 404;
+    ck_assert_int_eq(hits_obs(rs, &o, h), 0);
+    o.status = 200;
+    o.method = sp("POST");
+    ck_assert_int_eq(hits_obs(rs, &o, h), 0);
+    ruleset_free(rs);
+    ruleset_free(rq);
+    rs = obs_rules("    category: network_connection\n",
+                   "    selection:\n        Initiated: 'true'\n        DestinationPort:\n"
+                   "            - 4444\n            - 888\n    filter:\n"
+                   "        DestinationIp|cidr: '10.0.0.0/8'\n"
+                   "    condition: selection and not filter\n",
+                   false);
+    for (unsigned port = 880; port < 4450; port++) {
+        obs_flow(&o, ROK_FLOW, NULL, "198.51.100.1", (uint16_t)port);
+        ck_assert_int_eq(hits_obs(rs, &o, h), port == 4444 || port == 888);
+    }
+    obs_flow(&o, ROK_FLOW, NULL, "10.1.1.1", 4444);
+    ck_assert_int_eq(hits_obs(rs, &o, h), 0);
+    ruleset_free(rs);
+}
+END_TEST
+
 Suite *tw_suite(void)
 {
     Suite *s = suite_create("rules");
@@ -959,6 +1011,7 @@ Suite *tw_suite(void)
     tcase_add_test(tc, test_obs_logsource_map);
     tcase_add_test(tc, test_obs_selftest);
     tcase_add_test(tc, test_obs_re);
+    tcase_add_test(tc, test_obs_status);
     suite_add_tcase(s, tc);
     return s;
 }
