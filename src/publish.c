@@ -36,6 +36,8 @@
 #define HB_FIELDS_MAX    256 /* heartbeat lines taken from pub_set_heartbeat */
 #define DROP_LOG_MS      10000
 #define IDLE_WAIT_MAX_MS 1000
+#define PUB_LINGER_MS    5   /* an idle publisher woken by a record waits this long ... */
+#define PUB_LINGER_RECS  256 /* ... unless this many are queued already */
 
 struct qrec {
     struct qrec *next;
@@ -1605,11 +1607,17 @@ static void idle_wait(struct pub *p)
     bool can_send = p->c && now >= p->retry_at_ms;
     bool spool_work = can_send && p->spool && spool_pending(p->spool) > 0;
     struct timespec ts = abs_time(wake);
+    bool linger = false;
     pthread_mutex_lock(&p->mu);
     if (!p->stopping && p->spill.n == 0 && !spool_work && !(can_send && p->q.n > 0) &&
-        !(p->spilling && p->q.n > 0) && !(can_send && p->n_blobs > 0))
+        !(p->spilling && p->q.n > 0) && !(can_send && p->n_blobs > 0)) {
         pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+        linger = !p->stopping && p->q.n > 0 && p->q.n < PUB_LINGER_RECS;
+    }
     pthread_mutex_unlock(&p->mu);
+    if (linger) /* woken by a record: let the next few join its batch (one wake-up, one round
+                 * trip for a burst, not one per record) */
+        nanosleep(&(struct timespec){0, PUB_LINGER_MS * 1000000L}, NULL);
 }
 
 /* Without a spool, what was not delivered at stop is lost: counted and said once. */

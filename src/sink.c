@@ -23,7 +23,9 @@
 
 #include "tunnelwatch/sink.h"
 
-#define RETRY_MS 100 /* a FIFO without a reader is tried again this often */
+#define RETRY_MS          100        /* a FIFO without a reader is tried again this often */
+#define SINK_LINGER_MS    5          /* a writer woken after the ring ran dry waits this long ... */
+#define SINK_LINGER_BYTES (64 << 10) /* ... unless this much is queued already */
 
 struct sink {
     struct sink_opts o;
@@ -44,6 +46,7 @@ struct sink {
     uint64_t drop_seen;      /* st.dropped when drop_said was last cleared */
     pthread_t th;
     bool started;
+    bool linger; /* the ring ran dry: the next line waits SINK_LINGER_MS for company */
 };
 
 static int64_t now_ms(void)
@@ -305,8 +308,16 @@ static void *writer_main(void *arg)
             reopen_path(s, false); /* a FIFO: has a reader come? */
             if (s->fd < 0)
                 wait_ms(s, RETRY_MS);
+        } else if (s->linger && !s->stopping && s->len < SINK_LINGER_BYTES) {
+            /* woken by a line after the ring ran dry: let the next lines join it (one
+             * wake-up and one write for a burst, not one per record) */
+            s->linger = false;
+            pthread_mutex_unlock(&s->mu);
+            nanosleep(&(struct timespec){0, SINK_LINGER_MS * 1000000L}, NULL);
+            pthread_mutex_lock(&s->mu);
         } else {
             write_run(s);
+            s->linger = !s->len;
         }
     }
     pthread_mutex_unlock(&s->mu);
