@@ -29,7 +29,7 @@ static void usage(FILE *out)
           "  --alerts FILE|-     write alert records (JSON lines)\n"
           "  --schema ecs|asim   alert field names (default ecs)\n"
           "  --summary FILE      per-host summary as JSON at the end of a replay\n"
-          "  --write-evidence F  write the packets of flagged flows to pcap F\n"
+          "  --write-evidence F  write every incident's packets to pcap F\n"
           "  --redis URL|none    redis://[user:pass@]host:port/db or unix:///path.sock\n"
           "  --realtime[=SPEED]  replay at the recorded pace (SPEED times faster)\n"
           "  --workers N         live capture threads (PACKET_FANOUT)\n"

@@ -103,8 +103,7 @@ struct engine {
     struct attrib *attrib;
     struct recorder *rec;
     struct summary *sum;
-    struct evidence *ev;             /* NULL without --write-evidence */
-    struct evpool *evp;              /* NULL without evidence.dir */
+    struct evpool *evp;              /* NULL without evidence.dir or --write-evidence */
     const struct pcap_pkthdr *cur_h; /* the packet being handled (evidence) */
     const uint8_t *cur_data;
     struct flow *hit_flow;         /* the flow a hit may flag, while rec_hit runs (evidence) */
@@ -297,9 +296,6 @@ static void flag_flow(struct engine *e, const struct obs *ob, const struct incid
     ob->f->pinned = true; /* a flood of new flows must not evict the tunnel (flow.h) */
     if (e->evp)
         evflow_flag(e->evp, &fs->ev, in->id, &ob->f->srv, tw_time_us(ob->f->first));
-    if (e->ev && e->file)
-        evidence_flag(e->ev, &ob->f->cli, &ob->f->srv, ob->f->cport, ob->f->sport, ob->f->proto,
-                      ob->f->vlan);
     summary_flow(e->sum, &r->host);
 }
 
@@ -935,8 +931,6 @@ static void packet_decoded(struct engine *e, const struct pcap_pkthdr *h, const 
     if (e->dpi && !fs->dpi.done)
         dpi_step(e->dpi, &fs->dpi, p->l3, p->l3_len, p->payload_len, tw_time_us(e->now),
                  dpi_need(f, fs));
-    if (fs->flag && e->ev)
-        evidence_packet(e->ev, h, data);
     if (fs->ev && !fs->flag && ev_decided(f, fs))
         evflow_decided(e->evp, &fs->ev); /* its early packets are freed */
     fs_settle(e, f, fs);
@@ -1123,16 +1117,13 @@ static int engine_parts(struct engine *e, const struct tw_cfg *c)
     e->rec = rec_new(&ro);
     e->sum = summary_new();
     e->allow_counts = calloc(CFG_MAX_LIST + 1, sizeof(uint64_t));
-    if (e->o.evidence_path)
-        e->ev = evidence_new(e->o.evidence_path);
     if (e->o.evw && engine_evpool(e, c) != TW_OK)
         return TW_ENOMEM;
     if (c->flow.ndpi)
         e->dpi = dpi_new(c->flow.ndpi_max_flows, c->flow.ndpi_packets, c->flow.stall_ms);
     if (extract_init(&e->x, &xo, c->flow.reasm_bytes, c->flow.reasm_total_mib, c->flow.stall_ms,
                      c->flow.reasm_source_pct) != TW_OK ||
-        !e->flows || !e->frag || !e->attrib || !e->rec || !e->sum || !e->allow_counts ||
-        (e->o.evidence_path && !e->ev))
+        !e->flows || !e->frag || !e->attrib || !e->rec || !e->sum || !e->allow_counts)
         return TW_ENOMEM;
     return TW_OK;
 }
@@ -1171,8 +1162,6 @@ void engine_begin_input(struct engine *e, const char *file, int dlt, bool print_
         fprintf(e->o.names_out, "# file\t%s\n", file ? file : "-");
     if (e->evp)
         evpool_set_dlt(e->evp, dlt);
-    if (e->ev && !file) /* live; replays have a second pass, see engine_write_evidence */
-        evidence_begin_live(e->ev, dlt, e->o.log);
 }
 
 void engine_finish(struct engine *e)
@@ -1185,8 +1174,6 @@ void engine_finish(struct engine *e)
     flow_table_free(e->flows); /* ends every flow: flow-end records */
     e->flows = NULL;
     rec_tick(e->rec, e->now, true);
-    if (e->ev)
-        evidence_close(e->ev);
 }
 
 void engine_free(struct engine *e)
@@ -1198,7 +1185,6 @@ void engine_free(struct engine *e)
     attrib_free(e->attrib);
     rec_free(e->rec);
     summary_free(e->sum);
-    evidence_free(e->ev);
     evpool_free(e->evp);
     dpi_free(e->dpi);
     extract_fini(&e->x);
@@ -1208,16 +1194,6 @@ void engine_free(struct engine *e)
         ruleset_release(e->pending_rules);
     ruleset_release(e->rules);
     free(e);
-}
-
-int engine_write_evidence(struct engine *e, char *const *inputs, const char *path, char *err,
-                          size_t errlen)
-{
-    if (!e->ev) {
-        snprintf(err, errlen, "no flagged flow: %s not written", path);
-        return 0;
-    }
-    return evidence_write(e->ev, inputs, err, errlen);
 }
 
 /* ---------- updates from the main thread ---------- */

@@ -11,6 +11,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -85,6 +86,7 @@ struct evw {
     char *prefix; /* owned copy of o.redis_prefix */
     pthread_mutex_t mu;
     pthread_cond_t cv;
+    pthread_cond_t room; /* o.wait: the thread took the queue */
     pthread_t th;
     bool started, stopping;
     struct evmsg *head, *tail;
@@ -96,6 +98,7 @@ struct evw {
     int n_open;
     bool failing;
     struct evw_stats st;
+    uint64_t run_removed, run_removed_packets; /* this run's incident files removed */
     struct evdns **dns; /* EVDNS_MAX slots, each allocated on first use; round robin */
     size_t dns_next;
 };
@@ -190,6 +193,12 @@ static int enqueue(struct evw *w, struct evmsg *m, size_t cost, uint64_t file_by
 {
     pthread_mutex_lock(&w->mu);
     struct evinc *in = NULL;
+    /* a replay waits for the thread (an empty queue takes any packet: no wait forever) */
+    while (w->o.wait && w->started && !w->stopping && w->queued &&
+           w->queued + cost > w->o.queue_bytes) {
+        pthread_cond_signal(&w->cv);
+        pthread_cond_wait(&w->room, &w->mu);
+    }
     if (w->stopping || w->queued + cost > w->o.queue_bytes) {
         w->st.dropped_queue += !m->sync;
         pthread_mutex_unlock(&w->mu);
@@ -271,8 +280,11 @@ static bool make_room(struct evw *w, struct evinc *in, uint64_t cost, struct evi
             i++;
         if (i >= w->n_inc || *n_gone >= max)
             return w->disk + cost <= w->o.max_total_bytes;
-        gone[(*n_gone)++] = inc_take(w, i);
+        struct evinc *g = inc_take(w, i);
+        gone[(*n_gone)++] = g;
         w->st.removed++;
+        w->run_removed += !g->old;
+        w->run_removed_packets += g->old ? 0 : g->packets;
     }
     return true;
 }
@@ -487,6 +499,7 @@ static void *run(void *arg)
         bool stopping = w->stopping;
         w->head = w->tail = NULL;
         w->queued = 0;
+        pthread_cond_broadcast(&w->room);
         pthread_mutex_unlock(&w->mu);
         while (m) {
             struct evmsg *next = m->next;
@@ -565,6 +578,7 @@ struct evw *evw_new(const struct evw_opts *o, char *err, size_t errlen)
     }
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
+    pthread_cond_init(&w->room, NULL);
     scan_old(w);
     return w;
 }
@@ -584,6 +598,7 @@ void evw_stop(struct evw *w)
     pthread_mutex_lock(&w->mu);
     w->stopping = true;
     pthread_cond_signal(&w->cv);
+    pthread_cond_broadcast(&w->room);
     pthread_mutex_unlock(&w->mu);
     if (w->started)
         pthread_join(w->th, NULL);
@@ -600,6 +615,7 @@ void evw_free(struct evw *w)
         evw_stop(w);
         pthread_mutex_destroy(&w->mu);
         pthread_cond_destroy(&w->cv);
+        pthread_cond_destroy(&w->room);
     }
     while (w->head) {
         struct evmsg *m = w->head;
@@ -632,6 +648,8 @@ bool evw_info(struct evw *w, const char *incident0, char *path, size_t pathlen, 
               uint64_t *packets, char *key, size_t keylen)
 {
     char incident[40];
+    if (w->o.unnamed)
+        return false;
     safe_id(incident, incident0);
     pthread_mutex_lock(&w->mu);
     struct evinc *in = inc_find(w, incident, NULL);
@@ -648,6 +666,60 @@ bool evw_info(struct evw *w, const char *incident0, char *path, size_t pathlen, 
     else if (keylen)
         key[0] = '\0';
     return true;
+}
+
+/* ---------- --write-evidence ---------- */
+
+/* The losses of this run's evidence, for evw_merge's report ("" when none). */
+static void losses(struct evw *w, char *out, size_t n)
+{
+    const struct evw_stats *st = &w->st;
+    uint64_t lost = st->dropped_queue + st->dropped_disk + st->write_errors + st->dropped_linktype +
+                    w->run_removed_packets;
+    out[0] = '\0';
+    if (lost)
+        snprintf(out, n,
+                 "; %" PRIu64 " packets lost (%" PRIu64 " queue full, %" PRIu64 " over "
+                 "evidence.max_total_mib, %" PRIu64 " write errors, %" PRIu64 " another link "
+                 "type, %" PRIu64 " in %" PRIu64 " incident files removed)",
+                 lost, st->dropped_queue, st->dropped_disk, st->write_errors, st->dropped_linktype,
+                 w->run_removed_packets, w->run_removed);
+}
+
+int evw_merge(struct evw *w, const char *path, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&w->mu); /* the thread is stopped: nothing changes the table now */
+    size_t n = 0;
+    char **paths = calloc(w->n_inc ? w->n_inc : 1, sizeof(*paths));
+    for (size_t i = 0; paths && i < w->n_inc; i++)
+        if (!w->inc[i]->old && w->inc[i]->written && (paths[n] = malloc(PATH_MAX + 48)) != NULL)
+            path_of(w, w->inc[i]->id, paths[n++], PATH_MAX + 48);
+    char lost[400];
+    losses(w, lost, sizeof(lost));
+    pthread_mutex_unlock(&w->mu);
+    struct evidence_merge_stats ms;
+    int rc =
+        paths ? evidence_merge((const char *const *)paths, n, path, &ms, err, errlen) : TW_ENOMEM;
+    if (!paths)
+        snprintf(err, errlen, "out of memory");
+    else if (rc == TW_OK && !err[0]) {
+        int k = snprintf(err, errlen, "%" PRIu64 " packets of %zu incidents written to %s",
+                         ms.packets, n, path);
+        if (ms.duplicates && k >= 0 && (size_t)k < errlen)
+            k += snprintf(err + k, errlen - (size_t)k, " (%" PRIu64 " two incidents held, once)",
+                          ms.duplicates);
+        if (k >= 0 && (size_t)k < errlen)
+            snprintf(err + k, errlen - (size_t)k, "%s%s%s",
+                     ms.other_dlt ? "; packets of another link type left out" : "",
+                     ms.unreadable ? "; unreadable packets left out" : "", lost);
+    } else if (rc == TW_OK)
+        snprintf(err + strlen(err), errlen - strlen(err), "%s", lost);
+    for (size_t i = 0; i < n; i++)
+        free(paths[i]);
+    free(paths);
+    if (rc != TW_OK)
+        return rc;
+    return ms.packets > INT_MAX ? INT_MAX : (int)ms.packets;
 }
 
 /* ---------- DNS store ---------- */

@@ -111,7 +111,8 @@ struct sensor {
     struct pub *pub;
     struct fleet *fleet; /* shared bindings and dedup (fleet.h), or NULL */
     struct metrics *metrics;
-    struct evw *evw; /* evidence.dir's writer (evidence.h), or NULL */
+    struct evw *evw; /* evidence.dir's (or --write-evidence's) writer (evidence.h), or NULL */
+    char *ev_tmp;    /* --write-evidence without evidence.dir: the private directory, or NULL */
     struct engine *e;
     struct engine_opts eo;
     struct cap_src live;
@@ -959,8 +960,7 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-/* Each worker's engine, with its share of flow.max_flows; no evidence file (one file cannot
- * take several writers). */
+/* Each worker's engine, with its share of flow.max_flows (evidence: the shared writer). */
 static int worker_engines(struct sensor *s)
 {
     for (int i = 0; i < s->n_workers; i++) {
@@ -972,7 +972,6 @@ static int worker_engines(struct sensor *s)
         struct engine_opts o = s->eo;
         o.cfg = &w->cfgs[0];
         o.fleet_slot = i + 1; /* slot 0 is the main engine's */
-        o.evidence_path = NULL;
         char err[256];
         w->e = engine_new(&o, s->rules, err, sizeof(err));
         if (!w->e) {
@@ -1241,21 +1240,70 @@ static bool evidence_to_redis(void *ud, const char *key, const uint8_t *blob, si
     return pub_put_blob(ud, key, blob, n, ttl_s);
 }
 
-/* evidence.dir's writer thread, after the privilege drop: the files belong to the user the
- * sensor runs as. */
+/* --write-evidence without evidence.dir: a private directory beside FILE (the same file
+ * system, the same user), unbounded: FILE holds as much anyway, and a full disk is counted. */
+static int private_evidence_dir(struct sensor *s, struct evw_opts *o)
+{
+    const char *file = s->cfg->output.evidence_file;
+    const char *slash = strrchr(file, '/');
+    int n = slash ? (int)(slash - file) + 1 : 0;
+    if (asprintf(&s->ev_tmp, "%.*s.tunnelwatch-evidence.XXXXXX", n, file) < 0) {
+        s->ev_tmp = NULL;
+        return 1;
+    }
+    if (!mkdtemp(s->ev_tmp)) {
+        fprintf(stderr, "tunnelwatch: --write-evidence %s: cannot make %s: %s\n", file, s->ev_tmp,
+                strerror(errno));
+        free(s->ev_tmp);
+        s->ev_tmp = NULL;
+        return 1;
+    }
+    o->dir = s->ev_tmp;
+    o->max_total_bytes = UINT64_MAX / 2;
+    o->unnamed = true;
+    return 0;
+}
+
+/* Removes the private directory and the pcaps in it. */
+static void remove_private_dir(struct sensor *s)
+{
+    if (!s->ev_tmp)
+        return;
+    DIR *d = opendir(s->ev_tmp);
+    struct dirent *de;
+    char path[PATH_MAX + 300];
+    while (d && (de = readdir(d)) != NULL)
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+            snprintf(path, sizeof(path), "%s/%s", s->ev_tmp, de->d_name);
+            (void)unlink(path);
+        }
+    if (d)
+        closedir(d);
+    if (rmdir(s->ev_tmp) != 0)
+        fprintf(stderr, "tunnelwatch: cannot remove %s: %s\n", s->ev_tmp, strerror(errno));
+    free(s->ev_tmp);
+    s->ev_tmp = NULL;
+}
+
+/* evidence.dir's writer thread (also --write-evidence's), after the privilege drop: the files
+ * belong to the user the sensor runs as. A replay waits for it rather than lose packets. */
 static int start_evidence(struct sensor *s)
 {
     const struct tw_cfg *cfg = s->cfg;
     char err[1024];
-    if (!cfg->evidence.dir || !cfg->evidence.dir[0])
+    bool dir = cfg->evidence.dir && cfg->evidence.dir[0];
+    if (!dir && !cfg->output.evidence_file)
         return 0;
     struct evw_opts o;
     memset(&o, 0, sizeof(o));
     o.dir = cfg->evidence.dir;
     o.max_total_bytes = cfg->evidence.max_total_mib << 20;
+    if (!dir && private_evidence_dir(s, &o) != 0)
+        return 1;
+    o.wait = s->inputs && !s->a->realtime;
     o.queue_bytes = (size_t)cfg->evidence.queue_mib << 20;
     o.log = stderr;
-    o.redis_max_bytes = (size_t)cfg->evidence.redis_max_kib * 1024;
+    o.redis_max_bytes = dir ? (size_t)cfg->evidence.redis_max_kib * 1024 : 0;
     o.redis_prefix = cfg->evidence.redis_prefix;
     o.redis_ttl_s = cfg->evidence.redis_ttl_s;
     if (s->pub) { /* the publisher's connection, which follows Sentinel and Cluster */
@@ -1281,7 +1329,6 @@ static int start_engine(struct sensor *s)
     eo->schema = cfg->output.schema && !strcmp(cfg->output.schema, "asim") ? ALERT_ASIM : ALERT_ECS;
     eo->pub = s->pub;
     eo->verbosity = cfg->log.verbosity;
-    eo->evidence_path = cfg->output.evidence_file;
     if (start_evidence(s) != 0)
         return 1;
     eo->evw = s->evw;
@@ -1438,7 +1485,7 @@ static int output_status(struct sensor *s)
     return 1;
 }
 
-/* The investigation outputs of a replay: the per-host table, the evidence, --summary. */
+/* The investigation outputs: the per-host table (replays), --write-evidence, --summary. */
 static int write_outputs(struct sensor *s)
 {
     const struct tw_cfg *cfg = s->cfg;
@@ -1448,8 +1495,8 @@ static int write_outputs(struct sensor *s)
         engine_summary(s->e, stderr, NULL);
     if (s->inputs)
         report_external(s); /* a configuration warning: also under -q */
-    if (s->inputs && cfg->output.evidence_file) {
-        int w = engine_write_evidence(s->e, s->inputs, cfg->output.evidence_file, err, sizeof(err));
+    if (s->evw && cfg->output.evidence_file) {
+        int w = evw_merge(s->evw, cfg->output.evidence_file, err, sizeof(err));
         if (w < 0)
             status = 1;
         if (w < 0 || cfg->log.verbosity >= 0)
@@ -1538,6 +1585,7 @@ void sensor_free(struct sensor *s)
     free_reload(s);
     sink_free(s->alerts); /* after the engines: they queue to it */
     evw_free(s->evw);
+    remove_private_dir(s);
     cap_free_inputs(s->inputs);
     if (s->a->pidfile)
         unlink(s->a->pidfile);

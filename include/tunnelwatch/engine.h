@@ -34,11 +34,10 @@ struct engine_opts {
     enum alert_schema schema;
     struct pub *pub; /* Redis, or NULL */
     int verbosity;
-    const char *evidence_path; /* --write-evidence */
-    struct sink *alerts_sink;  /* the alerts file's writer (sink.h): used instead of alerts_out */
-    struct fleet *fleet;       /* shared bindings and dedup (fleet.h), or NULL (borrowed) */
-    int fleet_slot;            /* this engine's inbound queue in fleet */
-    struct evw *evw;           /* per-incident pcaps (evidence.h), or NULL (borrowed) */
+    struct sink *alerts_sink; /* the alerts file's writer (sink.h): used instead of alerts_out */
+    struct fleet *fleet;      /* shared bindings and dedup (fleet.h), or NULL (borrowed) */
+    int fleet_slot;           /* this engine's inbound queue in fleet */
+    struct evw *evw;          /* per-incident pcaps (evidence.h), or NULL (borrowed) */
 };
 
 struct engine;
@@ -48,7 +47,7 @@ struct engine;
  * caller may drop its own whenever it likes. */
 struct engine *engine_new(const struct engine_opts *o, const struct ruleset *rules, char *err,
                           size_t errlen);
-/* Ends every flow (flow-end records), flushes pending updates, closes evidence. */
+/* Ends every flow (flow-end records, their last evidence packets), flushes pending updates. */
 void engine_finish(struct engine *e);
 void engine_free(struct engine *e);
 
@@ -95,11 +94,5 @@ void engine_summary(const struct engine *e, FILE *out, FILE *json_out);
 uint64_t engine_alerts(const struct engine *e);
 /* The record counters (alerts, external events, output errors...), read directly. */
 void engine_record_stats(const struct engine *e, struct recorder_stats *st);
-/* --write-evidence for replays: reads the inputs again and writes every packet of the flows
- * that were flagged, from their first packet on, to the pcap at path. Returns the number of
- * packets written (>= 0; a one-line report in err) or TW_EIO (reason in err). Live, the
- * evidence file gets the packets of flagged flows from the flagging packet on instead. */
-int engine_write_evidence(struct engine *e, char *const *inputs, const char *path, char *err,
-                          size_t errlen);
 
 #endif /* TW_ENGINE_H */

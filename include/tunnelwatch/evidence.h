@@ -19,10 +19,10 @@
  *   queries, to pair an answer with its query) and the counters.
  * Threads: evw_* may be called from any thread; an evpool and its flows belong to one engine.
  *
- * In a replay the flagged flows' keys (5-tuple + VLAN) are remembered (at most
- * EVIDENCE_FLOWS_MAX, more are counted) and evidence_write() reads the inputs a second time,
- * writing every packet of those flows from their first packet on. Live, there is no second
- * pass: evidence_packet() writes each packet of a flagged flow from the flagging packet on.
+ * --write-evidence FILE is built on them: the sensor runs the writer (on evidence.dir, or on
+ * a private directory beside FILE, unbounded and removed at exit, whose files no record names)
+ * and at exit, after evw_stop, evw_merge() writes the union of this run's incident pcaps to
+ * FILE (evidence_merge), in replays, live and with capture workers alike.
  */
 #ifndef TW_EVIDENCE_H
 #define TW_EVIDENCE_H
@@ -34,25 +34,21 @@
 #include "tunnelwatch/decode.h"
 #include "tunnelwatch/tw.h"
 
-#define EVIDENCE_FLOWS_MAX 65536
+struct evidence_merge_stats {
+    uint64_t packets;    /* written */
+    uint64_t duplicates; /* packets another file also held, written once */
+    uint64_t other_dlt;  /* packets of another link type than the first file's, left out */
+    uint64_t unreadable; /* files that cannot be opened or are cut short, packets unreadable */
+};
 
-struct evidence;
-
-/* path: the pcap to write (borrowed). NULL when out of memory. */
-struct evidence *evidence_new(const char *path);
-void evidence_free(struct evidence *ev);
-/* A live input of link type dlt starts: later flagged packets go straight to the file. */
-void evidence_begin_live(struct evidence *ev, int dlt, FILE *log);
-/* A flow (client side first) was flagged. */
-void evidence_flag(struct evidence *ev, const struct tw_addr *cli, const struct tw_addr *srv,
-                   uint16_t cport, uint16_t sport, uint8_t proto, uint16_t vlan);
-/* A packet of a flagged flow, live. */
-void evidence_packet(struct evidence *ev, const struct pcap_pkthdr *h, const uint8_t *data);
-/* Closes the live file. */
-void evidence_close(struct evidence *ev);
-/* The replay's second pass over inputs (NULL-terminated): returns the number of packets
- * written (>= 0; a one-line report in err) or TW_EIO (reason in err). */
-int evidence_write(struct evidence *ev, char *const *inputs, char *err, size_t errlen);
+/* The union of the pcaps paths[0..n) (files evw wrote, microsecond timestamps) into out, with
+ * the first readable file's link type: packets in timestamp order (ties: file order, then
+ * position in the file); a packet (timestamp, lengths and bytes) that several files hold is
+ * written as often as the file holding it most often has it. TW_OK with st filled (err ""
+ * when out was written; when no file could be read, out is left untouched and err says so),
+ * or TW_EIO / TW_ENOMEM with a one-line reason in err. */
+int evidence_merge(const char *const *paths, size_t n, const char *out,
+                   struct evidence_merge_stats *st, char *err, size_t errlen);
 
 /* ---------- per-incident pcaps ---------- */
 
@@ -68,6 +64,9 @@ struct evw_opts {
     uint32_t redis_ttl_s;
     bool (*redis_put)(void *ud, const char *key, const uint8_t *blob, size_t n, uint32_t ttl_s);
     void *redis_ud;
+    bool wait;    /* replays: evw_put waits for room in the queue rather than drop */
+    bool unnamed; /* --write-evidence's private directory: evw_info says nothing (records name
+                   * no file that is removed at exit) */
 };
 
 struct evw_stats {
@@ -100,6 +99,12 @@ void evw_sync(struct evw *w, const char *incident);
 void evw_stop(struct evw *w);
 void evw_free(struct evw *w);
 void evw_get_stats(struct evw *w, struct evw_stats *st);
+/* --write-evidence: after evw_stop, the union of the incident pcaps this run wrote (not an
+ * earlier run's files in dir) into path (evidence_merge). Returns the packets written (>= 0)
+ * with a one-line report in err that also counts every packet the writer lost (queue, disk
+ * bound, write errors, link type, incident files removed for max_total), or TW_EIO /
+ * TW_ENOMEM with the reason in err. */
+int evw_merge(struct evw *w, const char *path, char *err, size_t errlen);
 /* What a record says of the incident: its pcap path (into path), bytes and packets queued or
  * written, the Redis key (into key, "" without a copy). false: the incident has no pcap. */
 bool evw_info(struct evw *w, const char *incident, char *path, size_t pathlen, uint64_t *bytes,

@@ -72,22 +72,37 @@ print("inbound ok")
 PYEOF
 ok "attribution, dedup and inbound labelling"
 
-# --write-evidence: every packet of the flagged flows, from their SYN on (the two flows of the
-# expect file), and nothing else
-"$TW_BIN" -q -R "$TW_SRC/conf/rules" --redis none -r "$TW_SRC/pcaps/resolver_attrib.pcap" \
-    --alerts /dev/null --write-evidence "$T/evidence.pcap" || fail "evidence run"
-want=$(awk -F'\t' '$1 == "flow" { split($4, a, "="); split($6, b, "="); n += a[2] + b[2] } END { print n }' \
-    "$TW_SRC/pcaps/resolver_attrib.expect")
-got=$($PY - "$T/evidence.pcap" <<'PYEOF'
-import struct, sys
-d = open(sys.argv[1], "rb").read()
-off, n = 24, 0
-while off + 16 <= len(d):
-    incl = struct.unpack("<I", d[off + 8:off + 12])[0]
-    off += 16 + incl
-    n += 1
-print(n)
+# --write-evidence (no evidence.dir: a private directory beside the file, removed at exit):
+# every packet of the flagged flows from their SYN on (the two flows of the expect file), the
+# DNS query and answer packets that named their server (selected with tshark), nothing else
+command -v tshark >/dev/null || { ok "evidence pcap: skipped (tshark not installed)"; exit 0; }
+mkdir -p "$T/wev"
+"$TW_BIN" -R "$TW_SRC/conf/rules" --redis none -r "$TW_SRC/pcaps/resolver_attrib.pcap" \
+    --alerts /dev/null --write-evidence "$T/wev/evidence.pcap" 2>"$T/wev.err" || { cat "$T/wev.err"; fail "evidence run"; }
+grep -q "tunnelwatch: evidence: .* packets of 2 incidents written to" "$T/wev.err" || { cat "$T/wev.err"; fail "no evidence report"; }
+[ "$(ls -A "$T/wev")" = "evidence.pcap" ] || fail "the private directory stayed: $(ls -A "$T/wev")"
+$PY - "$T/wev/evidence.pcap" "$TW_SRC/pcaps/resolver_attrib.pcap" "$TW_SRC/pcaps/resolver_attrib.expect" \
+    "$TW_SRC/tests/e2e" <<'PYEOF' || fail "the evidence pcap is not the flagged flows and their DNS packets"
+import collections, sys
+sys.path.insert(0, sys.argv[4])
+from evidence_check import read_pcap, frames, dns_queries
+merged, cap, expect = sys.argv[1:4]
+flows = [l.rstrip("\n").split("\t") for l in open(expect) if l.startswith("flow\t")]
+flt, n_flow = [], 0
+for f in flows:
+    (c, cp), (s, sp) = f[1].rsplit(":", 1), f[2].rsplit(":", 1)
+    flt.append("(ip.addr==%s && ip.addr==%s && tcp.port==%s && tcp.port==%s)" % (c, s, cp, sp))
+    kv = dict(x.split("=") for x in f[3:])
+    n_flow += int(kv["c2s_frames"]) + int(kv["s2c_frames"])
+sel = set(frames(cap, " || ".join(flt)))
+assert len(sel) == n_flow, (len(sel), n_flow)
+ans = frames(cap, " || ".join("(dns.flags.response==1 && dns.a==%s)" % f[2].rsplit(":", 1)[0] for f in flows))
+dns = set(ans) | set(dns_queries(cap, ans))
+pk = read_pcap(cap)
+want = collections.Counter(pk[n - 1] for n in sel | dns)
+got = collections.Counter(read_pcap(merged))
+assert got == want, ("%d packets, want %d: %d missing, %d extra" % (
+    sum(got.values()), sum(want.values()), sum((want - got).values()), sum((got - want).values())))
+print("evidence pcap: %d packets = %d of the flagged flows + %d DNS packets" % (len(sel | dns), len(sel), len(dns)))
 PYEOF
-)
-[ "$got" = "$want" ] || fail "evidence pcap holds $got packets, the flagged flows have $want"
-ok "evidence pcap: $got packets, the whole of both flagged flows"
+ok "evidence pcap: the whole of both flagged flows and the DNS packets that named their server"

@@ -3,7 +3,8 @@
 # packets of its flagged flows and the DNS packets that named their servers, byte-identical
 # to the same packets selected from the original capture with tshark, timestamps included;
 # the records name the file; the directory stays under evidence.max_total_mib, the oldest
-# incident files removed first and counted.
+# incident files removed first and counted. --write-evidence in the same run is the union of
+# those incident pcaps, timestamps included, in time order.
 . "$(dirname "$0")/lib.sh"
 command -v tshark >/dev/null || skip "tshark not installed"
 caps=("$TW_SRC/pcaps/demo.pcap" "$TW_SRC/pcaps/resolver_attrib.pcap")
@@ -11,13 +12,15 @@ for c in "${caps[@]}"; do
     n=$(basename "$c" .pcap)
     mkdir -p "$T/ev"
     "$TW_BIN" -q -R "$TW_SRC/conf/rules" --redis none -r "$c" --alerts "$T/$n.jsonl" \
-        --set evidence.dir="$T/ev/$n" || fail "replay $n"
+        --set evidence.dir="$T/ev/$n" --write-evidence "$T/$n.merged.pcap" || fail "replay $n"
     $PY "$TW_SRC/tests/e2e/evidence_check.py" "$T/$n.jsonl" replay "$c" || fail "$n: incident pcaps differ"
+    $PY "$TW_SRC/tests/e2e/evidence_union.py" "$T/$n.merged.pcap" --union "$T/ev/$n"/*.pcap ||
+        fail "$n: --write-evidence is not the union of the incident pcaps"
 done
 grep -q '"tunnelwatch.evidence.pcap":"/' "$T/resolver_attrib.jsonl" || fail "no absolute pcap path"
 grep '"event.action":"raised"' "$T/resolver_attrib.jsonl" | grep -q '"tunnelwatch.evidence.pcap_packets":5' ||
     fail "the attributed alert does not name its pcap (4 DNS packets and the SYN)"
-ok "replay: every incident pcap equals the flagged flows and their DNS packets of the capture"
+ok "replay: every incident pcap equals the flagged flows and their DNS packets of the capture, --write-evidence their union"
 
 # the same in ASIM: AdditionalFields.EvidencePcap
 "$TW_BIN" -q -R "$TW_SRC/conf/rules" --redis none -r "${caps[1]}" --schema asim --alerts "$T/asim.jsonl" \

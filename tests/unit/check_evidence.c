@@ -3,7 +3,10 @@
  * timestamps in order from two threads, the directory bound (oldest incident first, an
  * earlier run's files included, an incident alone over the bound), the queue cap, a write
  * error counted and said once, the early buffer's caps and budget, the per-flow cap, the DNS
- * store once per incident, and the Redis copy cut at a packet boundary. */
+ * store once per incident, and the Redis copy cut at a packet boundary; --write-evidence's
+ * merge (evw_merge, evidence_merge): this run's incident files only, in time order, a packet
+ * two incidents hold once, a repeat the capture has kept, another link type and a missing
+ * file counted; a replay's writer that waits rather than drop. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -368,6 +371,145 @@ START_TEST(redis_copy_whole_packets)
 }
 END_TEST
 
+static void put1(struct evw *w, const char *id, int tag, int i)
+{
+    struct pcap_pkthdr h;
+    uint8_t d[128];
+    pkt(tag, i, &h, d);
+    ck_assert_int_eq(evw_put(w, id, DLT_EN10MB, &h, d), TW_OK);
+}
+
+/* A pcap at path of link type dlt with packets first..first+n-1 of tag. */
+static void make_pcap(const char *path, int dlt, int tag, int first, int n)
+{
+    pcap_t *dead = pcap_open_dead(dlt, 262144);
+    pcap_dumper_t *dump = pcap_dump_open(dead, path);
+    ck_assert_ptr_nonnull(dump);
+    for (int i = first; i < first + n; i++) {
+        struct pcap_pkthdr h;
+        uint8_t d[128];
+        pkt(tag, i, &h, d);
+        pcap_dump((u_char *)dump, &h, d);
+    }
+    pcap_dump_close(dump);
+    pcap_close(dead);
+}
+
+/* How often packet i of tag is in the pcap at path; *total gets its packet count, and the
+ * timestamps must not go back. */
+static int count_in(const char *path, int tag, int i, int *total)
+{
+    char err[PCAP_ERRBUF_SIZE];
+    pcap_t *p = pcap_open_offline(path, err);
+    ck_assert_msg(p != NULL, "%s", err);
+    ck_assert_int_eq(pcap_datalink(p), DLT_EN10MB);
+    struct pcap_pkthdr *h, want;
+    const u_char *d;
+    uint8_t wd[128];
+    struct timeval last = {0, 0};
+    int n = 0;
+    pkt(tag, i, &want, wd);
+    *total = 0;
+    while (pcap_next_ex(p, &h, &d) == 1) {
+        ck_assert(!timercmp(&h->ts, &last, <));
+        last = h->ts;
+        (*total)++;
+        n += h->caplen == want.caplen && !timercmp(&h->ts, &want.ts, !=) &&
+             !memcmp(d, wd, want.caplen);
+    }
+    pcap_close(p);
+    return n;
+}
+
+/* --write-evidence: the union of this run's incident pcaps (an earlier run's file in the
+ * directory stays out), in time order; the packet both incidents hold once, the packet the
+ * capture itself repeats twice. */
+START_TEST(merge_this_runs_incidents)
+{
+    char path[128], out[128], err[512];
+    snprintf(path, sizeof(path), "%s/old-run.pcap", dir);
+    make_pcap(path, DLT_EN10MB, 9, 0, 3);
+    struct evw *w = writer(1 << 30, 1 << 24);
+    ck_assert_int_eq(evw_start(w), TW_OK);
+    for (int i = 0; i < 10; i++) {
+        put1(w, "inc-1", 1, i);
+        put1(w, "inc-2", 2, i);
+    }
+    put1(w, "inc-2", 1, 3); /* the DNS packet both incidents hold */
+    put1(w, "inc-2", 2, 5); /* a repeat in the capture */
+    evw_stop(w);
+    snprintf(out, sizeof(out), "%s/merged.out", dir);
+    ck_assert_int_eq(evw_merge(w, out, err, sizeof(err)), 21);
+    ck_assert_msg(strstr(err, "21 packets of 2 incidents") && strstr(err, "(1 two incidents held"),
+                  "%s", err);
+    ck_assert_msg(!strstr(err, "lost"), "%s", err);
+    int total;
+    ck_assert_int_eq(count_in(out, 1, 3, &total), 1);
+    ck_assert_int_eq(total, 21);
+    ck_assert_int_eq(count_in(out, 2, 5, &total), 2);
+    ck_assert_int_eq(count_in(out, 9, 0, &total), 0);
+    ck_assert_int_eq(count_in(out, 1, 9, &total), 1);
+    evw_free(w);
+}
+END_TEST
+
+/* Another link type than the first file's and a file that cannot be read: counted, left out;
+ * no readable file: nothing written. */
+START_TEST(merge_link_type_and_missing)
+{
+    char a[128], b[128], missing[128], out[128], err[512];
+    snprintf(a, sizeof(a), "%s/a.pcap", dir);
+    snprintf(b, sizeof(b), "%s/b.pcap", dir);
+    snprintf(missing, sizeof(missing), "%s/missing.pcap", dir);
+    snprintf(out, sizeof(out), "%s/merged.out", dir);
+    make_pcap(a, DLT_EN10MB, 1, 0, 2);
+    make_pcap(b, DLT_RAW, 2, 0, 3);
+    const char *paths[] = {a, missing, b};
+    struct evidence_merge_stats st;
+    ck_assert_int_eq(evidence_merge(paths, 3, out, &st, err, sizeof(err)), TW_OK);
+    ck_assert_str_eq(err, "");
+    ck_assert_uint_eq(st.packets, 2);
+    ck_assert_uint_eq(st.other_dlt, 3);
+    ck_assert_uint_eq(st.unreadable, 1);
+    int total;
+    ck_assert_int_eq(count_in(out, 1, 1, &total), 1);
+    ck_assert_int_eq(total, 2);
+    ck_assert_int_eq(unlink(out), 0);
+    ck_assert_int_eq(evidence_merge(paths + 1, 1, out, &st, err, sizeof(err)), TW_OK);
+    ck_assert_msg(strstr(err, "not written") != NULL, "%s", err);
+    ck_assert_int_ne(access(out, F_OK), 0);
+}
+END_TEST
+
+/* A replay's writer (wait): a queue far smaller than the packets loses none. */
+START_TEST(replay_waits_for_room)
+{
+    struct evw_opts o;
+    char err[256];
+    memset(&o, 0, sizeof(o));
+    o.dir = dir;
+    o.max_total_bytes = 1 << 30;
+    o.queue_bytes = 2048;
+    o.wait = true;
+    o.unnamed = true;
+    struct evw *w = evw_new(&o, err, sizeof(err));
+    ck_assert_ptr_nonnull(w);
+    ck_assert_int_eq(evw_start(w), TW_OK);
+    struct feeder fd = {w, 1, 500};
+    feed(&fd);
+    evw_stop(w);
+    struct evw_stats st;
+    evw_get_stats(w, &st);
+    ck_assert_uint_eq(st.dropped_queue, 0);
+    ck_assert_uint_eq(st.packets, 500);
+    check_file("inc-1", 1, 0, 500);
+    char path[256], key[64];
+    uint64_t bytes, pkts;
+    ck_assert(!evw_info(w, "inc-1", path, sizeof(path), &bytes, &pkts, key, sizeof(key)));
+    evw_free(w);
+}
+END_TEST
+
 Suite *tw_suite(void)
 {
     Suite *s = suite_create("evidence");
@@ -382,6 +524,9 @@ Suite *tw_suite(void)
     tcase_add_test(tc, early_packets_and_caps);
     tcase_add_test(tc, dns_once_per_incident);
     tcase_add_test(tc, redis_copy_whole_packets);
+    tcase_add_test(tc, merge_this_runs_incidents);
+    tcase_add_test(tc, merge_link_type_and_missing);
+    tcase_add_test(tc, replay_waits_for_room);
     suite_add_tcase(s, tc);
     return s;
 }
