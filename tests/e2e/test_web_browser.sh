@@ -33,77 +33,19 @@ echo "kill $REDIS_PID" >"$T/redis_stop.sh"
 
 SHOT=$TW_BUILD/web-screenshot.png
 rm -f "$SHOT" "$TW_BUILD/web-screenshot-redis-down.png"
-$PY - "$CHROMIUM" "$WEB_URL" "$T" "$SHOT" <<'PYEOF'
+PYTHONPATH="$TW_SRC/tests/e2e" $PY - "$CHROMIUM" "$WEB_URL" "$T" "$SHOT" <<'PYEOF'
 import base64, json, os, subprocess, sys, time
 chromium, url, tmp, shot = sys.argv[1:5]
 
-# --remote-debugging-pipe: the browser reads commands on fd 3 and writes on fd 4, each
-# message JSON followed by a NUL byte.
-to_r, to_w = os.pipe()
-from_r, from_w = os.pipe()
-def fds():
-    os.dup2(to_r, 3)
-    os.dup2(from_w, 4)
-    # dup2 onto the same number keeps close-on-exec: clear it explicitly
-    os.set_inheritable(3, True)
-    os.set_inheritable(4, True)
-flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run",
-         "--user-data-dir=" + tmp + "/chromium-profile", "--remote-debugging-pipe",
-         "--window-size=1400,1000", "about:blank"]
-proc = subprocess.Popen([chromium] + flags, preexec_fn=fds, close_fds=False,
-                        stdout=subprocess.DEVNULL, stderr=open(tmp + "/chromium.log", "wb"))
-os.close(to_r)
-os.close(from_w)
-buf = b""
-next_id = 0
+import cdp
+b = cdp.Browser(chromium, tmp)
+send, js, proc = b.send, b.js, b.proc
 
-def send(method, params=None, session=None, timeout=30):
-    global buf, next_id
-    next_id += 1
-    msg = {"id": next_id, "method": method, "params": params or {}}
-    if session:
-        msg["sessionId"] = session
-    try:
-        os.write(to_w, json.dumps(msg).encode() + b"\0")
-    except BrokenPipeError:
-        sys.exit("FAIL: chromium is gone:\n" + open(tmp + "/chromium.log").read()[-3000:])
-    end = time.time() + timeout
-    while time.time() < end:
-        while b"\0" in buf:
-            raw, buf = buf.split(b"\0", 1)
-            m = json.loads(raw)
-            if m.get("id") == next_id:
-                if "error" in m:
-                    sys.exit(f"FAIL: CDP {method}: {m['error']}")
-                return m["result"]
-        chunk = os.read(from_r, 1 << 20)
-        if not chunk:
-            sys.exit("FAIL: chromium closed the DevTools pipe:\n" + open(tmp + "/chromium.log").read()[-3000:])
-        buf += chunk
-    sys.exit(f"FAIL: CDP {method}: no answer")
-
-def js(expr):
-    r = send("Runtime.evaluate", {"expression": expr, "returnByValue": True}, session)
-    if "exceptionDetails" in r:
-        sys.exit(f"FAIL: page script error in {expr!r}: {r['exceptionDetails']}")
-    return r["result"].get("value")
-
-def wait_for(expr, what, timeout=40):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = js(expr)
-        if v:
-            return v
-        time.sleep(0.25)
-    dom = js("document.body.innerText")
-    sys.exit(f"FAIL: the page never showed {what}; it shows:\n{dom}")
+def wait_for(expr, what, timeout=40, step=0.25):
+    return b.wait_for(expr, what, timeout, step)
 
 try:
-    target = send("Target.createTarget", {"url": "about:blank"})["targetId"]
-    session = send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-    send("Page.enable", {}, session)
-    send("Runtime.enable", {}, session)
+    session = b.open_page()
     send("Page.navigate", {"url": url}, session)
     wait_for("document.body && document.body.dataset.loaded === 'yes'", "its first data")
     assert js("document.querySelectorAll('#alerts tr.alert-row').length") == 0, "alerts before the replay"
@@ -178,14 +120,7 @@ try:
         f.write(base64.b64decode(png["data"]))
     print("ok - Redis down: the page says 'Redis unreachable' and keeps the last data")
 finally:
-    try:
-        send("Browser.close", {}, None, timeout=5)
-    except SystemExit:
-        pass
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    b.close()
 PYEOF
 [ -s "$SHOT" ] || fail "no screenshot"
 

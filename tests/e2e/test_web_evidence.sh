@@ -97,66 +97,15 @@ curl -sf "${CRED[@]}" "${U}api/status" | grep -q '"evidence":{"redis_prefix":"tu
     fail "status lacks the evidence settings: $(curl -s "${CRED[@]}" "${U}api/status")"
 
 # --- the page: the record panel's link, read from the DOM in chromium ---
-$PY - "$CHROMIUM" "$U" "$T" "$INC" "$NPK" <<'PYEOF'
+PYTHONPATH="$TW_SRC/tests/e2e" $PY - "$CHROMIUM" "$U" "$T" "$INC" "$NPK" <<'PYEOF'
 import base64, json, os, subprocess, sys, time
 chromium, url, tmp, inc, npk = sys.argv[1:6]
-to_r, to_w = os.pipe()
-from_r, from_w = os.pipe()
-def fds():
-    os.dup2(to_r, 3)
-    os.dup2(from_w, 4)
-    os.set_inheritable(3, True)
-    os.set_inheritable(4, True)
-flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run",
-         "--user-data-dir=" + tmp + "/chromium-profile", "--remote-debugging-pipe",
-         "--window-size=1400,1000", "about:blank"]
-proc = subprocess.Popen([chromium] + flags, preexec_fn=fds, close_fds=False,
-                        stdout=subprocess.DEVNULL, stderr=open(tmp + "/chromium.log", "wb"))
-os.close(to_r)
-os.close(from_w)
-buf = b""
-next_id = 0
+import cdp
+b = cdp.Browser(chromium, tmp)
+send, js, proc = b.send, b.js, b.proc
 
-def send(method, params=None, session=None, timeout=30):
-    global buf, next_id
-    next_id += 1
-    msg = {"id": next_id, "method": method, "params": params or {}}
-    if session:
-        msg["sessionId"] = session
-    try:
-        os.write(to_w, json.dumps(msg).encode() + b"\0")
-    except BrokenPipeError:
-        sys.exit("FAIL: chromium is gone:\n" + open(tmp + "/chromium.log").read()[-3000:])
-    end = time.time() + timeout
-    while time.time() < end:
-        while b"\0" in buf:
-            raw, buf = buf.split(b"\0", 1)
-            m = json.loads(raw)
-            if m.get("id") == next_id:
-                if "error" in m:
-                    sys.exit(f"FAIL: CDP {method}: {m['error']}")
-                return m["result"]
-        chunk = os.read(from_r, 1 << 20)
-        if not chunk:
-            sys.exit("FAIL: chromium closed the DevTools pipe")
-        buf += chunk
-    sys.exit(f"FAIL: CDP {method}: no answer")
-
-def js(expr):
-    r = send("Runtime.evaluate", {"expression": expr, "returnByValue": True}, session)
-    if "exceptionDetails" in r:
-        sys.exit(f"FAIL: page script error in {expr!r}: {r['exceptionDetails']}")
-    return r["result"].get("value")
-
-def wait_for(expr, what, timeout=30):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = js(expr)
-        if v:
-            return v
-        time.sleep(0.2)
-    sys.exit(f"FAIL: the page never showed {what}; it shows:\n{js('document.body.innerText')}")
+def wait_for(expr, what, timeout=30, step=0.2):
+    return b.wait_for(expr, what, timeout, step)
 
 def panel(event_id):
     send("Page.navigate", {"url": url + "?open=" + event_id}, session)
@@ -167,10 +116,7 @@ def panel(event_id):
     return js("document.getElementById('record-evidence').textContent")
 
 try:
-    target = send("Target.createTarget", {"url": "about:blank"})["targetId"]
-    session = send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-    send("Page.enable", {}, session)
-    send("Runtime.enable", {}, session)
+    session = b.open_page()
     send("Network.enable", {}, session)
     # basic auth for the page and everything it fetches (credentials in the URL would keep
     # the page's own fetch() calls from working)
@@ -199,14 +145,7 @@ try:
     assert js("window.__xss === undefined"), "injected handler ran"
     print("ok - no evidence: 'evidence not kept'; pcap on the sensor only: said, as text")
 finally:
-    try:
-        send("Browser.close", {}, None, timeout=5)
-    except SystemExit:
-        pass
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    b.close()
 PYEOF
 LINK=$(cat "$T/link")
 

@@ -82,64 +82,16 @@ for q in "" "q=10.0.1" "rule=rule-3" "sort=hits&hsort=last"; do
 done
 echo "measure rss_kib $(awk '/VmRSS/ {print $2}' /proc/$(jobs -p | tail -1)/status 2>/dev/null || echo '?')"
 
-$PY - "$CHROMIUM" "$WEB_URL" "$T" "$HOSTS" "$sock" <<'PYEOF'
+PYTHONPATH="$TW_SRC/tests/e2e" $PY - "$CHROMIUM" "$WEB_URL" "$T" "$HOSTS" "$sock" <<'PYEOF'
 import json, os, random, subprocess, sys, time, urllib.request
 chromium, url, tmp, nhosts, sock = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
 
-to_r, to_w = os.pipe()
-from_r, from_w = os.pipe()
-def fds():
-    os.dup2(to_r, 3)
-    os.dup2(from_w, 4)
-    os.set_inheritable(3, True)
-    os.set_inheritable(4, True)
-flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run",
-         "--user-data-dir=" + tmp + "/chromium-profile", "--remote-debugging-pipe",
-         "--window-size=1400,1000", "about:blank"]
-proc = subprocess.Popen([chromium] + flags, preexec_fn=fds, close_fds=False,
-                        stdout=subprocess.DEVNULL, stderr=open(tmp + "/chromium.log", "wb"))
-os.close(to_r)
-os.close(from_w)
-buf = b""
-next_id = 0
-
-def send(method, params=None, session=None, timeout=30):
-    global buf, next_id
-    next_id += 1
-    msg = {"id": next_id, "method": method, "params": params or {}}
-    if session:
-        msg["sessionId"] = session
-    os.write(to_w, json.dumps(msg).encode() + b"\0")
-    end = time.time() + timeout
-    while time.time() < end:
-        while b"\0" in buf:
-            raw, buf = buf.split(b"\0", 1)
-            m = json.loads(raw)
-            if m.get("id") == next_id:
-                if "error" in m:
-                    sys.exit(f"FAIL: CDP {method}: {m['error']}")
-                return m["result"]
-        chunk = os.read(from_r, 1 << 20)
-        if not chunk:
-            sys.exit("FAIL: chromium closed the DevTools pipe:\n" + open(tmp + "/chromium.log").read()[-3000:])
-        buf += chunk
-    sys.exit(f"FAIL: CDP {method}: no answer")
-
-def js(expr):
-    r = send("Runtime.evaluate", {"expression": expr, "returnByValue": True}, session)
-    if "exceptionDetails" in r:
-        sys.exit(f"FAIL: page script error in {expr!r}: {r['exceptionDetails']}")
-    return r["result"].get("value")
+import cdp
+b = cdp.Browser(chromium, tmp)
+send, js, proc = b.send, b.js, b.proc
 
 def wait_for(expr, what, timeout=30, step=0.02):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = js(expr)
-        if v:
-            return v
-        time.sleep(step)
-    sys.exit(f"FAIL: the page never showed {what}; it shows:\n{js('document.body.innerText')[:3000]}")
+    return b.wait_for(expr, what, timeout, step)
 
 def host(i):
     return "10.%d.%d.%d" % (i >> 16, (i >> 8) & 255, i & 255)
@@ -151,10 +103,7 @@ def set_input(id_, value):
 POPULATED = ("document.querySelectorAll('#hosts tr[data-host]').length > 0 && "
              "document.querySelectorAll('#alerts tr.alert-row').length > 0")
 try:
-    target = send("Target.createTarget", {"url": "about:blank"})["targetId"]
-    session = send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-    send("Page.enable", {}, session)
-    send("Runtime.enable", {}, session)
+    session = b.open_page()
     # a first visit warms chromium up (its own start-up is not the page's render)
     send("Page.navigate", {"url": url + "healthz"}, session)
     time.sleep(0.5)
@@ -241,13 +190,6 @@ try:
     assert "100,002 alert(s)" in js("document.getElementById('summary').textContent"), js("document.getElementById('summary').textContent")
     print("ok - after a 2099 record (counted as clock skew) a new live alert is shown first; nothing evicted")
 finally:
-    try:
-        send("Browser.close", {}, None, timeout=5)
-    except SystemExit:
-        pass
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    b.close()
 PYEOF
 echo "PASS: tunnelwatch-web with $ALERTS alerts over $HOSTS hosts"
