@@ -55,6 +55,74 @@ web_start() {
     fail "tunnelwatch-web $name did not start"
 }
 
+# veth_ns PREFIX: (root) a private network namespace $ns holding a veth pair $a <-> $b, both up
+# without IPv6 (no router solicitations among the replayed frames); in_ns runs a command in it;
+# removed at exit. Skips (exit 77) without root, ip or namespaces.
+veth_ns() {
+    [ "$(id -u)" -eq 0 ] || skip "live capture needs root (CAP_NET_RAW/CAP_NET_ADMIN)"
+    command -v ip >/dev/null || skip "iproute2 (ip) not installed"
+    command -v tcpreplay >/dev/null || skip "tcpreplay not installed"
+    ns=$1$$
+    a=${1}a$$
+    b=${1}b$$
+    ip netns add "$ns" 2>"$T/ns.err" || skip "cannot create a network namespace: $(cat "$T/ns.err")"
+    trap 'ip netns del "$ns" 2>/dev/null || true; tw_cleanup' EXIT
+    in_ns ip link add "$a" type veth peer name "$b"
+    for i in "$a" "$b"; do
+        in_ns sysctl -qw "net.ipv6.conf.$i.disable_ipv6=1" || true
+        in_ns ip link set "$i" up
+    done
+}
+in_ns() { ip netns exec "$ns" "$@"; }
+
+# wait_until SECONDS DESCRIPTION COMMAND...: until COMMAND succeeds (its output dropped)
+wait_until() {
+    local n=$(($1 * 10)) what=$2; shift 2
+    for _ in $(seq "$n"); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+    fail "timed out waiting for $what"
+}
+
+# free_port: a free loopback port whose cluster bus port (port + 10000) is free too
+free_port() { $PY -c '
+import random, socket
+while True:
+    p = random.randrange(20000, 40000)
+    try:
+        for q in (p, p + 10000):
+            s = socket.socket(); s.bind(("127.0.0.1", q)); s.close()
+        print(p); break
+    except OSError:
+        pass'; }
+cli() { local port=$1; shift; redis-cli -h 127.0.0.1 -p "$port" "$@"; }
+
+# redis_cluster_start: three real cluster masters on free loopback ports (P, their ports),
+# slots spread by redis-cli --cluster create; returns once every node says cluster_state:ok.
+redis_cluster_start() {
+    command -v redis-server >/dev/null || skip "redis-server not installed"
+    P=()
+    local i p n
+    for i in 1 2 3; do
+        p=$(free_port)
+        P+=("$p")
+        mkdir -p "$T/n$i"
+        redis-server --port "$p" --bind 127.0.0.1 --cluster-enabled yes \
+            --cluster-config-file nodes.conf --cluster-node-timeout 2000 --save "" \
+            --appendonly no --dir "$T/n$i" --daemonize no >"$T/n$i.log" 2>&1 &
+        TW_PIDS+=($!)
+        for n in $(seq 200); do cli "$p" ping >/dev/null 2>&1 && break; sleep 0.1; done
+        cli "$p" ping >/dev/null 2>&1 || { cat "$T/n$i.log" >&2; fail "cluster node $i did not start"; }
+    done
+    redis-cli --cluster create "127.0.0.1:${P[0]}" "127.0.0.1:${P[1]}" "127.0.0.1:${P[2]}" \
+        --cluster-replicas 0 --cluster-yes >"$T/create.log" 2>&1 ||
+        { cat "$T/create.log" >&2; fail "cluster create"; }
+    for n in $(seq 300); do cluster_ok && return 0; sleep 0.1; done
+    fail "cluster_state:ok never came on every node"
+}
+cluster_ok() {
+    local p
+    for p in "${P[@]}"; do cli "$p" cluster info | grep -q 'cluster_state:ok' || return 1; done
+}
+
 # stream_json SOCK [KEY]: every alert JSON of the stream, one per line
 stream_json() {
     redis-cli -s "$1" --raw XRANGE "${2:-tunnelwatch:alerts}" - + | grep '^{' || true

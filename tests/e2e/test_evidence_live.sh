@@ -8,22 +8,8 @@
 # --write-evidence in the same runs is the union of that run's incident pcaps (timestamps
 # included), and the two workers' file holds the same packets as the one worker's.
 . "$(dirname "$0")/lib.sh"
-[ "$(id -u)" -eq 0 ] || skip "live capture needs root (CAP_NET_RAW/CAP_NET_ADMIN)"
-command -v ip >/dev/null || skip "iproute2 (ip) not installed"
-command -v tcpreplay >/dev/null || skip "tcpreplay not installed"
 command -v tshark >/dev/null || skip "tshark not installed"
-ns=twev$$
-a=twea$$
-b=tweb$$
-ip netns add "$ns" 2>"$T/ns.err" || skip "cannot create a network namespace: $(cat "$T/ns.err")"
-cleanup_ns() { ip netns del "$ns" 2>/dev/null || true; }
-trap 'cleanup_ns; tw_cleanup' EXIT
-in_ns() { ip netns exec "$ns" "$@"; }
-in_ns ip link add "$a" type veth peer name "$b"
-for i in "$a" "$b"; do
-    in_ns sysctl -qw "net.ipv6.conf.$i.disable_ipv6=1" || true
-    in_ns ip link set "$i" up
-done
+veth_ns twe
 caps=("$TW_SRC/pcaps/demo.pcap" "$TW_SRC/pcaps/resolver_attrib.pcap")
 
 # live_run WORKERS [private]: private = --write-evidence alone (its own private directory)

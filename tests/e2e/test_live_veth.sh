@@ -4,21 +4,7 @@
 # must report the same names as the offline replay of the same files, with zero kernel drops.
 # Both ends live in the namespace: the replayed frames never reach any other network.
 . "$(dirname "$0")/lib.sh"
-[ "$(id -u)" -eq 0 ] || skip "live capture needs root (CAP_NET_RAW/CAP_NET_ADMIN)"
-command -v ip >/dev/null || skip "iproute2 (ip) not installed"
-command -v tcpreplay >/dev/null || skip "tcpreplay not installed"
-ns=twlive$$
-a=twa$$
-b=twb$$
-ip netns add "$ns" 2>"$T/ns.err" || skip "cannot create a network namespace: $(cat "$T/ns.err")"
-cleanup_ns() { ip netns del "$ns" 2>/dev/null || true; }
-trap 'cleanup_ns; tw_cleanup' EXIT
-in_ns() { ip netns exec "$ns" "$@"; }
-in_ns ip link add "$a" type veth peer name "$b"
-for i in "$a" "$b"; do
-    in_ns sysctl -qw "net.ipv6.conf.$i.disable_ipv6=1" || true
-    in_ns ip link set "$i" up
-done
+veth_ns tw
 caps=("$TW_SRC/pcaps/seed_names.pcap" "$TW_SRC/pcaps/demo.pcap" "$TW_SRC/pcaps/benign_mix.pcap"
       "$TW_SRC/pcaps/resolver_attrib.pcap")
 for c in "${caps[@]}"; do "$TW_BIN" -q --names -r "$c"; done >"$T/offline.tsv"

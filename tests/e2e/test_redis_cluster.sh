@@ -12,36 +12,7 @@ command -v redis-server >/dev/null || skip "redis-server not installed"
 command -v redis-cli >/dev/null || skip "redis-cli not installed"
 command -v curl >/dev/null || skip "curl not installed"
 
-# a free port whose cluster bus port (port + 10000) is free too
-free_port() { $PY -c '
-import random, socket
-while True:
-    p = random.randrange(20000, 40000)
-    try:
-        for q in (p, p + 10000):
-            s = socket.socket(); s.bind(("127.0.0.1", q)); s.close()
-        print(p); break
-    except OSError:
-        pass'; }
-cli() { local port=$1; shift; redis-cli -h 127.0.0.1 -p "$port" "$@"; }
-wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
-    local n=$(($1 * 10)) what=$2; shift 2
-    for _ in $(seq "$n"); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
-    fail "timed out waiting for $what"
-}
-P=()
-for i in 1 2 3; do
-    p=$(free_port); P+=("$p"); mkdir -p "$T/n$i"
-    redis-server --port "$p" --bind 127.0.0.1 --cluster-enabled yes --cluster-config-file nodes.conf \
-        --cluster-node-timeout 2000 --save "" --appendonly no --dir "$T/n$i" --daemonize no \
-        >"$T/n$i.log" 2>&1 &
-    TW_PIDS+=($!)
-    wait_for 20 "node $i" cli "$p" ping
-done
-redis-cli --cluster create "127.0.0.1:${P[0]}" "127.0.0.1:${P[1]}" "127.0.0.1:${P[2]}" \
-    --cluster-replicas 0 --cluster-yes >"$T/create.log" 2>&1 || { cat "$T/create.log"; fail "cluster create"; }
-state_ok() { for p in "${P[@]}"; do cli "$p" cluster info | grep -q 'cluster_state:ok' || return 1; done; }
-wait_for 30 "cluster_state:ok on every node" state_ok
+redis_cluster_start
 ok "cluster of three masters: ${P[*]}"
 
 KEY=tunnelwatch:alerts
@@ -100,7 +71,7 @@ for i in 1 2 3; do
 done
 ok "each sensor's heartbeat is on the master of its own slot"
 three_sensors() { api api/sensors | $PY -c 'import json,sys; n=sorted(s["name"] for s in json.load(sys.stdin)); sys.exit(0 if n == ["cluster-s1","cluster-s2","cluster-s3"] else 1)'; }
-wait_for 10 "the SOC page to show the three sensors" three_sensors
+wait_until 10 "the SOC page to show the three sensors" three_sensors
 ok "the SOC page shows the three sensors (heartbeats scanned on every master)"
 # move the slot by hand, as redis-cli --cluster reshard does
 sid=$(node_id "$src"); did=$(node_id "$dst")
@@ -131,7 +102,7 @@ cat "$T"/e[123] | grep -q "slot $slot moved to 127.0.0.1:$dst\|slot $slot is mov
 ok "the sensors followed the redirections: $(cat "$T"/e[123] | grep -c "slot $slot") said"
 # the SOC page followed the stream to its new master and holds every record once
 web_all() { api api/status | $PY -c "import json,sys; w=json.load(sys.stdin)['window']; sys.exit(0 if w['added'] == $got else 1)"; }
-wait_for 30 "the SOC page to hold the $got records" web_all
+wait_until 30 "the SOC page to hold the $got records" web_all
 ok "the SOC page holds all $got records of the three sensors"
 
 # evidence pcaps (evidence.redis_max_kib): each incident's copy lands on the master of its own
@@ -144,7 +115,7 @@ n=0
 for f in "$T"/ev/*.pcap; do
     key=tunnelwatch:evidence:$(basename "$f" .pcap)
     kp=$(owner_port "$(cli "${P[0]}" cluster keyslot "$key")")
-    wait_for 10 "$key on :$kp" sh -c "[ \"\$(redis-cli -h 127.0.0.1 -p $kp exists $key)\" = 1 ]"
+    wait_until 10 "$key on :$kp" sh -c "[ \"\$(redis-cli -h 127.0.0.1 -p $kp exists $key)\" = 1 ]"
     cli "$kp" --raw GET "$key" | head -c -1 >"$T/key.bin"
     cmp -s "$T/key.bin" "$f" || fail "$key on :$kp differs from $f"
     n=$((n + 1))

@@ -12,13 +12,6 @@
 command -v redis-server >/dev/null || skip "redis-server not installed"
 command -v redis-cli >/dev/null || skip "redis-cli not installed"
 
-free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-cli() { local port=$1; shift; redis-cli -h 127.0.0.1 -p "$port" "$@"; }
-wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...: until COMMAND succeeds
-    local n=$(($1 * 10)) what=$2; shift 2
-    for _ in $(seq "$n"); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
-    fail "timed out waiting for $what"
-}
 server() { # server NAME PORT [args]: a redis-server on 127.0.0.1:PORT; sets SPID
     local name=$1 port=$2; shift 2
     mkdir -p "$T/$name"
@@ -26,7 +19,7 @@ server() { # server NAME PORT [args]: a redis-server on 127.0.0.1:PORT; sets SPI
         --daemonize no "$@" >>"$T/$name.log" 2>&1 &
     SPID=$!
     TW_PIDS+=("$SPID")
-    wait_for 20 "redis $name on $port" cli "$port" ping
+    wait_until 20 "redis $name on $port" cli "$port" ping
 }
 
 M=$(free_port); R=$(free_port)
@@ -46,13 +39,13 @@ sentinel parallel-syncs tw 1
 CONF
     redis-server "$T/s$i.conf" --sentinel >"$T/s$i.log" 2>&1 &
     TW_PIDS+=($!)
-    wait_for 20 "sentinel $i" cli "$p" ping
+    wait_until 20 "sentinel $i" cli "$p" ping
 done
 # the sentinels must know the replica and each other before a failover can happen
 knows_all() { for p in "${SP[@]}"; do
     [ "$(cli "$p" sentinel replicas tw | grep -c '^ip$')" -ge 1 ] || return 1
     [ "$(cli "$p" sentinel sentinels tw | grep -c '^ip$')" -ge 2 ] || return 1; done; }
-wait_for 30 "the sentinels to discover the replica and each other" knows_all
+wait_until 30 "the sentinels to discover the replica and each other" knows_all
 ok "master :$M, replica :$R, sentinels ${SP[*]}"
 
 $PY "$TW_SRC/scripts/gen_pcaps.py" --flows 3000 "$T/flows.pcap" >/dev/null
@@ -73,12 +66,12 @@ before=$(cli "$M" xlen tunnelwatch:alerts)
 kill -9 "$MPID"
 new_master() { cli "${SP[0]}" sentinel get-master-addr-by-name tw | sed -n 2p; }
 promoted() { [ "$(new_master)" = "$R" ]; }
-wait_for 30 "the sentinels to promote the replica" promoted
+wait_until 30 "the sentinels to promote the replica" promoted
 ok "master killed after $before stream entries; the sentinels promoted :$R"
 # the old master comes back; the sentinels make it the new master's replica
 server master "$M"
 is_replica() { cli "$M" role | head -1 | grep -qx slave && [ "$(cli "$R" role | sed -n 3p)" != "" ]; }
-wait_for 30 "the old master to rejoin as a replica" is_replica
+wait_until 30 "the old master to rejoin as a replica" is_replica
 wait $pid || { cat "$T/e"; fail "sensor exit $?"; }
 grep -q "master 'tw' moved from 127.0.0.1:$M to 127.0.0.1:$R" "$T/e" ||
     { cat "$T/e"; fail "the sensor did not say that the master moved"; }

@@ -266,33 +266,7 @@ curl -sf "${WEB_URL}api/status" | grep -q '"dir":true' || fail "status does not 
 ok "evidence.dir: served when Redis has none, cut to whole records; a symlink and a FIFO: 404"
 
 # --- Redis Cluster: the key is read on the master of its slot; ASK while the slot moves ---
-free_port() { $PY -c '
-import random, socket
-while True:
-    p = random.randrange(20000, 40000)
-    try:
-        for q in (p, p + 10000):
-            s = socket.socket(); s.bind(("127.0.0.1", q)); s.close()
-        print(p); break
-    except OSError:
-        pass'; }
-cli() { local port=$1; shift; redis-cli -h 127.0.0.1 -p "$port" "$@"; }
-P=()
-for i in 1 2 3; do
-    p=$(free_port)
-    P+=("$p")
-    mkdir -p "$T/n$i"
-    redis-server --port "$p" --bind 127.0.0.1 --cluster-enabled yes --cluster-config-file nodes.conf \
-        --cluster-node-timeout 2000 --save "" --appendonly no --dir "$T/n$i" --daemonize no \
-        >"$T/n$i.log" 2>&1 &
-    TW_PIDS+=($!)
-    for _ in $(seq 200); do cli "$p" ping >/dev/null 2>&1 && break; sleep 0.1; done
-done
-redis-cli --cluster create "127.0.0.1:${P[0]}" "127.0.0.1:${P[1]}" "127.0.0.1:${P[2]}" \
-    --cluster-replicas 0 --cluster-yes >"$T/create.log" 2>&1 || { cat "$T/create.log"; fail "cluster create"; }
-state_ok() { for p in "${P[@]}"; do cli "$p" cluster info | grep -q 'cluster_state:ok' || return 1; done; }
-for _ in $(seq 300); do state_ok && break; sleep 0.1; done
-state_ok || fail "cluster_state:ok never came"
+redis_cluster_start
 ckey=tunnelwatch:evidence:$INC
 slot=$(cli "${P[0]}" cluster keyslot "$ckey")
 owner_of() { # the port of the master serving slot $1, from CLUSTER SHARDS-free CLUSTER NODES
