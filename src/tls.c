@@ -479,12 +479,21 @@ static inline int hello_extensions(struct cur *h, struct tls_hello *out, struct 
         return TW_EBAD;
     /* each extension consumes at least 4 bytes of a message of at most 16 MiB; the walk
      * goes on past TLS_MAX_EXT so that no padding of extensions can hide the SNI, but
-     * only TLS_MAX_EXT are kept for JA4 */
-    while (cur_left(&exts) > 0) {
-        uint16_t et = cur_u16be(&exts);
-        struct cur e = cur_sub(&exts, cur_u16be(&exts));
-        if (exts.err)
+     * only TLS_MAX_EXT are kept for JA4. The headers are read straight (this loop runs for
+     * every extension of every hello): left is what remains of the vector, checked before
+     * each read, and each body becomes its own cursor. */
+    const uint8_t *p = exts.p;
+    size_t left = cur_left(&exts);
+    while (left > 0) {
+        if (left < 4)
             return TW_EBAD;
+        uint16_t et = (uint16_t)(p[0] << 8 | p[1]);
+        size_t el = (size_t)p[2] << 8 | p[3];
+        if (el > left - 4)
+            return TW_EBAD;
+        struct cur e = cur_init(p + 4, el);
+        p += 4 + el;
+        left -= 4 + el;
         if (is_grease(et))
             continue;
         if (hello_extension(et, e, out, j) != TW_OK)
