@@ -1156,42 +1156,22 @@ static uint32_t rd32(const uint8_t *b)
     return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
 }
 
-/* The most common frame in one pass: Ethernet, at most one 802.1Q tag, IPv4 without options
- * and not a fragment, TCP with its whole header captured. The checks and the fields are the
- * general walk's (dec_eth, dec_ether_type, dec_ip4, dec_tcp) for that shape, so the result is
- * the same; any other frame, or anything the general walk would refuse, returns -1 and is
- * decoded by the general walk from its start (tests/fuzz/fuzz_decode.c compares the two). */
-static int dec_fast_tcp4(const uint8_t *d, uint32_t caplen, struct dec_pkt *o)
+/* The most common frames in one pass: Ethernet, at most one 802.1Q tag, IPv4 without options
+ * and not a fragment or IPv6 without extension headers (and a payload length), then TCP with
+ * its whole header captured or UDP on a port that carries no tunnel. The checks and the fields
+ * are the general walk's (dec_eth, dec_ether_type, dec_ip4, dec_ip6, dec_tcp, dec_udp) for
+ * that shape, so the result is the same; any other frame, or anything the general walk would
+ * refuse, returns -1 and is decoded by the general walk from its start
+ * (tests/fuzz/fuzz_decode.c compares the two). */
+
+/* TCP at l4, held bytes captured of wire. */
+static inline int dec_fast_tcp(const uint8_t *tcp, uint32_t held, uint32_t wire, struct dec_pkt *o)
 {
-    uint32_t off = 14;
-    if (caplen < 14 + 20 + 20)
+    if (held < 20)
         return -1;
-    uint16_t type = rd16(d + 12), vlan = 0;
-    if (type == ETH_P_8021Q) {
-        if (caplen < 18 + 20 + 20)
-            return -1;
-        vlan = rd16(d + 14) & 0x0fff;
-        type = rd16(d + 16);
-        off = 18;
-    }
-    const uint8_t *ip = d + off;
-    if (type != ETH_P_IPV4 || ip[0] != 0x45 || ip[9] != IPP_TCP || (rd16(ip + 6) & 0x3fff))
-        return -1;
-    uint32_t tot = rd16(ip + 2), avail = caplen - off - 20;
-    if (tot < 20 + 20)
-        return -1; /* 0 (TSO) and short lengths: the general walk's cases */
-    uint32_t wire = tot - 20, held = min_u32(avail, wire);
-    const uint8_t *tcp = ip + 20;
     uint32_t hl = (uint32_t)(tcp[12] >> 4) * 4;
-    if (held < 20 || hl < 20 || hl > held)
+    if (hl < 20 || hl > held)
         return -1;
-    o->vlan = vlan;
-    o->src.family = o->dst.family = 4;
-    memcpy(o->src.a, ip + 12, 4);
-    memcpy(o->dst.a, ip + 16, 4);
-    o->ip_len = tot;
-    o->l3 = ip;
-    o->l3_len = 20 + held;
     o->proto = IPP_TCP;
     o->sport = rd16(tcp);
     o->dport = rd16(tcp + 2);
@@ -1205,11 +1185,90 @@ static int dec_fast_tcp4(const uint8_t *d, uint32_t caplen, struct dec_pkt *o)
     return DEC_OK;
 }
 
+/* UDP at l4 whose ports carry no tunnel (those go to the general walk's decapsulation). */
+static inline int dec_fast_udp(const uint8_t *udp, uint32_t held, uint32_t wire, struct dec_pkt *o)
+{
+    if (held < 8)
+        return -1;
+    uint16_t sport = rd16(udp), dport = rd16(udp + 2), low = sport < dport ? sport : dport;
+    uint32_t ulen = rd16(udp + 4);
+    if (ulen < 8 || ulen > wire || dport == UDP_PORT_VXLAN || dport == UDP_PORT_GENEVE ||
+        dport == UDP_PORT_MPLS_UDP || (dport == UDP_PORT_GTPU && sport == UDP_PORT_GTPU) ||
+        low == UDP_PORT_GRE || low == UDP_PORT_AYIYA || low == UDP_PORT_CAPWAP_D ||
+        low == UDP_PORT_TEREDO)
+        return -1;
+    o->proto = IPP_UDP;
+    o->sport = sport;
+    o->dport = dport;
+    o->payload = udp + 8;
+    o->payload_len = min_u32(held - 8, ulen - 8);
+    o->payload_wire_len = ulen - 8;
+    return DEC_OK;
+}
+
+static inline int dec_fast_l4(uint8_t proto, const uint8_t *l4, uint32_t held, uint32_t wire,
+                              struct dec_pkt *o)
+{
+    if (proto == IPP_TCP)
+        return dec_fast_tcp(l4, held, wire, o);
+    if (proto == IPP_UDP)
+        return dec_fast_udp(l4, held, wire, o);
+    return -1;
+}
+
+/* ip: the IP header at the end of an Ethernet header, avail bytes captured from it. */
+static int dec_fast_ip(uint16_t type, const uint8_t *ip, uint32_t avail, struct dec_pkt *o)
+{
+    if (type == ETH_P_IPV4) {
+        if (avail < 20 || ip[0] != 0x45 || (rd16(ip + 6) & 0x3fff))
+            return -1;
+        uint32_t tot = rd16(ip + 2);
+        if (tot < 20 + 8)
+            return -1; /* 0 (TSO) and short lengths: the general walk's cases */
+        uint32_t wire = tot - 20, held = min_u32(avail - 20, wire);
+        o->src.family = o->dst.family = 4;
+        memcpy(o->src.a, ip + 12, 4);
+        memcpy(o->dst.a, ip + 16, 4);
+        o->ip_len = tot;
+        o->l3 = ip;
+        o->l3_len = 20 + held;
+        return dec_fast_l4(ip[9], ip + 20, held, wire, o);
+    }
+    if (type != ETH_P_IPV6 || avail < 40 || ip[0] >> 4 != 6)
+        return -1;
+    uint32_t wire = rd16(ip + 4), held = min_u32(avail - 40, wire);
+    if (wire == 0)
+        return -1; /* a jumbogram or a TSO super-packet: the general walk's case */
+    o->src.family = o->dst.family = 6;
+    memcpy(o->src.a, ip + 8, 16);
+    memcpy(o->dst.a, ip + 24, 16);
+    o->ip_len = 40 + wire;
+    o->l3 = ip;
+    o->l3_len = 40 + held;
+    return dec_fast_l4(ip[6], ip + 40, held, wire, o);
+}
+
+static int dec_fast(const uint8_t *d, uint32_t caplen, struct dec_pkt *o)
+{
+    uint32_t off = 14;
+    if (caplen < 14)
+        return -1;
+    uint16_t type = rd16(d + 12);
+    if (type == ETH_P_8021Q) {
+        if (caplen < 18)
+            return -1;
+        o->vlan = rd16(d + 14) & 0x0fff;
+        type = rd16(d + 16);
+        off = 18;
+    }
+    return dec_fast_ip(type, d + off, caplen - off, o);
+}
+
 int dec_packet(int dlt, const uint8_t *data, uint32_t caplen, struct dec_pkt *out)
 {
     if (dlt == TW_DLT_EN10MB && data) {
         memset(out, 0, sizeof(*out));
-        if (dec_fast_tcp4(data, caplen, out) == DEC_OK)
+        if (dec_fast(data, caplen, out) == DEC_OK)
             return DEC_OK;
     }
     return dec_packet_general(dlt, data, caplen, out);

@@ -1,5 +1,7 @@
 /* dpi.c - nDPI per flow, started late and stopped early (see dpi.h). */
 #include <ndpi/ndpi_api.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +21,9 @@ struct dpi_live {
 struct dpi {
     struct ndpi_detection_module_struct *m; /* NULL until a flow first needs it (dpi_prepare) */
     bool broken;                            /* nDPI could not start: flows go unlabelled */
+    bool building;                          /* th is making bg: join it before using m */
+    pthread_t th;
+    struct ndpi_detection_module_struct *bg; /* th's result, read only after the join */
     uint32_t max_flows, max_packets;
     uint32_t live;
     int64_t stall_us;
@@ -26,6 +31,45 @@ struct dpi {
     struct dpi_stats st;
     struct pressure pr;
 };
+
+/* One module set up at a time in the process (workers' engines start together); nDPI's
+ * set-up is not documented as safe to run concurrently. */
+static pthread_mutex_t build_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static struct ndpi_detection_module_struct *build_module(void)
+{
+    pthread_mutex_lock(&build_lock);
+    struct ndpi_detection_module_struct *m = ndpi_init_detection_module(ndpi_no_prefs);
+    if (m) {
+        NDPI_PROTOCOL_BITMASK all;
+        NDPI_BITMASK_SET_ALL(all);
+        ndpi_set_protocol_detection_bitmask2(m, &all);
+        ndpi_finalize_initialization(m);
+    }
+    pthread_mutex_unlock(&build_lock);
+    return m;
+}
+
+static void *build_thread(void *arg)
+{
+    struct dpi *d = arg;
+    d->bg = build_module();
+    return NULL;
+}
+
+/* The module is made on a thread of its own from the start (about 50 ms of CPU), so that the
+ * first flow that needs it, often within the first milliseconds of a replay, finds it ready
+ * instead of waiting inline. Signals stay with the other threads. Without a thread, the
+ * module is made at the first need, as before. */
+static void build_in_background(struct dpi *d)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    if (pthread_sigmask(SIG_SETMASK, &all, &old) != 0)
+        return;
+    d->building = pthread_create(&d->th, NULL, build_thread, d) == 0;
+    (void)pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
 
 struct dpi *dpi_new(uint32_t max_flows, uint32_t max_packets, uint32_t stall_ms)
 {
@@ -35,23 +79,29 @@ struct dpi *dpi_new(uint32_t max_flows, uint32_t max_packets, uint32_t stall_ms)
     d->max_flows = max_flows;
     d->max_packets = max_packets;
     d->stall_us = (int64_t)stall_ms * 1000;
+    build_in_background(d);
     return d;
+}
+
+/* Takes the background thread's module (waiting for it), once. */
+static void join_build(struct dpi *d)
+{
+    if (!d->building)
+        return;
+    (void)pthread_join(d->th, NULL);
+    d->building = false;
+    d->m = d->bg;
+    d->broken = !d->m;
 }
 
 bool dpi_prepare(struct dpi *d)
 {
+    join_build(d);
     if (d->m || d->broken)
         return d->m != NULL;
-    d->m = ndpi_init_detection_module(ndpi_no_prefs);
-    if (!d->m) {
-        d->broken = true;
-        return false;
-    }
-    NDPI_PROTOCOL_BITMASK all;
-    NDPI_BITMASK_SET_ALL(all);
-    ndpi_set_protocol_detection_bitmask2(d->m, &all);
-    ndpi_finalize_initialization(d->m);
-    return true;
+    d->m = build_module();
+    d->broken = !d->m;
+    return d->m != NULL;
 }
 
 static void lru_unlink(struct dpi *d, struct dpi_live *f)
@@ -83,6 +133,7 @@ void dpi_free(struct dpi *d)
 {
     if (!d)
         return;
+    join_build(d);
     if (d->m)
         ndpi_exit_detection_module(d->m);
     free(d);

@@ -17,7 +17,8 @@
 #include "tunnelwatch/http.h"
 #include "tunnelwatch/quic.h"
 
-#define QUIC_MAX_PKTS 16 /* client datagrams fed before giving up on a QUIC flow */
+#define QUIC_MAX_PKTS  16             /* client datagrams fed before giving up on a QUIC flow */
+#define TLS_RECORD_MAX (16384 + 2048) /* as tls_hello_from_records: a longer record is not TLS */
 
 static const char *const kind_names[NK__COUNT] = {"dns_query", "tls_sni",    "quic_sni",
                                                   "http_host", "dns_answer", "proxy_target"};
@@ -554,6 +555,33 @@ static bool tcp_classify(struct extractor *x, struct xflow *xf, const struct dec
     return true;
 }
 
+/* The common case of a TLS flow: its first segment holds one handshake record that holds
+ * the whole ClientHello, and nothing else. That hello is read in place, as the buffered path
+ * would read it (same name, same counters, same state after: the stream empty, the bytes
+ * before the next sequence number known), but without a reassembly buffer, a pool share or a
+ * copy. True when the segment was taken; false leaves everything to the buffered path. */
+static bool tls_whole_segment(struct extractor *x, struct xflow *xf, const struct dec_pkt *p,
+                              struct flow *f, uint32_t seq, const uint8_t *d, uint32_t len)
+{
+    struct stream *s = &xf->st[0];
+    if (xf->app != XAPP_UNKNOWN || s->len || s->n_isl || s->buf || s->h.lost ||
+        (s->base_set && seq != s->base_seq) || len > s->max || len < 9 || d[0] != 0x16 ||
+        d[1] != 3 || d[2] > 4 || d[5] != 0x01)
+        return false;
+    uint32_t rlen = (uint32_t)d[3] << 8 | d[4];
+    uint32_t mlen = 4 + ((uint32_t)d[6] << 16 | (uint32_t)d[7] << 8 | d[8]);
+    /* the record is the segment, and the message fits the record and the hello buffer */
+    if (rlen + 5 != len || rlen > TLS_RECORD_MAX || mlen > rlen || mlen > TLS_HELLO_MAX)
+        return false;
+    xf->app = XAPP_TLS;
+    hello(x, NK_TLS_SNI, d + 5, mlen, p, f);
+    xf->hellos++;
+    stream_reset(s, &x->pool);
+    xf->seen_seq = seq + len;
+    xf->seen_set = true;
+    return true;
+}
+
 static void tcp_packet(struct extractor *x, struct xflow *xf, const struct dec_pkt *p,
                        struct flow *f, int dir)
 {
@@ -583,6 +611,8 @@ static void tcp_packet(struct extractor *x, struct xflow *xf, const struct dec_p
         finish(x, xf);
         return;
     }
+    if (dir == 0 && !dns && tls_whole_segment(x, xf, p, f, seq, data, len))
+        return;
     int r = stream_add(s, seq, data, len, &x->pool);
     if (r < 0) {
         x->st.reasm_limit++;

@@ -264,6 +264,7 @@ struct ja4_in {
     const uint8_t *alpn; /* first ALPN value, raw */
     size_t alpn_len;
     bool over; /* a cap was hit: no JA4 */
+    bool want; /* JA4 wanted: the lists are kept, else only counted as far as the caps need */
 };
 
 /* RFC 6066 3: ServerNameList server_name_list<1..2^16-1>; each: NameType(1) then for
@@ -324,6 +325,14 @@ static int ext_versions(struct cur e, struct tls_hello *out)
 static int ext_sigalgs(struct cur e, struct ja4_in *j)
 {
     struct cur list = cur_sub(&e, cur_u16be(&e));
+    /* without JA4, a list that cannot reach the cap only marks the first one with a
+     * non-GREASE value as read (later ones are ignored, as when they are kept) */
+    if (!j->want && list.err == TW_OK && cur_left(&list) <= 2 * TLS_MAX_SIGALGS) {
+        while (cur_left(&list) >= 2 && j->n_sigalgs == 0)
+            if (!is_grease(cur_u16be(&list)))
+                j->n_sigalgs = 1;
+        return TW_OK;
+    }
     while (list.err == TW_OK && cur_left(&list) >= 2) {
         uint16_t v = cur_u16be(&list);
         if (is_grease(v))
@@ -409,6 +418,9 @@ static inline int hello_fixed(struct cur *h, struct tls_hello *out, struct ja4_i
         return TW_EBAD; /* the outer length said the message was all there */
     if (cslen % 2 != 0 || cur_left(&comp) == 0)
         return TW_EBAD;
+    /* without JA4 the suites matter only for the cap, which a shorter list cannot reach */
+    if (!j->want && cslen / 2 <= TLS_MAX_CIPHERS)
+        return TW_OK;
     while (cur_left(&cs) > 0) {
         uint16_t v = cur_u16be(&cs);
         if (is_grease(v))
@@ -467,12 +479,21 @@ static inline int hello_extensions(struct cur *h, struct tls_hello *out, struct 
         return TW_EBAD;
     /* each extension consumes at least 4 bytes of a message of at most 16 MiB; the walk
      * goes on past TLS_MAX_EXT so that no padding of extensions can hide the SNI, but
-     * only TLS_MAX_EXT are kept for JA4 */
-    while (cur_left(&exts) > 0) {
-        uint16_t et = cur_u16be(&exts);
-        struct cur e = cur_sub(&exts, cur_u16be(&exts));
-        if (exts.err)
+     * only TLS_MAX_EXT are kept for JA4. The headers are read straight (this loop runs for
+     * every extension of every hello): left is what remains of the vector, checked before
+     * each read, and each body becomes its own cursor. */
+    const uint8_t *p = exts.p;
+    size_t left = cur_left(&exts);
+    while (left > 0) {
+        if (left < 4)
             return TW_EBAD;
+        uint16_t et = (uint16_t)(p[0] << 8 | p[1]);
+        size_t el = (size_t)p[2] << 8 | p[3];
+        if (el > left - 4)
+            return TW_EBAD;
+        struct cur e = cur_init(p + 4, el);
+        p += 4 + el;
+        left -= 4 + el;
         if (is_grease(et))
             continue;
         if (hello_extension(et, e, out, j) != TW_OK)
@@ -510,6 +531,7 @@ int tls_parse_hello_opt(const uint8_t *msg, size_t len, bool quic, bool want_ja4
     j.alpn = NULL;
     j.alpn_len = 0;
     j.over = false;
+    j.want = want_ja4;
 
     if (hello_fixed(&h, out, &j) != TW_OK || hello_extensions(&h, out, &j) != TW_OK)
         return TW_EBAD;

@@ -96,7 +96,7 @@ bool dec_linktype_supported(int dlt);
 
 /* Decodes one frame. caplen is the number of bytes in data. Returns a dec_reason. */
 int dec_packet(int dlt, const uint8_t *data, uint32_t caplen, struct dec_pkt *out);
-/* The same without the one-pass path for plain Ethernet/IPv4/TCP frames: the general walk
+/* The same without the one-pass path for plain Ethernet/IPv4/IPv6/TCP/UDP frames: the general walk
  * alone, which dec_packet must equal on every input (the decode fuzzer compares them). */
 int dec_packet_general(int dlt, const uint8_t *data, uint32_t caplen, struct dec_pkt *out);
 

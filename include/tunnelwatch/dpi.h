@@ -39,11 +39,13 @@ struct dpi_stats {
 struct dpi;
 
 /* NULL when out of memory (the sensor then runs without labels). nDPI's detection module
- * (about 50 ms and 7 MiB to set up) is made when a flow first needs it: a replay in which no
- * flow needs a label never pays for it. */
+ * (about 50 ms of CPU and 7 MiB to set up) is made at once on a background thread, so that
+ * the first flow that needs it does not wait for it inline; without a thread, it is made when
+ * a flow first needs it. */
 struct dpi *dpi_new(uint32_t max_flows, uint32_t max_packets, uint32_t stall_ms);
-/* Sets the detection module up now (a live capture may call it before its first packet, so
- * that the set-up never delays one); false when nDPI cannot start (flows go unlabelled). */
+/* Sets the detection module up now, or waits for the background thread to have done it (a
+ * live capture calls it before its first packet, so that the set-up never delays one); false
+ * when nDPI cannot start (flows go unlabelled). */
 bool dpi_prepare(struct dpi *d);
 void dpi_free(struct dpi *d);
 /* What the engine wants of nDPI for a flow, packet by packet. */

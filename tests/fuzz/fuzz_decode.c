@@ -26,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct dec_pkt p;
     volatile uint8_t sink = 0;
     int r = dec_packet(dlt, data + 1, (uint32_t)(size - 1), &p);
-    /* the one-pass path for plain Ethernet/IPv4/TCP frames must equal the general walk */
+    /* the one-pass path for plain Ethernet/IPv4/IPv6/TCP/UDP frames must equal the general walk */
     struct dec_pkt g;
     int rg = dec_packet_general(dlt, data + 1, (uint32_t)(size - 1), &g);
     if (rg != r || memcmp(&g, &p, sizeof(g)) != 0)
