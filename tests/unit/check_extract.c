@@ -69,7 +69,7 @@ struct rig {
 static void rig_init(struct rig *r)
 {
     memset(r, 0, sizeof(*r));
-    struct extract_ops ops = {on_name, on_dns, &r->s};
+    struct extract_ops ops = {on_name, on_dns, &r->s, NULL};
     ck_assert_int_eq(extract_init(&r->x, &ops, 16384, 4, 0, 100), TW_OK);
     r->f.proto = 6;
     r->f.cport = 40000;
