@@ -245,7 +245,9 @@ void evflow_end(struct evpool *p, struct evflow **slot)
 
 static uint16_t txid_of(const struct dec_pkt *d)
 {
-    return d->payload_len >= 2 ? (uint16_t)(d->payload[0] << 8 | d->payload[1]) : 0;
+    if (d->payload_len < 2)
+        return 0;
+    return (uint16_t)(d->payload[0] << 8 | d->payload[1]);
 }
 
 void evpool_dns_query(struct evpool *p, const struct dec_pkt *d, const struct pcap_pkthdr *h,
