@@ -261,17 +261,27 @@ static void set_add(struct web_win *w, struct htab *t, struct web_istr **set, si
 
 /* ---- timelines: absolute buckets in a ring of nb slots ---- */
 
-static void tl_add(uint32_t *tl, int64_t *last, unsigned nb, int64_t b, int64_t n)
+/* Moves the ring (nb slots of elem bytes, newest bucket *last) on to bucket b, clearing the
+ * slots it skips; b's slot, or -1 when b is older than the ring holds. */
+static int64_t tl_slot(void *tl, size_t elem, int64_t *last, unsigned nb, int64_t b)
 {
     if (b > *last) {
         int64_t gap = *last < 0 ? (int64_t)nb : b - *last;
         for (int64_t k = 1; k <= gap && k <= (int64_t)nb; k++)
-            tl[(uint64_t)(b - k + 1) % nb] = 0;
+            memset((char *)tl + (uint64_t)(b - k + 1) % nb * elem, 0, elem);
         *last = b;
     }
     if (b <= *last - (int64_t)nb || b < 0)
-        return; /* older than the ring holds */
-    uint32_t *c = &tl[(uint64_t)b % nb];
+        return -1;
+    return (int64_t)((uint64_t)b % nb);
+}
+
+static void tl_add(uint32_t *tl, int64_t *last, unsigned nb, int64_t b, int64_t n)
+{
+    int64_t i = tl_slot(tl, sizeof(*tl), last, nb, b);
+    if (i < 0)
+        return;
+    uint32_t *c = &tl[i];
     if (n >= 0)
         *c = *c + (uint32_t)n < *c ? UINT32_MAX : *c + (uint32_t)n;
     else
@@ -280,15 +290,10 @@ static void tl_add(uint32_t *tl, int64_t *last, unsigned nb, int64_t b, int64_t 
 
 static void gtl_add(uint64_t *tl, int64_t *last, unsigned nb, int64_t b, int64_t n)
 {
-    if (b > *last) {
-        int64_t gap = *last < 0 ? (int64_t)nb : b - *last;
-        for (int64_t k = 1; k <= gap && k <= (int64_t)nb; k++)
-            tl[(uint64_t)(b - k + 1) % nb] = 0;
-        *last = b;
-    }
-    if (b <= *last - (int64_t)nb || b < 0)
+    int64_t i = tl_slot(tl, sizeof(*tl), last, nb, b);
+    if (i < 0)
         return;
-    uint64_t *c = &tl[(uint64_t)b % nb];
+    uint64_t *c = &tl[i];
     *c = n >= 0 ? *c + (uint64_t)n : ((uint64_t)-n > *c ? 0 : *c - (uint64_t)-n);
 }
 
