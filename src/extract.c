@@ -565,13 +565,16 @@ static bool tls_whole_segment(struct extractor *x, struct xflow *xf, const struc
 {
     struct stream *s = &xf->st[0];
     if (xf->app != XAPP_UNKNOWN || s->len || s->n_isl || s->buf || s->h.lost ||
-        (s->base_set && seq != s->base_seq) || len > s->max || len < 9 || d[0] != 0x16 ||
-        d[1] != 3 || d[2] > 4 || d[5] != 0x01)
+        (s->base_set && seq != s->base_seq) || len > s->max)
         return false;
-    uint32_t rlen = (uint32_t)d[3] << 8 | d[4];
-    uint32_t mlen = 4 + ((uint32_t)d[6] << 16 | (uint32_t)d[7] << 8 | d[8]);
-    /* the record is the segment, and the message fits the record and the hello buffer */
-    if (rlen + 5 != len || rlen > TLS_RECORD_MAX || mlen > rlen || mlen > TLS_HELLO_MAX)
+    struct cur c = cur_init(d, len);
+    uint8_t type = cur_u8(&c), major = cur_u8(&c), minor = cur_u8(&c);
+    uint32_t rlen = cur_u16be(&c);
+    uint8_t msg = cur_u8(&c);
+    uint32_t mlen = 4 + cur_u24be(&c);
+    /* a handshake record that is the segment, a ClientHello that fits it and the hello buffer */
+    if (c.err || type != 0x16 || major != 3 || minor > 4 || msg != 0x01 || rlen + 5 != len ||
+        rlen > TLS_RECORD_MAX || mlen > rlen || mlen > TLS_HELLO_MAX)
         return false;
     xf->app = XAPP_TLS;
     hello(x, NK_TLS_SNI, d + 5, mlen, p, f);
