@@ -12,6 +12,7 @@
  * lines); the owner's larger per-flow state is an extension from a second pool of the same
  * kind, held only by the flows that need it, so memory follows those flows, not all of them.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -32,12 +33,23 @@ struct flow_list_head {
 
 /* Fixed-size elements carved from chunks allocated on demand, at most cap of them, recycled
  * through a free list kept in their first word. */
+/* A thread that faults a block in (see prefault_main); one at a time per owner. */
+struct prefaulter {
+    pthread_t th;
+    bool on;
+};
+
+/* Fixed-size elements carved from chunks allocated on demand, at most cap of them, recycled
+ * through a free list kept in their first word. With ahead, the chunk after the one being
+ * carved is allocated and faulted in early, off the capture thread. */
 struct slab {
     size_t stride, per_chunk, cap;
     uint8_t **chunks;
-    size_t nchunks, chunk_cap;
-    size_t carved; /* elements carved from chunks */
+    size_t nchunks, chunk_cap; /* nchunks: allocated, chunks[0 .. nchunks) */
+    size_t carved;             /* elements carved from chunks */
     void *free;
+    bool ahead;
+    struct prefaulter pf;
 };
 
 struct flow_table {
@@ -55,6 +67,7 @@ struct flow_table {
     struct flow_stats st;
     struct flow *last; /* flow of the previous lookup, NULL once it leaves the table */
     struct pressure pr;
+    struct prefaulter pf; /* the slot array's */
 };
 
 #include "siphash_int.h"
@@ -120,6 +133,50 @@ static void *big_alloc(size_t n)
     return p + head;
 }
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+
+struct prefault_arg {
+    void *p;
+    size_t n;
+};
+
+/* The slot array is touched at random from the first packets on, so each of its pages would
+ * first be faulted in (and zeroed) by the capture thread, at a cost a virtual machine makes
+ * large. A thread of its own faults them in at start instead (MADV_POPULATE_WRITE touches no
+ * byte, so it races with nothing; an older kernel refuses it and the faults stay where they
+ * were). */
+static void *prefault_main(void *arg)
+{
+    struct prefault_arg a = *(struct prefault_arg *)arg;
+    free(arg);
+    (void)madvise(a.p, a.n, MADV_POPULATE_WRITE);
+    return NULL;
+}
+
+static void prefault_join(struct prefaulter *pf)
+{
+    if (pf->on)
+        pthread_join(pf->th, NULL);
+    pf->on = false;
+}
+
+/* Faults in the big_alloc(n) block p on pf's thread (after pf's previous block). */
+static void prefault_start(struct prefaulter *pf, void *p, size_t n)
+{
+    prefault_join(pf);
+    struct prefault_arg *a = n >= BIG_ALIGN ? malloc(sizeof(*a)) : NULL;
+    if (!a)
+        return;
+    a->p = p;
+    a->n = big_footprint(n);
+    if (pthread_create(&pf->th, NULL, prefault_main, a) == 0)
+        pf->on = true;
+    else
+        free(a);
+}
+
 static void big_free(void *p, size_t n)
 {
     if (!p)
@@ -157,10 +214,21 @@ static size_t chunk_bytes(const struct slab *s, size_t ci)
 
 static void slab_fini(struct slab *s)
 {
+    prefault_join(&s->pf);
     for (size_t i = 0; i < s->nchunks; i++)
         big_free(s->chunks[i], chunk_bytes(s, i));
     free(s->chunks);
     s->chunks = NULL;
+}
+
+/* Allocates the next chunk; false when out of memory. */
+static bool slab_grow(struct slab *s)
+{
+    uint8_t *c = big_alloc(chunk_bytes(s, s->nchunks));
+    if (!c)
+        return false;
+    s->chunks[s->nchunks++] = c;
+    return true;
 }
 
 /* An element (not zeroed), NULL when all cap are in use or out of memory. */
@@ -175,10 +243,10 @@ static void *slab_get(struct slab *s)
         return NULL;
     size_t ci = s->carved / s->per_chunk, idx = s->carved % s->per_chunk;
     if (idx == 0) {
-        s->chunks[ci] = big_alloc(chunk_bytes(s, ci));
-        if (!s->chunks[ci])
+        if (ci == s->nchunks && !slab_grow(s))
             return NULL;
-        s->nchunks++;
+        if (s->ahead && ci + 1 == s->nchunks && s->nchunks < s->chunk_cap && slab_grow(s))
+            prefault_start(&s->pf, s->chunks[ci + 1], chunk_bytes(s, ci + 1));
     }
     s->carved++;
     return s->chunks[ci] + idx * s->stride;
@@ -229,6 +297,8 @@ struct flow_table *flow_table_new(const struct flow_opts *o, flow_end_fn end, vo
         free(t);
         return NULL;
     }
+    t->recs.ahead = true;
+    prefault_start(&t->pf, t->slots, t->nslots * sizeof(*t->slots));
     return t;
 }
 
@@ -346,6 +416,7 @@ void flow_table_free(struct flow_table *t)
     }
     slab_fini(&t->recs);
     slab_fini(&t->exts);
+    prefault_join(&t->pf);
     big_free(t->slots, t->nslots * sizeof(*t->slots));
     free(t);
 }

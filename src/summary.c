@@ -20,10 +20,27 @@ struct host_sum {
     uint8_t n_rules, n_names, n_frames;
 };
 
+/* Open-addressing index over hosts[]: a flood of Sigma hits can bring thousands of hosts, and
+ * every flagged flow's end looks its host up. Slots hold index + 1 (0: empty). */
+#define SUMMARY_SLOTS (2 * SUMMARY_HOSTS)
+
 struct summary {
     struct host_sum *hosts; /* grows with the hosts that hit a rule, up to SUMMARY_HOSTS */
     uint32_t n, cap;
+    uint16_t slot[SUMMARY_SLOTS];
 };
+
+_Static_assert(SUMMARY_HOSTS < UINT16_MAX, "slots hold a host index + 1 in 16 bits");
+
+static uint32_t addr_slot(const struct tw_addr *h)
+{
+    uint32_t x = h->family;
+    for (int i = 0; i < 16; i += 4)
+        x = (x ^ ((uint32_t)h->a[i] | (uint32_t)h->a[i + 1] << 8 | (uint32_t)h->a[i + 2] << 16 |
+                  (uint32_t)h->a[i + 3] << 24)) *
+            0x9e3779b1u;
+    return (x ^ x >> 15) & (SUMMARY_SLOTS - 1);
+}
 
 struct summary *summary_new(void)
 {
@@ -41,9 +58,10 @@ void summary_free(struct summary *s)
 /* The host's row, created on first use; NULL once the table is full. */
 static struct host_sum *row(struct summary *s, const struct tw_addr *h)
 {
-    for (uint32_t i = 0; i < s->n; i++)
-        if (tw_addr_eq(&s->hosts[i].host, h))
-            return &s->hosts[i];
+    uint32_t k = addr_slot(h);
+    for (; s->slot[k]; k = (k + 1) & (SUMMARY_SLOTS - 1))
+        if (tw_addr_eq(&s->hosts[s->slot[k] - 1].host, h))
+            return &s->hosts[s->slot[k] - 1];
     if (s->n == s->cap) {
         uint32_t nc = s->cap ? s->cap * 2 : 16;
         struct host_sum *nh = nc <= SUMMARY_HOSTS ? realloc(s->hosts, nc * sizeof(*nh)) : NULL;
@@ -53,6 +71,7 @@ static struct host_sum *row(struct summary *s, const struct tw_addr *h)
         s->cap = nc;
     }
     struct host_sum *r = &s->hosts[s->n++];
+    s->slot[k] = (uint16_t)s->n; /* load <= 1/2: the probe always ends at an empty slot */
     memset(r, 0, sizeof(*r));
     r->host = *h;
     return r;

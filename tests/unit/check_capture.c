@@ -563,7 +563,8 @@ static void pc_rec(struct pc *g, uint32_t sec, uint32_t frac, uint32_t caplen, u
  * read exactly as libpcap reads them. */
 START_TEST(pcap_reader_odd_records_and_every_cut)
 {
-    for (int v = 0; v < 4; v++) {
+    for (int v = 0; v < 8; v++) {
+        cap_ra_slot_bytes = v & 4 ? 7 : 0; /* and with records cut by the read-ahead slots */
         struct pc g = {.be = v & 1};
         bool nsec = v & 2;
         pc_header(&g, nsec, 64);
@@ -586,6 +587,75 @@ START_TEST(pcap_reader_odd_records_and_every_cut)
             unlink(tmp_path);
         }
     }
+    cap_ra_slot_bytes = 0;
+}
+END_TEST
+
+/* The read-ahead thread hands the file over in slots; records and pcapng blocks cut by a
+ * slot's end (small slots cut nearly all of them), blocks larger than a slot's head room, and
+ * libpcap's odd records in between read exactly as with the default slot and as libpcap. */
+START_TEST(read_ahead_slot_boundaries)
+{
+    static const size_t sizes[] = {13, 1000, 4096, 65536};
+    for (size_t i = 0; i < TW_ARRAY_LEN(sizes); i++) {
+        cap_ra_slot_bytes = sizes[i];
+        int files = 0, own = 0;
+        diff_folder(tw_src_path("pcaps"), &files, &own);
+        ck_assert_int_gt(own, 20);
+    }
+    /* pcapng: blocks of 600,000 and 300,000 bytes (more than the head room), small ones
+     * around them */
+    static uint8_t big[600000];
+    for (size_t k = 0; k < sizeof(big); k++)
+        big[k] = (uint8_t)(k * 31 + 7);
+    size_t cap = 1u << 21, n = 0;
+    uint8_t *f = malloc(cap);
+    ck_assert_ptr_nonnull(f);
+    struct ng *g = malloc(sizeof(*g));
+    ck_assert_ptr_nonnull(g);
+    memset(g, 0, sizeof(*g));
+    shb(g);
+    idb(g, 1, 6);
+    epb(g, 0, 1, pkt1, sizeof(pkt1));
+    memcpy(f, g->b, g->n);
+    n = g->n;
+    static const uint32_t lens[] = {600000, 21, 300000, 7};
+    for (size_t k = 0; k < TW_ARRAY_LEN(lens); k++) {
+        uint32_t len = 32 + ((lens[k] + 3) & ~3u);
+        uint32_t hdr[7] = {6, len, 0, 0, (uint32_t)k + 2, lens[k], lens[k]};
+        memcpy(f + n, hdr, sizeof(hdr));
+        n += sizeof(hdr);
+        memcpy(f + n, big, lens[k]);
+        n += lens[k];
+        while (n % 4)
+            f[n++] = 0;
+        memcpy(f + n, &len, 4);
+        n += 4;
+    }
+    free(g);
+    const char *path = write_tmp(f, n);
+    for (size_t i = 0; i < 3; i++) {
+        cap_ra_slot_bytes = i == 0 ? 0 : i == 1 ? 4096 : 13;
+        struct cap_src s;
+        char err[256] = "";
+        ck_assert_int_eq(cap_open_file(&s, path, err, sizeof(err)), TW_OK);
+        struct pcap_pkthdr h;
+        const uint8_t *d;
+        int dlt;
+        ck_assert_int_eq(cap_next(&s, &h, &d, &dlt, err, sizeof(err)), 1);
+        ck_assert_uint_eq(h.caplen, sizeof(pkt1));
+        for (size_t k = 0; k < TW_ARRAY_LEN(lens); k++) {
+            ck_assert_msg(cap_next(&s, &h, &d, &dlt, err, sizeof(err)) == 1, "block %zu: %s", k,
+                          err);
+            ck_assert_uint_eq(h.caplen, lens[k]);
+            ck_assert_int_eq(memcmp(d, big, lens[k]), 0);
+        }
+        ck_assert_int_eq(cap_next(&s, &h, &d, &dlt, err, sizeof(err)), 0);
+        cap_close(&s);
+    }
+    unlink(tmp_path);
+    free(f);
+    cap_ra_slot_bytes = 0;
 }
 END_TEST
 
@@ -688,6 +758,7 @@ Suite *tw_suite(void)
     tcase_add_test(tc, pcap_reader_matches_libpcap_on_real_captures);
     tcase_add_test(tc, pcap_reader_odd_records_and_every_cut);
     tcase_add_test(tc, pcap_reader_from_a_pipe);
+    tcase_add_test(tc, read_ahead_slot_boundaries);
     suite_add_tcase(s, tc);
     tc = tcase_create("pcapng");
     tcase_set_timeout(tc, 60);
