@@ -33,29 +33,38 @@ void jw_reset(struct jw *w)
         w->buf[0] = '\0';
 }
 
-static void put(struct jw *w, const char *s, size_t n)
+/* Grows the buffer for n more bytes and a NUL; false (w->err set) when it cannot. */
+static bool grow(struct jw *w, size_t n)
 {
     if (w->err)
-        return;
-    if (w->len + n + 1 > w->cap) {
-        size_t ncap = w->cap ? w->cap : 1024;
-        while (ncap < w->len + n + 1)
-            ncap *= 2;
-        if (w->max && ncap > w->max) {
-            if (w->len + n + 1 > w->max) {
-                w->err = TW_ELIMIT;
-                return;
-            }
-            ncap = w->max;
+        return false;
+    if (w->len + n + 1 <= w->cap)
+        return true;
+    size_t ncap = w->cap ? w->cap : 1024;
+    while (ncap < w->len + n + 1)
+        ncap *= 2;
+    if (w->max && ncap > w->max) {
+        if (w->len + n + 1 > w->max) {
+            w->err = TW_ELIMIT;
+            return false;
         }
-        char *nb = realloc(w->buf, ncap);
-        if (!nb) {
-            w->err = TW_ENOMEM;
-            return;
-        }
-        w->buf = nb;
-        w->cap = ncap;
+        ncap = w->max;
     }
+    char *nb = realloc(w->buf, ncap);
+    if (!nb) {
+        w->err = TW_ENOMEM;
+        return false;
+    }
+    w->buf = nb;
+    w->cap = ncap;
+    return true;
+}
+
+/* Records write a few dozen short pieces each: the room check stays inline, the growth not. */
+static inline void put(struct jw *w, const char *s, size_t n)
+{
+    if (__builtin_expect(w->err || w->len + n + 1 > w->cap, 0) && !grow(w, n))
+        return;
     memcpy(w->buf + w->len, s, n);
     w->len += n;
     w->buf[w->len] = '\0';
@@ -144,15 +153,47 @@ static const uint8_t plain_byte[256] =
         [0x5d ... 0x7e] = 3, /* '"' (0x22) and '\\' (0x5c) stay 0 */
 };
 
+#define ONES  0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+
+/* Non-zero when some byte of x is zero (exact for "some"; which byte is not said). */
+static inline uint64_t zero_byte(uint64_t x)
+{
+    return (x - ONES) & ~x & HIGHS;
+}
+
+/* Non-zero when some byte of the 8 at p is not plain printable ASCII (or is '"', '\\', or
+ * in html_safe mode '<', '>', '&'): eight bytes a step for the common case. */
+static inline uint64_t word_special(const uint8_t *p, bool html)
+{
+    uint64_t x;
+    memcpy(&x, p, 8);
+    uint64_t m = ((x - ONES * 0x20) & ~x & HIGHS) | (x & HIGHS) | zero_byte(x ^ (ONES * 0x7f)) |
+                 zero_byte(x ^ (ONES * '"')) | zero_byte(x ^ (ONES * '\\'));
+    if (html)
+        m |=
+            zero_byte(x ^ (ONES * '<')) | zero_byte(x ^ (ONES * '>')) | zero_byte(x ^ (ONES * '&'));
+    return m;
+}
+
+/* Length of the run of bytes of s[0..n) copied as they are. */
+static size_t plain_run(const struct jw *w, const uint8_t *s, size_t n)
+{
+    uint8_t want = w->html_safe ? 2 : 1;
+    size_t i = 0;
+    while (i + 8 <= n && !word_special(s + i, w->html_safe))
+        i += 8;
+    while (i < n && (plain_byte[s[i]] & want))
+        i++;
+    return i;
+}
+
 void jw_escape(struct jw *w, const uint8_t *s, size_t n)
 {
     size_t i = 0;
-    uint8_t want = w->html_safe ? 2 : 1;
     while (i < n) {
-        size_t run = i;
         /* copy plain printable ASCII in one go */
-        while (run < n && (plain_byte[s[run]] & want))
-            run++;
+        size_t run = i + plain_run(w, s + i, n - i);
         if (run > i) {
             put(w, (const char *)s + i, run - i);
             i = run;
@@ -194,21 +235,40 @@ void jw_end(struct jw *w)
     w->need_comma = true;
 }
 
+/* Writes pre, then s[0..n) quoted, then post (each short): one copy when s needs no escape,
+ * as keys and most values do. */
+static void quoted(struct jw *w, const char *pre, size_t npre, const uint8_t *s, size_t n,
+                   const char *post, size_t npost)
+{
+    if (plain_run(w, s, n) == n && grow(w, npre + n + npost + 2)) {
+        char *o = w->buf + w->len;
+        memcpy(o, pre, npre);
+        o += npre;
+        *o++ = '"';
+        memcpy(o, s, n);
+        o += n;
+        *o++ = '"';
+        memcpy(o, post, npost);
+        w->len += npre + n + npost + 2;
+        w->buf[w->len] = '\0';
+        return;
+    }
+    put(w, pre, npre);
+    put(w, "\"", 1);
+    jw_escape(w, s, n);
+    put(w, "\"", 1);
+    put(w, post, npost);
+}
+
 void jw_key(struct jw *w, const char *key)
 {
-    if (w->need_comma)
-        put(w, ",", 1);
-    put(w, "\"", 1);
-    jw_escape(w, (const uint8_t *)key, strlen(key));
-    put(w, "\":", 2);
+    quoted(w, ",", w->need_comma, (const uint8_t *)key, strlen(key), ":", 1);
     w->need_comma = true;
 }
 
 void jw_quote(struct jw *w, const uint8_t *s, size_t n)
 {
-    put(w, "\"", 1);
-    jw_escape(w, s, n);
-    put(w, "\"", 1);
+    quoted(w, "", 0, s, n, "", 0);
 }
 
 void jw_strn(struct jw *w, const char *key, const uint8_t *s, size_t n)

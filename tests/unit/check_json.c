@@ -116,6 +116,38 @@ START_TEST(invalid_utf8)
 }
 END_TEST
 
+/* The escaper looks at eight bytes a step where it can: every byte value, at every position
+ * of a word and across word ends, in both modes, comes out as the byte-by-byte rules say. */
+START_TEST(every_byte_every_position)
+{
+    for (int html = 0; html < 2; html++)
+        for (unsigned b = 0; b < 256; b++)
+            for (size_t pos = 0; pos < 19; pos++) {
+                uint8_t in[19];
+                memset(in, 'a', sizeof(in));
+                in[pos] = (uint8_t)b;
+                char want[64], mid[8];
+                if (b == '"' || b == '\\')
+                    snprintf(mid, sizeof(mid), "\\%c", (char)b);
+                else if (b < 0x20 || b == 0x7f || (html && (b == '<' || b == '>' || b == '&')))
+                    snprintf(mid, sizeof(mid), "\\u%04x", b);
+                else if (b < 0x80)
+                    snprintf(mid, sizeof(mid), "%c", (char)b);
+                else
+                    snprintf(mid, sizeof(mid), "\\ufffd"); /* a lone byte is no UTF-8 */
+                snprintf(want, sizeof(want), "\"%.*s%s%.*s\"", (int)pos, "aaaaaaaaaaaaaaaaaaa", mid,
+                         (int)(sizeof(in) - pos - 1), "aaaaaaaaaaaaaaaaaaa");
+                struct jw w;
+                jw_init(&w, 0);
+                w.html_safe = html;
+                jw_quote(&w, in, sizeof(in));
+                ck_assert_msg(strcmp(w.buf, want) == 0, "byte 0x%02x at %zu (html %d): %s, want %s",
+                              b, pos, html, w.buf, want);
+                jw_free(&w);
+            }
+}
+END_TEST
+
 START_TEST(valid_utf8_kept)
 {
     /* é (U+00E9), € (U+20AC), U+FFFF, 😀 (U+1F600), U+10FFFF */
@@ -360,6 +392,7 @@ Suite *tw_suite(void)
     tcase_add_test(tc, quotes_backslash);
     tcase_add_test(tc, control_and_del);
     tcase_add_test(tc, invalid_utf8);
+    tcase_add_test(tc, every_byte_every_position);
     tcase_add_test(tc, valid_utf8_kept);
     tcase_add_test(tc, random_bytes_parse);
     tcase_add_test(tc, checker_rejects);
