@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -21,234 +20,6 @@
 #define RB_CHUNK     (256u << 10) /* read(2) size */
 #define PCAP_REC_MAX 262144u      /* longer classic pcap records are libpcap's to judge */
 
-/* Read-ahead: RA_SLOTS slots of RA_DATA bytes, each with RA_HEAD bytes of head room where
- * the unread tail of the previous slot (a record cut by the slot's end) is copied, so that
- * every classic record is whole at rb in one piece with no copy of the slot itself. Needs
- * larger than that (pcapng blocks up to NG_BLOCK_MAX) go through lb. The thread stays at
- * most RA_SLOTS - 1 slots ahead: a few MiB, whatever the file's size. */
-#define RA_SLOTS 4
-#define RA_DATA  (1u << 20)
-#define RA_HEAD  (PCAP_REC_MAX + 64u)
-
-size_t cap_ra_slot_bytes;
-
-struct ra_slot {
-    uint8_t *buf; /* RA_HEAD bytes of head room, then the data (the thread allocates it) */
-    size_t len;   /* data bytes */
-    uint64_t off; /* file offset of the data */
-    int err;      /* read error (errno) after len bytes, 0 none */
-    bool eof;     /* the file ends after this slot */
-    bool full;    /* filled by the thread, not yet given back by the reader */
-};
-
-struct cap_ra {
-    pthread_t th;
-    pthread_mutex_t mu;
-    pthread_cond_t cv; /* both sides wait on it for their own condition */
-    int fd;
-    size_t data; /* data bytes per slot */
-    bool stop;
-    unsigned fill, take; /* slot numbers: the next the thread fills, the next the reader takes */
-    int cur;             /* slot rb is a view into, -1 none */
-    struct ra_slot slot[RA_SLOTS];
-};
-
-/* One slot's worth of the file from off, with pread so the fd's own offset stays 0 for the
- * synchronous reader that takes over if the thread stops (rd_seek). */
-static void ra_read(struct cap_ra *ra, struct ra_slot *sl, uint64_t off)
-{
-    sl->len = 0;
-    sl->err = 0;
-    sl->eof = false;
-    sl->off = off;
-    if (!sl->buf && !(sl->buf = malloc(RA_HEAD + ra->data))) {
-        sl->err = ENOMEM;
-        return;
-    }
-    while (sl->len < ra->data) {
-        ssize_t r =
-            pread(ra->fd, sl->buf + RA_HEAD + sl->len, ra->data - sl->len, (off_t)(off + sl->len));
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            sl->err = errno;
-            return;
-        }
-        if (r == 0) {
-            sl->eof = true;
-            return;
-        }
-        sl->len += (size_t)r;
-    }
-}
-
-static void *ra_main(void *arg)
-{
-    struct cap_ra *ra = arg;
-    uint64_t off = 0;
-    for (;;) {
-        pthread_mutex_lock(&ra->mu);
-        struct ra_slot *sl = &ra->slot[ra->fill % RA_SLOTS];
-        while (!ra->stop && sl->full)
-            pthread_cond_wait(&ra->cv, &ra->mu);
-        bool stop = ra->stop;
-        pthread_mutex_unlock(&ra->mu);
-        if (stop)
-            break;
-        ra_read(ra, sl, off);
-        off += sl->len;
-        bool last = sl->err || sl->eof;
-        pthread_mutex_lock(&ra->mu);
-        sl->full = true;
-        ra->fill++;
-        pthread_cond_broadcast(&ra->cv);
-        pthread_mutex_unlock(&ra->mu);
-        if (last)
-            break;
-    }
-    return NULL;
-}
-
-/* Starts the read-ahead thread on s->fd; false (and s->ra NULL) when it cannot. */
-static bool ra_start(struct cap_src *s)
-{
-    struct cap_ra *ra = calloc(1, sizeof(*ra));
-    if (!ra)
-        return false;
-    ra->fd = s->fd;
-    ra->data = cap_ra_slot_bytes ? cap_ra_slot_bytes : RA_DATA;
-    ra->cur = -1;
-    pthread_mutex_init(&ra->mu, NULL);
-    pthread_cond_init(&ra->cv, NULL);
-    if (pthread_create(&ra->th, NULL, ra_main, ra) != 0) {
-        pthread_cond_destroy(&ra->cv);
-        pthread_mutex_destroy(&ra->mu);
-        free(ra);
-        return false;
-    }
-    s->ra = ra;
-    return true;
-}
-
-/* Stops the thread and frees the slots; what rb showed of them is dropped (the callers seek
- * or close next). */
-static void ra_stop(struct cap_src *s)
-{
-    struct cap_ra *ra = s->ra;
-    if (!ra)
-        return;
-    pthread_mutex_lock(&ra->mu);
-    ra->stop = true;
-    pthread_cond_broadcast(&ra->cv);
-    pthread_mutex_unlock(&ra->mu);
-    pthread_join(ra->th, NULL);
-    for (unsigned i = 0; i < RA_SLOTS; i++)
-        free(ra->slot[i].buf);
-    pthread_cond_destroy(&ra->cv);
-    pthread_mutex_destroy(&ra->mu);
-    free(ra);
-    s->ra = NULL;
-    s->rb = s->lb;
-    s->rb_off = s->rb_len = 0;
-}
-
-/* The next slot, once the thread has filled it. */
-static struct ra_slot *ra_take(struct cap_ra *ra)
-{
-    pthread_mutex_lock(&ra->mu);
-    struct ra_slot *sl = &ra->slot[ra->take % RA_SLOTS];
-    while (!sl->full)
-        pthread_cond_wait(&ra->cv, &ra->mu);
-    pthread_mutex_unlock(&ra->mu);
-    return sl;
-}
-
-/* Gives slot k (if any) back to the thread to refill. */
-static void ra_give(struct cap_ra *ra, int k)
-{
-    if (k < 0)
-        return;
-    pthread_mutex_lock(&ra->mu);
-    ra->slot[k].full = false;
-    pthread_cond_broadcast(&ra->cv);
-    pthread_mutex_unlock(&ra->mu);
-}
-
-/* lb with room for n bytes; the bytes it holds stay. */
-static bool lb_reserve(struct cap_src *s, size_t n)
-{
-    if (n <= s->lb_cap)
-        return true;
-    uint8_t *nb = realloc(s->lb, n);
-    if (!nb)
-        return false;
-    s->lb = nb;
-    s->lb_cap = n;
-    return true;
-}
-
-/* Moves the unread have bytes at rb + rb_off and slot sl's data into lb (a need larger than
- * a slot's head room), and gives back both slots. */
-static void ra_to_lb(struct cap_src *s, struct ra_slot *sl, int k, size_t have)
-{
-    struct cap_ra *ra = s->ra;
-    bool in_lb = s->rb == s->lb;
-    if (in_lb && s->rb_off) {
-        memmove(s->lb, s->lb + s->rb_off, have);
-        s->rb_off = 0;
-    }
-    if (!lb_reserve(s, have + sl->len)) { /* realloc keeps the bytes lb holds */
-        s->rb_errno = ENOMEM;
-        return;
-    }
-    if (!in_lb)
-        memcpy(s->lb, s->rb + s->rb_off, have);
-    memcpy(s->lb + have, sl->buf + RA_HEAD, sl->len);
-    s->rb = s->lb;
-    s->rb_base = sl->off - have;
-    s->rb_off = 0;
-    s->rb_len = have + sl->len;
-    ra_give(ra, ra->cur);
-    ra_give(ra, k); /* the thread may refill it at once: sl is not read after this */
-    ra->cur = -1;
-}
-
-/* rd_need with the read-ahead thread: takes slots until n bytes are there. */
-static size_t ra_need(struct cap_src *s, size_t n)
-{
-    struct cap_ra *ra = s->ra;
-    size_t have = s->rb_len - s->rb_off;
-    while (have < n && !s->rb_eof && !s->rb_errno) {
-        struct ra_slot *sl = ra_take(ra);
-        int k = (int)(ra->take++ % RA_SLOTS);
-        if (!sl->buf) { /* the thread could not allocate it */
-            ra_give(ra, k);
-            s->rb_errno = sl->err ? sl->err : ENOMEM;
-            break;
-        }
-        int err = sl->err;
-        bool eof = sl->eof;
-        if (have <= RA_HEAD && (have + sl->len >= n || eof || err)) {
-            uint8_t *dst = sl->buf + RA_HEAD - have;
-            if (have)
-                memcpy(dst, s->rb + s->rb_off, have);
-            ra_give(ra, ra->cur);
-            ra->cur = k;
-            s->rb = dst;
-            s->rb_base = sl->off - have;
-            s->rb_off = 0;
-            s->rb_len = have + sl->len;
-        } else {
-            ra_to_lb(s, sl, k, have);
-        }
-        if (err && !s->rb_errno)
-            s->rb_errno = err;
-        s->rb_eof = s->rb_eof || eof;
-        have = s->rb_len - s->rb_off;
-    }
-    return have;
-}
-
 /* Makes n bytes available at s->rb + s->rb_off if the file has them. Returns how many are:
  * fewer than n only at the end of the file, after a read error (rb_errno) or when the buffer
  * cannot grow (rb_errno = ENOMEM). Earlier pointers into the buffer are invalid after it. */
@@ -257,22 +28,23 @@ static size_t rd_need(struct cap_src *s, size_t n)
     size_t have = s->rb_len - s->rb_off;
     if (have >= n || s->rb_eof || s->rb_errno)
         return have;
-    if (s->ra)
-        return ra_need(s, n);
-    /* synchronous: rb is lb */
     if (s->rb_off) {
-        memmove(s->lb, s->lb + s->rb_off, have);
+        memmove(s->rb, s->rb + s->rb_off, have);
         s->rb_base += s->rb_off;
         s->rb_off = 0;
         s->rb_len = have;
     }
-    if (!lb_reserve(s, n > RB_CHUNK ? n : RB_CHUNK)) {
-        s->rb_errno = ENOMEM;
-        return have;
+    if (n > s->rb_cap) {
+        uint8_t *nb = realloc(s->rb, n);
+        if (!nb) {
+            s->rb_errno = ENOMEM;
+            return have;
+        }
+        s->rb = nb;
+        s->rb_cap = n;
     }
-    s->rb = s->lb;
     while (s->rb_len < n) {
-        ssize_t r = read(s->fd, s->lb + s->rb_len, s->lb_cap - s->rb_len);
+        ssize_t r = read(s->fd, s->rb + s->rb_len, s->rb_cap - s->rb_len);
         if (r < 0) {
             if (errno == EINTR)
                 continue;
@@ -291,8 +63,6 @@ static size_t rd_need(struct cap_src *s, size_t n)
 /* Drops the buffer and continues reading at file offset off (after libpcap read a record). */
 static int rd_seek(struct cap_src *s, uint64_t off)
 {
-    ra_stop(s); /* the rest of the file is read synchronously */
-    s->rb = s->lb;
     s->rb_off = s->rb_len = 0;
     s->rb_base = off;
     s->rb_eof = false;
@@ -413,15 +183,15 @@ int cap_open_file(struct cap_src *s, const char *path, char *err, size_t errlen)
             return TW_EIO;
         }
         s->fd_open = true;
-        (void)posix_fadvise(s->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-        if (S_ISREG(st.st_mode))
-            (void)ra_start(s); /* without the thread the file is read synchronously */
-        size_t have = rd_need(s, 24);
-        if (s->rb_errno == ENOMEM) {
+        s->rb = malloc(RB_CHUNK);
+        if (!s->rb) {
             snprintf(err, errlen, "%s: out of memory", path);
             cap_close(s);
             return TW_EIO;
         }
+        s->rb_cap = RB_CHUNK;
+        (void)posix_fadvise(s->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+        size_t have = rd_need(s, 24);
         const uint8_t *m = s->rb;
         if (have >= 4 && m[0] == 0x0a && m[1] == 0x0d && m[2] == 0x0d && m[3] == 0x0a) {
             s->ng = true;
@@ -452,12 +222,10 @@ int cap_open_file(struct cap_src *s, const char *path, char *err, size_t errlen)
     }
     s->dlt = pcap_datalink(s->p);
     if (!s->own && s->fp == NULL && s->fd_open) {
-        ra_stop(s);
         close(s->fd); /* libpcap reads this one whole */
         s->fd_open = false;
-        free(s->lb);
-        s->lb = s->rb = NULL;
-        s->lb_cap = 0;
+        free(s->rb);
+        s->rb = NULL;
     }
     return TW_OK;
 }
@@ -534,13 +302,11 @@ void cap_close(struct cap_src *s)
         fclose(s->fp);
     s->p = NULL;
     s->fp = NULL;
-    ra_stop(s);
     if (s->fd_open)
         close(s->fd);
     s->fd_open = false;
-    free(s->lb);
-    s->lb = s->rb = NULL;
-    s->lb_cap = 0;
+    free(s->rb);
+    s->rb = NULL;
     s->own = false;
 }
 

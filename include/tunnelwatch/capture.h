@@ -37,15 +37,8 @@ struct cap_src {
      * so errors and salvage stay libpcap's. */
     int fd;
     bool fd_open;
-    /* A regular file is read ahead by a thread of its own into a ring of slots (struct
-     * cap_ra in capture.c), so the copy out of the page cache runs on another core; rb is
-     * then a view into the slot being read, with the cut record before it moved into the
-     * slot's head room. Pipes, and files after libpcap read an odd record, use lb. */
-    struct cap_ra *ra;
-    uint8_t *lb; /* linear buffer (owned) */
-    size_t lb_cap;
-    uint8_t *rb; /* the bytes read and not yet consumed start at rb + rb_off (a view) */
-    size_t rb_off, rb_len;
+    uint8_t *rb; /* read buffer (owned) */
+    size_t rb_cap, rb_off, rb_len;
     uint64_t rb_base; /* file offset of rb[0] */
     bool rb_eof;
     int rb_errno;
@@ -93,10 +86,6 @@ uint64_t cap_file_pos(const struct cap_src *s);
 void cap_live_stats(struct cap_src *s);
 /* Prints interfaces like tcpdump -D. Returns 0 or TW_EIO. */
 int cap_list_interfaces(FILE *out, char *err, size_t errlen);
-
-/* For tests: the read-ahead slot size in bytes (0: the default, 1 MiB). A small one makes
- * records cross slot boundaries often. Set it before cap_open_file. */
-extern size_t cap_ra_slot_bytes;
 
 /* Expands inputs: a folder becomes its capture files (.pcap .pcapng .cap, and files whose
  * magic says capture) in name order. Returns a NULL-terminated malloc'd array of malloc'd
