@@ -8,8 +8,21 @@
  * with no per-node edge table. Child lookup is a binary search over at most 256 labels; the
  * root keeps a direct 256-entry table because almost every failure ends there. This trades a
  * little search speed for memory: a million domain-like patterns fit in a few hundred MB
- * where a full 256-way table would need gigabytes. After ac_build the automaton is
- * read-only, so any number of threads may search it.
+ * where a full 256-way table would need gigabytes.
+ *
+ * Small automata (the Sigma rules' value lists: hundreds to tens of thousands of nodes) also
+ * get a full DFA with alphabet compression, because there the binary searches and failure
+ * walks cost ~30 instructions a byte (callgrind, Sigma rules; the DFA loop ~6) on every DNS
+ * name, SNI and Host, and a 1 MiB table is cheap next to that. Bytes are mapped to
+ * classes (0 for any byte that labels no edge, 1..K for the distinct folded labels; the map
+ * already folds case), and delta[node][class] is the node the compact path would reach, so
+ * a search step is one table load. An entry holds the target's row offset (node * width,
+ * sparing a multiply per byte) with the top bit set when the target has an output, so the
+ * loop branches to report() only on a hit. The table is built only while it stays under
+ * AC_DFA_MAX_BYTES; larger sets (a million domains) keep the compact path unchanged. Both
+ * paths share report(), so hits, their order and the stop rules are identical.
+ * ac_build_compact() skips the DFA so tests can compare the two. After ac_build the
+ * automaton is read-only, so any number of threads may search it.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +35,13 @@
 #define AC_MAX_PATLEN 4096u
 /* The pattern pool is addressed with 32-bit offsets. */
 #define AC_MAX_POOL (UINT32_MAX - AC_MAX_PATLEN)
+/* The DFA is built only while n_nodes * classes * 4 stays within this: the Sigma value
+ * automata take 0.9-1.2 MB each (~6 000 nodes, 39-58 classes) and fit many times over, while
+ * a big indicator list would need gigabytes and keeps the compact path. (10 000 generated
+ * domains, 114 000 nodes over 38 classes, are just over: 17 MB.) */
+#define AC_DFA_MAX_BYTES ((size_t)16 << 20)
+/* Top bit of a DFA entry: the target node has an output (its own or a dictionary suffix). */
+#define AC_DFA_OUT 0x80000000u
 
 struct ac_pat {
     uint32_t off; /* into pool */
@@ -45,6 +65,11 @@ struct ac {
     uint8_t *same_next; /* same_next[p]: sorted pattern p+1 ends at the same node */
     uint32_t root_next[256];
     uint32_t *d1; /* dense 256-entry rows for the depth-1 nodes (ids 1 .. first[1]-1) */
+    /* DFA (NULL when over AC_DFA_MAX_BYTES): delta[n * width + cls[byte]] = the next node's
+     * row offset | AC_DFA_OUT when it has an output */
+    uint32_t *delta;
+    uint32_t width; /* classes, K + 1 */
+    uint8_t cls[256];
     int built;
 };
 
@@ -73,6 +98,7 @@ void ac_free(struct ac *ac)
     free(ac->dict);
     free(ac->same_next);
     free(ac->d1);
+    free(ac->delta);
     free(ac);
 }
 
@@ -311,7 +337,62 @@ static void shrink_nodes(struct ac *ac, uint32_t count)
         ac->dict = u;
 }
 
-int ac_build(struct ac *ac)
+/* Byte classes: class 0 for bytes that label no edge, 1..K for the distinct labels in byte
+ * order. Labels are already folded, so cls[] maps both cases of a letter to one class and
+ * the search needs no fold(). Returns the width K + 1. */
+static uint32_t build_classes(struct ac *ac)
+{
+    uint8_t of_label[256] = {0};
+    for (uint32_t v = 1; v < ac->n_nodes; v++)
+        of_label[ac->label[v]] = 1;
+    uint32_t k = 0;
+    for (unsigned c = 0; c < 256; c++)
+        if (of_label[c])
+            of_label[c] = (uint8_t)++k; /* k <= 255: fold() leaves 'A'..'Z' unused */
+    for (unsigned c = 0; c < 256; c++)
+        ac->cls[c] = of_label[fold((uint8_t)c)];
+    return k + 1;
+}
+
+/* The DFA, when small enough (see AC_DFA_MAX_BYTES; above it this does nothing). Row n is
+ * row fail[n] with n's own children written over it: a missing edge follows the failure
+ * link, as the compact search would. Nodes are in BFS order and fail[n] < n, so one pass
+ * in node order finds every row it copies already filled. */
+static int build_dfa(struct ac *ac)
+{
+    /* an empty automaton is never searched; and when even two classes would be over the
+     * cap, a big list skips the class pass as well */
+    if (ac->n_nodes <= 1 || ac->n_nodes > AC_DFA_MAX_BYTES / (2 * sizeof(uint32_t)))
+        return TW_OK;
+    uint32_t w = build_classes(ac);
+    if (ac->n_nodes > AC_DFA_MAX_BYTES / ((size_t)w * sizeof(uint32_t)))
+        return TW_OK;
+    uint32_t *d = malloc((size_t)ac->n_nodes * w * sizeof(uint32_t));
+    if (!d)
+        return TW_ENOMEM;
+    for (uint32_t n = 0; n < ac->n_nodes; n++) {
+        uint32_t *row = d + (size_t)n * w;
+        if (n == 0)
+            memset(row, 0, (size_t)w * sizeof(uint32_t));
+        else
+            memcpy(row, d + (size_t)ac->fail[n] * w, (size_t)w * sizeof(uint32_t));
+        for (uint32_t v = ac->first[n]; v < ac->first[n + 1]; v++) {
+            /* the row offset fits in 31 bits: the table is under AC_DFA_MAX_BYTES */
+            uint32_t e = v * w;
+            if (ac->out[v] != AC_NONE || ac->dict[v] != AC_NONE)
+                e |= AC_DFA_OUT;
+            row[ac->cls[ac->label[v]]] = e;
+        }
+    }
+    ac->delta = d;
+    ac->width = w;
+    /* the direct tables served child() while the links were built; search uses delta now */
+    free(ac->d1);
+    ac->d1 = NULL;
+    return TW_OK;
+}
+
+static int build(struct ac *ac, int dfa)
 {
     if (!ac || ac->built)
         return TW_EBAD;
@@ -335,8 +416,20 @@ int ac_build(struct ac *ac)
         return rc;
     build_links(ac, count);
     shrink_nodes(ac, count);
+    if (dfa && (rc = build_dfa(ac)))
+        return rc;
     ac->built = 1;
     return TW_OK;
+}
+
+int ac_build(struct ac *ac)
+{
+    return build(ac, 1);
+}
+
+int ac_build_compact(struct ac *ac)
+{
+    return build(ac, 0);
 }
 
 size_t ac_pattern_count(const struct ac *ac)
@@ -350,8 +443,11 @@ size_t ac_memory(const struct ac *ac)
         return 0;
     size_t m = sizeof(*ac) + ac->cap_pats * sizeof(struct ac_pat) + ac->pool_cap;
     if (ac->built)
-        m += (size_t)ac->n_nodes * (1 + 4 * 4) + 4 + ac->n_pats +
-             (size_t)(ac->first[1] - 1) * 256 * sizeof(uint32_t);
+        m += (size_t)ac->n_nodes * (1 + 4 * 4) + 4 + ac->n_pats;
+    if (ac->d1)
+        m += (size_t)(ac->first[1] - 1) * 256 * sizeof(uint32_t);
+    if (ac->delta)
+        m += (size_t)ac->n_nodes * ac->width * sizeof(uint32_t);
     return m;
 }
 
@@ -375,10 +471,30 @@ static int report(const struct ac *ac, uint32_t s, size_t end, ac_hit_fn fn, voi
     return 0;
 }
 
+/* The DFA search: one load per byte; report() only where the entry's output bit is set,
+ * which marks exactly the nodes the compact loop below reports at. */
+static int search_dfa(const struct ac *ac, const uint8_t *text, size_t len, ac_hit_fn fn, void *ud)
+{
+    const uint32_t *d = ac->delta;
+    const uint8_t *cls = ac->cls;
+    uint32_t off = 0;
+    int hits = 0;
+    for (size_t i = 0; i < len; i++) {
+        uint32_t e = d[off + cls[text[i]]];
+        off = e & ~AC_DFA_OUT;
+        if (e & AC_DFA_OUT)
+            if (report(ac, off / ac->width, i + 1, fn, ud, &hits))
+                break;
+    }
+    return hits;
+}
+
 int ac_search(const struct ac *ac, const uint8_t *text, size_t len, ac_hit_fn fn, void *ud)
 {
     if (!ac || !ac->built || ac->n_nodes <= 1 || !text)
         return 0;
+    if (ac->delta)
+        return search_dfa(ac, text, len, fn, ud);
     uint32_t s = 0;
     int hits = 0;
     for (size_t i = 0; i < len; i++) {

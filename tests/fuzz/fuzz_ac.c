@@ -1,5 +1,7 @@
-/* fuzz_ac.c - Aho-Corasick against a naive matcher. Input: patterns separated by '\n', a NUL,
- * then the text. Any difference in the hit multiset aborts. */
+/* fuzz_ac.c - Aho-Corasick against a naive matcher, and the DFA path against the compact one.
+ * Input: patterns separated by '\n', a NUL, then the text. Aborts when the hit multiset differs
+ * from the naive matcher's, or when ac_build (DFA) and ac_build_compact differ in any hit, its
+ * order or the returned count, with and without a callback that stops early. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -7,21 +9,76 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* Hits in order: an order-independent digest against the naive matcher, and a fixed log of
+ * the first LOG_MAX (id, end) pairs plus an order-dependent digest of all of them for the
+ * path comparison. */
+#define LOG_MAX 4096
 struct acc {
-    uint64_t sum, n; /* order-independent digest of (id, end) pairs */
+    uint64_t sum, n, chain;
+    uint64_t stop_after; /* 0: never stop */
+    uint32_t id[LOG_MAX];
+    uint32_t end[LOG_MAX];
 };
 
 static int add(void *ud, uint32_t id, size_t end)
 {
     struct acc *a = ud;
-    a->sum += ((uint64_t)id * 2654435761u) ^ ((uint64_t)end * 40503u + 7u);
+    uint64_t h = ((uint64_t)id * 2654435761u) ^ ((uint64_t)end * 40503u + 7u);
+    a->sum += h;
+    a->chain = a->chain * 0x100000001b3ull ^ h;
+    if (a->n < LOG_MAX) {
+        a->id[a->n] = id;
+        a->end[a->n] = (uint32_t)end;
+    }
     a->n++;
-    return 0;
+    return a->stop_after && a->n >= a->stop_after;
 }
 
 static uint8_t lc(uint8_t c)
 {
     return c >= 'A' && c <= 'Z' ? (uint8_t)(c + 32) : c;
+}
+
+/* Both paths over the text must agree exactly; returns the hit count. */
+static uint64_t compare(const struct ac *dfa, const struct ac *cmp, const uint8_t *text,
+                        size_t tlen, uint64_t stop_after, struct acc *a, struct acc *b)
+{
+    memset(a, 0, sizeof(*a));
+    memset(b, 0, sizeof(*b));
+    a->stop_after = b->stop_after = stop_after;
+    int ra = ac_search(dfa, text, tlen, add, a);
+    int rb = ac_search(cmp, text, tlen, add, b);
+    size_t logged = a->n < LOG_MAX ? (size_t)a->n : LOG_MAX;
+    if (ra != rb || ra < 0 || (uint64_t)ra != a->n || a->n != b->n || a->chain != b->chain ||
+        memcmp(a->id, b->id, logged * sizeof(uint32_t)) ||
+        memcmp(a->end, b->end, logged * sizeof(uint32_t)))
+        abort();
+    return a->n;
+}
+
+/* Patterns to both automata, and the naive matcher's digest of their hits into want. */
+static void add_patterns(struct ac *dfa, struct ac *cmp, const uint8_t *data, size_t plen,
+                         const uint8_t *text, size_t tlen, struct acc *want)
+{
+    uint32_t id = 0;
+    for (size_t s = 0; s < plen && id < 256;) {
+        const uint8_t *nl = memchr(data + s, '\n', plen - s);
+        size_t e = nl ? (size_t)(nl - data) : plen, n = e - s;
+        int rd = ac_add(dfa, data + s, n, id), rc = ac_add(cmp, data + s, n, id);
+        if (rd != rc)
+            abort();
+        if (rd == TW_OK) {
+            for (size_t end = n; end <= tlen; end++) {
+                size_t k = 0;
+                while (k < n && lc(text[end - n + k]) == lc(data[s + k]))
+                    k++;
+                if (k == n)
+                    add(want, id, end);
+            }
+            id++;
+        }
+        s = e + 1;
+    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -32,29 +89,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t tlen = size - plen - (nul ? 1 : 0);
     if (tlen > 512)
         tlen = 512; /* keep the naive side fast */
-    struct ac *ac = ac_new();
-    struct acc want = {0, 0}, got = {0, 0};
-    uint32_t id = 0;
-    for (size_t s = 0; s < plen && id < 256;) {
-        const uint8_t *nl = memchr(data + s, '\n', plen - s);
-        size_t e = nl ? (size_t)(nl - data) : plen, n = e - s;
-        if (ac_add(ac, data + s, n, id) == TW_OK) {
-            for (size_t end = n; end <= tlen; end++) {
-                size_t k = 0;
-                while (k < n && lc(text[end - n + k]) == lc(data[s + k]))
-                    k++;
-                if (k == n)
-                    add(&want, id, end);
-            }
-            id++;
-        }
-        s = e + 1;
-    }
-    if (ac_build(ac) != TW_OK)
+    struct ac *dfa = ac_new(), *cmp = ac_new();
+    struct acc *want = calloc(3, sizeof(*want));
+    if (!dfa || !cmp || !want)
         abort();
-    int r = ac_search(ac, text, tlen, add, &got);
-    if (r < 0 || (uint64_t)r != got.n || got.n != want.n || got.sum != want.sum)
+    add_patterns(dfa, cmp, data, plen, text, tlen, want);
+    if (ac_build(dfa) != TW_OK || ac_build_compact(cmp) != TW_OK)
         abort();
-    ac_free(ac);
+    uint64_t n = compare(dfa, cmp, text, tlen, 0, want + 1, want + 2);
+    if (n != want->n || want[1].sum != want->sum)
+        abort();
+    /* a callback that stops half-way: both paths stop at the same hit */
+    if (n > 1)
+        compare(dfa, cmp, text, tlen, n / 2, want + 1, want + 2);
+    free(want);
+    ac_free(dfa);
+    ac_free(cmp);
     return 0;
 }
