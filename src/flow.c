@@ -297,8 +297,8 @@ struct flow_table *flow_table_new(const struct flow_opts *o, flow_end_fn end, vo
         free(t);
         return NULL;
     }
-    t->recs.ahead = true;
-    prefault_start(&t->pf, t->slots, t->nslots * sizeof(*t->slots));
+    t->recs.ahead = true; /* the slot array is faulted in at the first flow (alloc_flow): by
+                           * then privileges are dropped, so the thread runs without them */
     return t;
 }
 
@@ -447,6 +447,8 @@ static struct flow *pick_victim(const struct flow_table *t)
 
 static struct flow *alloc_flow(struct flow_table *t)
 {
+    if (__builtin_expect(t->recs.carved == 0, 0)) /* the first flow: capture has begun */
+        prefault_start(&t->pf, t->slots, t->nslots * sizeof(*t->slots));
     struct flow *f = slab_get(&t->recs);
     if (f || t->recs.carved < t->recs.cap)
         return f; /* a record, or out of memory below the cap */
