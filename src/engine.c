@@ -1098,8 +1098,9 @@ static int engine_evpool(struct engine *e, const struct tw_cfg *c)
 /* The parts of an engine, each owning its state (see their headers). */
 static int engine_parts(struct engine *e, const struct tw_cfg *c)
 {
-    struct flow_opts fo = {c->flow.max_flows, c->flow.idle_timeout_s, c->flow.udp_timeout_s,
-                           c->flow.tcp_close_timeout_s, sizeof(struct fstate)};
+    struct flow_opts fo = {c->flow.max_flows,     c->flow.idle_timeout_s,
+                           c->flow.udp_timeout_s, c->flow.tcp_close_timeout_s,
+                           sizeof(struct fstate), true};
     struct recorder_opts ro = {c,
                                e->o.alerts_out,
                                e->o.pub,

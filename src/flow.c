@@ -189,6 +189,9 @@ static void big_free(void *p, size_t n)
 
 #define CACHE_LINE 64
 
+/* Before each extension: the pool's free-list link, then the owning flow (NULL when free). */
+#define EXT_HDR 16
+
 _Static_assert(sizeof(struct flow) <= 3 * CACHE_LINE, "a flow record is three cache lines");
 
 /* align: CACHE_LINE for the records (each starts a line: the lookup's fields share one), 16
@@ -289,7 +292,7 @@ struct flow_table *flow_table_new(const struct flow_opts *o, flow_end_fn end, vo
     t->slots = big_alloc(t->nslots * sizeof(*t->slots));
     int r = slab_init(&t->recs, sizeof(struct flow), CACHE_LINE, o->max_flows);
     if (r == TW_OK && o->ext_size)
-        r = slab_init(&t->exts, o->ext_size, 16, o->max_flows);
+        r = slab_init(&t->exts, EXT_HDR + o->ext_size, 16, o->max_flows);
     if (!t->slots || r != TW_OK) {
         big_free(t->slots, t->nslots * sizeof(*t->slots));
         slab_fini(&t->recs);
@@ -395,6 +398,42 @@ static void remove_flow(struct flow_table *t, struct flow *f, enum flow_end_reas
     t->st.active--;
 }
 
+/* The order flow_table_free's list walk ends flows in: list, last move, creation. */
+static int cmp_end_order(const void *a, const void *b)
+{
+    const struct flow *x = *(struct flow *const *)a, *y = *(struct flow *const *)b;
+    if (x->list != y->list)
+        return x->list < y->list ? -1 : 1;
+    if (x->moved_sec != y->moved_sec)
+        return x->moved_sec < y->moved_sec ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* end_ext_only: ends the flows that hold an extension, found in the extension pool. False
+ * when out of memory (the caller walks the lists). */
+static bool end_ext_flows(struct flow_table *t)
+{
+    struct slab *s = &t->exts;
+    size_t n = 0;
+    struct flow **v = malloc((t->st.ext_active ? t->st.ext_active : 1) * sizeof(*v));
+    if (!v)
+        return false;
+    for (size_t i = 0; i < s->carved && n < t->st.ext_active; i++) {
+        uint8_t *e = s->chunks[i / s->per_chunk] + (i % s->per_chunk) * s->stride;
+        struct flow *owner;
+        memcpy(&owner, e + sizeof(void *), sizeof(owner));
+        if (owner)
+            v[n++] = owner;
+    }
+    qsort(v, n, sizeof(*v), cmp_end_order);
+    for (size_t i = 0; i < n; i++) {
+        t->end(t->ud, v[i], FLOW_END_SHUTDOWN);
+        flow_ext_drop(t, v[i]);
+    }
+    free(v);
+    return true;
+}
+
 void flow_table_free(struct flow_table *t)
 {
     if (!t)
@@ -402,6 +441,9 @@ void flow_table_free(struct flow_table *t)
     /* each flow ends (its callback, its extension); the slots and records go with the
      * table, so the probe runs are not repaired one flow at a time (a cache miss each) */
     t->last = NULL;
+    if (t->o.end_ext_only && t->end && end_ext_flows(t))
+        for (int l = 0; l < FLOW_L__N; l++)
+            t->lists[l].head = NULL; /* the rest have nothing to end */
     for (int l = 0; l < FLOW_L__N; l++) {
         struct flow *f;
         while ((f = t->lists[l].head)) {
@@ -467,9 +509,11 @@ void *flow_ext(struct flow_table *t, struct flow *f)
         return f->ext;
     /* at most one extension per flow and max_flows flows: the pool is never exhausted, only
      * memory can run out */
-    f->ext = slab_get(&t->exts);
-    if (!f->ext)
+    uint8_t *e = slab_get(&t->exts);
+    if (!e)
         return NULL;
+    memcpy(e + sizeof(void *), &f, sizeof(f)); /* the owner, for end_ext_flows */
+    f->ext = e + EXT_HDR;
     memset(f->ext, 0, t->o.ext_size);
     if (++t->st.ext_active > t->st.ext_peak)
         t->st.ext_peak = t->st.ext_active;
@@ -480,7 +524,9 @@ void flow_ext_drop(struct flow_table *t, struct flow *f)
 {
     if (!f->ext)
         return;
-    slab_put(&t->exts, f->ext);
+    uint8_t *e = (uint8_t *)f->ext - EXT_HDR;
+    memset(e + sizeof(void *), 0, sizeof(void *)); /* no owner: free */
+    slab_put(&t->exts, e);
     f->ext = NULL;
     t->st.ext_active--;
 }

@@ -169,16 +169,33 @@ static void json_row(struct jw *w, const struct host_sum *h)
     jw_end(w);
 }
 
+/* The table: into a memory buffer first when it can, then out in one write, because out is
+ * usually stderr, which is unbuffered (a write(2) per fprintf: tens of thousands of system
+ * calls for a few thousand hosts). */
+static void print_table(const struct summary *s, FILE *out)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    FILE *to = m ? m : out;
+    fprintf(to, "\n%-39s %6s %6s %5s %12s %-20s %-20s  %s\n", "internal host", "alerts", "hits",
+            "flows", "bytes out", "first seen", "last seen", "names / rules / frames");
+    for (uint32_t i = 0; i < s->n; i++)
+        print_row(&s->hosts[i], to);
+    if (s->n == 0)
+        fprintf(to, "(no internal host reached a flagged name)\n");
+    if (m) {
+        fclose(m);
+        fwrite(buf, 1, len, out);
+        fflush(out);
+        free(buf);
+    }
+}
+
 void summary_print(const struct summary *s, FILE *out, FILE *json_out)
 {
-    if (out) {
-        fprintf(out, "\n%-39s %6s %6s %5s %12s %-20s %-20s  %s\n", "internal host", "alerts",
-                "hits", "flows", "bytes out", "first seen", "last seen", "names / rules / frames");
-        for (uint32_t i = 0; i < s->n; i++)
-            print_row(&s->hosts[i], out);
-        if (s->n == 0)
-            fprintf(out, "(no internal host reached a flagged name)\n");
-    }
+    if (out)
+        print_table(s, out);
     if (json_out) {
         struct jw w;
         jw_init(&w, 0);

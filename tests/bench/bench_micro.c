@@ -302,7 +302,7 @@ static bool internal_cb(void *ud, const struct tw_addr *a)
  * order (a multiplicative step modulo the set) so the table sees no locality */
 static int bench_flow(const char *name, uint32_t max_flows, uint32_t set, long iters)
 {
-    struct flow_opts o = {max_flows, 120, 60, 10, 64};
+    struct flow_opts o = {max_flows, 120, 60, 10, 64, false};
     uint64_t ended = 0;
     double best = 1e9;
     for (int r = 0; r < 3; r++) {

@@ -63,7 +63,7 @@ static struct tw_time at(int64_t s)
 
 static struct flow_opts opts(uint32_t max)
 {
-    struct flow_opts o = {max, 100, 30, 5, 0};
+    struct flow_opts o = {max, 100, 30, 5, 0, false};
     return o;
 }
 
@@ -510,11 +510,80 @@ START_TEST(siphash_vectors)
 }
 END_TEST
 
+/* The ends at flow_table_free, with an extension or not. */
+struct end_log {
+    uint64_t ids[64];
+    int n, without_ext;
+};
+
+static void log_end(void *ud, struct flow *f, enum flow_end_reason why)
+{
+    struct end_log *l = ud;
+    ck_assert_int_eq(why, FLOW_END_SHUTDOWN);
+    if (!f->ext) {
+        l->without_ext++;
+        return;
+    }
+    ck_assert_int_lt(l->n, 64);
+    l->ids[l->n++] = f->id;
+    memset(f->ext, 0, 32);
+}
+
+/* Forty TCP and UDP flows over time, every third with an extension (some given back, some
+ * taken again); at the end: which flows ended, in which order. */
+static void ext_scenario(bool ext_only, struct end_log *l)
+{
+    struct flow_opts o = {100, 100, 30, 5, 32, ext_only};
+    struct flow_table *t = flow_table_new(&o, log_end, l);
+    ck_assert_ptr_nonnull(t);
+    struct flow *fl[40];
+    for (int i = 0; i < 40; i++) {
+        char src[32];
+        snprintf(src, sizeof(src), "10.0.%d.%d", i / 7, i % 7 + 1);
+        struct dec_pkt p = pkt(src, (uint16_t)(40000 + i), "192.0.2.7", i % 2 ? 53 : 443,
+                               i % 2 ? 17 : 6, i % 2 ? 0 : TW_TH_SYN);
+        int d;
+        fl[i] = flow_lookup(t, &p, at(1 + i / 4), &d, NULL, NULL);
+        ck_assert_ptr_nonnull(fl[i]);
+        upd(t, fl[i], &p, d, at(1 + i / 4));
+        if (i % 3 == 0)
+            ck_assert_ptr_nonnull(flow_ext(t, fl[i]));
+        if (i % 9 == 0)
+            flow_ext_drop(t, fl[i]);
+    }
+    ck_assert_ptr_nonnull(flow_ext(t, fl[9])); /* a pool element used twice */
+    for (int i = 39; i >= 30; i--) {           /* later activity moves them to their lists' tails */
+        struct dec_pkt p = pkt("10.0.0.1", 1, "192.0.2.7", 1, 6, 0);
+        p.src = fl[i]->cli;
+        p.sport = fl[i]->cport;
+        p.dst = fl[i]->srv;
+        p.dport = fl[i]->sport;
+        p.proto = fl[i]->proto;
+        upd(t, fl[i], &p, 0, at(20 + (39 - i)));
+    }
+    flow_table_free(t);
+}
+
+START_TEST(end_ext_only_same_ends)
+{
+    struct end_log all = {0}, only = {0};
+    ext_scenario(false, &all);
+    ext_scenario(true, &only);
+    ck_assert_int_eq(all.without_ext, 40 - 10);
+    ck_assert_int_eq(only.without_ext, 0); /* not visited */
+    ck_assert_int_eq(all.n, 10);
+    ck_assert_int_eq(only.n, all.n);
+    for (int i = 0; i < all.n; i++)
+        ck_assert_uint_eq(only.ids[i], all.ids[i]);
+}
+END_TEST
+
 Suite *tw_suite(void)
 {
     Suite *s = suite_create("flow");
     TCase *tc = tcase_create("flow_lookup");
     tcase_add_test(tc, both_directions);
+    tcase_add_test(tc, end_ext_only_same_ends);
     tcase_add_test(tc, client_choice);
     tcase_add_test(tc, client_by_internal);
     tcase_add_test(tc, vlan_separates);
