@@ -1,5 +1,7 @@
-/* summary.c - the per-host investigation summary (see summary.h). A linear table: it holds
- * the hosts that hit a rule, a handful in a real case, and is touched only on hits. */
+/* summary.c - the per-host investigation summary (see summary.h). A table of the hosts that
+ * hit a rule, a handful in a real case but thousands when a broad Sigma rule fires on benign
+ * traffic: rows are small (their names and rule ids are kept once each in a string arena that
+ * grows with what is there), and a hashed index finds a host's row. */
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +16,7 @@ struct host_sum {
     struct tw_addr host;
     uint64_t hits, alerts, flows, bytes_out, bytes_in;
     struct tw_time first, last;
-    char rules[SUMMARY_ITEMS][64];
-    char names[SUMMARY_ITEMS][128];
+    uint32_t rules[SUMMARY_ITEMS], names[SUMMARY_ITEMS]; /* offsets into the arena */
     uint64_t frames[SUMMARY_ITEMS];
     uint8_t n_rules, n_names, n_frames;
 };
@@ -28,7 +29,14 @@ struct summary {
     struct host_sum *hosts; /* grows with the hosts that hit a rule, up to SUMMARY_HOSTS */
     uint32_t n, cap;
     uint16_t slot[SUMMARY_SLOTS];
+    char *arena; /* NUL-terminated names and rule ids */
+    uint32_t alen, acap;
 };
+
+#define RULE_WIDTH 64  /* a rule id is kept to 63 bytes */
+#define NAME_WIDTH 128 /* a name to 127 */
+/* the arena never outgrows what fixed-width rows would have taken */
+#define ARENA_MAX ((uint32_t)SUMMARY_HOSTS * SUMMARY_ITEMS * (RULE_WIDTH + NAME_WIDTH))
 
 _Static_assert(SUMMARY_HOSTS < UINT16_MAX, "slots hold a host index + 1 in 16 bits");
 
@@ -52,6 +60,7 @@ void summary_free(struct summary *s)
     if (!s)
         return;
     free(s->hosts);
+    free(s->arena);
     free(s);
 }
 
@@ -77,14 +86,29 @@ static struct host_sum *row(struct summary *s, const struct tw_addr *h)
     return r;
 }
 
-/* Adds v to a list of at most SUMMARY_ITEMS distinct strings of width bytes each. */
-static void add_distinct(char *items, size_t width, uint8_t *n, const char *v)
+/* Adds v[0..n) (n < width) to a list of at most SUMMARY_ITEMS distinct strings. */
+static void add_distinct(struct summary *s, uint32_t *items, uint8_t *count, const char *v,
+                         size_t n)
 {
-    for (uint8_t i = 0; i < *n; i++)
-        if (!strncmp(items + i * width, v, width - 1))
+    for (uint8_t i = 0; i < *count; i++)
+        if (!strncmp(s->arena + items[i], v, n) && s->arena[items[i] + n] == '\0')
             return;
-    if (*n < SUMMARY_ITEMS)
-        snprintf(items + (*n)++ * width, width, "%s", v);
+    if (*count == SUMMARY_ITEMS)
+        return;
+    if (s->alen + n + 1 > s->acap) {
+        uint32_t nc = s->acap ? s->acap * 2 : 4096;
+        while (nc < s->alen + n + 1)
+            nc *= 2;
+        char *na = nc <= ARENA_MAX ? realloc(s->arena, nc) : NULL;
+        if (!na)
+            return; /* bounded: the item is left out of the summary */
+        s->arena = na;
+        s->acap = nc;
+    }
+    memcpy(s->arena + s->alen, v, n);
+    s->arena[s->alen + n] = '\0';
+    items[(*count)++] = s->alen;
+    s->alen += (uint32_t)n + 1;
 }
 
 void summary_hit(struct summary *s, const struct tw_addr *host, const char *rule_id,
@@ -99,12 +123,14 @@ void summary_hit(struct summary *s, const struct tw_addr *host, const char *rule
     if (!h->first.sec)
         h->first = ts;
     h->last = ts;
-    add_distinct(h->rules[0], sizeof(h->rules[0]), &h->n_rules, rule_id ? rule_id : "?");
-    char nm[128];
-    size_t n = name_len < sizeof(nm) - 1 ? name_len : sizeof(nm) - 1;
-    memcpy(nm, name, n);
-    nm[n] = '\0';
-    add_distinct(h->names[0], sizeof(h->names[0]), &h->n_names, nm);
+    const char *rid = rule_id ? rule_id : "?";
+    size_t rn = strlen(rid);
+    add_distinct(s, h->rules, &h->n_rules, rid, rn < RULE_WIDTH - 1 ? rn : RULE_WIDTH - 1);
+    /* a name stops at its first NUL, as the C string it was copied into did */
+    const uint8_t *z = memchr(name, 0, name_len);
+    size_t n = z ? (size_t)(z - name) : name_len;
+    add_distinct(s, h->names, &h->n_names, (const char *)name,
+                 n < NAME_WIDTH - 1 ? n : NAME_WIDTH - 1);
     if (h->n_frames < SUMMARY_ITEMS)
         h->frames[h->n_frames++] = frame;
 }
@@ -125,7 +151,7 @@ void summary_bytes(struct summary *s, const struct tw_addr *host, uint64_t out, 
     h->bytes_in += in;
 }
 
-static void print_row(const struct host_sum *h, FILE *out)
+static void print_row(const struct summary *s, const struct host_sum *h, FILE *out)
 {
     char a[TW_ADDR_STRLEN], t1[40], t2[40];
     tw_time_rfc3339(h->first, t1, sizeof(t1));
@@ -135,17 +161,17 @@ static void print_row(const struct host_sum *h, FILE *out)
             tw_addr_str(&h->host, a, sizeof(a)), h->alerts, h->hits, h->flows, h->bytes_out, t1,
             t2);
     for (uint8_t k = 0; k < h->n_names; k++)
-        fprintf(out, "%s%s", k ? "," : "", h->names[k]);
+        fprintf(out, "%s%s", k ? "," : "", s->arena + h->names[k]);
     fprintf(out, " / ");
     for (uint8_t k = 0; k < h->n_rules; k++)
-        fprintf(out, "%s%s", k ? "," : "", h->rules[k]);
+        fprintf(out, "%s%s", k ? "," : "", s->arena + h->rules[k]);
     fprintf(out, " / ");
     for (uint8_t k = 0; k < h->n_frames; k++)
         fprintf(out, "%s%" PRIu64, k ? "," : "", h->frames[k]);
     fprintf(out, "\n");
 }
 
-static void json_row(struct jw *w, const struct host_sum *h)
+static void json_row(const struct summary *s, struct jw *w, const struct host_sum *h)
 {
     jw_reset(w);
     jw_begin(w);
@@ -160,10 +186,10 @@ static void json_row(struct jw *w, const struct host_sum *h)
     jw_str(w, "last_seen", tw_time_rfc3339(h->last, t, sizeof(t)));
     char *v[SUMMARY_ITEMS];
     for (uint8_t k = 0; k < h->n_rules; k++)
-        v[k] = (char *)(uintptr_t)h->rules[k];
+        v[k] = s->arena + h->rules[k];
     jw_strv(w, "rules", v, h->n_rules);
     for (uint8_t k = 0; k < h->n_names; k++)
-        v[k] = (char *)(uintptr_t)h->names[k];
+        v[k] = s->arena + h->names[k];
     jw_strv(w, "names", v, h->n_names);
     jw_u64v(w, "frames", h->frames, h->n_frames);
     jw_end(w);
@@ -181,7 +207,7 @@ static void print_table(const struct summary *s, FILE *out)
     fprintf(to, "\n%-39s %6s %6s %5s %12s %-20s %-20s  %s\n", "internal host", "alerts", "hits",
             "flows", "bytes out", "first seen", "last seen", "names / rules / frames");
     for (uint32_t i = 0; i < s->n; i++)
-        print_row(&s->hosts[i], to);
+        print_row(s, &s->hosts[i], to);
     if (s->n == 0)
         fprintf(to, "(no internal host reached a flagged name)\n");
     if (m) {
@@ -200,7 +226,7 @@ void summary_print(const struct summary *s, FILE *out, FILE *json_out)
         struct jw w;
         jw_init(&w, 0);
         for (uint32_t i = 0; i < s->n; i++) {
-            json_row(&w, &s->hosts[i]);
+            json_row(s, &w, &s->hosts[i]);
             fputs(w.buf, json_out);
             fputc('\n', json_out);
         }
