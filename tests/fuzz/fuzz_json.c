@@ -1,7 +1,9 @@
 /* fuzz_json.c - libFuzzer target for the JSON writer's escaping: arbitrary bytes as a key
  * and a value must give an object with no raw control byte and only valid UTF-8 (RFC 3629),
- * so every alert line parses whatever a hostname holds. */
+ * so every alert line parses whatever a hostname holds; and exactly the bytes a plain
+ * byte-by-byte escaper writes (the writer looks at eight bytes a step). */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,8 +40,41 @@ static void check_utf8(const uint8_t *s, size_t n)
     }
 }
 
+/* The escaping rules one byte at a time, appended at *o. */
+static void ref_quote(char **o, const uint8_t *s, size_t n, int html)
+{
+    *(*o)++ = '"';
+    for (size_t i = 0; i < n;) {
+        uint8_t c = s[i];
+        int markup = html && (c == '<' || c == '>' || c == '&');
+        if (c == '"' || c == '\\') {
+            *(*o)++ = '\\';
+            *(*o)++ = (char)c;
+            i++;
+        } else if (c < 0x20 || c == 0x7f || markup) {
+            *o += sprintf(*o, "\\u%04x", c);
+            i++;
+        } else if (c < 0x80) {
+            *(*o)++ = (char)c;
+            i++;
+        } else {
+            size_t l = jw_utf8_len(s + i, n - i);
+            if (l == 0) {
+                *o += sprintf(*o, "\\ufffd");
+                i++;
+            } else {
+                memcpy(*o, s + i, l);
+                *o += l;
+                i += l;
+            }
+        }
+    }
+    *(*o)++ = '"';
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    int html = size && (data[0] & 0x20);
     /* the first byte splits the input into a key (NUL-terminated copy) and a value */
     size_t kl = size ? data[0] % 32 : 0;
     if (kl + 1 > size)
@@ -51,6 +86,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t vl = size ? size - 1 - kl : 0;
     struct jw w;
     jw_init(&w, size > 600 ? 4096 : 0); /* large inputs also exercise the cap */
+    w.html_safe = html;
     jw_begin(&w);
     jw_strn(&w, key, v, vl);
     jw_end(&w);
@@ -62,6 +98,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_utf8((const uint8_t *)w.buf, w.len);
         if (w.err == TW_OK && (w.buf[0] != '{' || w.buf[w.len - 1] != '}'))
             abort();
+        if (w.err == TW_OK) {
+            char *want = malloc(8 * (kl + vl) + 16), *o = want;
+            if (!want)
+                abort();
+            *o++ = '{';
+            ref_quote(&o, (const uint8_t *)key, strlen(key), html);
+            *o++ = ':';
+            ref_quote(&o, v, vl, html);
+            *o++ = '}';
+            if ((size_t)(o - want) != w.len || memcmp(want, w.buf, w.len) != 0)
+                abort();
+            free(want);
+        }
     }
     jw_free(&w);
     return 0;
