@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "siphash_int.h"
 #include "tunnelwatch/attrib.h"
 
 struct node {
@@ -122,6 +123,7 @@ struct dnsmap {
     uint32_t max, size;
     uint64_t evictions;
     uint8_t key[16];
+    uint64_t k[2]; /* key as SipHash words */
     struct pressure pr;
 };
 
@@ -138,6 +140,8 @@ struct dnsmap *dnsmap_new(uint32_t max_entries)
     m->max = max_entries;
     if (getrandom(m->key, sizeof(m->key), 0) != (ssize_t)sizeof(m->key))
         memset(m->key, 0x3c, sizeof(m->key));
+    m->k[0] = tw_le64(m->key);
+    m->k[1] = tw_le64(m->key + 8);
     m->slots = calloc(m->nslots, sizeof(*m->slots));
     m->used = calloc(m->nslots, 1);
     if (!m->slots || !m->used) {
@@ -158,12 +162,19 @@ void dnsmap_free(struct dnsmap *m)
 
 static size_t addr_hash(const struct dnsmap *m, const struct tw_addr *a)
 {
-    /* keyed (SipHash, random per map): answers are partly attacker-chosen addresses, and a
-     * chosen cluster of collisions would turn every insert into evictions and shifts */
-    uint8_t k[17];
-    k[0] = a->family;
-    memcpy(k + 1, a->a, 16);
-    return (size_t)tw_siphash(m->key, k, sizeof(k));
+    /* keyed (SipHash-1-3 over whole words, random key per map, as the flow table): answers
+     * are partly attacker-chosen addresses, and a chosen cluster of collisions would turn
+     * every insert into evictions and shifts. Every new flow looks its server up here once
+     * any answer is mapped, so the hash is the short form. */
+    uint64_t w[3];
+    memcpy(&w[1], a->a, 8);
+    memcpy(&w[2], a->a + 8, 8);
+    w[0] = a->family;
+    if (a->family == 4) { /* one word: the address and the family */
+        w[0] = (w[1] & 0xffffffffu) | (uint64_t)4 << 32;
+        return (size_t)tw_siphash13_words(m->k, w, 1);
+    }
+    return (size_t)tw_siphash13_words(m->k, w, 3);
 }
 
 static void remove_at(struct dnsmap *m, size_t i)
