@@ -99,7 +99,9 @@ static void add_distinct(struct summary *s, uint32_t *items, uint8_t *count, con
         uint32_t nc = s->acap ? s->acap * 2 : 4096;
         while (nc < s->alen + n + 1)
             nc *= 2;
-        char *na = nc <= ARENA_MAX ? realloc(s->arena, nc) : NULL;
+        if (nc > ARENA_MAX)
+            nc = ARENA_MAX;
+        char *na = s->alen + n + 1 <= nc ? realloc(s->arena, nc) : NULL;
         if (!na)
             return; /* bounded: the item is left out of the summary */
         s->arena = na;

@@ -82,11 +82,46 @@ START_TEST(rows_per_host_and_bound)
 }
 END_TEST
 
+/* Names are kept to 127 bytes, eight per host; the table's names all fit however long they
+ * are (4096 hosts with eight 127-byte names each: more than 4 MiB of text). */
+START_TEST(long_names_all_kept)
+{
+    struct summary *s = summary_new();
+    ck_assert_ptr_nonnull(s);
+    struct tw_time ts = {.sec = 1700000000};
+    char name[200];
+    for (uint32_t i = 0; i < 4096; i++)
+        for (int k = 0; k < 9; k++) {
+            struct tw_addr a = host(0x0a000000u + i, false);
+            memset(name, 'a' + k, sizeof(name));
+            snprintf(name, 16, "%08x-%d", i, k);
+            name[10] = 'y'; /* over snprintf's NUL: a name stops at its first NUL */
+            summary_hit(s, &a, "r1", (const uint8_t *)name, sizeof(name), i, ts, k == 0);
+        }
+    char *j = json_of(s);
+    ck_assert_uint_eq(lines(j), 4096);
+    const char *last = strstr(j, "\"host\":\"10.0.15.255\"");
+    ck_assert_ptr_nonnull(last);
+    const char *names = strstr(last, "\"names\":[");
+    ck_assert_ptr_nonnull(names);
+    int count = 0;
+    for (const char *p = names; *p && *p != ']'; p++)
+        count += *p == ',';
+    ck_assert_int_eq(count + 1, 8); /* the ninth is not kept */
+    const char *n7 = strstr(names, "\"00000fff-7yhhhh");
+    ck_assert_ptr_nonnull(n7);
+    ck_assert_ptr_eq(strchr(n7 + 1, '"'), n7 + 1 + 127); /* 127 bytes of it */
+    free(j);
+    summary_free(s);
+}
+END_TEST
+
 Suite *tw_suite(void)
 {
     Suite *s = suite_create("summary");
     TCase *tc = tcase_create("summary");
     tcase_add_test(tc, rows_per_host_and_bound);
+    tcase_add_test(tc, long_names_all_kept);
     suite_add_tcase(s, tc);
     return s;
 }
