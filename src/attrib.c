@@ -162,19 +162,10 @@ void dnsmap_free(struct dnsmap *m)
 
 static size_t addr_hash(const struct dnsmap *m, const struct tw_addr *a)
 {
-    /* keyed (SipHash-1-3 over whole words, random key per map, as the flow table): answers
-     * are partly attacker-chosen addresses, and a chosen cluster of collisions would turn
-     * every insert into evictions and shifts. Every new flow looks its server up here once
-     * any answer is mapped, so the hash is the short form. */
-    uint64_t w[3];
-    memcpy(&w[1], a->a, 8);
-    memcpy(&w[2], a->a + 8, 8);
-    w[0] = a->family;
-    if (a->family == 4) { /* one word: the address and the family */
-        w[0] = (w[1] & 0xffffffffu) | (uint64_t)4 << 32;
-        return (size_t)tw_siphash13_words(m->k, w, 1);
-    }
-    return (size_t)tw_siphash13_words(m->k, w, 3);
+    /* keyed (random per map): answers are partly attacker-chosen addresses, and a chosen
+     * cluster of collisions would turn every insert into evictions and shifts. Every new flow
+     * looks its server up here once any answer is mapped, so the hash is the short form. */
+    return (size_t)tw_siphash13_addr(m->k, a->family, a->a);
 }
 
 static void remove_at(struct dnsmap *m, size_t i)

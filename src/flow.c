@@ -31,8 +31,6 @@ struct flow_list_head {
     struct flow *head, *tail;
 };
 
-/* Fixed-size elements carved from chunks allocated on demand, at most cap of them, recycled
- * through a free list kept in their first word. */
 /* A thread that faults a block in (see prefault_main); one at a time per owner. */
 struct prefaulter {
     pthread_t th;
@@ -142,11 +140,12 @@ struct prefault_arg {
     size_t n;
 };
 
-/* The slot array is touched at random from the first packets on, so each of its pages would
- * first be faulted in (and zeroed) by the capture thread, at a cost a virtual machine makes
- * large. A thread of its own faults them in at start instead (MADV_POPULATE_WRITE touches no
- * byte, so it races with nothing; an older kernel refuses it and the faults stay where they
- * were). */
+/* The slot array is touched at random from the first packets on, and record chunks as they
+ * are carved, so each of their pages would first be faulted in (and zeroed) by the capture
+ * thread, at a cost a virtual machine makes large. A short-lived thread faults them in
+ * instead: the slot array at the first flow, each record chunk before the carving reaches
+ * it (MADV_POPULATE_WRITE touches no byte, so it races with nothing; an older kernel refuses
+ * it and the faults stay where they were). */
 static void *prefault_main(void *arg)
 {
     struct prefault_arg a = *(struct prefault_arg *)arg;

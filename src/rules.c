@@ -163,9 +163,6 @@ struct ruleset {
     size_t n_anchorless;
     uint32_t *always; /* rules to evaluate on every name */
     size_t n_always;
-    /* the same by kind (an observation has one): a new flow walks its few, not every kind's */
-    uint32_t *always_k[ROK__COUNT];
-    size_t n_always_k[ROK__COUNT];
     uint8_t always_kinds;     /* union of the always rules' kinds: other kinds skip the list */
     unsigned anchorless_bits; /* fields of the values without an anchor */
     size_t files, skipped;
@@ -298,8 +295,6 @@ void ruleset_free(struct ruleset *rs)
     free(rs->dtab);
     free(rs->anchorless);
     free(rs->always);
-    for (unsigned k = 0; k < ROK__COUNT; k++)
-        free(rs->always_k[k]);
     free(rs);
 }
 
@@ -2825,20 +2820,6 @@ static int build_automata(struct ruleset *rs)
     return TW_OK;
 }
 
-/* The always list split by kind, each in rule order. */
-static int always_by_kind(struct ruleset *rs)
-{
-    for (unsigned k = 0; k < ROK__COUNT; k++) {
-        rs->always_k[k] = malloc((rs->n_always ? rs->n_always : 1) * sizeof(uint32_t));
-        if (!rs->always_k[k])
-            return TW_ENOMEM;
-        for (size_t i = 0; i < rs->n_always; i++)
-            if (rs->rules[rs->always[i]].kinds & (1u << k))
-                rs->always_k[k][rs->n_always_k[k]++] = rs->always[i];
-    }
-    return TW_OK;
-}
-
 int ruleset_build(struct ruleset *rs)
 {
     if (!rs || rs->built)
@@ -2873,8 +2854,6 @@ int ruleset_build(struct ruleset *rs)
                 return TW_ENOMEM;
         }
     }
-    if (always_by_kind(rs))
-        return TW_ENOMEM;
     /* domain hash set, load factor <= 1/2 */
     size_t cap = 16;
     while (cap < rs->n_doms * 2)
@@ -3117,23 +3096,17 @@ static int match(struct mstate *m, struct rule_hit *hits, size_t max)
         qsort(m->touched, m->n_touched, sizeof(m->touched[0]), cmp_touched);
     size_t ti = 0, ai = 0, nh = 0;
     size_t n_always = (rs->always_kinds & m->kmask) ? rs->n_always : 0;
-    const uint32_t *always = rs->always;
-    if (n_always && !(m->kmask & (m->kmask - 1))) { /* one kind */
-        unsigned k = (unsigned)__builtin_ctz(m->kmask);
-        always = rs->always_k[k];
-        n_always = rs->n_always_k[k];
-    }
     while ((ti < m->n_touched || ai < n_always) && nh < max) {
         uint32_t r;
         const char *pat = "";
-        if (ai >= n_always || (ti < m->n_touched && m->touched[ti].rule <= always[ai])) {
+        if (ai >= n_always || (ti < m->n_touched && m->touched[ti].rule <= rs->always[ai])) {
             r = m->touched[ti].rule;
             pat = m->touched[ti].pat;
-            if (ai < n_always && always[ai] == r)
+            if (ai < n_always && rs->always[ai] == r)
                 ai++;
             ti++;
         } else {
-            r = always[ai++];
+            r = rs->always[ai++];
         }
         const struct rrule *rr = &rs->rules[r];
         if ((rr->kinds & m->kmask) && (rr->indicator || (gate_open(m, rr) && rule_holds(m, rr))))

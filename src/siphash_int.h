@@ -1,11 +1,12 @@
 /* siphash_int.h - SipHash (Aumasson and Bernstein, 2012) rounds, private to src/: tw.c
  * builds the general SipHash-2-4 on them (tw_siphash), flow.c the per-packet SipHash-1-3 over
- * whole words. */
+ * whole words, attrib.c and summary.c that of an address. */
 #ifndef TW_SIPHASH_INT_H
 #define TW_SIPHASH_INT_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
 #define SIPROUND                                                                                   \
@@ -56,6 +57,22 @@ static inline uint64_t tw_siphash13_words(const uint64_t k[2], const uint64_t *m
     SIPROUND;
     SIPROUND;
     return v0 ^ v1 ^ v2 ^ v3;
+}
+
+/* SipHash-1-3 of an address (a struct tw_addr: family, then 16 bytes, IPv4 in the first 4),
+ * for tables keyed by addresses from the wire: an IPv4 address is one word with its family,
+ * an IPv6 one three. The words are read in host order: the hash is the process's own. */
+static inline uint64_t tw_siphash13_addr(const uint64_t k[2], uint8_t family, const uint8_t a[16])
+{
+    uint64_t w[3];
+    memcpy(&w[1], a, 8);
+    memcpy(&w[2], a + 8, 8);
+    if (family == 4) {
+        w[0] = (w[1] & 0xffffffffu) | (uint64_t)4 << 32;
+        return tw_siphash13_words(k, w, 1);
+    }
+    w[0] = family;
+    return tw_siphash13_words(k, w, 3);
 }
 
 #endif /* TW_SIPHASH_INT_H */

@@ -5,7 +5,9 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
+#include "siphash_int.h"
 #include "tunnelwatch/json.h"
 #include "tunnelwatch/summary.h"
 
@@ -31,6 +33,7 @@ struct summary {
     uint16_t slot[SUMMARY_SLOTS];
     char *arena; /* NUL-terminated names and rule ids */
     uint32_t alen, acap;
+    uint64_t k[2]; /* addr_slot's key */
 };
 
 #define RULE_WIDTH 64  /* a rule id is kept to 63 bytes */
@@ -40,19 +43,25 @@ struct summary {
 
 _Static_assert(SUMMARY_HOSTS < UINT16_MAX, "slots hold a host index + 1 in 16 bits");
 
-static uint32_t addr_slot(const struct tw_addr *h)
+/* Keyed, as every table of addresses from the wire: the hosts are whoever sends traffic that
+ * hits a rule, so a fixed hash would let them line up one long probe run. */
+static uint32_t addr_slot(const struct summary *s, const struct tw_addr *h)
 {
-    uint32_t x = h->family;
-    for (int i = 0; i < 16; i += 4)
-        x = (x ^ ((uint32_t)h->a[i] | (uint32_t)h->a[i + 1] << 8 | (uint32_t)h->a[i + 2] << 16 |
-                  (uint32_t)h->a[i + 3] << 24)) *
-            0x9e3779b1u;
-    return (x ^ x >> 15) & (SUMMARY_SLOTS - 1);
+    return (uint32_t)tw_siphash13_addr(s->k, h->family, h->a) & (SUMMARY_SLOTS - 1);
 }
 
 struct summary *summary_new(void)
 {
-    return calloc(1, sizeof(struct summary));
+    struct summary *s = calloc(1, sizeof(struct summary));
+    uint8_t key[16];
+    if (s && getrandom(key, sizeof(key), 0) == (ssize_t)sizeof(key)) {
+        s->k[0] = tw_le64(key);
+        s->k[1] = tw_le64(key + 8);
+    } else if (s) { /* no entropy source: still per process */
+        s->k[0] = (uint64_t)(uintptr_t)s;
+        s->k[1] = (uint64_t)(uintptr_t)&key;
+    }
+    return s;
 }
 
 void summary_free(struct summary *s)
@@ -67,7 +76,7 @@ void summary_free(struct summary *s)
 /* The host's row, created on first use; NULL once the table is full. */
 static struct host_sum *row(struct summary *s, const struct tw_addr *h)
 {
-    uint32_t k = addr_slot(h);
+    uint32_t k = addr_slot(s, h);
     for (; s->slot[k]; k = (k + 1) & (SUMMARY_SLOTS - 1))
         if (tw_addr_eq(&s->hosts[s->slot[k] - 1].host, h))
             return &s->hosts[s->slot[k] - 1];

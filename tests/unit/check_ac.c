@@ -166,6 +166,15 @@ static size_t naive(const uint8_t *const *pats, const size_t *plen, size_t np, c
     return c;
 }
 
+/* Frees np patterns made by a test and their length array. */
+static void pats_free(uint8_t **pats, size_t *plen, size_t np)
+{
+    for (size_t i = 0; i < np; i++)
+        free(pats[i]);
+    free(pats);
+    free(plen);
+}
+
 START_TEST(test_differential)
 {
     /* a small alphabet (with both cases) makes overlaps, shared prefixes and failure chains
@@ -207,10 +216,7 @@ START_TEST(test_differential)
         free(a.h);
         free(b.h);
     }
-    for (size_t i = 0; i < np; i++)
-        free(pats[i]);
-    free(pats);
-    free(plen);
+    pats_free(pats, plen, np);
     ac_free(ac);
 }
 END_TEST
@@ -343,10 +349,7 @@ START_TEST(test_dfa_differential)
         total += pair_compare(&p, text, n, t % 5 == 0 ? 1 + rnd() % 4 : 0);
     }
     ck_assert_uint_gt(total, 0);
-    for (size_t i = 0; i < np; i++)
-        free(pats[i]);
-    free(pats);
-    free(plen);
+    pats_free(pats, plen, np);
     pair_free(&p);
 }
 END_TEST
@@ -372,10 +375,7 @@ START_TEST(test_dfa_cap)
     memcpy(text + 3, pats[5], 12);
     memcpy(text + 20, pats[7], 12);
     ck_assert_uint_eq(pair_compare(&p, text, sizeof(text), 0), 2);
-    for (size_t i = 0; i < np; i++)
-        free(pats[i]);
-    free(pats);
-    free(plen);
+    pats_free(pats, plen, np);
     pair_free(&p);
 }
 END_TEST
