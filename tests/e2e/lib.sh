@@ -37,6 +37,14 @@ redis_start() {
     fail "redis-server $name did not start"
 }
 
+# web_bin: sets WEB to the tunnelwatch-web binary ($TW_WEB_BIN, else $TW_BUILD's); fails when
+# it is missing.
+web_bin() {
+    : "${TW_BUILD:=$TW_SRC/build}"
+    WEB=${TW_WEB_BIN:-$TW_BUILD/tunnelwatch-web}
+    [ -x "$WEB" ] || fail "$WEB is missing: build the tunnelwatch-web target"
+}
+
 # web_start NAME [args]: tunnelwatch-web ($WEB) on a free loopback port, reading the Redis at
 # $WEB_REDIS (default: redis_start r's socket); sets WEB_PID and WEB_URL.
 web_start() {

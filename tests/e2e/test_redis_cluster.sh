@@ -33,9 +33,7 @@ node_id() { cli "$1" cluster myid; }
 ok "stream slot $slot lives on :$src; it will move to :$dst"
 
 # the SOC page, pointed at the node that never holds the stream
-: "${TW_BUILD:=$TW_SRC/build}"
-WEB=${TW_WEB_BIN:-$TW_BUILD/tunnelwatch-web}
-[ -x "$WEB" ] || fail "$WEB is missing: build the tunnelwatch-web target"
+web_bin
 printf 'sensors = { poll_ms = 300; };\n' >"$T/web.conf"
 for p in "${P[@]}"; do [ "$p" != "$src" ] && [ "$p" != "$dst" ] && third=$p; done
 "$WEB" -c "$T/web.conf" -l 127.0.0.1:0 --redis "redis://127.0.0.1:$third/0" >"$T/web.log" 2>&1 &

@@ -10,9 +10,7 @@
 . "$(dirname "$0")/lib.sh"
 CHROMIUM=$(command -v chromium || command -v chromium-browser || true)
 [ -n "$CHROMIUM" ] || skip "chromium is not installed (apt-get install chromium; scripts/test does)"
-: "${TW_BUILD:=$TW_SRC/build}"
-WEB=${TW_WEB_BIN:-$TW_BUILD/tunnelwatch-web}
-[ -x "$WEB" ] || fail "$WEB is missing: build the tunnelwatch-web target"
+web_bin
 
 redis_start r
 sock=$T/r.sock

@@ -13,9 +13,7 @@
 # what these endpoints return.
 . "$(dirname "$0")/lib.sh"
 command -v curl >/dev/null || skip "curl is not installed"
-: "${TW_BUILD:=$TW_SRC/build}"
-WEB=${TW_WEB_BIN:-$TW_BUILD/tunnelwatch-web}
-[ -x "$WEB" ] || fail "$WEB is missing: build the tunnelwatch-web target"
+web_bin
 redis_start r
 sock=$T/r.sock
 rc() { redis-cli -s "$sock" "$@" >/dev/null; }

@@ -20,9 +20,7 @@
 command -v curl >/dev/null || skip "curl is not installed"
 CHROMIUM=$(command -v chromium || command -v chromium-browser || true)
 [ -n "$CHROMIUM" ] || skip "chromium is not installed (apt-get install chromium; scripts/test does)"
-: "${TW_BUILD:=$TW_SRC/build}"
-WEB=${TW_WEB_BIN:-$TW_BUILD/tunnelwatch-web}
-[ -x "$WEB" ] || fail "$WEB is missing: build the tunnelwatch-web target"
+web_bin
 DEMO=$TW_SRC/pcaps/demo.pcap
 
 redis_start r

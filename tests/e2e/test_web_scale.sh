@@ -15,9 +15,7 @@
 CHROMIUM=$(command -v chromium || command -v chromium-browser || true)
 [ -n "$CHROMIUM" ] || skip "chromium is not installed (apt-get install chromium; scripts/test does)"
 command -v redis-server >/dev/null || skip "redis-server not installed"
-: "${TW_BUILD:=$TW_SRC/build}"
-WEB=${TW_WEB_BIN:-$TW_BUILD/tunnelwatch-web}
-[ -x "$WEB" ] || fail "$WEB is missing: build the tunnelwatch-web target"
+web_bin
 
 redis_start r
 sock=$T/r.sock
