@@ -37,6 +37,7 @@
 #define MATCH_MAX_VALS  256          /* verified values remembered per observation */
 #define MATCH_MAX_RULES 64           /* rules touched per observation before the fallback */
 #define MAX_REASONS     64           /* distinct skip reasons tallied for -T */
+#define AGATE_MAX       256          /* addresses an address gate holds (struct agate) */
 
 enum val_mod {
     MOD_EQ,
@@ -115,6 +116,16 @@ struct rrule {
                            * among fixed values: their union, sorted (n_gate of them); a flow
                            * to another port cannot satisfy the rule */
     uint32_t n_gate;
+    const struct agate *agate; /* else when every group asks for a client or server address
+                                * among fixed ones (cidr): their union (n_agate of them) */
+    uint32_t n_agate;
+};
+
+/* One address (or network) a rule's needed selection asks the client or server to be in. */
+struct agate {
+    struct tw_addr net;
+    uint8_t prefix;
+    uint8_t client; /* SourceIp (the client), else DestinationIp (the server) */
 };
 
 struct dom {
@@ -163,7 +174,9 @@ struct ruleset {
     size_t n_anchorless;
     uint32_t *always; /* rules to evaluate on every name */
     size_t n_always;
-    uint8_t always_kinds;     /* union of the always rules' kinds: other kinds skip the list */
+    bool flow_gated;      /* every rule run on new flows is an always rule with a port or address
+                           * gate: a flow no gate lets in is done without preparing anything */
+    uint8_t always_kinds; /* union of the always rules' kinds: other kinds skip the list */
     unsigned anchorless_bits; /* fields of the values without an anchor */
     size_t files, skipped;
     struct reason {
@@ -1598,8 +1611,9 @@ static bool addr_in(const struct tw_addr *a, const struct tw_addr *net, unsigned
     if (a->family != net->family)
         return false;
     unsigned full = prefix / 8, rest = prefix % 8;
-    if (memcmp(a->a, net->a, full) != 0)
-        return false;
+    for (unsigned i = 0; i < full; i++) /* a few bytes: a libc call costs more */
+        if (a->a[i] != net->a[i])
+            return false;
     if (!rest)
         return true;
     uint8_t mask = (uint8_t)(0xffu << (8 - rest));
@@ -2721,21 +2735,21 @@ static int cmp_u16(const void *a, const void *b)
     return (int)*(const uint16_t *)a - (int)*(const uint16_t *)b;
 }
 
-/* Sets rr->gate (see struct rrule) when its needed selection allows it. */
-static int port_gate(struct ruleset *rs, struct rrule *rr)
+/* The item of group g that holds only for a client or server address in one of its networks
+ * (an address field compared as an address is always cidr), or NULL. */
+static const struct ritem *addr_item(const struct ruleset *rs, const struct rgroup *g)
 {
-    if (rr->need < 0)
-        return TW_OK;
-    const struct rsel *s = &rs->sels[rr->first_sel + (uint32_t)rr->need];
-    size_t n = 0;
-    for (uint32_t g = 0; g < s->n_groups; g++) {
-        const struct ritem *it = port_item(rs, &rs->groups[s->first_group + g]);
-        if (!it || s->dropped)
-            return TW_OK;
-        n += it->n_vals;
+    for (uint32_t i = 0; i < g->n_items; i++) {
+        const struct ritem *it = &rs->items[g->first_item + i];
+        if ((it->fields == RF_SRC_IP || it->fields == RF_DST_IP) && it->scalar && !it->isnull &&
+            !it->all && it->n_vals)
+            return it;
     }
-    if (n == 0 || n > 65536)
-        return TW_OK;
+    return NULL;
+}
+
+static int set_port_gate(struct ruleset *rs, struct rrule *rr, const struct rsel *s, size_t n)
+{
     uint16_t *p = arena_alloc(rs, n * sizeof(uint16_t));
     if (!p)
         return TW_ENOMEM;
@@ -2751,15 +2765,51 @@ static int port_gate(struct ruleset *rs, struct rrule *rr)
     return TW_OK;
 }
 
-/* False when the rule's port gate shuts the observation out (exactly: its needed selection
- * is false there). */
-static bool gate_open(const struct mstate *m, const struct rrule *rr)
+static int set_addr_gate(struct ruleset *rs, struct rrule *rr, const struct rsel *s, size_t n)
 {
-    if (!rr->n_gate)
-        return true;
-    if (!(m->fields & RF_DST_PORT))
-        return false;
-    uint16_t x = m->ob->dport;
+    struct agate *a = arena_alloc(rs, n * sizeof(*a));
+    if (!a)
+        return TW_ENOMEM;
+    size_t k = 0;
+    for (uint32_t g = 0; g < s->n_groups; g++) {
+        const struct ritem *it = addr_item(rs, &rs->groups[s->first_group + g]);
+        for (uint32_t v = 0; v < it->n_vals; v++, k++) {
+            const struct rval *rv = &rs->vals[it->first_val + v];
+            a[k].net = rv->net;
+            a[k].prefix = rv->prefix;
+            a[k].client = it->fields == RF_SRC_IP;
+        }
+    }
+    rr->agate = a;
+    rr->n_agate = (uint32_t)n;
+    return TW_OK;
+}
+
+/* Sets rr->gate or rr->agate (see struct rrule) when its needed selection allows it: every
+ * group of it has an item on the server port (or on an address) among fixed values. */
+static int rule_gate(struct ruleset *rs, struct rrule *rr)
+{
+    if (rr->need < 0)
+        return TW_OK;
+    const struct rsel *s = &rs->sels[rr->first_sel + (uint32_t)rr->need];
+    if (s->dropped || !s->n_groups)
+        return TW_OK;
+    size_t np = 0, na = 0;
+    for (uint32_t g = 0; g < s->n_groups; g++) {
+        const struct rgroup *gr = &rs->groups[s->first_group + g];
+        const struct ritem *p = port_item(rs, gr), *a = addr_item(rs, gr);
+        np = p && np != SIZE_MAX ? np + p->n_vals : SIZE_MAX;
+        na = a && na != SIZE_MAX ? na + a->n_vals : SIZE_MAX;
+    }
+    if (np <= 65536)
+        return set_port_gate(rs, rr, s, np);
+    if (na <= AGATE_MAX)
+        return set_addr_gate(rs, rr, s, na);
+    return TW_OK;
+}
+
+static bool port_in(const struct rrule *rr, uint16_t x)
+{
     size_t lo = 0, hi = rr->n_gate;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
@@ -2769,6 +2819,58 @@ static bool gate_open(const struct mstate *m, const struct rrule *rr)
             hi = mid;
     }
     return lo < rr->n_gate && rr->gate[lo] == x;
+}
+
+/* False when the rule's gate shuts the observation out (exactly: its needed selection is
+ * false there). */
+static bool gate_open(const struct rrule *rr, const struct rule_obs *ob)
+{
+    if (rr->n_gate)
+        return ob->has_flow && port_in(rr, ob->dport);
+    if (!rr->n_agate)
+        return true;
+    for (uint32_t i = 0; ob->has_flow && i < rr->n_agate; i++) {
+        const struct agate *g = &rr->agate[i];
+        if (addr_in(g->client ? &ob->src : &ob->dst, &g->net, g->prefix))
+            return true;
+    }
+    return false;
+}
+
+/* A new flow some rule may hold on (only asked when rs->flow_gated). */
+static bool flow_gate_open(const struct ruleset *rs, const struct rule_obs *ob)
+{
+    for (size_t i = 0; i < rs->n_always; i++) {
+        const struct rrule *rr = &rs->rules[rs->always[i]];
+        if ((rr->kinds & (1u << ROK_FLOW)) && gate_open(rr, ob))
+            return true;
+    }
+    return false;
+}
+
+/* The kinds of r whose observations can satisfy its needed selection: one of its groups
+ * holds only where the kind carries every field it compares ('field: null' aside), as a
+ * missing field matches nothing. A filter's value on a field of another kind no longer
+ * makes the rule evaluated there (a proxy rule's 'not cs-host|endswith .com' on TLS names). */
+static uint8_t need_kinds(const struct ruleset *rs, const struct rrule *r)
+{
+    if (r->need < 0 || rs->sels[r->first_sel + (uint32_t)r->need].dropped)
+        return r->kinds;
+    const struct rsel *s = &rs->sels[r->first_sel + (uint32_t)r->need];
+    uint8_t out = 0;
+    for (unsigned k = 0; k < ROK__COUNT; k++) {
+        for (uint32_t g = 0; g < s->n_groups && (r->kinds & ~out & (1u << k)); g++) {
+            const struct rgroup *gr = &rs->groups[s->first_group + g];
+            bool ok = true;
+            for (uint32_t i = 0; i < gr->n_items && ok; i++) {
+                const struct ritem *it = &rs->items[gr->first_item + i];
+                ok = it->isnull || (it->fields & kind_fields(k));
+            }
+            if (ok)
+                out |= (uint8_t)(1u << k);
+        }
+    }
+    return out;
 }
 
 /* The automata: a scan of a name reads only the values of the fields it fills. A DNS query's
@@ -2833,7 +2935,14 @@ int ruleset_build(struct ruleset *rs)
     int rc = build_automata(rs);
     if (rc)
         return rc;
-    /* rules that may hold when no string value matched (e.g. 'not filter', ports only) */
+    for (size_t i = 0; i < rs->n_rules; i++) {
+        struct rrule *rr = &rs->rules[i];
+        rr->need = rr->indicator ? -1 : needed_selection(rs, rr);
+        rr->kinds = need_kinds(rs, rr);
+        rs->kinds |= rr->kinds;
+        rs->uses |= rr->pub.fields;
+    }
+    /* text fields each kind's rules compare (the only ones scanned) */
     for (size_t i = 0; i < rs->n_items; i++) {
         const struct ritem *it = &rs->items[i];
         if (it->scalar && !it->isnull)
@@ -2842,17 +2951,19 @@ int ruleset_build(struct ruleset *rs)
             if (rs->rules[it->rule].kinds & (1u << k))
                 rs->kuses[k] |= it->fields;
     }
+    /* rules that may hold when no string value matched (e.g. 'not filter', ports only) */
+    rs->flow_gated = true;
     for (size_t i = 0; i < rs->n_rules; i++) {
-        rs->rules[i].need = rs->rules[i].indicator ? -1 : needed_selection(rs, &rs->rules[i]);
-        rs->kinds |= rs->rules[i].kinds;
-        rs->uses |= rs->rules[i].pub.fields;
-        if (!rs->rules[i].indicator && rule_gate_open(rs, &rs->rules[i])) {
-            rs->rules[i].always = 1;
+        struct rrule *rr = &rs->rules[i];
+        if (!rr->indicator && rule_gate_open(rs, rr)) {
+            rr->always = 1;
             rs->always[rs->n_always++] = (uint32_t)i;
-            rs->always_kinds |= rs->rules[i].kinds;
-            if (port_gate(rs, &rs->rules[i]))
+            rs->always_kinds |= rr->kinds;
+            if (rule_gate(rs, rr))
                 return TW_ENOMEM;
         }
+        if ((rr->kinds & (1u << ROK_FLOW)) && (!rr->always || (!rr->n_gate && !rr->n_agate)))
+            rs->flow_gated = false;
     }
     /* domain hash set, load factor <= 1/2 */
     size_t cap = 16;
@@ -2971,12 +3082,6 @@ static void domain_walk(struct mstate *m, uint32_t only_rule, const char **found
     }
 }
 
-static int cmp_touched(const void *a, const void *b)
-{
-    uint32_t x = ((const struct touched *)a)->rule, y = ((const struct touched *)b)->rule;
-    return x < y ? -1 : x > y;
-}
-
 /* One text through the automata that hold the values of its fields (enum ac_set). */
 static void scan_text(struct mstate *m, const uint8_t *t, size_t n, unsigned bits)
 {
@@ -3092,8 +3197,13 @@ static int match(struct mstate *m, struct rule_hit *hits, size_t max)
     if (m->overflow)
         return (int)match_direct(m, hits, max);
     /* touched rules and the always-evaluated ones, in rule order */
-    if (m->n_touched > 1)
-        qsort(m->touched, m->n_touched, sizeof(m->touched[0]), cmp_touched);
+    for (size_t i = 1; i < m->n_touched; i++) { /* in rule order; a few at most */
+        struct touched t = m->touched[i];
+        size_t j = i;
+        for (; j > 0 && m->touched[j - 1].rule > t.rule; j--)
+            m->touched[j] = m->touched[j - 1];
+        m->touched[j] = t;
+    }
     size_t ti = 0, ai = 0, nh = 0;
     size_t n_always = (rs->always_kinds & m->kmask) ? rs->n_always : 0;
     while ((ti < m->n_touched || ai < n_always) && nh < max) {
@@ -3109,7 +3219,8 @@ static int match(struct mstate *m, struct rule_hit *hits, size_t max)
             r = rs->always[ai++];
         }
         const struct rrule *rr = &rs->rules[r];
-        if ((rr->kinds & m->kmask) && (rr->indicator || (gate_open(m, rr) && rule_holds(m, rr))))
+        if ((rr->kinds & m->kmask) &&
+            (rr->indicator || (gate_open(rr, m->ob) && rule_holds(m, rr))))
             put_hit(m, rr, pat, &hits[nh++]);
     }
     return (int)nh;
@@ -3120,6 +3231,8 @@ static int match_obs(const struct ruleset *rs, const struct rule_obs *ob, unsign
 {
     if (!rs || !rs->built || !ob || max == 0 || !(rs->kinds & kmask))
         return 0;
+    if (kmask == 1u << ROK_FLOW && rs->flow_gated && !flow_gate_open(rs, ob))
+        return 0; /* most new flows: no rule on flow facts can hold */
     struct mstate ms, *m = &ms;
     m->rs = rs;
     m->kmask = kmask;

@@ -662,6 +662,105 @@ START_TEST(test_obs_ports_cidr)
 }
 END_TEST
 
+/* A rule on addresses alone (a firewall rule's dst_ip / src_ip lists) is evaluated on every
+ * new flow behind an address gate: the listed addresses and networks fire, on the side the
+ * rule names, and nothing else does, also beside a flow rule without a gate. */
+START_TEST(test_obs_address_gate)
+{
+    static const char *const two_rules[] = {
+        "",
+        "---\ntitle: Ports\nid: 00000000-0000-4000-8000-000000000002\nlevel: low\n"
+        "logsource:\n    category: network_connection\ndetection:\n"
+        "    selection:\n        Initiated: 'true'\n    filter:\n        DestinationPort: 443\n"
+        "    condition: selection and not filter\n",
+    };
+    for (int variant = 0; variant < 2; variant++) {
+        char yaml[2048];
+        snprintf(yaml, sizeof(yaml),
+                 "title: Addr\nid: 00000000-0000-4000-8000-000000000001\nlevel: high\n"
+                 "logsource:\n    category: firewall\ndetection:\n    selection:\n"
+                 "        - dst_ip:\n              - '203.0.113.7'\n              - '2001:db8::7'\n"
+                 "        - src_ip|cidr: '198.51.100.0/25'\n    condition: selection\n%s",
+                 two_rules[variant]);
+        int rc;
+        char *errs = NULL;
+        struct ruleset *rs = load_text(RULE_POLICY_ERROR, "gate.yml", yaml, &rc, &errs);
+        ck_assert_msg(rc == 1 + variant, "%s", errs);
+        free(errs);
+        struct rule_obs o;
+        struct rule_hit h[4];
+        ck_assert(ruleset_wants(rs, ROK_FLOW));
+        obs_flow(&o, ROK_FLOW, NULL, "203.0.113.7", 443);
+        ck_assert_int_eq(hits_obs(rs, &o, h), 1);
+        ck_assert_str_eq(h[0].rule->title, "Addr");
+        obs_flow(&o, ROK_FLOW, NULL, "2001:db8::7", 443);
+        ck_assert_int_eq(hits_obs(rs, &o, h), 1);
+        obs_flow(&o, ROK_FLOW, NULL, "203.0.113.8", 443);
+        ck_assert_int_eq(hits_obs(rs, &o, h), 0);
+        obs_flow(&o, ROK_FLOW, NULL, "2001:db8::8", 443);
+        ck_assert_int_eq(hits_obs(rs, &o, h), 0);
+        /* the client side: src_ip in the /25 */
+        obs_flow(&o, ROK_FLOW, NULL, "192.0.2.1", 443);
+        ck_assert_int_eq(tw_addr_parse("198.51.100.127", &o.src), TW_OK);
+        ck_assert_int_eq(hits_obs(rs, &o, h), 1);
+        ck_assert_int_eq(tw_addr_parse("198.51.100.128", &o.src), TW_OK);
+        ck_assert_int_eq(hits_obs(rs, &o, h), 0);
+        /* the listed server address as the client is not dst_ip */
+        ck_assert_int_eq(tw_addr_parse("203.0.113.7", &o.src), TW_OK);
+        ck_assert_int_eq(hits_obs(rs, &o, h), 0);
+        /* beside it, a rule on flow facts with no gate still fires where it should */
+        obs_flow(&o, ROK_FLOW, NULL, "192.0.2.1", 8443);
+        ck_assert_int_eq(hits_obs(rs, &o, h), variant);
+        obs_flow(&o, ROK_FLOW, NULL, "203.0.113.7", 8443);
+        ck_assert_int_eq(hits_obs(rs, &o, h), 1 + variant);
+        ruleset_free(rs);
+    }
+}
+END_TEST
+
+/* A rule runs on the observations that can satisfy the selection its condition needs: a
+ * proxy rule on URL extensions whose filter lists host suffixes is not run on TLS names (its
+ * filter's '.com' would otherwise have it evaluated on every TLS name in .com), while a rule
+ * whose selection a TLS name can satisfy still runs there. */
+START_TEST(test_obs_needed_kinds)
+{
+    struct ruleset *rs = obs_rules("    category: proxy\n",
+                                   "    selection:\n        c-uri-extension: 'exe'\n"
+                                   "    filter:\n        cs-host|endswith:\n"
+                                   "            - '.com'\n            - '.org'\n"
+                                   "    condition: selection and not filter\n",
+                                   false);
+    struct rule_obs o;
+    struct rule_hit h[4];
+    ck_assert(ruleset_wants(rs, ROK_HTTP_REQUEST));
+    ck_assert(!ruleset_wants(rs, ROK_TLS_SNI));
+    ck_assert(!ruleset_wants(rs, ROK_QUIC_SNI));
+    obs_flow(&o, ROK_HTTP_REQUEST, "files.example", "198.51.100.1", 80);
+    o.host = sp("files.example");
+    o.target = sp("/tool.exe");
+    ck_assert_int_eq(hits_obs(rs, &o, h), 1);
+    o.host = sp("files.example.com");
+    ck_assert_int_eq(hits_obs(rs, &o, h), 0);
+    obs_flow(&o, ROK_TLS_SNI, "files.example.com", "198.51.100.1", 443);
+    ck_assert_int_eq(hits_obs(rs, &o, h), 0);
+    ruleset_free(rs);
+
+    rs = obs_rules("    category: proxy\n",
+                   "    selection:\n        cs-host|endswith: '.example'\n"
+                   "    filter:\n        c-uri-extension: 'txt'\n"
+                   "    condition: selection and not filter\n",
+                   false);
+    ck_assert(ruleset_wants(rs, ROK_TLS_SNI));
+    obs_flow(&o, ROK_TLS_SNI, "files.example", "198.51.100.1", 443);
+    ck_assert_int_eq(hits_obs(rs, &o, h), 1); /* no URL on TLS: the filter does not exclude */
+    obs_flow(&o, ROK_HTTP_REQUEST, "files.example", "198.51.100.1", 80);
+    o.host = sp("files.example");
+    o.target = sp("/notes.txt");
+    ck_assert_int_eq(hits_obs(rs, &o, h), 0);
+    ruleset_free(rs);
+}
+END_TEST
+
 START_TEST(test_obs_proxy)
 {
     struct ruleset *rs = obs_rules("    category: proxy\n",
@@ -1012,6 +1111,8 @@ Suite *tw_suite(void)
     tcase_add_test(tc, test_obs_selftest);
     tcase_add_test(tc, test_obs_re);
     tcase_add_test(tc, test_obs_status);
+    tcase_add_test(tc, test_obs_address_gate);
+    tcase_add_test(tc, test_obs_needed_kinds);
     suite_add_tcase(s, tc);
     return s;
 }
