@@ -238,7 +238,8 @@ static size_t trim_dot(const uint8_t *n, size_t len)
     return len > 1 && n[len - 1] == '.' ? len - 1 : len;
 }
 
-#define ECS_VERSION "8.11.0" /* the ECS release our field names and types are checked against */
+#define ECS_VERSION   "8.11.0"   /* the ECS release our field names and types are checked against */
+#define RULE_JSON_MAX (1u << 20) /* a rule whose fields render longer is written one by one */
 
 /* ECS categorization (event.category, event.type), as SIEM views filter on it: a flow-end
  * record is a network connection that ended; every other record is about a detection. */
@@ -288,11 +289,9 @@ static void ecs_event(struct jw *w, const struct alert_rec *r)
         jw_u64(w, "event.count", r->count);
 }
 
-/* ECS: the Sigma rule. */
-static void ecs_rule(struct jw *w, const struct rule *rule)
+/* ECS: the Sigma rule's fields, the same in every record of the rule. */
+static void ecs_rule_fields(struct jw *w, const struct rule *rule)
 {
-    if (!rule)
-        return;
     jw_u64(w, "event.severity", (uint64_t)severity(rule->level));
     jw_str(w, "rule.id", rule->id);
     jw_str(w, "rule.name", rule->title);
@@ -304,6 +303,35 @@ static void ecs_rule(struct jw *w, const struct rule *rule)
         jw_str(w, "threat.framework", "MITRE ATT&CK");
         jw_strv(w, "threat.technique.id", rule->techniques, rule->n_techniques);
     }
+}
+
+/* ECS: the Sigma rule, from its pre-rendered fragment when it has one (it follows the event
+ * fields, so the fragment starts with their comma). */
+static void ecs_rule(struct jw *w, const struct rule *rule)
+{
+    if (!rule)
+        return;
+    if (rule->ecs_json && w->need_comma && !w->html_safe)
+        jw_append(w, rule->ecs_json, rule->ecs_json_len);
+    else
+        ecs_rule_fields(w, rule);
+}
+
+void alert_prepare_rules(struct ruleset *rs)
+{
+    struct jw w;
+    jw_init(&w, RULE_JSON_MAX);
+    for (size_t i = 0; i < ruleset_rule_count(rs); i++) {
+        jw_reset(&w);
+        w.need_comma = true;
+        ecs_rule_fields(&w, ruleset_rule(rs, i));
+        char *json = w.err ? NULL : malloc(w.len + 1);
+        if (!json)
+            continue; /* written one by one in each record */
+        memcpy(json, w.buf, w.len + 1);
+        ruleset_set_ecs_json(rs, i, json, w.len);
+    }
+    jw_free(&w);
 }
 
 /* ECS: source (the attributed host), destination (the other end), client and server. */

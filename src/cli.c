@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tunnelwatch/alert.h"
 #include "tunnelwatch/cli.h"
 
 static void usage(FILE *out)
@@ -398,6 +399,7 @@ struct ruleset *cli_load_rules(const struct tw_cfg *cfg, FILE *err, int *status)
         *status = 1;
         return NULL;
     }
+    alert_prepare_rules(rs);
     return rs;
 }
 

@@ -290,6 +290,8 @@ void ruleset_free(struct ruleset *rs)
         return;
     for (size_t i = 0; i < rs->n_vals; i++)
         re_free(rs->vals[i].re);
+    for (size_t i = 0; i < rs->n_rules; i++)
+        free(rs->rules[i].pub.ecs_json);
     while (rs->arena) {
         struct chunk *n = rs->arena->next;
         free(rs->arena);
@@ -3005,6 +3007,17 @@ size_t ruleset_rule_count(const struct ruleset *rs)
 const struct rule *ruleset_rule(const struct ruleset *rs, size_t i)
 {
     return rs && i < rs->n_rules ? &rs->rules[i].pub : NULL;
+}
+
+void ruleset_set_ecs_json(struct ruleset *rs, size_t i, char *json, size_t n)
+{
+    if (!rs || i >= rs->n_rules) {
+        free(json);
+        return;
+    }
+    free(rs->rules[i].pub.ecs_json);
+    rs->rules[i].pub.ecs_json = json;
+    rs->rules[i].pub.ecs_json_len = json ? n : 0;
 }
 
 /* ---- match ----------------------------------------------------------------------------- */

@@ -119,6 +119,9 @@ struct rule {
     bool relaxed;        /* filters on process fields were dropped (rules.unobservable_filters =
                           * "drop"); level is already one step lower than written */
     struct ruleset *set; /* the set it belongs to, once built (rule_hold); NULL before */
+    char *ecs_json;      /* its ECS rule fields as one JSON fragment, rendered once by
+                          * alert_prepare_rules (owned by the set); NULL: written one by one */
+    size_t ecs_json_len;
 };
 
 struct ruleset; /* opaque */
@@ -170,6 +173,9 @@ void ruleset_summary(const struct ruleset *rs, struct ruleset_summary *out);
 bool ruleset_skip_reason(const struct ruleset *rs, size_t i, const char **reason, size_t *count);
 size_t ruleset_rule_count(const struct ruleset *rs);
 const struct rule *ruleset_rule(const struct ruleset *rs, size_t i);
+/* Gives rule i its pre-rendered ECS fields (json: malloc'd, n bytes, NUL-terminated; the set
+ * owns it from here). Only before the set is shared with other threads. */
+void ruleset_set_ecs_json(struct ruleset *rs, size_t i, char *json, size_t n);
 
 /* A hit points into the rule set: valid while the set lives. To keep it longer than the
  * matching call, hold a reference (rule_hold(hit.rule)) and drop it when done. */

@@ -158,6 +158,62 @@ START_TEST(ecs_fields)
 }
 END_TEST
 
+/* A rule's ECS fields rendered once (alert_prepare_rules) give every record type the bytes
+ * written field by field, escapes included; the html-safe writer still writes them itself. */
+START_TEST(prepared_rule_fields)
+{
+    static const char yaml[] =
+        "title: Quote \" and \\\\ and caf\xc3\xa9 <b>\n"
+        "id: 00000000-0000-4000-8000-0000000000aa\nlevel: critical\n"
+        "tags:\n    - attack.command-and-control\n    - attack.t1572\n    - attack.t1090.003\n"
+        "logsource:\n    category: dns\ndetection:\n    selection:\n"
+        "        query|endswith: '.example'\n    condition: selection\n";
+    struct ruleset *rs = ruleset_new(RULE_POLICY_ERROR);
+    ck_assert_ptr_nonnull(rs);
+    ck_assert_int_eq(
+        ruleset_load_mem(rs, "dir/r\"1.yml", (const uint8_t *)yaml, strlen(yaml), stderr), 1);
+    ck_assert_int_eq(ruleset_build(rs), TW_OK);
+    const struct rule *ru = ruleset_rule(rs, 0);
+    enum alert_type types[] = {ALERT_RAISED, ALERT_UPDATE, ALERT_FLOW_END, ALERT_SUPPRESSED};
+    char *before[TW_ARRAY_LEN(types)][2];
+    struct jw w;
+    jw_init(&w, 1 << 16);
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1) {
+            ck_assert_ptr_null(ru->ecs_json);
+            alert_prepare_rules(rs);
+            ck_assert_ptr_nonnull(ru->ecs_json);
+            ck_assert_uint_eq(strlen(ru->ecs_json), ru->ecs_json_len);
+        }
+        for (size_t t = 0; t < TW_ARRAY_LEN(types); t++) {
+            for (int html = 0; html < 2; html++) {
+                struct alert_rec r = sample((const uint8_t *)NAME, strlen(NAME));
+                r.rule = ru;
+                r.type = types[t];
+                r.incident_id = "0123456789abcdef-0000000000000001";
+                w.html_safe = html;
+                ck_assert_int_eq(alert_format(&w, &r, ALERT_ECS), TW_OK);
+                if (pass == 0) {
+                    before[t][html] = strdup(w.buf);
+                    continue;
+                }
+                ck_assert_str_eq(w.buf, before[t][html]);
+                free(before[t][html]);
+            }
+        }
+    }
+    w.html_safe = false;
+    struct alert_rec r = sample((const uint8_t *)NAME, strlen(NAME));
+    r.rule = ru;
+    ck_assert_int_eq(alert_format(&w, &r, ALERT_ECS), TW_OK);
+    ck_assert(py_check(w.buf, "d['rule.name'] == 'Quote \" and \\\\\\\\ and caf\\u00e9 <b>' and "
+                              "d['rule.reference'] == 'dir/r\"1.yml' and d['event.severity'] == 5 "
+                              "and d['threat.technique.id'] == ['T1572', 'T1090.003']"));
+    jw_free(&w);
+    ruleset_free(rs);
+}
+END_TEST
+
 START_TEST(ecs_flow_end)
 {
     struct jw w;
@@ -483,6 +539,7 @@ Suite *tw_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, ecs_fields);
     tcase_add_test(tc, ecs_flow_end);
+    tcase_add_test(tc, prepared_rule_fields);
     tcase_add_test(tc, asim_fields);
     tcase_add_test(tc, health_record);
     tcase_add_test(tc, hostile_name);
