@@ -50,6 +50,7 @@ struct ac_pat {
     uint32_t off; /* into pool */
     uint32_t id;  /* caller id */
     uint16_t len;
+    uint8_t tag; /* caller bits (ac_add_tagged); a search reports it when they meet its mask */
 };
 
 struct ac {
@@ -66,6 +67,7 @@ struct ac {
     uint32_t *out;      /* first pattern (sorted position) ending here, or AC_NONE */
     uint32_t *dict;     /* nearest proper suffix node with an output, or AC_NONE */
     uint8_t *same_next; /* same_next[p]: sorted pattern p+1 ends at the same node */
+    uint8_t *ntag;      /* union of the tags of the patterns a visit of the node reports */
     uint32_t root_next[256];
     uint32_t *d1; /* dense 256-entry rows for the depth-1 nodes (ids 1 .. first[1]-1) */
     /* DFA (NULL when over AC_DFA_MAX_BYTES): delta[n * width + cls[byte]] = the next node's
@@ -101,6 +103,7 @@ void ac_free(struct ac *ac)
     free(ac->out);
     free(ac->dict);
     free(ac->same_next);
+    free(ac->ntag);
     free(ac->d1);
     if (ac->delta_mapped)
         munmap(ac->delta, ac->delta_mapped);
@@ -110,6 +113,11 @@ void ac_free(struct ac *ac)
 }
 
 int ac_add(struct ac *ac, const uint8_t *pat, size_t len, uint32_t id)
+{
+    return ac_add_tagged(ac, pat, len, id, 0xff);
+}
+
+int ac_add_tagged(struct ac *ac, const uint8_t *pat, size_t len, uint32_t id, uint8_t tag)
 {
     if (!ac || ac->built)
         return TW_EBAD;
@@ -141,6 +149,7 @@ int ac_add(struct ac *ac, const uint8_t *pat, size_t len, uint32_t id)
     ac->pats[ac->n_pats].off = (uint32_t)ac->pool_len;
     ac->pats[ac->n_pats].len = (uint16_t)len;
     ac->pats[ac->n_pats].id = id;
+    ac->pats[ac->n_pats].tag = tag;
     ac->n_pats++;
     ac->pool_len += len;
     return TW_OK;
@@ -326,6 +335,27 @@ static void build_links(struct ac *ac, uint32_t count)
     }
 }
 
+/* Node tags, BFS order: a node's own patterns' tags and those of its dictionary suffix,
+ * which is shallower and so already done. */
+static int build_tags(struct ac *ac, uint32_t count)
+{
+    ac->ntag = malloc(count ? count : 1);
+    if (!ac->ntag)
+        return TW_ENOMEM;
+    for (uint32_t n = 0; n < count; n++) {
+        uint8_t t = 0;
+        for (uint32_t p = ac->out[n]; p != AC_NONE; p++) {
+            t |= ac->pats[p].tag;
+            if (!ac->same_next[p])
+                break;
+        }
+        if (ac->dict[n] != AC_NONE)
+            t |= ac->ntag[ac->dict[n]];
+        ac->ntag[n] = t;
+    }
+    return TW_OK;
+}
+
 /* Gives back the unused tail of the bound-sized arrays (a failed shrink keeps the larger
  * block). */
 static void shrink_nodes(struct ac *ac, uint32_t count)
@@ -440,6 +470,8 @@ static int build(struct ac *ac, int dfa)
         return rc;
     build_links(ac, count);
     shrink_nodes(ac, count);
+    if ((rc = build_tags(ac, count)))
+        return rc;
     if (dfa && (rc = build_dfa(ac)))
         return rc;
     ac->built = 1;
@@ -467,7 +499,7 @@ size_t ac_memory(const struct ac *ac)
         return 0;
     size_t m = sizeof(*ac) + ac->cap_pats * sizeof(struct ac_pat) + ac->pool_cap;
     if (ac->built)
-        m += (size_t)ac->n_nodes * (1 + 4 * 4) + 4 + ac->n_pats;
+        m += (size_t)ac->n_nodes * (2 + 4 * 4) + 4 + ac->n_pats;
     if (ac->d1)
         m += (size_t)(ac->first[1] - 1) * 256 * sizeof(uint32_t);
     if (ac->delta)
@@ -476,18 +508,23 @@ size_t ac_memory(const struct ac *ac)
 }
 
 /* Reports every pattern ending at node s (the node's own, then its dictionary chain). */
-static int report(const struct ac *ac, uint32_t s, size_t end, ac_hit_fn fn, void *ud, int *hits)
+static int report(const struct ac *ac, uint32_t s, size_t end, uint8_t mask, ac_hit_fn fn, void *ud,
+                  int *hits)
 {
+    if (!(ac->ntag[s] & mask))
+        return 0; /* none of the patterns found here is asked for: the common case */
     if (ac->out[s] == AC_NONE)
         s = ac->dict[s];
     for (; s != AC_NONE; s = ac->dict[s]) {
         for (uint32_t p = ac->out[s];; p++) {
-            /* the count must stay representable as int: stop reporting at the cap */
-            if (*hits >= INT32_MAX)
-                return 1;
-            (*hits)++;
-            if (fn && fn(ud, ac->pats[p].id, end))
-                return 1;
+            if (ac->pats[p].tag & mask) {
+                /* the count must stay representable as int: stop reporting at the cap */
+                if (*hits >= INT32_MAX)
+                    return 1;
+                (*hits)++;
+                if (fn && fn(ud, ac->pats[p].id, end))
+                    return 1;
+            }
             if (!ac->same_next[p])
                 break;
         }
@@ -497,7 +534,8 @@ static int report(const struct ac *ac, uint32_t s, size_t end, ac_hit_fn fn, voi
 
 /* The DFA search: one load per byte; report() only where the entry's output bit is set,
  * which marks exactly the nodes the compact loop below reports at. */
-static int search_dfa(const struct ac *ac, const uint8_t *text, size_t len, ac_hit_fn fn, void *ud)
+static int search_dfa(const struct ac *ac, const uint8_t *text, size_t len, uint8_t mask,
+                      ac_hit_fn fn, void *ud)
 {
     const uint32_t *d = ac->delta;
     const uint8_t *cls = ac->cls;
@@ -507,7 +545,7 @@ static int search_dfa(const struct ac *ac, const uint8_t *text, size_t len, ac_h
         uint32_t e = d[off + cls[text[i]]];
         off = e & ~AC_DFA_OUT;
         if (e & AC_DFA_OUT)
-            if (report(ac, off / ac->width, i + 1, fn, ud, &hits))
+            if (report(ac, off / ac->width, i + 1, mask, fn, ud, &hits))
                 break;
     }
     return hits;
@@ -515,10 +553,16 @@ static int search_dfa(const struct ac *ac, const uint8_t *text, size_t len, ac_h
 
 int ac_search(const struct ac *ac, const uint8_t *text, size_t len, ac_hit_fn fn, void *ud)
 {
+    return ac_search_tagged(ac, text, len, 0xff, fn, ud);
+}
+
+int ac_search_tagged(const struct ac *ac, const uint8_t *text, size_t len, uint8_t mask,
+                     ac_hit_fn fn, void *ud)
+{
     if (!ac || !ac->built || ac->n_nodes <= 1 || !text)
         return 0;
     if (ac->delta)
-        return search_dfa(ac, text, len, fn, ud);
+        return search_dfa(ac, text, len, mask, fn, ud);
     uint32_t s = 0;
     int hits = 0;
     for (size_t i = 0; i < len; i++) {
@@ -528,7 +572,7 @@ int ac_search(const struct ac *ac, const uint8_t *text, size_t len, ac_hit_fn fn
             s = ac->fail[s];
         s = t == AC_NONE ? 0 : t;
         if (s != 0 && (ac->out[s] != AC_NONE || ac->dict[s] != AC_NONE))
-            if (report(ac, s, i + 1, fn, ud, &hits))
+            if (report(ac, s, i + 1, mask, fn, ud, &hits))
                 break;
     }
     return hits;

@@ -176,7 +176,10 @@ struct ruleset {
     size_t n_always;
     bool flow_gated;      /* every rule run on new flows is an always rule with a port or address
                            * gate: a flow no gate lets in is done without preparing anything */
-    uint8_t always_kinds; /* union of the always rules' kinds: other kinds skip the list */
+    uint64_t *flow_ports; /* then: the union of the port gates, a bit per port */
+    const struct agate *flow_addrs; /* and of the address gates (arena) */
+    size_t n_flow_addrs;
+    uint8_t always_kinds;     /* union of the always rules' kinds: other kinds skip the list */
     unsigned anchorless_bits; /* fields of the values without an anchor */
     size_t files, skipped;
     struct reason {
@@ -2839,15 +2842,55 @@ static bool gate_open(const struct rrule *rr, const struct rule_obs *ob)
     return false;
 }
 
-/* A new flow some rule may hold on (only asked when rs->flow_gated). */
+/* A new flow some rule may hold on (only asked when rs->flow_gated): the union of the rules'
+ * gates, a bit test and a few address compares, where each rule's gate is a search. */
 static bool flow_gate_open(const struct ruleset *rs, const struct rule_obs *ob)
 {
-    for (size_t i = 0; i < rs->n_always; i++) {
-        const struct rrule *rr = &rs->rules[rs->always[i]];
-        if ((rr->kinds & (1u << ROK_FLOW)) && gate_open(rr, ob))
+    if (!ob->has_flow)
+        return false;
+    if ((rs->flow_ports[ob->dport >> 6] >> (ob->dport & 63)) & 1)
+        return true;
+    for (size_t i = 0; i < rs->n_flow_addrs; i++) {
+        const struct agate *g = &rs->flow_addrs[i];
+        if (addr_in(g->client ? &ob->src : &ob->dst, &g->net, g->prefix))
             return true;
     }
     return false;
+}
+
+/* Builds the union flow_gate_open reads; a set whose flow rules are not all gated, or with
+ * more addresses than AGATE_MAX, keeps flow_gated false. */
+static int flow_gate_build(struct ruleset *rs)
+{
+    size_t na = 0;
+    for (size_t i = 0; i < rs->n_rules && rs->flow_gated; i++) {
+        const struct rrule *rr = &rs->rules[i];
+        if (rr->kinds & (1u << ROK_FLOW))
+            na += rr->n_agate;
+    }
+    if (!rs->flow_gated || na > AGATE_MAX) {
+        rs->flow_gated = false;
+        return TW_OK;
+    }
+    uint64_t *ports = arena_alloc(rs, 1024 * sizeof(uint64_t));
+    struct agate *addrs = arena_alloc(rs, (na ? na : 1) * sizeof(*addrs));
+    if (!ports || !addrs)
+        return TW_ENOMEM;
+    memset(ports, 0, 1024 * sizeof(uint64_t));
+    size_t k = 0;
+    for (size_t i = 0; i < rs->n_rules; i++) {
+        const struct rrule *rr = &rs->rules[i];
+        if (!(rr->kinds & (1u << ROK_FLOW)))
+            continue;
+        for (uint32_t j = 0; j < rr->n_gate; j++)
+            ports[rr->gate[j] >> 6] |= (uint64_t)1 << (rr->gate[j] & 63);
+        for (uint32_t j = 0; j < rr->n_agate; j++)
+            addrs[k++] = rr->agate[j];
+    }
+    rs->flow_ports = ports;
+    rs->flow_addrs = addrs;
+    rs->n_flow_addrs = k;
+    return TW_OK;
 }
 
 /* The kinds of r whose observations can satisfy its needed selection: one of its groups
@@ -2879,22 +2922,27 @@ static uint8_t need_kinds(const struct ruleset *rs, const struct rrule *r)
  * name is DestinationHostname and QueryName, a TLS, QUIC or HTTP name DestinationHostname and
  * cs-host; the other text fields (URL, User-Agent, ...) are scanned apart. DestinationHostname
  * values sit in both name automata. */
+_Static_assert(ROK__COUNT <= 8, "rule kinds tag automaton values in 8 bits");
+
 enum ac_set {
     AC_QUERY, /* RF_QUERY, RF_DEST_HOST */
     AC_HOST,  /* RF_DEST_HOST, RF_HTTP_HOST */
     AC_OTHER, /* every other text field */
 };
 
+/* A value's anchor goes into the automata of its field, tagged with the kinds its rule runs
+ * on: a scan reports it only to observations of those kinds (match_obs). */
 static int add_anchor(struct ruleset *rs, const struct rval *v, uint32_t id)
 {
     unsigned f = rs->items[v->item].fields;
+    uint8_t tag = rs->rules[rs->items[v->item].rule].kinds;
     int rc = TW_OK;
     if (f & (RF_QUERY | RF_DEST_HOST))
-        rc = ac_add(rs->ac[AC_QUERY], anchor_of(v), v->alen, id);
+        rc = ac_add_tagged(rs->ac[AC_QUERY], anchor_of(v), v->alen, id, tag);
     if (!rc && (f & (RF_DEST_HOST | RF_HTTP_HOST)))
-        rc = ac_add(rs->ac[AC_HOST], anchor_of(v), v->alen, id);
+        rc = ac_add_tagged(rs->ac[AC_HOST], anchor_of(v), v->alen, id, tag);
     if (!rc && !(f & (RF_QUERY | RF_DEST_HOST | RF_HTTP_HOST)))
-        rc = ac_add(rs->ac[AC_OTHER], anchor_of(v), v->alen, id);
+        rc = ac_add_tagged(rs->ac[AC_OTHER], anchor_of(v), v->alen, id, tag);
     return rc;
 }
 
@@ -2934,9 +2982,6 @@ int ruleset_build(struct ruleset *rs)
     rs->always = malloc((rs->n_rules ? rs->n_rules : 1) * sizeof(uint32_t));
     if (!rs->anchorless || !rs->always)
         return TW_ENOMEM;
-    int rc = build_automata(rs);
-    if (rc)
-        return rc;
     for (size_t i = 0; i < rs->n_rules; i++) {
         struct rrule *rr = &rs->rules[i];
         rr->need = rr->indicator ? -1 : needed_selection(rs, rr);
@@ -2944,6 +2989,9 @@ int ruleset_build(struct ruleset *rs)
         rs->kinds |= rr->kinds;
         rs->uses |= rr->pub.fields;
     }
+    int rc = build_automata(rs); /* after the kinds: they tag the values */
+    if (rc)
+        return rc;
     /* text fields each kind's rules compare (the only ones scanned) */
     for (size_t i = 0; i < rs->n_items; i++) {
         const struct ritem *it = &rs->items[i];
@@ -2967,6 +3015,8 @@ int ruleset_build(struct ruleset *rs)
         if ((rr->kinds & (1u << ROK_FLOW)) && (!rr->always || (!rr->n_gate && !rr->n_agate)))
             rs->flow_gated = false;
     }
+    if (flow_gate_build(rs))
+        return TW_ENOMEM;
     /* domain hash set, load factor <= 1/2 */
     size_t cap = 16;
     while (cap < rs->n_doms * 2)
@@ -3099,20 +3149,21 @@ static void domain_walk(struct mstate *m, uint32_t only_rule, const char **found
 static void scan_text(struct mstate *m, const uint8_t *t, size_t n, unsigned bits)
 {
     struct ac *const *ac = m->rs->ac;
+    uint8_t tags = (uint8_t)m->kmask; /* values of rules that run on these kinds */
     m->text = t;
     m->tlen = n;
     m->scan = bits;
     if (!(bits & (RF_QUERY | RF_DEST_HOST | RF_HTTP_HOST))) {
-        ac_search(ac[AC_OTHER], t, n, on_hit, m);
+        ac_search_tagged(ac[AC_OTHER], t, n, tags, on_hit, m);
     } else if (!(bits & RF_HTTP_HOST)) {
-        ac_search(ac[AC_QUERY], t, n, on_hit, m);
+        ac_search_tagged(ac[AC_QUERY], t, n, tags, on_hit, m);
     } else if (!(bits & RF_QUERY)) {
-        ac_search(ac[AC_HOST], t, n, on_hit, m);
+        ac_search_tagged(ac[AC_HOST], t, n, tags, on_hit, m);
     } else { /* both name automata; a value found twice is kept once (add_val) */
         m->scan = bits & ~(unsigned)RF_HTTP_HOST;
-        ac_search(ac[AC_QUERY], t, n, on_hit, m);
+        ac_search_tagged(ac[AC_QUERY], t, n, tags, on_hit, m);
         m->scan = RF_HTTP_HOST;
-        ac_search(ac[AC_HOST], t, n, on_hit, m);
+        ac_search_tagged(ac[AC_HOST], t, n, tags, on_hit, m);
     }
 }
 

@@ -18,6 +18,9 @@ struct ac *ac_new(void);
 void ac_free(struct ac *ac);
 /* Adds a pattern (copied, folded to lower case). Returns TW_OK, TW_EBAD (empty) or TW_ENOMEM. */
 int ac_add(struct ac *ac, const uint8_t *pat, size_t len, uint32_t id) TW_WUR;
+/* ac_add with tag bits of the caller's (ac_add's are 0xff): ac_search_tagged reports the
+ * pattern only to a search whose mask shares a bit with them. */
+int ac_add_tagged(struct ac *ac, const uint8_t *pat, size_t len, uint32_t id, uint8_t tag) TW_WUR;
 /* Builds the automaton; small ones (see ac.c) also get a DFA that searches faster. */
 int ac_build(struct ac *ac) TW_WUR;
 /* ac_build without the DFA: the compact search path only. It exists for the tests and the
@@ -31,5 +34,9 @@ typedef int (*ac_hit_fn)(void *ud, uint32_t id, size_t end);
 
 /* Searches text; returns the number of hits reported (>= 0). */
 int ac_search(const struct ac *ac, const uint8_t *text, size_t len, ac_hit_fn fn, void *ud);
+/* The same, reporting only the patterns whose tag shares a bit with mask; a node none of
+ * whose patterns is asked for costs no more than a node without any (ac_search: mask 0xff). */
+int ac_search_tagged(const struct ac *ac, const uint8_t *text, size_t len, uint8_t mask,
+                     ac_hit_fn fn, void *ud);
 
 #endif /* TW_AC_H */

@@ -41,13 +41,14 @@ static uint8_t lc(uint8_t c)
 
 /* Both paths over the text must agree exactly; returns the hit count. */
 static uint64_t compare(const struct ac *dfa, const struct ac *cmp, const uint8_t *text,
-                        size_t tlen, uint64_t stop_after, struct acc *a, struct acc *b)
+                        size_t tlen, uint8_t mask, uint64_t stop_after, struct acc *a,
+                        struct acc *b)
 {
     memset(a, 0, sizeof(*a));
     memset(b, 0, sizeof(*b));
     a->stop_after = b->stop_after = stop_after;
-    int ra = ac_search(dfa, text, tlen, add, a);
-    int rb = ac_search(cmp, text, tlen, add, b);
+    int ra = ac_search_tagged(dfa, text, tlen, mask, add, a);
+    int rb = ac_search_tagged(cmp, text, tlen, mask, add, b);
     size_t logged = a->n < LOG_MAX ? (size_t)a->n : LOG_MAX;
     if (ra != rb || ra < 0 || (uint64_t)ra != a->n || a->n != b->n || a->chain != b->chain ||
         memcmp(a->id, b->id, logged * sizeof(uint32_t)) ||
@@ -64,7 +65,9 @@ static void add_patterns(struct ac *dfa, struct ac *cmp, const uint8_t *data, si
     for (size_t s = 0; s < plen && id < 256;) {
         const uint8_t *nl = memchr(data + s, '\n', plen - s);
         size_t e = nl ? (size_t)(nl - data) : plen, n = e - s;
-        int rd = ac_add(dfa, data + s, n, id), rc = ac_add(cmp, data + s, n, id);
+        uint8_t tag = (uint8_t)(1u << (id % 8));
+        int rd = ac_add_tagged(dfa, data + s, n, id, tag);
+        int rc = ac_add_tagged(cmp, data + s, n, id, tag);
         if (rd != rc)
             abort();
         if (rd == TW_OK) {
@@ -96,12 +99,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     add_patterns(dfa, cmp, data, plen, text, tlen, want);
     if (ac_build(dfa) != TW_OK || ac_build_compact(cmp) != TW_OK)
         abort();
-    uint64_t n = compare(dfa, cmp, text, tlen, 0, want + 1, want + 2);
+    uint64_t n = compare(dfa, cmp, text, tlen, 0xff, 0, want + 1, want + 2);
     if (n != want->n || want[1].sum != want->sum)
         abort();
     /* a callback that stops half-way: both paths stop at the same hit */
     if (n > 1)
-        compare(dfa, cmp, text, tlen, n / 2, want + 1, want + 2);
+        compare(dfa, cmp, text, tlen, 0xff, n / 2, want + 1, want + 2);
+    /* a mask: pattern id's tag is bit id % 8; exactly the hits of the tags it meets */
+    uint8_t mask = (uint8_t)(tlen * 131u + plen);
+    uint64_t in_mask = 0;
+    if (n <= LOG_MAX) {
+        compare(dfa, cmp, text, tlen, 0xff, 0, want + 1, want + 2);
+        for (uint64_t k = 0; k < n; k++)
+            in_mask += (mask >> (want[1].id[k] % 8)) & 1;
+        if (compare(dfa, cmp, text, tlen, mask, 0, want + 1, want + 2) != in_mask)
+            abort();
+    }
     free(want);
     ac_free(dfa);
     ac_free(cmp);

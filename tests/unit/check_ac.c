@@ -354,6 +354,69 @@ START_TEST(test_dfa_differential)
 }
 END_TEST
 
+/* Tagged patterns: a search with a mask reports exactly the hits of the patterns whose tag
+ * meets it (the naive matcher's, filtered), on the DFA and the compact path alike; a mask no
+ * tag meets reports nothing, and ac_search (all bits) everything. */
+START_TEST(test_tags_differential)
+{
+    static const uint8_t alpha[] = "abcAB.-\xc1";
+    rng_state = 0x7a95u + (uint32_t)_i;
+    size_t np = 1 + rnd() % (_i < 2 ? 30 : 2000);
+    uint8_t **pats = calloc(np, sizeof(*pats));
+    size_t *plen = calloc(np, sizeof(*plen));
+    uint8_t *tag = calloc(np, 1);
+    struct ac *dfa = ac_new(), *cmp = ac_new();
+    for (size_t i = 0; i < np; i++) {
+        pats[i] = malloc(16);
+        plen[i] = dfa_pattern(pats[i], pats, plen, i, alpha, sizeof(alpha) - 1);
+        tag[i] = (uint8_t)(1u << (rnd() % 7)) | (rnd() % 5 == 0 ? 0x40 : 0);
+        ck_assert_int_eq(ac_add_tagged(dfa, pats[i], plen[i], (uint32_t)i, tag[i]), TW_OK);
+        ck_assert_int_eq(ac_add_tagged(cmp, pats[i], plen[i], (uint32_t)i, tag[i]), TW_OK);
+    }
+    ck_assert_int_eq(ac_build(dfa), TW_OK);
+    ck_assert_int_eq(ac_build_compact(cmp), TW_OK);
+    size_t total = 0;
+    for (int t = 0; t < 1000; t++) {
+        uint8_t text[80];
+        size_t n = dfa_text(text, sizeof(text), pats, plen, np, alpha, sizeof(alpha) - 1);
+        uint8_t mask = t % 7 == 0 ? 0x80 : t % 7 == 1 ? 0xff : (uint8_t)(rnd() & 0x7f);
+        struct hits a = {0}, b = {0}, want = {0}, all = {0};
+        int na = ac_search_tagged(dfa, text, n, mask, collect, &a);
+        int nb = ac_search_tagged(cmp, text, n, mask, collect, &b);
+        naive((const uint8_t *const *)pats, plen, np, text, n, &all);
+        for (size_t k = 0; k < all.n; k++)
+            if (tag[all.h[k].id] & mask)
+                (void)collect(&want, all.h[k].id, all.h[k].end);
+        ck_assert_int_eq(na, (int)want.n);
+        ck_assert_int_eq(nb, (int)want.n);
+        if (mask == 0x80)
+            ck_assert_int_eq(na, 0);
+        if (mask == 0xff)
+            ck_assert_int_eq(ac_search(dfa, text, n, NULL, NULL), (int)all.n);
+        if (want.n) {
+            qsort(a.h, a.n, sizeof(*a.h), hit_cmp);
+            qsort(b.h, b.n, sizeof(*b.h), hit_cmp);
+            qsort(want.h, want.n, sizeof(*want.h), hit_cmp);
+            size_t k = 0;
+            while (k < want.n && a.h[k].id == want.h[k].id && a.h[k].end == want.h[k].end &&
+                   b.h[k].id == want.h[k].id && b.h[k].end == want.h[k].end)
+                k++;
+            ck_assert_uint_eq(k, want.n);
+        }
+        total += want.n;
+        free(a.h);
+        free(b.h);
+        free(want.h);
+        free(all.h);
+    }
+    ck_assert_uint_gt(total, 0);
+    pats_free(pats, plen, np);
+    free(tag);
+    ac_free(dfa);
+    ac_free(cmp);
+}
+END_TEST
+
 START_TEST(test_dfa_cap)
 {
     /* 3000 random 12-byte patterns over 200 byte values (174 classes once 'A'..'Z' fold):
@@ -398,6 +461,7 @@ Suite *tw_suite(void)
     tcase_add_test(tf, test_dfa_classic);
     tcase_add_loop_test(tf, test_dfa_differential, 0, 8);
     tcase_add_test(tf, test_dfa_cap);
+    tcase_add_loop_test(tf, test_tags_differential, 0, 6);
     suite_add_tcase(s, tf);
     return s;
 }
