@@ -24,6 +24,8 @@
  * ac_build_compact() skips the DFA so tests can compare the two. After ac_build the
  * automaton is read-only, so any number of threads may search it.
  */
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -77,6 +79,8 @@ struct ac {
     uint32_t width;      /* classes, K + 1 */
     uint8_t cls[256];
     int built;
+    bool dfa_thread; /* ac_build_background: dfa_th builds delta (joined by ac_free) */
+    pthread_t dfa_th;
 };
 
 /* ASCII lower-casing without a branch: bit 5 set for 'A'..'Z' only. */
@@ -95,6 +99,8 @@ void ac_free(struct ac *ac)
 {
     if (!ac)
         return;
+    if (ac->dfa_thread)
+        pthread_join(ac->dfa_th, NULL);
     free(ac->pats);
     free(ac->pool);
     free(ac->label);
@@ -412,7 +418,7 @@ static uint32_t *dfa_alloc(struct ac *ac, size_t n)
  * row fail[n] with n's own children written over it: a missing edge follows the failure
  * link, as the compact search would. Nodes are in BFS order and fail[n] < n, so one pass
  * in node order finds every row it copies already filled. */
-static int build_dfa(struct ac *ac)
+static int build_dfa(struct ac *ac, bool keep_d1)
 {
     /* an empty automaton is never searched; and when even two classes would be over the
      * cap, a big list skips the class pass as well */
@@ -438,14 +444,37 @@ static int build_dfa(struct ac *ac)
             row[ac->cls[ac->label[v]]] = e;
         }
     }
-    ac->delta = d;
     ac->width = w;
-    /* the direct tables served child() while the links were built; search uses delta now */
-    free(ac->d1);
-    ac->d1 = NULL;
+    /* release: a search that sees delta sees the table, width and cls */
+    __atomic_store_n(&ac->delta, d, __ATOMIC_RELEASE);
+    if (!keep_d1) {
+        /* the direct tables served child() while the links were built; search uses delta */
+        free(ac->d1);
+        ac->d1 = NULL;
+    }
     return TW_OK;
 }
 
+static void *dfa_main(void *arg)
+{
+    (void)build_dfa(arg, true); /* out of memory: the compact path stays, as it is exact */
+    return NULL;
+}
+
+/* The DFA on a thread of its own: searches take the compact path until it is published
+ * (the direct tables stay, as they may be in use). Without a thread it is built here. */
+static void start_dfa_thread(struct ac *ac)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    ac->dfa_thread = pthread_create(&ac->dfa_th, NULL, dfa_main, ac) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!ac->dfa_thread)
+        (void)build_dfa(ac, true);
+}
+
+/* dfa: 0 none (compact only), 1 the DFA built here, 2 on a thread (ac_build_background). */
 static int build(struct ac *ac, int dfa)
 {
     if (!ac || ac->built)
@@ -472,8 +501,10 @@ static int build(struct ac *ac, int dfa)
     shrink_nodes(ac, count);
     if ((rc = build_tags(ac, count)))
         return rc;
-    if (dfa && (rc = build_dfa(ac)))
+    if (dfa == 1 && (rc = build_dfa(ac, false)))
         return rc;
+    if (dfa == 2)
+        start_dfa_thread(ac);
     ac->built = 1;
     return TW_OK;
 }
@@ -481,6 +512,11 @@ static int build(struct ac *ac, int dfa)
 int ac_build(struct ac *ac)
 {
     return build(ac, 1);
+}
+
+int ac_build_background(struct ac *ac)
+{
+    return build(ac, 2);
 }
 
 int ac_build_compact(struct ac *ac)
@@ -502,7 +538,7 @@ size_t ac_memory(const struct ac *ac)
         m += (size_t)ac->n_nodes * (2 + 4 * 4) + 4 + ac->n_pats;
     if (ac->d1)
         m += (size_t)(ac->first[1] - 1) * 256 * sizeof(uint32_t);
-    if (ac->delta)
+    if (__atomic_load_n(&ac->delta, __ATOMIC_ACQUIRE))
         m += (size_t)ac->n_nodes * ac->width * sizeof(uint32_t);
     return m;
 }
@@ -534,10 +570,9 @@ static int report(const struct ac *ac, uint32_t s, size_t end, uint8_t mask, ac_
 
 /* The DFA search: one load per byte; report() only where the entry's output bit is set,
  * which marks exactly the nodes the compact loop below reports at. */
-static int search_dfa(const struct ac *ac, const uint8_t *text, size_t len, uint8_t mask,
-                      ac_hit_fn fn, void *ud)
+static int search_dfa(const struct ac *ac, const uint32_t *d, const uint8_t *text, size_t len,
+                      uint8_t mask, ac_hit_fn fn, void *ud)
 {
-    const uint32_t *d = ac->delta;
     const uint8_t *cls = ac->cls;
     uint32_t off = 0;
     int hits = 0;
@@ -561,8 +596,9 @@ int ac_search_tagged(const struct ac *ac, const uint8_t *text, size_t len, uint8
 {
     if (!ac || !ac->built || ac->n_nodes <= 1 || !text)
         return 0;
-    if (ac->delta)
-        return search_dfa(ac, text, len, mask, fn, ud);
+    const uint32_t *d = __atomic_load_n(&ac->delta, __ATOMIC_ACQUIRE); /* see build_dfa */
+    if (d)
+        return search_dfa(ac, d, text, len, mask, fn, ud);
     uint32_t s = 0;
     int hits = 0;
     for (size_t i = 0; i < len; i++) {

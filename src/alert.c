@@ -146,8 +146,15 @@ void alert_ids_init(struct alert_ids *ids)
 
 void alert_ids_next(struct alert_ids *ids, char out[40])
 {
-    snprintf(out, 40, "%016llx-%016llx", (unsigned long long)ids->boot,
-             (unsigned long long)++ids->next);
+    /* a record formatter thread (record.c) takes ids too */
+    uint64_t n = __atomic_add_fetch(&ids->next, 1, __ATOMIC_RELAXED);
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < 16; i++) {
+        out[15 - i] = hex[(ids->boot >> (4 * i)) & 15];
+        out[32 - i] = hex[(n >> (4 * i)) & 15];
+    }
+    out[16] = '-';
+    out[33] = '\0';
 }
 
 /* --- formatting --- */
@@ -695,6 +702,109 @@ int alert_format(struct jw *w, const struct alert_rec *r, enum alert_schema sche
     else
         format_ecs(w, r);
     return w->err;
+}
+
+/* --- copies --- */
+
+/* One pass of alert_rec_copy: sizes (base NULL) or copies into base, from at on. */
+struct packer {
+    char *base;
+    size_t at;
+};
+
+static const void *pack(struct packer *k, const void *s, size_t n)
+{
+    if (!s)
+        return NULL;
+    char *d = k->base ? k->base + k->at : NULL;
+    k->at += n;
+    if (d && n)
+        memcpy(d, s, n);
+    return d;
+}
+
+static const char *pack_str(struct packer *k, const char *s)
+{
+    return s ? pack(k, s, strlen(s) + 1) : NULL;
+}
+
+static struct rule_span pack_span(struct packer *k, struct rule_span sp)
+{
+    sp.p = pack(k, sp.p, sp.n);
+    return sp;
+}
+
+/* What an observation points to (the name and the HTTP request's fields). */
+static void pack_obs(struct packer *k, struct rule_obs *c, const struct rule_obs *o)
+{
+    c->name = pack(k, o->name, o->name_len);
+    c->method = pack_span(k, o->method);
+    c->target = pack_span(k, o->target);
+    c->user_agent = pack_span(k, o->user_agent);
+    c->host = pack_span(k, o->host);
+    c->cookie = pack_span(k, o->cookie);
+    c->referer = pack_span(k, o->referer);
+}
+
+/* Every string and byte run r points to, into c (whose other fields are r's). */
+static void pack_rec(struct packer *k, struct alert_rec *c, const struct alert_rec *r)
+{
+    c->event_id = pack_str(k, r->event_id);
+    c->incident_id = pack_str(k, r->incident_id);
+    c->pattern = pack_str(k, r->pattern);
+    c->kind = pack_str(k, r->kind);
+    c->name = pack(k, r->name, r->name_len);
+    c->file = pack_str(k, r->file);
+    c->app_proto = pack_str(k, r->app_proto);
+    c->ja4 = pack_str(k, r->ja4);
+    c->alpn = pack_str(k, r->alpn);
+    c->attribution = pack_str(k, r->attribution);
+    c->binding_sensor = pack_str(k, r->binding_sensor);
+    c->end_reason = pack_str(k, r->end_reason);
+    c->allow_name = pack_str(k, r->allow_name);
+    c->allow_reason = pack_str(k, r->allow_reason);
+    c->observer = pack_str(k, r->observer);
+    c->ev_pcap = pack_str(k, r->ev_pcap);
+    c->ev_redis_key = pack_str(k, r->ev_redis_key);
+}
+
+struct rec_copy {
+    struct alert_rec rec;
+    struct rule_obs obs;
+    struct alert_health health;
+    max_align_t data[]; /* what they point to */
+};
+
+struct alert_rec *alert_rec_copy(const struct alert_rec *r, size_t *size)
+{
+    struct rec_copy sizing = {.rec = *r};
+    struct packer k = {NULL, 0};
+    pack_rec(&k, &sizing.rec, r);
+    if (r->obs)
+        pack_obs(&k, &sizing.obs, r->obs);
+    if (r->health) {
+        pack_str(&k, r->health->resource);
+        pack_str(&k, r->health->config_key);
+    }
+    struct rec_copy *c = malloc(sizeof(*c) + k.at);
+    if (!c)
+        return NULL;
+    *size = sizeof(*c) + k.at;
+    c->rec = *r;
+    k = (struct packer){(char *)c->data, 0};
+    pack_rec(&k, &c->rec, r);
+    if (r->obs) {
+        c->obs = *r->obs;
+        pack_obs(&k, &c->obs, r->obs);
+        c->rec.obs = &c->obs;
+    }
+    if (r->health) {
+        c->health = *r->health;
+        c->health.resource = pack_str(&k, r->health->resource);
+        c->health.config_key = pack_str(&k, r->health->config_key);
+        c->rec.health = &c->health;
+    }
+    return &c->rec;
 }
 
 /* --- dedup --- */

@@ -1110,7 +1110,8 @@ static int engine_parts(struct engine *e, const struct tw_cfg *c)
                                e->o.alerts_sink,
                                e->o.fleet,
                                rec_evidence,
-                               e};
+                               e,
+                               true};
     struct extract_ops xo = {observe, dns_message, e, wants_responses};
     e->flows = flow_table_new(&fo, flow_end, e);
     e->frag = frag_new(c->flow.frag_max, (uint64_t)c->flow.frag_max * 4096, c->flow.frag_timeout_s);
@@ -1175,6 +1176,7 @@ void engine_finish(struct engine *e)
     flow_table_free(e->flows); /* ends every flow: flow-end records */
     e->flows = NULL;
     rec_tick(e->rec, e->now, true);
+    rec_drain(e->rec); /* every record with the alerts file's writer and the publisher */
 }
 
 void engine_free(struct engine *e)

@@ -1,12 +1,37 @@
 /* record.c - incidents and record output (see record.h). */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "tunnelwatch/record.h"
 
-#define RECORD_MAX 65536 /* one JSON record; longer ones are dropped and counted */
+#define RECORD_MAX   65536      /* one JSON record; longer ones are dropped and counted */
+#define DEFER_MAX    (4u << 20) /* bytes of record copies waiting for the formatter thread */
+#define DEFER_NAP_NS 1000000L   /* its pause after a batch: a burst costs a wakeup a millisecond */
+
+/* Records waiting for the formatter thread (recorder_opts.defer), in order. */
+struct deferred {
+    struct deferred *next;
+    size_t size;
+    bool to_file, to_redis;
+    struct alert_rec *rec; /* alert_rec_copy; its rule held (rule_hold) */
+};
+
+struct defer {
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;   /* the thread: records came to an idle thread, or stop */
+    pthread_cond_t done; /* producers: room freed, or everything written */
+    struct deferred *head, *tail;
+    size_t bytes;   /* queued and not yet written */
+    size_t pending; /* records queued or being written */
+    bool idle;      /* the thread waits on cv */
+    bool stop;
+};
 
 struct recorder {
     struct recorder_opts o;
@@ -18,9 +43,13 @@ struct recorder {
     struct recorder_stats st;
     bool failing;             /* the last write to the alerts file failed (said once) */
     struct pressure dedup_pr; /* incidents pushed out early, by the host that pushed */
+    bool deferring;           /* defer runs: emit() queues copies to its thread */
+    struct defer defer;
 };
 
 static void flush_update(void *ud, struct incident *in);
+static bool defer_start(struct recorder *r);
+static void defer_stop(struct recorder *r);
 
 struct recorder *rec_new(const struct recorder_opts *o)
 {
@@ -36,6 +65,7 @@ struct recorder *rec_new(const struct recorder_opts *o)
     jw_init(&r->jw, RECORD_MAX);
     alert_ids_init(&r->ids);
     dedup_set_flush(r->dedup, flush_update, r);
+    r->deferring = o->defer && defer_start(r);
     return r;
 }
 
@@ -43,6 +73,8 @@ void rec_free(struct recorder *r)
 {
     if (!r)
         return;
+    if (r->deferring)
+        defer_stop(r); /* writes what is queued */
     dedup_free(r->dedup);
     jw_free(&r->jw);
     free(r);
@@ -62,7 +94,7 @@ void rec_set_file(struct recorder *r, const char *file)
  * said once until a write succeeds again. */
 static void write_failed(struct recorder *r, int err)
 {
-    r->st.output_errors++;
+    __atomic_add_fetch(&r->st.output_errors, 1, __ATOMIC_RELAXED); /* the formatter's */
     if (!r->failing && r->o.log)
         fprintf(r->o.log,
                 "tunnelwatch: cannot write the alerts file: %s (records lost until it "
@@ -130,12 +162,13 @@ static const struct alert_rec *with_evidence(struct recorder *r, const struct al
     return tmp;
 }
 
-static void emit(struct recorder *r, const struct alert_rec *rec0, bool to_file, bool to_redis)
+/* Formats rec and writes it to the alerts file and Redis (on the formatter thread when
+ * deferring). */
+static void write_record(struct recorder *r, const struct alert_rec *rec, bool to_file,
+                         bool to_redis)
 {
-    struct alert_rec tmp;
-    const struct alert_rec *rec = with_evidence(r, rec0, &tmp);
     if (alert_format(&r->jw, rec, r->o.schema) != TW_OK) {
-        r->st.dropped++;
+        __atomic_add_fetch(&r->st.dropped, 1, __ATOMIC_RELAXED);
         return;
     }
     if (to_file && r->o.alerts_sink)
@@ -156,6 +189,145 @@ static void emit(struct recorder *r, const struct alert_rec *rec0, bool to_file,
     }
     if (to_redis && r->o.pub)
         to_pub(r, rec);
+}
+
+/* ---- the formatter thread (recorder_opts.defer) ---- */
+
+static void write_batch(struct recorder *r, struct deferred *d)
+{
+    size_t n = 0, bytes = 0;
+    while (d) {
+        struct deferred *next = d->next;
+        write_record(r, d->rec, d->to_file, d->to_redis);
+        rule_release(d->rec->rule);
+        n++;
+        bytes += d->size;
+        free(d->rec);
+        free(d);
+        d = next;
+    }
+    struct defer *f = &r->defer;
+    pthread_mutex_lock(&f->mu);
+    f->bytes -= bytes;
+    f->pending -= n;
+    pthread_cond_broadcast(&f->done);
+    pthread_mutex_unlock(&f->mu);
+}
+
+static void *defer_main(void *arg)
+{
+    struct recorder *r = arg;
+    struct defer *f = &r->defer;
+    pthread_mutex_lock(&f->mu);
+    for (;;) {
+        while (!f->head && !f->stop) {
+            f->idle = true;
+            pthread_cond_wait(&f->cv, &f->mu);
+        }
+        f->idle = false;
+        if (!f->head)
+            break; /* stopped, and everything written */
+        struct deferred *batch = f->head;
+        f->head = f->tail = NULL;
+        bool stopping = f->stop;
+        pthread_mutex_unlock(&f->mu);
+        write_batch(r, batch);
+        if (!stopping) {
+            struct timespec nap = {0, DEFER_NAP_NS};
+            nanosleep(&nap, NULL); /* let a burst gather: one wakeup for many records */
+        }
+        pthread_mutex_lock(&f->mu);
+    }
+    pthread_mutex_unlock(&f->mu);
+    return NULL;
+}
+
+/* Starts the formatter thread; false (records formatted inline) when it cannot. */
+static bool defer_start(struct recorder *r)
+{
+    struct defer *f = &r->defer;
+    if (pthread_mutex_init(&f->mu, NULL))
+        return false;
+    pthread_cond_init(&f->cv, NULL);
+    pthread_cond_init(&f->done, NULL);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old); /* signals stay with the sensor's threads */
+    bool ok = pthread_create(&f->th, NULL, defer_main, r) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!ok) {
+        pthread_cond_destroy(&f->cv);
+        pthread_cond_destroy(&f->done);
+        pthread_mutex_destroy(&f->mu);
+    }
+    return ok;
+}
+
+/* Queues a copy of rec; waits while DEFER_MAX bytes are queued, as formatting it here would
+ * have taken that time. False when the copy cannot be made (then written inline). */
+static bool defer_put(struct recorder *r, const struct alert_rec *rec, bool to_file, bool to_redis)
+{
+    struct deferred *d = malloc(sizeof(*d));
+    size_t size = 0;
+    struct alert_rec *c = d ? alert_rec_copy(rec, &size) : NULL;
+    if (!c) {
+        free(d);
+        return false;
+    }
+    *d = (struct deferred){NULL, sizeof(*d) + size, to_file, to_redis, c};
+    rule_hold(c->rule);
+    struct defer *f = &r->defer;
+    pthread_mutex_lock(&f->mu);
+    while (f->bytes && f->bytes + d->size > DEFER_MAX)
+        pthread_cond_wait(&f->done, &f->mu);
+    if (f->tail)
+        f->tail->next = d;
+    else
+        f->head = d;
+    f->tail = d;
+    f->bytes += d->size;
+    f->pending++;
+    if (f->idle) {
+        f->idle = false;
+        pthread_cond_signal(&f->cv);
+    }
+    pthread_mutex_unlock(&f->mu);
+    return true;
+}
+
+void rec_drain(struct recorder *r)
+{
+    if (!r || !r->deferring)
+        return;
+    struct defer *f = &r->defer;
+    pthread_mutex_lock(&f->mu);
+    while (f->pending)
+        pthread_cond_wait(&f->done, &f->mu);
+    pthread_mutex_unlock(&f->mu);
+}
+
+static void defer_stop(struct recorder *r)
+{
+    struct defer *f = &r->defer;
+    pthread_mutex_lock(&f->mu);
+    f->stop = true;
+    pthread_cond_signal(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+    pthread_join(f->th, NULL);
+    pthread_cond_destroy(&f->cv);
+    pthread_cond_destroy(&f->done);
+    pthread_mutex_destroy(&f->mu);
+    r->deferring = false;
+}
+
+/* A record out: its pcap fields filled here (the engine's state), then formatted and written,
+ * on the formatter thread when there is one. */
+static void emit(struct recorder *r, const struct alert_rec *rec0, bool to_file, bool to_redis)
+{
+    struct alert_rec tmp;
+    const struct alert_rec *rec = with_evidence(r, rec0, &tmp);
+    if (!r->deferring || !defer_put(r, rec, to_file, to_redis))
+        write_record(r, rec, to_file, to_redis);
 }
 
 void rec_suppressed(struct recorder *r, struct alert_rec *rec)
@@ -284,6 +456,8 @@ void rec_tick(struct recorder *r, struct tw_time now, bool final)
 void rec_stats(const struct recorder *r, struct recorder_stats *st)
 {
     *st = r->st;
+    st->dropped = __atomic_load_n(&r->st.dropped, __ATOMIC_RELAXED);
+    st->output_errors = __atomic_load_n(&r->st.output_errors, __ATOMIC_RELAXED);
 }
 
 uint64_t rec_dedup_evictions(const struct recorder *r)

@@ -181,6 +181,7 @@ struct ruleset {
     size_t n_flow_addrs;
     uint8_t always_kinds;     /* union of the always rules' kinds: other kinds skip the list */
     unsigned anchorless_bits; /* fields of the values without an anchor */
+    unsigned anchorless_kbits[ROK__COUNT]; /* ... of those whose rule runs on the kind */
     size_t files, skipped;
     struct reason {
         char *text; /* arena */
@@ -2956,8 +2957,12 @@ static int build_automata(struct ruleset *rs)
         if (rs->items[v->item].scalar)
             continue; /* compared directly when its rule is evaluated */
         if (v->alen == 0) {
+            unsigned f = rs->items[v->item].fields;
+            uint8_t kinds = rs->rules[rs->items[v->item].rule].kinds;
             rs->anchorless[rs->n_anchorless++] = (uint32_t)i;
-            rs->anchorless_bits |= rs->items[v->item].fields;
+            rs->anchorless_bits |= f;
+            for (unsigned k = 0; k < ROK__COUNT; k++)
+                rs->anchorless_kbits[k] |= (kinds >> k) & 1 ? f : 0u;
             continue;
         }
         int rc = add_anchor(rs, v, (uint32_t)i);
@@ -2965,7 +2970,7 @@ static int build_automata(struct ruleset *rs)
             return rc;
     }
     for (unsigned i = 0; i < 3; i++) {
-        int rc = ac_build(rs->ac[i]);
+        int rc = ac_build_background(rs->ac[i]);
         if (rc)
             return rc;
     }
@@ -3191,13 +3196,16 @@ static void scan_fields(struct mstate *m)
             continue;
         scan_text(m, t.p, t.n, bit);
     }
-    if (!(rs->anchorless_bits & m->suses & m->fields))
+    unsigned abits = m->kmask & (m->kmask - 1) ? rs->anchorless_bits
+                                               : rs->anchorless_kbits[__builtin_ctz(m->kmask)];
+    if (!(abits & m->suses & m->fields))
         return; /* no value without an anchor is on a field this observation carries */
     for (size_t i = 0; i < rs->n_anchorless && !m->overflow; i++) {
         const struct rval *v = &rs->vals[rs->anchorless[i]];
+        const struct ritem *it = &rs->items[v->item];
         struct rule_span t;
-        unsigned bit = rs->items[v->item].fields;
-        if ((bit & m->suses) && obs_str(m, bit, &t) && val_check(v, t.p, t.n, 0))
+        if ((it->fields & m->suses) && (rs->rules[it->rule].kinds & m->kmask) &&
+            obs_str(m, it->fields, &t) && val_check(v, t.p, t.n, 0))
             add_val(m, rs->anchorless[i]);
     }
 }

@@ -105,6 +105,10 @@ int alert_format(struct jw *w, const struct alert_rec *r, enum alert_schema sche
  * rule (the rule's metadata is a third of a record's cost otherwise). After ruleset_build,
  * before the set is shared; a rule it cannot render is written field by field. */
 void alert_prepare_rules(struct ruleset *rs);
+/* A copy of r with every string and byte run it points to (its observation and health record
+ * included) in one block of *size bytes: free() releases it. The rule is not copied (the
+ * caller holds it). NULL when out of memory. */
+struct alert_rec *alert_rec_copy(const struct alert_rec *r, size_t *size);
 
 /* Event ids: "<16 hex random boot id>-<16 hex counter>", unique across restarts. */
 struct alert_ids {

@@ -37,6 +37,9 @@ struct recorder_opts {
      * ev_* fields (the incident's pcap: evidence.h); NULL: none. The id is the incident's. */
     void (*evidence)(void *ud, struct alert_rec *rec, const char *incident_id);
     void *evidence_ud;
+    /* Format and write records on a thread of the recorder's own: the caller's thread only
+     * copies each record (see record.c); rec_drain waits for them. Off: written inline. */
+    bool defer;
 };
 
 struct recorder_stats {
@@ -69,6 +72,9 @@ void rec_flow_end(struct recorder *r, struct alert_rec *rec);
  * alert.update_interval_s (every one of them when final). */
 void rec_tick(struct recorder *r, struct tw_time now, bool final);
 void rec_stats(const struct recorder *r, struct recorder_stats *st);
+/* Returns once every record handed over so far is written (to the alerts file's queue and the
+ * publisher's); at once without recorder_opts.defer. */
+void rec_drain(struct recorder *r);
 uint64_t rec_dedup_evictions(const struct recorder *r);
 /* Dedup incidents pushed out at the cap since the last health record, noted with the host
  * whose new incident pushed (owned by r). */

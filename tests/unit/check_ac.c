@@ -417,6 +417,50 @@ START_TEST(test_tags_differential)
 }
 END_TEST
 
+/* ac_build_background: searches agree with the compact path hit by hit from the first call
+ * (while the DFA may still be building) to after the DFA is taken; freeing it at once (a
+ * -T run) waits for the thread. */
+START_TEST(test_dfa_background)
+{
+    static const uint8_t alpha[] = "abcAB.-\xc1";
+    rng_state = 0xb6u;
+    size_t np = 3000;
+    uint8_t **pats = calloc(np, sizeof(*pats));
+    size_t *plen = calloc(np, sizeof(*plen));
+    for (size_t i = 0; i < np; i++) {
+        pats[i] = malloc(16);
+        plen[i] = dfa_pattern(pats[i], pats, plen, i, alpha, sizeof(alpha) - 1);
+    }
+    struct pair p = {ac_new(), ac_new()};
+    struct ac *quick = ac_new();
+    for (size_t i = 0; i < np; i++) {
+        ck_assert_int_eq(ac_add(p.dfa, pats[i], plen[i], (uint32_t)i), TW_OK);
+        ck_assert_int_eq(ac_add(p.cmp, pats[i], plen[i], (uint32_t)i), TW_OK);
+        ck_assert_int_eq(ac_add(quick, pats[i], plen[i], (uint32_t)i), TW_OK);
+    }
+    ck_assert_int_eq(ac_build_background(p.dfa), TW_OK);
+    ck_assert_int_eq(ac_build_compact(p.cmp), TW_OK);
+    ck_assert_int_eq(ac_build_background(quick), TW_OK);
+    ac_free(quick);
+    size_t total = 0;
+    for (int spins = 0; ac_memory(p.dfa) == ac_memory(p.cmp); spins++) {
+        ck_assert_int_lt(spins, 1000000); /* the DFA comes */
+        uint8_t text[96];
+        size_t n = dfa_text(text, sizeof(text), pats, plen, np, alpha, sizeof(alpha) - 1);
+        total += pair_compare(&p, text, n, 0);
+    }
+    ck_assert_uint_gt(ac_memory(p.dfa), ac_memory(p.cmp)); /* the DFA, and the kept rows */
+    for (int k = 0; k < 500; k++) {
+        uint8_t text[96];
+        size_t n = dfa_text(text, sizeof(text), pats, plen, np, alpha, sizeof(alpha) - 1);
+        total += pair_compare(&p, text, n, k % 7 == 0 ? 1 : 0);
+    }
+    ck_assert_uint_gt(total, 0);
+    pats_free(pats, plen, np);
+    pair_free(&p);
+}
+END_TEST
+
 START_TEST(test_dfa_cap)
 {
     /* 3000 random 12-byte patterns over 200 byte values (174 classes once 'A'..'Z' fold):
@@ -461,6 +505,7 @@ Suite *tw_suite(void)
     tcase_add_test(tf, test_dfa_classic);
     tcase_add_loop_test(tf, test_dfa_differential, 0, 8);
     tcase_add_test(tf, test_dfa_cap);
+    tcase_add_test(tf, test_dfa_background);
     tcase_add_loop_test(tf, test_tags_differential, 0, 6);
     suite_add_tcase(s, tf);
     return s;
