@@ -45,6 +45,11 @@
 #define AC_DFA_MAX_BYTES ((size_t)16 << 20)
 /* DFA tables from this size on are mapped and populated at once (dfa_alloc). */
 #define DFA_MAP_MIN ((size_t)64 << 10)
+/* Automata of up to this many nodes keep 16-bit DFA entries (node index and output bit): half
+ * the table, so more of the rows a search walks stay in the first-level cache; the row is
+ * then found by a multiply. */
+#define DFA16_NODES 32768u
+#define DFA16_OUT   0x8000u
 /* Top bit of a DFA entry: the target node has an output (its own or a dictionary suffix). */
 #define AC_DFA_OUT 0x80000000u
 
@@ -75,7 +80,8 @@ struct ac {
     /* DFA (NULL when over AC_DFA_MAX_BYTES): delta[n * width + cls[byte]] = the next node's
      * row offset | AC_DFA_OUT when it has an output */
     uint32_t *delta;
-    size_t delta_mapped; /* bytes, when delta was mapped (dfa_alloc); 0: from malloc */
+    uint16_t *delta16;   /* or, up to DFA16_NODES nodes: the next node's index | DFA16_OUT */
+    size_t delta_mapped; /* bytes, when the table was mapped (dfa_alloc); 0: from malloc */
     uint32_t width;      /* classes, K + 1 */
     uint8_t cls[256];
     int built;
@@ -111,10 +117,11 @@ void ac_free(struct ac *ac)
     free(ac->same_next);
     free(ac->ntag);
     free(ac->d1);
+    void *table = ac->delta ? (void *)ac->delta : (void *)ac->delta16;
     if (ac->delta_mapped)
-        munmap(ac->delta, ac->delta_mapped);
+        munmap(table, ac->delta_mapped);
     else
-        free(ac->delta);
+        free(table);
     free(ac);
 }
 
@@ -400,7 +407,7 @@ static uint32_t build_classes(struct ac *ac)
 /* The DFA table. A big one is mapped with its pages faulted in by one call: page faults
  * one at a time cost more than the build itself on a virtual machine (a Sigma automaton's
  * 1 MB: 3.5 ms faulted page by page, 1.6 ms populated at once). */
-static uint32_t *dfa_alloc(struct ac *ac, size_t n)
+static void *dfa_alloc(struct ac *ac, size_t n)
 {
     if (n >= DFA_MAP_MIN) {
         void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
@@ -427,26 +434,35 @@ static int build_dfa(struct ac *ac, bool keep_d1)
     uint32_t w = build_classes(ac);
     if (ac->n_nodes > AC_DFA_MAX_BYTES / ((size_t)w * sizeof(uint32_t)))
         return TW_OK;
-    uint32_t *d = dfa_alloc(ac, (size_t)ac->n_nodes * w * sizeof(uint32_t));
+    bool narrow = ac->n_nodes <= DFA16_NODES;
+    size_t esz = narrow ? sizeof(uint16_t) : sizeof(uint32_t);
+    uint8_t *d = dfa_alloc(ac, (size_t)ac->n_nodes * w * esz);
     if (!d)
         return TW_ENOMEM;
+    uint16_t *d16 = (uint16_t *)(void *)d;
+    uint32_t *d32 = (uint32_t *)(void *)d;
     for (uint32_t n = 0; n < ac->n_nodes; n++) {
-        uint32_t *row = d + (size_t)n * w;
+        size_t row = (size_t)n * w;
         if (n == 0)
-            memset(row, 0, (size_t)w * sizeof(uint32_t));
+            memset(d, 0, w * esz);
         else
-            memcpy(row, d + (size_t)ac->fail[n] * w, (size_t)w * sizeof(uint32_t));
+            memcpy(d + row * esz, d + (size_t)ac->fail[n] * w * esz, w * esz);
         for (uint32_t v = ac->first[n]; v < ac->first[n + 1]; v++) {
+            bool out = ac->out[v] != AC_NONE || ac->dict[v] != AC_NONE;
+            size_t at = row + ac->cls[ac->label[v]];
             /* the row offset fits in 31 bits: the table is under AC_DFA_MAX_BYTES */
-            uint32_t e = v * w;
-            if (ac->out[v] != AC_NONE || ac->dict[v] != AC_NONE)
-                e |= AC_DFA_OUT;
-            row[ac->cls[ac->label[v]]] = e;
+            if (narrow)
+                d16[at] = (uint16_t)(v | (out ? DFA16_OUT : 0));
+            else
+                d32[at] = v * w | (out ? AC_DFA_OUT : 0);
         }
     }
     ac->width = w;
-    /* release: a search that sees delta sees the table, width and cls */
-    __atomic_store_n(&ac->delta, d, __ATOMIC_RELEASE);
+    /* release: a search that sees the table sees width and cls */
+    if (narrow)
+        __atomic_store_n(&ac->delta16, d16, __ATOMIC_RELEASE);
+    else
+        __atomic_store_n(&ac->delta, d32, __ATOMIC_RELEASE);
     if (!keep_d1) {
         /* the direct tables served child() while the links were built; search uses delta */
         free(ac->d1);
@@ -540,6 +556,8 @@ size_t ac_memory(const struct ac *ac)
         m += (size_t)(ac->first[1] - 1) * 256 * sizeof(uint32_t);
     if (__atomic_load_n(&ac->delta, __ATOMIC_ACQUIRE))
         m += (size_t)ac->n_nodes * ac->width * sizeof(uint32_t);
+    else if (__atomic_load_n(&ac->delta16, __ATOMIC_ACQUIRE))
+        m += (size_t)ac->n_nodes * ac->width * sizeof(uint16_t);
     return m;
 }
 
@@ -586,6 +604,24 @@ static int search_dfa(const struct ac *ac, const uint32_t *d, const uint8_t *tex
     return hits;
 }
 
+/* The same over 16-bit entries: the next row is the entry's node times the width. */
+static int search_dfa16(const struct ac *ac, const uint16_t *d, const uint8_t *text, size_t len,
+                        uint8_t mask, ac_hit_fn fn, void *ud)
+{
+    const uint8_t *cls = ac->cls;
+    const uint32_t w = ac->width;
+    uint32_t off = 0;
+    int hits = 0;
+    for (size_t i = 0; i < len; i++) {
+        uint32_t e = d[off + cls[text[i]]];
+        uint32_t node = e & (DFA16_OUT - 1);
+        off = node * w;
+        if ((e & DFA16_OUT) && report(ac, node, i + 1, mask, fn, ud, &hits))
+            break;
+    }
+    return hits;
+}
+
 int ac_search(const struct ac *ac, const uint8_t *text, size_t len, ac_hit_fn fn, void *ud)
 {
     return ac_search_tagged(ac, text, len, 0xff, fn, ud);
@@ -596,7 +632,10 @@ int ac_search_tagged(const struct ac *ac, const uint8_t *text, size_t len, uint8
 {
     if (!ac || !ac->built || ac->n_nodes <= 1 || !text)
         return 0;
-    const uint32_t *d = __atomic_load_n(&ac->delta, __ATOMIC_ACQUIRE); /* see build_dfa */
+    const uint16_t *d16 = __atomic_load_n(&ac->delta16, __ATOMIC_ACQUIRE); /* see build_dfa */
+    if (d16)
+        return search_dfa16(ac, d16, text, len, mask, fn, ud);
+    const uint32_t *d = __atomic_load_n(&ac->delta, __ATOMIC_ACQUIRE);
     if (d)
         return search_dfa(ac, d, text, len, mask, fn, ud);
     uint32_t s = 0;

@@ -271,13 +271,13 @@ static size_t pair_compare(const struct pair *p, const uint8_t *text, size_t n, 
 START_TEST(test_dfa_classic)
 {
     /* he, she, his, hers: 10 nodes over 5 labels (h e s i r), so the DFA is 10 rows of 6
-     * classes (4 bytes each), and the two depth-1 rows of the direct table (h, s; 1 KiB each)
-     * are given back */
+     * classes (2 bytes each: a small automaton's entries are 16-bit), and the two depth-1
+     * rows of the direct table (h, s; 1 KiB each) are given back */
     const uint8_t *pats[] = {(const uint8_t *)"he", (const uint8_t *)"she", (const uint8_t *)"his",
                              (const uint8_t *)"hers"};
     size_t plen[] = {2, 3, 3, 4};
     struct pair p = pair_build(pats, plen, 4);
-    ck_assert_uint_eq(ac_memory(p.dfa) + 2 * 256 * 4, ac_memory(p.cmp) + 10 * 6 * 4);
+    ck_assert_uint_eq(ac_memory(p.dfa) + 2 * 256 * 4, ac_memory(p.cmp) + 10 * 6 * 2);
     ck_assert_uint_eq(pair_compare(&p, (const uint8_t *)"ushers", 6, 0), 3);
     ck_assert_uint_eq(pair_compare(&p, (const uint8_t *)"USHERS", 6, 0), 3);
     ck_assert_uint_eq(pair_compare(&p, (const uint8_t *)"uSheRsHiShe", 11, 0), 6);
@@ -461,6 +461,37 @@ START_TEST(test_dfa_background)
 }
 END_TEST
 
+/* Over 32 768 nodes the DFA keeps 32-bit entries (row offsets): 5000 random 12-byte patterns
+ * over 8 letters, ~40 000 nodes over 9 classes (1.4 MB), searched hit for hit as the compact
+ * path does. */
+START_TEST(test_dfa_wide)
+{
+    static const uint8_t alpha[] = "abcdefgh";
+    rng_state = 4242u;
+    size_t np = 5000;
+    uint8_t **pats = calloc(np, sizeof(*pats));
+    size_t *plen = calloc(np, sizeof(*plen));
+    for (size_t i = 0; i < np; i++) {
+        plen[i] = i % 10 == 0 ? 1 + rnd() % 4 : 12;
+        pats[i] = malloc(12);
+        for (size_t k = 0; k < plen[i]; k++)
+            pats[i][k] = alpha[(rnd() >> 16) % 8]; /* the high bits: the LCG's low ones cycle */
+    }
+    struct pair p = pair_build((const uint8_t *const *)pats, plen, np);
+    /* the table, less the depth-1 rows given back */
+    ck_assert_uint_ge(ac_memory(p.dfa) + 8 * 256 * 4, ac_memory(p.cmp) + (size_t)32769 * 9 * 4);
+    size_t total = 0;
+    for (int t = 0; t < 300; t++) {
+        uint8_t text[64];
+        size_t n = dfa_text(text, sizeof(text), pats, plen, np, alpha, 8);
+        total += pair_compare(&p, text, n, t % 9 == 0 ? 2 : 0);
+    }
+    ck_assert_uint_gt(total, 0);
+    pats_free(pats, plen, np);
+    pair_free(&p);
+}
+END_TEST
+
 START_TEST(test_dfa_cap)
 {
     /* 3000 random 12-byte patterns over 200 byte values (174 classes once 'A'..'Z' fold):
@@ -505,6 +536,7 @@ Suite *tw_suite(void)
     tcase_add_test(tf, test_dfa_classic);
     tcase_add_loop_test(tf, test_dfa_differential, 0, 8);
     tcase_add_test(tf, test_dfa_cap);
+    tcase_add_test(tf, test_dfa_wide);
     tcase_add_test(tf, test_dfa_background);
     tcase_add_loop_test(tf, test_tags_differential, 0, 6);
     suite_add_tcase(s, tf);
