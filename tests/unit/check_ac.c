@@ -325,6 +325,18 @@ static size_t dfa_text(uint8_t *t, size_t cap, uint8_t *const *pats, const size_
     return n;
 }
 
+/* np patterns from dfa_pattern (16 bytes each at most) into *pats, their lengths into *plen. */
+static void dfa_patterns(size_t np, const uint8_t *alpha, size_t na, uint8_t ***pats, size_t **plen)
+{
+    *pats = calloc(np, sizeof(**pats));
+    *plen = calloc(np, sizeof(**plen));
+    ck_assert(*pats && *plen);
+    for (size_t i = 0; i < np; i++) {
+        (*pats)[i] = malloc(16);
+        (*plen)[i] = dfa_pattern((*pats)[i], *pats, *plen, i, alpha, na);
+    }
+}
+
 START_TEST(test_dfa_differential)
 {
     /* letters of both cases, '.', '-' and bytes >= 0x80 (0xc1 and 0xe1 differ by the case
@@ -333,12 +345,9 @@ START_TEST(test_dfa_differential)
     const size_t na = sizeof(alpha) - 1;
     rng_state = 0xdfa0u + (uint32_t)_i;
     size_t np = 1 + rnd() % (_i < 4 ? 40 : 3000);
-    uint8_t **pats = calloc(np, sizeof(*pats));
-    size_t *plen = calloc(np, sizeof(*plen));
-    for (size_t i = 0; i < np; i++) {
-        pats[i] = malloc(16);
-        plen[i] = dfa_pattern(pats[i], pats, plen, i, alpha, na);
-    }
+    uint8_t **pats;
+    size_t *plen;
+    dfa_patterns(np, alpha, na, &pats, &plen);
     struct pair p = pair_build((const uint8_t *const *)pats, plen, np);
     /* the DFA was built: the two automata differ in size */
     ck_assert_uint_ne(ac_memory(p.dfa), ac_memory(p.cmp));
@@ -362,13 +371,12 @@ START_TEST(test_tags_differential)
     static const uint8_t alpha[] = "abcAB.-\xc1";
     rng_state = 0x7a95u + (uint32_t)_i;
     size_t np = 1 + rnd() % (_i < 2 ? 30 : 2000);
-    uint8_t **pats = calloc(np, sizeof(*pats));
-    size_t *plen = calloc(np, sizeof(*plen));
+    uint8_t **pats;
+    size_t *plen;
+    dfa_patterns(np, alpha, sizeof(alpha) - 1, &pats, &plen);
     uint8_t *tag = calloc(np, 1);
     struct ac *dfa = ac_new(), *cmp = ac_new();
     for (size_t i = 0; i < np; i++) {
-        pats[i] = malloc(16);
-        plen[i] = dfa_pattern(pats[i], pats, plen, i, alpha, sizeof(alpha) - 1);
         tag[i] = (uint8_t)(1u << (rnd() % 7)) | (rnd() % 5 == 0 ? 0x40 : 0);
         ck_assert_int_eq(ac_add_tagged(dfa, pats[i], plen[i], (uint32_t)i, tag[i]), TW_OK);
         ck_assert_int_eq(ac_add_tagged(cmp, pats[i], plen[i], (uint32_t)i, tag[i]), TW_OK);
@@ -425,12 +433,9 @@ START_TEST(test_dfa_background)
     static const uint8_t alpha[] = "abcAB.-\xc1";
     rng_state = 0xb6u;
     size_t np = 3000;
-    uint8_t **pats = calloc(np, sizeof(*pats));
-    size_t *plen = calloc(np, sizeof(*plen));
-    for (size_t i = 0; i < np; i++) {
-        pats[i] = malloc(16);
-        plen[i] = dfa_pattern(pats[i], pats, plen, i, alpha, sizeof(alpha) - 1);
-    }
+    uint8_t **pats;
+    size_t *plen;
+    dfa_patterns(np, alpha, sizeof(alpha) - 1, &pats, &plen);
     struct pair p = {ac_new(), ac_new()};
     struct ac *quick = ac_new();
     for (size_t i = 0; i < np; i++) {
