@@ -815,6 +815,11 @@ struct dedup {
     struct incident **buckets;
     size_t nbuckets;
     struct incident *head, *tail; /* LRU: head oldest */
+    /* The ticks' lists: incidents with hits not yet in an update record (LRU order, as the
+     * updates have always come), and all of them by first hit, which is the order they
+     * expire in; a tick visits those, not every incident. */
+    struct incident *dhead, *dtail, *fhead, *ftail;
+    uint64_t seq;
     uint32_t max, size, window_s;
     uint64_t evictions;
     uint8_t key[16];
@@ -871,8 +876,60 @@ static void lru_unlink(struct dedup *d, struct incident *in)
     in->prev = in->next = NULL;
 }
 
+static void dirty_unlink(struct dedup *d, struct incident *in)
+{
+    if (!in->dirty)
+        return;
+    if (in->dprev)
+        in->dprev->dnext = in->dnext;
+    else
+        d->dhead = in->dnext;
+    if (in->dnext)
+        in->dnext->dprev = in->dprev;
+    else
+        d->dtail = in->dprev;
+    in->dprev = in->dnext = NULL;
+    in->dirty = false;
+}
+
+/* A repeat hit: the incident goes to the end of the unreported list, as of the LRU list. */
+static void dirty_touch(struct dedup *d, struct incident *in)
+{
+    dirty_unlink(d, in);
+    in->dprev = d->dtail;
+    if (d->dtail)
+        d->dtail->dnext = in;
+    else
+        d->dhead = in;
+    d->dtail = in;
+    in->dirty = true;
+}
+
+static void fifo_append(struct dedup *d, struct incident *in)
+{
+    in->fprev = d->ftail;
+    if (d->ftail)
+        d->ftail->fnext = in;
+    else
+        d->fhead = in;
+    d->ftail = in;
+}
+
+static void fifo_unlink(struct dedup *d, struct incident *in)
+{
+    if (in->fprev)
+        in->fprev->fnext = in->fnext;
+    else
+        d->fhead = in->fnext;
+    if (in->fnext)
+        in->fnext->fprev = in->fprev;
+    else
+        d->ftail = in->fprev;
+}
+
 static void lru_append(struct dedup *d, struct incident *in)
 {
+    in->seq = ++d->seq;
     in->prev = d->tail;
     in->next = NULL;
     if (d->tail)
@@ -890,6 +947,8 @@ static void incident_remove(struct dedup *d, struct incident *in)
     if (*pp)
         *pp = in->hnext;
     lru_unlink(d, in);
+    dirty_unlink(d, in);
+    fifo_unlink(d, in);
     d->size--;
     rule_release(in->rule);
     free(in);
@@ -952,6 +1011,7 @@ struct incident *dedup_hit(struct dedup *d, const struct tw_addr *host, const st
             break;
         }
         in->count++;
+        dirty_touch(d, in);
         if (in->rule != rule) { /* a reloaded set: follow it, let the old one go */
             rule_release(in->rule);
             in->rule = rule_hold(rule);
@@ -981,6 +1041,7 @@ struct incident *dedup_hit(struct dedup *d, const struct tw_addr *host, const st
     in->hnext = d->buckets[h & (d->nbuckets - 1)];
     d->buckets[h & (d->nbuckets - 1)] = in;
     lru_append(d, in);
+    fifo_append(d, in);
     d->size++;
     *is_new = true;
     return in;
@@ -989,28 +1050,57 @@ struct incident *dedup_hit(struct dedup *d, const struct tw_addr *host, const st
 void dedup_each_due(struct dedup *d, struct tw_time now, uint32_t interval_s,
                     void (*fn)(void *ud, struct incident *in), void *ud)
 {
-    for (struct incident *in = d->head; in; in = in->next) {
-        if (in->count == in->reported_count)
-            continue;
+    struct incident *next;
+    for (struct incident *in = d->dhead; in; in = next) {
+        next = in->dnext;
         if (interval_s &&
             tw_time_us(now) - tw_time_us(in->last_update) < (int64_t)interval_s * 1000000)
             continue;
         fn(ud, in);
         in->reported_count = in->count;
         in->last_update = now;
+        dirty_unlink(d, in);
     }
 }
 
+static int by_seq(const void *a, const void *b)
+{
+    uint64_t x = (*(struct incident *const *)a)->seq, y = (*(struct incident *const *)b)->seq;
+    return x < y ? -1 : x > y;
+}
+
+/* Incidents whose window is over, oldest first hit first: the creation list's head, as packet
+ * time only goes forward. They leave in LRU order, as the walk of every incident had them. */
 void dedup_expire(struct dedup *d, struct tw_time now)
 {
-    struct incident *in = d->head, *next;
-    for (; in; in = next) {
-        next = in->next;
-        if (tw_time_us(now) - tw_time_us(in->first) <= (int64_t)d->window_s * 1000000)
-            continue;
-        flush_one(d, in);
-        incident_remove(d, in); /* as dedup_hit does at the next hit: nothing changes there */
+    size_t n = 0;
+    for (struct incident *in = d->fhead;
+         in && tw_time_us(now) - tw_time_us(in->first) > (int64_t)d->window_s * 1000000;
+         in = in->fnext)
+        n++;
+    if (n == 0)
+        return;
+    struct incident **v = malloc(n * sizeof(*v));
+    if (!v) { /* no room to order them: LRU order from the full walk */
+        struct incident *next;
+        for (struct incident *in = d->head; in; in = next) {
+            next = in->next;
+            if (tw_time_us(now) - tw_time_us(in->first) > (int64_t)d->window_s * 1000000) {
+                flush_one(d, in);
+                incident_remove(d, in);
+            }
+        }
+        return;
     }
+    struct incident *in = d->fhead;
+    for (size_t i = 0; i < n; i++, in = in->fnext)
+        v[i] = in;
+    qsort(v, n, sizeof(*v), by_seq);
+    for (size_t i = 0; i < n; i++) {
+        flush_one(d, v[i]);
+        incident_remove(d, v[i]); /* as dedup_hit does at the next hit: nothing changes there */
+    }
+    free(v);
 }
 
 uint64_t dedup_evictions(const struct dedup *d)

@@ -129,7 +129,11 @@ struct incident {
     struct tw_time first, last, last_update;
     /* internal */
     uint64_t hash;
-    struct incident *hnext, *prev, *next;
+    struct incident *hnext, *prev, *next; /* hash chain; LRU list */
+    struct incident *dprev, *dnext;       /* with unreported hits, in LRU order */
+    struct incident *fprev, *fnext;       /* in the order they were created (first hit) */
+    uint64_t seq;                         /* LRU position: larger is more recent */
+    bool dirty;                           /* on the unreported list */
 };
 
 struct dedup;

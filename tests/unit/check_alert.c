@@ -529,6 +529,134 @@ START_TEST(dedup_due)
 }
 END_TEST
 
+/* The ticks visit only the incidents with unreported hits and expire from the oldest first
+ * hit; a reference that walks every incident in LRU order, as the table once did, gives the
+ * same updates and removals in the same order over a random run of hits, ticks and expiry. */
+static uint32_t rng;
+
+static uint32_t next_rand(void)
+{
+    rng = rng * 1103515245u + 12345u;
+    return rng >> 16;
+}
+
+struct ref_inc {
+    int key;
+    int64_t first, last_update;
+    uint64_t count, reported;
+};
+
+struct ref {
+    struct ref_inc v[64]; /* LRU order: v[0] oldest */
+    int n, max;
+    int64_t window;
+    char log[8192];
+    size_t len;
+};
+
+static void ref_log(struct ref *r, char what, int key, uint64_t count)
+{
+    r->len += (size_t)snprintf(r->log + r->len, sizeof(r->log) - r->len, "%c%d:%llu ", what, key,
+                               (unsigned long long)count);
+    ck_assert_uint_lt(r->len, sizeof(r->log) - 64);
+}
+
+static void ref_remove(struct ref *r, int i, bool flush)
+{
+    if (flush && r->v[i].count > r->v[i].reported)
+        ref_log(r, 'f', r->v[i].key, r->v[i].count);
+    memmove(&r->v[i], &r->v[i + 1], (size_t)(r->n - i - 1) * sizeof(r->v[0]));
+    r->n--;
+}
+
+static void ref_hit(struct ref *r, int key, int64_t now)
+{
+    for (int i = 0; i < r->n; i++) {
+        if (r->v[i].key != key)
+            continue;
+        if (now - r->v[i].first > r->window) {
+            ref_remove(r, i, true);
+            break;
+        }
+        struct ref_inc x = r->v[i];
+        x.count++;
+        memmove(&r->v[i], &r->v[i + 1], (size_t)(r->n - i - 1) * sizeof(r->v[0]));
+        r->v[r->n - 1] = x;
+        return;
+    }
+    if (r->n >= r->max)
+        ref_remove(r, 0, true);
+    r->v[r->n++] = (struct ref_inc){key, now, now, 1, 1};
+}
+
+static void ref_tick(struct ref *r, int64_t now, int64_t interval)
+{
+    for (int i = 0; i < r->n; i++) {
+        struct ref_inc *x = &r->v[i];
+        if (x->count == x->reported || (interval && now - x->last_update < interval))
+            continue;
+        ref_log(r, 'u', x->key, x->count);
+        x->reported = x->count;
+        x->last_update = now;
+    }
+    for (int i = 0; i < r->n;)
+        if (now - r->v[i].first > r->window)
+            ref_remove(r, i, true);
+        else
+            i++;
+}
+
+struct tab_log {
+    char log[8192];
+    size_t len;
+};
+
+static void tab_flush(void *ud, struct incident *in)
+{
+    struct tab_log *t = ud;
+    t->len += (size_t)snprintf(t->log + t->len, sizeof(t->log) - t->len, "%c%d:%llu ",
+                               in->count > in->reported_count ? 'f' : '?', atoi(in->name + 1),
+                               (unsigned long long)in->count);
+}
+
+static void tab_due(void *ud, struct incident *in)
+{
+    struct tab_log *t = ud;
+    t->len += (size_t)snprintf(t->log + t->len, sizeof(t->log) - t->len, "u%d:%llu ",
+                               atoi(in->name + 1), (unsigned long long)in->count);
+}
+
+START_TEST(dedup_ticks_like_full_walk)
+{
+    rng = 0x5eed0000u + (uint32_t)_i;
+    struct ref r = {.max = 12, .window = 40};
+    struct dedup *d = dedup_new(12, 40);
+    struct tab_log t = {0};
+    dedup_set_flush(d, tab_flush, &t);
+    int64_t now = 1000;
+    for (int step = 0; step < 400 && r.len < 7000 && t.len < 7000; step++) {
+        now += (int64_t)(next_rand() % 4);
+        if (next_rand() % 8 == 0) {
+            int64_t interval = next_rand() % 5 == 0 ? 0 : 30;
+            ref_tick(&r, now, interval);
+            dedup_each_due(d, (struct tw_time){now, 0}, (uint32_t)interval, tab_due, &t);
+            dedup_expire(d, (struct tw_time){now, 0});
+        } else {
+            int key = (int)(next_rand() % 20);
+            char name[16];
+            snprintf(name, sizeof(name), "k%d", key);
+            bool is_new;
+            ref_hit(&r, key, now);
+            hit(d, "10.0.0.1", &rule_a, name, now, &is_new);
+        }
+        ck_assert_uint_eq(dedup_size(d), (size_t)r.n);
+    }
+    ck_assert_msg(r.len > 0, "the run made no updates");
+    ck_assert_str_eq(t.log, r.log);
+    dedup_free(d);
+}
+END_TEST
+
 Suite *tw_suite(void)
 {
     Suite *s = suite_create("alert");
@@ -551,6 +679,7 @@ Suite *tw_suite(void)
     tcase_add_test(tc, dedup_window);
     tcase_add_test(tc, dedup_cap_lru);
     tcase_add_test(tc, dedup_due);
+    tcase_add_loop_test(tc, dedup_ticks_like_full_walk, 0, 8);
     suite_add_tcase(s, tc);
     return s;
 }
