@@ -85,8 +85,18 @@ struct ac {
     uint32_t width;      /* classes, K + 1 */
     uint8_t cls[256];
     int built;
-    bool dfa_thread; /* ac_build_background: dfa_th builds delta (joined by ac_free) */
-    pthread_t dfa_th;
+    struct dfa_job *job; /* ac_build_background: the thread building its DFA (ac_free joins) */
+};
+
+/* One thread building the DFAs of a set of automata, in order; each automaton holds a
+ * reference, and the first ac_free joins the thread. */
+struct dfa_job {
+    pthread_mutex_t mu;
+    pthread_t th;
+    bool joined;
+    unsigned refs;
+    size_t n;
+    struct ac *acs[];
 };
 
 /* ASCII lower-casing without a branch: bit 5 set for 'A'..'Z' only. */
@@ -101,12 +111,27 @@ struct ac *ac_new(void)
     return ac;
 }
 
+static void job_release(struct dfa_job *j)
+{
+    pthread_mutex_lock(&j->mu);
+    if (!j->joined) {
+        pthread_join(j->th, NULL);
+        j->joined = true;
+    }
+    bool last = --j->refs == 0;
+    pthread_mutex_unlock(&j->mu);
+    if (last) {
+        pthread_mutex_destroy(&j->mu);
+        free(j);
+    }
+}
+
 void ac_free(struct ac *ac)
 {
     if (!ac)
         return;
-    if (ac->dfa_thread)
-        pthread_join(ac->dfa_th, NULL);
+    if (ac->job)
+        job_release(ac->job);
     free(ac->pats);
     free(ac->pool);
     free(ac->label);
@@ -473,24 +498,43 @@ static int build_dfa(struct ac *ac, bool keep_d1)
 
 static void *dfa_main(void *arg)
 {
-    (void)build_dfa(arg, true); /* out of memory: the compact path stays, as it is exact */
+    struct dfa_job *j = arg;
+    for (size_t i = 0; i < j->n; i++)
+        (void)build_dfa(j->acs[i], true); /* out of memory: the compact path stays, exact */
     return NULL;
 }
 
-/* The DFA on a thread of its own: searches take the compact path until it is published
- * (the direct tables stay, as they may be in use). Without a thread it is built here. */
-static void start_dfa_thread(struct ac *ac)
+/* The DFAs on one thread (a thread costs its start, and its TLS pages, on the caller):
+ * searches take the compact path until each DFA is published (the direct tables stay, as
+ * they may be in use). Without a thread they are built here. */
+static void start_dfa_job(struct ac *const *acs, size_t n)
 {
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    ac->dfa_thread = pthread_create(&ac->dfa_th, NULL, dfa_main, ac) == 0;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (!ac->dfa_thread)
-        (void)build_dfa(ac, true);
+    struct dfa_job *j = malloc(sizeof(*j) + n * sizeof(j->acs[0]));
+    bool ok = j && pthread_mutex_init(&j->mu, NULL) == 0;
+    if (ok) {
+        j->joined = false;
+        j->refs = (unsigned)n;
+        j->n = n;
+        memcpy(j->acs, acs, n * sizeof(j->acs[0]));
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        ok = pthread_create(&j->th, NULL, dfa_main, j) == 0;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (!ok)
+            pthread_mutex_destroy(&j->mu);
+    }
+    if (!ok) {
+        free(j);
+        for (size_t i = 0; i < n; i++)
+            (void)build_dfa(acs[i], true);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        acs[i]->job = j;
 }
 
-/* dfa: 0 none (compact only), 1 the DFA built here, 2 on a thread (ac_build_background). */
+/* dfa: 0 none (compact only, ac_build_background's first step), 1 the DFA built here. */
 static int build(struct ac *ac, int dfa)
 {
     if (!ac || ac->built)
@@ -517,10 +561,8 @@ static int build(struct ac *ac, int dfa)
     shrink_nodes(ac, count);
     if ((rc = build_tags(ac, count)))
         return rc;
-    if (dfa == 1 && (rc = build_dfa(ac, false)))
+    if (dfa && (rc = build_dfa(ac, false)))
         return rc;
-    if (dfa == 2)
-        start_dfa_thread(ac);
     ac->built = 1;
     return TW_OK;
 }
@@ -530,9 +572,16 @@ int ac_build(struct ac *ac)
     return build(ac, 1);
 }
 
-int ac_build_background(struct ac *ac)
+int ac_build_background(struct ac *const *acs, size_t n)
 {
-    return build(ac, 2);
+    for (size_t i = 0; i < n; i++) {
+        int rc = build(acs[i], 0);
+        if (rc)
+            return rc;
+    }
+    if (n)
+        start_dfa_job(acs, n);
+    return TW_OK;
 }
 
 int ac_build_compact(struct ac *ac)

@@ -2969,12 +2969,7 @@ static int build_automata(struct ruleset *rs)
         if (rc)
             return rc;
     }
-    for (unsigned i = 0; i < 3; i++) {
-        int rc = ac_build_background(rs->ac[i]);
-        if (rc)
-            return rc;
-    }
-    return TW_OK;
+    return ac_build_background(rs->ac, 3);
 }
 
 int ruleset_build(struct ruleset *rs)

@@ -26,10 +26,11 @@ int ac_build(struct ac *ac) TW_WUR;
 /* ac_build without the DFA: the compact search path only. It exists for the tests and the
  * fuzzer, which compare the two paths hit by hit; the sensor calls ac_build. */
 int ac_build_compact(struct ac *ac) TW_WUR;
-/* ac_build whose DFA is built on a thread of its own: the automaton is searchable at once
- * (the compact path, with the same hits) and takes the DFA when it is ready. The sensor's
- * rule automata, so that the DFA's build (milliseconds) is off the path to the first packet. */
-int ac_build_background(struct ac *ac) TW_WUR;
+/* ac_build of n automata whose DFAs are built on one thread: each is searchable at once (the
+ * compact path, with the same hits) and takes its DFA when it is ready. The sensor's rule
+ * automata, so that the DFAs' build (milliseconds) is off the path to the first packet.
+ * Freeing one of them waits for the thread. */
+int ac_build_background(struct ac *const *acs, size_t n) TW_WUR;
 size_t ac_pattern_count(const struct ac *ac);
 size_t ac_memory(const struct ac *ac); /* bytes held */
 

@@ -426,8 +426,8 @@ START_TEST(test_tags_differential)
 END_TEST
 
 /* ac_build_background: searches agree with the compact path hit by hit from the first call
- * (while the DFA may still be building) to after the DFA is taken; freeing it at once (a
- * -T run) waits for the thread. */
+ * (while the DFA may still be building) to after the DFA is taken; freeing a set at once (a
+ * -T run), in any order, waits for its thread. */
 START_TEST(test_dfa_background)
 {
     static const uint8_t alpha[] = "abcAB.-\xc1";
@@ -437,15 +437,18 @@ START_TEST(test_dfa_background)
     size_t *plen;
     dfa_patterns(np, alpha, sizeof(alpha) - 1, &pats, &plen);
     struct pair p = {ac_new(), ac_new()};
-    struct ac *quick = ac_new();
+    struct ac *quick = ac_new(), *quick2 = ac_new();
     for (size_t i = 0; i < np; i++) {
         ck_assert_int_eq(ac_add(p.dfa, pats[i], plen[i], (uint32_t)i), TW_OK);
         ck_assert_int_eq(ac_add(p.cmp, pats[i], plen[i], (uint32_t)i), TW_OK);
         ck_assert_int_eq(ac_add(quick, pats[i], plen[i], (uint32_t)i), TW_OK);
+        ck_assert_int_eq(ac_add(quick2, pats[i], plen[i], (uint32_t)i), TW_OK);
     }
-    ck_assert_int_eq(ac_build_background(p.dfa), TW_OK);
+    ck_assert_int_eq(ac_build_background(&p.dfa, 1), TW_OK);
     ck_assert_int_eq(ac_build_compact(p.cmp), TW_OK);
-    ck_assert_int_eq(ac_build_background(quick), TW_OK);
+    struct ac *two[] = {quick, quick2};
+    ck_assert_int_eq(ac_build_background(two, 2), TW_OK);
+    ac_free(quick2); /* the second of a set first: it waits for the thread */
     ac_free(quick);
     size_t total = 0;
     for (int spins = 0; ac_memory(p.dfa) == ac_memory(p.cmp); spins++) {
