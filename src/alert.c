@@ -1028,12 +1028,13 @@ struct incident *dedup_hit(struct dedup *d, const struct tw_addr *host, const st
         flush_one(d, d->head);
         incident_remove(d, d->head);
     }
-    struct incident *in = calloc(1, sizeof(*in));
+    size_t nl = strlen(lname);
+    struct incident *in = calloc(1, sizeof(*in) + nl + 1);
     if (!in)
         return NULL;
     in->host = *host;
     in->rule = rule_hold(rule);
-    memcpy(in->name, lname, sizeof(lname));
+    memcpy(in->name, lname, nl + 1);
     in->count = 1;
     in->reported_count = 1;
     in->first = in->last = in->last_update = now;

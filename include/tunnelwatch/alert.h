@@ -123,8 +123,7 @@ struct incident {
     struct tw_addr host;
     const struct rule *rule; /* compared by id string across reloads; holds a reference to its
                               * set (rule_hold), moved to the newest hit's rule */
-    char name[256];
-    char id[40]; /* event id of the raising alert */
+    char id[40];             /* event id of the raising alert */
     uint64_t count, reported_count;
     struct tw_time first, last, last_update;
     /* internal */
@@ -134,6 +133,8 @@ struct incident {
     struct incident *fprev, *fnext;       /* in the order they were created (first hit) */
     uint64_t seq;                         /* LRU position: larger is more recent */
     bool dirty;                           /* on the unreported list */
+    char name[]; /* folded, at most 255 bytes and a NUL: allocated to its length (a table of
+                  * incidents is mostly short names) */
 };
 
 struct dedup;
