@@ -809,16 +809,20 @@ struct alert_rec *alert_rec_copy(const struct alert_rec *r, size_t *size)
 
 /* --- dedup --- */
 
+enum { L_LRU, L_UNREPORTED, L_FIRST }; /* struct incident's links, struct dedup's lists */
+
 struct dedup {
     void (*flush)(void *ud, struct incident *in); /* reports unreported hits on removal */
     void *flush_ud;
     struct incident **buckets;
     size_t nbuckets;
-    struct incident *head, *tail; /* LRU: head oldest */
-    /* The ticks' lists: incidents with hits not yet in an update record (LRU order, as the
-     * updates have always come), and all of them by first hit, which is the order they
-     * expire in; a tick visits those, not every incident. */
-    struct incident *dhead, *dtail, *fhead, *ftail;
+    /* L_LRU: every incident, head least recently hit. The ticks' lists: L_UNREPORTED, those
+     * with hits not yet in an update record (LRU order, as the updates have always come), and
+     * L_FIRST, every incident by first hit, the order they expire in; a tick visits those, not
+     * every incident. */
+    struct incident_list {
+        struct incident *head, *tail;
+    } list[3];
     uint64_t seq;
     uint32_t max, size, window_s;
     uint64_t evictions;
@@ -863,80 +867,58 @@ static void flush_one(struct dedup *d, struct incident *in)
     }
 }
 
-static void lru_unlink(struct dedup *d, struct incident *in)
+/* The incident's dedup window is over. */
+static bool expired(const struct dedup *d, const struct incident *in, struct tw_time now)
 {
-    if (in->prev)
-        in->prev->next = in->next;
+    return tw_time_us(now) - tw_time_us(in->first) > (int64_t)d->window_s * 1000000;
+}
+
+static void list_unlink(struct dedup *d, int l, struct incident *in)
+{
+    struct incident_link *k = &in->link[l];
+    if (k->prev)
+        k->prev->link[l].next = k->next;
     else
-        d->head = in->next;
-    if (in->next)
-        in->next->prev = in->prev;
+        d->list[l].head = k->next;
+    if (k->next)
+        k->next->link[l].prev = k->prev;
     else
-        d->tail = in->prev;
-    in->prev = in->next = NULL;
+        d->list[l].tail = k->prev;
+    k->prev = k->next = NULL;
+}
+
+static void list_append(struct dedup *d, int l, struct incident *in)
+{
+    struct incident_link *k = &in->link[l];
+    k->prev = d->list[l].tail;
+    k->next = NULL;
+    if (k->prev)
+        k->prev->link[l].next = in;
+    else
+        d->list[l].head = in;
+    d->list[l].tail = in;
 }
 
 static void dirty_unlink(struct dedup *d, struct incident *in)
 {
-    if (!in->dirty)
-        return;
-    if (in->dprev)
-        in->dprev->dnext = in->dnext;
-    else
-        d->dhead = in->dnext;
-    if (in->dnext)
-        in->dnext->dprev = in->dprev;
-    else
-        d->dtail = in->dprev;
-    in->dprev = in->dnext = NULL;
+    if (in->dirty)
+        list_unlink(d, L_UNREPORTED, in);
     in->dirty = false;
 }
 
-/* A repeat hit: the incident goes to the end of the unreported list, as of the LRU list. */
-static void dirty_touch(struct dedup *d, struct incident *in)
-{
-    dirty_unlink(d, in);
-    in->dprev = d->dtail;
-    if (d->dtail)
-        d->dtail->dnext = in;
-    else
-        d->dhead = in;
-    d->dtail = in;
-    in->dirty = true;
-}
-
-static void fifo_append(struct dedup *d, struct incident *in)
-{
-    in->fprev = d->ftail;
-    if (d->ftail)
-        d->ftail->fnext = in;
-    else
-        d->fhead = in;
-    d->ftail = in;
-}
-
-static void fifo_unlink(struct dedup *d, struct incident *in)
-{
-    if (in->fprev)
-        in->fprev->fnext = in->fnext;
-    else
-        d->fhead = in->fnext;
-    if (in->fnext)
-        in->fnext->fprev = in->fprev;
-    else
-        d->ftail = in->fprev;
-}
-
+/* A hit: the incident goes to the end of the LRU list (seq numbers its place there). */
 static void lru_append(struct dedup *d, struct incident *in)
 {
     in->seq = ++d->seq;
-    in->prev = d->tail;
-    in->next = NULL;
-    if (d->tail)
-        d->tail->next = in;
-    else
-        d->head = in;
-    d->tail = in;
+    list_append(d, L_LRU, in);
+}
+
+/* A repeat hit, not reported yet: to the end of the unreported list, kept in LRU order. */
+static void dirty_touch(struct dedup *d, struct incident *in)
+{
+    dirty_unlink(d, in);
+    list_append(d, L_UNREPORTED, in);
+    in->dirty = true;
 }
 
 static void incident_remove(struct dedup *d, struct incident *in)
@@ -946,9 +928,9 @@ static void incident_remove(struct dedup *d, struct incident *in)
         pp = &(*pp)->hnext;
     if (*pp)
         *pp = in->hnext;
-    lru_unlink(d, in);
+    list_unlink(d, L_LRU, in);
     dirty_unlink(d, in);
-    fifo_unlink(d, in);
+    list_unlink(d, L_FIRST, in);
     d->size--;
     rule_release(in->rule);
     free(in);
@@ -958,8 +940,8 @@ void dedup_free(struct dedup *d)
 {
     if (!d)
         return;
-    while (d->head)
-        incident_remove(d, d->head);
+    while (d->list[L_LRU].head)
+        incident_remove(d, d->list[L_LRU].head);
     free(d->buckets);
     free(d);
 }
@@ -1005,7 +987,7 @@ struct incident *dedup_hit(struct dedup *d, const struct tw_addr *host, const st
         if (in->hash != h || !tw_addr_eq(&in->host, host) || strcmp(in_rid, rid) ||
             strcmp(in->name, lname))
             continue;
-        if (tw_time_us(now) - tw_time_us(in->first) > (int64_t)d->window_s * 1000000) {
+        if (expired(d, in, now)) {
             flush_one(d, in);
             incident_remove(d, in); /* window over: the next hit is a new incident */
             break;
@@ -1018,15 +1000,16 @@ struct incident *dedup_hit(struct dedup *d, const struct tw_addr *host, const st
         }
         if (tw_time_us(now) > tw_time_us(in->last))
             in->last = now;
-        lru_unlink(d, in);
+        list_unlink(d, L_LRU, in);
         lru_append(d, in);
         *is_new = false;
         return in;
     }
-    if (d->size >= d->max && d->head) {
+    struct incident *oldest = d->list[L_LRU].head;
+    if (d->size >= d->max && oldest) {
         d->evictions++;
-        flush_one(d, d->head);
-        incident_remove(d, d->head);
+        flush_one(d, oldest);
+        incident_remove(d, oldest);
     }
     size_t nl = strlen(lname);
     struct incident *in = calloc(1, sizeof(*in) + nl + 1);
@@ -1042,7 +1025,7 @@ struct incident *dedup_hit(struct dedup *d, const struct tw_addr *host, const st
     in->hnext = d->buckets[h & (d->nbuckets - 1)];
     d->buckets[h & (d->nbuckets - 1)] = in;
     lru_append(d, in);
-    fifo_append(d, in);
+    list_append(d, L_FIRST, in);
     d->size++;
     *is_new = true;
     return in;
@@ -1052,8 +1035,8 @@ void dedup_each_due(struct dedup *d, struct tw_time now, uint32_t interval_s,
                     void (*fn)(void *ud, struct incident *in), void *ud)
 {
     struct incident *next;
-    for (struct incident *in = d->dhead; in; in = next) {
-        next = in->dnext;
+    for (struct incident *in = d->list[L_UNREPORTED].head; in; in = next) {
+        next = in->link[L_UNREPORTED].next;
         if (interval_s &&
             tw_time_us(now) - tw_time_us(in->last_update) < (int64_t)interval_s * 1000000)
             continue;
@@ -1070,31 +1053,20 @@ static int by_seq(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Incidents whose window is over, oldest first hit first: the creation list's head, as packet
- * time only goes forward. They leave in LRU order, as the walk of every incident had them. */
+/* Incidents whose window is over, oldest first hit first: the head of L_FIRST, as packet time
+ * only goes forward. They leave in LRU order, as the walk of every incident had them. Out of
+ * memory to order them, they wait for a later tick (a hit still finds its window over). */
 void dedup_expire(struct dedup *d, struct tw_time now)
 {
     size_t n = 0;
-    for (struct incident *in = d->fhead;
-         in && tw_time_us(now) - tw_time_us(in->first) > (int64_t)d->window_s * 1000000;
-         in = in->fnext)
+    for (struct incident *in = d->list[L_FIRST].head; in && expired(d, in, now);
+         in = in->link[L_FIRST].next)
         n++;
-    if (n == 0)
+    struct incident **v = n ? malloc(n * sizeof(*v)) : NULL;
+    if (!v)
         return;
-    struct incident **v = malloc(n * sizeof(*v));
-    if (!v) { /* no room to order them: LRU order from the full walk */
-        struct incident *next;
-        for (struct incident *in = d->head; in; in = next) {
-            next = in->next;
-            if (tw_time_us(now) - tw_time_us(in->first) > (int64_t)d->window_s * 1000000) {
-                flush_one(d, in);
-                incident_remove(d, in);
-            }
-        }
-        return;
-    }
-    struct incident *in = d->fhead;
-    for (size_t i = 0; i < n; i++, in = in->fnext)
+    struct incident *in = d->list[L_FIRST].head;
+    for (size_t i = 0; i < n; i++, in = in->link[L_FIRST].next)
         v[i] = in;
     qsort(v, n, sizeof(*v), by_seq);
     for (size_t i = 0; i < n; i++) {

@@ -128,13 +128,14 @@ struct incident {
     struct tw_time first, last, last_update;
     /* internal */
     uint64_t hash;
-    struct incident *hnext, *prev, *next; /* hash chain; LRU list */
-    struct incident *dprev, *dnext;       /* with unreported hits, in LRU order */
-    struct incident *fprev, *fnext;       /* in the order they were created (first hit) */
-    uint64_t seq;                         /* LRU position: larger is more recent */
-    bool dirty;                           /* on the unreported list */
-    char name[]; /* folded, at most 255 bytes and a NUL: allocated to its length (a table of
-                  * incidents is mostly short names) */
+    struct incident *hnext; /* hash chain */
+    struct incident_link {
+        struct incident *prev, *next;
+    } link[3];    /* on the table's lists (alert.c): by last hit, unreported, by first hit */
+    uint64_t seq; /* position by last hit: larger is more recent */
+    bool dirty;   /* on the list of incidents with unreported hits */
+    char name[];  /* folded, at most 255 bytes and a NUL: allocated to its length (a table of
+                   * incidents is mostly short names) */
 };
 
 struct dedup;
