@@ -706,7 +706,7 @@ int alert_format(struct jw *w, const struct alert_rec *r, enum alert_schema sche
 
 /* --- copies --- */
 
-/* One pass of alert_rec_copy: sizes (base NULL) or copies into base, from at on. */
+/* One pass of alert_rec_copy_size (base NULL: sizes) or alert_rec_copy_to (copies into base). */
 struct packer {
     char *base;
     size_t at;
@@ -775,7 +775,7 @@ struct rec_copy {
     max_align_t data[]; /* what they point to */
 };
 
-struct alert_rec *alert_rec_copy(const struct alert_rec *r, size_t *size)
+size_t alert_rec_copy_size(const struct alert_rec *r)
 {
     struct rec_copy sizing = {.rec = *r};
     struct packer k = {NULL, 0};
@@ -786,12 +786,14 @@ struct alert_rec *alert_rec_copy(const struct alert_rec *r, size_t *size)
         pack_str(&k, r->health->resource);
         pack_str(&k, r->health->config_key);
     }
-    struct rec_copy *c = malloc(sizeof(*c) + k.at);
-    if (!c)
-        return NULL;
-    *size = sizeof(*c) + k.at;
+    return sizeof(struct rec_copy) + k.at;
+}
+
+struct alert_rec *alert_rec_copy_to(void *mem, const struct alert_rec *r)
+{
+    struct rec_copy *c = mem;
     c->rec = *r;
-    k = (struct packer){(char *)c->data, 0};
+    struct packer k = {(char *)c->data, 0};
     pack_rec(&k, &c->rec, r);
     if (r->obs) {
         c->obs = *r->obs;

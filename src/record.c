@@ -18,7 +18,8 @@ struct deferred {
     struct deferred *next;
     size_t size;
     bool to_file, to_redis;
-    struct alert_rec *rec; /* alert_rec_copy; its rule held (rule_hold) */
+    struct alert_rec *rec; /* in copy (alert_rec_copy_to); its rule held (rule_hold) */
+    max_align_t copy[];
 };
 
 struct defer {
@@ -202,7 +203,6 @@ static void write_batch(struct recorder *r, struct deferred *d)
         rule_release(d->rec->rule);
         n++;
         bytes += d->size;
-        free(d->rec);
         free(d);
         d = next;
     }
@@ -263,19 +263,20 @@ static bool defer_start(struct recorder *r)
     return ok;
 }
 
-/* Queues a copy of rec; waits while DEFER_MAX bytes are queued, as formatting it here would
- * have taken that time. False when the copy cannot be made (then written inline). */
+/* Queues a copy of rec (one allocation); waits while DEFER_MAX bytes are queued, as formatting
+ * it here would have taken that time. False when the copy cannot be made. */
 static bool defer_put(struct recorder *r, const struct alert_rec *rec, bool to_file, bool to_redis)
 {
-    struct deferred *d = malloc(sizeof(*d));
-    size_t size = 0;
-    struct alert_rec *c = d ? alert_rec_copy(rec, &size) : NULL;
-    if (!c) {
-        free(d);
+    size_t size = sizeof(struct deferred) + alert_rec_copy_size(rec);
+    struct deferred *d = malloc(size);
+    if (!d)
         return false;
-    }
-    *d = (struct deferred){NULL, sizeof(*d) + size, to_file, to_redis, c};
-    rule_hold(c->rule);
+    d->next = NULL;
+    d->size = size;
+    d->to_file = to_file;
+    d->to_redis = to_redis;
+    d->rec = alert_rec_copy_to(d->copy, rec);
+    rule_hold(d->rec->rule);
     struct defer *f = &r->defer;
     pthread_mutex_lock(&f->mu);
     while (f->bytes && f->bytes + d->size > DEFER_MAX)
@@ -321,13 +322,17 @@ static void defer_stop(struct recorder *r)
 }
 
 /* A record out: its pcap fields filled here (the engine's state), then formatted and written,
- * on the formatter thread when there is one. */
+ * on the formatter thread when there is one. A copy that cannot be made is written here once
+ * the thread has written every record before it (in order, and the thread's buffer is then
+ * free). */
 static void emit(struct recorder *r, const struct alert_rec *rec0, bool to_file, bool to_redis)
 {
     struct alert_rec tmp;
     const struct alert_rec *rec = with_evidence(r, rec0, &tmp);
-    if (!r->deferring || !defer_put(r, rec, to_file, to_redis))
-        write_record(r, rec, to_file, to_redis);
+    if (r->deferring && defer_put(r, rec, to_file, to_redis))
+        return;
+    rec_drain(r);
+    write_record(r, rec, to_file, to_redis);
 }
 
 void rec_suppressed(struct recorder *r, struct alert_rec *rec)

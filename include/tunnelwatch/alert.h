@@ -106,9 +106,10 @@ int alert_format(struct jw *w, const struct alert_rec *r, enum alert_schema sche
  * before the set is shared; a rule it cannot render is written field by field. */
 void alert_prepare_rules(struct ruleset *rs);
 /* A copy of r with every string and byte run it points to (its observation and health record
- * included) in one block of *size bytes: free() releases it. The rule is not copied (the
- * caller holds it). NULL when out of memory. */
-struct alert_rec *alert_rec_copy(const struct alert_rec *r, size_t *size);
+ * included), in one block: alert_rec_copy_size(r) bytes at mem (aligned as malloc aligns),
+ * owned by the caller. The rule is not copied (the caller holds it). */
+size_t alert_rec_copy_size(const struct alert_rec *r);
+struct alert_rec *alert_rec_copy_to(void *mem, const struct alert_rec *r);
 
 /* Event ids: "<16 hex random boot id>-<16 hex counter>", unique across restarts. */
 struct alert_ids {
