@@ -16,13 +16,17 @@
  * name, SNI and Host, and a 1 MiB table is cheap next to that. Bytes are mapped to
  * classes (0 for any byte that labels no edge, 1..K for the distinct folded labels; the map
  * already folds case), and delta[node][class] is the node the compact path would reach, so
- * a search step is one table load. An entry holds the target's row offset (node * width,
- * sparing a multiply per byte) with the top bit set when the target has an output, so the
- * loop branches to report() only on a hit. The table is built only while it stays under
- * AC_DFA_MAX_BYTES; larger sets (a million domains) keep the compact path unchanged. Both
- * paths share report(), so hits, their order and the stop rules are identical.
- * ac_build_compact() skips the DFA so tests can compare the two. After ac_build the
- * automaton is read-only, so any number of threads may search it.
+ * a search step is one table load. Up to DFA16_NODES nodes (every Sigma automaton) an entry
+ * is 16 bits, the target node with the top bit set when it has an output (half the table, so
+ * more of the rows a search walks stay in the first-level cache, for a multiply per byte);
+ * above, 32 bits, the target's row offset (node * width) and the same bit. The loop branches
+ * to report() only on that bit, and report() passes a node none of whose patterns' tags the
+ * search's mask asks for. The table is built only while it stays under AC_DFA_MAX_BYTES;
+ * larger sets (a million domains) keep the compact path unchanged. Both paths share
+ * report(), so hits, their order and the stop rules are identical. ac_build_compact() skips
+ * the DFA so tests can compare the two. After ac_build the automaton is read-only, so any
+ * number of threads may search it; after ac_build_background its DFA is published later
+ * (release/acquire on the table pointer) and searches take the compact path until then.
  */
 #include <pthread.h>
 #include <signal.h>

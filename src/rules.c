@@ -2833,20 +2833,22 @@ static bool port_in(const struct rrule *rr, uint16_t x)
     return lo < rr->n_gate && rr->gate[lo] == x;
 }
 
+/* The flow's client or server is in one of the n gate addresses. */
+static bool agate_any(const struct agate *g, size_t n, const struct rule_obs *ob)
+{
+    for (size_t i = 0; ob->has_flow && i < n; i++)
+        if (addr_in(g[i].client ? &ob->src : &ob->dst, &g[i].net, g[i].prefix))
+            return true;
+    return false;
+}
+
 /* False when the rule's gate shuts the observation out (exactly: its needed selection is
  * false there). */
 static bool gate_open(const struct rrule *rr, const struct rule_obs *ob)
 {
     if (rr->n_gate)
         return ob->has_flow && port_in(rr, ob->dport);
-    if (!rr->n_agate)
-        return true;
-    for (uint32_t i = 0; ob->has_flow && i < rr->n_agate; i++) {
-        const struct agate *g = &rr->agate[i];
-        if (addr_in(g->client ? &ob->src : &ob->dst, &g->net, g->prefix))
-            return true;
-    }
-    return false;
+    return !rr->n_agate || agate_any(rr->agate, rr->n_agate, ob);
 }
 
 /* A new flow some rule may hold on (only asked when rs->flow_gated): the union of the rules'
@@ -2855,14 +2857,8 @@ static bool flow_gate_open(const struct ruleset *rs, const struct rule_obs *ob)
 {
     if (!ob->has_flow)
         return false;
-    if ((rs->flow_ports[ob->dport >> 6] >> (ob->dport & 63)) & 1)
-        return true;
-    for (size_t i = 0; i < rs->n_flow_addrs; i++) {
-        const struct agate *g = &rs->flow_addrs[i];
-        if (addr_in(g->client ? &ob->src : &ob->dst, &g->net, g->prefix))
-            return true;
-    }
-    return false;
+    return ((rs->flow_ports[ob->dport >> 6] >> (ob->dport & 63)) & 1) ||
+           agate_any(rs->flow_addrs, rs->n_flow_addrs, ob);
 }
 
 /* Builds the union flow_gate_open reads; a set whose flow rules are not all gated, or with
@@ -2925,12 +2921,12 @@ static uint8_t need_kinds(const struct ruleset *rs, const struct rrule *r)
     return out;
 }
 
+_Static_assert(ROK__COUNT <= 8, "rule kinds tag automaton values in 8 bits");
+
 /* The automata: a scan of a name reads only the values of the fields it fills. A DNS query's
  * name is DestinationHostname and QueryName, a TLS, QUIC or HTTP name DestinationHostname and
  * cs-host; the other text fields (URL, User-Agent, ...) are scanned apart. DestinationHostname
  * values sit in both name automata. */
-_Static_assert(ROK__COUNT <= 8, "rule kinds tag automaton values in 8 bits");
-
 enum ac_set {
     AC_QUERY, /* RF_QUERY, RF_DEST_HOST */
     AC_HOST,  /* RF_DEST_HOST, RF_HTTP_HOST */

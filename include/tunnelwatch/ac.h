@@ -1,6 +1,7 @@
 /* ac.h - Aho-Corasick multi-pattern matcher over bytes, case-insensitive (ASCII).
  *
- * Build once (ac_add ... ac_build), then read-only: any number of threads may search.
+ * Build once (ac_add ... ac_build, or ac_build_background), then read-only to callers: any
+ * number of threads may search.
  * Memory-compact for large pattern sets (a million patterns must load in seconds and in a
  * few hundred MB). Each pattern carries a caller id; hits report id and end offset.
  */
