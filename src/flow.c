@@ -12,13 +12,12 @@
  * lines); the owner's larger per-flow state is an extension from a second pool of the same
  * kind, held only by the flows that need it, so memory follows those flows, not all of them.
  */
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/random.h>
 
 #include "tunnelwatch/flow.h"
+#include "tunnelwatch/mem.h"
 
 #define FLOW_CHUNK_BYTES ((size_t)4 << 20) /* two huge pages of records */
 
@@ -31,12 +30,6 @@ struct flow_list_head {
     struct flow *head, *tail;
 };
 
-/* A thread that faults a block in (see prefault_main); one at a time per owner. */
-struct prefaulter {
-    pthread_t th;
-    bool on;
-};
-
 /* Fixed-size elements carved from chunks allocated on demand, at most cap of them, recycled
  * through a free list kept in their first word. With ahead, the chunk after the one being
  * carved is allocated and faulted in early, off the capture thread. */
@@ -47,7 +40,7 @@ struct slab {
     size_t carved;             /* elements carved from chunks */
     void *free;
     bool ahead;
-    struct prefaulter pf;
+    struct tw_prefaulter pf;
 };
 
 struct flow_table {
@@ -65,7 +58,7 @@ struct flow_table {
     struct flow_stats st;
     struct flow *last; /* flow of the previous lookup, NULL once it leaves the table */
     struct pressure pr;
-    struct prefaulter pf; /* the slot array's */
+    struct tw_prefaulter pf; /* the slot array's */
 };
 
 #include "siphash_int.h"
@@ -101,91 +94,6 @@ static uint64_t hash_tuple(const struct flow_table *t, const struct tw_addr *s, 
     return tw_siphash13_words(t->k, m, nw);
 }
 
-/* The slot array and the record chunks are touched at random, one cache miss per packet
- * each; on 4 KiB pages most of those misses also miss the TLB (and under virtualisation a
- * TLB miss walks two page tables). Large blocks therefore come from mmap with transparent
- * huge pages asked for; the kernel may refuse, which only costs speed. Zero-filled. */
-#define BIG_ALIGN ((size_t)2 << 20)
-
-/* Bytes a big_alloc(n) block takes: whole huge pages, or small ones from the heap as they are. */
-static size_t big_footprint(size_t n)
-{
-    return n < BIG_ALIGN ? n : (n + BIG_ALIGN - 1) & ~(BIG_ALIGN - 1);
-}
-
-static void *big_alloc(size_t n)
-{
-    if (n < BIG_ALIGN)
-        return calloc(1, n);
-    /* map one huge page more and trim, so the block starts on a huge page boundary */
-    size_t len = big_footprint(n);
-    uint8_t *p =
-        mmap(NULL, len + BIG_ALIGN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
-        return NULL;
-    size_t head = (BIG_ALIGN - ((uintptr_t)p & (BIG_ALIGN - 1))) & (BIG_ALIGN - 1);
-    if (head)
-        munmap(p, head);
-    munmap(p + head + len, BIG_ALIGN - head);
-    (void)madvise(p + head, len, MADV_HUGEPAGE);
-    return p + head;
-}
-
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
-#endif
-
-struct prefault_arg {
-    void *p;
-    size_t n;
-};
-
-/* The slot array is touched at random from the first packets on, and record chunks as they
- * are carved, so each of their pages would first be faulted in (and zeroed) by the capture
- * thread, at a cost a virtual machine makes large. A short-lived thread faults them in
- * instead: the slot array at the first flow, each record chunk before the carving reaches
- * it (MADV_POPULATE_WRITE touches no byte, so it races with nothing; an older kernel refuses
- * it and the faults stay where they were). */
-static void *prefault_main(void *arg)
-{
-    struct prefault_arg a = *(struct prefault_arg *)arg;
-    free(arg);
-    (void)madvise(a.p, a.n, MADV_POPULATE_WRITE);
-    return NULL;
-}
-
-static void prefault_join(struct prefaulter *pf)
-{
-    if (pf->on)
-        pthread_join(pf->th, NULL);
-    pf->on = false;
-}
-
-/* Faults in the big_alloc(n) block p on pf's thread (after pf's previous block). */
-static void prefault_start(struct prefaulter *pf, void *p, size_t n)
-{
-    prefault_join(pf);
-    struct prefault_arg *a = n >= BIG_ALIGN ? malloc(sizeof(*a)) : NULL;
-    if (!a)
-        return;
-    a->p = p;
-    a->n = big_footprint(n);
-    if (pthread_create(&pf->th, NULL, prefault_main, a) == 0)
-        pf->on = true;
-    else
-        free(a);
-}
-
-static void big_free(void *p, size_t n)
-{
-    if (!p)
-        return;
-    if (n < BIG_ALIGN)
-        free(p);
-    else
-        munmap(p, big_footprint(n));
-}
-
 #define CACHE_LINE 64
 
 /* Before each extension: the pool's free-list link, then the owning flow (NULL when free). */
@@ -216,9 +124,9 @@ static size_t chunk_bytes(const struct slab *s, size_t ci)
 
 static void slab_fini(struct slab *s)
 {
-    prefault_join(&s->pf);
+    tw_prefault_join(&s->pf);
     for (size_t i = 0; i < s->nchunks; i++)
-        big_free(s->chunks[i], chunk_bytes(s, i));
+        tw_big_free(s->chunks[i], chunk_bytes(s, i));
     free(s->chunks);
     s->chunks = NULL;
 }
@@ -226,7 +134,7 @@ static void slab_fini(struct slab *s)
 /* Allocates the next chunk; false when out of memory. */
 static bool slab_grow(struct slab *s)
 {
-    uint8_t *c = big_alloc(chunk_bytes(s, s->nchunks));
+    uint8_t *c = tw_big_alloc(chunk_bytes(s, s->nchunks));
     if (!c)
         return false;
     s->chunks[s->nchunks++] = c;
@@ -248,7 +156,7 @@ static void *slab_get(struct slab *s)
         if (ci == s->nchunks && !slab_grow(s))
             return NULL;
         if (s->ahead && ci + 1 == s->nchunks && s->nchunks < s->chunk_cap && slab_grow(s))
-            prefault_start(&s->pf, s->chunks[ci + 1], chunk_bytes(s, ci + 1));
+            tw_prefault_start(&s->pf, s->chunks[ci + 1], chunk_bytes(s, ci + 1));
     }
     s->carved++;
     return s->chunks[ci] + idx * s->stride;
@@ -264,7 +172,7 @@ static size_t slab_bound(const struct slab *s)
 {
     size_t n = 0;
     for (size_t i = 0; i < s->chunk_cap; i++)
-        n += big_footprint(chunk_bytes(s, i));
+        n += tw_big_footprint(chunk_bytes(s, i));
     return n;
 }
 
@@ -288,12 +196,12 @@ struct flow_table *flow_table_new(const struct flow_opts *o, flow_end_fn end, vo
     t->nslots = 1024;
     while (t->nslots < (size_t)o->max_flows * 2) /* load <= 0.5 even at the cap */
         t->nslots <<= 1;
-    t->slots = big_alloc(t->nslots * sizeof(*t->slots));
+    t->slots = tw_big_alloc(t->nslots * sizeof(*t->slots));
     int r = slab_init(&t->recs, sizeof(struct flow), CACHE_LINE, o->max_flows);
     if (r == TW_OK && o->ext_size)
         r = slab_init(&t->exts, EXT_HDR + o->ext_size, 16, o->max_flows);
     if (!t->slots || r != TW_OK) {
-        big_free(t->slots, t->nslots * sizeof(*t->slots));
+        tw_big_free(t->slots, t->nslots * sizeof(*t->slots));
         slab_fini(&t->recs);
         slab_fini(&t->exts);
         free(t);
@@ -457,8 +365,8 @@ void flow_table_free(struct flow_table *t)
     }
     slab_fini(&t->recs);
     slab_fini(&t->exts);
-    prefault_join(&t->pf);
-    big_free(t->slots, t->nslots * sizeof(*t->slots));
+    tw_prefault_join(&t->pf);
+    tw_big_free(t->slots, t->nslots * sizeof(*t->slots));
     free(t);
 }
 
@@ -488,8 +396,13 @@ static struct flow *pick_victim(const struct flow_table *t)
 
 static struct flow *alloc_flow(struct flow_table *t)
 {
-    if (__builtin_expect(t->recs.carved == 0, 0)) /* the first flow: capture has begun */
-        prefault_start(&t->pf, t->slots, t->nslots * sizeof(*t->slots));
+    /* The slot array is touched at random from the first packets on, and record chunks as
+     * they are carved: each of their pages would first be faulted in by the capture thread,
+     * at a cost a virtual machine makes large. A prefaulter (mem.h) takes the slot array at
+     * the first flow (capture has begun, privileges are dropped), and each record chunk
+     * before the carving reaches it (slab_get). */
+    if (__builtin_expect(t->recs.carved == 0, 0))
+        tw_prefault_start(&t->pf, t->slots, t->nslots * sizeof(*t->slots));
     struct flow *f = slab_get(&t->recs);
     if (f || t->recs.carved < t->recs.cap)
         return f; /* a record, or out of memory below the cap */
@@ -730,6 +643,6 @@ struct pressure *flow_pressure(struct flow_table *t)
 
 size_t flow_table_bound(const struct flow_table *t)
 {
-    return big_footprint(t->nslots * sizeof(struct slot)) + slab_bound(&t->recs) +
+    return tw_big_footprint(t->nslots * sizeof(struct slot)) + slab_bound(&t->recs) +
            (t->o.ext_size ? slab_bound(&t->exts) : 0);
 }

@@ -7,30 +7,39 @@
 #include <string.h>
 #include <time.h>
 
+#include "tunnelwatch/mem.h"
 #include "tunnelwatch/record.h"
 
 #define RECORD_MAX   65536      /* one JSON record; longer ones are dropped and counted */
 #define DEFER_MAX    (4u << 20) /* bytes of record copies waiting for the formatter thread */
 #define DEFER_NAP_NS 1000000L   /* its pause after a batch: a burst costs a wakeup a millisecond */
 
-/* Records waiting for the formatter thread (recorder_opts.defer), in order. */
+/* A record waiting for the formatter thread (recorder_opts.defer), in the ring. */
 struct deferred {
-    struct deferred *next;
-    size_t size;
+    size_t size; /* bytes in the ring, this header included; a multiple of DEFER_ALIGN */
     bool to_file, to_redis;
     struct alert_rec *rec; /* in copy (alert_rec_copy_to); its rule held (rule_hold) */
     max_align_t copy[];
 };
 
+#define DEFER_ALIGN _Alignof(struct deferred)
+
+/* The queue is a ring of DEFER_MAX bytes: the capture thread copies records in at head, the
+ * formatter thread writes them out from tail. One mapping made at the start and faulted in
+ * by the formatter thread, instead of an allocation per record that the formatter freed: the
+ * two threads then fought over the heap's lock (a futex call each time, hundreds a second in
+ * an alert burst), and the capture thread took the page faults of a growing heap. A record
+ * that does not fit before the end of the ring starts again at its beginning (the bytes left
+ * over are skipped); head and tail count bytes from the start and only grow. */
 struct defer {
     pthread_t th;
     pthread_mutex_t mu;
     pthread_cond_t cv;   /* the thread: records came to an idle thread, or stop */
     pthread_cond_t done; /* producers: room freed, or everything written */
-    struct deferred *head, *tail;
-    size_t bytes;   /* queued and not yet written */
-    size_t pending; /* records queued or being written */
-    bool idle;      /* the thread waits on cv */
+    uint8_t *ring;       /* DEFER_MAX bytes (tw_big_alloc) */
+    size_t head, tail;   /* bytes queued so far, and written so far: [tail, head) waits */
+    size_t pending;      /* records queued or being written */
+    bool idle;           /* the thread waits on cv */
     bool stop;
 };
 
@@ -194,21 +203,37 @@ static void write_record(struct recorder *r, const struct alert_rec *rec, bool t
 
 /* ---- the formatter thread (recorder_opts.defer) ---- */
 
-static void write_batch(struct recorder *r, struct deferred *d)
+/* The record at byte count at, and the count of the next one; a record never wraps: when the
+ * bytes left before the ring's end cannot hold one, the producer skipped them. */
+static struct deferred *ring_at(const struct defer *f, size_t *at)
 {
-    size_t n = 0, bytes = 0;
-    while (d) {
-        struct deferred *next = d->next;
+    size_t off = *at % DEFER_MAX;
+    if (DEFER_MAX - off < sizeof(struct deferred)) { /* too short for a header: skipped */
+        *at += DEFER_MAX - off;
+        off = 0;
+    }
+    struct deferred *d = (struct deferred *)(void *)(f->ring + off);
+    if (d->size == 0) { /* the producer's mark: the rest of the ring was skipped */
+        *at += DEFER_MAX - off;
+        d = (struct deferred *)(void *)f->ring;
+    }
+    *at += d->size;
+    return d;
+}
+
+/* Writes the records in [tail, end) and gives their bytes back. */
+static void write_batch(struct recorder *r, size_t end)
+{
+    struct defer *f = &r->defer;
+    size_t at = f->tail, n = 0; /* tail moves only here, on this thread */
+    while (at < end) {
+        struct deferred *d = ring_at(f, &at);
         write_record(r, d->rec, d->to_file, d->to_redis);
         rule_release(d->rec->rule);
         n++;
-        bytes += d->size;
-        free(d);
-        d = next;
     }
-    struct defer *f = &r->defer;
     pthread_mutex_lock(&f->mu);
-    f->bytes -= bytes;
+    f->tail = end;
     f->pending -= n;
     pthread_cond_broadcast(&f->done);
     pthread_mutex_unlock(&f->mu);
@@ -218,20 +243,20 @@ static void *defer_main(void *arg)
 {
     struct recorder *r = arg;
     struct defer *f = &r->defer;
+    tw_populate(f->ring, tw_big_footprint(DEFER_MAX)); /* here, not on the capture thread */
     pthread_mutex_lock(&f->mu);
     for (;;) {
-        while (!f->head && !f->stop) {
+        while (f->head == f->tail && !f->stop) {
             f->idle = true;
             pthread_cond_wait(&f->cv, &f->mu);
         }
         f->idle = false;
-        if (!f->head)
+        if (f->head == f->tail)
             break; /* stopped, and everything written */
-        struct deferred *batch = f->head;
-        f->head = f->tail = NULL;
+        size_t end = f->head;
         bool stopping = f->stop;
         pthread_mutex_unlock(&f->mu);
-        write_batch(r, batch);
+        write_batch(r, end);
         if (!stopping) {
             struct timespec nap = {0, DEFER_NAP_NS};
             nanosleep(&nap, NULL); /* let a burst gather: one wakeup for many records */
@@ -246,8 +271,12 @@ static void *defer_main(void *arg)
 static bool defer_start(struct recorder *r)
 {
     struct defer *f = &r->defer;
-    if (pthread_mutex_init(&f->mu, NULL))
+    if (!(f->ring = tw_big_alloc(DEFER_MAX)))
         return false;
+    if (pthread_mutex_init(&f->mu, NULL)) {
+        tw_big_free(f->ring, DEFER_MAX);
+        return false;
+    }
     pthread_cond_init(&f->cv, NULL);
     pthread_cond_init(&f->done, NULL);
     sigset_t all, old;
@@ -259,34 +288,36 @@ static bool defer_start(struct recorder *r)
         pthread_cond_destroy(&f->cv);
         pthread_cond_destroy(&f->done);
         pthread_mutex_destroy(&f->mu);
+        tw_big_free(f->ring, DEFER_MAX);
     }
     return ok;
 }
 
-/* Queues a copy of rec (one allocation); waits while DEFER_MAX bytes are queued, as formatting
- * it here would have taken that time. False when the copy cannot be made. */
+/* Queues a copy of rec in the ring; waits while the ring has no room for it, as formatting it
+ * here would have taken that time. False when a copy would not fit even an empty ring's
+ * quarter (the caller then writes the record itself). */
 static bool defer_put(struct recorder *r, const struct alert_rec *rec, bool to_file, bool to_redis)
 {
     size_t size = sizeof(struct deferred) + alert_rec_copy_size(rec);
-    struct deferred *d = malloc(size);
-    if (!d)
+    size = (size + DEFER_ALIGN - 1) & ~(DEFER_ALIGN - 1);
+    if (size > DEFER_MAX / 4)
         return false;
-    d->next = NULL;
+    struct defer *f = &r->defer;
+    pthread_mutex_lock(&f->mu);
+    size_t off = f->head % DEFER_MAX;
+    size_t skip = DEFER_MAX - off < size ? DEFER_MAX - off : 0; /* starts again at 0 */
+    while (f->head - f->tail + skip + size > DEFER_MAX)
+        pthread_cond_wait(&f->done, &f->mu);
+    /* [head, head + skip + size) is free: the formatter reads only below head */
+    if (skip >= sizeof(struct deferred))
+        ((struct deferred *)(void *)(f->ring + off))->size = 0; /* the mark ring_at skips */
+    struct deferred *d = (struct deferred *)(void *)(f->ring + (skip ? 0 : off));
     d->size = size;
     d->to_file = to_file;
     d->to_redis = to_redis;
     d->rec = alert_rec_copy_to(d->copy, rec);
     rule_hold(d->rec->rule);
-    struct defer *f = &r->defer;
-    pthread_mutex_lock(&f->mu);
-    while (f->bytes && f->bytes + d->size > DEFER_MAX)
-        pthread_cond_wait(&f->done, &f->mu);
-    if (f->tail)
-        f->tail->next = d;
-    else
-        f->head = d;
-    f->tail = d;
-    f->bytes += d->size;
+    f->head += skip + size;
     f->pending++;
     if (f->idle) {
         f->idle = false;
@@ -318,13 +349,14 @@ static void defer_stop(struct recorder *r)
     pthread_cond_destroy(&f->cv);
     pthread_cond_destroy(&f->done);
     pthread_mutex_destroy(&f->mu);
+    tw_big_free(f->ring, DEFER_MAX);
     r->deferring = false;
 }
 
 /* A record out: its pcap fields filled here (the engine's state), then formatted and written,
- * on the formatter thread when there is one. A copy that cannot be made is written here once
- * the thread has written every record before it (in order, and the thread's buffer is then
- * free). */
+ * on the formatter thread when there is one. A record too large for the ring is written here
+ * once the thread has written every record before it (in order, and the thread's buffer is
+ * then free). */
 static void emit(struct recorder *r, const struct alert_rec *rec0, bool to_file, bool to_redis)
 {
     struct alert_rec tmp;

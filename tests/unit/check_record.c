@@ -1,6 +1,8 @@
 /* check_record.c - the recorder's formatter thread (recorder_opts.defer): records leave in the
  * order they were made, each whole and once, whether rec_drain or rec_free flushes them; the
- * bytes equal those of a recorder that formats inline; a copy outlives the caller's buffers. */
+ * bytes equal those of a recorder that formats inline; a copy outlives the caller's buffers.
+ * Names of every length make the copies' sizes vary, so the queue's ring wraps at every kind
+ * of offset (a mark, a tail too short for one, an exact fit). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +23,16 @@ static struct ruleset *one_rule(void)
     return rs;
 }
 
+/* Hit i's name: distinct, 16 to 243 bytes long. */
+static void name_of(int i, char *name, size_t n)
+{
+    int pad = (i * 37) % 228;
+    snprintf(name, n, "host-%05d-%.*s.example", i, pad,
+             "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz"
+             "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz"
+             "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz");
+}
+
 /* n hits with distinct names (each a new incident), made in a buffer overwritten after each
  * call, as the engine's packet buffers are; the recorder then freed or drained. Returns the
  * alerts written, one per line. */
@@ -37,9 +49,9 @@ static char *run(struct tw_cfg *cfg, const struct rule *ru, bool defer, int n, b
     o.defer = defer;
     struct recorder *r = rec_new(&o);
     ck_assert_ptr_nonnull(r);
-    char name[64];
+    char name[256];
     for (int i = 0; i < n; i++) {
-        snprintf(name, sizeof(name), "host-%05d.example", i);
+        name_of(i, name, sizeof(name));
         struct alert_rec rec;
         memset(&rec, 0, sizeof(rec));
         rec.ts = (struct tw_time){1700000000 + i, 0};
@@ -74,7 +86,10 @@ static char *run(struct tw_cfg *cfg, const struct rule *ru, bool defer, int n, b
 static char *without_ids(const char *text)
 {
     char *c = strdup(text);
-    for (char *p = strstr(c, "\"event.id\":\""); p; p = strstr(p + 1, "\"event.id\":\""))
+    static const char key[] = "\"event.id\":\"";
+    size_t n = strlen(c), k = sizeof(key) - 1;
+    /* memmem over the bytes left: strstr would measure the rest of the text at each call */
+    for (char *p = memmem(c, n, key, k); p; p = memmem(p + 1, n - (size_t)(p + 1 - c), key, k))
         memset(p + 12, '-', 33);
     return c;
 }
@@ -85,7 +100,7 @@ START_TEST(deferred_in_order)
     cfg_defaults(&cfg);
     struct ruleset *rs = one_rule();
     const struct rule *ru = ruleset_rule(rs, 0);
-    int n = 6000; /* about 6 MiB of copies, more than the queue holds: the caller may wait */
+    int n = 16000; /* over 10 MiB of copies: the ring wraps several times, the caller waits */
     size_t la = 0, lb = 0, lc = 0;
     char *inline_out = run(&cfg, ru, false, n, false, &la);
     char *drained = run(&cfg, ru, true, n, true, &lb);
@@ -96,8 +111,9 @@ START_TEST(deferred_in_order)
     /* each line whole and in the order made */
     const char *p = drained;
     for (int i = 0; i < n; i++) {
-        char want[64];
-        snprintf(want, sizeof(want), "\"destination.domain\":\"host-%05d.example\"", i);
+        char name[256], want[300];
+        name_of(i, name, sizeof(name));
+        snprintf(want, sizeof(want), "\"destination.domain\":\"%s\"", name);
         const char *nl = strchr(p, '\n');
         ck_assert_ptr_nonnull(nl);
         ck_assert_msg(memmem(p, (size_t)(nl - p), want, strlen(want)), "line %d", i);
