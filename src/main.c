@@ -1,8 +1,9 @@
 /* main.c - tunnelwatch's entry point: the phases of a run, in order.
  *
- *   parse arguments (cli.c) -> load the configuration and rules (cli.c) -> -T prints them, or
- *   start the sensor (sensor.c: inputs, outputs, capture, privilege drop, metrics, Redis,
- *   engine, signals) -> run it -> stop it (flow ends, summaries, evidence, queue flush).
+ *   parse arguments (cli.c) -> load the configuration (cli.c) -> reserve heap (mem.c) ->
+ *   load the rules (cli.c) -> -T prints them, or start the sensor (sensor.c: inputs, outputs,
+ *   capture, privilege drop, metrics, Redis, engine, signals) -> run it -> stop it (flow ends,
+ *   summaries, evidence, queue flush).
  *
  * Exit codes: 0 ok, 1 runtime failure (unreadable or truncated capture, alerts that could not
  * be delivered in a replay), 2 usage, configuration or rule error.
@@ -13,7 +14,11 @@
 
 #include "tunnelwatch/capture.h"
 #include "tunnelwatch/cli.h"
+#include "tunnelwatch/mem.h"
 #include "tunnelwatch/sensor.h"
+
+/* Heap grown and faulted in at the start, off the capture thread (mem.h: tw_heap_reserve). */
+#define HEAP_RESERVE ((size_t)16 << 20)
 
 static int list_interfaces(void)
 {
@@ -50,6 +55,8 @@ int main(int argc, char **argv)
     struct tw_cfg *cfg = calloc(1, sizeof(*cfg));
     struct ruleset *rules = NULL;
     status = cfg ? cli_load_config(&a, cfg, stderr) : 1;
+    if (status == 0 && !a.check && !a.selftest)
+        tw_heap_reserve(HEAP_RESERVE); /* the rules load into it already */
     if (status == 0)
         rules = cli_load_rules(cfg, stderr, &status);
     if (rules && a.check) {

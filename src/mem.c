@@ -1,5 +1,9 @@
 /* mem.c - big blocks on huge pages, faulted in off the hot thread (see mem.h). */
+#include <signal.h>
 #include <stdint.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdlib.h>
 #include <sys/mman.h>
 
@@ -79,4 +83,46 @@ void tw_prefault_start(struct tw_prefaulter *pf, void *p, size_t n)
         pf->on = true;
     else
         free(a);
+}
+
+void tw_heap_reserve(size_t n)
+{
+#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__) /* ASan keeps a heap of its own */
+    if (n < TW_BIG_ALIGN || n > ((size_t)16 << 20))
+        return;
+    /* freed memory at the heap's top is kept up to 1.5 n; a block of n comes from the heap
+     * (not its own mapping) for this one call; after it, blocks from 128 KiB on are mapped
+     * again (glibc's default, no longer adjusted as it would be) */
+    mallopt(M_TRIM_THRESHOLD, (int)(n + n / 2));
+    mallopt(M_MMAP_THRESHOLD, (int)(n + 4096));
+    uint8_t *p = malloc(n);
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+    struct prefault_arg *arg = p ? malloc(sizeof(*arg)) : NULL;
+    if (!arg) {
+        free(p);
+        return;
+    }
+    uintptr_t a = ((uintptr_t)p + 4095) & ~(uintptr_t)4095;
+    uintptr_t e = ((uintptr_t)p + n) & ~(uintptr_t)4095;
+    free(p); /* into the heap's top chunk, which keeps its pages */
+    arg->p = (void *)a;
+    arg->n = e - a;
+    (void)madvise(arg->p, arg->n, MADV_HUGEPAGE);
+    pthread_attr_t at;
+    pthread_t th;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old); /* signals stay with the sensor's threads */
+    bool ok = pthread_attr_init(&at) == 0;
+    if (ok) {
+        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        ok = pthread_create(&th, &at, prefault_main, arg) == 0;
+        pthread_attr_destroy(&at);
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!ok)
+        free(arg); /* the pages fault in as they are used, as without the reserve */
+#else
+    (void)n;
+#endif
 }

@@ -39,4 +39,12 @@ void tw_prefault_start(struct tw_prefaulter *pf, void *p, size_t n);
 /* Waits for pf's thread, if any. */
 void tw_prefault_join(struct tw_prefaulter *pf);
 
+/* Grows the heap by n bytes now and has a prefaulter thread fault them in (on huge pages
+ * where the kernel gives them), and keeps the heap from giving freed memory at its top back
+ * while under 1.5 n: the capture thread's small allocations (incidents, summary rows,
+ * reassembly buffers, nDPI's flow state) then land on pages already there instead of faulting
+ * each new one in. Call once, on the capture thread, before capture; glibc only (elsewhere it
+ * does nothing). */
+void tw_heap_reserve(size_t n);
+
 #endif
