@@ -690,7 +690,7 @@ static void flow_end(void *ud, struct flow *f, enum flow_end_reason why)
 static void flow_start(struct engine *e, struct flow *f, const struct dec_pkt *p)
 {
     fhot(f)->bits |= FH_STARTED;
-    if (e->rules && ruleset_wants(e->rules, ROK_FLOW))
+    if (e->rules && ruleset_flow_may(e->rules, &f->cli, &f->srv, f->sport))
         observe_flow(e, f, p);
     if (!e->rules || f->sport == 53 || f->cport == 53)
         return;

@@ -2834,10 +2834,11 @@ static bool port_in(const struct rrule *rr, uint16_t x)
 }
 
 /* The flow's client or server is in one of the n gate addresses. */
-static bool agate_any(const struct agate *g, size_t n, const struct rule_obs *ob)
+static bool agate_any(const struct agate *g, size_t n, const struct tw_addr *src,
+                      const struct tw_addr *dst)
 {
-    for (size_t i = 0; ob->has_flow && i < n; i++)
-        if (addr_in(g[i].client ? &ob->src : &ob->dst, &g[i].net, g[i].prefix))
+    for (size_t i = 0; i < n; i++)
+        if (addr_in(g[i].client ? src : dst, &g[i].net, g[i].prefix))
             return true;
     return false;
 }
@@ -2848,17 +2849,23 @@ static bool gate_open(const struct rrule *rr, const struct rule_obs *ob)
 {
     if (rr->n_gate)
         return ob->has_flow && port_in(rr, ob->dport);
-    return !rr->n_agate || agate_any(rr->agate, rr->n_agate, ob);
+    return !rr->n_agate || (ob->has_flow && agate_any(rr->agate, rr->n_agate, &ob->src, &ob->dst));
 }
 
 /* A new flow some rule may hold on (only asked when rs->flow_gated): the union of the rules'
  * gates, a bit test and a few address compares, where each rule's gate is a search. */
-static bool flow_gate_open(const struct ruleset *rs, const struct rule_obs *ob)
+static bool flow_gate_open(const struct ruleset *rs, const struct tw_addr *src,
+                           const struct tw_addr *dst, uint16_t dport)
 {
-    if (!ob->has_flow)
-        return false;
-    return ((rs->flow_ports[ob->dport >> 6] >> (ob->dport & 63)) & 1) ||
-           agate_any(rs->flow_addrs, rs->n_flow_addrs, ob);
+    return ((rs->flow_ports[dport >> 6] >> (dport & 63)) & 1) ||
+           agate_any(rs->flow_addrs, rs->n_flow_addrs, src, dst);
+}
+
+bool ruleset_flow_may(const struct ruleset *rs, const struct tw_addr *src,
+                      const struct tw_addr *dst, uint16_t dport)
+{
+    return rs && rs->built && (rs->kinds & (1u << ROK_FLOW)) &&
+           (!rs->flow_gated || flow_gate_open(rs, src, dst, dport));
 }
 
 /* Builds the union flow_gate_open reads; a set whose flow rules are not all gated, or with
@@ -3300,7 +3307,8 @@ static int match_obs(const struct ruleset *rs, const struct rule_obs *ob, unsign
 {
     if (!rs || !rs->built || !ob || max == 0 || !(rs->kinds & kmask))
         return 0;
-    if (kmask == 1u << ROK_FLOW && rs->flow_gated && !flow_gate_open(rs, ob))
+    if (kmask == 1u << ROK_FLOW && rs->flow_gated &&
+        (!ob->has_flow || !flow_gate_open(rs, &ob->src, &ob->dst, ob->dport)))
         return 0; /* most new flows: no rule on flow facts can hold */
     struct mstate ms, *m = &ms;
     m->rs = rs;

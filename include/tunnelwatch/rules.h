@@ -203,6 +203,12 @@ int ruleset_match_obs(const struct ruleset *rs, const struct rule_obs *ob, struc
 /* True when some rule is evaluated on observations of this kind (ROK_FLOW: lets the engine
  * skip building flow observations when no rule wants them). */
 bool ruleset_wants(const struct ruleset *rs, enum rule_obs_kind kind);
+/* Whether a rule on flow facts may hold on a new flow from src to dst, port dport: false when
+ * the union of the flow rules' port and address gates shuts it out (most flows, when every
+ * such rule is gated), so that the caller need not build an observation (ROK_FLOW) for it;
+ * ruleset_match_obs decides the rest. False without rules on flows. */
+bool ruleset_flow_may(const struct ruleset *rs, const struct tw_addr *src,
+                      const struct tw_addr *dst, uint16_t dport);
 
 /* The field map: Sigma name, logsources (written to ls: "any" or a comma-separated list such
  * as "network_connection", "zeek/dns,zeek/http") and the bit it maps to, one row per call

@@ -630,6 +630,12 @@ START_TEST(test_obs_mixed_fields)
 }
 END_TEST
 
+/* ruleset_flow_may on o's flow: the engine's test before it builds a flow observation. */
+static bool flow_may(const struct ruleset *rs, const struct rule_obs *o)
+{
+    return ruleset_flow_may(rs, &o->src, &o->dst, o->dport);
+}
+
 START_TEST(test_obs_ports_cidr)
 {
     struct ruleset *rs = obs_rules("    category: network_connection\n",
@@ -655,6 +661,11 @@ START_TEST(test_obs_ports_cidr)
     ck_assert_int_eq(hits_obs(rs, &o, h), 1);
     obs_flow(&o, ROK_FLOW, NULL, "198.51.100.1", 4445);
     ck_assert_int_eq(hits_obs(rs, &o, h), 0);
+    /* the port gate answers before the engine builds an observation */
+    ck_assert(!flow_may(rs, &o));
+    ck_assert(!flow_may(NULL, &o));
+    obs_flow(&o, ROK_FLOW, NULL, "198.51.100.1", 4444);
+    ck_assert(flow_may(rs, &o));
     /* once per flow: a name observation of the same flow does not repeat it */
     obs_flow(&o, ROK_TLS_SNI, "x.example", "198.51.100.1", 4444);
     ck_assert_int_eq(hits_obs(rs, &o, h), 0);
@@ -693,16 +704,20 @@ START_TEST(test_obs_address_gate)
         obs_flow(&o, ROK_FLOW, NULL, "203.0.113.7", 443);
         ck_assert_int_eq(hits_obs(rs, &o, h), 1);
         ck_assert_str_eq(h[0].rule->title, "Addr");
+        ck_assert(flow_may(rs, &o));
         obs_flow(&o, ROK_FLOW, NULL, "2001:db8::7", 443);
         ck_assert_int_eq(hits_obs(rs, &o, h), 1);
         obs_flow(&o, ROK_FLOW, NULL, "203.0.113.8", 443);
         ck_assert_int_eq(hits_obs(rs, &o, h), 0);
         obs_flow(&o, ROK_FLOW, NULL, "2001:db8::8", 443);
         ck_assert_int_eq(hits_obs(rs, &o, h), 0);
+        /* the engine asks first: only the gated rule shuts the flow out before any work */
+        ck_assert(flow_may(rs, &o) == (variant == 1));
         /* the client side: src_ip in the /25 */
         obs_flow(&o, ROK_FLOW, NULL, "192.0.2.1", 443);
         ck_assert_int_eq(tw_addr_parse("198.51.100.127", &o.src), TW_OK);
         ck_assert_int_eq(hits_obs(rs, &o, h), 1);
+        ck_assert(flow_may(rs, &o));
         ck_assert_int_eq(tw_addr_parse("198.51.100.128", &o.src), TW_OK);
         ck_assert_int_eq(hits_obs(rs, &o, h), 0);
         /* the listed server address as the client is not dst_ip */
@@ -711,6 +726,7 @@ START_TEST(test_obs_address_gate)
         /* beside it, a rule on flow facts with no gate still fires where it should */
         obs_flow(&o, ROK_FLOW, NULL, "192.0.2.1", 8443);
         ck_assert_int_eq(hits_obs(rs, &o, h), variant);
+        ck_assert(flow_may(rs, &o) == (variant == 1));
         obs_flow(&o, ROK_FLOW, NULL, "203.0.113.7", 8443);
         ck_assert_int_eq(hits_obs(rs, &o, h), 1 + variant);
         ruleset_free(rs);
