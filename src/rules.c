@@ -177,8 +177,10 @@ struct ruleset {
     bool flow_gated;      /* every rule run on new flows is an always rule with a port or address
                            * gate: a flow no gate lets in is done without preparing anything */
     uint64_t *flow_ports; /* then: the union of the port gates, a bit per port */
-    const struct agate *flow_addrs; /* and of the address gates (arena) */
+    const struct agate *flow_addrs; /* and of the address gates (arena): but for */
     size_t n_flow_addrs;
+    const uint32_t *flow_v4[2]; /* the listed IPv4 addresses, [0] server and [1] client side, */
+    size_t n_flow_v4[2];        /* compared as words (most gates are such lists) */
     uint8_t always_kinds;     /* union of the always rules' kinds: other kinds skip the list */
     unsigned anchorless_bits; /* fields of the values without an anchor */
     unsigned anchorless_kbits[ROK__COUNT]; /* ... of those whose rule runs on the kind */
@@ -2857,8 +2859,19 @@ static bool gate_open(const struct rrule *rr, const struct rule_obs *ob)
 static bool flow_gate_open(const struct ruleset *rs, const struct tw_addr *src,
                            const struct tw_addr *dst, uint16_t dport)
 {
-    return ((rs->flow_ports[dport >> 6] >> (dport & 63)) & 1) ||
-           agate_any(rs->flow_addrs, rs->n_flow_addrs, src, dst);
+    if ((rs->flow_ports[dport >> 6] >> (dport & 63)) & 1)
+        return true;
+    const struct tw_addr *side[2] = {dst, src};
+    for (unsigned k = 0; k < 2; k++) {
+        if (side[k]->family != 4)
+            continue;
+        uint32_t x;
+        memcpy(&x, side[k]->a, 4);
+        for (size_t i = 0; i < rs->n_flow_v4[k]; i++)
+            if (rs->flow_v4[k][i] == x)
+                return true;
+    }
+    return agate_any(rs->flow_addrs, rs->n_flow_addrs, src, dst);
 }
 
 bool ruleset_flow_may(const struct ruleset *rs, const struct tw_addr *src,
@@ -2884,22 +2897,33 @@ static int flow_gate_build(struct ruleset *rs)
     }
     uint64_t *ports = arena_alloc(rs, 1024 * sizeof(uint64_t));
     struct agate *addrs = arena_alloc(rs, (na ? na : 1) * sizeof(*addrs));
-    if (!ports || !addrs)
+    uint32_t *v4[2] = {arena_alloc(rs, (na ? na : 1) * sizeof(uint32_t)),
+                       arena_alloc(rs, (na ? na : 1) * sizeof(uint32_t))};
+    if (!ports || !addrs || !v4[0] || !v4[1])
         return TW_ENOMEM;
     memset(ports, 0, 1024 * sizeof(uint64_t));
-    size_t k = 0;
+    size_t k = 0, n4[2] = {0, 0};
     for (size_t i = 0; i < rs->n_rules; i++) {
         const struct rrule *rr = &rs->rules[i];
         if (!(rr->kinds & (1u << ROK_FLOW)))
             continue;
         for (uint32_t j = 0; j < rr->n_gate; j++)
             ports[rr->gate[j] >> 6] |= (uint64_t)1 << (rr->gate[j] & 63);
-        for (uint32_t j = 0; j < rr->n_agate; j++)
-            addrs[k++] = rr->agate[j];
+        for (uint32_t j = 0; j < rr->n_agate; j++) {
+            const struct agate *g = &rr->agate[j];
+            if (g->net.family == 4 && g->prefix == 32)
+                memcpy(&v4[g->client][n4[g->client]++], g->net.a, 4);
+            else
+                addrs[k++] = *g;
+        }
     }
     rs->flow_ports = ports;
     rs->flow_addrs = addrs;
     rs->n_flow_addrs = k;
+    for (unsigned s = 0; s < 2; s++) {
+        rs->flow_v4[s] = v4[s];
+        rs->n_flow_v4[s] = n4[s];
+    }
     return TW_OK;
 }
 
