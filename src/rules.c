@@ -181,8 +181,8 @@ struct ruleset {
     size_t n_flow_addrs;
     const uint32_t *flow_v4[2]; /* the listed IPv4 addresses, [0] server and [1] client side, */
     size_t n_flow_v4[2];        /* compared as words (most gates are such lists) */
-    uint8_t always_kinds;     /* union of the always rules' kinds: other kinds skip the list */
-    unsigned anchorless_bits; /* fields of the values without an anchor */
+    uint8_t always_kinds;       /* union of the always rules' kinds: other kinds skip the list */
+    unsigned anchorless_bits;   /* fields of the values without an anchor */
     unsigned anchorless_kbits[ROK__COUNT]; /* ... of those whose rule runs on the kind */
     size_t files, skipped;
     struct reason {
