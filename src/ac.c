@@ -650,9 +650,11 @@ static int search_dfa(const struct ac *ac, const uint32_t *d, const uint8_t *tex
     for (size_t i = 0; i < len; i++) {
         uint32_t e = d[off + cls[text[i]]];
         off = e & ~AC_DFA_OUT;
-        if (e & AC_DFA_OUT)
-            if (report(ac, off / ac->width, i + 1, mask, fn, ud, &hits))
+        if (e & AC_DFA_OUT) {
+            uint32_t node = off / ac->width;
+            if ((ac->ntag[node] & mask) && report(ac, node, i + 1, mask, fn, ud, &hits))
                 break;
+        }
     }
     return hits;
 }
@@ -669,7 +671,9 @@ static int search_dfa16(const struct ac *ac, const uint16_t *d, const uint8_t *t
         uint32_t e = d[off + cls[text[i]]];
         uint32_t node = e & (DFA16_OUT - 1);
         off = node * w;
-        if ((e & DFA16_OUT) && report(ac, node, i + 1, mask, fn, ud, &hits))
+        /* the tag test here: a node whose patterns the mask leaves out costs no call */
+        if ((e & DFA16_OUT) && (ac->ntag[node] & mask) &&
+            report(ac, node, i + 1, mask, fn, ud, &hits))
             break;
     }
     return hits;
