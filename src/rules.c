@@ -2709,8 +2709,7 @@ static int load_path(struct ruleset *rs, const char *path, FILE *err, int depth)
                  * does not say is asked (stat follows links) */
                 unsigned char t = list[i]->d_type;
                 struct stat ss;
-                if (t == DT_DIR ||
-                    (t != DT_REG && stat(sub, &ss) == 0 && S_ISDIR(ss.st_mode)))
+                if (t == DT_DIR || (t != DT_REG && stat(sub, &ss) == 0 && S_ISDIR(ss.st_mode)))
                     rc = load_path(rs, sub, err, depth + 1);
                 else if (has_ext(nm, ".yml") || has_ext(nm, ".yaml") || has_ext(nm, ".txt"))
                     rc = load_file(rs, sub, err);

@@ -107,7 +107,9 @@ if command -v redis-server >/dev/null; then
     redis_start floods
     run_sensor reasm-reassembly --redis "unix://$T/floods.sock" --set flow.reasm_total_mib=$R \
         --set flow.max_flows=$((R * 4096))
-    stream_json "$T/floods.sock" | grep -q '"event.action":"resource_pressure".*"tunnelwatch.resource.name":"reassembly"' ||
+    # not a pipe into grep -q: under pipefail the writer's SIGPIPE would fail a found match
+    grep -q '"event.action":"resource_pressure".*"tunnelwatch.resource.name":"reassembly"' \
+        <(stream_json "$T/floods.sock") ||
         fail "no resource_pressure record in the Redis stream"
     echo "reasm   reassembly  health record in the Redis stream"
     kill "$REDIS_PID" && wait "$REDIS_PID" 2>/dev/null || true
