@@ -20,8 +20,8 @@
  * is 16 bits, the target node with the top bit set when it has an output (half the table, so
  * more of the rows a search walks stay in the first-level cache, for a multiply per byte);
  * above, 32 bits, the target's row offset (node * width) and the same bit. The loop branches
- * to report() only on that bit, and report() passes a node none of whose patterns' tags the
- * search's mask asks for. The table is built only while it stays under AC_DFA_MAX_BYTES;
+ * to report() only on that bit and only for a node some of whose patterns' tags the search's
+ * mask asks for. The table is built only while it stays under AC_DFA_MAX_BYTES;
  * larger sets (a million domains) keep the compact path unchanged. Both paths share
  * report(), so hits, their order and the stop rules are identical. ac_build_compact() skips
  * the DFA so tests can compare the two. After ac_build the automaton is read-only, so any
@@ -29,7 +29,6 @@
  * (release/acquire on the table pointer) and searches take the compact path until then.
  */
 #include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -520,11 +519,7 @@ static void start_dfa_job(struct ac *const *acs, size_t n)
         j->refs = (unsigned)n;
         j->n = n;
         memcpy(j->acs, acs, n * sizeof(j->acs[0]));
-        sigset_t all, old;
-        sigfillset(&all);
-        pthread_sigmask(SIG_SETMASK, &all, &old);
-        ok = pthread_create(&j->th, NULL, dfa_main, j) == 0;
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        ok = tw_thread_start(&j->th, dfa_main, j, false) == 0;
         if (!ok)
             pthread_mutex_destroy(&j->mu);
     }
@@ -614,12 +609,12 @@ size_t ac_memory(const struct ac *ac)
     return m;
 }
 
-/* Reports every pattern ending at node s (the node's own, then its dictionary chain). */
+/* Reports every pattern ending at node s (the node's own, then its dictionary chain). The
+ * callers test first that some of them is asked for (ntag[s] & mask): the common case is that
+ * none is, and then no call is made. */
 static int report(const struct ac *ac, uint32_t s, size_t end, uint8_t mask, ac_hit_fn fn, void *ud,
                   int *hits)
 {
-    if (!(ac->ntag[s] & mask))
-        return 0; /* none of the patterns found here is asked for: the common case */
     if (ac->out[s] == AC_NONE)
         s = ac->dict[s];
     for (; s != AC_NONE; s = ac->dict[s]) {
@@ -671,7 +666,6 @@ static int search_dfa16(const struct ac *ac, const uint16_t *d, const uint8_t *t
         uint32_t e = d[off + cls[text[i]]];
         uint32_t node = e & (DFA16_OUT - 1);
         off = node * w;
-        /* the tag test here: a node whose patterns the mask leaves out costs no call */
         if ((e & DFA16_OUT) && (ac->ntag[node] & mask) &&
             report(ac, node, i + 1, mask, fn, ud, &hits))
             break;
@@ -703,9 +697,9 @@ int ac_search_tagged(const struct ac *ac, const uint8_t *text, size_t len, uint8
         while ((t = child(ac, s, c)) == AC_NONE && s != 0)
             s = ac->fail[s];
         s = t == AC_NONE ? 0 : t;
-        if (s != 0 && (ac->out[s] != AC_NONE || ac->dict[s] != AC_NONE))
-            if (report(ac, s, i + 1, mask, fn, ud, &hits))
-                break;
+        if (s != 0 && (ac->out[s] != AC_NONE || ac->dict[s] != AC_NONE) && (ac->ntag[s] & mask) &&
+            report(ac, s, i + 1, mask, fn, ud, &hits))
+            break;
     }
     return hits;
 }

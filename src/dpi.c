@@ -1,7 +1,6 @@
 /* dpi.c - nDPI per flow, started late and stopped early (see dpi.h). */
 #include <ndpi/ndpi_api.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,12 +62,7 @@ static void *build_thread(void *arg)
  * module is made at the first need, as before. */
 static void build_in_background(struct dpi *d)
 {
-    sigset_t all, old;
-    sigfillset(&all);
-    if (pthread_sigmask(SIG_SETMASK, &all, &old) != 0)
-        return;
-    d->building = pthread_create(&d->th, NULL, build_thread, d) == 0;
-    (void)pthread_sigmask(SIG_SETMASK, &old, NULL);
+    d->building = tw_thread_start(&d->th, build_thread, d, false) == 0;
 }
 
 struct dpi *dpi_new(uint32_t max_flows, uint32_t max_packets, uint32_t stall_ms)

@@ -1,5 +1,4 @@
 /* mem.c - big blocks on huge pages, faulted in off the hot thread (see mem.h). */
-#include <signal.h>
 #include <stdint.h>
 #ifdef __GLIBC__
 #include <malloc.h>
@@ -8,6 +7,7 @@
 #include <sys/mman.h>
 
 #include "tunnelwatch/mem.h"
+#include "tunnelwatch/tw.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
@@ -79,7 +79,7 @@ void tw_prefault_start(struct tw_prefaulter *pf, void *p, size_t n)
         return;
     a->p = p;
     a->n = tw_big_footprint(n);
-    if (pthread_create(&pf->th, NULL, prefault_main, a) == 0)
+    if (tw_thread_start(&pf->th, prefault_main, a, false) == 0)
         pf->on = true;
     else
         free(a);
@@ -108,19 +108,8 @@ void tw_heap_reserve(size_t n)
     arg->p = (void *)a;
     arg->n = e - a;
     (void)madvise(arg->p, arg->n, MADV_HUGEPAGE);
-    pthread_attr_t at;
     pthread_t th;
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old); /* signals stay with the sensor's threads */
-    bool ok = pthread_attr_init(&at) == 0;
-    if (ok) {
-        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-        ok = pthread_create(&th, &at, prefault_main, arg) == 0;
-        pthread_attr_destroy(&at);
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (!ok)
+    if (tw_thread_start(&th, prefault_main, arg, true) != 0)
         free(arg); /* the pages fault in as they are used, as without the reserve */
 #else
     (void)n;

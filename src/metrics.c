@@ -17,7 +17,6 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -421,12 +420,7 @@ struct metrics *metrics_new(const char *listen_addr, bool allow_remote, char *er
         goto fail;
     }
     pthread_mutex_init(&m->mu, NULL);
-    /* the thread inherits the creator's mask: block everything so signals reach main() */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&m->thread, NULL, listener, m);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = tw_thread_start(&m->thread, listener, m, false); /* signals stay with main() */
     if (rc != 0) {
         snprintf(err, errlen, "metrics: cannot start the listener thread: %s", strerror(rc));
         pthread_mutex_destroy(&m->mu);

@@ -2,7 +2,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -279,11 +278,7 @@ static bool defer_start(struct recorder *r)
     }
     pthread_cond_init(&f->cv, NULL);
     pthread_cond_init(&f->done, NULL);
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old); /* signals stay with the sensor's threads */
-    bool ok = pthread_create(&f->th, NULL, defer_main, r) == 0;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    bool ok = tw_thread_start(&f->th, defer_main, r, false) == 0;
     if (!ok) {
         pthread_cond_destroy(&f->cv);
         pthread_cond_destroy(&f->done);

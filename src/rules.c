@@ -179,10 +179,10 @@ struct ruleset {
     bool flow_gated;      /* every rule run on new flows is an always rule with a port or address
                            * gate: a flow no gate lets in is done without preparing anything */
     uint64_t *flow_ports; /* then: the union of the port gates, a bit per port */
-    const struct agate *flow_addrs; /* and of the address gates (arena): but for */
+    const struct agate *flow_addrs; /* and of the address gates (arena), except for */
     size_t n_flow_addrs;
-    const uint32_t *flow_v4[2]; /* the listed IPv4 addresses, [0] server and [1] client side, */
-    size_t n_flow_v4[2];        /* compared as words (most gates are such lists) */
+    const uint32_t *flow_v4[2]; /* single IPv4 addresses ([0] server, [1] client side), kept */
+    size_t n_flow_v4[2];        /* as words to compare at once (most gates are such lists) */
     uint8_t always_kinds;       /* union of the always rules' kinds: other kinds skip the list */
     unsigned anchorless_bits;   /* fields of the values without an anchor */
     unsigned anchorless_kbits[ROK__COUNT]; /* ... of those whose rule runs on the kind */
@@ -2625,10 +2625,10 @@ static int load_file(struct ruleset *rs, const char *path, FILE *err)
     struct stat st;
     if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
         (uint64_t)st.st_size < MAX_FILE_SIZE) {
-        /* a regular file is read in one go (its size + 1, so the loop sees its end) rather
-         * than through doubling buffers: large indicator lists load faster */
+        /* a regular file is read in one go, up to its size, rather than through doubling
+         * buffers: large indicator lists load faster */
         size = (size_t)st.st_size;
-        cap = size + 1;
+        cap = size;
         if (!(buf = malloc(cap)))
             rc = TW_ENOMEM;
         else

@@ -527,11 +527,7 @@ static void start_load(struct sensor *s)
     ld->msgs = NULL;
     ld->reason[0] = '\0';
     atomic_store_explicit(&ld->done, false, memory_order_relaxed);
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old); /* signals stay with the capture thread */
-    int r = pthread_create(&ld->th, NULL, loader_main, ld);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int r = tw_thread_start(&ld->th, loader_main, ld, false); /* signals: capture thread */
     if (r != 0) {
         s->reload_failures++;
         fprintf(stderr,
@@ -989,13 +985,9 @@ static int run_workers(struct sensor *s)
 {
     if (worker_engines(s))
         return 1;
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old); /* signals go to this thread only */
-    for (int i = 0; i < s->n_workers; i++)
+    for (int i = 0; i < s->n_workers; i++) /* signals go to this thread only */
         s->workers[i].started =
-            pthread_create(&s->workers[i].th, NULL, worker_main, &s->workers[i]) == 0;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+            tw_thread_start(&s->workers[i].th, worker_main, &s->workers[i], false) == 0;
     while (!stop) {
         struct timespec ts = {0, (s->ld.running ? 5 : 200) * 1000 * 1000};
         nanosleep(&ts, NULL);

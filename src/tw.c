@@ -1,6 +1,7 @@
-/* tw.c - error strings, address and time formatting, and keyed SipHash-2-4, shared by every
- * module. */
+/* tw.c - error strings, address and time formatting, keyed SipHash-2-4 and helper threads,
+ * shared by every module. */
 #include <arpa/inet.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -180,4 +181,23 @@ static uint64_t siphash_rounds(const uint8_t key[16], const uint8_t *data, size_
 uint64_t tw_siphash(const uint8_t key[16], const uint8_t *data, size_t len)
 {
     return siphash_rounds(key, data, len, 2, 4);
+}
+
+int tw_thread_start(pthread_t *th, void *(*fn)(void *), void *arg, bool detached)
+{
+    pthread_attr_t at;
+    int rc = pthread_attr_init(&at);
+    if (rc)
+        return rc;
+    if (detached)
+        (void)pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    sigset_t all, old;
+    sigfillset(&all);
+    rc = pthread_sigmask(SIG_SETMASK, &all, &old);
+    if (rc == 0) {
+        rc = pthread_create(th, &at, fn, arg);
+        (void)pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
+    pthread_attr_destroy(&at);
+    return rc;
 }

@@ -7,6 +7,7 @@
 #ifndef TW_TW_H
 #define TW_TW_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -63,5 +64,10 @@ const char *tw_time_rfc3339(struct tw_time t, char *buf, size_t n);
 
 /* SipHash-2-4 of data under a 16-byte key (flow.c): hash-flooding resistant table keys. */
 uint64_t tw_siphash(const uint8_t key[16], const uint8_t *data, size_t len);
+
+/* Starts fn(arg) on a new thread with every signal blocked in it (a thread inherits its
+ * creator's mask), so that signals reach the sensor's own threads; a detached thread is never
+ * joined. Returns pthread_create's result: 0 when the thread runs. */
+int tw_thread_start(pthread_t *th, void *(*fn)(void *), void *arg, bool detached);
 
 #endif /* TW_TW_H */
