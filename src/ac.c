@@ -519,7 +519,7 @@ static void start_dfa_job(struct ac *const *acs, size_t n)
         j->refs = (unsigned)n;
         j->n = n;
         memcpy(j->acs, acs, n * sizeof(j->acs[0]));
-        ok = tw_thread_start(&j->th, dfa_main, j, false) == 0;
+        ok = tw_thread_start(&j->th, "tw-dfa-build", dfa_main, j, false) == 0;
         if (!ok)
             pthread_mutex_destroy(&j->mu);
     }

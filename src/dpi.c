@@ -62,7 +62,7 @@ static void *build_thread(void *arg)
  * module is made at the first need, as before. */
 static void build_in_background(struct dpi *d)
 {
-    d->building = tw_thread_start(&d->th, build_thread, d, false) == 0;
+    d->building = tw_thread_start(&d->th, "tw-ndpi-init", build_thread, d, false) == 0;
 }
 
 struct dpi *dpi_new(uint32_t max_flows, uint32_t max_packets, uint32_t stall_ms)

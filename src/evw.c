@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "tunnelwatch/evidence.h"
+#include "tunnelwatch/tw.h"
 
 #define EVW_OPEN_MAX      32
 #define EVW_WAKE_MS       100
@@ -585,7 +586,7 @@ struct evw *evw_new(const struct evw_opts *o, char *err, size_t errlen)
 
 int evw_start(struct evw *w)
 {
-    if (pthread_create(&w->th, NULL, run, w) != 0)
+    if (tw_thread_start(&w->th, "tw-evidence", run, w, false) != 0)
         return TW_ENOMEM;
     w->started = true;
     return TW_OK;

@@ -25,6 +25,7 @@
 
 #include "tunnelwatch/cursor.h"
 #include "tunnelwatch/fleet.h"
+#include "tunnelwatch/tw.h"
 
 #define ID_LEN      33   /* alert_ids_next: 16 hex, '-', 16 hex */
 #define IDMAP_SLOTS 8192 /* lost incidents remembered */
@@ -887,7 +888,7 @@ int fleet_start(struct fleet *f)
 {
     if (!f || !f->has_url)
         return TW_OK;
-    if (pthread_create(&f->th, NULL, fleet_main, f) != 0)
+    if (tw_thread_start(&f->th, "tw-fleet", fleet_main, f, false) != 0)
         return TW_ENOMEM;
     f->started = true;
     struct timespec ts;

@@ -79,7 +79,7 @@ void tw_prefault_start(struct tw_prefaulter *pf, void *p, size_t n)
         return;
     a->p = p;
     a->n = tw_big_footprint(n);
-    if (tw_thread_start(&pf->th, prefault_main, a, false) == 0)
+    if (tw_thread_start(&pf->th, "tw-prefault", prefault_main, a, false) == 0)
         pf->on = true;
     else
         free(a);
@@ -91,12 +91,16 @@ void tw_heap_reserve(size_t n)
     if (n < TW_BIG_ALIGN || n > ((size_t)16 << 20))
         return;
     /* freed memory at the heap's top is kept up to 1.5 n; a block of n comes from the heap
-     * (not its own mapping) for this one call; after it, blocks from 128 KiB on are mapped
-     * again (glibc's default, no longer adjusted as it would be) */
+     * (not its own mapping) for this one call; after it, blocks from 4 MiB on get mappings of
+     * their own. Setting these stops glibc's own adjustment, which would have left the
+     * threshold at 128 KiB: the Redis publisher's output buffer (hiredis), a few hundred KiB
+     * a batch, was then mapped and unmapped for every batch, and each unmapping flushes the
+     * TLB of every CPU running a thread of the sensor, the capture thread's too (87 mmap and
+     * munmap pairs a run on the 1 GB bench mix with SigmaHQ loaded; strace -f) */
     mallopt(M_TRIM_THRESHOLD, (int)(n + n / 2));
     mallopt(M_MMAP_THRESHOLD, (int)(n + 4096));
     uint8_t *p = malloc(n);
-    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+    mallopt(M_MMAP_THRESHOLD, 4 << 20);
     struct prefault_arg *arg = p ? malloc(sizeof(*arg)) : NULL;
     if (!arg) {
         free(p);
@@ -109,7 +113,7 @@ void tw_heap_reserve(size_t n)
     arg->n = e - a;
     (void)madvise(arg->p, arg->n, MADV_HUGEPAGE);
     pthread_t th;
-    if (tw_thread_start(&th, prefault_main, arg, true) != 0)
+    if (tw_thread_start(&th, NULL, prefault_main, arg, true) != 0)
         free(arg); /* the pages fault in as they are used, as without the reserve */
 #else
     (void)n;

@@ -32,6 +32,7 @@
 #include "tunnelwatch/publish.h"
 #include "tunnelwatch/rcluster.h"
 #include "tunnelwatch/spool.h"
+#include "tunnelwatch/tw.h"
 
 #define HB_FIELDS_MAX    256 /* heartbeat lines taken from pub_set_heartbeat */
 #define DROP_LOG_MS      10000
@@ -1699,7 +1700,7 @@ int pub_start(struct pub *p)
     /* A peer reset would otherwise kill the whole sensor on the next write. */
     signal(SIGPIPE, SIG_IGN);
     p->stopping = false;
-    if (pthread_create(&p->th, NULL, thread_main, p) != 0)
+    if (tw_thread_start(&p->th, "tw-publish", thread_main, p, false) != 0)
         return TW_ENOMEM;
     p->started = true;
     return TW_OK;

@@ -278,7 +278,7 @@ static bool defer_start(struct recorder *r)
     }
     pthread_cond_init(&f->cv, NULL);
     pthread_cond_init(&f->done, NULL);
-    bool ok = tw_thread_start(&f->th, defer_main, r, false) == 0;
+    bool ok = tw_thread_start(&f->th, "tw-format", defer_main, r, false) == 0;
     if (!ok) {
         pthread_cond_destroy(&f->cv);
         pthread_cond_destroy(&f->done);

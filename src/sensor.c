@@ -527,7 +527,7 @@ static void start_load(struct sensor *s)
     ld->msgs = NULL;
     ld->reason[0] = '\0';
     atomic_store_explicit(&ld->done, false, memory_order_relaxed);
-    int r = tw_thread_start(&ld->th, loader_main, ld, false); /* signals: capture thread */
+    int r = tw_thread_start(&ld->th, "tw-reload", loader_main, ld, false); /* signals: capture thread */
     if (r != 0) {
         s->reload_failures++;
         fprintf(stderr,
@@ -985,9 +985,12 @@ static int run_workers(struct sensor *s)
 {
     if (worker_engines(s))
         return 1;
-    for (int i = 0; i < s->n_workers; i++) /* signals go to this thread only */
+    for (int i = 0; i < s->n_workers; i++) { /* signals go to this thread only */
+        char name[16];
+        snprintf(name, sizeof(name), "tw-worker-%u", (unsigned)i % 100000u);
         s->workers[i].started =
-            tw_thread_start(&s->workers[i].th, worker_main, &s->workers[i], false) == 0;
+            tw_thread_start(&s->workers[i].th, name, worker_main, &s->workers[i], false) == 0;
+    }
     while (!stop) {
         struct timespec ts = {0, (s->ld.running ? 5 : 200) * 1000 * 1000};
         nanosleep(&ts, NULL);

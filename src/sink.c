@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "tunnelwatch/sink.h"
+#include "tunnelwatch/tw.h"
 
 #define RETRY_MS          100        /* a FIFO without a reader is tried again this often */
 #define SINK_LINGER_MS    5          /* a writer woken after the ring ran dry waits this long ... */
@@ -332,7 +333,7 @@ int sink_start(struct sink *s)
                 "until one opens it; what does not fit is dropped (alerts_file_dropped)\n",
                 s->path, s->o.cap / 1024);
     }
-    if (pthread_create(&s->th, NULL, writer_main, s) != 0)
+    if (tw_thread_start(&s->th, "tw-alerts-file", writer_main, s, false) != 0)
         return TW_ENOMEM;
     s->started = true;
     return TW_OK;

@@ -183,7 +183,8 @@ uint64_t tw_siphash(const uint8_t key[16], const uint8_t *data, size_t len)
     return siphash_rounds(key, data, len, 2, 4);
 }
 
-int tw_thread_start(pthread_t *th, void *(*fn)(void *), void *arg, bool detached)
+int tw_thread_start(pthread_t *th, const char *name, void *(*fn)(void *), void *arg,
+                    bool detached)
 {
     pthread_attr_t at;
     int rc = pthread_attr_init(&at);
@@ -197,6 +198,9 @@ int tw_thread_start(pthread_t *th, void *(*fn)(void *), void *arg, bool detached
     if (rc == 0) {
         rc = pthread_create(th, &at, fn, arg);
         (void)pthread_sigmask(SIG_SETMASK, &old, NULL);
+        /* a detached thread may be gone already: its handle is not ours to use */
+        if (rc == 0 && name && !detached)
+            (void)pthread_setname_np(*th, name);
     }
     pthread_attr_destroy(&at);
     return rc;

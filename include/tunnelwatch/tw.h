@@ -67,7 +67,9 @@ uint64_t tw_siphash(const uint8_t key[16], const uint8_t *data, size_t len);
 
 /* Starts fn(arg) on a new thread with every signal blocked in it (a thread inherits its
  * creator's mask), so that signals reach the sensor's own threads; a detached thread is never
- * joined. Returns pthread_create's result: 0 when the thread runs. */
-int tw_thread_start(pthread_t *th, void *(*fn)(void *), void *arg, bool detached);
+ * joined. name (at most 15 bytes, "tw-..."), when not NULL, is the thread's name as top -H,
+ * ps -T and perf show it. Returns pthread_create's result: 0 when the thread runs. */
+int tw_thread_start(pthread_t *th, const char *name, void *(*fn)(void *), void *arg,
+                    bool detached);
 
 #endif /* TW_TW_H */
