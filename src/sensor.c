@@ -527,7 +527,8 @@ static void start_load(struct sensor *s)
     ld->msgs = NULL;
     ld->reason[0] = '\0';
     atomic_store_explicit(&ld->done, false, memory_order_relaxed);
-    int r = tw_thread_start(&ld->th, "tw-reload", loader_main, ld, false); /* signals: capture thread */
+    int r =
+        tw_thread_start(&ld->th, "tw-reload", loader_main, ld, false); /* signals: capture thread */
     if (r != 0) {
         s->reload_failures++;
         fprintf(stderr,

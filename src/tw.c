@@ -183,8 +183,7 @@ uint64_t tw_siphash(const uint8_t key[16], const uint8_t *data, size_t len)
     return siphash_rounds(key, data, len, 2, 4);
 }
 
-int tw_thread_start(pthread_t *th, const char *name, void *(*fn)(void *), void *arg,
-                    bool detached)
+int tw_thread_start(pthread_t *th, const char *name, void *(*fn)(void *), void *arg, bool detached)
 {
     pthread_attr_t at;
     int rc = pthread_attr_init(&at);

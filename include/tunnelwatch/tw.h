@@ -69,7 +69,6 @@ uint64_t tw_siphash(const uint8_t key[16], const uint8_t *data, size_t len);
  * creator's mask), so that signals reach the sensor's own threads; a detached thread is never
  * joined. name (at most 15 bytes, "tw-..."), when not NULL, is the thread's name as top -H,
  * ps -T and perf show it. Returns pthread_create's result: 0 when the thread runs. */
-int tw_thread_start(pthread_t *th, const char *name, void *(*fn)(void *), void *arg,
-                    bool detached);
+int tw_thread_start(pthread_t *th, const char *name, void *(*fn)(void *), void *arg, bool detached);
 
 #endif /* TW_TW_H */
