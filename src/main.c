@@ -30,9 +30,10 @@ static int list_interfaces(void)
 }
 
 /* start -> run -> stop; the sensor owns cfg and rules from here on. */
-static int run_sensor(const struct cli_args *a, struct tw_cfg *cfg, struct ruleset *rules)
+static int run_sensor(const struct cli_args *a, struct tw_cfg *cfg, struct ruleset *rules,
+                      struct sensor_sig *sig)
 {
-    struct sensor *s = sensor_new(a, cfg, rules);
+    struct sensor *s = sensor_new(a, cfg, rules, sig);
     if (!s)
         return 1;
     int status = sensor_start(s);
@@ -54,9 +55,12 @@ int main(int argc, char **argv)
     }
     struct tw_cfg *cfg = calloc(1, sizeof(*cfg));
     struct ruleset *rules = NULL;
+    struct sensor_sig *sig = NULL;
     status = cfg ? cli_load_config(&a, cfg, stderr) : 1;
-    if (status == 0 && !a.check && !a.selftest)
+    if (status == 0 && !a.check && !a.selftest) {
         tw_heap_reserve(HEAP_RESERVE); /* the rules load into it already */
+        sig = sensor_sig_begin(&a, cfg);
+    }
     if (status == 0)
         rules = cli_load_rules(cfg, stderr, &status);
     if (rules && a.check) {
@@ -64,10 +68,12 @@ int main(int argc, char **argv)
     } else if (rules && a.selftest) {
         status = ruleset_selftest(rules, stdout) ? 1 : 0;
     } else if (rules) {
-        status = run_sensor(&a, cfg, rules);
+        status = run_sensor(&a, cfg, rules, sig);
         cfg = NULL; /* freed by the sensor */
         rules = NULL;
+        sig = NULL;
     }
+    sensor_sig_free(sig); /* the rules did not load: before cfg, which it reads */
     ruleset_free(rules);
     if (cfg)
         cfg_free(cfg);

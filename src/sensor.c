@@ -124,6 +124,7 @@ struct sensor {
     struct retired retired;
     uint64_t reloads, reload_failures;
     uint64_t config_sig;                 /* config_signature() of what is running */
+    struct sensor_sig *sig;              /* its first value, until sensor_start takes it */
     uint64_t seen;                       /* packets handed to the engine */
     int64_t first_pkt_us, start_wall_us; /* --realtime pacing */
     int64_t pace_late_max_us; /* the latest a paced packet was processed after its due time
@@ -409,6 +410,51 @@ static uint64_t config_signature(const struct cli_args *a, const struct tw_cfg *
     for (size_t i = 0; i < cfg->rules.n_paths; i++)
         h = file_signature(h, cfg->rules.paths[i], 0);
     return h;
+}
+
+struct sensor_sig {
+    pthread_t th;
+    const struct cli_args *a;
+    const struct tw_cfg *cfg;
+    uint64_t value;
+};
+
+static void *sig_main(void *arg)
+{
+    struct sensor_sig *g = arg;
+    g->value = config_signature(g->a, g->cfg);
+    return NULL;
+}
+
+struct sensor_sig *sensor_sig_begin(const struct cli_args *a, const struct tw_cfg *cfg)
+{
+    struct sensor_sig *g = malloc(sizeof(*g));
+    if (!g)
+        return NULL;
+    g->a = a;
+    g->cfg = cfg;
+    g->value = 0;
+    if (tw_thread_start(&g->th, "tw-config-sig", sig_main, g, false) != 0) {
+        free(g);
+        return NULL;
+    }
+    return g;
+}
+
+/* Waits for the signature; 0 and nothing else without one. */
+static uint64_t sig_end(struct sensor_sig *g)
+{
+    if (!g)
+        return 0;
+    pthread_join(g->th, NULL);
+    uint64_t v = g->value;
+    free(g);
+    return v;
+}
+
+void sensor_sig_free(struct sensor_sig *sig)
+{
+    (void)sig_end(sig);
 }
 
 static void free_cfg(struct tw_cfg *c)
@@ -1049,15 +1095,18 @@ static void drop_capabilities(void)
         fprintf(stderr, "tunnelwatch: warning: cannot clear capabilities: %s\n", strerror(errno));
 }
 
-struct sensor *sensor_new(const struct cli_args *a, struct tw_cfg *cfg, struct ruleset *rules)
+struct sensor *sensor_new(const struct cli_args *a, struct tw_cfg *cfg, struct ruleset *rules,
+                          struct sensor_sig *sig)
 {
     struct sensor *s = calloc(1, sizeof(*s));
     if (!s) {
+        sensor_sig_free(sig); /* before cfg: it reads it */
         cfg_free(cfg);
         free(cfg);
         ruleset_free(rules);
         return NULL;
     }
+    s->sig = sig;
     s->a = a;
     s->cfg = s->cfg0 = cfg;
     s->rules = rules;
@@ -1376,7 +1425,12 @@ int sensor_start(struct sensor *s)
     if (r)
         return r;
     install_signals();
-    s->config_sig = config_signature(s->a, s->cfg);
+    if (s->sig) {
+        s->config_sig = sig_end(s->sig); /* taken while the rules loaded */
+        s->sig = NULL;
+    } else {
+        s->config_sig = config_signature(s->a, s->cfg);
+    }
     return 0;
 }
 
@@ -1567,6 +1621,7 @@ void sensor_free(struct sensor *s)
 {
     if (!s)
         return;
+    sensor_sig_free(s->sig); /* a start that failed before it took the signature */
     for (int i = 0; i < s->n_workers; i++) {
         engine_free(s->workers[i].e);
         cap_close(&s->workers[i].src);

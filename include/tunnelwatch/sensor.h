@@ -17,10 +17,23 @@
 #include "tunnelwatch/rules.h"
 
 struct sensor;
+struct sensor_sig;
 
-/* Takes ownership of cfg (calloc'ed) and rules; a borrows the command line until
- * sensor_free. NULL when out of memory (cfg and rules are freed then). */
-struct sensor *sensor_new(const struct cli_args *a, struct tw_cfg *cfg, struct ruleset *rules);
+/* The identity on disk of what a SIGHUP reload would read (the configuration file, every rule
+ * file and folder: name, size, mtime, inode), for its "unchanged" test, taken on a thread of
+ * its own while the rules load: a folder of rule files costs a system call or two a file, on
+ * the way to the first packet otherwise. Taken before the load, so a file changed meanwhile
+ * only makes the next SIGHUP reload. a and cfg must outlive it: it is ended by sensor_new's
+ * sensor (or sensor_sig_free). NULL when the thread cannot start (sensor_start then takes
+ * the signature itself). */
+struct sensor_sig *sensor_sig_begin(const struct cli_args *a, const struct tw_cfg *cfg);
+/* Waits for it and frees it; NULL does nothing. */
+void sensor_sig_free(struct sensor_sig *sig);
+
+/* Takes ownership of cfg (calloc'ed), rules and sig (may be NULL); a borrows the command line
+ * until sensor_free. NULL when out of memory (cfg, rules and sig are freed then). */
+struct sensor *sensor_new(const struct cli_args *a, struct tw_cfg *cfg, struct ruleset *rules,
+                          struct sensor_sig *sig);
 /* 0, or the exit status (1 runtime, 2 configuration), reported on stderr. */
 int sensor_start(struct sensor *s);
 /* 0, or the exit status: 1 when an input could not be read, 2 for a bad filter. */
