@@ -61,6 +61,7 @@ struct ac_pat {
     uint32_t id;  /* caller id */
     uint16_t len;
     uint8_t tag; /* caller bits (ac_add_tagged); a search reports it when they meet its mask */
+    uint8_t at;  /* AC_AT_START, AC_AT_END (ac_add_anchored) */
 };
 
 struct ac {
@@ -78,6 +79,7 @@ struct ac {
     uint32_t *dict;     /* nearest proper suffix node with an output, or AC_NONE */
     uint8_t *same_next; /* same_next[p]: sorted pattern p+1 ends at the same node */
     uint8_t *ntag;      /* union of the tags of the patterns a visit of the node reports */
+    uint8_t *etag;      /* ... of those that match only at the text's end (AC_AT_END) */
     uint32_t root_next[256];
     uint32_t *d1; /* dense 256-entry rows for the depth-1 nodes (ids 1 .. first[1]-1) */
     /* DFA (NULL when over AC_DFA_MAX_BYTES): delta[n * width + cls[byte]] = the next node's
@@ -144,6 +146,7 @@ void ac_free(struct ac *ac)
     free(ac->dict);
     free(ac->same_next);
     free(ac->ntag);
+    free(ac->etag);
     free(ac->d1);
     void *table = ac->delta ? (void *)ac->delta : (void *)ac->delta16;
     if (ac->delta_mapped)
@@ -160,7 +163,13 @@ int ac_add(struct ac *ac, const uint8_t *pat, size_t len, uint32_t id)
 
 int ac_add_tagged(struct ac *ac, const uint8_t *pat, size_t len, uint32_t id, uint8_t tag)
 {
-    if (!ac || ac->built)
+    return ac_add_anchored(ac, pat, len, id, tag, 0);
+}
+
+int ac_add_anchored(struct ac *ac, const uint8_t *pat, size_t len, uint32_t id, uint8_t tag,
+                    unsigned at)
+{
+    if (!ac || ac->built || at > (AC_AT_START | AC_AT_END))
         return TW_EBAD;
     if (len == 0 || len > AC_MAX_PATLEN)
         return TW_EBAD;
@@ -191,6 +200,7 @@ int ac_add_tagged(struct ac *ac, const uint8_t *pat, size_t len, uint32_t id, ui
     ac->pats[ac->n_pats].len = (uint16_t)len;
     ac->pats[ac->n_pats].id = id;
     ac->pats[ac->n_pats].tag = tag;
+    ac->pats[ac->n_pats].at = (uint8_t)at;
     ac->n_pats++;
     ac->pool_len += len;
     return TW_OK;
@@ -377,22 +387,30 @@ static void build_links(struct ac *ac, uint32_t count)
 }
 
 /* Node tags, BFS order: a node's own patterns' tags and those of its dictionary suffix,
- * which is shallower and so already done. */
+ * which is shallower and so already done; those of patterns that match only at the text's
+ * end apart (etag), as a visit before the end cannot report them. */
 static int build_tags(struct ac *ac, uint32_t count)
 {
     ac->ntag = malloc(count ? count : 1);
-    if (!ac->ntag)
+    ac->etag = malloc(count ? count : 1);
+    if (!ac->ntag || !ac->etag)
         return TW_ENOMEM;
     for (uint32_t n = 0; n < count; n++) {
-        uint8_t t = 0;
+        uint8_t t = 0, e = 0;
         for (uint32_t p = ac->out[n]; p != AC_NONE; p++) {
-            t |= ac->pats[p].tag;
+            if (ac->pats[p].at & AC_AT_END)
+                e |= ac->pats[p].tag;
+            else
+                t |= ac->pats[p].tag;
             if (!ac->same_next[p])
                 break;
         }
-        if (ac->dict[n] != AC_NONE)
+        if (ac->dict[n] != AC_NONE) {
             t |= ac->ntag[ac->dict[n]];
+            e |= ac->etag[ac->dict[n]];
+        }
         ac->ntag[n] = t;
+        ac->etag[n] = e;
     }
     return TW_OK;
 }
@@ -599,7 +617,7 @@ size_t ac_memory(const struct ac *ac)
         return 0;
     size_t m = sizeof(*ac) + ac->cap_pats * sizeof(struct ac_pat) + ac->pool_cap;
     if (ac->built)
-        m += (size_t)ac->n_nodes * (2 + 4 * 4) + 4 + ac->n_pats;
+        m += (size_t)ac->n_nodes * (3 + 4 * 4) + 4 + ac->n_pats;
     if (ac->d1)
         m += (size_t)(ac->first[1] - 1) * 256 * sizeof(uint32_t);
     if (__atomic_load_n(&ac->delta, __ATOMIC_ACQUIRE))
@@ -609,17 +627,30 @@ size_t ac_memory(const struct ac *ac)
     return m;
 }
 
+/* The tags a visit of node s can report with end bytes of len searched (want()). */
+static inline uint8_t node_tags(const struct ac *ac, uint32_t s, size_t end, size_t len)
+{
+    return end == len ? (uint8_t)(ac->ntag[s] | ac->etag[s]) : ac->ntag[s];
+}
+
+/* Whether pattern p, ending at end of a text of len bytes, is reported to mask. */
+static inline bool want(const struct ac_pat *p, size_t end, size_t len, uint8_t mask)
+{
+    return (p->tag & mask) && (!(p->at & AC_AT_END) || end == len) &&
+           (!(p->at & AC_AT_START) || end == p->len);
+}
+
 /* Reports every pattern ending at node s (the node's own, then its dictionary chain). The
- * callers test first that some of them is asked for (ntag[s] & mask): the common case is that
- * none is, and then no call is made. */
-static int report(const struct ac *ac, uint32_t s, size_t end, uint8_t mask, ac_hit_fn fn, void *ud,
-                  int *hits)
+ * callers test first that some of them is asked for (node_tags & mask): the common case is
+ * that none is, and then no call is made. */
+static int report(const struct ac *ac, uint32_t s, size_t end, size_t len, uint8_t mask,
+                  ac_hit_fn fn, void *ud, int *hits)
 {
     if (ac->out[s] == AC_NONE)
         s = ac->dict[s];
     for (; s != AC_NONE; s = ac->dict[s]) {
         for (uint32_t p = ac->out[s];; p++) {
-            if (ac->pats[p].tag & mask) {
+            if (want(&ac->pats[p], end, len, mask)) {
                 /* the count must stay representable as int: stop reporting at the cap */
                 if (*hits >= INT32_MAX)
                     return 1;
@@ -647,7 +678,8 @@ static int search_dfa(const struct ac *ac, const uint32_t *d, const uint8_t *tex
         off = e & ~AC_DFA_OUT;
         if (e & AC_DFA_OUT) {
             uint32_t node = off / ac->width;
-            if ((ac->ntag[node] & mask) && report(ac, node, i + 1, mask, fn, ud, &hits))
+            if ((node_tags(ac, node, i + 1, len) & mask) &&
+                report(ac, node, i + 1, len, mask, fn, ud, &hits))
                 break;
         }
     }
@@ -666,8 +698,8 @@ static int search_dfa16(const struct ac *ac, const uint16_t *d, const uint8_t *t
         uint32_t e = d[off + cls[text[i]]];
         uint32_t node = e & (DFA16_OUT - 1);
         off = node * w;
-        if ((e & DFA16_OUT) && (ac->ntag[node] & mask) &&
-            report(ac, node, i + 1, mask, fn, ud, &hits))
+        if ((e & DFA16_OUT) && (node_tags(ac, node, i + 1, len) & mask) &&
+            report(ac, node, i + 1, len, mask, fn, ud, &hits))
             break;
     }
     return hits;
@@ -697,8 +729,8 @@ int ac_search_tagged(const struct ac *ac, const uint8_t *text, size_t len, uint8
         while ((t = child(ac, s, c)) == AC_NONE && s != 0)
             s = ac->fail[s];
         s = t == AC_NONE ? 0 : t;
-        if (s != 0 && (ac->out[s] != AC_NONE || ac->dict[s] != AC_NONE) && (ac->ntag[s] & mask) &&
-            report(ac, s, i + 1, mask, fn, ud, &hits))
+        if (s != 0 && (ac->out[s] != AC_NONE || ac->dict[s] != AC_NONE) &&
+            (node_tags(ac, s, i + 1, len) & mask) && report(ac, s, i + 1, len, mask, fn, ud, &hits))
             break;
     }
     return hits;

@@ -22,6 +22,13 @@ int ac_add(struct ac *ac, const uint8_t *pat, size_t len, uint32_t id) TW_WUR;
 /* ac_add with tag bits of the caller's (ac_add's are 0xff): ac_search_tagged reports the
  * pattern only to a search whose mask shares a bit with them. */
 int ac_add_tagged(struct ac *ac, const uint8_t *pat, size_t len, uint32_t id, uint8_t tag) TW_WUR;
+/* Where a pattern may match (ac_add_anchored): AC_AT_START only at the start of the text,
+ * AC_AT_END only at its end (both: the whole text). A search reports it nowhere else, and a
+ * node whose patterns all end at the text's end costs a mid-text visit no more than a node
+ * without any (a Sigma value with |endswith, whose other matches its check would refuse). */
+enum { AC_AT_START = 1, AC_AT_END = 2 };
+int ac_add_anchored(struct ac *ac, const uint8_t *pat, size_t len, uint32_t id, uint8_t tag,
+                    unsigned at) TW_WUR;
 /* Builds the automaton; small ones (see ac.c) also get a DFA that searches faster. */
 int ac_build(struct ac *ac) TW_WUR;
 /* ac_build without the DFA: the compact search path only. It exists for the tests and the

@@ -66,8 +66,9 @@ static void add_patterns(struct ac *dfa, struct ac *cmp, const uint8_t *data, si
         const uint8_t *nl = memchr(data + s, '\n', plen - s);
         size_t e = nl ? (size_t)(nl - data) : plen, n = e - s;
         uint8_t tag = (uint8_t)(1u << (id % 8));
-        int rd = ac_add_tagged(dfa, data + s, n, id, tag);
-        int rc = ac_add_tagged(cmp, data + s, n, id, tag);
+        unsigned at = (id / 8) % 4; /* AC_AT_START, AC_AT_END: one pattern in two anchored */
+        int rd = ac_add_anchored(dfa, data + s, n, id, tag, at);
+        int rc = ac_add_anchored(cmp, data + s, n, id, tag, at);
         if (rd != rc)
             abort();
         if (rd == TW_OK) {
@@ -75,7 +76,8 @@ static void add_patterns(struct ac *dfa, struct ac *cmp, const uint8_t *data, si
                 size_t k = 0;
                 while (k < n && lc(text[end - n + k]) == lc(data[s + k]))
                     k++;
-                if (k == n)
+                if (k == n && (!(at & AC_AT_START) || end == n) &&
+                    (!(at & AC_AT_END) || end == tlen))
                     add(want, id, end);
             }
             id++;

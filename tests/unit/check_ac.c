@@ -363,9 +363,10 @@ START_TEST(test_dfa_differential)
 }
 END_TEST
 
-/* Tagged patterns: a search with a mask reports exactly the hits of the patterns whose tag
- * meets it (the naive matcher's, filtered), on the DFA and the compact path alike; a mask no
- * tag meets reports nothing, and ac_search (all bits) everything. */
+/* Tagged patterns, a third of them anchored (AC_AT_START, AC_AT_END or both): a search with a
+ * mask reports exactly the hits of the patterns whose tag meets it and whose anchoring holds
+ * (the naive matcher's, filtered), on the DFA and the compact path alike; a mask no tag meets
+ * reports nothing, and ac_search (all bits) every anchored-right hit. */
 START_TEST(test_tags_differential)
 {
     static const uint8_t alpha[] = "abcAB.-\xc1";
@@ -374,12 +375,13 @@ START_TEST(test_tags_differential)
     uint8_t **pats;
     size_t *plen;
     dfa_patterns(np, alpha, sizeof(alpha) - 1, &pats, &plen);
-    uint8_t *tag = calloc(np, 1);
+    uint8_t *tag = calloc(np, 1), *at = calloc(np, 1);
     struct ac *dfa = ac_new(), *cmp = ac_new();
     for (size_t i = 0; i < np; i++) {
         tag[i] = (uint8_t)(1u << (rnd() % 7)) | (rnd() % 5 == 0 ? 0x40 : 0);
-        ck_assert_int_eq(ac_add_tagged(dfa, pats[i], plen[i], (uint32_t)i, tag[i]), TW_OK);
-        ck_assert_int_eq(ac_add_tagged(cmp, pats[i], plen[i], (uint32_t)i, tag[i]), TW_OK);
+        at[i] = rnd() % 6 < 3 ? (uint8_t)(1 + rnd() % 3) : 0;
+        ck_assert_int_eq(ac_add_anchored(dfa, pats[i], plen[i], (uint32_t)i, tag[i], at[i]), TW_OK);
+        ck_assert_int_eq(ac_add_anchored(cmp, pats[i], plen[i], (uint32_t)i, tag[i], at[i]), TW_OK);
     }
     ck_assert_int_eq(ac_build(dfa), TW_OK);
     ck_assert_int_eq(ac_build_compact(cmp), TW_OK);
@@ -392,15 +394,22 @@ START_TEST(test_tags_differential)
         int na = ac_search_tagged(dfa, text, n, mask, collect, &a);
         int nb = ac_search_tagged(cmp, text, n, mask, collect, &b);
         naive((const uint8_t *const *)pats, plen, np, text, n, &all);
-        for (size_t k = 0; k < all.n; k++)
-            if (tag[all.h[k].id] & mask)
-                (void)collect(&want, all.h[k].id, all.h[k].end);
+        size_t placed = 0; /* the naive hits whose anchoring holds */
+        for (size_t k = 0; k < all.n; k++) {
+            uint32_t id = all.h[k].id;
+            size_t end = all.h[k].end;
+            if (((at[id] & AC_AT_START) && end != plen[id]) || ((at[id] & AC_AT_END) && end != n))
+                continue;
+            placed++;
+            if (tag[id] & mask)
+                (void)collect(&want, id, end);
+        }
         ck_assert_int_eq(na, (int)want.n);
         ck_assert_int_eq(nb, (int)want.n);
         if (mask == 0x80)
             ck_assert_int_eq(na, 0);
         if (mask == 0xff)
-            ck_assert_int_eq(ac_search(dfa, text, n, NULL, NULL), (int)all.n);
+            ck_assert_int_eq(ac_search(dfa, text, n, NULL, NULL), (int)placed);
         if (want.n) {
             qsort(a.h, a.n, sizeof(*a.h), hit_cmp);
             qsort(b.h, b.n, sizeof(*b.h), hit_cmp);
@@ -420,6 +429,7 @@ START_TEST(test_tags_differential)
     ck_assert_uint_gt(total, 0);
     pats_free(pats, plen, np);
     free(tag);
+    free(at);
     ac_free(dfa);
     ac_free(cmp);
 }
