@@ -21,7 +21,9 @@
  * more of the rows a search walks stay in the first-level cache, for a multiply per byte);
  * above, 32 bits, the target's row offset (node * width) and the same bit. The loop branches
  * to report() only on that bit and only for a node some of whose patterns' tags the search's
- * mask asks for. The table is built only while it stays under AC_DFA_MAX_BYTES;
+ * mask asks for; the tags of patterns anchored at the text's end (ac_add_anchored) count only
+ * at its last byte, and report() skips an anchored pattern found elsewhere. The table is built
+ * only while it stays under AC_DFA_MAX_BYTES;
  * larger sets (a million domains) keep the compact path unchanged. Both paths share
  * report(), so hits, their order and the stop rules are identical. ac_build_compact() skips
  * the DFA so tests can compare the two. After ac_build the automaton is read-only, so any
