@@ -420,8 +420,8 @@ struct metrics *metrics_new(const char *listen_addr, bool allow_remote, char *er
         goto fail;
     }
     pthread_mutex_init(&m->mu, NULL);
-    int rc = tw_thread_start(&m->thread, "tw-metrics", listener, m,
-                             false); /* signals stay with main() */
+    /* signals stay with main() */
+    int rc = tw_thread_start(&m->thread, "tw-metrics", listener, m, false);
     if (rc != 0) {
         snprintf(err, errlen, "metrics: cannot start the listener thread: %s", strerror(rc));
         pthread_mutex_destroy(&m->mu);

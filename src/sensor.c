@@ -428,6 +428,8 @@ static void *sig_main(void *arg)
 
 struct sensor_sig *sensor_sig_begin(const struct cli_args *a, const struct tw_cfg *cfg)
 {
+    if (a->user)
+        return NULL; /* -Z: taken after the drop, as the reload's loader will see the files */
     struct sensor_sig *g = malloc(sizeof(*g));
     if (!g)
         return NULL;
@@ -573,8 +575,8 @@ static void start_load(struct sensor *s)
     ld->msgs = NULL;
     ld->reason[0] = '\0';
     atomic_store_explicit(&ld->done, false, memory_order_relaxed);
-    int r =
-        tw_thread_start(&ld->th, "tw-reload", loader_main, ld, false); /* signals: capture thread */
+    /* signals stay with the capture thread */
+    int r = tw_thread_start(&ld->th, "tw-reload", loader_main, ld, false);
     if (r != 0) {
         s->reload_failures++;
         fprintf(stderr,

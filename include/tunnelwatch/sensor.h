@@ -24,8 +24,9 @@ struct sensor_sig;
  * its own while the rules load: a folder of rule files costs a system call or two a file, on
  * the way to the first packet otherwise. Taken before the load, so a file changed meanwhile
  * only makes the next SIGHUP reload. a and cfg must outlive it: it is ended by sensor_new's
- * sensor (or sensor_sig_free). NULL when the thread cannot start (sensor_start then takes
- * the signature itself). */
+ * sensor (or sensor_sig_free). NULL with -Z USER (a folder root may read and USER may not
+ * would differ from what a reload sees: sensor_start takes it after the drop), or when the
+ * thread cannot start (sensor_start then takes the signature itself). */
 struct sensor_sig *sensor_sig_begin(const struct cli_args *a, const struct tw_cfg *cfg);
 /* Waits for it and frees it; NULL does nothing. */
 void sensor_sig_free(struct sensor_sig *sig);
