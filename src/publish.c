@@ -37,8 +37,8 @@
 #define HB_FIELDS_MAX    256 /* heartbeat lines taken from pub_set_heartbeat */
 #define DROP_LOG_MS      10000
 #define IDLE_WAIT_MAX_MS 1000
-#define PUB_LINGER_MS    5   /* an idle publisher woken by a record waits this long ... */
-#define PUB_LINGER_RECS  256 /* ... unless this many are queued already */
+#define PUB_LINGER_MS    5    /* an idle publisher woken by a record waits this long ... */
+#define PUB_LINGER_RECS  256  /* ... unless this many are queued already */
 #define GIVE_BACK_MIN    1024 /* a queue this long since it was last empty was a backlog */
 
 struct qrec {
