@@ -27,6 +27,10 @@ struct yml_chunk {
     max_align_t data[];
 };
 
+struct ln {
+    size_t start, ind, c, e, next; /* content [c, e), indentation ind, next line's start */
+};
+
 struct yp {
     yaml_document_t *doc;
     struct yml_doc *out;
@@ -39,14 +43,14 @@ struct yp {
     char *buf;   /* scratch for one scalar's value (n + 1 bytes) */
     int rc;      /* the first failure sticks: YML_DECLINE or YML_ENOMEM */
     int depth;
+    struct ln memo; /* the line line_at found last: the parser asks for each line several times */
+    bool memo_ok;
 };
 
-struct ln {
-    size_t start, ind, c, e, next; /* content [c, e), indentation ind, next line's start */
-};
-
-static struct ln line_at(const struct yp *p, size_t pos)
+static struct ln line_at(struct yp *p, size_t pos)
 {
+    if (p->memo_ok && p->memo.start == pos)
+        return p->memo;
     struct ln l;
     size_t i = pos;
     while (i < p->n && p->s[i] == ' ')
@@ -57,6 +61,8 @@ static struct ln line_at(const struct yp *p, size_t pos)
     const char *nl = memchr(p->s + i, '\n', p->n - i);
     l.e = nl ? (size_t)(nl - p->s) : p->n;
     l.next = nl ? l.e + 1 : p->n;
+    p->memo = l;
+    p->memo_ok = true;
     return l;
 }
 
@@ -490,7 +496,7 @@ int yml_load(struct yml_doc *out, const uint8_t *data, size_t len)
     memset(out, 0, sizeof(*out));
     if (!data || len == 0 || len > (size_t)INT32_MAX || !plain_text(data, len))
         return YML_DECLINE;
-    struct yp p = {&out->doc, out, NULL, 0, 0, (const char *)data, len, 0, 0, NULL, YML_OK, 0};
+    struct yp p = {.doc = &out->doc, .out = out, .s = (const char *)data, .n = len, .rc = YML_OK};
     skip_blank(&p);
     struct ln l = line_at(&p, p.pos);
     if (p.pos >= len || l.ind != 0 || !key_end(&p, l.c, l.e))
