@@ -14,11 +14,16 @@ $PY "$TW_SRC/scripts/gen_pcaps.py" --flows 3000 "$T/flows.pcap" >/dev/null
 $PY "$TW_SRC/scripts/gen_pcaps.py" --flows 60000 "$T/big.pcap" >/dev/null
 # an indicator list flags every generated benign name: one alert per flow (distinct hosts)
 printf '# id: 7d0c3c1e-5a2f-4c59-9d7e-0e5e1a000001\n# title: Test: every example.net name\n# level: low\nexample.net\n' >"$T/all.txt"
-S=(-R "$T/all.txt" --set redis.timeout_ms=500 --set redis.heartbeat_s=1)
+# the alerts file is each scenario's list of raised records; paced (--realtime) replays treat it
+# as live capture does, dropping what a full queue cannot take, and on a loaded machine (the
+# suite runs its tests in parallel) its writer fell 4 MiB behind once: a queue that holds
+# every record of these captures keeps the reference whole
+Q=(--set output.alerts_queue_kib=65536)
+S=(-R "$T/all.txt" --set redis.timeout_ms=500 --set redis.heartbeat_s=1 "${Q[@]}")
 # for the pause test: a big capture where one flow in 20 is flagged (3000 alerts + flow ends)
 { printf '# id: 7d0c3c1e-5a2f-4c59-9d7e-0e5e1a000002\n# title: Test: one name in 20\n# level: low\n'
   for i in $(seq 0 20 59999); do printf 'h%08d.example.net\n' "$i"; done; } >"$T/some.txt"
-P=(-R "$T/some.txt" --set redis.timeout_ms=500 --set redis.heartbeat_s=1)
+P=(-R "$T/some.txt" --set redis.timeout_ms=500 --set redis.heartbeat_s=1 "${Q[@]}")
 
 ids_in_stream() { stream_json "$1" | $PY -c 'import json,sys; [print(json.loads(l)["event.id"]) for l in sys.stdin]' | sort; }
 ids_in_file() { $PY -c 'import json,sys; [print(json.loads(l)["event.id"]) for l in open(sys.argv[1])]' "$1" | sort; }
