@@ -87,7 +87,7 @@ struct pub {
     char *hb_fields;
     struct pub_stats st;
     uint64_t spool_dropped;
-    uint64_t queued_hw;  /* most records held since the queue was last empty */
+    uint64_t queued_hw;  /* most records held at once since the last give_back */
     bool trim_due;       /* reconnected since the last give_back */
     struct pblob *blobs; /* pub_put_blob's, newest first */
     size_t n_blobs;
