@@ -39,7 +39,7 @@
 #define IDLE_WAIT_MAX_MS 1000
 #define PUB_LINGER_MS    5    /* an idle publisher woken by a record waits this long ... */
 #define PUB_LINGER_RECS  256  /* ... unless this many are queued already */
-#define GIVE_BACK_MIN    1024 /* a queue this long since it was last empty was a backlog */
+#define GIVE_BACK_MIN    1024 /* a queue this long since the last give_back: a backlog */
 
 struct qrec {
     struct qrec *next;

@@ -66,7 +66,7 @@ static void add_patterns(struct ac *dfa, struct ac *cmp, const uint8_t *data, si
         const uint8_t *nl = memchr(data + s, '\n', plen - s);
         size_t e = nl ? (size_t)(nl - data) : plen, n = e - s;
         uint8_t tag = (uint8_t)(1u << (id % 8));
-        unsigned at = (id / 8) % 4; /* AC_AT_START, AC_AT_END: one pattern in two anchored */
+        unsigned at = (id / 8) % 4; /* 0, AC_AT_START, AC_AT_END or both: three in four anchored */
         int rd = ac_add_anchored(dfa, data + s, n, id, tag, at);
         int rc = ac_add_anchored(cmp, data + s, n, id, tag, at);
         if (rd != rc)

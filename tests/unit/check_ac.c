@@ -363,7 +363,7 @@ START_TEST(test_dfa_differential)
 }
 END_TEST
 
-/* Tagged patterns, a third of them anchored (AC_AT_START, AC_AT_END or both): a search with a
+/* Tagged patterns, half of them anchored (AC_AT_START, AC_AT_END or both): a search with a
  * mask reports exactly the hits of the patterns whose tag meets it and whose anchoring holds
  * (the naive matcher's, filtered), on the DFA and the compact path alike; a mask no tag meets
  * reports nothing, and ac_search (all bits) every anchored-right hit. */

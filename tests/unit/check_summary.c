@@ -24,16 +24,21 @@ static struct tw_addr host(uint32_t x, bool v6)
     return a;
 }
 
-/* The JSON lines summary_print writes, whole. */
-static char *json_of(const struct summary *s)
+/* What summary_print writes, whole: the table (table) or the JSON lines. */
+static char *printed(const struct summary *s, bool table)
 {
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
     ck_assert_ptr_nonnull(f);
-    summary_print(s, NULL, f);
+    summary_print(s, table ? f : NULL, table ? NULL : f);
     fclose(f);
     return buf;
+}
+
+static char *json_of(const struct summary *s)
+{
+    return printed(s, false);
 }
 
 static size_t lines(const char *s)
@@ -137,13 +142,7 @@ static void expect_row(char **buf, size_t *len, const char *host, uint64_t alert
 
 static char *table_of(const struct summary *s)
 {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    ck_assert_ptr_nonnull(f);
-    summary_print(s, f, NULL);
-    fclose(f);
-    return buf;
+    return printed(s, true);
 }
 
 /* The table, formatted by hand, is what fprintf's widths made of it: short and over-wide
